@@ -1,0 +1,161 @@
+//! SQL for the outbox / event feed.
+
+use std::collections::BTreeMap;
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use super::{Event, NewEvent};
+use crate::ids::{ChannelId, EventId};
+use crate::storage::{Dialect, StoreError};
+use crate::time;
+
+/// Serializes event appends across PostgreSQL transactions so that `position`
+/// order is commit order (a sequence alone can commit out of order).
+const OUTBOX_LOCK_ID: i64 = 0x6f6d_6e69_6576;
+/// Rows per multi-row INSERT (9 parameters each; well under SQLite's limit).
+const APPEND_CHUNK: usize = 100;
+/// The PostgreSQL NOTIFY channel other nodes LISTEN on.
+pub const NOTIFY_CHANNEL: &str = "omnihub_events";
+
+/// Appends events inside the writer's transaction, as the last statements
+/// before COMMIT.
+pub async fn append(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    events: &[NewEvent],
+) -> Result<(), StoreError> {
+    if dialect == Dialect::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(OUTBOX_LOCK_ID)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for chunk in events.chunks(APPEND_CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO events (id, type, schema_version, occurred_at, channel_id, subjects, payload) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let p = i * 7;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7
+            ));
+        }
+        let mut query = sqlx::query(&sql);
+        for event in chunk {
+            query = query
+                .bind(event.id.to_string())
+                .bind(event.kind.clone())
+                .bind(event.schema_version)
+                .bind(time::to_micros(event.occurred_at))
+                .bind(event.channel_id.map(|c| c.to_string()))
+                .bind(serde_json::to_string(&event.subjects).unwrap_or_else(|_| "{}".into()))
+                .bind(event.payload.to_string());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    if dialect == Dialect::Postgres {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(NOTIFY_CHANNEL)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Events after `after`, oldest first, at most `limit`.
+pub async fn list_after(
+    pool: &AnyPool,
+    after: i64,
+    types: &super::TypeFilter,
+    limit: i64,
+) -> Result<Vec<Event>, StoreError> {
+    let patterns = types.patterns();
+    let mut sql = String::from(
+        "SELECT position, id, type, schema_version, occurred_at, channel_id, subjects, payload \
+         FROM events WHERE position > $1",
+    );
+    if !patterns.is_empty() {
+        let clauses: Vec<String> = patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                if p.ends_with('*') {
+                    format!("type LIKE ${}", i + 3)
+                } else {
+                    format!("type = ${}", i + 3)
+                }
+            })
+            .collect();
+        sql.push_str(&format!(" AND ({})", clauses.join(" OR ")));
+    }
+    sql.push_str(" ORDER BY position LIMIT $2");
+    let mut query = sqlx::query(&sql).bind(after).bind(limit);
+    for p in &patterns {
+        query = query.bind(match p.strip_suffix('*') {
+            Some(prefix) => format!("{prefix}%"),
+            None => p.clone(),
+        });
+    }
+    let rows = query.fetch_all(pool).await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+/// The position of the newest event (0 when there is none).
+pub async fn head(pool: &AnyPool) -> Result<i64, StoreError> {
+    let row = sqlx::query("SELECT COALESCE(MAX(position), 0) AS head FROM events")
+        .fetch_one(pool)
+        .await?;
+    Ok(row.try_get::<i64, _>("head")?)
+}
+
+pub fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("events.{what}"));
+    let id: String = row.try_get("id")?;
+    let channel_id: Option<String> = row.try_get("channel_id")?;
+    let subjects: String = row.try_get("subjects")?;
+    let payload: String = row.try_get("payload")?;
+    Ok(Event {
+        position: row.try_get("position")?,
+        id: id.parse::<EventId>().map_err(|_| corrupt("id"))?,
+        kind: row.try_get("type")?,
+        schema_version: row.try_get("schema_version")?,
+        occurred_at: time::from_micros(row.try_get("occurred_at")?),
+        channel_id: channel_id
+            .map(|c| c.parse::<ChannelId>())
+            .transpose()
+            .map_err(|_| corrupt("channel_id"))?,
+        subjects: serde_json::from_str::<BTreeMap<String, String>>(&subjects)
+            .map_err(|_| corrupt("subjects"))?,
+        payload: serde_json::from_str(&payload).map_err(|_| corrupt("payload"))?,
+    })
+}
+
+/// The events at these positions (missing ones are skipped), oldest first.
+pub async fn by_positions(pool: &AnyPool, positions: &[i64]) -> Result<Vec<Event>, StoreError> {
+    if positions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=positions.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT position, id, type, schema_version, occurred_at, channel_id, subjects, payload \
+         FROM events WHERE position IN ({}) ORDER BY position",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for p in positions {
+        query = query.bind(*p);
+    }
+    let rows = query.fetch_all(pool).await?;
+    rows.iter().map(event_from_row).collect()
+}

@@ -1,0 +1,141 @@
+//! `GET /v1/stream`: domain events as server-sent events, live.
+//!
+//! Each SSE message has `id:` = the feed position, `event:` = the type and
+//! `data:` = the [`EventBody`] JSON. A client that reconnects with
+//! `Last-Event-ID` (or `?after=`) resumes exactly after the last event it saw;
+//! without either it starts at the live head. Events come from the node's
+//! in-memory [`super::tail::Tail`]; a client further behind reads the database
+//! until it catches up.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures::Stream;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::http::{EventBody, parse_position, parse_types};
+use super::tail::TailRead;
+use super::{Event, TypeFilter, store};
+use crate::http::AppState;
+use crate::http::auth::{Authorized, scope};
+use crate::http::extract::Query;
+use crate::http::problem::{ApiError, Problem};
+
+/// Events fetched per step while catching up.
+const CATCH_UP_BATCH: i64 = 500;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    /// Comma-separated event types; `inventory.*` matches a prefix.
+    pub types: Option<String>,
+    /// Start after this position (`Last-Event-ID` takes precedence).
+    pub after: Option<String>,
+}
+
+/// Live event stream (text/event-stream).
+#[utoipa::path(get, path = "/v1/stream", tag = "events",
+    params(StreamParams, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this position")),
+    responses(
+        (status = 200, content_type = "text/event-stream", description = "SSE: id = position, event = type, data = EventBody JSON"),
+        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn stream(
+    State(state): State<AppState>,
+    _caller: Authorized<scope::EventsRead>,
+    headers: HeaderMap,
+    Query(params): Query<StreamParams>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let filter = parse_types(params.types.as_deref())?;
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let cursor = match last_event_id.or(params.after.as_deref()) {
+        Some(raw) => parse_position(Some(raw))?,
+        None => state.tail.head(),
+    };
+    state.metrics.sse_subscribers.inc();
+    let subscription = Subscription {
+        head: state.tail.subscribe(),
+        state,
+        cursor,
+        filter,
+        pending: VecDeque::new(),
+    };
+    let events = futures::stream::unfold(subscription, |mut s| async move {
+        let event = s.next().await?;
+        Some((Ok(to_sse(&event)), s))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+struct Subscription {
+    state: AppState,
+    head: tokio::sync::watch::Receiver<i64>,
+    cursor: i64,
+    filter: TypeFilter,
+    pending: VecDeque<Arc<Event>>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.state.metrics.sse_subscribers.dec();
+    }
+}
+
+impl Subscription {
+    /// The next matching event; `None` ends the stream (shutdown or error).
+    async fn next(&mut self) -> Option<Arc<Event>> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(event);
+            }
+            // Mark the head seen before reading, so a commit between the read
+            // and the wait still wakes us.
+            self.head.borrow_and_update();
+            match self.state.tail.read_after(self.cursor, &self.filter, 256) {
+                TailRead::Events(events, cursor) => {
+                    self.cursor = cursor;
+                    if events.is_empty() {
+                        tokio::select! {
+                            _ = self.state.shutdown.cancelled() => return None,
+                            changed = self.head.changed() => changed.ok()?,
+                        }
+                    }
+                    self.pending.extend(events);
+                }
+                TailRead::Behind => {
+                    let everything = TypeFilter::default();
+                    let events = store::list_after(
+                        self.state.store.reader(),
+                        self.cursor,
+                        &everything,
+                        CATCH_UP_BATCH,
+                    )
+                    .await
+                    .ok()?;
+                    if let Some(last) = events.last() {
+                        self.cursor = last.position;
+                    }
+                    self.pending.extend(
+                        events
+                            .into_iter()
+                            .filter(|e| self.filter.matches(&e.kind))
+                            .map(Arc::new),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn to_sse(event: &Event) -> SseEvent {
+    let body = EventBody::from(event);
+    SseEvent::default()
+        .id(event.position.to_string())
+        .event(event.kind.clone())
+        .json_data(&body)
+        .unwrap_or_else(|_| SseEvent::default().comment("unserializable event"))
+}

@@ -1,0 +1,137 @@
+//! Authentication and scopes.
+//!
+//! [`authenticate`] runs before every `/v1` handler: it resolves the key from
+//! `Authorization: Bearer <key>` (or HTTP Basic with the key as user name, as
+//! Segment's SDKs send it) and stores the [`Principal`] in the request. A
+//! handler states the scope it needs in its signature with
+//! [`Authorized<S>`], e.g. `Authorized<scope::ChannelsAdmin>`.
+
+use std::marker::PhantomData;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use base64::Engine;
+
+use super::AppState;
+use super::problem::{ApiError, ErrorCode};
+use crate::keys::{Principal, Scope};
+
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let Some(secret) = secret_from_headers(request.headers()) else {
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "send an API key as `Authorization: Bearer <key>`",
+        ));
+    };
+    match state.keys.resolve(&state.store, &secret).await? {
+        Some(principal) => {
+            request.extensions_mut().insert(principal);
+            Ok(next.run(request).await)
+        }
+        None => Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "the API key is unknown or revoked",
+        )),
+    }
+}
+
+fn secret_from_headers(headers: &axum::http::HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return (!rest.is_empty()).then(|| rest.to_string());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let user = decoded.split(':').next().unwrap_or("");
+        return (!user.is_empty()).then(|| user.to_string());
+    }
+    None
+}
+
+/// A scope a handler requires, as a type.
+pub trait RequiredScope {
+    const SCOPE: Scope;
+}
+
+/// Declares marker types for scopes: `scope::CustomersRead` and so on.
+pub mod scope {
+    use super::RequiredScope;
+    use crate::keys::Scope;
+
+    macro_rules! markers {
+        ($($name:ident,)*) => {$(
+            pub struct $name;
+            impl RequiredScope for $name {
+                const SCOPE: Scope = Scope::$name;
+            }
+        )*};
+    }
+
+    markers! {
+        Admin,
+        EventsRead,
+        EventsWrite,
+        CustomersRead,
+        CustomersWrite,
+        CatalogRead,
+        CatalogWrite,
+        InventoryRead,
+        InventoryWrite,
+        CartsRead,
+        CartsWrite,
+        OrdersRead,
+        OrdersWrite,
+    }
+}
+
+/// The caller, checked to hold scope `S` (403 otherwise).
+pub struct Authorized<S: RequiredScope> {
+    pub principal: Principal,
+    _scope: PhantomData<S>,
+}
+
+impl<S: RequiredScope> std::ops::Deref for Authorized<S> {
+    type Target = Principal;
+    fn deref(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+impl<S, St> FromRequestParts<St> for Authorized<S>
+where
+    S: RequiredScope,
+    St: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &St) -> Result<Self, Self::Rejection> {
+        let Some(principal) = parts.extensions.get::<Principal>() else {
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "a valid API key is required",
+            ));
+        };
+        if !principal.scopes.allows(S::SCOPE) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("this request needs the `{}` scope", S::SCOPE.as_str()),
+            ));
+        }
+        Ok(Authorized {
+            principal: principal.clone(),
+            _scope: PhantomData,
+        })
+    }
+}

@@ -1,0 +1,157 @@
+//! The HTTP API: router, shared state and cross-cutting layers.
+//!
+//! Every resource's handlers live in its domain module (`channels::http`, …);
+//! this module assembles them under `/v1`, behind authentication and
+//! idempotency, and adds health, metrics and the OpenAPI document.
+
+pub mod auth;
+pub mod extract;
+pub mod health;
+pub mod openapi;
+pub mod pagination;
+pub mod problem;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::config::Settings;
+use crate::events::tail::Tail;
+use crate::keys::cache::KeyCache;
+use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::storage::Store;
+use problem::{ApiError, ErrorCode};
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub tail: Tail,
+    pub keys: Arc<KeyCache>,
+    pub metrics: Arc<Metrics>,
+    pub settings: Arc<Settings>,
+    /// Cancelled when the hub shuts down (ends live streams).
+    pub shutdown: CancellationToken,
+}
+
+/// The `/v1` API with its OpenAPI description.
+pub fn api_router() -> OpenApiRouter<AppState> {
+    use crate::{channels, events, keys, webhooks};
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(
+            channels::http::create_channel,
+            channels::http::list_channels
+        ))
+        .routes(routes!(channels::http::get_channel))
+        .routes(routes!(keys::http::create_key, keys::http::list_keys))
+        .routes(routes!(keys::http::get_key))
+        .routes(routes!(keys::http::revoke_key))
+        .routes(routes!(events::http::list_events))
+        .routes(routes!(events::stream::stream))
+        .routes(routes!(
+            webhooks::http::create_webhook,
+            webhooks::http::list_webhooks
+        ))
+        .routes(routes!(
+            webhooks::http::get_webhook,
+            webhooks::http::update_webhook,
+            webhooks::http::delete_webhook
+        ))
+        .routes(routes!(webhooks::http::list_deliveries))
+}
+
+/// The whole application: `/v1` behind auth and idempotency, plus the public
+/// operational endpoints.
+pub fn router(state: AppState) -> Router {
+    let (api, spec) = api_router().split_for_parts();
+    let spec = Arc::new(spec);
+    let api = api
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::idempotency::middleware,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    let public = Router::new()
+        .route("/healthz", axum::routing::get(health::healthz))
+        .route("/readyz", axum::routing::get(health::readyz))
+        .route("/metrics", axum::routing::get(health::metrics))
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move || {
+                let spec = spec.clone();
+                async move { axum::Json(spec.as_ref().clone()) }
+            }),
+        );
+    let max_body = state.settings.max_body_bytes;
+    public
+        .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::new(
+                ErrorCode::Internal,
+                "an internal error occurred; it was logged",
+            ))
+        }))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        "no such endpoint; see /v1/openapi.json",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this endpoint",
+    )
+}
+
+async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&RequestLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    state
+        .metrics
+        .http_duration
+        .get_or_create(&RouteLabels { method, route })
+        .observe(started.elapsed().as_secs_f64());
+    if status >= 500 {
+        tracing::warn!(status, "request failed");
+    }
+    response
+}

@@ -1,0 +1,83 @@
+//! Cursor pagination: `?limit=&cursor=`; answers carry `next_cursor`, absent on
+//! the last page. Cursors are opaque to clients.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::problem::{ApiError, ErrorCode};
+
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+/// Larger `limit`s are capped to this.
+pub const MAX_PAGE_SIZE: u32 = 200;
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Items per page (1–200, default 50; larger values are capped).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageParams {
+    pub fn limit(&self) -> u32 {
+        self.limit
+            .unwrap_or(DEFAULT_PAGE_SIZE)
+            .clamp(1, MAX_PAGE_SIZE)
+    }
+
+    /// The decoded cursor: the sort key of the last item already seen.
+    pub fn after(&self) -> Result<Option<String>, ApiError> {
+        let Some(cursor) = &self.cursor else {
+            return Ok(None);
+        };
+        let invalid = || {
+            ApiError::new(
+                ErrorCode::InvalidCursor,
+                "use the next_cursor of a previous page",
+            )
+        };
+        let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+        let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+        let key = text.strip_prefix("v1:").ok_or_else(invalid)?;
+        Ok(Some(key.to_string()))
+    }
+}
+
+pub fn encode_cursor(key: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v1:{key}"))
+}
+
+/// One page of a list.
+#[derive(Serialize, ToSchema)]
+pub struct Page<T: ToSchema> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+impl<T: ToSchema> Page<T> {
+    /// Builds a page from up to `limit + 1` fetched items: the extra one only
+    /// tells that there is a next page.
+    pub fn from_overfetch<S>(
+        mut rows: Vec<S>,
+        limit: u32,
+        key: impl Fn(&S) -> String,
+        map: impl Fn(S) -> T,
+    ) -> Self {
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = if has_more {
+            rows.last().map(|r| encode_cursor(&key(r)))
+        } else {
+            None
+        };
+        Page {
+            items: rows.into_iter().map(map).collect(),
+            next_cursor,
+        }
+    }
+}

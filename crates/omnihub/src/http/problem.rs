@@ -1,0 +1,174 @@
+//! API errors: one table of stable error codes, rendered as RFC 9457
+//! `application/problem+json`.
+//!
+//! A code never changes meaning once published; clients branch on `code`,
+//! people read `title` and `detail`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::storage::StoreError;
+
+macro_rules! error_codes {
+    ($($variant:ident => ($status:literal, $code:literal, $title:literal),)*) => {
+        /// Every error the API can answer with.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum ErrorCode { $($variant,)* }
+
+        impl ErrorCode {
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            pub fn status(self) -> StatusCode {
+                match self { $(ErrorCode::$variant => status($status),)* }
+            }
+            /// The stable machine-readable code.
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $code,)* }
+            }
+            pub fn title(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $title,)* }
+            }
+        }
+    };
+}
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+error_codes! {
+    MalformedJson => (400, "malformed_json", "The request body is not valid JSON"),
+    InvalidQuery => (400, "invalid_query", "The query string is invalid"),
+    InvalidCursor => (400, "invalid_cursor", "The pagination cursor is invalid"),
+    InvalidIdempotencyKey => (400, "invalid_idempotency_key", "The Idempotency-Key header is invalid"),
+    Unauthorized => (401, "unauthorized", "A valid API key is required"),
+    Forbidden => (403, "forbidden", "The API key lacks the scope this request needs"),
+    NotFound => (404, "not_found", "The resource does not exist"),
+    MethodNotAllowed => (405, "method_not_allowed", "The method is not allowed on this resource"),
+    Conflict => (409, "conflict", "The request conflicts with the current state"),
+    AlreadyExists => (409, "already_exists", "A resource with this identity already exists"),
+    IdempotencyRequestInProgress => (409, "idempotency_request_in_progress", "A request with this Idempotency-Key is still being processed"),
+    PayloadTooLarge => (413, "payload_too_large", "The request body is too large"),
+    UnsupportedMediaType => (415, "unsupported_media_type", "The request body must be application/json"),
+    ValidationFailed => (422, "validation_failed", "The request is not valid"),
+    IdempotencyKeyReused => (422, "idempotency_key_reused", "The Idempotency-Key was already used with a different request"),
+    Internal => (500, "internal", "An internal error occurred"),
+    Unavailable => (503, "unavailable", "The service is not available right now"),
+}
+
+/// One invalid field in a request.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct FieldError {
+    /// JSON path of the field, e.g. `lines[2].quantity`.
+    pub field: String,
+    pub message: String,
+}
+
+/// The problem+json body, as documented in the OpenAPI spec.
+#[derive(Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type: `urn:omnihub:problem:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable machine-readable error code.
+    pub code: String,
+    /// The offending fields, for validation errors.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// An error answer. Build with [`ApiError::new`] and friends; handlers return
+/// `Result<_, ApiError>`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+    /// Extra members merged into the problem body (e.g. per-line availability).
+    pub extensions: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            extensions: Map::new(),
+        }
+    }
+
+    /// A 422 naming one invalid field.
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let field = field.into();
+        let message = message.into();
+        let mut error = Self::new(ErrorCode::ValidationFailed, format!("{field}: {message}"));
+        error.errors.push(FieldError { field, message });
+        error
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn with_extension(mut self, name: &str, value: Value) -> Self {
+        self.extensions.insert(name.to_string(), value);
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Closed => ApiError::new(ErrorCode::Unavailable, "the hub is shutting down"),
+            error => {
+                tracing::error!(%error, "storage error");
+                ApiError::new(
+                    ErrorCode::Internal,
+                    "an internal error occurred; it was logged",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = self.code;
+        let mut body = Map::new();
+        body.insert(
+            "type".into(),
+            Value::String(format!("urn:omnihub:problem:{}", code.as_str())),
+        );
+        body.insert("title".into(), Value::String(code.title().into()));
+        body.insert("status".into(), Value::from(code.status().as_u16()));
+        body.insert("detail".into(), Value::String(self.detail));
+        body.insert("code".into(), Value::String(code.as_str().into()));
+        if !self.errors.is_empty() {
+            body.insert(
+                "errors".into(),
+                serde_json::to_value(&self.errors).unwrap_or(Value::Null),
+            );
+        }
+        for (name, value) in self.extensions {
+            body.entry(name).or_insert(value);
+        }
+        let bytes = serde_json::to_vec(&Value::Object(body)).unwrap_or_default();
+        let mut response = (code.status(), bytes).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}

@@ -1,0 +1,189 @@
+//! `/v1/keys`: create (secret shown once), list, read and revoke API keys (admin).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiKey, KeyError, Scopes, store};
+use crate::http::AppState;
+use crate::http::auth::{Authorized, scope};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::pagination::{Page, PageParams};
+use crate::http::problem::{ApiError, ErrorCode, Problem};
+use crate::ids::{ChannelId, KeyId};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    pub channel_id: ChannelId,
+    /// A label for people, e.g. "POS terminal 3".
+    pub name: String,
+    /// Scopes, e.g. `["events:write", "customers:read"]`; `admin` implies all.
+    pub scopes: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyBody {
+    pub id: KeyId,
+    pub channel_id: ChannelId,
+    pub name: String,
+    /// The first characters of the secret.
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub key: KeyBody,
+    /// The secret. It is shown only in this response; store it now.
+    pub secret: String,
+}
+
+impl From<ApiKey> for KeyBody {
+    fn from(k: ApiKey) -> Self {
+        KeyBody {
+            id: k.id,
+            channel_id: k.channel_id,
+            name: k.name,
+            prefix: k.prefix,
+            scopes: k.scopes.names().into_iter().map(String::from).collect(),
+            created_at: k.created_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(error: KeyError) -> Self {
+        match error {
+            KeyError::ChannelNotFound(_) => {
+                ApiError::invalid_field("channel_id", error.to_string())
+            }
+            KeyError::NotFound => ApiError::not_found("key"),
+            KeyError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// Longest key name.
+const MAX_NAME_CHARS: usize = 100;
+
+/// Create a key for a channel. The response holds the secret, once.
+#[utoipa::path(post, path = "/v1/keys", tag = "keys",
+    request_body = CreateKey,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
+    responses(
+        (status = 201, body = CreatedKey),
+        (status = 401, body = Problem),
+        (status = 403, body = Problem),
+        (status = 422, body = Problem),
+    ))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    caller: Authorized<scope::Admin>,
+    Json(body): Json<CreateKey>,
+) -> Result<(StatusCode, axum::Json<CreatedKey>), ApiError> {
+    let name = body.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(ApiError::invalid_field(
+            "name",
+            format!("must be 1 to {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    let scopes = Scopes::parse(body.scopes.iter().map(String::as_str))
+        .map_err(|e| ApiError::invalid_field("scopes", e))?;
+    let (key, secret) = super::create(
+        &state.store,
+        body.channel_id,
+        name,
+        scopes,
+        Some(caller.channel_id),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedKey {
+            key: key.into(),
+            secret,
+        }),
+    ))
+}
+
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct KeyFilter {
+    /// Only keys of this channel.
+    pub channel_id: Option<ChannelId>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// List keys (never their secrets).
+#[utoipa::path(get, path = "/v1/keys", tag = "keys",
+    params(KeyFilter),
+    responses((status = 200, body = Page<KeyBody>), (status = 401, body = Problem)))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    _caller: Authorized<scope::Admin>,
+    Query(filter): Query<KeyFilter>,
+) -> Result<axum::Json<Page<KeyBody>>, ApiError> {
+    let page = PageParams {
+        limit: filter.limit,
+        cursor: filter.cursor,
+    };
+    let limit = page.limit();
+    let channel = filter.channel_id.map(|c| c.to_string());
+    let rows = store::list(
+        state.store.reader(),
+        channel.as_deref(),
+        page.after()?.as_deref(),
+        i64::from(limit) + 1,
+    )
+    .await?;
+    Ok(axum::Json(Page::from_overfetch(
+        rows,
+        limit,
+        |k| k.id.to_string(),
+        KeyBody::from,
+    )))
+}
+
+/// Read a key.
+#[utoipa::path(get, path = "/v1/keys/{id}", tag = "keys",
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = KeyBody), (status = 404, body = Problem)))]
+pub async fn get_key(
+    State(state): State<AppState>,
+    _caller: Authorized<scope::Admin>,
+    Path(id): Path<KeyId>,
+) -> Result<axum::Json<KeyBody>, ApiError> {
+    let key = store::get(state.store.reader(), &id.to_string())
+        .await?
+        .ok_or_else(|| ApiError::not_found("key"))?;
+    Ok(axum::Json(key.into()))
+}
+
+/// Revoke a key. It stops working at once on this node and within seconds on
+/// the others. Revoking twice is harmless.
+#[utoipa::path(post, path = "/v1/keys/{id}/revoke", tag = "keys",
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = KeyBody), (status = 404, body = Problem)))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Authorized<scope::Admin>,
+    Path(id): Path<KeyId>,
+) -> Result<axum::Json<KeyBody>, ApiError> {
+    if id == caller.key_id {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "a key cannot revoke itself",
+        ));
+    }
+    let key = super::revoke(&state.store, id, Some(caller.channel_id)).await?;
+    state.keys.clear();
+    Ok(axum::Json(key.into()))
+}

@@ -1,0 +1,24 @@
+//! omnihub: the omnichannel commerce hub.
+//!
+//! The crate is laid out by domain. Each domain module (`channels`, `keys`,
+//! `events`, `webhooks`, …) holds its domain types in `mod.rs`, its SQL in
+//! `store.rs` and its HTTP handlers in `http.rs`. Cross-cutting pieces live in
+//! `storage` (connections, migrations, the group-commit writer) and `http`
+//! (router, errors, auth, idempotency, pagination, OpenAPI).
+//!
+//! See `ARCHITECTURE.md` at the repository root for the code map and the
+//! invariants the code keeps.
+
+pub mod channels;
+pub mod cli;
+pub mod config;
+pub mod events;
+pub mod http;
+pub mod idempotency;
+pub mod ids;
+pub mod keys;
+pub mod metrics;
+pub mod server;
+pub mod storage;
+pub mod time;
+pub mod webhooks;

@@ -1,0 +1,134 @@
+//! Prometheus metrics, one registry per running hub (no globals, so tests can
+//! run many hubs in one process). Served at `/metrics`.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub state: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 100 µs … ~6.5 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub http_requests: Family<RequestLabels, Counter>,
+    pub http_duration: HistogramFamily<RouteLabels>,
+    pub webhook_attempts: Family<ResultLabels, Counter>,
+    pub webhook_failures: Counter,
+    pub webhooks_disabled: Counter,
+    pub outbox_lag: Gauge,
+    pub events_head: Gauge,
+    pub db_pool_connections: Family<PoolLabels, Gauge>,
+    pub sse_subscribers: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let metrics = Metrics {
+            registry: Mutex::new(Registry::with_prefix("omnihub")),
+            http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(latency_histogram),
+            webhook_attempts: Family::default(),
+            webhook_failures: Counter::default(),
+            webhooks_disabled: Counter::default(),
+            outbox_lag: Gauge::default(),
+            events_head: Gauge::default(),
+            db_pool_connections: Family::default(),
+            sse_subscribers: Gauge::default(),
+        };
+        if let Ok(mut r) = metrics.registry.lock() {
+            r.register(
+                "http_requests",
+                "HTTP requests by route and status",
+                metrics.http_requests.clone(),
+            );
+            r.register(
+                "http_request_duration_seconds",
+                "HTTP request latency by route",
+                metrics.http_duration.clone(),
+            );
+            r.register(
+                "webhook_attempts",
+                "Webhook delivery attempts by result",
+                metrics.webhook_attempts.clone(),
+            );
+            r.register(
+                "webhook_failures",
+                "Failed webhook delivery attempts",
+                metrics.webhook_failures.clone(),
+            );
+            r.register(
+                "webhooks_disabled",
+                "Webhook endpoints disabled for failing",
+                metrics.webhooks_disabled.clone(),
+            );
+            r.register(
+                "outbox_lag_events",
+                "Events written but not yet delivered to every active webhook",
+                metrics.outbox_lag.clone(),
+            );
+            r.register(
+                "events_head_position",
+                "Position of the newest event",
+                metrics.events_head.clone(),
+            );
+            r.register(
+                "db_pool_connections",
+                "Read pool connections by state",
+                metrics.db_pool_connections.clone(),
+            );
+            r.register(
+                "sse_subscribers",
+                "Open live-stream connections",
+                metrics.sse_subscribers.clone(),
+            );
+        }
+        metrics
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Ok(registry) = self.registry.lock() {
+            let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        }
+        out
+    }
+}

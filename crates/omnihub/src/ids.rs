@@ -73,3 +73,27 @@ id_type!(
     /// A physical or virtual stock location (warehouse, store, drop-shipper).
     LocationId
 );
+id_type!(
+    /// A product (a group of variants).
+    ProductId
+);
+id_type!(
+    /// A variant: the sellable unit with a SKU.
+    VariantId
+);
+id_type!(
+    /// A stock reservation.
+    ReservationId
+);
+id_type!(
+    /// A stock transfer between two locations.
+    TransferId
+);
+id_type!(
+    /// A ledger movement.
+    MovementId
+);
+id_type!(
+    /// An inventory incident (e.g. an oversold offline sale).
+    IncidentId
+);

@@ -60,6 +60,7 @@ impl Hub {
             shutdown.clone(),
         )?;
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
+        let expiry = crate::inventory::expiry::spawn(store.clone(), shutdown.clone());
         let addr = listener.local_addr()?;
         let app = http::router(state.clone());
         let stop = shutdown.clone();
@@ -72,7 +73,7 @@ impl Hub {
             addr,
             state,
             server,
-            background: vec![dispatcher, housekeeping],
+            background: vec![dispatcher, housekeeping, expiry],
         })
     }
 

@@ -44,7 +44,7 @@ pub struct AppState {
 
 /// The `/v1` API with its OpenAPI description.
 pub fn api_router() -> OpenApiRouter<AppState> {
-    use crate::{channels, events, keys, webhooks};
+    use crate::{catalog, channels, events, inventory, keys, locations, webhooks};
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(
             channels::http::create_channel,
@@ -66,6 +66,35 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             webhooks::http::delete_webhook
         ))
         .routes(routes!(webhooks::http::list_deliveries))
+        .routes(routes!(catalog::http::create_product))
+        .routes(routes!(catalog::http::get_product))
+        .routes(routes!(catalog::http::list_variants))
+        .routes(routes!(
+            locations::http::create_location,
+            locations::http::list_locations
+        ))
+        .routes(routes!(locations::http::get_location))
+        .routes(routes!(inventory::http::record_movements))
+        .routes(routes!(inventory::http::list_levels))
+        .routes(routes!(inventory::http::list_incidents))
+        .routes(routes!(inventory::http::verify_ledger))
+        .routes(routes!(inventory::http::rebuild_ledger))
+        .routes(routes!(inventory::http::get_availability))
+        .routes(routes!(inventory::http::get_store_availability))
+        .routes(routes!(inventory::http::create_reservation))
+        .routes(routes!(inventory::http::get_reservation))
+        .routes(routes!(inventory::http::release_reservation))
+        .routes(routes!(inventory::http::allocate_reservation))
+        .routes(routes!(inventory::http::fulfil_reservation))
+        .routes(routes!(inventory::http::create_transfer))
+        .routes(routes!(inventory::http::get_transfer))
+        .routes(routes!(inventory::http::receive_transfer))
+        .routes(routes!(inventory::http::cancel_transfer))
+        .routes(routes!(inventory::http::plan_sourcing))
+        .routes(routes!(
+            inventory::http::get_policy,
+            inventory::http::put_policy
+        ))
 }
 
 /// The whole application: `/v1` behind auth and idempotency, plus the public

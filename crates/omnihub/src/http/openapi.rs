@@ -21,6 +21,8 @@ use utoipa::{Modify, OpenApi};
         (name = "keys", description = "API keys of channels"),
         (name = "events", description = "The domain-event feed and live stream"),
         (name = "webhooks", description = "Webhook subscriptions and their delivery log"),
+        (name = "catalog", description = "Products and variants (SKUs, prices, bundles)"),
+        (name = "inventory", description = "Locations, the stock ledger, availability, reservations, transfers and sourcing"),
     )
 )]
 struct ApiDoc;

@@ -1,0 +1,242 @@
+//! Availability as a channel sees it: per visible location, available less
+//! the channel's buffer (never below zero), and the network total. Bundles
+//! are available as many times as their scarcest component allows at one
+//! location.
+
+use std::collections::BTreeMap;
+
+use chrono::Duration;
+
+use super::policy::{self, ChannelPolicy};
+use super::{InventoryError, StockLevel, store};
+use crate::catalog::{self, Sku, Variant};
+use crate::ids::{ChannelId, LocationId};
+use crate::locations::{self, Coordinates, Location, LocationKind};
+use crate::storage::Store;
+use crate::time::Timestamp;
+
+#[derive(Clone, Debug)]
+pub struct LocationAvailability {
+    pub location: Location,
+    pub available: i64,
+    /// Present for single items (a bundle has no level of its own).
+    pub level: Option<StockLevel>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NetworkAvailability {
+    pub sku: Sku,
+    pub bundle: bool,
+    pub total: i64,
+    pub locations: Vec<LocationAvailability>,
+}
+
+async fn channel_view(
+    store: &Store,
+    channel: ChannelId,
+) -> Result<(ChannelPolicy, Vec<Location>), InventoryError> {
+    let mut conn = store
+        .reader()
+        .acquire()
+        .await
+        .map_err(crate::storage::StoreError::from)?;
+    let policy = policy::load(&mut conn, channel).await?;
+    let visible = locations::store::all(&mut *conn)
+        .await?
+        .into_iter()
+        .filter(|l| policy.sees(l))
+        .collect();
+    Ok((policy, visible))
+}
+
+async fn variant(store: &Store, sku: &Sku) -> Result<Variant, InventoryError> {
+    catalog::store::variant_by_sku(store.reader(), sku.as_str())
+        .await?
+        .ok_or_else(|| InventoryError::UnknownSku(sku.to_string()))
+}
+
+/// Per-location units of `variant` a channel can promise.
+fn promise(
+    variant: &Variant,
+    levels: &[(String, String, StockLevel)],
+    location: &Location,
+    buffer: i64,
+) -> (i64, Option<StockLevel>) {
+    let id = location.id.to_string();
+    let sellable = |sku: &str| {
+        let level = levels
+            .iter()
+            .find(|(s, l, _)| s == sku && *l == id)
+            .map(|(_, _, level)| level.clone());
+        let units = level
+            .as_ref()
+            .map_or(0, |l| (l.available() - buffer).max(0));
+        (units, level)
+    };
+    if variant.components.is_empty() {
+        return sellable(variant.sku.as_str());
+    }
+    let units = variant
+        .components
+        .iter()
+        .map(|c| sellable(c.sku.as_str()).0 / c.quantity.max(1))
+        .min()
+        .unwrap_or(0);
+    (units, None)
+}
+
+fn level_skus(variant: &Variant) -> Vec<String> {
+    if variant.components.is_empty() {
+        vec![variant.sku.to_string()]
+    } else {
+        variant
+            .components
+            .iter()
+            .map(|c| c.sku.to_string())
+            .collect()
+    }
+}
+
+/// Availability of `sku` across the channel's network.
+pub async fn network(
+    store: &Store,
+    channel: ChannelId,
+    sku: &Sku,
+) -> Result<NetworkAvailability, InventoryError> {
+    let variant = variant(store, sku).await?;
+    let (policy, visible) = channel_view(store, channel).await?;
+    let levels = store::levels_for_skus(store.reader(), &level_skus(&variant)).await?;
+    let locations: Vec<LocationAvailability> = visible
+        .into_iter()
+        .map(|location| {
+            let (available, level) = promise(&variant, &levels, &location, policy.buffer);
+            LocationAvailability {
+                location,
+                available,
+                level,
+            }
+        })
+        .collect();
+    Ok(NetworkAvailability {
+        sku: variant.sku.clone(),
+        bundle: variant.is_bundle(),
+        total: locations.iter().map(|l| l.available).sum(),
+        locations,
+    })
+}
+
+#[derive(Clone, Debug)]
+pub struct StoreOption {
+    pub location: Location,
+    pub distance_km: Option<f64>,
+    pub available: i64,
+    /// When `quantity` can be picked up: soon if the store has it, later by
+    /// transfer if the network has it, `None` if nobody has it.
+    pub ready_at: Option<Timestamp>,
+    pub by_transfer: bool,
+}
+
+/// Pickup stores near `near` (within `radius_km`) with what they can promise
+/// for `quantity` units of `sku`, nearest first.
+pub async fn stores_near(
+    store: &Store,
+    channel: ChannelId,
+    sku: &Sku,
+    quantity: i64,
+    near: Option<Coordinates>,
+    radius_km: f64,
+    now: Timestamp,
+) -> Result<Vec<StoreOption>, InventoryError> {
+    let network = network(store, channel, sku).await?;
+    let transferable = network
+        .locations
+        .iter()
+        .filter(|l| {
+            matches!(
+                l.location.kind,
+                LocationKind::Warehouse | LocationKind::Store
+            )
+        })
+        .any(|l| l.available >= quantity);
+    let mut options: Vec<StoreOption> = network
+        .locations
+        .iter()
+        .filter(|l| l.location.kind == LocationKind::Store && l.location.pickup_enabled)
+        .filter_map(|l| {
+            let distance_km = match (near, l.location.coordinates) {
+                (Some(a), Some(b)) => Some(a.distance_km(&b)),
+                _ => None,
+            };
+            if distance_km.is_some_and(|d| d > radius_km) {
+                return None;
+            }
+            let pickup = Duration::minutes(l.location.pickup_lead_minutes);
+            let (ready_at, by_transfer) = if l.available >= quantity {
+                (Some(now + pickup), false)
+            } else if transferable {
+                (
+                    Some(now + pickup + Duration::minutes(super::sourcing::TRANSFER_LEAD_MINUTES)),
+                    true,
+                )
+            } else {
+                (None, false)
+            };
+            Some(StoreOption {
+                location: l.location.clone(),
+                distance_km,
+                available: l.available,
+                ready_at,
+                by_transfer,
+            })
+        })
+        .collect();
+    options.sort_by(|a, b| {
+        a.distance_km
+            .unwrap_or(f64::INFINITY)
+            .partial_cmp(&b.distance_km.unwrap_or(f64::INFINITY))
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.location.id.cmp(&b.location.id))
+    });
+    Ok(options)
+}
+
+/// What every visible location can promise of several SKUs, for sourcing.
+pub async fn candidates(
+    store: &Store,
+    channel: ChannelId,
+    skus: &[Sku],
+) -> Result<Vec<super::sourcing::Candidate>, InventoryError> {
+    let (policy, visible) = channel_view(store, channel).await?;
+    let names: Vec<String> = skus.iter().map(|s| s.to_string()).collect();
+    let levels = store::levels_for_skus(store.reader(), &names).await?;
+    Ok(visible
+        .into_iter()
+        .map(|location| {
+            let id = location.id.to_string();
+            let available: BTreeMap<Sku, i64> = levels
+                .iter()
+                .filter(|(_, l, _)| *l == id)
+                .map(|(s, _, level)| {
+                    (
+                        Sku::from_trusted(s.clone()),
+                        (level.available() - policy.buffer).max(0),
+                    )
+                })
+                .collect();
+            super::sourcing::Candidate {
+                location,
+                available,
+            }
+        })
+        .collect())
+}
+
+/// Levels of one location (for its own staff), after a SKU.
+pub async fn at_location(
+    store: &Store,
+    location: LocationId,
+    after_sku: Option<&str>,
+    limit: i64,
+) -> Result<Vec<(String, StockLevel)>, InventoryError> {
+    Ok(store::levels_at(store.reader(), &location.to_string(), after_sku, limit).await?)
+}

@@ -684,3 +684,91 @@ async fn release_allocate_and_fulfil(backend: Backend) {
     assert_eq!(report["consistent"], true, "{report}");
     app.stop().await;
 }
+
+/// A real `omnihub serve` process on the test's database.
+struct Node {
+    child: tokio::process::Child,
+    base: String,
+}
+
+impl Node {
+    async fn start(app: &TestApp) -> Node {
+        use tokio::io::AsyncBufReadExt;
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_omnihub"));
+        command
+            .arg("serve")
+            .env("OMNIHUB_DATABASE_URL", &app.db.url)
+            .env("OMNIHUB_LISTEN", "127.0.0.1:0")
+            .env("OMNIHUB_LOG_LEVEL", "warn")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(schema) = &app.db.schema {
+            command.env("OMNIHUB_DATABASE_SCHEMA", schema);
+        }
+        let mut child = command.spawn().expect("start omnihub");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let base = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Some(base) = line.strip_prefix("omnihub listening on ") {
+                    return base.trim().to_string();
+                }
+            }
+            panic!("omnihub exited before listening");
+        })
+        .await
+        .expect("node started in time");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Node { child, base }
+    }
+}
+
+backend_tests!(two_processes_never_oversell);
+
+async fn two_processes_never_oversell(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    catalog(&app, &["LAST-PAIR"]).await;
+    let wh = warehouse(&app, "Central").await;
+    receive(&app, "LAST-PAIR", &wh, 100).await;
+    let key = app.key("web", &["inventory:write", "inventory:read"]).await;
+    let nodes = [Node::start(&app).await, Node::start(&app).await];
+    let mut tasks = Vec::new();
+    for i in 0..500 {
+        let client = app.client.clone();
+        let url = format!("{}/v1/reservations", nodes[i % 2].base);
+        let key = key.clone();
+        let wh = wh.clone();
+        tasks.push(tokio::spawn(async move {
+            let body =
+                json!({ "lines": [{ "sku": "LAST-PAIR", "quantity": 1, "location_id": wh }] });
+            client
+                .post(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            201 => created += 1,
+            409 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(created, 100);
+    let after = level(&app, "LAST-PAIR", &wh).await;
+    assert_eq!(after["available"], 0, "{after}");
+    assert_eq!(after["reserved"], 100);
+    let (_, report) = app.post_json("/v1/inventory/verify", &json!({})).await;
+    assert_eq!(report["consistent"], true, "{report}");
+    for mut node in nodes {
+        let _ = node.child.kill().await;
+    }
+    app.stop().await;
+}

@@ -19,12 +19,13 @@ const APPEND_CHUNK: usize = 100;
 pub const NOTIFY_CHANNEL: &str = "omnihub_events";
 
 /// Appends events inside the writer's transaction, as the last statements
-/// before COMMIT.
+/// before COMMIT. Returns the position of the last one.
 pub async fn append(
     conn: &mut AnyConnection,
     dialect: Dialect,
     events: &[NewEvent],
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
+    let mut last = 0;
     if dialect == Dialect::Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(OUTBOX_LOCK_ID)
@@ -35,6 +36,7 @@ pub async fn append(
         let mut sql = String::from(
             "INSERT INTO events (id, type, schema_version, occurred_at, channel_id, subjects, payload) VALUES ",
         );
+        let returning = " RETURNING position";
         for i in 0..chunk.len() {
             let p = i * 7;
             if i > 0 {
@@ -51,6 +53,7 @@ pub async fn append(
                 p + 7
             ));
         }
+        sql.push_str(returning);
         let mut query = sqlx::query(&sql);
         for event in chunk {
             query = query
@@ -62,7 +65,9 @@ pub async fn append(
                 .bind(serde_json::to_string(&event.subjects).unwrap_or_else(|_| "{}".into()))
                 .bind(event.payload.to_string());
         }
-        query.execute(&mut *conn).await?;
+        for row in query.fetch_all(&mut *conn).await? {
+            last = last.max(row.try_get::<i64, _>("position")?);
+        }
     }
     if dialect == Dialect::Postgres {
         sqlx::query("SELECT pg_notify($1, '')")
@@ -70,7 +75,7 @@ pub async fn append(
             .execute(&mut *conn)
             .await?;
     }
-    Ok(())
+    Ok(last)
 }
 
 /// Events after `after`, oldest first, at most `limit`.

@@ -36,6 +36,8 @@ pub struct AppState {
     pub store: Store,
     pub tail: Tail,
     pub keys: Arc<KeyCache>,
+    /// The node's in-memory inventory view (availability, denials).
+    pub inventory: Arc<crate::inventory::view::InventoryView>,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
     /// Cancelled when the hub shuts down (ends live streams).

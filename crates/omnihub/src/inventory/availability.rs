@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 
 use chrono::Duration;
 
-use super::policy::{self, ChannelPolicy};
+use super::policy::ChannelPolicy;
+use super::view::InventoryView;
 use super::{InventoryError, StockLevel, store};
-use crate::catalog::{self, Sku, Variant};
+use crate::catalog::{Sku, Variant};
 use crate::ids::{ChannelId, LocationId};
-use crate::locations::{self, Coordinates, Location, LocationKind};
+use crate::locations::{Coordinates, Location, LocationKind};
 use crate::storage::Store;
 use crate::time::Timestamp;
 
@@ -32,27 +33,32 @@ pub struct NetworkAvailability {
 }
 
 async fn channel_view(
-    store: &Store,
+    view: &InventoryView,
     channel: ChannelId,
 ) -> Result<(ChannelPolicy, Vec<Location>), InventoryError> {
-    let mut conn = store
-        .reader()
-        .acquire()
-        .await
-        .map_err(crate::storage::StoreError::from)?;
-    let policy = policy::load(&mut conn, channel).await?;
-    let visible = locations::store::all(&mut *conn)
+    let policy = view.policy(channel).await?;
+    let visible = view
+        .locations()
         .await?
-        .into_iter()
+        .iter()
         .filter(|l| policy.sees(l))
+        .cloned()
         .collect();
     Ok((policy, visible))
 }
 
-async fn variant(store: &Store, sku: &Sku) -> Result<Variant, InventoryError> {
-    catalog::store::variant_by_sku(store.reader(), sku.as_str())
-        .await?
-        .ok_or_else(|| InventoryError::UnknownSku(sku.to_string()))
+/// Levels of the items behind `variant`: `(sku, location_id, level)`.
+async fn item_levels(
+    view: &InventoryView,
+    variant: &Variant,
+) -> Result<Vec<(String, String, StockLevel)>, InventoryError> {
+    let mut out = Vec::new();
+    for sku in level_skus(variant) {
+        for (location, (level, _)) in view.levels_of(&sku).await? {
+            out.push((sku.clone(), location.to_string(), level));
+        }
+    }
+    Ok(out)
 }
 
 /// Per-location units of `variant` a channel can promise.
@@ -99,13 +105,14 @@ fn level_skus(variant: &Variant) -> Vec<String> {
 
 /// Availability of `sku` across the channel's network.
 pub async fn network(
-    store: &Store,
+    view: &InventoryView,
     channel: ChannelId,
     sku: &Sku,
 ) -> Result<NetworkAvailability, InventoryError> {
-    let variant = variant(store, sku).await?;
-    let (policy, visible) = channel_view(store, channel).await?;
-    let levels = store::levels_for_skus(store.reader(), &level_skus(&variant)).await?;
+    view.sync().await;
+    let variant = view.variant(sku).await?;
+    let (policy, visible) = channel_view(view, channel).await?;
+    let levels = item_levels(view, &variant).await?;
     let locations: Vec<LocationAvailability> = visible
         .into_iter()
         .map(|location| {
@@ -139,7 +146,7 @@ pub struct StoreOption {
 /// Pickup stores near `near` (within `radius_km`) with what they can promise
 /// for `quantity` units of `sku`, nearest first.
 pub async fn stores_near(
-    store: &Store,
+    view: &InventoryView,
     channel: ChannelId,
     sku: &Sku,
     quantity: i64,
@@ -147,7 +154,7 @@ pub async fn stores_near(
     radius_km: f64,
     now: Timestamp,
 ) -> Result<Vec<StoreOption>, InventoryError> {
-    let network = network(store, channel, sku).await?;
+    let network = network(view, channel, sku).await?;
     let transferable = network
         .locations
         .iter()
@@ -202,13 +209,18 @@ pub async fn stores_near(
 
 /// What every visible location can promise of several SKUs, for sourcing.
 pub async fn candidates(
-    store: &Store,
+    view: &InventoryView,
     channel: ChannelId,
     skus: &[Sku],
 ) -> Result<Vec<super::sourcing::Candidate>, InventoryError> {
-    let (policy, visible) = channel_view(store, channel).await?;
-    let names: Vec<String> = skus.iter().map(|s| s.to_string()).collect();
-    let levels = store::levels_for_skus(store.reader(), &names).await?;
+    view.sync().await;
+    let (policy, visible) = channel_view(view, channel).await?;
+    let mut levels = Vec::new();
+    for sku in skus {
+        for (location, (level, _)) in view.levels_of(sku.as_str()).await? {
+            levels.push((sku.to_string(), location.to_string(), level));
+        }
+    }
     Ok(visible
         .into_iter()
         .map(|location| {

@@ -107,7 +107,7 @@ pub async fn reserve(
 ) -> Result<Option<StockLevel>, StoreError> {
     let now = tx.now();
     let location_text = location.to_string();
-    store::ensure_level(tx.conn(), sku.as_str(), &location_text, now).await?;
+    // No level row means nothing on hand: a shortage, nothing to create.
     let Some(level) = store::try_reserve(
         tx.conn(),
         sku.as_str(),

@@ -21,6 +21,7 @@ pub mod reservations;
 pub mod sourcing;
 pub mod store;
 pub mod transfers;
+pub mod view;
 
 use std::fmt;
 use std::str::FromStr;

@@ -16,6 +16,7 @@ use super::ledger::{self, Changes, Movement};
 use super::policy::{self, ChannelPolicy};
 use super::sourcing::{self, Candidate, Delivery};
 use super::store::{self, ReservationRow};
+use super::view::InventoryView;
 use super::{InventoryError, Quantity, Reason, Shortage};
 use crate::catalog::{self, Sku};
 use crate::events::NewEvent;
@@ -189,26 +190,22 @@ pub async fn candidates(
         .collect())
 }
 
-/// Places a reservation: everything or nothing.
-pub async fn reserve(
-    store: &Store,
-    request: ReservationRequest,
-) -> Result<Reservation, InventoryError> {
-    store
-        .write(move |tx| Box::pin(async move { reserve_in(tx, request).await }))
-        .await
+/// A request resolved against the catalog, locations and channel policy,
+/// ready to be applied.
+pub struct Prepared {
+    channel: ChannelId,
+    policy: ChannelPolicy,
+    located: BTreeMap<(Sku, LocationId), i64>,
+    unlocated: BTreeMap<Sku, i64>,
+    hold_seconds: Option<i64>,
+    reference: Option<String>,
 }
 
-/// [`reserve`] inside a caller's transaction (checkout uses it).
-pub async fn reserve_in(
-    tx: &mut Tx,
+fn split(
     request: ReservationRequest,
-) -> Result<Reservation, InventoryError> {
-    let now = tx.now();
-    let policy = policy::load(tx.conn(), request.channel).await?;
-    let demand = expand(tx, &request.lines).await?;
-
-    // Requested locations must exist and be visible to the channel.
+    policy: ChannelPolicy,
+    demand: BTreeMap<(Sku, Option<LocationId>), i64>,
+) -> Prepared {
     let mut located: BTreeMap<(Sku, LocationId), i64> = BTreeMap::new();
     let mut unlocated: BTreeMap<Sku, i64> = BTreeMap::new();
     for ((sku, location), quantity) in demand {
@@ -217,19 +214,102 @@ pub async fn reserve_in(
             None => *unlocated.entry(sku).or_default() += quantity,
         }
     }
-    let mut checked: Vec<LocationId> = Vec::new();
-    for (_, location) in located.keys() {
-        if checked.contains(location) {
-            continue;
-        }
-        let Some(found) = locations::store::get(tx.conn(), &location.to_string()).await? else {
+    Prepared {
+        channel: request.channel,
+        policy,
+        located,
+        unlocated,
+        hold_seconds: request.hold_seconds,
+        reference: request.reference,
+    }
+}
+
+fn check_locations(prepared: &Prepared, known: &[Location]) -> Result<(), InventoryError> {
+    for (_, location) in prepared.located.keys() {
+        let Some(found) = known.iter().find(|l| l.id == *location) else {
             return Err(InventoryError::UnknownLocation(location.to_string()));
         };
-        if !policy.sees(&found) {
+        if !prepared.policy.sees(found) {
             return Err(InventoryError::LocationNotVisible(location.to_string()));
         }
-        checked.push(*location);
     }
+    Ok(())
+}
+
+/// Places a reservation: everything or nothing.
+///
+/// Lookups (catalog, locations, policy) come from the node's view, and a
+/// request the view already shows as short is refused without a write: only
+/// a reservation that may succeed reaches the storage layer, where the
+/// conditional update decides.
+pub async fn reserve(
+    store: &Store,
+    view: &InventoryView,
+    request: ReservationRequest,
+) -> Result<Reservation, InventoryError> {
+    view.sync().await;
+    let policy = view.policy(request.channel).await?;
+    let mut demand: BTreeMap<(Sku, Option<LocationId>), i64> = BTreeMap::new();
+    for line in &request.lines {
+        let variant = view.variant(&line.sku).await?;
+        if variant.components.is_empty() {
+            *demand
+                .entry((variant.sku.clone(), line.location))
+                .or_default() += line.quantity;
+        } else {
+            for component in &variant.components {
+                *demand
+                    .entry((component.sku.clone(), line.location))
+                    .or_default() += component.quantity * line.quantity;
+            }
+        }
+    }
+    let prepared = split(request, policy, demand);
+    check_locations(&prepared, &view.locations().await?)?;
+    let mut shortages = Vec::new();
+    for ((sku, location), quantity) in &prepared.located {
+        let available =
+            view.level(sku.as_str(), *location).await?.available() - prepared.policy.buffer;
+        if available < *quantity {
+            shortages.push(Shortage {
+                sku: sku.clone(),
+                location_id: Some(*location),
+                requested: *quantity,
+                available: available.max(0),
+            });
+        }
+    }
+    if !shortages.is_empty() {
+        return Err(InventoryError::InsufficientStock(shortages));
+    }
+    store
+        .write(move |tx| Box::pin(async move { apply_prepared(tx, prepared).await }))
+        .await
+}
+
+/// [`reserve`] entirely inside a caller's transaction (checkout uses it).
+pub async fn reserve_in(
+    tx: &mut Tx,
+    request: ReservationRequest,
+) -> Result<Reservation, InventoryError> {
+    let policy = policy::load(tx.conn(), request.channel).await?;
+    let demand = expand(tx, &request.lines).await?;
+    let prepared = split(request, policy, demand);
+    let known = locations::store::all(tx.conn()).await?;
+    check_locations(&prepared, &known)?;
+    apply_prepared(tx, prepared).await
+}
+
+async fn apply_prepared(tx: &mut Tx, prepared: Prepared) -> Result<Reservation, InventoryError> {
+    let now = tx.now();
+    let Prepared {
+        channel,
+        policy,
+        mut located,
+        unlocated,
+        hold_seconds,
+        reference,
+    } = prepared;
     if !unlocated.is_empty() {
         let skus: Vec<Sku> = unlocated.keys().cloned().collect();
         let candidates = candidates(tx, &policy, &skus).await?;
@@ -260,8 +340,8 @@ pub async fn reserve_in(
 
     // Reserve in sorted (SKU, location) order: one lock order for everyone.
     let id = ReservationId::new();
-    let reference = format!("reservation:{id}");
-    let mut changes = Changes::new(Some(request.channel));
+    let movement_reference = format!("reservation:{id}");
+    let mut changes = Changes::new(Some(channel));
     let mut shortages = Vec::new();
     for ((sku, location), quantity) in &located {
         let reserved = ledger::reserve(
@@ -271,7 +351,7 @@ pub async fn reserve_in(
             *location,
             *quantity,
             policy.buffer,
-            &reference,
+            &movement_reference,
         )
         .await?;
         if reserved.is_none() {
@@ -289,12 +369,12 @@ pub async fn reserve_in(
     if !shortages.is_empty() {
         return Err(InventoryError::InsufficientStock(shortages));
     }
-    let hold = request.hold_seconds.unwrap_or(policy.hold_seconds);
+    let hold = hold_seconds.unwrap_or(policy.hold_seconds);
     let row = ReservationRow {
         id: id.to_string(),
-        channel_id: request.channel.to_string(),
+        channel_id: channel.to_string(),
         status: ReservationStatus::Active.as_str().into(),
-        reference: request.reference,
+        reference,
         expires_at: Some(now + Duration::seconds(hold)),
         created_at: now,
         updated_at: now,

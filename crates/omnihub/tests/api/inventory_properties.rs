@@ -224,11 +224,13 @@ async fn apply(w: &mut World, op: &Op) {
                 hold_seconds: Some(3600),
                 reference: None,
             };
-            tolerated(
-                reservations::reserve(&w.store, request)
-                    .await
-                    .map(|r| w.reservations.push(r.id)),
-            );
+            let placed = w
+                .store
+                .write(move |tx| {
+                    Box::pin(async move { reservations::reserve_in(tx, request).await })
+                })
+                .await;
+            tolerated(placed.map(|r| w.reservations.push(r.id)));
         }
         Op::Release { which } | Op::Expire { which } | Op::Fulfil { which } => {
             let Some(id) = w.reservations.get(which).copied() else {

@@ -48,11 +48,11 @@ impl Hub {
             store: store.clone(),
             tail: tail.clone(),
             keys: Arc::new(KeyCache::default()),
-            inventory: crate::inventory::view::InventoryView::start(
+            inventory: Arc::new(crate::inventory::Inventory::start(
                 store.clone(),
                 tail.clone(),
                 shutdown.clone(),
-            ),
+            )),
             metrics: metrics.clone(),
             settings: Arc::new(settings.clone()),
             shutdown: shutdown.clone(),

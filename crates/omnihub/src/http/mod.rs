@@ -36,8 +36,8 @@ pub struct AppState {
     pub store: Store,
     pub tail: Tail,
     pub keys: Arc<KeyCache>,
-    /// The node's in-memory inventory view (availability, denials).
-    pub inventory: Arc<crate::inventory::view::InventoryView>,
+    /// The node's inventory view (availability, denials) and reservation batcher.
+    pub inventory: Arc<crate::inventory::Inventory>,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
     /// Cancelled when the hub shuts down (ends live streams).

@@ -387,7 +387,7 @@ pub async fn get_availability(
 ) -> Result<axum::Json<AvailabilityBody>, ApiError> {
     let sku = parse_sku("sku", &params.sku)?;
     let channel = params.channel_id.unwrap_or(caller.channel_id);
-    let network = availability::network(&state.inventory, channel, &sku).await?;
+    let network = availability::network(&state.inventory.view, channel, &sku).await?;
     Ok(axum::Json(AvailabilityBody {
         sku: network.sku.to_string(),
         bundle: network.bundle,
@@ -455,7 +455,7 @@ pub async fn get_store_availability(
     }
     let channel = params.channel_id.unwrap_or(caller.channel_id);
     let options = availability::stores_near(
-        &state.inventory,
+        &state.inventory.view,
         channel,
         &sku,
         quantity,
@@ -591,7 +591,7 @@ pub async fn create_reservation(
         hold_seconds: body.hold_seconds,
         reference: body.reference,
     };
-    let reservation = reservations::reserve(&state.store, &state.inventory, request).await?;
+    let reservation = reservations::reserve(&state.inventory, request).await?;
     Ok((StatusCode::CREATED, axum::Json(reservation.into())))
 }
 
@@ -953,7 +953,7 @@ pub async fn plan_sourcing(
     };
     let channel = body.channel_id.unwrap_or(caller.channel_id);
     let skus: Vec<Sku> = items.keys().cloned().collect();
-    let candidates = availability::candidates(&state.inventory, channel, &skus).await?;
+    let candidates = availability::candidates(&state.inventory.view, channel, &skus).await?;
     let plan =
         sourcing::plan(&items, &candidates, &delivery, crate::time::now()).map_err(
             |e| match e {

@@ -284,3 +284,45 @@ pub async fn take(
     changes.record(m.sku, m.location, level.clone());
     Ok(Some(level))
 }
+
+/// Applies the accepted reservations of one batch: one guarded update per
+/// (SKU, location) for its total, one movement row per reservation line.
+/// `lines` are `(sku, location_id, quantity, reference, channel)`.
+pub async fn reserve_decided(
+    tx: &mut Tx,
+    changes: &mut Changes,
+    totals: &BTreeMap<(String, String), i64>,
+    lines: &[(String, String, i64, String, ChannelId)],
+) -> Result<(), StoreError> {
+    let now = tx.now();
+    for ((sku, location), total) in totals {
+        let Some(level) = store::add_reserved(tx.conn(), sku, location, *total, now).await? else {
+            // The batch decided against levels it had locked; this cannot happen.
+            return Err(StoreError::Corrupt(format!(
+                "reservation batch guard failed for {sku} at {location}"
+            )));
+        };
+        let location: LocationId = location
+            .parse()
+            .map_err(|_| StoreError::Corrupt("stock_levels.location_id".into()))?;
+        changes.record(&Sku::from_trusted(sku.clone()), location, level);
+    }
+    let rows: Vec<store::MovementRow<'_>> = lines
+        .iter()
+        .map(
+            |(sku, location, quantity, reference, channel)| store::MovementRow {
+                id: MovementId::new().to_string(),
+                sku,
+                location,
+                quantity: Quantity::Reserved,
+                delta: *quantity,
+                reason: Reason::Reservation.as_str(),
+                reference: Some(reference.as_str()),
+                channel: Some(channel.to_string()),
+                occurred_at: now,
+                recorded_at: now,
+            },
+        )
+        .collect();
+    store::insert_movements(tx.conn(), &rows).await
+}

@@ -30,6 +30,28 @@ use crate::catalog::Sku;
 use crate::ids::LocationId;
 use crate::storage::StoreError;
 
+/// What a running hub keeps for inventory: the in-memory view and the
+/// reservation batcher.
+pub struct Inventory {
+    pub store: crate::storage::Store,
+    pub view: std::sync::Arc<view::InventoryView>,
+    pub reservations: reservations::ReservationBatcher,
+}
+
+impl Inventory {
+    pub fn start(
+        store: crate::storage::Store,
+        tail: crate::events::tail::Tail,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Inventory {
+        Inventory {
+            view: view::InventoryView::start(store.clone(), tail, shutdown),
+            reservations: reservations::ReservationBatcher::start(store.clone()),
+            store,
+        }
+    }
+}
+
 /// The named quantities kept per SKU and location.
 /// `available = on_hand − reserved − safety_stock` is derived, never stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -8,7 +8,7 @@
 //! — one lock order for every request, so concurrent reservations never
 //! deadlock on PostgreSQL. Any shortage rolls the whole operation back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Duration;
 
@@ -16,13 +16,14 @@ use super::ledger::{self, Changes, Movement};
 use super::policy::{self, ChannelPolicy};
 use super::sourcing::{self, Candidate, Delivery};
 use super::store::{self, ReservationRow};
-use super::view::InventoryView;
 use super::{InventoryError, Quantity, Reason, Shortage};
 use crate::catalog::{self, Sku};
 use crate::events::NewEvent;
 use crate::ids::{ChannelId, LocationId, ReservationId};
 use crate::locations::{self, Location};
-use crate::storage::{Store, Tx};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::storage::{Store, StoreError, Tx};
 use crate::time::Timestamp;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,10 +244,10 @@ fn check_locations(prepared: &Prepared, known: &[Location]) -> Result<(), Invent
 /// a reservation that may succeed reaches the storage layer, where the
 /// conditional update decides.
 pub async fn reserve(
-    store: &Store,
-    view: &InventoryView,
+    inventory: &super::Inventory,
     request: ReservationRequest,
 ) -> Result<Reservation, InventoryError> {
+    let (store, view) = (&inventory.store, &inventory.view);
     view.sync().await;
     let policy = view.policy(request.channel).await?;
     let mut demand: BTreeMap<(Sku, Option<LocationId>), i64> = BTreeMap::new();
@@ -281,6 +282,9 @@ pub async fn reserve(
     }
     if !shortages.is_empty() {
         return Err(InventoryError::InsufficientStock(shortages));
+    }
+    if prepared.unlocated.is_empty() {
+        return inventory.reservations.submit(prepared).await;
     }
     store
         .write(move |tx| Box::pin(async move { apply_prepared(tx, prepared).await }))
@@ -636,4 +640,182 @@ pub async fn fulfil(
     store
         .write(move |tx| Box::pin(async move { fulfil_in(tx, id, location, Some(channel)).await }))
         .await
+}
+
+/// Most reservations decided in one batch.
+pub const MAX_BATCH: usize = 512;
+/// Requests waiting for the batcher; submitters wait when it is full.
+const BATCH_QUEUE_DEPTH: usize = 8_192;
+
+type Reply = oneshot::Sender<Result<Reservation, InventoryError>>;
+
+/// Coalesces concurrent located reservations into one write: one locked read
+/// and one conditional update per (SKU, location) for the whole batch, and
+/// multi-row inserts for reservations, lines and ledger rows. A flash sale on
+/// one SKU then costs a handful of statements per commit instead of several
+/// per reservation.
+pub struct ReservationBatcher {
+    queue: mpsc::Sender<(Prepared, Reply)>,
+}
+
+impl ReservationBatcher {
+    pub fn start(store: Store) -> ReservationBatcher {
+        let (queue, mut receiver) = mpsc::channel::<(Prepared, Reply)>(BATCH_QUEUE_DEPTH);
+        tokio::spawn(async move {
+            while let Some(first) = receiver.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match receiver.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let (requests, replies): (Vec<Prepared>, Vec<Reply>) = batch.into_iter().unzip();
+                let outcome = store
+                    .write(move |tx| Box::pin(async move { apply_batch(tx, requests).await }))
+                    .await;
+                match outcome {
+                    Ok(results) => {
+                        for (reply, result) in replies.into_iter().zip(results) {
+                            let _ = reply.send(result);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "reservation batch failed");
+                        for reply in replies {
+                            let _ = reply.send(Err(InventoryError::Store(StoreError::Corrupt(
+                                error.to_string(),
+                            ))));
+                        }
+                    }
+                }
+            }
+        });
+        ReservationBatcher { queue }
+    }
+
+    async fn submit(&self, prepared: Prepared) -> Result<Reservation, InventoryError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((prepared, reply))
+            .await
+            .map_err(|_| InventoryError::Store(StoreError::Closed))?;
+        answer
+            .await
+            .map_err(|_| InventoryError::Store(StoreError::Closed))?
+    }
+}
+
+/// Decides a batch of located reservations against levels locked once, in
+/// sorted order, then writes what was accepted.
+async fn apply_batch(
+    tx: &mut Tx,
+    batch: Vec<Prepared>,
+) -> Result<Vec<Result<Reservation, InventoryError>>, StoreError> {
+    let now = tx.now();
+    let keys: BTreeSet<(Sku, LocationId)> = batch
+        .iter()
+        .flat_map(|p| p.located.keys().cloned())
+        .collect();
+    let key_text: Vec<(String, String)> = keys
+        .iter()
+        .map(|(s, l)| (s.to_string(), l.to_string()))
+        .collect();
+    let dialect = tx.dialect();
+    let mut levels = store::lock_levels(tx.conn(), dialect, &key_text).await?;
+    let mut totals: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut results = Vec::with_capacity(batch.len());
+    let mut rows = Vec::new();
+    let mut ledger_lines: Vec<(String, String, i64, String, ChannelId)> = Vec::new();
+    for prepared in batch {
+        let mut shortages = Vec::new();
+        for ((sku, location), quantity) in &prepared.located {
+            let key = (sku.to_string(), location.to_string());
+            let available = levels.get(&key).map_or(0, |l| l.available()) - prepared.policy.buffer;
+            if available < *quantity {
+                shortages.push(Shortage {
+                    sku: sku.clone(),
+                    location_id: Some(*location),
+                    requested: *quantity,
+                    available: available.max(0),
+                });
+            }
+        }
+        if !shortages.is_empty() {
+            results.push(Err(InventoryError::InsufficientStock(shortages)));
+            continue;
+        }
+        let id = ReservationId::new();
+        for ((sku, location), quantity) in &prepared.located {
+            let key = (sku.to_string(), location.to_string());
+            if let Some(level) = levels.get_mut(&key) {
+                level.reserved += quantity;
+            }
+            *totals.entry(key.clone()).or_default() += quantity;
+            ledger_lines.push((
+                key.0,
+                key.1,
+                *quantity,
+                format!("reservation:{id}"),
+                prepared.channel,
+            ));
+        }
+        let hold = prepared
+            .hold_seconds
+            .unwrap_or(prepared.policy.hold_seconds);
+        let row = ReservationRow {
+            id: id.to_string(),
+            channel_id: prepared.channel.to_string(),
+            status: ReservationStatus::Active.as_str().into(),
+            reference: prepared.reference,
+            expires_at: Some(now + Duration::seconds(hold)),
+            created_at: now,
+            updated_at: now,
+            lines: prepared
+                .located
+                .iter()
+                .enumerate()
+                .map(|(i, ((sku, location), quantity))| {
+                    (
+                        i as i64,
+                        sku.to_string(),
+                        location.to_string(),
+                        *quantity,
+                        0,
+                    )
+                })
+                .collect(),
+        };
+        let reservation = Reservation::try_from(ReservationRow {
+            lines: row.lines.clone(),
+            reference: row.reference.clone(),
+            ..clone_head(&row)
+        })?;
+        results.push(Ok(reservation));
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        return Ok(results);
+    }
+    let mut changes = Changes::new(None);
+    ledger::reserve_decided(tx, &mut changes, &totals, &ledger_lines).await?;
+    store::insert_reservations(tx.conn(), &rows).await?;
+    changes.emit(tx);
+    for reservation in results.iter().flatten() {
+        tx.emit(event("reservation.created", reservation, now));
+    }
+    Ok(results)
+}
+
+fn clone_head(row: &ReservationRow) -> ReservationRow {
+    ReservationRow {
+        id: row.id.clone(),
+        channel_id: row.channel_id.clone(),
+        status: row.status.clone(),
+        reference: None,
+        expires_at: row.expires_at,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        lines: Vec::new(),
+    }
 }

@@ -622,3 +622,142 @@ pub async fn transition_transfer(
     .await?;
     Ok(result.rows_affected() == 1)
 }
+
+/// Reads levels for update, in the order given (callers sort the keys: one
+/// lock order). Missing rows are absent from the result.
+pub async fn lock_levels(
+    conn: &mut AnyConnection,
+    dialect: crate::storage::Dialect,
+    keys: &[(String, String)],
+) -> Result<std::collections::HashMap<(String, String), StockLevel>, StoreError> {
+    let lock = match dialect {
+        crate::storage::Dialect::Postgres => " FOR UPDATE",
+        crate::storage::Dialect::Sqlite => "",
+    };
+    let sql = format!(
+        "SELECT {LEVEL_COLUMNS} FROM stock_levels WHERE sku = $1 AND location_id = $2{lock}"
+    );
+    let mut levels = std::collections::HashMap::with_capacity(keys.len());
+    for (sku, location) in keys {
+        let row = sqlx::query(&sql)
+            .bind(sku.as_str())
+            .bind(location.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(row) = row {
+            levels.insert((sku.clone(), location.clone()), level_from_row(&row)?);
+        }
+    }
+    Ok(levels)
+}
+
+/// Adds a batch's accepted reservations to `reserved` in one statement; the
+/// guard re-checks that available stays ≥ 0. Returns `None` if it would not.
+pub async fn add_reserved(
+    conn: &mut AnyConnection,
+    sku: &str,
+    location: &str,
+    total: i64,
+    now: Timestamp,
+) -> Result<Option<StockLevel>, StoreError> {
+    try_reserve(conn, sku, location, total, 0, now).await
+}
+
+/// Rows per multi-row INSERT of movements (10 parameters each).
+const MOVEMENT_CHUNK: usize = 400;
+
+pub async fn insert_movements(
+    conn: &mut AnyConnection,
+    rows: &[MovementRow<'_>],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(MOVEMENT_CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO stock_movements (id, sku, location_id, quantity, delta, reason, reference, channel_id, \
+             occurred_at, recorded_at) VALUES ",
+        );
+        push_placeholders(&mut sql, chunk.len(), 10);
+        let mut query = sqlx::query(&sql);
+        for m in chunk {
+            query = query
+                .bind(m.id.as_str())
+                .bind(m.sku)
+                .bind(m.location)
+                .bind(m.quantity.column())
+                .bind(m.delta)
+                .bind(m.reason)
+                .bind(m.reference)
+                .bind(m.channel.clone())
+                .bind(time::to_micros(m.occurred_at))
+                .bind(time::to_micros(m.recorded_at));
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Rows per multi-row INSERT of reservations (7 parameters) and lines (6).
+const RESERVATION_CHUNK: usize = 400;
+
+/// Inserts many reservations and their lines with a few statements.
+pub async fn insert_reservations(
+    conn: &mut AnyConnection,
+    rows: &[ReservationRow],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(RESERVATION_CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO reservations (id, channel_id, status, reference, expires_at, created_at, updated_at) VALUES ",
+        );
+        push_placeholders(&mut sql, chunk.len(), 7);
+        let mut query = sqlx::query(&sql);
+        for r in chunk {
+            query = query
+                .bind(r.id.as_str())
+                .bind(r.channel_id.as_str())
+                .bind(r.status.as_str())
+                .bind(r.reference.clone())
+                .bind(r.expires_at.map(time::to_micros))
+                .bind(time::to_micros(r.created_at))
+                .bind(time::to_micros(r.updated_at));
+        }
+        query.execute(&mut *conn).await?;
+    }
+    let lines: Vec<(&str, &(i64, String, String, i64, i64))> = rows
+        .iter()
+        .flat_map(|r| r.lines.iter().map(move |l| (r.id.as_str(), l)))
+        .collect();
+    for chunk in lines.chunks(RESERVATION_CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO reservation_lines (reservation_id, line_no, sku, location_id, quantity, fulfilled) VALUES ",
+        );
+        push_placeholders(&mut sql, chunk.len(), 6);
+        let mut query = sqlx::query(&sql);
+        for (id, (line_no, sku, location, quantity, fulfilled)) in chunk {
+            query = query
+                .bind(*id)
+                .bind(*line_no)
+                .bind(sku.as_str())
+                .bind(location.as_str())
+                .bind(*quantity)
+                .bind(*fulfilled);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Appends `($1, …, $n), (…)` for `rows` rows of `columns` parameters.
+fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
+    for row in 0..rows {
+        if row > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", row * columns + column + 1));
+        }
+        sql.push(')');
+    }
+}

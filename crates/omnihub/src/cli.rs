@@ -273,8 +273,16 @@ async fn inventory_command(settings: Settings, command: InventoryCommand) -> any
         );
     }
     println!("{} {verb}", drifts.len());
+    let holds = ledger::verify_holds(&store).await?;
+    for h in &holds {
+        println!(
+            "{}\t{}\treserved={} but open reservations hold {}",
+            h.sku, h.location_id, h.reserved, h.held
+        );
+    }
+    println!("{} hold mismatches", holds.len());
     store.close().await;
-    if verb == "drifts" && !drifts.is_empty() {
+    if (verb == "drifts" && !drifts.is_empty()) || !holds.is_empty() {
         std::process::exit(1);
     }
     Ok(())

@@ -108,7 +108,7 @@ pub type Prices = BTreeMap<Currency, i64>;
 pub type Titles = BTreeMap<String, String>;
 
 /// Largest price accepted, in minor units.
-pub const MAX_PRICE_MINOR: i64 = 1_000_000_000_00;
+pub const MAX_PRICE_MINOR: i64 = 100_000_000_000;
 /// Most components in one bundle, and most units of one component.
 pub const MAX_BUNDLE_COMPONENTS: usize = 20;
 pub const MAX_COMPONENT_UNITS: i64 = 100;

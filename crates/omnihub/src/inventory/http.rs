@@ -1105,15 +1105,36 @@ pub struct DriftBody {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct LedgerReport {
-    /// True when every level equals the ledger's sums.
-    pub consistent: bool,
-    pub drifts: Vec<DriftBody>,
+pub struct HoldMismatchBody {
+    pub sku: String,
+    pub location_id: String,
+    /// `reserved` of the level.
+    pub reserved: i64,
+    /// Unfulfilled units of active and allocated reservations.
+    pub held: i64,
 }
 
-fn report(drifts: Vec<ledger::Drift>) -> LedgerReport {
+#[derive(Serialize, ToSchema)]
+pub struct LedgerReport {
+    /// True when every level equals the ledger's sums and the open holds.
+    pub consistent: bool,
+    pub drifts: Vec<DriftBody>,
+    /// Levels whose `reserved` differs from the open reservations.
+    pub hold_mismatches: Vec<HoldMismatchBody>,
+}
+
+fn report(drifts: Vec<ledger::Drift>, holds: Vec<ledger::HoldMismatch>) -> LedgerReport {
     LedgerReport {
-        consistent: drifts.is_empty(),
+        consistent: drifts.is_empty() && holds.is_empty(),
+        hold_mismatches: holds
+            .into_iter()
+            .map(|h| HoldMismatchBody {
+                sku: h.sku,
+                location_id: h.location_id,
+                reserved: h.reserved,
+                held: h.held,
+            })
+            .collect(),
         drifts: drifts
             .into_iter()
             .map(|d| DriftBody {
@@ -1133,7 +1154,11 @@ pub async fn verify_ledger(
     State(state): State<AppState>,
     _caller: Authorized<scope::Admin>,
 ) -> Result<axum::Json<LedgerReport>, ApiError> {
-    Ok(axum::Json(report(ledger::verify(&state.store).await?)))
+    let drifts = ledger::verify(&state.store).await?;
+    Ok(axum::Json(report(
+        drifts,
+        ledger::verify_holds(&state.store).await?,
+    )))
 }
 
 /// Rewrite drifted levels from the ledger; reports what it repaired.
@@ -1143,5 +1168,9 @@ pub async fn rebuild_ledger(
     State(state): State<AppState>,
     _caller: Authorized<scope::Admin>,
 ) -> Result<axum::Json<LedgerReport>, ApiError> {
-    Ok(axum::Json(report(ledger::rebuild(&state.store).await?)))
+    let repaired = ledger::rebuild(&state.store).await?;
+    Ok(axum::Json(report(
+        repaired,
+        ledger::verify_holds(&state.store).await?,
+    )))
 }

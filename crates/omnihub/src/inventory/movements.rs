@@ -224,14 +224,16 @@ async fn oversold(
     });
     store::insert_incident(
         tx.conn(),
-        &id.to_string(),
-        "oversold",
-        sku.as_str(),
-        &m.location.to_string(),
-        &details,
-        Some(channel.to_string()),
-        m.occurred_at,
-        now,
+        &store::IncidentRow {
+            id: id.to_string(),
+            kind: "oversold".into(),
+            sku: sku.to_string(),
+            location_id: m.location.to_string(),
+            details: details.clone(),
+            channel_id: Some(channel.to_string()),
+            occurred_at: m.occurred_at,
+            created_at: now,
+        },
     )
     .await?;
     tx.emit(

@@ -281,33 +281,26 @@ pub async fn claim_client_movement(
 
 pub async fn insert_incident(
     conn: &mut AnyConnection,
-    id: &str,
-    kind: &str,
-    sku: &str,
-    location: &str,
-    details: &serde_json::Value,
-    channel: Option<String>,
-    occurred_at: Timestamp,
-    now: Timestamp,
+    incident: &IncidentRow,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO inventory_incidents (id, kind, sku, location_id, details, channel_id, occurred_at, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
-    .bind(id)
-    .bind(kind)
-    .bind(sku)
-    .bind(location)
-    .bind(details.to_string())
-    .bind(channel)
-    .bind(time::to_micros(occurred_at))
-    .bind(time::to_micros(now))
+    .bind(incident.id.as_str())
+    .bind(incident.kind.as_str())
+    .bind(incident.sku.as_str())
+    .bind(incident.location_id.as_str())
+    .bind(incident.details.to_string())
+    .bind(incident.channel_id.clone())
+    .bind(time::to_micros(incident.occurred_at))
+    .bind(time::to_micros(incident.created_at))
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// An incident as stored: `(id, kind, sku, location_id, details, channel_id, occurred_at, created_at)`.
+/// An inventory incident as stored.
 pub struct IncidentRow {
     pub id: String,
     pub kind: String,
@@ -349,6 +342,9 @@ pub async fn list_incidents<'e>(
         .collect()
 }
 
+/// A reservation line: `(line_no, sku, location_id, quantity, fulfilled)`.
+pub type LineRow = (i64, String, String, i64, i64);
+
 /// A reservation row with its lines.
 pub struct ReservationRow {
     pub id: String,
@@ -358,8 +354,7 @@ pub struct ReservationRow {
     pub expires_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-    /// `(line_no, sku, location_id, quantity, fulfilled)`.
-    pub lines: Vec<(i64, String, String, i64, i64)>,
+    pub lines: Vec<LineRow>,
 }
 
 pub async fn insert_reservation(
@@ -721,7 +716,7 @@ pub async fn insert_reservations(
         }
         query.execute(&mut *conn).await?;
     }
-    let lines: Vec<(&str, &(i64, String, String, i64, i64))> = rows
+    let lines: Vec<(&str, &LineRow)> = rows
         .iter()
         .flat_map(|r| r.lines.iter().map(move |l| (r.id.as_str(), l)))
         .collect();

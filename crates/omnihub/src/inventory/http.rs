@@ -136,7 +136,7 @@ pub struct MovementBody {
 
 #[derive(Serialize, ToSchema)]
 pub struct IncidentBody {
-    pub id: IncidentId,
+    pub id: String,
     pub kind: String,
     pub sku: String,
     pub location_id: String,
@@ -272,7 +272,7 @@ pub async fn list_incidents(
         limit,
         |r| r.id.clone(),
         |r| IncidentBody {
-            id: r.id.parse().unwrap_or_default(),
+            id: r.id,
             kind: r.kind,
             sku: r.sku,
             location_id: r.location_id,

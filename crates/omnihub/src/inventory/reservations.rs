@@ -786,11 +786,7 @@ async fn apply_batch(
                 })
                 .collect(),
         };
-        let reservation = Reservation::try_from(ReservationRow {
-            lines: row.lines.clone(),
-            reference: row.reference.clone(),
-            ..clone_head(&row)
-        })?;
+        let reservation = Reservation::try_from(row.clone())?;
         results.push(Ok(reservation));
         rows.push(row);
     }
@@ -805,17 +801,4 @@ async fn apply_batch(
         tx.emit(event("reservation.created", reservation, now));
     }
     Ok(results)
-}
-
-fn clone_head(row: &ReservationRow) -> ReservationRow {
-    ReservationRow {
-        id: row.id.clone(),
-        channel_id: row.channel_id.clone(),
-        status: row.status.clone(),
-        reference: None,
-        expires_at: row.expires_at,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
-        lines: Vec::new(),
-    }
 }

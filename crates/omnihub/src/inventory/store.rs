@@ -346,6 +346,7 @@ pub async fn list_incidents<'e>(
 pub type LineRow = (i64, String, String, i64, i64);
 
 /// A reservation row with its lines.
+#[derive(Clone)]
 pub struct ReservationRow {
     pub id: String,
     pub channel_id: String,

@@ -3,4 +3,9 @@
 
 mod support;
 
+mod auth;
+mod conventions;
+mod events;
 mod foundation;
+mod idempotency;
+mod pagination;

@@ -1,6 +1,7 @@
 //! One integration-test binary: every test talks HTTP to a real hub on a
 //! random port with a fresh database (see `support`).
 
+mod receiver;
 mod support;
 
 mod auth;
@@ -9,3 +10,5 @@ mod events;
 mod foundation;
 mod idempotency;
 mod pagination;
+mod stream;
+mod webhooks;

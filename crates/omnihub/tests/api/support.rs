@@ -368,3 +368,16 @@ impl TestApp {
         body["items"].as_array().expect("items").clone()
     }
 }
+
+impl TestApp {
+    /// Stops the hub and starts a new one on the same database (on another
+    /// port); `base` follows.
+    pub async fn restart(&mut self) {
+        if let Some(hub) = self.hub.take() {
+            hub.shutdown().await;
+        }
+        let hub = Hub::start(self.db.settings()).await.expect("hub restarts");
+        self.base = format!("http://{}", hub.addr);
+        self.hub = Some(hub);
+    }
+}

@@ -2,6 +2,7 @@
 //! random port with a fresh database (see `support`).
 
 mod receiver;
+mod sse;
 mod support;
 
 mod auth;
@@ -9,6 +10,7 @@ mod conventions;
 mod events;
 mod foundation;
 mod idempotency;
+mod multinode;
 mod pagination;
 mod stream;
 mod webhooks;

@@ -2,6 +2,10 @@
 //! served at `/v1/openapi.json`. A copy is committed as `docs/openapi.json`;
 //! a test fails when the two drift (`OMNIHUB_UPDATE_OPENAPI=1` rewrites it).
 
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use utoipa::openapi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -21,6 +25,7 @@ use utoipa::{Modify, OpenApi};
         (name = "keys", description = "API keys of channels"),
         (name = "events", description = "The domain-event feed and live stream"),
         (name = "webhooks", description = "Webhook subscriptions and their delivery log"),
+        (name = "operations", description = "Health, readiness, metrics and this document; no key needed"),
     )
 )]
 struct ApiDoc;
@@ -42,13 +47,24 @@ pub fn base() -> openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// The full document for the API router.
+/// The full document: the `/v1` API and the operational endpoints.
 pub fn document() -> openapi::OpenApi {
-    let (_, spec) = super::api_router().split_for_parts();
+    let (_, spec) = super::api_router()
+        .merge(super::public_router())
+        .split_for_parts();
     spec
 }
 
 /// Pretty JSON of [`document`], as committed in `docs/openapi.json`.
 pub fn document_json() -> String {
     document().to_pretty_json().unwrap_or_default()
+}
+
+/// The OpenAPI 3.1 document of this hub.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", security(()),
+    responses((status = 200, description = "This document", content_type = "application/json")))]
+pub async fn serve_document() -> Response {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    let json = DOCUMENT.get_or_init(document_json).clone();
+    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
 }

@@ -166,7 +166,9 @@ pub async fn create_webhook(
     if body.from_position.is_some_and(|p| p < 0) {
         return Err(ApiError::invalid_field("from_position", "must be ≥ 0"));
     }
-    let head = state.tail.head();
+    // The committed head, not this node's tail (which may not have read the
+    // latest commits yet): events acknowledged before this request are not new.
+    let head = crate::events::store::head(state.store.reader()).await?;
     let cursor = body
         .from_position
         .map_or(head, |p| p.saturating_sub(1).min(head));

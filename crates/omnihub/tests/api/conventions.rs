@@ -12,6 +12,8 @@ backend_tests!(
     oversized_bodies_are_413_and_write_nothing,
     unknown_routes_methods_and_bad_queries,
     validation_names_the_field,
+    concurrent_duplicates_are_409_not_500,
+    odd_inputs_never_500,
 );
 
 /// What the hub holds: the event feed and the channel list.
@@ -363,5 +365,93 @@ async fn validation_names_the_field(backend: Backend) {
     }
     assert_eq!(snapshot(&app).await, before_patch, "nothing was written");
     assert_eq!(before_patch.0.len(), before.0.len() + 1);
+    app.stop().await;
+}
+
+async fn concurrent_duplicates_are_409_not_500(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let statuses: Vec<u16> = futures::future::join_all((0..12).map(|_| async {
+        app.post("/v1/channels")
+            .json(&json!({"kind": "web", "name": "Same name"}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }))
+    .await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
+    assert_eq!(app.events_after(0, "channel.created").await.len(), 2);
+    app.stop().await;
+}
+
+async fn odd_inputs_never_500(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let before = snapshot(&app).await;
+    for (path, status) in [
+        ("/v1/events?after=99999999999999999999", 400),
+        ("/v1/events?limit=99999999999", 400),
+        ("/v1/events?after=9223372036854775807", 200),
+        ("/v1/events?after=%ZZ", 400),
+        ("/v1/channels?cursor=djE6JyBPUiAxPTEgLS0", 200),
+        ("/v1/channels?limit=1&limit=2", 400),
+        ("/v1/keys?channel_id=", 400),
+        (
+            "/v1/webhooks/00000000-0000-0000-0000-000000000000/deliveries?status=lost",
+            404,
+        ),
+    ] {
+        let response = app.get(path).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{path}");
+    }
+    // Deep nesting: a 4xx, whatever the parser trips on first.
+    let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let deep_value = format!(
+        r#"{{"kind": "web", "name": "x", "extra": {}1{}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    for body in [nested, deep_value] {
+        let response = app
+            .post("/v1/channels")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_client_error(), "{}", response.status());
+    }
+    let huge_number = r#"{"url": "http://127.0.0.1:9/", "event_types": ["*"], "from_position": 99999999999999999999}"#;
+    for (body, status) in [
+        (huge_number, 422),
+        (r#"{"kind": "web", "name": "tab\there"}"#, 422),
+        (r#"{"kind": "web", "name": null}"#, 422),
+        (r#"{"kind": "web", "name": "\ud800"}"#, 400),
+    ] {
+        let path = if body.contains("event_types") {
+            "/v1/webhooks"
+        } else {
+            "/v1/channels"
+        };
+        let response = app
+            .post(path)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status_got = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert_eq!(status_got, status, "{body:.60}: {text}");
+    }
+    assert_eq!(snapshot(&app).await, before, "nothing was written");
     app.stop().await;
 }

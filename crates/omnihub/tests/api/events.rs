@@ -13,6 +13,7 @@ use crate::support::{Backend, TestApp, read};
 backend_tests!(
     every_state_change_emits_its_event_with_the_callers_channel,
     feed_is_in_commit_order_and_filters_by_position_and_type,
+    type_prefixes_match_literally,
 );
 
 fn kinds(events: &[Value]) -> Vec<&str> {
@@ -196,5 +197,55 @@ async fn feed_is_in_commit_order_and_filters_by_position_and_type(backend: Backe
     let first = page["items"].as_array().unwrap();
     assert_eq!(first.len(), 3);
     assert_eq!(page["next_cursor"], first[2]["position"].to_string());
+    app.stop().await;
+}
+
+async fn type_prefixes_match_literally(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.webhook("http://127.0.0.1:9/", &["x.y"]).await;
+    let hooks = app.events_after(0, "webhook.*").await;
+    assert_eq!(hooks.len(), 1);
+    // `_` in a pattern is a character, not a wildcard.
+    for pattern in [
+        "we_hook.*",
+        "webhoo_.*",
+        "_ebhook.*",
+        "webhook_created",
+        "channel_created",
+    ] {
+        let found = app.events_after(0, pattern).await;
+        assert!(found.is_empty(), "{pattern} matched {found:?}");
+    }
+    // Webhook subscriptions filter the same way.
+    let receiver = crate::receiver::Receiver::start(crate::receiver::Mode::Accept).await;
+    let sloppy = app
+        .webhook(&receiver.url, &["chann_l.*", "key_created"])
+        .await;
+    let exact = app.webhook(&receiver.url, &["webhook.created"]).await;
+    app.new_channel().await;
+    app.webhook("http://127.0.0.1:9/", &["x.y"]).await;
+    let got = receiver.wait_accepted(2).await;
+    // Wait for both subscriptions to have moved past every event.
+    let head = app.head().await;
+    for hook in [&sloppy, &exact] {
+        let id = hook["id"].as_str().unwrap().to_string();
+        crate::support::wait_for("the subscription to catch up", || async {
+            (app.webhook_state(&id).await["position"].as_i64() >= Some(head)).then_some(())
+        })
+        .await;
+    }
+    // Only `exact` delivers: its own creation and the later webhook, never
+    // the events committed before it was created.
+    let feed = app.events_after(0, "webhook.created").await;
+    assert_eq!(feed.len(), 4);
+    let mut positions: Vec<i64> = receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["position"].as_i64().unwrap())
+        .collect();
+    positions.sort();
+    let expected = [&feed[2]["position"], &feed[3]["position"]].map(|p| p.as_i64().unwrap());
+    assert_eq!(positions, expected, "{got:?}");
+    assert_eq!(feed[2]["subjects"]["webhook_id"], exact["id"]);
     app.stop().await;
 }

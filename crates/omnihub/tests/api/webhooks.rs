@@ -298,14 +298,25 @@ async fn dead_and_slow_endpoints_do_not_delay_healthy_ones(backend: Backend) {
     let head = app.head().await;
 
     const EVENTS: usize = 20;
-    for _ in 0..EVENTS {
+    // A first event, so that the dead and slow endpoints are stuck before
+    // the others are written.
+    app.new_channel().await;
+    let dead_id = dead["id"].as_str().unwrap();
+    wait_for("the slow endpoint to be tried", || async {
+        (slow.arrived() > 0).then_some(())
+    })
+    .await;
+    wait_for("the dead endpoint to fail", || async {
+        (!app.deliveries(dead_id).await.is_empty()).then_some(())
+    })
+    .await;
+    for _ in 1..EVENTS {
         app.new_channel().await;
     }
     let accepted = healthy.wait_accepted(EVENTS).await;
     // The healthy endpoint got everything while the slow one has not answered
     // a single request yet.
     assert!(slow.accepted().is_empty());
-    assert!(slow.arrived() > 0, "the slow endpoint was tried");
     let ids: HashSet<&str> = accepted.iter().map(|r| r.header("webhook-id")).collect();
     assert_eq!(ids.len(), EVENTS, "each event once");
     let expected: HashSet<String> = app
@@ -331,7 +342,6 @@ async fn dead_and_slow_endpoints_do_not_delay_healthy_ones(backend: Backend) {
     assert!(log.iter().all(|d| d["attempts"] == 1));
 
     // The dead endpoint's log shows refused connections, the slow one's timeouts.
-    let dead_id = dead["id"].as_str().unwrap();
     wait_for("the dead endpoint's failures to be logged", || async {
         let log = app.deliveries(dead_id).await;
         (log.len() == EVENTS

@@ -222,6 +222,57 @@ async fn nodes_serve_the_api_and_deliver_each_event_once(backend: Backend) {
         (logged == expected.len() + 1).then_some(())
     })
     .await;
+
+    // An Idempotency-Key used on one node replays on the other.
+    let idempotent = |i: usize| {
+        client
+            .post(node(i).url("/v1/channels"))
+            .bearer_auth(&key)
+            .header("idempotency-key", "across-nodes")
+            .json(&json!({"kind": "pos", "name": "Till 1"}))
+            .send()
+    };
+    let (status, first) = read(idempotent(0).await.unwrap()).await;
+    assert_eq!(status, 201, "{first}");
+    let again = idempotent(1).await.unwrap();
+    assert_eq!(again.headers()["idempotency-replayed"], "true");
+    assert_eq!(read(again).await.1, first);
+
+    // A key revoked through one node stops working on every node (within the
+    // key cache's lifetime on the others).
+    let (status, other) = post(
+        0,
+        "/v1/keys",
+        json!({"channel_id": first["id"], "name": "till", "scopes": ["events:read"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{other}");
+    let secret = other["secret"].as_str().unwrap().to_string();
+    for i in 0..nodes.len() {
+        let response = client
+            .get(node(i).url("/v1/events?limit=1"))
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let revoke = format!("/v1/keys/{}/revoke", other["id"].as_str().unwrap());
+    let (status, _) = post(0, &revoke, json!({})).await;
+    assert_eq!(status, 200);
+    for i in 0..nodes.len() {
+        wait_for("the revoked key to fail on every node", || async {
+            let response = client
+                .get(node(i).url("/v1/events?limit=1"))
+                .bearer_auth(&secret)
+                .send()
+                .await
+                .unwrap();
+            (response.status() == 401).then_some(())
+        })
+        .await;
+    }
+
     for node in nodes {
         node.stop().await;
     }

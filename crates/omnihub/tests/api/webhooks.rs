@@ -21,6 +21,7 @@ backend_tests!(
     replays_the_feed_from_a_position,
     failing_endpoint_is_disabled_and_can_be_re_enabled,
     dead_and_slow_endpoints_do_not_delay_healthy_ones,
+    shutdown_drains_in_flight_deliveries,
 );
 
 /// HMAC-SHA256 (RFC 2104) written from SHA-256 alone, to check the hub's
@@ -368,5 +369,49 @@ async fn dead_and_slow_endpoints_do_not_delay_healthy_ones(backend: Backend) {
     })
     .await;
     slow.release();
+    app.stop().await;
+}
+
+async fn shutdown_drains_in_flight_deliveries(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    let receiver = Receiver::start(Mode::Hang).await;
+    let hook = create_hook(&app, &receiver.url, &["channel.created"], None).await;
+    let hook_id = hook["id"].as_str().unwrap().to_string();
+    app.new_channel().await;
+    wait_for("the delivery to be in flight", || async {
+        (receiver.arrived() == 1).then_some(())
+    })
+    .await;
+
+    let hub = app.hub.take().expect("a running hub");
+    let stopping = tokio::spawn(hub.shutdown());
+    wait_for("the hub to stop accepting connections", || async {
+        let fresh = reqwest::Client::new();
+        fresh
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    // The endpoint answers while the hub is shutting down: the delivery is
+    // finished and recorded, not abandoned.
+    receiver.release();
+    stopping.await.unwrap();
+    assert_eq!(receiver.accepted().len(), 1);
+
+    app.restart().await;
+    let log = app.deliveries(&hook_id).await;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["status"], "succeeded");
+    assert_eq!(log[0]["attempts"], 1);
+    // Nothing is sent twice after the restart: the next delivery is the next event.
+    app.new_channel().await;
+    let accepted = receiver.wait_accepted(2).await;
+    assert_ne!(
+        accepted[0].header("webhook-id"),
+        accepted[1].header("webhook-id")
+    );
     app.stop().await;
 }

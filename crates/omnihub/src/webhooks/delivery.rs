@@ -391,7 +391,8 @@ async fn record(
                     store::update_delivery(tx.conn(), delivery).await?;
                 }
                 store::set_cursor(tx.conn(), id, cursor).await?;
-                let Some(mut hook) = store::get(tx.conn(), id).await? else {
+                let dialect = tx.dialect();
+                let Some(mut hook) = store::get_for_update(tx.conn(), dialect, id).await? else {
                     return Ok(false);
                 };
                 if any_success {

@@ -287,7 +287,8 @@ pub async fn update_webhook(
         .store
         .write(move |tx| {
             Box::pin(async move {
-                let Some(mut hook) = store::get(tx.conn(), id).await? else {
+                let dialect = tx.dialect();
+                let Some(mut hook) = store::get_for_update(tx.conn(), dialect, id).await? else {
                     return Err(ApiError::not_found("webhook"));
                 };
                 if let Some(url) = url {

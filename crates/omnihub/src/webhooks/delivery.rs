@@ -229,11 +229,34 @@ async fn step(d: &Dispatcher, hook: &Webhook) -> Result<bool, StepError> {
             .collect();
 
     let mut jobs: Vec<(Option<Delivery>, Event)> = Vec::with_capacity(fresh.len() + retries.len());
+    let mut gone = Vec::new();
     for retry in retries {
         match retry_events.get(&retry.event_position) {
             Some(event) => jobs.push((Some(retry), event.clone())),
-            None => tracing::warn!(delivery = %retry.id, "event of a retry is gone"),
+            None => {
+                tracing::warn!(delivery = %retry.id, "event of a retry is gone; giving it up");
+                gone.push(Delivery {
+                    status: DeliveryStatus::Failed,
+                    next_attempt_at: None,
+                    last_error: Some("the event no longer exists".into()),
+                    ..retry
+                });
+            }
         }
+    }
+    // A retry whose event is gone can never be sent: give it up, or it would
+    // stay due and the worker would spin on it.
+    if !gone.is_empty() {
+        d.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    for delivery in &gone {
+                        store::update_delivery(tx.conn(), delivery).await?;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+            })
+            .await?;
     }
     jobs.extend(fresh.into_iter().map(|e| (None, e)));
 

@@ -22,6 +22,7 @@ backend_tests!(
     failing_endpoint_is_disabled_and_can_be_re_enabled,
     dead_and_slow_endpoints_do_not_delay_healthy_ones,
     shutdown_drains_in_flight_deliveries,
+    a_retry_whose_event_is_gone_is_given_up,
 );
 
 /// HMAC-SHA256 (RFC 2104) written from SHA-256 alone, to check the hub's
@@ -413,5 +414,51 @@ async fn shutdown_drains_in_flight_deliveries(backend: Backend) {
         accepted[0].header("webhook-id"),
         accepted[1].header("webhook-id")
     );
+    app.stop().await;
+}
+
+/// Runs one SQL statement on the test's database, behind the hub's back.
+async fn execute_sql(app: &TestApp, sql: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&app.db.url).await.unwrap();
+    if let Some(schema) = &app.db.schema {
+        sqlx::query(&format!("SET search_path TO \"{schema}\""))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    sqlx::query(sql).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+}
+
+async fn a_retry_whose_event_is_gone_is_given_up(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let receiver = Receiver::start(Mode::Fail).await;
+    let hook = create_hook(&app, &receiver.url, &["channel.created"], None).await;
+    let hook_id = hook["id"].as_str().unwrap().to_string();
+    app.new_channel().await;
+    let log = wait_for("a retry to be scheduled", || async {
+        let log = app.deliveries(&hook_id).await;
+        (log.len() == 1 && log[0]["status"] == "retrying").then_some(log)
+    })
+    .await;
+    let position = log[0]["event_position"].as_i64().unwrap();
+    execute_sql(
+        &app,
+        &format!("DELETE FROM events WHERE position = {position}"),
+    )
+    .await;
+    let log = wait_for("the retry to be given up", || async {
+        let log = app.deliveries(&hook_id).await;
+        (log[0]["status"] == "failed").then_some(log)
+    })
+    .await;
+    assert_eq!(log[0]["last_error"], "the event no longer exists");
+    // The worker goes on with new events.
+    receiver.set_mode(Mode::Accept);
+    let channel = app.new_channel().await;
+    let accepted = receiver.wait_accepted(1).await;
+    assert_eq!(accepted[0].json()["data"]["id"], channel.as_str());
     app.stop().await;
 }

@@ -12,6 +12,7 @@ backend_tests!(
     channels_use_keys_independently,
     invalid_keys_are_400,
     concurrent_requests_with_one_key_create_once,
+    a_request_abandoned_by_its_client_still_completes_its_key,
 );
 
 async fn post_with_key(app: &TestApp, secret: &str, key: &str, body: &Value) -> reqwest::Response {
@@ -194,5 +195,94 @@ async fn concurrent_requests_with_one_key_create_once(backend: Backend) {
     assert!(!ids.is_empty());
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
     assert_eq!(app.events_after(0, "channel.created").await.len(), 2);
+    app.stop().await;
+}
+
+/// Holds the database's write lock (SQLite) or the channels table (PostgreSQL)
+/// until `release`d.
+struct WriteBlock {
+    conn: sqlx::AnyConnection,
+}
+
+impl WriteBlock {
+    async fn hold(app: &TestApp) -> WriteBlock {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&app.db.url).await.unwrap();
+        let statements: Vec<String> = match &app.db.schema {
+            Some(schema) => vec![
+                format!("SET search_path TO \"{schema}\""),
+                "BEGIN".into(),
+                "LOCK TABLE channels IN EXCLUSIVE MODE".into(),
+            ],
+            None => vec!["BEGIN IMMEDIATE".into()],
+        };
+        for statement in statements {
+            sqlx::query(&statement).execute(&mut conn).await.unwrap();
+        }
+        WriteBlock { conn }
+    }
+
+    async fn release(mut self) {
+        sqlx::query("COMMIT").execute(&mut self.conn).await.unwrap();
+    }
+}
+
+async fn a_request_abandoned_by_its_client_still_completes_its_key(backend: Backend) {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn(backend).await;
+    let body = json!({"kind": "web", "name": "Abandoned"}).to_string();
+    let block = WriteBlock::hold(&app).await;
+    // The client sends the request and hangs up before the answer (the
+    // write is stuck behind the lock).
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = format!(
+        "POST /v1/channels HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\n\
+         idempotency-key: abandoned-1\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        app.admin_key,
+        body.len()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    socket.flush().await.unwrap();
+    // Pauses only to order events (the hub reads the request, then sees the
+    // hang-up, then the lock goes); if the hub were slower, the test would
+    // pass without exercising the hang-up, never fail wrongly.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(socket);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    block.release().await;
+
+    // The write went through; a retry with the key gets its answer, not a
+    // 409 for a minute and then a second write.
+    let channel = crate::support::wait_for("the channel to be created", || async {
+        let (_, list) = app.get_json("/v1/channels").await;
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "Abandoned")
+            .cloned()
+    })
+    .await;
+    let replay = crate::support::wait_for("the stored answer", || async {
+        let response = post_with_key(
+            &app,
+            &app.admin_key,
+            "abandoned-1",
+            &serde_json::from_str(&body).unwrap(),
+        )
+        .await;
+        if response.status() == 409 {
+            return None;
+        }
+        Some(response)
+    })
+    .await;
+    assert!(replayed(&replay));
+    let (status, replay) = read(replay).await;
+    assert_eq!(status, 201, "{replay}");
+    assert_eq!(replay["id"], channel["id"]);
     app.stop().await;
 }

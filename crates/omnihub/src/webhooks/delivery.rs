@@ -260,16 +260,39 @@ async fn step(d: &Dispatcher, hook: &Webhook) -> Result<bool, StepError> {
     }
     jobs.extend(fresh.into_iter().map(|e| (None, e)));
 
-    let attempts: Vec<(Option<Delivery>, Event, Attempt)> = futures::stream::iter(jobs)
+    let sending = futures::stream::iter(jobs)
         .map(|(previous, event)| async move {
             let attempt = send(d, hook, &event).await;
             (previous, event, attempt)
         })
         .buffer_unordered(d.settings.concurrency)
-        .collect()
-        .await;
+        .collect::<Vec<(Option<Delivery>, Event, Attempt)>>();
+    let attempts = holding_lease(d, hook.id, sending).await?;
     record(d, hook, cursor, attempts).await?;
     Ok(true)
+}
+
+/// Runs `work` while renewing the subscription's lease every `LEASE / 3`.
+/// A batch to a slow endpoint can take longer than [`LEASE`] (up to
+/// `batch / concurrency × timeout`); with the lease expired, another node
+/// would send the same batch again and the two would keep taking the lease
+/// from each other without either recording its batch.
+async fn holding_lease<T>(
+    d: &Dispatcher,
+    id: WebhookId,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, StepError> {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            output = &mut work => return Ok(output),
+            _ = tokio::time::sleep(LEASE / 3) => {
+                if !claim(d, id).await? {
+                    return Err(StepError::LeaseLost);
+                }
+            }
+        }
+    }
 }
 
 struct Attempt {

@@ -114,6 +114,14 @@ async fn served_document_covers_every_route(backend: Backend) {
                 continue;
             }
             let (_, body) = read(response).await;
+            if listed && status >= 400 {
+                let documented = &served["paths"][path][method.to_ascii_lowercase()]["responses"];
+                assert!(
+                    documented.get(status.to_string()).is_some(),
+                    "{method} {path} answered {status}, which the document does not list: {body}"
+                );
+                assert_eq!(content_type.as_deref(), Some("application/problem+json"));
+            }
             if listed {
                 assert_ne!(status, 405, "{method} {concrete}: {body}");
                 let no_endpoint = status == 404
@@ -140,7 +148,8 @@ async fn served_document_covers_every_route(backend: Backend) {
             "{path}"
         );
     }
-    // The Problem schema, and every error answer refers to it.
+    // The Problem schema; every error answer is a problem+json Problem, and
+    // every API operation lists the errors of authentication and storage.
     let problem = &served["components"]["schemas"]["Problem"];
     for field in ["type", "title", "status", "detail", "code", "errors"] {
         assert!(
@@ -150,14 +159,26 @@ async fn served_document_covers_every_route(backend: Backend) {
     }
     assert!(served["components"]["schemas"].get("FieldError").is_some());
     for (path, item) in served["paths"].as_object().unwrap() {
+        let public = !path.starts_with("/v1/") || path == "/v1/openapi.json";
         for (method, operation) in item.as_object().unwrap() {
-            for (status, answer) in operation["responses"].as_object().unwrap() {
-                if status.starts_with('4') {
-                    let schema = &answer["content"]["application/json"]["schema"]["$ref"];
+            let responses = operation["responses"].as_object().unwrap();
+            for (status, answer) in responses {
+                if status.starts_with('4') || status.starts_with('5') && !public {
+                    let schema = &answer["content"]["application/problem+json"]["schema"]["$ref"];
                     assert_eq!(
                         schema, "#/components/schemas/Problem",
                         "{method} {path} {status}"
                     );
+                }
+            }
+            if !public {
+                for status in ["401", "403", "500", "503"] {
+                    assert!(responses.contains_key(status), "{method} {path} {status}");
+                }
+            }
+            if operation.get("requestBody").is_some() {
+                for status in ["400", "413", "415", "422"] {
+                    assert!(responses.contains_key(status), "{method} {path} {status}");
                 }
             }
         }

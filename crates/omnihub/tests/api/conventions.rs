@@ -1,6 +1,7 @@
 //! API conventions: every kind of bad input gets a 4xx problem+json with a
 //! stable code (and the offending fields for validation), and changes nothing.
 
+use base64::Engine;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -14,6 +15,7 @@ backend_tests!(
     validation_names_the_field,
     concurrent_duplicates_are_409_not_500,
     odd_inputs_never_500,
+    control_characters_in_text_are_rejected,
 );
 
 /// What the hub holds: the event feed and the channel list.
@@ -457,5 +459,86 @@ async fn odd_inputs_never_500(backend: Backend) {
         assert_eq!(status_got, status, "{body:.60}: {text}");
     }
     assert_eq!(snapshot(&app).await, before, "nothing was written");
+    app.stop().await;
+}
+
+async fn control_characters_in_text_are_rejected(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let channel = app.new_channel().await;
+    let hook = app.webhook("http://127.0.0.1:9/", &["x.y"]).await;
+    let hook_path = format!("/v1/webhooks/{}", hook["id"].as_str().unwrap());
+    let before = snapshot(&app).await;
+    let cases: Vec<(Method, String, Value, &str)> = vec![
+        (
+            Method::POST,
+            "/v1/keys".into(),
+            json!({"channel_id": channel, "name": "till\u{0}3", "scopes": ["admin"]}),
+            "name",
+        ),
+        (
+            Method::POST,
+            "/v1/webhooks".into(),
+            json!({"url": "http://127.0.0.1:9/", "event_types": ["*"], "description": "a\u{0}b"}),
+            "description",
+        ),
+        (
+            Method::PATCH,
+            hook_path.clone(),
+            json!({"description": "\u{0}"}),
+            "description",
+        ),
+        (
+            Method::POST,
+            "/v1/channels".into(),
+            json!({"kind": "web", "name": "x\u{0}y"}),
+            "name",
+        ),
+        (
+            Method::POST,
+            "/v1/webhooks".into(),
+            json!({"url": "http://127.0.0.1:9/", "event_types": ["*"],
+                   "secret": "whsec_\u{0}aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}),
+            "secret",
+        ),
+        (
+            Method::POST,
+            "/v1/webhooks".into(),
+            json!({"url": "http://127.0.0.1:9/", "event_types": ["*"],
+                   "secret": "whsec_not base64 at all, but long enough"}),
+            "secret",
+        ),
+    ];
+    for (method, path, body, field) in cases {
+        let response = app
+            .request(method.clone(), &path)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(response, 422, "validation_failed").await;
+        assert_eq!(
+            problem["errors"][0]["field"], field,
+            "{method} {path}: {problem}"
+        );
+    }
+    // A forged cursor with a NUL in it.
+    let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("v1:\u{0}");
+    for path in ["/v1/channels", "/v1/keys", "/v1/webhooks"] {
+        let response = app
+            .get(&format!("{path}?cursor={cursor}"))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, 400, "invalid_cursor").await;
+    }
+    // A description may have line breaks.
+    let (status, body) = app
+        .post_json(
+            "/v1/webhooks",
+            &json!({"url": "http://127.0.0.1:9/", "event_types": ["*"], "description": "two\nlines\t"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(snapshot(&app).await.0.len(), before.0.len() + 1);
     app.stop().await;
 }

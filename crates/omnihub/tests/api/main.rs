@@ -9,6 +9,7 @@ mod auth;
 mod conventions;
 mod events;
 mod foundation;
+mod fuzz;
 mod idempotency;
 mod metrics;
 mod multinode;

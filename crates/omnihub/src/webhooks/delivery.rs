@@ -77,6 +77,9 @@ pub fn spawn(
 ) -> anyhow::Result<JoinHandle<()>> {
     let client = reqwest::Client::builder()
         .timeout(settings.timeout)
+        // A redirect is a failed delivery: following it would turn the POST
+        // into a body-less GET (302/303) or send the event to another host.
+        .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(settings.concurrency)
         .user_agent(concat!("omnihub-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()?;

@@ -23,6 +23,7 @@ backend_tests!(
     dead_and_slow_endpoints_do_not_delay_healthy_ones,
     shutdown_drains_in_flight_deliveries,
     a_retry_whose_event_is_gone_is_given_up,
+    redirects_are_not_followed,
 );
 
 /// HMAC-SHA256 (RFC 2104) written from SHA-256 alone, to check the hub's
@@ -460,5 +461,52 @@ async fn a_retry_whose_event_is_gone_is_given_up(backend: Backend) {
     let channel = app.new_channel().await;
     let accepted = receiver.wait_accepted(1).await;
     assert_eq!(accepted[0].json()["data"]["id"], channel.as_str());
+    app.stop().await;
+}
+
+async fn redirects_are_not_followed(backend: Backend) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let app = TestApp::spawn(backend).await;
+    // An endpoint that redirects every POST; following it would turn the
+    // POST into a GET without the event and count it as delivered.
+    let followed = Arc::new(AtomicUsize::new(0));
+    let counter = followed.clone();
+    let router = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(|| async {
+                (
+                    axum::http::StatusCode::FOUND,
+                    [(axum::http::header::LOCATION, "/elsewhere")],
+                )
+            }),
+        )
+        .route(
+            "/elsewhere",
+            axum::routing::any(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async { "ok" }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let hook = create_hook(&app, &url, &["channel.created"], None).await;
+    let hook_id = hook["id"].as_str().unwrap().to_string();
+    app.new_channel().await;
+    let log = wait_for("the attempt to be logged", || async {
+        let log = app.deliveries(&hook_id).await;
+        (!log.is_empty()).then_some(log)
+    })
+    .await;
+    assert_eq!(log[0]["status"], "retrying", "{log:?}");
+    assert_eq!(log[0]["last_status_code"], 302);
+    assert_eq!(
+        followed.load(Ordering::SeqCst),
+        0,
+        "the redirect was not followed"
+    );
+    server.abort();
     app.stop().await;
 }

@@ -334,7 +334,7 @@ async fn send(d: &Dispatcher, hook: &Webhook, event: &Event) -> Attempt {
         }
         Ok(response) => {
             let status = response.status();
-            let text = response.text().await.unwrap_or_default();
+            let text = body_prefix(response, MAX_ERROR_CHARS * 4).await;
             let text: String = text.chars().take(MAX_ERROR_CHARS).collect();
             (
                 Some(i64::from(status.as_u16())),
@@ -374,6 +374,20 @@ async fn send(d: &Dispatcher, hook: &Webhook, event: &Event) -> Attempt {
         error,
         duration_ms: started.elapsed().as_millis() as i64,
     }
+}
+
+/// The first `max_bytes` of a response body (as text, lossily): only what
+/// the log keeps is read, however large the endpoint's answer.
+async fn body_prefix(mut response: reqwest::Response, max_bytes: usize) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < max_bytes {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    bytes.truncate(max_bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// The delay before retry number `attempts` (1 = after the first failure):

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::support::{Backend, TestApp, assert_problem, read};
+use crate::support::{Backend, TestApp, WriteBlock, assert_problem, read};
 
 backend_tests!(
     same_key_and_body_replays_the_stored_response,
@@ -196,36 +196,6 @@ async fn concurrent_requests_with_one_key_create_once(backend: Backend) {
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
     assert_eq!(app.events_after(0, "channel.created").await.len(), 2);
     app.stop().await;
-}
-
-/// Holds the database's write lock (SQLite) or the channels table (PostgreSQL)
-/// until `release`d.
-struct WriteBlock {
-    conn: sqlx::AnyConnection,
-}
-
-impl WriteBlock {
-    async fn hold(app: &TestApp) -> WriteBlock {
-        use sqlx::Connection;
-        sqlx::any::install_default_drivers();
-        let mut conn = sqlx::AnyConnection::connect(&app.db.url).await.unwrap();
-        let statements: Vec<String> = match &app.db.schema {
-            Some(schema) => vec![
-                format!("SET search_path TO \"{schema}\""),
-                "BEGIN".into(),
-                "LOCK TABLE channels IN EXCLUSIVE MODE".into(),
-            ],
-            None => vec!["BEGIN IMMEDIATE".into()],
-        };
-        for statement in statements {
-            sqlx::query(&statement).execute(&mut conn).await.unwrap();
-        }
-        WriteBlock { conn }
-    }
-
-    async fn release(mut self) {
-        sqlx::query("COMMIT").execute(&mut self.conn).await.unwrap();
-    }
 }
 
 async fn a_request_abandoned_by_its_client_still_completes_its_key(backend: Backend) {

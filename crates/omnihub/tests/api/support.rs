@@ -381,3 +381,33 @@ impl TestApp {
         self.hub = Some(hub);
     }
 }
+
+/// Holds the database's write lock (SQLite) or the channels table (PostgreSQL)
+/// until `release`d.
+pub struct WriteBlock {
+    conn: sqlx::AnyConnection,
+}
+
+impl WriteBlock {
+    pub async fn hold(app: &TestApp) -> WriteBlock {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&app.db.url).await.unwrap();
+        let statements: Vec<String> = match &app.db.schema {
+            Some(schema) => vec![
+                format!("SET search_path TO \"{schema}\""),
+                "BEGIN".into(),
+                "LOCK TABLE channels IN EXCLUSIVE MODE".into(),
+            ],
+            None => vec!["BEGIN IMMEDIATE".into()],
+        };
+        for statement in statements {
+            sqlx::query(&statement).execute(&mut conn).await.unwrap();
+        }
+        WriteBlock { conn }
+    }
+
+    pub async fn release(mut self) {
+        sqlx::query("COMMIT").execute(&mut self.conn).await.unwrap();
+    }
+}

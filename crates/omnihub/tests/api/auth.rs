@@ -22,7 +22,14 @@ async fn missing_malformed_and_unknown_keys_are_401(backend: Backend) {
     let head = app.head().await;
 
     let no_key = app.client.get(&url).send().await.unwrap();
+    let challenge = no_key.headers().get("www-authenticate").cloned();
     assert_problem(no_key, 401, "unauthorized").await;
+    // RFC 9110: a 401 carries a challenge.
+    let challenge = challenge.expect("WWW-Authenticate on a 401");
+    assert!(
+        challenge.to_str().unwrap().starts_with("Bearer"),
+        "{challenge:?}"
+    );
 
     let basic = |raw: &str| {
         format!(
@@ -49,6 +56,7 @@ async fn missing_malformed_and_unknown_keys_are_401(backend: Backend) {
             .send()
             .await
             .unwrap();
+        assert!(response.headers().contains_key("www-authenticate"));
         assert_problem(response, 401, "unauthorized").await;
     }
     // Bytes that are not UTF-8 in the header.

@@ -198,6 +198,16 @@ async fn unknown_routes_methods_and_bad_queries(backend: Backend) {
         (Method::POST, "/healthz".to_string()),
     ] {
         let response = app.request(method.clone(), &path).send().await.unwrap();
+        let allow = response
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert!(
+            allow
+                .as_deref()
+                .is_some_and(|a| !a.is_empty() && !a.contains(method.as_str())),
+            "{method} {path}: a 405 names the allowed methods: {allow:?}"
+        );
         assert_problem(response, 405, "method_not_allowed").await;
     }
     for path in [

@@ -79,6 +79,22 @@ impl Node {
     async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// SIGTERM: the node drains and exits on its own, successfully.
+    async fn terminate(mut self) {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(sent.success());
+        let status = tokio::time::timeout(WAIT_DEADLINE, self.child.wait())
+            .await
+            .expect("the node exits after SIGTERM")
+            .expect("wait");
+        assert!(status.success(), "exit status {status:?}");
+    }
 }
 
 /// Creates an admin key with the CLI (which also migrates).
@@ -273,6 +289,10 @@ async fn nodes_serve_the_api_and_deliver_each_event_once(backend: Backend) {
         .await;
     }
 
+    let mut nodes = nodes.into_iter();
+    if let Some(first) = nodes.next() {
+        first.terminate().await;
+    }
     for node in nodes {
         node.stop().await;
     }

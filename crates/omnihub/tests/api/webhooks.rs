@@ -24,6 +24,7 @@ backend_tests!(
     shutdown_drains_in_flight_deliveries,
     a_retry_whose_event_is_gone_is_given_up,
     redirects_are_not_followed,
+    changes_apply_to_the_next_deliveries,
 );
 
 /// HMAC-SHA256 (RFC 2104) written from SHA-256 alone, to check the hub's
@@ -508,5 +509,74 @@ async fn redirects_are_not_followed(backend: Backend) {
         "the redirect was not followed"
     );
     server.abort();
+    app.stop().await;
+}
+
+async fn changes_apply_to_the_next_deliveries(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let first = Receiver::start(Mode::Accept).await;
+    let second = Receiver::start(Mode::Accept).await;
+    let hook = create_hook(&app, &first.url, &["channel.created"], None).await;
+    let hook_path = format!("/v1/webhooks/{}", hook["id"].as_str().unwrap());
+    app.new_channel().await;
+    first.wait_accepted(1).await;
+
+    let response = app
+        .patch(&hook_path)
+        .json(&json!({"url": second.url, "event_types": ["key.*"], "description": "moved"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let updated: Value = response.json().await.unwrap();
+    assert_eq!(updated["url"], second.url.as_str());
+    assert_eq!(updated["event_types"], json!(["key.*"]));
+    assert_eq!(updated["description"], "moved");
+    let channel = app.new_channel().await;
+    app.key_for(&channel, &["events:read"]).await;
+    let accepted = second.wait_accepted(1).await;
+    assert_eq!(accepted[0].json()["type"], "key.created");
+    // A step that began before the change may still use the old settings;
+    // never the new types to the old URL.
+    assert!(
+        first
+            .received()
+            .iter()
+            .all(|r| r.json()["type"] == "channel.created")
+    );
+
+    // Deleting a subscription removes it and its log, and stops delivery.
+    let response = app.delete(&hook_path).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    let response = app
+        .get(&format!("{hook_path}/deliveries"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let (status, list) = app.get_json("/v1/webhooks").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["items"], json!([]));
+    // A sentinel subscription shows when later events were handled: once it
+    // has the second key after the deletion, a step begun before the
+    // deletion is long over, and that key never reached the deleted one.
+    let sentinel = Receiver::start(Mode::Accept).await;
+    create_hook(&app, &sentinel.url, &["key.created"], None).await;
+    app.key_for(&channel, &["events:read"]).await;
+    sentinel.wait_accepted(1).await;
+    app.key_for(&channel, &["events:read"]).await;
+    let last = sentinel.wait_accepted(2).await;
+    let last_id = last
+        .iter()
+        .map(|r| r.json()["position"].as_i64().unwrap())
+        .max()
+        .unwrap();
+    assert!(
+        second
+            .received()
+            .iter()
+            .all(|r| r.json()["position"].as_i64().unwrap() < last_id),
+        "nothing after the deletion"
+    );
     app.stop().await;
 }

@@ -247,20 +247,7 @@ async fn step(d: &Dispatcher, hook: &Webhook) -> Result<bool, StepError> {
             }
         }
     }
-    // A retry whose event is gone can never be sent: give it up, or it would
-    // stay due and the worker would spin on it.
-    if !gone.is_empty() {
-        d.store
-            .write(move |tx| {
-                Box::pin(async move {
-                    for delivery in &gone {
-                        store::update_delivery(tx.conn(), delivery).await?;
-                    }
-                    Ok::<_, StoreError>(())
-                })
-            })
-            .await?;
-    }
+    give_up(d, gone).await?;
     jobs.extend(fresh.into_iter().map(|e| (None, e)));
 
     let sending = futures::stream::iter(jobs)
@@ -273,6 +260,24 @@ async fn step(d: &Dispatcher, hook: &Webhook) -> Result<bool, StepError> {
     let attempts = holding_lease(d, hook.id, sending).await?;
     record(d, hook, cursor, attempts).await?;
     Ok(true)
+}
+
+/// Records retries whose event is gone as failed: they can never be sent,
+/// and left due the worker would spin on them.
+async fn give_up(d: &Dispatcher, gone: Vec<Delivery>) -> Result<(), StoreError> {
+    if gone.is_empty() {
+        return Ok(());
+    }
+    d.store
+        .write(move |tx| {
+            Box::pin(async move {
+                for delivery in &gone {
+                    store::update_delivery(tx.conn(), delivery).await?;
+                }
+                Ok::<_, StoreError>(())
+            })
+        })
+        .await
 }
 
 /// Runs `work` while renewing the subscription's lease every `LEASE / 3`.

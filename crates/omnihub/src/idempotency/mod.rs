@@ -92,7 +92,13 @@ async fn run_with_key(
             format!("the request body is larger than {limit} bytes"),
         )
     })?;
-    let fingerprint = fingerprint(parts.method.as_str(), parts.uri.path(), &bytes);
+    // The query string is part of the request: the same key with another
+    // query is another request, not a replay.
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |target| target.as_str());
+    let fingerprint = fingerprint(parts.method.as_str(), target, &bytes);
     let channel = principal.channel_id.to_string();
     match store::reserve(&state.store, &channel, &key, &fingerprint).await? {
         Reservation::Reserved => {}

@@ -100,6 +100,15 @@ async fn same_key_with_another_body_is_rejected(backend: Backend) {
         .await
         .unwrap();
     assert_problem(response, 422, "idempotency_key_reused").await;
+    // So is another query string.
+    let response = app
+        .post("/v1/channels?variant=b")
+        .header("idempotency-key", "k-1")
+        .json(&json!({"kind": "web", "name": "One"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 422, "idempotency_key_reused").await;
     assert_eq!(app.head().await, head, "nothing was written");
     let (_, list) = app.get_json("/v1/channels").await;
     assert!(!list.to_string().contains("\"Two\""), "{list}");

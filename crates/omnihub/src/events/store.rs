@@ -96,7 +96,7 @@ pub async fn list_after(
             .enumerate()
             .map(|(i, p)| {
                 if p.ends_with('*') {
-                    format!("type LIKE ${}", i + 3)
+                    format!("type LIKE ${} ESCAPE '\\'", i + 3)
                 } else {
                     format!("type = ${}", i + 3)
                 }
@@ -108,12 +108,25 @@ pub async fn list_after(
     let mut query = sqlx::query(&sql).bind(after).bind(limit);
     for p in &patterns {
         query = query.bind(match p.strip_suffix('*') {
-            Some(prefix) => format!("{prefix}%"),
+            Some(prefix) => format!("{}%", escape_like(prefix)),
             None => p.clone(),
         });
     }
     let rows = query.fetch_all(pool).await?;
     rows.iter().map(event_from_row).collect()
+}
+
+/// Escapes LIKE wildcards, so that a prefix such as `gift_card.` matches
+/// literally (`_` would match any character).
+fn escape_like(prefix: &str) -> String {
+    let mut escaped = String::with_capacity(prefix.len() + 4);
+    for c in prefix.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 /// The position of the newest event (0 when there is none).

@@ -99,11 +99,21 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         ))
 }
 
+/// The operational endpoints, public (no key): health, readiness, metrics
+/// and the OpenAPI document.
+pub fn public_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(openapi::serve_document))
+}
+
 /// The whole application: `/v1` behind auth and idempotency, plus the public
 /// operational endpoints.
 pub fn router(state: AppState) -> Router {
-    let (api, spec) = api_router().split_for_parts();
-    let spec = Arc::new(spec);
+    let (api, _) = api_router().split_for_parts();
+    let (public, _) = public_router().split_for_parts();
     let api = api
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -113,17 +123,6 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ));
-    let public = Router::new()
-        .route("/healthz", axum::routing::get(health::healthz))
-        .route("/readyz", axum::routing::get(health::readyz))
-        .route("/metrics", axum::routing::get(health::metrics))
-        .route(
-            "/v1/openapi.json",
-            axum::routing::get(move || {
-                let spec = spec.clone();
-                async move { axum::Json(spec.as_ref().clone()) }
-            }),
-        );
     let max_body = state.settings.max_body_bytes;
     public
         .merge(api)

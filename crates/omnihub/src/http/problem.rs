@@ -174,6 +174,13 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if code == ErrorCode::Unauthorized {
+            // RFC 9110 §15.5.2: a 401 names the scheme to authenticate with.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"omnihub\""),
+            );
+        }
         response
     }
 }

@@ -11,7 +11,8 @@
 #   apt-get update && apt-get install -y wrk
 #
 # Settings (environment): THREADS (2), CONNECTIONS (64), DURATION (10s),
-# ROUNDS (2: bare, hub, bare, hub … averaged), HUB_PORT (18080), BARE_PORT (18090).
+# ROUNDS (2: bare, hub, bare, hub … averaged), HUB_PORT (18080), BARE_PORT (18090),
+# HUB_BIN (target/release/omnihub).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +26,8 @@ BARE_PORT="${BARE_PORT:-18090}"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get update && apt-get install -y wrk" >&2; exit 1; }
 
 cargo build --release -p omnihub -p omnihub-bench
-hub_bin=target/release/omnihub
+# HUB_BIN measures another build of the hub, e.g. one of an older commit.
+hub_bin="${HUB_BIN:-target/release/omnihub}"
 bench_bin=target/release/omnihub-bench
 
 data="$(mktemp -d -t omnihub-auth-read.XXXXXX)"
@@ -70,18 +72,28 @@ echo "bare: $(curl -fsS "$bare_url")"
 wrk -t"$THREADS" -c"$CONNECTIONS" -d2s -H "Authorization: Bearer $key" "$hub_url" >/dev/null
 wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "$bare_url" >/dev/null
 
-run() { # name, url, extra wrk args…
-    local name="$1" url="$2"
-    shift 2
-    local out
+# CPU time (user + system, clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+tick_us=$((1000000 / $(getconf CLK_TCK)))
+
+run() { # name, server pid, url, extra wrk args…
+    local name="$1" pid="$2" url="$3"
+    shift 3
+    local out before after
+    before="$(cpu_ticks "$pid")"
     out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url")"
-    local rps p50 p99 errors
+    after="$(cpu_ticks "$pid")"
+    local rps p50 p99 errors requests cpu_us
     rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
+    requests="$(awk '/requests in/ {print $1}' <<<"$out")"
+    # Server CPU per request: far less sensitive than req/s to other load on the machine.
+    cpu_us="$(awk -v t="$((after - before))" -v us="$tick_us" -v n="$requests" 'BEGIN {printf "%.1f", t * us / n}')"
     p50="$(awk '$1 == "50%" {print $2}' <<<"$out")"
     p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
     errors="$(grep -E 'Non-2xx|Socket errors' <<<"$out" || true)"
-    printf '%-6s %10.0f req/s   p50 %-9s p99 %-9s %s\n' "$name" "$rps" "$p50" "$p99" "$errors"
+    printf '%-6s %10.0f req/s   p50 %-9s p99 %-9s server CPU %6s us/req %s\n' "$name" "$rps" "$p50" "$p99" "$cpu_us" "$errors"
     echo "$rps" >>"$data/$name.rps"
+    echo "$cpu_us" >>"$data/$name.cpu"
     if [ -n "$errors" ]; then
         echo "$name answered errors; the figures are not valid" >&2
         exit 1
@@ -91,18 +103,21 @@ run() { # name, url, extra wrk args…
 echo
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS round(s); $(nproc) cores, $(lscpu | sed -n 's/^Model name:[[:space:]]*//p')"
 for _ in $(seq 1 "$ROUNDS"); do
-    run bare "$bare_url"
-    run hub "$hub_url" -H "Authorization: Bearer $key"
+    run bare "${pids[1]}" "$bare_url"
+    run hub "${pids[0]}" "$hub_url" -H "Authorization: Bearer $key"
 done
 echo
 echo "hub requests by status (from /metrics):"
 curl -fsS "http://127.0.0.1:$HUB_PORT/metrics" | grep '^omnihub_http_requests_total' | grep 'channels/{id}' || true
 # For reference, not in the ratio: an authenticated read that queries SQLite on
 # every request (keys are not cached; channels are, see docs/benchmarks.md).
-run hub-db "http://127.0.0.1:$HUB_PORT/v1/keys/$key_id" -H "Authorization: Bearer $key"
+run hub-db "${pids[0]}" "http://127.0.0.1:$HUB_PORT/v1/keys/$key_id" -H "Authorization: Bearer $key"
 bare_mean="$(awk '{s+=$1} END {print s/NR}' "$data/bare.rps")"
 hub_mean="$(awk '{s+=$1} END {print s/NR}' "$data/hub.rps")"
 echo
-awk -v b="$bare_mean" -v h="$hub_mean" 'BEGIN {
+bare_cpu="$(awk '{s+=$1} END {print s/NR}' "$data/bare.cpu")"
+hub_cpu="$(awk '{s+=$1} END {print s/NR}' "$data/hub.cpu")"
+awk -v b="$bare_mean" -v h="$hub_mean" -v bc="$bare_cpu" -v hc="$hub_cpu" 'BEGIN {
     printf "bare mean %.0f req/s, hub mean %.0f req/s: authenticated read = %.1f %% of bare (target >= 70 %%)\n", b, h, 100 * h / b
+    printf "server CPU per request: bare %.1f us, hub %.1f us: bare/hub = %.1f %%\n", bc, hc, 100 * bc / hc
 }'

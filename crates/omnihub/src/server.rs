@@ -9,9 +9,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::channels::cache::ChannelCache;
 use crate::config::Settings;
 use crate::events::tail::Tail;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, AppStateInner};
 use crate::keys::cache::KeyCache;
 use crate::metrics::Metrics;
 use crate::storage::{Store, migrate};
@@ -44,7 +45,7 @@ impl Hub {
         let shutdown = CancellationToken::new();
         let tail = Tail::start(store.clone(), shutdown.clone()).await?;
         let metrics = Arc::new(Metrics::new());
-        let state = AppState {
+        let state = AppState::new(AppStateInner {
             store: store.clone(),
             tail: tail.clone(),
             keys: Arc::new(KeyCache::default()),
@@ -53,10 +54,11 @@ impl Hub {
                 tail.clone(),
                 shutdown.clone(),
             )),
+            channels: Arc::new(ChannelCache::default()),
             metrics: metrics.clone(),
             settings: Arc::new(settings.clone()),
             shutdown: shutdown.clone(),
-        };
+        });
         let dispatcher = crate::webhooks::delivery::spawn(
             store.clone(),
             tail,

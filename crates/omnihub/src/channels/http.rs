@@ -130,7 +130,9 @@ pub async fn get_channel(
     _caller: Authorized<scope::Admin>,
     Path(id): Path<ChannelId>,
 ) -> Result<axum::Json<ChannelBody>, ApiError> {
-    let channel = store::get(state.store.reader(), &id.to_string())
+    let channel = state
+        .channels
+        .get(&state.store, id)
         .await?
         .ok_or_else(|| ApiError::not_found("channel"))?;
     Ok(axum::Json(channel.into()))

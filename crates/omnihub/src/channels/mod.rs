@@ -2,6 +2,7 @@
 //! portal and back office that talks to the hub. Every key belongs to one
 //! channel and every write records the channel it came from.
 
+pub mod cache;
 pub mod http;
 pub mod store;
 

@@ -230,8 +230,10 @@ pub struct Delivery {
 const DELIVERY_COLUMNS: &str = "id, webhook_id, event_id, event_position, event_type, status, attempts, \
     next_attempt_at, last_attempt_at, last_status_code, last_error, last_duration_ms, created_at";
 
-/// Rows per multi-row INSERT of deliveries (13 parameters each).
-const DELIVERY_CHUNK: usize = 50;
+/// Rows per multi-row INSERT of deliveries (13 parameters each). Small for the
+/// same reason as `events::store::APPEND_CHUNK`: SQLite's parameter binding is
+/// quadratic in the parameters of one statement.
+const DELIVERY_CHUNK: usize = 10;
 
 pub async fn insert_deliveries(
     conn: &mut AnyConnection,

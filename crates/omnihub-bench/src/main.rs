@@ -1,0 +1,49 @@
+//! `omnihub-bench`: benchmarks of the omnihub foundation.
+//!
+//! These are measurements, not tests: they print figures and never fail on a
+//! number. `docs/benchmarks.md` records the results with the exact commands.
+//!
+//! * `bare-server`: a bare axum handler, the baseline that the authenticated
+//!   read of the hub is compared with (`bench/auth-read.sh` drives both with wrk).
+//! * `webhook-throughput`: outbox-to-webhook delivery on SQLite, from the first
+//!   event written to the last one received by a local endpoint.
+
+mod bare;
+mod webhooks;
+
+use std::net::SocketAddr;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "omnihub-bench", about = "Benchmarks of the omnihub foundation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve `GET /v1/channels/{id}` from a bare axum handler (no auth, no
+    /// database, no middleware) until Ctrl-C or SIGTERM.
+    BareServer {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+    },
+    /// Measure outbox-to-webhook delivery on SQLite with an in-process hub and
+    /// a local receiver.
+    WebhookThroughput(webhooks::Options),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::BareServer { listen } => bare::serve(listen).await,
+            Command::WebhookThroughput(options) => webhooks::run(options).await,
+        }
+    })
+}

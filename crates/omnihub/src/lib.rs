@@ -9,6 +9,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the code map and the
 //! invariants the code keeps.
 
+pub mod carts;
 pub mod catalog;
 pub mod channels;
 pub mod cli;

@@ -46,7 +46,7 @@ pub struct AppState {
 
 /// The `/v1` API with its OpenAPI description.
 pub fn api_router() -> OpenApiRouter<AppState> {
-    use crate::{catalog, channels, events, inventory, keys, locations, webhooks};
+    use crate::{carts, catalog, channels, events, inventory, keys, locations, webhooks};
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(
             channels::http::create_channel,
@@ -97,6 +97,12 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             inventory::http::get_policy,
             inventory::http::put_policy
         ))
+        .routes(routes!(carts::http::create_cart))
+        .routes(routes!(carts::http::merge_carts))
+        .routes(routes!(carts::http::get_cart))
+        .routes(routes!(carts::http::get_customer_cart))
+        .routes(routes!(carts::http::add_line))
+        .routes(routes!(carts::http::update_line, carts::http::delete_line))
 }
 
 /// The whole application: `/v1` behind auth and idempotency, plus the public

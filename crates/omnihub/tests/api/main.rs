@@ -3,6 +3,7 @@
 
 mod support;
 
+mod carts;
 mod foundation;
 mod inventory;
 mod inventory_properties;

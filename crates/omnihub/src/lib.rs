@@ -22,6 +22,7 @@ pub mod inventory;
 pub mod keys;
 pub mod locations;
 pub mod metrics;
+pub mod orders;
 pub mod server;
 pub mod storage;
 pub mod time;

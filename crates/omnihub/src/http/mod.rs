@@ -46,7 +46,7 @@ pub struct AppState {
 
 /// The `/v1` API with its OpenAPI description.
 pub fn api_router() -> OpenApiRouter<AppState> {
-    use crate::{carts, catalog, channels, events, inventory, keys, locations, webhooks};
+    use crate::{carts, catalog, channels, events, inventory, keys, locations, orders, webhooks};
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(
             channels::http::create_channel,
@@ -103,6 +103,16 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(carts::http::get_customer_cart))
         .routes(routes!(carts::http::add_line))
         .routes(routes!(carts::http::update_line, carts::http::delete_line))
+        .routes(routes!(orders::http::checkout_cart))
+        .routes(routes!(orders::http::create_pos_order))
+        .routes(routes!(orders::http::import_order))
+        .routes(routes!(orders::http::get_order))
+        .routes(routes!(orders::http::list_customer_orders))
+        .routes(routes!(orders::http::mark_ready))
+        .routes(routes!(orders::http::mark_picked_up))
+        .routes(routes!(orders::http::ship_order))
+        .routes(routes!(orders::http::mark_delivered))
+        .routes(routes!(orders::http::cancel_order))
 }
 
 /// The whole application: `/v1` behind auth and idempotency, plus the public

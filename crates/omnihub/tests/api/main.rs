@@ -7,3 +7,4 @@ mod carts;
 mod foundation;
 mod inventory;
 mod inventory_properties;
+mod orders;

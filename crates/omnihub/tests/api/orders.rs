@@ -17,6 +17,8 @@ backend_tests!(
     held_lines_check_out_once,
     pos_sale_and_customer_history,
     marketplace_import_is_idempotent,
+    flash_sale_never_oversells,
+    partial_shipment_then_cancel,
 );
 
 async fn all_events(app: &TestApp) -> Vec<Value> {
@@ -501,5 +503,96 @@ async fn marketplace_import_is_idempotent(backend: Backend) {
     let (status, order) = app.get_json(&format!("/v1/orders/{id}")).await;
     assert_eq!(status, 200);
     assert_eq!(order["external_order_id"], "AMZ-111-222");
+    app.stop().await;
+}
+
+async fn flash_sale_never_oversells(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    catalog(&app, &["DROP"]).await;
+    let wh = warehouse(&app, "Central").await;
+    receive(&app, "DROP", &wh, 10).await;
+    let web = app.key("web", CART_SCOPES).await;
+    let mut carts = Vec::new();
+    for i in 0..40 {
+        carts.push(cart_with(&app, &web, &format!("cus_flash_{i}"), &[("DROP", 1)]).await);
+    }
+    let mut tasks = Vec::new();
+    for cart in carts {
+        let request = app
+            .client
+            .post(app.url(&format!("/v1/carts/{cart}/checkout")))
+            .bearer_auth(&web)
+            .json(&json!({ "fulfilment": { "type": "sourced" }, "tenders": card(2_500) }));
+        tasks.push(tokio::spawn(async move {
+            request.send().await.unwrap().status().as_u16()
+        }));
+    }
+    let (mut placed, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            201 => placed += 1,
+            409 => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!((placed, refused), (10, 30));
+    let drop = level(&app, "DROP", &wh).await;
+    assert_eq!(drop["reserved"], 10, "{drop}");
+    assert_eq!(drop["available"], 0);
+    let (_, report) = app.post_json("/v1/inventory/verify", &json!({})).await;
+    assert_eq!(report["consistent"], true, "{report}");
+    let orders = all_events(&app)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "order.placed")
+        .count();
+    assert_eq!(orders, 10);
+    app.stop().await;
+}
+
+async fn partial_shipment_then_cancel(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    catalog(&app, &["TEE", "CAP"]).await;
+    let east = warehouse(&app, "East").await;
+    let west = warehouse(&app, "West").await;
+    receive(&app, "TEE", &east, 1).await;
+    receive(&app, "CAP", &west, 1).await;
+    let web = app.key("web", CART_SCOPES).await;
+    let cart = cart_with(&app, &web, "cus_split", &[("TEE", 1), ("CAP", 1)]).await;
+    let (status, order) = checkout(
+        &app,
+        &web,
+        &cart,
+        json!({ "fulfilment": { "type": "ship", "address": address() }, "tenders": card(5_000) }),
+    )
+    .await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["groups"].as_array().unwrap().len(), 2, "{order}");
+    let id = order["id"].as_str().unwrap();
+    let (status, partial) = app
+        .post_json(
+            &format!("/v1/orders/{id}/ship"),
+            &json!({ "carrier": "DHL", "tracking": "JD01", "location_id": east }),
+        )
+        .await;
+    assert_eq!(status, 200, "{partial}");
+    assert_eq!(partial["status"], "partially_shipped");
+    assert_eq!(level(&app, "TEE", &east).await["on_hand"], 0);
+    assert_eq!(level(&app, "CAP", &west).await["reserved"], 1);
+    // Cancelling now releases only what has not shipped.
+    let (status, cancelled) = app
+        .post_json(&format!("/v1/orders/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{cancelled}");
+    let groups = cancelled["groups"].as_array().unwrap();
+    let shipped = groups.iter().find(|g| g["location_id"] == east).unwrap();
+    let dropped = groups.iter().find(|g| g["location_id"] == west).unwrap();
+    assert_eq!(shipped["status"], "shipped");
+    assert_eq!(dropped["status"], "cancelled");
+    let cap = level(&app, "CAP", &west).await;
+    assert_eq!(cap["reserved"], 0);
+    assert_eq!(cap["on_hand"], 1);
+    let (_, report) = app.post_json("/v1/inventory/verify", &json!({})).await;
+    assert_eq!(report["consistent"], true, "{report}");
     app.stop().await;
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::inventory::{catalog, level, receive, warehouse};
+use crate::inventory::{Node, catalog, level, receive, warehouse};
 use crate::support::{Backend, TestApp, read};
 
 backend_tests!(
@@ -18,6 +18,7 @@ backend_tests!(
     merge_keep_registered_and_adoption,
     cart_hold_expires,
     stream_receives_cart_updates_from_another_channel,
+    cart_sync_across_two_processes,
 );
 
 pub const CART_SCOPES: &[&str] = &["carts:read", "carts:write"];
@@ -556,5 +557,61 @@ async fn stream_receives_cart_updates_from_another_channel(backend: Backend) {
         found,
         "the app's change never reached the web's stream: {seen}"
     );
+    app.stop().await;
+}
+
+/// Two channels on two `omnihub` processes sharing one database: a change on
+/// one reaches the other's open stream.
+async fn cart_sync_across_two_processes(backend: Backend) {
+    use futures::StreamExt;
+    let app = TestApp::spawn(backend).await;
+    catalog(&app, &["SHIRT"]).await;
+    let web = app.key("web", &["events:read", "carts:read"]).await;
+    let phone = app.key("app", CART_SCOPES).await;
+    let cart = open_cart(
+        &app,
+        &phone,
+        json!({ "customer_id": "cus_x", "currency": "USD" }),
+    )
+    .await;
+    let id = cart["id"].as_str().unwrap().to_string();
+    let mut node = Node::start(&app).await;
+    let response = app
+        .client
+        .get(format!("{}/v1/stream?types=cart.*", node.base))
+        .bearer_auth(&web)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let (status, _) = add(&app, &phone, &id, "SHIRT", 2).await;
+    assert_eq!(status, 200);
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if seen.contains("cart.updated") && seen.contains(&id) && seen.contains("SHIRT") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(
+        found,
+        "the other process's stream never showed the change: {seen}"
+    );
+    // The other process serves the same cart.
+    let (status, remote, _) = send(
+        app.client
+            .get(format!("{}/v1/customers/cus_x/cart", node.base))
+            .bearer_auth(&web),
+    )
+    .await;
+    assert_eq!(status, 200, "{remote}");
+    assert_eq!(quantity_of(&remote, "SHIRT"), 2);
+    let _ = node.child.kill().await;
     app.stop().await;
 }

@@ -8,3 +8,4 @@ mod foundation;
 mod inventory;
 mod inventory_properties;
 mod orders;
+mod worked_example;

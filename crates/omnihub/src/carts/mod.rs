@@ -324,6 +324,13 @@ pub async fn load_for_change(
     expected: Option<i64>,
 ) -> Result<Cart, CartError> {
     let cart = load_in(tx, id).await?;
+    check_change(&cart, expected)?;
+    Ok(cart)
+}
+
+/// A change based on `expected` may apply to `cart`: the version matches
+/// (when given) and the cart is active.
+pub fn check_change(cart: &Cart, expected: Option<i64>) -> Result<(), CartError> {
     if let Some(expected) = expected
         && expected != cart.version
     {
@@ -334,7 +341,7 @@ pub async fn load_for_change(
     if cart.status != CartStatus::Active {
         return Err(CartError::Closed(cart.status.as_str()));
     }
-    Ok(cart)
+    Ok(())
 }
 
 /// Bumps the version (conditionally), reloads and emits `cart.updated`.

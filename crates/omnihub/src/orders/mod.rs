@@ -695,7 +695,7 @@ async fn checkout_in(
     {
         return Ok((load_in(tx, order_id).await?, false));
     }
-    let cart = carts::load_for_change(tx, cart_id, request.expected_version).await?;
+    carts::check_change(&cart, request.expected_version)?;
     if cart.lines.is_empty() {
         return Err(OrderError::CartEmpty);
     }

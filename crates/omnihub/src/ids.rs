@@ -97,3 +97,15 @@ id_type!(
     /// An inventory incident (e.g. an oversold offline sale).
     IncidentId
 );
+id_type!(
+    /// A cart (one active per owner and currency, shared by every channel).
+    CartId
+);
+id_type!(
+    /// A line of a cart.
+    CartLineId
+);
+id_type!(
+    /// An order (from a checkout, a POS sale or a marketplace import).
+    OrderId
+);

@@ -9,6 +9,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the code map and the
 //! invariants the code keeps.
 
+pub mod carts;
 pub mod catalog;
 pub mod channels;
 pub mod cli;
@@ -21,6 +22,7 @@ pub mod inventory;
 pub mod keys;
 pub mod locations;
 pub mod metrics;
+pub mod orders;
 pub mod server;
 pub mod storage;
 pub mod time;

@@ -69,7 +69,7 @@ pub struct AppStateInner {
 
 /// The `/v1` API with its OpenAPI description.
 pub fn api_router() -> OpenApiRouter<AppState> {
-    use crate::{catalog, channels, events, inventory, keys, locations, webhooks};
+    use crate::{carts, catalog, channels, events, inventory, keys, locations, orders, webhooks};
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(
             channels::http::create_channel,
@@ -120,6 +120,22 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             inventory::http::get_policy,
             inventory::http::put_policy
         ))
+        .routes(routes!(carts::http::create_cart))
+        .routes(routes!(carts::http::merge_carts))
+        .routes(routes!(carts::http::get_cart))
+        .routes(routes!(carts::http::get_customer_cart))
+        .routes(routes!(carts::http::add_line))
+        .routes(routes!(carts::http::update_line, carts::http::delete_line))
+        .routes(routes!(orders::http::checkout_cart))
+        .routes(routes!(orders::http::create_pos_order))
+        .routes(routes!(orders::http::import_order))
+        .routes(routes!(orders::http::get_order))
+        .routes(routes!(orders::http::list_customer_orders))
+        .routes(routes!(orders::http::mark_ready))
+        .routes(routes!(orders::http::mark_picked_up))
+        .routes(routes!(orders::http::ship_order))
+        .routes(routes!(orders::http::mark_delivered))
+        .routes(routes!(orders::http::cancel_order))
 }
 
 /// The operational endpoints, public (no key): health, readiness, metrics

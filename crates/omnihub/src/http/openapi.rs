@@ -28,6 +28,8 @@ use utoipa::{Modify, OpenApi};
         (name = "catalog", description = "Products and variants (SKUs, prices, bundles)"),
         (name = "inventory", description = "Locations, the stock ledger, availability, reservations, transfers and sourcing"),
         (name = "operations", description = "Health, readiness, metrics and this document; no key needed"),
+        (name = "carts", description = "Carts shared by every channel, versions and the guest merge"),
+        (name = "orders", description = "Checkout, the order lifecycle, POS sales and marketplace imports"),
     )
 )]
 struct ApiDoc;

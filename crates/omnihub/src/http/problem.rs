@@ -60,6 +60,12 @@ error_codes! {
     UnknownSku => (422, "unknown_sku", "The SKU does not exist"),
     UnknownLocation => (422, "unknown_location", "The location does not exist"),
     LocationNotVisible => (422, "location_not_visible", "The location is not visible to this channel"),
+    VersionMismatch => (412, "version_mismatch", "The resource changed since the version the request was based on"),
+    CartClosed => (409, "cart_closed", "The cart is closed"),
+    PriceUnavailable => (422, "price_unavailable", "The SKU has no price in the cart's currency"),
+    HoldsNotAllowed => (422, "holds_not_allowed", "This channel does not hold stock for cart lines"),
+    CartEmpty => (422, "cart_empty", "The cart has no lines"),
+    InsufficientTender => (422, "insufficient_tender", "The tenders do not cover the order total"),
     Internal => (500, "internal", "An internal error occurred"),
     Unavailable => (503, "unavailable", "The service is not available right now"),
 }

@@ -32,6 +32,7 @@ macro_rules! migration {
 pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "foundation", "0001_foundation.sql"),
     migration!(3, "inventory", "0003_inventory.sql"),
+    migration!(4, "carts_orders", "0004_carts_orders.sql"),
 ];
 
 /// Lock id for serializing migrations across PostgreSQL nodes.

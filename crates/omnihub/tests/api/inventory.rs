@@ -686,13 +686,13 @@ async fn release_allocate_and_fulfil(backend: Backend) {
 }
 
 /// A real `omnihub serve` process on the test's database.
-struct Node {
-    child: tokio::process::Child,
-    base: String,
+pub struct Node {
+    pub child: tokio::process::Child,
+    pub base: String,
 }
 
 impl Node {
-    async fn start(app: &TestApp) -> Node {
+    pub async fn start(app: &TestApp) -> Node {
         use tokio::io::AsyncBufReadExt;
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_omnihub"));
         command

@@ -1,0 +1,287 @@
+//! Carts SQL. Every change to a cart goes through [`bump_version`], a
+//! conditional update on the version the change was based on.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Executor, Row};
+
+use crate::storage::{Dialect, StoreError};
+use crate::time::{self, Timestamp};
+
+pub struct CartRow {
+    pub id: String,
+    pub owner_kind: String,
+    pub owner_id: String,
+    pub currency: String,
+    pub status: String,
+    pub version: i64,
+    pub order_id: Option<String>,
+    pub merged_into: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub lines: Vec<LineRow>,
+}
+
+pub struct LineRow {
+    pub id: String,
+    pub sku: String,
+    pub quantity: i64,
+    pub unit_price_minor: i64,
+    pub channel_id: String,
+    pub hold_reservation_id: Option<String>,
+    pub hold_expires_at: Option<Timestamp>,
+    pub added_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+const CART_COLUMNS: &str = "id, owner_kind, owner_id, currency, status, version, order_id, merged_into, created_at, updated_at";
+const LINE_COLUMNS: &str = "id, sku, quantity, unit_price_minor, channel_id, hold_reservation_id, hold_expires_at, added_at, updated_at";
+
+fn cart_from_row(row: &AnyRow) -> Result<CartRow, StoreError> {
+    Ok(CartRow {
+        id: row.try_get("id")?,
+        owner_kind: row.try_get("owner_kind")?,
+        owner_id: row.try_get("owner_id")?,
+        currency: row.try_get("currency")?,
+        status: row.try_get("status")?,
+        version: row.try_get("version")?,
+        order_id: row.try_get("order_id")?,
+        merged_into: row.try_get("merged_into")?,
+        created_at: time::from_micros(row.try_get("created_at")?),
+        updated_at: time::from_micros(row.try_get("updated_at")?),
+        lines: Vec::new(),
+    })
+}
+
+fn line_from_row(row: &AnyRow) -> Result<LineRow, StoreError> {
+    let expires: Option<i64> = row.try_get("hold_expires_at")?;
+    Ok(LineRow {
+        id: row.try_get("id")?,
+        sku: row.try_get("sku")?,
+        quantity: row.try_get("quantity")?,
+        unit_price_minor: row.try_get("unit_price_minor")?,
+        channel_id: row.try_get("channel_id")?,
+        hold_reservation_id: row.try_get("hold_reservation_id")?,
+        hold_expires_at: expires.map(time::from_micros),
+        added_at: time::from_micros(row.try_get("added_at")?),
+        updated_at: time::from_micros(row.try_get("updated_at")?),
+    })
+}
+
+async fn with_lines(
+    conn: &mut AnyConnection,
+    row: Option<AnyRow>,
+) -> Result<Option<CartRow>, StoreError> {
+    let Some(row) = row else { return Ok(None) };
+    let mut cart = cart_from_row(&row)?;
+    let sql =
+        format!("SELECT {LINE_COLUMNS} FROM cart_lines WHERE cart_id = $1 ORDER BY added_at, id");
+    let lines = sqlx::query(&sql)
+        .bind(cart.id.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+    cart.lines = lines.iter().map(line_from_row).collect::<Result<_, _>>()?;
+    Ok(Some(cart))
+}
+
+pub async fn cart(conn: &mut AnyConnection, id: &str) -> Result<Option<CartRow>, StoreError> {
+    let sql = format!("SELECT {CART_COLUMNS} FROM carts WHERE id = $1");
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    with_lines(conn, row).await
+}
+
+/// A cart read for a change: on PostgreSQL the row stays locked until the
+/// transaction ends, so concurrent changes from other writer lanes or nodes
+/// queue behind it instead of failing their conditional update.
+pub async fn cart_for_change(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    id: &str,
+) -> Result<Option<CartRow>, StoreError> {
+    let lock = match dialect {
+        Dialect::Postgres => " FOR UPDATE",
+        Dialect::Sqlite => "",
+    };
+    let sql = format!("SELECT {CART_COLUMNS} FROM carts WHERE id = $1{lock}");
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    with_lines(conn, row).await
+}
+
+/// The active cart of an owner in `currency`, or (without a currency) the
+/// one changed last.
+pub async fn active(
+    conn: &mut AnyConnection,
+    owner_kind: &str,
+    owner_id: &str,
+    currency: Option<&str>,
+) -> Result<Option<CartRow>, StoreError> {
+    let filter = if currency.is_some() {
+        "AND currency = $3"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT {CART_COLUMNS} FROM carts WHERE owner_kind = $1 AND owner_id = $2 AND status = 'active' \
+         {filter} ORDER BY updated_at DESC, id DESC LIMIT 1"
+    );
+    let mut query = sqlx::query(&sql).bind(owner_kind).bind(owner_id);
+    if let Some(currency) = currency {
+        query = query.bind(currency);
+    }
+    let row = query.fetch_optional(&mut *conn).await?;
+    with_lines(conn, row).await
+}
+
+/// Ids of every active cart of an owner, by currency.
+pub async fn active_ids<'e>(
+    db: impl Executor<'e, Database = Any>,
+    owner_kind: &str,
+    owner_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id FROM carts WHERE owner_kind = $1 AND owner_id = $2 AND status = 'active' ORDER BY currency",
+    )
+    .bind(owner_kind)
+    .bind(owner_id)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| r.try_get("id").map_err(StoreError::from))
+        .collect()
+}
+
+pub async fn insert_cart(conn: &mut AnyConnection, c: &CartRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO carts (id, owner_kind, owner_id, currency, status, version, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(c.id.as_str())
+    .bind(c.owner_kind.as_str())
+    .bind(c.owner_id.as_str())
+    .bind(c.currency.as_str())
+    .bind(c.status.as_str())
+    .bind(c.version)
+    .bind(time::to_micros(c.created_at))
+    .bind(time::to_micros(c.updated_at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves the cart from `version` to `version + 1`; false when another change
+/// got there first.
+pub async fn bump_version(
+    conn: &mut AnyConnection,
+    id: &str,
+    version: i64,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE carts SET version = version + 1, updated_at = $1 WHERE id = $2 AND version = $3 AND status = 'active'",
+    )
+    .bind(time::to_micros(now))
+    .bind(id)
+    .bind(version)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Closes an active cart at `version` (checked out or merged).
+pub async fn close(
+    conn: &mut AnyConnection,
+    id: &str,
+    version: i64,
+    status: &str,
+    order_id: Option<&str>,
+    merged_into: Option<&str>,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE carts SET status = $1, order_id = $2, merged_into = $3, version = version + 1, updated_at = $4 \
+         WHERE id = $5 AND version = $6 AND status = 'active'",
+    )
+    .bind(status)
+    .bind(order_id)
+    .bind(merged_into)
+    .bind(time::to_micros(now))
+    .bind(id)
+    .bind(version)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives an active cart to another owner (a guest cart adopted on login).
+pub async fn reassign(
+    conn: &mut AnyConnection,
+    id: &str,
+    version: i64,
+    owner_kind: &str,
+    owner_id: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE carts SET owner_kind = $1, owner_id = $2, version = version + 1, updated_at = $3 \
+         WHERE id = $4 AND version = $5 AND status = 'active'",
+    )
+    .bind(owner_kind)
+    .bind(owner_id)
+    .bind(time::to_micros(now))
+    .bind(id)
+    .bind(version)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn insert_line(
+    conn: &mut AnyConnection,
+    cart_id: &str,
+    l: &LineRow,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO cart_lines (id, cart_id, sku, quantity, unit_price_minor, channel_id, hold_reservation_id, hold_expires_at, added_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(l.id.as_str())
+    .bind(cart_id)
+    .bind(l.sku.as_str())
+    .bind(l.quantity)
+    .bind(l.unit_price_minor)
+    .bind(l.channel_id.as_str())
+    .bind(l.hold_reservation_id.clone())
+    .bind(l.hold_expires_at.map(time::to_micros))
+    .bind(time::to_micros(l.added_at))
+    .bind(time::to_micros(l.updated_at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn update_line(conn: &mut AnyConnection, l: &LineRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE cart_lines SET quantity = $1, hold_reservation_id = $2, hold_expires_at = $3, updated_at = $4 WHERE id = $5",
+    )
+    .bind(l.quantity)
+    .bind(l.hold_reservation_id.clone())
+    .bind(l.hold_expires_at.map(time::to_micros))
+    .bind(time::to_micros(l.updated_at))
+    .bind(l.id.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_line(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM cart_lines WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! Orders SQL. Lines are rows of their own; the address, tenders and
+//! fulfilment groups of an order are small documents kept as JSON text,
+//! encoded and decoded only here.
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Executor, Row};
+
+use crate::storage::{Dialect, StoreError};
+use crate::time::{self, Timestamp};
+
+/// An order line: `(line_no, sku, quantity, unit_price_minor, total_minor)`.
+pub type LineRow = (i64, String, i64, i64, i64);
+
+pub struct OrderRow {
+    pub id: String,
+    pub channel_id: String,
+    pub source: String,
+    pub customer_id: Option<String>,
+    pub anonymous_id: Option<String>,
+    pub cart_id: Option<String>,
+    pub external_order_id: Option<String>,
+    pub buyer_alias: Option<String>,
+    pub currency: String,
+    pub status: String,
+    pub fulfilment: String,
+    pub pickup_location_id: Option<String>,
+    pub address: Option<AddressDoc>,
+    pub total_minor: i64,
+    pub tendered_minor: i64,
+    pub tenders: Vec<TenderDoc>,
+    pub groups: Vec<GroupDoc>,
+    pub reservation_id: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub lines: Vec<LineRow>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AddressDoc {
+    pub name: String,
+    pub lines: Vec<String>,
+    pub city: String,
+    pub postal_code: String,
+    pub country: String,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TenderDoc {
+    pub method: String,
+    pub reference: String,
+    pub amount_minor: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GroupDoc {
+    pub location_id: String,
+    pub status: String,
+    /// `(sku, quantity)`.
+    pub lines: Vec<(String, i64)>,
+    pub carrier: Option<String>,
+    pub tracking: Option<String>,
+}
+
+const COLUMNS: &str = "id, channel_id, source, customer_id, anonymous_id, cart_id, external_order_id, buyer_alias, \
+    currency, status, fulfilment, pickup_location_id, address, total_minor, tendered_minor, tenders, groups, \
+    reservation_id, created_at, updated_at";
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("orders.{what}"))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|_| corrupt("encode"))
+}
+
+fn from_row(row: &AnyRow) -> Result<OrderRow, StoreError> {
+    let address: Option<String> = row.try_get("address")?;
+    let tenders: String = row.try_get("tenders")?;
+    let groups: String = row.try_get("groups")?;
+    Ok(OrderRow {
+        id: row.try_get("id")?,
+        channel_id: row.try_get("channel_id")?,
+        source: row.try_get("source")?,
+        customer_id: row.try_get("customer_id")?,
+        anonymous_id: row.try_get("anonymous_id")?,
+        cart_id: row.try_get("cart_id")?,
+        external_order_id: row.try_get("external_order_id")?,
+        buyer_alias: row.try_get("buyer_alias")?,
+        currency: row.try_get("currency")?,
+        status: row.try_get("status")?,
+        fulfilment: row.try_get("fulfilment")?,
+        pickup_location_id: row.try_get("pickup_location_id")?,
+        address: address
+            .map(|a| serde_json::from_str(&a).map_err(|_| corrupt("address")))
+            .transpose()?,
+        total_minor: row.try_get("total_minor")?,
+        tendered_minor: row.try_get("tendered_minor")?,
+        tenders: serde_json::from_str(&tenders).map_err(|_| corrupt("tenders"))?,
+        groups: serde_json::from_str(&groups).map_err(|_| corrupt("groups"))?,
+        reservation_id: row.try_get("reservation_id")?,
+        created_at: time::from_micros(row.try_get("created_at")?),
+        updated_at: time::from_micros(row.try_get("updated_at")?),
+        lines: Vec::new(),
+    })
+}
+
+async fn with_lines(
+    conn: &mut AnyConnection,
+    row: Option<AnyRow>,
+) -> Result<Option<OrderRow>, StoreError> {
+    let Some(row) = row else { return Ok(None) };
+    let mut order = from_row(&row)?;
+    let lines = sqlx::query(
+        "SELECT line_no, sku, quantity, unit_price_minor, total_minor FROM order_lines \
+         WHERE order_id = $1 ORDER BY line_no",
+    )
+    .bind(order.id.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    order.lines = lines
+        .iter()
+        .map(|l| {
+            Ok((
+                l.try_get("line_no")?,
+                l.try_get("sku")?,
+                l.try_get("quantity")?,
+                l.try_get("unit_price_minor")?,
+                l.try_get("total_minor")?,
+            ))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Some(order))
+}
+
+/// An order; `lock` keeps the row locked on PostgreSQL for a change.
+pub async fn order(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    id: &str,
+    lock: bool,
+) -> Result<Option<OrderRow>, StoreError> {
+    let lock = match (dialect, lock) {
+        (Dialect::Postgres, true) => " FOR UPDATE",
+        _ => "",
+    };
+    let sql = format!("SELECT {COLUMNS} FROM orders WHERE id = $1{lock}");
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    with_lines(conn, row).await
+}
+
+/// The order a marketplace channel already imported under `external_id`.
+pub async fn by_external_id(
+    conn: &mut AnyConnection,
+    channel_id: &str,
+    external_id: &str,
+) -> Result<Option<OrderRow>, StoreError> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM orders WHERE channel_id = $1 AND external_order_id = $2");
+    let row = sqlx::query(&sql)
+        .bind(channel_id)
+        .bind(external_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    with_lines(conn, row).await
+}
+
+/// A customer's order ids, newest first, after the cursor id.
+pub async fn ids_for_customer<'e>(
+    db: impl Executor<'e, Database = Any>,
+    customer_id: &str,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    let rows = match before {
+        Some(before) => sqlx::query(
+            "SELECT id FROM orders WHERE customer_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(customer_id)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(db)
+        .await?,
+        None => {
+            sqlx::query("SELECT id FROM orders WHERE customer_id = $1 ORDER BY id DESC LIMIT $2")
+                .bind(customer_id)
+                .bind(limit)
+                .fetch_all(db)
+                .await?
+        }
+    };
+    rows.iter()
+        .map(|r| r.try_get("id").map_err(StoreError::from))
+        .collect()
+}
+
+pub async fn insert(conn: &mut AnyConnection, o: &OrderRow) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO orders ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+    );
+    sqlx::query(&sql)
+        .bind(o.id.as_str())
+        .bind(o.channel_id.as_str())
+        .bind(o.source.as_str())
+        .bind(o.customer_id.clone())
+        .bind(o.anonymous_id.clone())
+        .bind(o.cart_id.clone())
+        .bind(o.external_order_id.clone())
+        .bind(o.buyer_alias.clone())
+        .bind(o.currency.as_str())
+        .bind(o.status.as_str())
+        .bind(o.fulfilment.as_str())
+        .bind(o.pickup_location_id.clone())
+        .bind(o.address.as_ref().map(encode).transpose()?)
+        .bind(o.total_minor)
+        .bind(o.tendered_minor)
+        .bind(encode(&o.tenders)?)
+        .bind(encode(&o.groups)?)
+        .bind(o.reservation_id.clone())
+        .bind(time::to_micros(o.created_at))
+        .bind(time::to_micros(o.updated_at))
+        .execute(&mut *conn)
+        .await?;
+    for (line_no, sku, quantity, unit_price_minor, total_minor) in &o.lines {
+        sqlx::query(
+            "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_minor, total_minor) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(o.id.as_str())
+        .bind(*line_no)
+        .bind(sku.as_str())
+        .bind(*quantity)
+        .bind(*unit_price_minor)
+        .bind(*total_minor)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Moves an order from status `from` to `to` with its new groups; false when
+/// it was no longer in `from`.
+pub async fn transition(
+    conn: &mut AnyConnection,
+    id: &str,
+    from: &str,
+    to: &str,
+    groups: &[GroupDoc],
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE orders SET status = $1, groups = $2, updated_at = $3 WHERE id = $4 AND status = $5",
+    )
+    .bind(to)
+    .bind(encode(&groups)?)
+    .bind(time::to_micros(now))
+    .bind(id)
+    .bind(from)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -73,3 +73,23 @@ id_type!(
     /// A physical or virtual stock location (warehouse, store, drop-shipper).
     LocationId
 );
+id_type!(
+    /// A unified customer profile.
+    CustomerId
+);
+id_type!(
+    /// One normalized identifier (email, phone, user id, device id, …).
+    IdentifierId
+);
+id_type!(
+    /// One link of the identity ledger.
+    LinkId
+);
+id_type!(
+    /// One merge of two customer profiles.
+    MergeId
+);
+id_type!(
+    /// One accepted tracking call (identify, track, page, …) on the timeline.
+    TrackingEventId
+);

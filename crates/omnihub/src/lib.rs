@@ -12,13 +12,16 @@
 pub mod channels;
 pub mod cli;
 pub mod config;
+pub mod customers;
 pub mod events;
 pub mod http;
 pub mod idempotency;
+pub mod identity;
 pub mod ids;
 pub mod keys;
 pub mod metrics;
 pub mod server;
 pub mod storage;
 pub mod time;
+pub mod tracking;
 pub mod webhooks;

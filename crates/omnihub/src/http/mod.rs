@@ -44,7 +44,7 @@ pub struct AppState {
 
 /// The `/v1` API with its OpenAPI description.
 pub fn api_router() -> OpenApiRouter<AppState> {
-    use crate::{channels, events, keys, webhooks};
+    use crate::{channels, customers, events, identity, keys, tracking, webhooks};
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(
             channels::http::create_channel,
@@ -66,6 +66,23 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             webhooks::http::delete_webhook
         ))
         .routes(routes!(webhooks::http::list_deliveries))
+        .routes(routes!(tracking::http::identify))
+        .routes(routes!(tracking::http::track))
+        .routes(routes!(tracking::http::page))
+        .routes(routes!(tracking::http::screen))
+        .routes(routes!(tracking::http::alias))
+        .routes(routes!(tracking::http::group))
+        .routes(routes!(tracking::http::batch))
+        .routes(routes!(customers::http::find_customers))
+        .routes(routes!(customers::http::get_customer))
+        .routes(routes!(customers::http::timeline))
+        .routes(routes!(customers::http::merges))
+        .routes(routes!(customers::http::unmerge))
+        .routes(routes!(
+            identity::http::get_rules,
+            identity::http::put_rules
+        ))
+        .routes(routes!(identity::http::identifier_report))
 }
 
 /// The whole application: `/v1` behind auth and idempotency, plus the public

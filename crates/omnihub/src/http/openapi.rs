@@ -21,6 +21,9 @@ use utoipa::{Modify, OpenApi};
         (name = "keys", description = "API keys of channels"),
         (name = "events", description = "The domain-event feed and live stream"),
         (name = "webhooks", description = "Webhook subscriptions and their delivery log"),
+        (name = "tracking", description = "Segment-compatible tracking API: identify, track, page, screen, alias, group, batch"),
+        (name = "customers", description = "Unified customer profiles: 360° view, lookup, timeline, merges and unmerge"),
+        (name = "identity", description = "Identity resolution rules and the quarantine report"),
     )
 )]
 struct ApiDoc;

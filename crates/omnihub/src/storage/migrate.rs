@@ -29,7 +29,10 @@ macro_rules! migration {
 }
 
 /// Every migration, in order. Add new ones at the end.
-pub const MIGRATIONS: &[Migration] = &[migration!(1, "foundation", "0001_foundation.sql")];
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "foundation", "0001_foundation.sql"),
+    migration!(2, "customers", "0002_customers.sql"),
+];
 
 /// Lock id for serializing migrations across PostgreSQL nodes.
 const MIGRATION_LOCK_ID: i64 = 0x6f6d_6e69_6d67;

@@ -237,6 +237,8 @@ pub async fn unmerge(
     let outcome = store
         .write(move |tx| {
             Box::pin(async move {
+                let dialect = tx.dialect();
+                identity::store::lock_identity(tx.conn(), dialect).await?;
                 let rules = identity::load_rules(tx.conn()).await?;
                 identity::unmerge(tx, &rules, &merge_id, Some(channel_id), preview).await
             })

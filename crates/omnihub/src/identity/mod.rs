@@ -243,13 +243,19 @@ pub async fn observe(
         .into_iter()
         .map(|r| ((r.kind.clone(), r.value.clone()), r))
         .collect();
-    let minted = CustomerId::new().to_string();
     let first_seen = time::to_micros(observation.observed_at);
     let mut created_any = false;
-    for pair in &pairs {
+    // The anchor first, so that a profile created by this call takes the
+    // anchor's home id (the smallest one minted here).
+    let anchor_pair = observation.anchor.identifier.pair();
+    let ordered = std::iter::once(&anchor_pair).chain(pairs.iter().filter(|p| **p != anchor_pair));
+    for pair in ordered {
         if by_pair.contains_key(pair) {
             continue;
         }
+        // Every identifier gets a home profile id of its own: when a split
+        // separates identifiers first seen together, each keeps a distinct id.
+        let minted = CustomerId::new().to_string();
         let row = IdentifierRow {
             id: IdentifierId::new().to_string(),
             kind: pair.0.clone(),

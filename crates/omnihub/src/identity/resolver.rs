@@ -15,9 +15,11 @@
 //! 3. **Strong links** (no unverified claimable end) are applied first, sorted
 //!    by (verified first, type priority, time, id), each only when the union
 //!    keeps every per-profile type limit; a refused link is a *conflict*.
-//! 4. **Weak links** (an unverified email or phone) are applied the same way,
-//!    but never into a group holding an account: a guest joins a registered
-//!    account only through a verified identifier.
+//! 4. **Unverified emails and phones**, one at a time in a fixed order: each
+//!    joins the guest profiles (no account) it was seen with, merging them;
+//!    seen with no guest, it joins the single account it was seen with. It
+//!    never joins a guest to an account: a guest joins a registered account
+//!    only through a verified identifier.
 //! 5. Each group's profile id is the oldest (smallest UUIDv7) home profile id
 //!    among its members: deterministic, and stable across merges.
 
@@ -220,39 +222,66 @@ pub fn resolve(rules: &IdentityRules, nodes: &[NodeInput], edges: &[EdgeInput]) 
             .collect(),
     };
     let mut resolution = Resolution::default();
-    for (is_weak, list) in [(false, strong), (true, weak)] {
-        for (e, a, b) in list {
-            let (ra, rb) = (uf.find(a), uf.find(b));
-            if ra == rb {
-                continue;
-            }
-            if is_weak && (uf.has_account[ra] || uf.has_account[rb]) {
+    for (e, a, b) in strong {
+        let reason = if (class(a) == IdentifierClass::Claimable && verified[a])
+            || (class(b) == IdentifierClass::Claimable && verified[b])
+        {
+            JoinReason::VerifiedIdentifier
+        } else {
+            JoinReason::SameEvent
+        };
+        try_union(rules, &mut uf, &mut resolution, e, a, b, reason);
+    }
+    // Unverified claimable identifiers, one at a time in a fixed order. Each
+    // joins the guest profiles it was seen with (merging them), or else the
+    // one account it was seen with; it never joins a guest to an account.
+    let mut claims: BTreeMap<usize, Vec<(&EdgeInput, usize)>> = BTreeMap::new();
+    for (e, a, b) in weak {
+        let (claim, other) = if claim_unverified(a) { (a, b) } else { (b, a) };
+        claims.entry(claim).or_default().push((e, other));
+    }
+    let mut claim_order: Vec<usize> = claims.keys().copied().collect();
+    claim_order.sort_by_key(|&i| (rules.priority(&nodes[i].kind), nodes[i].id.clone()));
+    for claim in claim_order {
+        let edges = claims.remove(&claim).unwrap_or_default();
+        // The first edge (in link order) to each neighbouring group.
+        let mut by_root: BTreeMap<usize, &EdgeInput> = BTreeMap::new();
+        for (e, other) in &edges {
+            let root = uf.find(*other);
+            by_root.entry(root).or_insert(e);
+        }
+        let guests: Vec<usize> = by_root
+            .keys()
+            .copied()
+            .filter(|r| !uf.has_account[*r])
+            .collect();
+        let accounts: Vec<usize> = by_root
+            .keys()
+            .copied()
+            .filter(|r| uf.has_account[*r])
+            .collect();
+        let join: Vec<usize> = if !guests.is_empty() {
+            guests
+        } else if accounts.len() == 1 {
+            accounts.clone()
+        } else {
+            Vec::new()
+        };
+        for root in by_root.keys() {
+            let Some(e) = by_root.get(root) else { continue };
+            if join.contains(root) {
+                let reason = if uf.has_account[*root] {
+                    JoinReason::SameEvent
+                } else {
+                    JoinReason::UnverifiedBetweenGuests
+                };
+                let other = uf.find(*root);
+                try_union(rules, &mut uf, &mut resolution, e, claim, other, reason);
+            } else {
                 resolution
                     .refused
                     .push((e.id.clone(), Refusal::NeedsVerification));
-                continue;
             }
-            if let Some(refusal) = over_limit(rules, &uf.counts[ra], &uf.counts[rb]) {
-                resolution.refused.push((e.id.clone(), refusal));
-                continue;
-            }
-            let (keep, gone) = if ra < rb { (ra, rb) } else { (rb, ra) };
-            uf.parent[gone] = keep;
-            let moved = std::mem::take(&mut uf.counts[gone]);
-            for (kind, n) in moved {
-                *uf.counts[keep].entry(kind).or_default() += n;
-            }
-            uf.has_account[keep] |= uf.has_account[gone];
-            let reason = if is_weak {
-                JoinReason::UnverifiedBetweenGuests
-            } else if (class(a) == IdentifierClass::Claimable && verified[a])
-                || (class(b) == IdentifierClass::Claimable && verified[b])
-            {
-                JoinReason::VerifiedIdentifier
-            } else {
-                JoinReason::SameEvent
-            };
-            resolution.joins.push((e.id.clone(), reason));
         }
     }
 
@@ -310,6 +339,34 @@ fn node_status(
         }
     }
     NodeStatus::Member
+}
+
+/// Joins the groups of `a` and `b` unless that breaks a per-type limit.
+fn try_union(
+    rules: &IdentityRules,
+    uf: &mut UnionFind,
+    resolution: &mut Resolution,
+    e: &EdgeInput,
+    a: usize,
+    b: usize,
+    reason: JoinReason,
+) {
+    let (ra, rb) = (uf.find(a), uf.find(b));
+    if ra == rb {
+        return;
+    }
+    if let Some(refusal) = over_limit(rules, &uf.counts[ra], &uf.counts[rb]) {
+        resolution.refused.push((e.id.clone(), refusal));
+        return;
+    }
+    let (keep, gone) = if ra < rb { (ra, rb) } else { (rb, ra) };
+    uf.parent[gone] = keep;
+    let moved = std::mem::take(&mut uf.counts[gone]);
+    for (kind, n) in moved {
+        *uf.counts[keep].entry(kind).or_default() += n;
+    }
+    uf.has_account[keep] |= uf.has_account[gone];
+    resolution.joins.push((e.id.clone(), reason));
 }
 
 fn over_limit(

@@ -8,6 +8,26 @@ use super::resolver::NodeStatus;
 use crate::storage::StoreError;
 use crate::time::{self, Timestamp};
 
+/// The PostgreSQL advisory lock that serializes identity resolution across
+/// writer lanes and nodes (held until the transaction ends).
+const IDENTITY_LOCK_ID: i64 = 0x6f6d_6e69_6964;
+
+/// Serializes identity changes: on PostgreSQL several writer lanes (and
+/// nodes) run transactions in parallel, and two regroupings of overlapping
+/// parts of the graph must not interleave. SQLite has one writer already.
+pub async fn lock_identity(
+    conn: &mut AnyConnection,
+    dialect: crate::storage::Dialect,
+) -> Result<(), StoreError> {
+    if dialect == crate::storage::Dialect::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(IDENTITY_LOCK_ID)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Bound parameters per statement when a list is expanded into `IN (…)`.
 const IN_CHUNK: usize = 400;
 

@@ -189,6 +189,8 @@ pub async fn ingest(
     store
         .write(move |tx| {
             Box::pin(async move {
+                let dialect = tx.dialect();
+                identity::store::lock_identity(tx.conn(), dialect).await?;
                 let rules = identity::load_rules(tx.conn()).await?;
                 let isolate = messages.len() > 1;
                 let mut results = Vec::with_capacity(messages.len());

@@ -1,6 +1,9 @@
 //! The test harness: a real hub on `127.0.0.1:0` with a fresh database per
 //! test, on SQLite always and on PostgreSQL when `OMNIHUB_TEST_DATABASE_URL`
 //! is set.
+//!
+//! Not every test module uses every helper.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 

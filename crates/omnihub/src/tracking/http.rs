@@ -29,6 +29,7 @@ impl From<TrackingError> for ApiError {
     fn from(error: TrackingError) -> Self {
         match error {
             TrackingError::Store(e) => e.into(),
+            TrackingError::Identity(e) => e.into(),
         }
     }
 }

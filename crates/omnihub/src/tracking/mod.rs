@@ -166,6 +166,9 @@ pub enum Rejection {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrackingError {
+    /// A call failed in identity resolution; the whole operation was rolled back.
+    #[error(transparent)]
+    Identity(IdentityError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -174,17 +177,37 @@ impl From<IdentityError> for TrackingError {
     fn from(error: IdentityError) -> Self {
         match error {
             IdentityError::Store(e) => TrackingError::Store(e),
-            other => TrackingError::Store(StoreError::Corrupt(other.to_string())),
+            other => TrackingError::Identity(other),
         }
     }
 }
 
 /// Ingests calls in one transaction; answers one result per call, in order.
-/// A call that fails is rolled back alone (to a savepoint of its own).
+///
+/// Optimistic: the calls first run without savepoints of their own. If one
+/// fails in identity resolution, the whole operation is rolled back and a
+/// batch runs again with each call in a savepoint, so only the failing call
+/// is lost; a lone call is answered with its rejection.
 pub async fn ingest(
     store: &Store,
     sender: Sender,
     messages: Vec<Message>,
+) -> Result<Vec<Result<Accepted, Rejection>>, TrackingError> {
+    let count = messages.len();
+    match run(store, sender.clone(), messages.clone(), false).await {
+        Err(TrackingError::Identity(error)) if count == 1 => {
+            Ok(vec![Err(Rejection::Identity(error.to_string()))])
+        }
+        Err(TrackingError::Identity(_)) => run(store, sender, messages, true).await,
+        other => other,
+    }
+}
+
+async fn run(
+    store: &Store,
+    sender: Sender,
+    messages: Vec<Message>,
+    isolate: bool,
 ) -> Result<Vec<Result<Accepted, Rejection>>, TrackingError> {
     store
         .write(move |tx| {
@@ -192,10 +215,14 @@ pub async fn ingest(
                 let dialect = tx.dialect();
                 identity::store::lock_identity(tx.conn(), dialect).await?;
                 let rules = identity::load_rules(tx.conn()).await?;
-                let isolate = messages.len() > 1;
                 let mut results = Vec::with_capacity(messages.len());
                 for message in &messages {
-                    results.push(ingest_isolated(tx, &rules, &sender, message, isolate).await?);
+                    let result = if isolate {
+                        ingest_isolated(tx, &rules, &sender, message).await?
+                    } else {
+                        ingest_one(tx, &rules, &sender, message).await?
+                    };
+                    results.push(result);
                 }
                 Ok::<_, TrackingError>(results)
             })
@@ -203,22 +230,13 @@ pub async fn ingest(
         .await
 }
 
+/// One call inside a savepoint of its own: a failure rolls back this call only.
 async fn ingest_isolated(
     tx: &mut Tx,
     rules: &IdentityRules,
     sender: &Sender,
     message: &Message,
-    isolate: bool,
 ) -> Result<Result<Accepted, Rejection>, TrackingError> {
-    if !isolate {
-        return match ingest_one(tx, rules, sender, message).await {
-            Ok(result) => Ok(result),
-            Err(IdentityError::ComponentTooLarge) => Ok(Err(Rejection::Identity(
-                IdentityError::ComponentTooLarge.to_string(),
-            ))),
-            Err(error) => Err(error.into()),
-        };
-    }
     use sqlx::Executor;
     let mark = tx.events_mark();
     tx.conn()

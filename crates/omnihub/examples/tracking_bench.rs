@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p omnihub --example tracking_bench -- \
-//!     [single_calls=20000] [single_concurrency=64] [batch_events=200000] [batch_size=100] [batch_concurrency=8]
+//!     [single_calls=20000] [single_concurrency=64] [batch_events=200000] [batch_size=100] [batch_concurrency=8] [rebuild_identifiers=1000000]
 //! ```
 //!
 //! Every loop is bounded by the counts given; nothing leaves the machine.
@@ -48,7 +48,7 @@ fn call(i: usize) -> Value {
                     "userId": format!("user-{}", visitor / 2),
                     "traits": {"email": format!("user-{}@example.com", visitor / 2), "plan": "gold"}})
         }
-        1 | 2 | 3 => {
+        1..=3 => {
             json!({"type": "page", "messageId": format!("m-{i}"), "anonymousId": format!("anon-{visitor}"),
                     "name": "Product", "properties": {"path": format!("/p/{}", i % 97)}})
         }
@@ -253,5 +253,65 @@ async fn main() -> anyhow::Result<()> {
 
     hub.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+
+    // Full rebuild in memory: the resolver over a synthetic graph of
+    // `rebuild_identifiers` identifiers (a quarter each user ids, browsers,
+    // emails, devices), three links per user. No index is kept between runs:
+    // this is the cost of regrouping everything from the ledger.
+    let rebuild_identifiers = arg(6, 1_000_000);
+    let users = rebuild_identifiers / 4;
+    let hwm_before = peak_rss_kib();
+    let mut nodes = Vec::with_capacity(rebuild_identifiers);
+    let mut edges = Vec::with_capacity(users * 3);
+    for u in 0..users {
+        let user = format!("u{u:09}");
+        for (kind, prefix) in [
+            ("user_id", "u"),
+            ("anonymous_id", "a"),
+            ("email", "e"),
+            ("device_id", "d"),
+        ] {
+            nodes.push(NodeInput {
+                id: format!("{prefix}{u:09}"),
+                kind: kind.to_string(),
+                home: format!("h{prefix}{u:09}"),
+                pinned_quarantine: false,
+            });
+        }
+        for (i, prefix) in ["a", "e", "d"].iter().enumerate() {
+            edges.push(EdgeInput {
+                id: format!("l{i}{u:09}"),
+                from: user.clone(),
+                to: format!("{prefix}{u:09}"),
+                verified: true,
+                observed_at: u as i64,
+            });
+        }
+    }
+    let t = Instant::now();
+    let resolution = resolver::resolve(&rules, &nodes, &edges);
+    let elapsed = t.elapsed();
+    let hwm_after = peak_rss_kib();
+    println!(
+        "rebuild: {} identifiers, {} links -> {} profiles in {:.2}s; peak RSS grew {} MiB ({} bytes/identifier incl. inputs)",
+        nodes.len(),
+        edges.len(),
+        resolution.groups.len(),
+        elapsed.as_secs_f64(),
+        hwm_after.saturating_sub(hwm_before) / 1024,
+        hwm_after.saturating_sub(hwm_before) * 1024 / nodes.len().max(1) as u64,
+    );
     Ok(())
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
 }

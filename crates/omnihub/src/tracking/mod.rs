@@ -16,6 +16,8 @@
 pub mod http;
 pub mod store;
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Value, json};
 
 use crate::channels::ChannelKind;
@@ -215,12 +217,21 @@ async fn run(
                 let dialect = tx.dialect();
                 identity::store::lock_identity(tx.conn(), dialect).await?;
                 let rules = identity::load_rules(tx.conn()).await?;
+                let ids: Vec<String> = messages
+                    .iter()
+                    .filter_map(|m| m.message_id.clone())
+                    .collect();
+                let channel = sender.channel_id.to_string();
+                let mut known = KnownMessages {
+                    stored: store::stored_message_ids(tx.conn(), &channel, &ids).await?,
+                    seen: HashMap::new(),
+                };
                 let mut results = Vec::with_capacity(messages.len());
                 for message in &messages {
                     let result = if isolate {
-                        ingest_isolated(tx, &rules, &sender, message).await?
+                        ingest_isolated(tx, &rules, &sender, message, &mut known).await?
                     } else {
-                        ingest_one(tx, &rules, &sender, message).await?
+                        ingest_one(tx, &rules, &sender, message, &mut known).await?
                     };
                     results.push(result);
                 }
@@ -230,12 +241,20 @@ async fn run(
         .await
 }
 
+/// The `messageId`s of an operation already stored before it (fetched in
+/// one query) and those accepted by it so far, with their profile.
+struct KnownMessages {
+    stored: HashSet<String>,
+    seen: HashMap<String, String>,
+}
+
 /// One call inside a savepoint of its own: a failure rolls back this call only.
 async fn ingest_isolated(
     tx: &mut Tx,
     rules: &IdentityRules,
     sender: &Sender,
     message: &Message,
+    known: &mut KnownMessages,
 ) -> Result<Result<Accepted, Rejection>, TrackingError> {
     use sqlx::Executor;
     let mark = tx.events_mark();
@@ -243,7 +262,7 @@ async fn ingest_isolated(
         .execute("SAVEPOINT tracking_call")
         .await
         .map_err(StoreError::from)?;
-    let outcome = ingest_one(tx, rules, sender, message).await;
+    let outcome = ingest_one(tx, rules, sender, message, known).await;
     let keep = matches!(outcome, Ok(Ok(_)));
     if keep {
         tx.conn()
@@ -278,13 +297,21 @@ async fn ingest_one(
     rules: &IdentityRules,
     sender: &Sender,
     message: &Message,
+    known: &mut KnownMessages,
 ) -> Result<Result<Accepted, Rejection>, IdentityError> {
     let message_id = message
         .message_id
         .clone()
         .unwrap_or_else(|| format!("omnihub-{}", TrackingEventId::new()));
     let channel = sender.channel_id.to_string();
-    if let Some(customer_id) = store::find_message(tx.conn(), &channel, &message_id).await? {
+    let earlier = match known.seen.get(&message_id) {
+        Some(customer_id) => Some(customer_id.clone()),
+        None if known.stored.contains(&message_id) => {
+            store::find_message(tx.conn(), &channel, &message_id).await?
+        }
+        None => None,
+    };
+    if let Some(customer_id) = earlier {
         return Ok(Ok(Accepted {
             message_id,
             customer_id,
@@ -341,6 +368,9 @@ async fn ingest_one(
         &placement.customer_id,
         verified,
     );
+    known
+        .seen
+        .insert(message_id.clone(), placement.customer_id.clone());
     Ok(Ok(Accepted {
         message_id,
         customer_id: placement.customer_id,

@@ -49,6 +49,32 @@ pub async fn find_message(
     Ok(row.map(|r| r.try_get("customer_id")).transpose()?)
 }
 
+/// Which of `message_ids` are already stored for the channel.
+pub async fn stored_message_ids(
+    conn: &mut AnyConnection,
+    channel_id: &str,
+    message_ids: &[String],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut found = std::collections::HashSet::new();
+    for chunk in message_ids.chunks(400) {
+        let list = (0..chunk.len())
+            .map(|i| format!("${}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT message_id FROM tracking_events WHERE channel_id = $1 AND message_id IN ({list})"
+        );
+        let mut query = sqlx::query(&sql).bind(channel_id);
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            found.insert(row.try_get("message_id")?);
+        }
+    }
+    Ok(found)
+}
+
 pub async fn insert(conn: &mut AnyConnection, row: &TrackingRow) -> Result<(), StoreError> {
     let has_traits = row.traits.as_object().is_some_and(|t| !t.is_empty());
     sqlx::query(

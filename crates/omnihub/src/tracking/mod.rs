@@ -225,6 +225,7 @@ async fn run(
                 let mut known = KnownMessages {
                     stored: store::stored_message_ids(tx.conn(), &channel, &ids).await?,
                     seen: HashMap::new(),
+                    rows: Vec::with_capacity(messages.len()),
                 };
                 let mut results = Vec::with_capacity(messages.len());
                 for message in &messages {
@@ -235,6 +236,7 @@ async fn run(
                     };
                     results.push(result);
                 }
+                store::insert_many(tx.conn(), &known.rows).await?;
                 Ok::<_, TrackingError>(results)
             })
         })
@@ -246,6 +248,9 @@ async fn run(
 struct KnownMessages {
     stored: HashSet<String>,
     seen: HashMap<String, String>,
+    /// Timeline rows of accepted calls, written together at the end of the
+    /// operation (one multi-row insert instead of one per call).
+    rows: Vec<store::TrackingRow>,
 }
 
 /// One call inside a savepoint of its own: a failure rolls back this call only.
@@ -359,7 +364,6 @@ async fn ingest_one(
         locale: string_at(&message.context, "locale"),
         timezone: string_at(&message.context, "timezone"),
     };
-    store::insert(tx.conn(), &stored).await?;
     emit_call_events(
         tx,
         sender,
@@ -371,6 +375,7 @@ async fn ingest_one(
     known
         .seen
         .insert(message_id.clone(), placement.customer_id.clone());
+    known.rows.push(stored);
     Ok(Ok(Accepted {
         message_id,
         customer_id: placement.customer_id,

@@ -75,33 +75,50 @@ pub async fn stored_message_ids(
     Ok(found)
 }
 
-pub async fn insert(conn: &mut AnyConnection, row: &TrackingRow) -> Result<(), StoreError> {
-    let has_traits = row.traits.as_object().is_some_and(|t| !t.is_empty());
-    sqlx::query(
-        "INSERT INTO tracking_events (id, channel_id, message_id, type, name, user_id, anonymous_id, anchor_id,
-            timestamp, received_at, sent_at, original_timestamp, properties, traits, has_traits, context, locale, timezone)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-    )
-    .bind(row.id.as_str())
-    .bind(row.channel_id.as_str())
-    .bind(row.message_id.as_str())
-    .bind(row.kind.as_str())
-    .bind(row.name.as_deref())
-    .bind(row.user_id.as_deref())
-    .bind(row.anonymous_id.as_deref())
-    .bind(row.anchor_id.as_str())
-    .bind(time::to_micros(row.timestamp))
-    .bind(time::to_micros(row.received_at))
-    .bind(row.sent_at.map(time::to_micros))
-    .bind(row.original_timestamp.map(time::to_micros))
-    .bind(row.properties.to_string())
-    .bind(row.traits.to_string())
-    .bind(i64::from(has_traits))
-    .bind(row.context.to_string())
-    .bind(row.locale.as_deref())
-    .bind(row.timezone.as_deref())
-    .execute(conn)
-    .await?;
+/// Rows per multi-row insert (18 parameters each).
+const INSERT_CHUNK: usize = 50;
+
+/// Writes timeline rows, many per statement.
+pub async fn insert_many(conn: &mut AnyConnection, rows: &[TrackingRow]) -> Result<(), StoreError> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO tracking_events (id, channel_id, message_id, type, name, user_id, anonymous_id, anchor_id,
+            timestamp, received_at, sent_at, original_timestamp, properties, traits, has_traits, context, locale, timezone) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let values: Vec<String> = (1..=18).map(|c| format!("${}", i * 18 + c)).collect();
+            sql.push('(');
+            sql.push_str(&values.join(", "));
+            sql.push(')');
+        }
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            let has_traits = row.traits.as_object().is_some_and(|t| !t.is_empty());
+            query = query
+                .bind(row.id.as_str())
+                .bind(row.channel_id.as_str())
+                .bind(row.message_id.as_str())
+                .bind(row.kind.as_str())
+                .bind(row.name.as_deref())
+                .bind(row.user_id.as_deref())
+                .bind(row.anonymous_id.as_deref())
+                .bind(row.anchor_id.as_str())
+                .bind(time::to_micros(row.timestamp))
+                .bind(time::to_micros(row.received_at))
+                .bind(row.sent_at.map(time::to_micros))
+                .bind(row.original_timestamp.map(time::to_micros))
+                .bind(row.properties.to_string())
+                .bind(row.traits.to_string())
+                .bind(i64::from(has_traits))
+                .bind(row.context.to_string())
+                .bind(row.locale.as_deref())
+                .bind(row.timezone.as_deref());
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

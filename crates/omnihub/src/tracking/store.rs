@@ -75,8 +75,10 @@ pub async fn stored_message_ids(
     Ok(found)
 }
 
-/// Rows per multi-row insert (18 parameters each).
-const INSERT_CHUNK: usize = 50;
+/// Rows per multi-row insert (18 parameters each). Kept small: SQLite finds
+/// a parameter's name by a linear scan and sqlx asks for every parameter's
+/// name, so binding costs grow with the square of the parameters per statement.
+const INSERT_CHUNK: usize = 10;
 
 /// Writes timeline rows, many per statement.
 pub async fn insert_many(conn: &mut AnyConnection, rows: &[TrackingRow]) -> Result<(), StoreError> {

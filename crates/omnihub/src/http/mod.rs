@@ -83,6 +83,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             identity::http::put_rules
         ))
         .routes(routes!(identity::http::identifier_report))
+        .routes(routes!(identity::http::rebuild))
 }
 
 /// The whole application: `/v1` behind auth and idempotency, plus the public

@@ -356,19 +356,23 @@ pub enum Cause {
         merge_id: String,
         channel_id: Option<ChannelId>,
     },
+    /// A rebuild under the rules in force: quarantines are re-evaluated too.
+    Rebuild { channel_id: Option<ChannelId> },
 }
 
 impl Cause {
     fn channel(&self) -> Option<ChannelId> {
         match self {
-            Cause::Event { channel_id, .. } | Cause::Unmerge { channel_id, .. } => *channel_id,
+            Cause::Event { channel_id, .. }
+            | Cause::Unmerge { channel_id, .. }
+            | Cause::Rebuild { channel_id } => *channel_id,
         }
     }
 
     fn is_new(&self, link_id: &str) -> bool {
         match self {
             Cause::Event { new_links, .. } => new_links.contains(link_id),
-            Cause::Unmerge { .. } => false,
+            Cause::Unmerge { .. } | Cause::Rebuild { .. } => false,
         }
     }
 
@@ -376,6 +380,7 @@ impl Cause {
         match self {
             Cause::Event { message_id, .. } => json!({"kind": "event", "message_id": message_id}),
             Cause::Unmerge { merge_id, .. } => json!({"kind": "unmerge", "merge_id": merge_id}),
+            Cause::Rebuild { .. } => json!({"kind": "rebuild"}),
         }
     }
 }
@@ -398,6 +403,7 @@ pub struct Recomputed {
 async fn load_component(
     tx: &mut Tx,
     seeds: &[String],
+    cross_quarantine: bool,
 ) -> Result<(BTreeMap<String, IdentifierRow>, BTreeMap<String, LinkRow>), IdentityError> {
     let mut rows: BTreeMap<String, IdentifierRow> = BTreeMap::new();
     let mut links: BTreeMap<String, LinkRow> = BTreeMap::new();
@@ -420,7 +426,7 @@ async fn load_component(
             .iter()
             .filter(|id| {
                 rows.get(*id)
-                    .is_some_and(|r| r.status != NodeStatus::Quarantined)
+                    .is_some_and(|r| cross_quarantine || r.status != NodeStatus::Quarantined)
             })
             .cloned()
             .collect();
@@ -461,14 +467,15 @@ pub async fn recompute(
     seeds: &[String],
     cause: &Cause,
 ) -> Result<Recomputed, IdentityError> {
-    let (rows, links) = load_component(tx, seeds).await?;
+    let rebuild = matches!(cause, Cause::Rebuild { .. });
+    let (rows, links) = load_component(tx, seeds, rebuild).await?;
     let nodes: Vec<NodeInput> = rows
         .values()
         .map(|r| NodeInput {
             id: r.id.clone(),
             kind: r.kind.clone(),
             home: r.home_customer_id.clone(),
-            pinned_quarantine: r.status == NodeStatus::Quarantined,
+            pinned_quarantine: !rebuild && r.status == NodeStatus::Quarantined,
         })
         .collect();
     let edges: Vec<EdgeInput> = links
@@ -702,7 +709,10 @@ fn emit_splits(tx: &mut Tx, cause: &Cause, out: &Recomputed, old_active: &BTreeS
                     json!({
                         "customer_id": old,
                         "into": now_in,
-                        "reason": "an identifier became shared or quarantined",
+                        "reason": match cause {
+                            Cause::Rebuild { .. } => "regrouped under the rules in force",
+                            _ => "an identifier became shared or quarantined",
+                        },
                         "cause": cause.describe(),
                     }),
                 )
@@ -854,4 +864,73 @@ where
         return Ok(Some(row.merged_into.unwrap_or(row.id)));
     }
     Ok(None)
+}
+
+/// Identifiers regrouped per write operation during a rebuild.
+pub const REBUILD_SEEDS_PER_OPERATION: usize = 64;
+/// Identifier ids read per page during a rebuild.
+const REBUILD_PAGE: i64 = 1_000;
+
+/// What a rebuild did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RebuildReport {
+    pub identifiers: usize,
+    pub components: usize,
+    pub merges: usize,
+}
+
+/// Regroups every identifier under the rules in force (after a rules
+/// change), one connected part at a time, each in a write operation of the
+/// group-commit writer (so tracking goes on meanwhile). Quarantines are
+/// re-evaluated; merges and splits emit their events as usual.
+pub async fn rebuild(
+    store: &crate::storage::Store,
+    channel_id: Option<ChannelId>,
+) -> Result<RebuildReport, IdentityError> {
+    let mut report = RebuildReport::default();
+    let mut visited: BTreeSet<String> = BTreeSet::new();
+    let mut after = String::new();
+    loop {
+        let page = store::identifier_ids_after(store.reader(), &after, REBUILD_PAGE).await?;
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        after = last;
+        let pending: Vec<String> = page
+            .into_iter()
+            .filter(|id| !visited.contains(id))
+            .collect();
+        for chunk in pending.chunks(REBUILD_SEEDS_PER_OPERATION) {
+            let chunk = chunk.to_vec();
+            let seen = visited.clone();
+            let (loaded, components, merges) = store
+                .write(move |tx| {
+                    Box::pin(async move {
+                        let dialect = tx.dialect();
+                        store::lock_identity(tx.conn(), dialect).await?;
+                        let rules = load_rules(tx.conn()).await?;
+                        let mut loaded: BTreeSet<String> = BTreeSet::new();
+                        let (mut components, mut merges) = (0, 0);
+                        for seed in chunk {
+                            if seen.contains(&seed) || loaded.contains(&seed) {
+                                continue;
+                            }
+                            let cause = Cause::Rebuild { channel_id };
+                            let out =
+                                recompute(tx, &rules, std::slice::from_ref(&seed), &cause).await?;
+                            components += 1;
+                            merges += out.merges.len();
+                            loaded.extend(out.rows.into_keys());
+                        }
+                        Ok::<_, IdentityError>((loaded, components, merges))
+                    })
+                })
+                .await?;
+            report.identifiers += loaded.len();
+            report.components += components;
+            report.merges += merges;
+            visited.extend(loaded);
+        }
+    }
+    Ok(report)
 }

@@ -181,6 +181,22 @@ pub async fn identifiers_with_status<'e>(
     rows.iter().map(identifier_from_row).collect()
 }
 
+/// Identifier ids after `after`, in id order (rebuild paging).
+pub async fn identifier_ids_after<'e>(
+    db: impl Executor<'e, Database = Any>,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query("SELECT id FROM identifiers WHERE id > $1 ORDER BY id LIMIT $2")
+        .bind(after)
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>("id").map_err(StoreError::from))
+        .collect()
+}
+
 pub async fn insert_identifier(
     conn: &mut AnyConnection,
     row: &IdentifierRow,

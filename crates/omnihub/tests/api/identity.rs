@@ -20,6 +20,7 @@ backend_tests!(
     unmerge_restores_both_profiles,
     rules_are_configurable,
     grouping_does_not_depend_on_arrival_order,
+    rebuild_applies_changed_rules,
 );
 
 fn identifiers(profile: &Value) -> BTreeSet<String> {
@@ -664,4 +665,62 @@ async fn grouping_does_not_depend_on_arrival_order(backend: Backend) {
     }
     assert_eq!(partitions[0], partitions[1]);
     assert_eq!(partitions[0], partitions[2]);
+}
+
+/// After a rules change, a rebuild regroups what exists: a lower fan-out
+/// limit quarantines an email that grouped three guests, a higher one lets it
+/// group them again.
+async fn rebuild_applies_changed_rules(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let pos = write_key(&app, "pos").await;
+    for i in 0..3 {
+        accepted(
+            &app,
+            &pos,
+            "/v1/identify",
+            &json!({"anonymousId": format!("r-{i}"), "traits": {"email": "desk@shop.example"}}),
+        )
+        .await;
+    }
+    let grouped = lookup(&app, "anonymous_id:r-0").await.unwrap();
+    assert_eq!(lookup(&app, "anonymous_id:r-2").await.unwrap(), grouped);
+    let put_fanout = |fanout: u64| {
+        let app = &app;
+        async move {
+            let (_, mut rules) = app.get_json("/v1/identity/rules").await;
+            rules["max_fanout"] = json!(fanout);
+            let response = app
+                .client
+                .put(app.url("/v1/identity/rules"))
+                .bearer_auth(&app.admin_key)
+                .json(&rules)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    };
+    put_fanout(2).await;
+    // Rules alone change nothing until links are resolved again.
+    assert_eq!(lookup(&app, "anonymous_id:r-2").await.unwrap(), grouped);
+    let (status, report) = app.post_json("/v1/identity/rebuild", &json!({})).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["identifiers"], 4);
+    let apart: BTreeSet<String> = [
+        lookup(&app, "anonymous_id:r-0").await.unwrap(),
+        lookup(&app, "anonymous_id:r-1").await.unwrap(),
+        lookup(&app, "anonymous_id:r-2").await.unwrap(),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(apart.len(), 3);
+    assert_eq!(feed(&app, "identity.quarantined").await.len(), 1);
+    put_fanout(50).await;
+    let (status, report) = app.post_json("/v1/identity/rebuild", &json!({})).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(lookup(&app, "anonymous_id:r-1").await.unwrap(), grouped);
+    assert_eq!(lookup(&app, "anonymous_id:r-2").await.unwrap(), grouped);
+    // The other two guests and the email's own profile (while quarantined) merge back.
+    assert_eq!(report["merges"], 3, "{report}");
+    app.stop().await;
 }

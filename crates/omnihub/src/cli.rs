@@ -30,8 +30,20 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check or repair stock levels against the stock ledger.
+    #[command(subcommand)]
+    Inventory(InventoryCommand),
     /// Print the OpenAPI document.
     Openapi,
+}
+
+#[derive(Subcommand)]
+pub enum InventoryCommand {
+    /// Report every level that differs from the sums of its ledger movements
+    /// (exit status 1 when any does).
+    Verify,
+    /// Rewrite drifted levels from the ledger.
+    Rebuild,
 }
 
 #[derive(Subcommand)]
@@ -85,6 +97,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Channels(command) => channels_command(settings, command).await,
         Command::Keys(command) => keys_command(settings, command).await,
+        Command::Inventory(command) => inventory_command(settings, command).await,
         Command::Openapi => {
             println!("{}", crate::http::openapi::document_json());
             Ok(())
@@ -232,6 +245,46 @@ async fn keys_command(settings: Settings, command: KeysCommand) -> anyhow::Resul
         }
     }
     store.close().await;
+    Ok(())
+}
+
+async fn inventory_command(settings: Settings, command: InventoryCommand) -> anyhow::Result<()> {
+    use crate::inventory::ledger;
+    let store = open(&settings).await?;
+    let (drifts, verb) = match command {
+        InventoryCommand::Verify => (ledger::verify(&store).await?, "drifts"),
+        InventoryCommand::Rebuild => (ledger::rebuild(&store).await?, "repaired"),
+    };
+    for d in &drifts {
+        println!(
+            "{}\t{}\tstored on_hand={} reserved={} incoming={} unsellable={} safety_stock={}\tledger on_hand={} reserved={} incoming={} unsellable={} safety_stock={}",
+            d.sku,
+            d.location_id,
+            d.stored.on_hand,
+            d.stored.reserved,
+            d.stored.incoming,
+            d.stored.unsellable,
+            d.stored.safety_stock,
+            d.ledger.on_hand,
+            d.ledger.reserved,
+            d.ledger.incoming,
+            d.ledger.unsellable,
+            d.ledger.safety_stock
+        );
+    }
+    println!("{} {verb}", drifts.len());
+    let holds = ledger::verify_holds(&store).await?;
+    for h in &holds {
+        println!(
+            "{}\t{}\treserved={} but open reservations hold {}",
+            h.sku, h.location_id, h.reserved, h.held
+        );
+    }
+    println!("{} hold mismatches", holds.len());
+    store.close().await;
+    if (verb == "drifts" && !drifts.is_empty()) || !holds.is_empty() {
+        std::process::exit(1);
+    }
     Ok(())
 }
 

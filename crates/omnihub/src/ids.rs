@@ -93,3 +93,27 @@ id_type!(
     /// One accepted tracking call (identify, track, page, …) on the timeline.
     TrackingEventId
 );
+id_type!(
+    /// A product (a group of variants).
+    ProductId
+);
+id_type!(
+    /// A variant: the sellable unit with a SKU.
+    VariantId
+);
+id_type!(
+    /// A stock reservation.
+    ReservationId
+);
+id_type!(
+    /// A stock transfer between two locations.
+    TransferId
+);
+id_type!(
+    /// A ledger movement.
+    MovementId
+);
+id_type!(
+    /// An inventory incident (e.g. an oversold offline sale).
+    IncidentId
+);

@@ -9,6 +9,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the code map and the
 //! invariants the code keeps.
 
+pub mod catalog;
 pub mod channels;
 pub mod cli;
 pub mod config;
@@ -18,7 +19,9 @@ pub mod http;
 pub mod idempotency;
 pub mod identity;
 pub mod ids;
+pub mod inventory;
 pub mod keys;
+pub mod locations;
 pub mod metrics;
 pub mod server;
 pub mod storage;

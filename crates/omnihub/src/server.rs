@@ -48,6 +48,11 @@ impl Hub {
             store: store.clone(),
             tail: tail.clone(),
             keys: Arc::new(KeyCache::default()),
+            inventory: Arc::new(crate::inventory::Inventory::start(
+                store.clone(),
+                tail.clone(),
+                shutdown.clone(),
+            )),
             metrics: metrics.clone(),
             settings: Arc::new(settings.clone()),
             shutdown: shutdown.clone(),
@@ -60,6 +65,7 @@ impl Hub {
             shutdown.clone(),
         )?;
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
+        let expiry = crate::inventory::expiry::spawn(store.clone(), shutdown.clone());
         let addr = listener.local_addr()?;
         let app = http::router(state.clone());
         let stop = shutdown.clone();
@@ -72,7 +78,7 @@ impl Hub {
             addr,
             state,
             server,
-            background: vec![dispatcher, housekeeping],
+            background: vec![dispatcher, housekeeping, expiry],
         })
     }
 

@@ -143,7 +143,15 @@ pub async fn create(
                     location_id,
                     created_at: tx.now(),
                 };
-                store::insert(tx.conn(), &channel).await?;
+                // Another writer (a PostgreSQL writer lane or node) may have
+                // inserted the name since the check above: same outcome.
+                store::insert(tx.conn(), &channel).await.map_err(|error| {
+                    if error.is_unique_violation() {
+                        ChannelError::NameTaken(channel.name.as_str().to_string())
+                    } else {
+                        ChannelError::Store(error)
+                    }
+                })?;
                 tx.emit(
                     crate::events::NewEvent::new(
                         "channel.created",

@@ -19,12 +19,13 @@ const APPEND_CHUNK: usize = 100;
 pub const NOTIFY_CHANNEL: &str = "omnihub_events";
 
 /// Appends events inside the writer's transaction, as the last statements
-/// before COMMIT.
+/// before COMMIT. Returns the position of the last one.
 pub async fn append(
     conn: &mut AnyConnection,
     dialect: Dialect,
     events: &[NewEvent],
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
+    let mut last = 0;
     if dialect == Dialect::Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(OUTBOX_LOCK_ID)
@@ -35,6 +36,7 @@ pub async fn append(
         let mut sql = String::from(
             "INSERT INTO events (id, type, schema_version, occurred_at, channel_id, subjects, payload) VALUES ",
         );
+        let returning = " RETURNING position";
         for i in 0..chunk.len() {
             let p = i * 7;
             if i > 0 {
@@ -51,6 +53,7 @@ pub async fn append(
                 p + 7
             ));
         }
+        sql.push_str(returning);
         let mut query = sqlx::query(&sql);
         for event in chunk {
             query = query
@@ -62,7 +65,9 @@ pub async fn append(
                 .bind(serde_json::to_string(&event.subjects).unwrap_or_else(|_| "{}".into()))
                 .bind(event.payload.to_string());
         }
-        query.execute(&mut *conn).await?;
+        for row in query.fetch_all(&mut *conn).await? {
+            last = last.max(row.try_get::<i64, _>("position")?);
+        }
     }
     if dialect == Dialect::Postgres {
         sqlx::query("SELECT pg_notify($1, '')")
@@ -70,7 +75,7 @@ pub async fn append(
             .execute(&mut *conn)
             .await?;
     }
-    Ok(())
+    Ok(last)
 }
 
 /// Events after `after`, oldest first, at most `limit`.
@@ -91,7 +96,7 @@ pub async fn list_after(
             .enumerate()
             .map(|(i, p)| {
                 if p.ends_with('*') {
-                    format!("type LIKE ${}", i + 3)
+                    format!("type LIKE ${} ESCAPE '\\'", i + 3)
                 } else {
                     format!("type = ${}", i + 3)
                 }
@@ -103,12 +108,25 @@ pub async fn list_after(
     let mut query = sqlx::query(&sql).bind(after).bind(limit);
     for p in &patterns {
         query = query.bind(match p.strip_suffix('*') {
-            Some(prefix) => format!("{prefix}%"),
+            Some(prefix) => format!("{}%", escape_like(prefix)),
             None => p.clone(),
         });
     }
     let rows = query.fetch_all(pool).await?;
     rows.iter().map(event_from_row).collect()
+}
+
+/// Escapes LIKE wildcards, so that a prefix such as `gift_card.` matches
+/// literally (`_` would match any character).
+fn escape_like(prefix: &str) -> String {
+    let mut escaped = String::with_capacity(prefix.len() + 4);
+    for c in prefix.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 /// The position of the newest event (0 when there is none).

@@ -3,9 +3,9 @@
 //! Each SSE message has `id:` = the feed position, `event:` = the type and
 //! `data:` = the [`EventBody`] JSON. A client that reconnects with
 //! `Last-Event-ID` (or `?after=`) resumes exactly after the last event it saw;
-//! without either it starts at the live head. Events come from the node's
-//! in-memory [`super::tail::Tail`]; a client further behind reads the database
-//! until it catches up.
+//! without either it starts after the newest committed event. Events come from
+//! the node's in-memory [`super::tail::Tail`]; a client further behind reads
+//! the database until it catches up.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -54,7 +54,10 @@ pub async fn stream(
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let cursor = match last_event_id.or(params.after.as_deref()) {
         Some(raw) => parse_position(Some(raw))?,
-        None => state.tail.head(),
+        // The committed head, not this node's tail, which may not have read
+        // the latest commits yet: events acknowledged before the client
+        // connected are not live.
+        None => store::head(state.store.reader()).await?,
     };
     state.metrics.sse_subscribers.inc();
     let subscription = Subscription {

@@ -52,7 +52,7 @@ where
 /// field path.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+    let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         match inner.classify() {
@@ -72,7 +72,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             }
             _ => ApiError::new(ErrorCode::MalformedJson, inner.to_string()),
         }
-    })
+    })?;
+    // Anything but whitespace after the value is malformed, as with
+    // `serde_json::from_slice`.
+    deserializer
+        .end()
+        .map_err(|error| ApiError::new(ErrorCode::MalformedJson, error.to_string()))?;
+    Ok(value)
 }
 
 pub fn body_rejection(rejection: BytesRejection) -> ApiError {

@@ -36,6 +36,8 @@ pub struct AppState {
     pub store: Store,
     pub tail: Tail,
     pub keys: Arc<KeyCache>,
+    /// The node's inventory view (availability, denials) and reservation batcher.
+    pub inventory: Arc<crate::inventory::Inventory>,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
     /// Cancelled when the hub shuts down (ends live streams).
@@ -44,7 +46,10 @@ pub struct AppState {
 
 /// The `/v1` API with its OpenAPI description.
 pub fn api_router() -> OpenApiRouter<AppState> {
-    use crate::{channels, customers, events, identity, keys, tracking, webhooks};
+    use crate::{
+        catalog, channels, customers, events, identity, inventory, keys, locations, tracking,
+        webhooks,
+    };
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(
             channels::http::create_channel,
@@ -84,13 +89,52 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(identity::http::identifier_report))
         .routes(routes!(identity::http::rebuild))
+        .routes(routes!(catalog::http::create_product))
+        .routes(routes!(catalog::http::get_product))
+        .routes(routes!(catalog::http::list_variants))
+        .routes(routes!(
+            locations::http::create_location,
+            locations::http::list_locations
+        ))
+        .routes(routes!(locations::http::get_location))
+        .routes(routes!(inventory::http::record_movements))
+        .routes(routes!(inventory::http::list_levels))
+        .routes(routes!(inventory::http::list_incidents))
+        .routes(routes!(inventory::http::verify_ledger))
+        .routes(routes!(inventory::http::rebuild_ledger))
+        .routes(routes!(inventory::http::get_availability))
+        .routes(routes!(inventory::http::get_store_availability))
+        .routes(routes!(inventory::http::create_reservation))
+        .routes(routes!(inventory::http::get_reservation))
+        .routes(routes!(inventory::http::release_reservation))
+        .routes(routes!(inventory::http::allocate_reservation))
+        .routes(routes!(inventory::http::fulfil_reservation))
+        .routes(routes!(inventory::http::create_transfer))
+        .routes(routes!(inventory::http::get_transfer))
+        .routes(routes!(inventory::http::receive_transfer))
+        .routes(routes!(inventory::http::cancel_transfer))
+        .routes(routes!(inventory::http::plan_sourcing))
+        .routes(routes!(
+            inventory::http::get_policy,
+            inventory::http::put_policy
+        ))
+}
+
+/// The operational endpoints, public (no key): health, readiness, metrics
+/// and the OpenAPI document.
+pub fn public_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(openapi::serve_document))
 }
 
 /// The whole application: `/v1` behind auth and idempotency, plus the public
 /// operational endpoints.
 pub fn router(state: AppState) -> Router {
-    let (api, spec) = api_router().split_for_parts();
-    let spec = Arc::new(spec);
+    let (api, _) = api_router().split_for_parts();
+    let (public, _) = public_router().split_for_parts();
     let api = api
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -100,17 +144,6 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ));
-    let public = Router::new()
-        .route("/healthz", axum::routing::get(health::healthz))
-        .route("/readyz", axum::routing::get(health::readyz))
-        .route("/metrics", axum::routing::get(health::metrics))
-        .route(
-            "/v1/openapi.json",
-            axum::routing::get(move || {
-                let spec = spec.clone();
-                async move { axum::Json(spec.as_ref().clone()) }
-            }),
-        );
     let max_body = state.settings.max_body_bytes;
     public
         .merge(api)

@@ -2,6 +2,10 @@
 //! served at `/v1/openapi.json`. A copy is committed as `docs/openapi.json`;
 //! a test fails when the two drift (`OMNIHUB_UPDATE_OPENAPI=1` rewrites it).
 
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use utoipa::openapi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -24,6 +28,9 @@ use utoipa::{Modify, OpenApi};
         (name = "tracking", description = "Segment-compatible tracking API: identify, track, page, screen, alias, group, batch"),
         (name = "customers", description = "Unified customer profiles: 360° view, lookup, timeline, merges and unmerge"),
         (name = "identity", description = "Identity resolution rules and the quarantine report"),
+        (name = "catalog", description = "Products and variants (SKUs, prices, bundles)"),
+        (name = "inventory", description = "Locations, the stock ledger, availability, reservations, transfers and sourcing"),
+        (name = "operations", description = "Health, readiness, metrics and this document; no key needed"),
     )
 )]
 struct ApiDoc;
@@ -45,13 +52,128 @@ pub fn base() -> openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// The full document for the API router.
+/// The full document: the `/v1` API and the operational endpoints.
 pub fn document() -> openapi::OpenApi {
-    let (_, spec) = super::api_router().split_for_parts();
+    let (_, mut spec) = super::api_router()
+        .merge(super::public_router())
+        .split_for_parts();
+    complete_errors(&mut spec);
     spec
+}
+
+/// The problem+json media type of every error answer.
+const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Makes every operation list the errors the cross-cutting layers can answer
+/// with (auth, body parsing, queries, idempotency, storage), not only those
+/// its handler names, and gives problem bodies their real media type.
+fn complete_errors(spec: &mut openapi::OpenApi) {
+    use super::problem::ErrorCode as E;
+    for (path, item) in spec.paths.paths.iter_mut() {
+        let public = !path.starts_with("/v1/") || path == "/v1/openapi.json";
+        let operations = [
+            (&mut item.get, false),
+            (&mut item.put, false),
+            (&mut item.patch, false),
+            (&mut item.delete, false),
+            (&mut item.post, true),
+        ];
+        for (operation, is_post) in operations {
+            let Some(operation) = operation.as_mut() else {
+                continue;
+            };
+            for response in operation.responses.responses.values_mut() {
+                if let openapi::RefOr::T(response) = response {
+                    if let Some(content) = response.content.shift_remove("application/json") {
+                        if is_problem(&content) {
+                            response.content.insert(PROBLEM_JSON.into(), content);
+                        } else {
+                            response.content.insert("application/json".into(), content);
+                        }
+                    }
+                }
+            }
+            if public {
+                continue;
+            }
+            let mut codes = vec![E::Unauthorized, E::Forbidden, E::Internal, E::Unavailable];
+            let parameters = operation.parameters.as_deref().unwrap_or_default();
+            let has = |place: openapi::path::ParameterIn| {
+                parameters.iter().any(|p| p.parameter_in == place)
+            };
+            if operation.request_body.is_some() {
+                codes.extend([
+                    E::MalformedJson,
+                    E::PayloadTooLarge,
+                    E::UnsupportedMediaType,
+                    E::ValidationFailed,
+                ]);
+            }
+            if has(openapi::path::ParameterIn::Query) {
+                codes.push(E::InvalidQuery);
+            }
+            if parameters
+                .iter()
+                .any(|p| matches!(p.name.as_str(), "cursor" | "after" | "Last-Event-ID"))
+            {
+                codes.push(E::InvalidCursor);
+            }
+            if has(openapi::path::ParameterIn::Path) {
+                codes.push(E::NotFound);
+            }
+            if is_post {
+                codes.extend([
+                    E::InvalidIdempotencyKey,
+                    E::IdempotencyKeyReused,
+                    E::IdempotencyRequestInProgress,
+                ]);
+            }
+            add_errors(&mut operation.responses, &codes);
+        }
+    }
+}
+
+fn is_problem(content: &openapi::Content) -> bool {
+    matches!(&content.schema, Some(openapi::RefOr::Ref(r)) if r.ref_location.ends_with("/Problem"))
+}
+
+/// Adds a problem answer for each status of `codes` the operation lacks,
+/// naming the codes it stands for.
+fn add_errors(responses: &mut openapi::Responses, codes: &[super::problem::ErrorCode]) {
+    let mut by_status: std::collections::BTreeMap<u16, Vec<&str>> = Default::default();
+    for code in codes {
+        by_status
+            .entry(code.status().as_u16())
+            .or_default()
+            .push(code.as_str());
+    }
+    for (status, names) in by_status {
+        let key = status.to_string();
+        if responses.responses.contains_key(&key) {
+            continue;
+        }
+        let content = openapi::ContentBuilder::new()
+            .schema(Some(openapi::Ref::from_schema_name("Problem")))
+            .build();
+        let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+        let response = openapi::ResponseBuilder::new()
+            .description(format!("Problem: {}", names.join(", ")))
+            .content(PROBLEM_JSON, content)
+            .build();
+        responses.responses.insert(key, openapi::RefOr::T(response));
+    }
 }
 
 /// Pretty JSON of [`document`], as committed in `docs/openapi.json`.
 pub fn document_json() -> String {
     document().to_pretty_json().unwrap_or_default()
+}
+
+/// The OpenAPI 3.1 document of this hub.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", security(()),
+    responses((status = 200, description = "This document", content_type = "application/json")))]
+pub async fn serve_document() -> Response {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    let json = DOCUMENT.get_or_init(document_json).clone();
+    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
 }

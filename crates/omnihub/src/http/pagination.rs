@@ -42,6 +42,11 @@ impl PageParams {
         let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
         let key = text.strip_prefix("v1:").ok_or_else(invalid)?;
+        // Keys are ids; a control character (NUL, which PostgreSQL rejects
+        // in text, among them) can only come from a forged cursor.
+        if key.chars().any(char::is_control) {
+            return Err(invalid());
+        }
         Ok(Some(key.to_string()))
     }
 }

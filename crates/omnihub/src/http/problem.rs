@@ -59,6 +59,11 @@ error_codes! {
     UnsupportedMediaType => (415, "unsupported_media_type", "The request body must be application/json"),
     ValidationFailed => (422, "validation_failed", "The request is not valid"),
     IdempotencyKeyReused => (422, "idempotency_key_reused", "The Idempotency-Key was already used with a different request"),
+    InsufficientStock => (409, "insufficient_stock", "Not enough stock"),
+    InvalidState => (409, "invalid_state", "The resource is not in a state that allows this"),
+    UnknownSku => (422, "unknown_sku", "The SKU does not exist"),
+    UnknownLocation => (422, "unknown_location", "The location does not exist"),
+    LocationNotVisible => (422, "location_not_visible", "The location is not visible to this channel"),
     Internal => (500, "internal", "An internal error occurred"),
     Unavailable => (503, "unavailable", "The service is not available right now"),
 }
@@ -173,6 +178,13 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if code == ErrorCode::Unauthorized {
+            // RFC 9110 §15.5.2: a 401 names the scheme to authenticate with.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"omnihub\""),
+            );
+        }
         response
     }
 }

@@ -67,6 +67,23 @@ pub async fn middleware(
     let Some(principal) = request.extensions().get::<Principal>().cloned() else {
         return Ok(next.run(request).await);
     };
+    // The rest runs in a task of its own. A client that hangs up drops this
+    // future, but a write it submitted still commits; abandoned here, the key
+    // would stay reserved without its answer (409 for a minute, then the
+    // retry writes a second time). The task finishes and stores the answer.
+    tokio::spawn(run_with_key(state, principal, key, request, next))
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "the request failed; it was logged"))?
+}
+
+/// Reserves the key, runs the request and stores its answer.
+async fn run_with_key(
+    state: AppState,
+    principal: Principal,
+    key: String,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let limit = state.settings.max_body_bytes;
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
@@ -75,7 +92,13 @@ pub async fn middleware(
             format!("the request body is larger than {limit} bytes"),
         )
     })?;
-    let fingerprint = fingerprint(parts.method.as_str(), parts.uri.path(), &bytes);
+    // The query string is part of the request: the same key with another
+    // query is another request, not a replay.
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |target| target.as_str());
+    let fingerprint = fingerprint(parts.method.as_str(), target, &bytes);
     let channel = principal.channel_id.to_string();
     match store::reserve(&state.store, &channel, &key, &fingerprint).await? {
         Reservation::Reserved => {}

@@ -88,10 +88,13 @@ pub async fn create_key(
     Json(body): Json<CreateKey>,
 ) -> Result<(StatusCode, axum::Json<CreatedKey>), ApiError> {
     let name = body.name.trim().to_string();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
         return Err(ApiError::invalid_field(
             "name",
-            format!("must be 1 to {MAX_NAME_CHARS} characters"),
+            format!("must be 1 to {MAX_NAME_CHARS} characters, without control characters"),
         ));
     }
     let scopes = Scopes::parse(body.scopes.iter().map(String::as_str))

@@ -32,6 +32,7 @@ macro_rules! migration {
 pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "foundation", "0001_foundation.sql"),
     migration!(2, "customers", "0002_customers.sql"),
+    migration!(3, "inventory", "0003_inventory.sql"),
 ];
 
 /// Lock id for serializing migrations across PostgreSQL nodes.
@@ -73,9 +74,16 @@ async fn apply_pending(
         )",
     )
     .await?;
-    let current = current_version_on(conn).await?;
+    // Apply every version not yet recorded (not only those above the highest:
+    // branches merged in any order may add a lower number later).
+    let done: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<i64, _>("version"))
+        .collect::<Result<_, _>>()?;
     let mut applied = Vec::new();
-    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+    for migration in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
         let script = match dialect {
             Dialect::Sqlite => migration.sqlite,
             Dialect::Postgres => migration.postgres,
@@ -101,17 +109,18 @@ async fn apply_pending(
     Ok(applied)
 }
 
-async fn current_version_on(conn: &mut sqlx::AnyConnection) -> Result<i64, StoreError> {
-    let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
-        .fetch_one(conn)
-        .await?;
-    Ok(row.try_get::<i64, _>("v")?)
-}
-
-/// The schema version of the database (0 when never migrated).
+/// The schema version of the database: the highest version up to which every
+/// known migration is applied (0 when never migrated).
 pub async fn current_version(store: &Store) -> Result<i64, StoreError> {
-    let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
-        .fetch_one(store.reader())
-        .await?;
-    Ok(row.try_get::<i64, _>("v")?)
+    let done: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+        .fetch_all(store.reader())
+        .await?
+        .iter()
+        .map(|row| row.try_get::<i64, _>("version"))
+        .collect::<Result<_, _>>()?;
+    Ok(MIGRATIONS
+        .iter()
+        .take_while(|m| done.contains(&m.version))
+        .last()
+        .map_or(0, |m| m.version))
 }

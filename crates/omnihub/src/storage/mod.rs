@@ -94,6 +94,8 @@ struct StoreInner {
     writer: writer::WriterHandle,
     /// Bumped after every commit that wrote events, so local tails wake at once.
     events_committed: watch::Sender<u64>,
+    /// The highest feed position committed through this node.
+    committed_position: watch::Sender<i64>,
 }
 
 impl Store {
@@ -180,7 +182,12 @@ impl Store {
             }
         };
         let (events_committed, _) = watch::channel(0u64);
-        let writer = writer::spawn(dialect, write_pool, lanes, events_committed.clone());
+        let (committed_position, _) = watch::channel(0i64);
+        let signals = writer::Signals {
+            events_committed: events_committed.clone(),
+            committed_position: committed_position.clone(),
+        };
+        let writer = writer::spawn(dialect, write_pool, lanes, signals);
         Ok(Store {
             inner: Arc::new(StoreInner {
                 dialect,
@@ -188,6 +195,7 @@ impl Store {
                 reader,
                 writer,
                 events_committed,
+                committed_position,
             }),
         })
     }
@@ -224,6 +232,12 @@ impl Store {
     /// A receiver that changes whenever a local commit wrote events.
     pub fn subscribe_commits(&self) -> watch::Receiver<u64> {
         self.inner.events_committed.subscribe()
+    }
+
+    /// The highest feed position committed through this node: a read that
+    /// must see this node's acknowledged writes waits for views to reach it.
+    pub fn committed_position(&self) -> i64 {
+        *self.inner.committed_position.borrow()
     }
 
     /// Wakes local event consumers, e.g. after a NOTIFY from another node.

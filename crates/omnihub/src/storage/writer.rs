@@ -141,21 +141,30 @@ impl WriterHandle {
     }
 }
 
+/// What the writer announces after a commit.
+#[derive(Clone)]
+pub(super) struct Signals {
+    /// Bumped after every commit that wrote events (wakes local tails).
+    pub events_committed: watch::Sender<u64>,
+    /// The highest feed position committed by this node.
+    pub committed_position: watch::Sender<i64>,
+}
+
 pub(super) fn spawn(
     dialect: Dialect,
     pool: AnyPool,
     lanes: usize,
-    events_committed: watch::Sender<u64>,
+    signals: Signals,
 ) -> WriterHandle {
     let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
     let receiver = Arc::new(Mutex::new(receiver));
     for _ in 0..lanes.max(1) {
         let receiver = receiver.clone();
         let pool = pool.clone();
-        let events_committed = events_committed.clone();
+        let signals = signals.clone();
         tokio::spawn(async move {
             while let Some(jobs) = next_batch(&receiver).await {
-                run_batch(dialect, &pool, jobs, &events_committed).await;
+                run_batch(dialect, &pool, jobs, &signals).await;
             }
         });
     }
@@ -182,12 +191,7 @@ fn fail_all(replies: Vec<oneshot::Sender<Outcome>>, error: &StoreError) {
     }
 }
 
-async fn run_batch(
-    dialect: Dialect,
-    pool: &AnyPool,
-    jobs: Vec<Job>,
-    events_committed: &watch::Sender<u64>,
-) {
+async fn run_batch(dialect: Dialect, pool: &AnyPool, jobs: Vec<Job>, signals: &Signals) {
     let conn = match pool.acquire().await {
         Ok(conn) => conn,
         Err(error) => {
@@ -269,10 +273,12 @@ async fn run_batch(
         return;
     }
     let wrote_events = !tx.events.is_empty();
+    let mut last_position = 0;
     if broken.is_none() && wrote_events {
         let events = std::mem::take(&mut tx.events);
-        if let Err(error) = crate::events::store::append(&mut tx.conn, dialect, &events).await {
-            broken = Some(error);
+        match crate::events::store::append(&mut tx.conn, dialect, &events).await {
+            Ok(position) => last_position = position,
+            Err(error) => broken = Some(error),
         }
     }
     if let Some(error) = broken {
@@ -287,6 +293,17 @@ async fn run_batch(
     }
     match tx.conn.execute("COMMIT").await {
         Ok(_) => {
+            // Publish the position before answering, so a caller's next
+            // read can wait for the node's views to include its write.
+            if wrote_events {
+                signals.committed_position.send_if_modified(|p| {
+                    let newer = last_position > *p;
+                    if newer {
+                        *p = last_position;
+                    }
+                    newer
+                });
+            }
             for (reply, value) in committed {
                 let _ = reply.send(Outcome::Done(value));
             }
@@ -294,7 +311,9 @@ async fn run_batch(
                 let _ = reply.send(Outcome::Failed(error));
             }
             if wrote_events {
-                events_committed.send_modify(|n| *n = n.wrapping_add(1));
+                signals
+                    .events_committed
+                    .send_modify(|n| *n = n.wrapping_add(1));
             }
         }
         Err(error) => {

@@ -77,6 +77,9 @@ pub fn spawn(
 ) -> anyhow::Result<JoinHandle<()>> {
     let client = reqwest::Client::builder()
         .timeout(settings.timeout)
+        // A redirect is a failed delivery: following it would turn the POST
+        // into a body-less GET (302/303) or send the event to another host.
+        .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(settings.concurrency)
         .user_agent(concat!("omnihub-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()?;
@@ -229,24 +232,75 @@ async fn step(d: &Dispatcher, hook: &Webhook) -> Result<bool, StepError> {
             .collect();
 
     let mut jobs: Vec<(Option<Delivery>, Event)> = Vec::with_capacity(fresh.len() + retries.len());
+    let mut gone = Vec::new();
     for retry in retries {
         match retry_events.get(&retry.event_position) {
             Some(event) => jobs.push((Some(retry), event.clone())),
-            None => tracing::warn!(delivery = %retry.id, "event of a retry is gone"),
+            None => {
+                tracing::warn!(delivery = %retry.id, "event of a retry is gone; giving it up");
+                gone.push(Delivery {
+                    status: DeliveryStatus::Failed,
+                    next_attempt_at: None,
+                    last_error: Some("the event no longer exists".into()),
+                    ..retry
+                });
+            }
         }
     }
+    give_up(d, gone).await?;
     jobs.extend(fresh.into_iter().map(|e| (None, e)));
 
-    let attempts: Vec<(Option<Delivery>, Event, Attempt)> = futures::stream::iter(jobs)
+    let sending = futures::stream::iter(jobs)
         .map(|(previous, event)| async move {
             let attempt = send(d, hook, &event).await;
             (previous, event, attempt)
         })
         .buffer_unordered(d.settings.concurrency)
-        .collect()
-        .await;
+        .collect::<Vec<(Option<Delivery>, Event, Attempt)>>();
+    let attempts = holding_lease(d, hook.id, sending).await?;
     record(d, hook, cursor, attempts).await?;
     Ok(true)
+}
+
+/// Records retries whose event is gone as failed: they can never be sent,
+/// and left due the worker would spin on them.
+async fn give_up(d: &Dispatcher, gone: Vec<Delivery>) -> Result<(), StoreError> {
+    if gone.is_empty() {
+        return Ok(());
+    }
+    d.store
+        .write(move |tx| {
+            Box::pin(async move {
+                for delivery in &gone {
+                    store::update_delivery(tx.conn(), delivery).await?;
+                }
+                Ok::<_, StoreError>(())
+            })
+        })
+        .await
+}
+
+/// Runs `work` while renewing the subscription's lease every `LEASE / 3`.
+/// A batch to a slow endpoint can take longer than [`LEASE`] (up to
+/// `batch / concurrency × timeout`); with the lease expired, another node
+/// would send the same batch again and the two would keep taking the lease
+/// from each other without either recording its batch.
+async fn holding_lease<T>(
+    d: &Dispatcher,
+    id: WebhookId,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, StepError> {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            output = &mut work => return Ok(output),
+            _ = tokio::time::sleep(LEASE / 3) => {
+                if !claim(d, id).await? {
+                    return Err(StepError::LeaseLost);
+                }
+            }
+        }
+    }
 }
 
 struct Attempt {
@@ -285,7 +339,7 @@ async fn send(d: &Dispatcher, hook: &Webhook, event: &Event) -> Attempt {
         }
         Ok(response) => {
             let status = response.status();
-            let text = response.text().await.unwrap_or_default();
+            let text = body_prefix(response, MAX_ERROR_CHARS * 4).await;
             let text: String = text.chars().take(MAX_ERROR_CHARS).collect();
             (
                 Some(i64::from(status.as_u16())),
@@ -325,6 +379,20 @@ async fn send(d: &Dispatcher, hook: &Webhook, event: &Event) -> Attempt {
         error,
         duration_ms: started.elapsed().as_millis() as i64,
     }
+}
+
+/// The first `max_bytes` of a response body (as text, lossily): only what
+/// the log keeps is read, however large the endpoint's answer.
+async fn body_prefix(mut response: reqwest::Response, max_bytes: usize) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < max_bytes {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    bytes.truncate(max_bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// The delay before retry number `attempts` (1 = after the first failure):
@@ -391,7 +459,8 @@ async fn record(
                     store::update_delivery(tx.conn(), delivery).await?;
                 }
                 store::set_cursor(tx.conn(), id, cursor).await?;
-                let Some(mut hook) = store::get(tx.conn(), id).await? else {
+                let dialect = tx.dialect();
+                let Some(mut hook) = store::get_for_update(tx.conn(), dialect, id).await? else {
                     return Ok(false);
                 };
                 if any_success {

@@ -128,11 +128,38 @@ fn parse_types(types: &[String]) -> Result<TypeFilter, ApiError> {
         .map_err(|bad| ApiError::invalid_field("event_types", format!("invalid pattern {bad:?}")))
 }
 
+/// Shortest signing key accepted, in bytes.
+const MIN_SECRET_BYTES: usize = 18;
+
+/// `whsec_` followed by standard base64 of at least [`MIN_SECRET_BYTES`].
+fn is_valid_secret(secret: &str) -> bool {
+    use base64::Engine;
+    secret
+        .strip_prefix(signature::SECRET_PREFIX)
+        .and_then(|encoded| {
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()
+        })
+        .is_some_and(|key| key.len() >= MIN_SECRET_BYTES)
+}
+
 fn parse_description(description: &str) -> Result<String, ApiError> {
     if description.chars().count() > MAX_DESCRIPTION_CHARS {
         return Err(ApiError::invalid_field(
             "description",
             format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+        ));
+    }
+    // Line breaks and tabs are text; other control characters (NUL, which
+    // PostgreSQL cannot store, among them) are not.
+    if description
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(ApiError::invalid_field(
+            "description",
+            "must not contain control characters",
         ));
     }
     Ok(description.trim().to_string())
@@ -152,9 +179,7 @@ pub async fn create_webhook(
     let event_types = parse_types(&body.event_types)?;
     let description = parse_description(&body.description)?;
     let secret = match body.secret {
-        Some(secret) if secret.starts_with(signature::SECRET_PREFIX) && secret.len() >= 30 => {
-            secret
-        }
+        Some(secret) if is_valid_secret(&secret) => secret,
         Some(_) => {
             return Err(ApiError::invalid_field(
                 "secret",
@@ -166,7 +191,9 @@ pub async fn create_webhook(
     if body.from_position.is_some_and(|p| p < 0) {
         return Err(ApiError::invalid_field("from_position", "must be ≥ 0"));
     }
-    let head = state.tail.head();
+    // The committed head, not this node's tail (which may not have read the
+    // latest commits yet): events acknowledged before this request are not new.
+    let head = crate::events::store::head(state.store.reader()).await?;
     let cursor = body
         .from_position
         .map_or(head, |p| p.saturating_sub(1).min(head));
@@ -285,7 +312,8 @@ pub async fn update_webhook(
         .store
         .write(move |tx| {
             Box::pin(async move {
-                let Some(mut hook) = store::get(tx.conn(), id).await? else {
+                let dialect = tx.dialect();
+                let Some(mut hook) = store::get_for_update(tx.conn(), dialect, id).await? else {
                     return Err(ApiError::not_found("webhook"));
                 };
                 if let Some(url) = url {

@@ -6,7 +6,7 @@ use sqlx::{Any, AnyConnection, Executor, Row};
 use super::{DeliveryStatus, Webhook, WebhookStatus};
 use crate::events::TypeFilter;
 use crate::ids::{DeliveryId, WebhookId};
-use crate::storage::StoreError;
+use crate::storage::{Dialect, StoreError};
 use crate::time::{self, Timestamp};
 
 const COLUMNS: &str = "id, url, description, event_types, secret, status, disabled_reason, failing_since, \
@@ -89,6 +89,27 @@ pub async fn get<'e>(
     let row = sqlx::query(&sql)
         .bind(id.to_string())
         .fetch_optional(db)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Reads a subscription to change it in the caller's transaction: on
+/// PostgreSQL the row stays locked until commit, so concurrent changes (an
+/// operator's PATCH, a delivery step on another lane or node) do not
+/// overwrite each other with stale values. SQLite has a single writer.
+pub async fn get_for_update(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    id: WebhookId,
+) -> Result<Option<Webhook>, StoreError> {
+    let lock = match dialect {
+        Dialect::Postgres => " FOR UPDATE",
+        Dialect::Sqlite => "",
+    };
+    let sql = format!("SELECT {COLUMNS} FROM webhooks WHERE id = $1{lock}");
+    let row = sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(conn)
         .await?;
     row.as_ref().map(from_row).transpose()
 }

@@ -1,8 +1,23 @@
 //! One integration-test binary: every test talks HTTP to a real hub on a
 //! random port with a fresh database (see `support`).
 
+mod receiver;
+mod sse;
 mod support;
 
+mod auth;
+mod conventions;
+mod events;
 mod foundation;
+mod fuzz;
+mod idempotency;
 mod identity;
+mod inventory;
+mod inventory_properties;
+mod metrics;
+mod multinode;
+mod openapi;
+mod pagination;
+mod stream;
 mod tracking;
+mod webhooks;

@@ -241,3 +241,173 @@ pub async fn read(response: reqwest::Response) -> (u16, Value) {
     let text = response.text().await.expect("body");
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
+
+/// How long a test waits for something asynchronous before it fails.
+pub const WAIT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Polls `check` until it returns `Some`, failing the test after
+/// [`WAIT_DEADLINE`] with `what` in the message.
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + WAIT_DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {WAIT_DEADLINE:?} waiting for {what}"
+        );
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// Checks that `response` is an RFC 9457 problem with `status` and `code`;
+/// returns the body.
+pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str) -> Value {
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let (actual, body) = read(response).await;
+    assert_eq!(actual, status, "status of {body}");
+    assert_eq!(
+        content_type, "application/problem+json",
+        "content type of {body}"
+    );
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(
+        body["type"],
+        format!("urn:omnihub:problem:{code}"),
+        "{body}"
+    );
+    assert!(body["title"].is_string(), "{body}");
+    assert!(body["detail"].is_string(), "{body}");
+    body
+}
+
+impl TestApp {
+    /// A request with the admin key.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.admin_key)
+    }
+
+    /// Every event after `after` matching `types` (empty: all), walking the feed.
+    pub async fn events_after(&self, after: i64, types: &str) -> Vec<Value> {
+        let mut cursor = after.to_string();
+        let mut all = Vec::new();
+        loop {
+            let path = format!("/v1/events?after={cursor}&types={types}&limit=200");
+            let (status, page) = self.get_json(&path).await;
+            assert_eq!(status, 200, "{page}");
+            let items = page["items"].as_array().expect("items").clone();
+            if items.is_empty() {
+                return all;
+            }
+            cursor = page["next_cursor"]
+                .as_str()
+                .expect("next_cursor")
+                .to_string();
+            all.extend(items);
+        }
+    }
+
+    /// Every event in the feed.
+    pub async fn all_events(&self) -> Vec<Value> {
+        self.events_after(0, "").await
+    }
+
+    /// The position of the newest event (0 when there is none).
+    pub async fn head(&self) -> i64 {
+        self.all_events()
+            .await
+            .last()
+            .map_or(0, |e| e["position"].as_i64().expect("position"))
+    }
+
+    /// Creates a channel with the admin key and returns its id.
+    pub async fn new_channel(&self) -> String {
+        let name = format!("channel {}", uuid::Uuid::now_v7().simple());
+        self.channel("web", &name).await
+    }
+
+    /// Creates a webhook to `url` for `types`; returns its body (with the secret).
+    pub async fn webhook(&self, url: &str, types: &[&str]) -> Value {
+        let (status, body) = self
+            .post_json(
+                "/v1/webhooks",
+                &serde_json::json!({ "url": url, "event_types": types }),
+            )
+            .await;
+        assert_eq!(status, 201, "create webhook: {body}");
+        body
+    }
+
+    /// The current state of webhook `id`.
+    pub async fn webhook_state(&self, id: &str) -> Value {
+        let (status, body) = self.get_json(&format!("/v1/webhooks/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// The whole delivery log of webhook `id`, newest first.
+    pub async fn deliveries(&self, id: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get_json(&format!("/v1/webhooks/{id}/deliveries?limit=200"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["items"].as_array().expect("items").clone()
+    }
+}
+
+impl TestApp {
+    /// Stops the hub and starts a new one on the same database (on another
+    /// port); `base` follows.
+    pub async fn restart(&mut self) {
+        if let Some(hub) = self.hub.take() {
+            hub.shutdown().await;
+        }
+        let hub = Hub::start(self.db.settings()).await.expect("hub restarts");
+        self.base = format!("http://{}", hub.addr);
+        self.hub = Some(hub);
+    }
+}
+
+/// Holds the database's write lock (SQLite) or the channels table (PostgreSQL)
+/// until `release`d.
+pub struct WriteBlock {
+    conn: sqlx::AnyConnection,
+}
+
+impl WriteBlock {
+    pub async fn hold(app: &TestApp) -> WriteBlock {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&app.db.url).await.unwrap();
+        let statements: Vec<String> = match &app.db.schema {
+            Some(schema) => vec![
+                format!("SET search_path TO \"{schema}\""),
+                "BEGIN".into(),
+                "LOCK TABLE channels IN EXCLUSIVE MODE".into(),
+            ],
+            None => vec!["BEGIN IMMEDIATE".into()],
+        };
+        for statement in statements {
+            sqlx::query(&statement).execute(&mut conn).await.unwrap();
+        }
+        WriteBlock { conn }
+    }
+
+    pub async fn release(mut self) {
+        sqlx::query("COMMIT").execute(&mut self.conn).await.unwrap();
+    }
+}

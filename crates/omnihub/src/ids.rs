@@ -74,6 +74,26 @@ id_type!(
     LocationId
 );
 id_type!(
+    /// A unified customer profile.
+    CustomerId
+);
+id_type!(
+    /// One normalized identifier (email, phone, user id, device id, …).
+    IdentifierId
+);
+id_type!(
+    /// One link of the identity ledger.
+    LinkId
+);
+id_type!(
+    /// One merge of two customer profiles.
+    MergeId
+);
+id_type!(
+    /// One accepted tracking call (identify, track, page, …) on the timeline.
+    TrackingEventId
+);
+id_type!(
     /// A product (a group of variants).
     ProductId
 );

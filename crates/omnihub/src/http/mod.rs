@@ -69,7 +69,10 @@ pub struct AppStateInner {
 
 /// The `/v1` API with its OpenAPI description.
 pub fn api_router() -> OpenApiRouter<AppState> {
-    use crate::{carts, catalog, channels, events, inventory, keys, locations, orders, webhooks};
+    use crate::{
+        carts, catalog, channels, customers, events, identity, inventory, keys, locations, orders,
+        tracking, webhooks,
+    };
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(
             channels::http::create_channel,
@@ -91,6 +94,24 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             webhooks::http::delete_webhook
         ))
         .routes(routes!(webhooks::http::list_deliveries))
+        .routes(routes!(tracking::http::identify))
+        .routes(routes!(tracking::http::track))
+        .routes(routes!(tracking::http::page))
+        .routes(routes!(tracking::http::screen))
+        .routes(routes!(tracking::http::alias))
+        .routes(routes!(tracking::http::group))
+        .routes(routes!(tracking::http::batch))
+        .routes(routes!(customers::http::find_customers))
+        .routes(routes!(customers::http::get_customer))
+        .routes(routes!(customers::http::timeline))
+        .routes(routes!(customers::http::merges))
+        .routes(routes!(customers::http::unmerge))
+        .routes(routes!(
+            identity::http::get_rules,
+            identity::http::put_rules
+        ))
+        .routes(routes!(identity::http::identifier_report))
+        .routes(routes!(identity::http::rebuild))
         .routes(routes!(catalog::http::create_product))
         .routes(routes!(catalog::http::get_product))
         .routes(routes!(catalog::http::list_variants))

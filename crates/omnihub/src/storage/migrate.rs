@@ -31,6 +31,7 @@ macro_rules! migration {
 /// Every migration, in order. Add new ones at the end.
 pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "foundation", "0001_foundation.sql"),
+    migration!(2, "customers", "0002_customers.sql"),
     migration!(3, "inventory", "0003_inventory.sql"),
     migration!(4, "carts_orders", "0004_carts_orders.sql"),
 ];

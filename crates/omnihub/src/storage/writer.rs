@@ -71,6 +71,18 @@ impl Tx {
         self.now
     }
 
+    /// How many events this transaction holds so far: a mark for
+    /// [`Tx::discard_events_since`] when an operation rolls back part of its
+    /// own work to a savepoint of its own.
+    pub fn events_mark(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Drops the events emitted since `mark` (see [`Tx::events_mark`]).
+    pub fn discard_events_since(&mut self, mark: usize) {
+        self.events.truncate(mark);
+    }
+
     /// Records a domain event; it is written to the outbox by this transaction.
     pub fn emit(&mut self, event: NewEvent) {
         self.events.push(event);

@@ -1,0 +1,260 @@
+//! Customer profiles: the read side of identity resolution — the 360° view,
+//! lookup by any identifier, the timeline and the merge history — and the
+//! unmerge command.
+//!
+//! A profile is derived, never copied: its identifiers are those whose
+//! `customer_id` is the profile; its events are those whose anchor identifier
+//! is one of them; its traits are folded from those events (latest
+//! timestamp wins per trait, the source event and channel kept). So a merge
+//! or unmerge re-attributes events and traits by source, and nothing is lost
+//! or counted twice.
+
+pub mod http;
+pub mod store;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::identity::store::IdentifierRow;
+use crate::identity::{self, IdentityError, UnmergeReport};
+use crate::ids::ChannelId;
+use crate::storage::{Store, StoreError};
+use crate::tracking::store::TrackingRow;
+
+/// How many recent events the 360° view shows.
+pub const RECENT_ACTIVITY: i64 = 20;
+/// How many ledger links the 360° view shows.
+pub const PROFILE_LINKS: i64 = 50;
+
+/// One trait value with its source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TraitValue {
+    pub value: Value,
+    pub observed_at: i64,
+    pub channel_id: String,
+    pub message_id: String,
+}
+
+/// A channel the customer used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelUse {
+    pub channel_id: String,
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub events: i64,
+    pub first_seen_at: i64,
+    pub last_seen_at: i64,
+}
+
+/// The 360° view of one profile.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub id: String,
+    pub requested_id: String,
+    pub merged_ids: Vec<String>,
+    pub created_at: i64,
+    pub identifiers: Vec<IdentifierRow>,
+    /// Shared, quarantined or not-yet-verified identifiers seen with this
+    /// profile that belong elsewhere: context, not membership.
+    pub context_identifiers: Vec<IdentifierRow>,
+    pub traits: BTreeMap<String, TraitValue>,
+    pub channels: Vec<ChannelUse>,
+    pub language: Option<String>,
+    pub time_zone: Option<String>,
+    pub recent: Vec<TrackingRow>,
+    pub links: Vec<identity::store::LinkRow>,
+}
+
+impl Profile {
+    pub fn first_seen_at(&self) -> Option<i64> {
+        self.channels.iter().map(|c| c.first_seen_at).min()
+    }
+
+    pub fn last_seen_at(&self) -> Option<i64> {
+        self.channels.iter().map(|c| c.last_seen_at).max()
+    }
+
+    /// The channel with the most events (latest activity breaks ties).
+    pub fn preferred_channel(&self) -> Option<&ChannelUse> {
+        self.channels
+            .iter()
+            .max_by_key(|c| (c.events, c.last_seen_at))
+    }
+}
+
+/// Folds trait observations (oldest first) into the latest value per trait.
+pub fn fold_traits(
+    observations: Vec<(Value, i64, String, String)>,
+) -> BTreeMap<String, TraitValue> {
+    let mut traits: BTreeMap<String, TraitValue> = BTreeMap::new();
+    for (object, observed_at, channel_id, message_id) in observations {
+        let Value::Object(map) = object else {
+            continue;
+        };
+        for (name, value) in map {
+            let newer = traits
+                .get(&name)
+                .is_none_or(|current| observed_at >= current.observed_at);
+            if newer {
+                traits.insert(
+                    name,
+                    TraitValue {
+                        value,
+                        observed_at,
+                        channel_id: channel_id.clone(),
+                        message_id: message_id.clone(),
+                    },
+                );
+            }
+        }
+    }
+    traits
+}
+
+fn trait_string(traits: &BTreeMap<String, TraitValue>, names: &[&str]) -> Option<String> {
+    names.iter().find_map(|n| {
+        traits
+            .get(*n)
+            .and_then(|t| t.value.as_str().map(str::to_string))
+    })
+}
+
+/// Loads the 360° view of the profile `id` (any id it ever had).
+pub async fn load_profile(store: &Store, id: &str) -> Result<Option<Profile>, StoreError> {
+    let db = store.reader();
+    let Some(current) = identity::resolve_customer(db, id).await? else {
+        return Ok(None);
+    };
+    let Some(row) = identity::store::get_customer(db, &current).await? else {
+        return Ok(None);
+    };
+    let identifiers = identity::store::identifiers_of(db, &current).await?;
+    let context_identifiers = store::context_identifiers(db, &current).await?;
+    let traits = fold_traits(crate::tracking::store::trait_observations(db, &current).await?);
+    let channels = crate::tracking::store::channel_activity(db, &current)
+        .await?
+        .into_iter()
+        .map(|(channel_id, kind, name, events, first, last)| ChannelUse {
+            channel_id,
+            kind,
+            name,
+            events,
+            first_seen_at: first,
+            last_seen_at: last,
+        })
+        .collect();
+    let (locale, timezone) = crate::tracking::store::latest_locale_timezone(db, &current).await?;
+    let language = trait_string(&traits, &["language", "locale"]).or(locale);
+    let time_zone = trait_string(&traits, &["timezone", "time_zone", "timeZone"]).or(timezone);
+    let recent = crate::tracking::store::timeline(
+        db,
+        &current,
+        &crate::tracking::store::TimelineFilter::default(),
+        RECENT_ACTIVITY,
+    )
+    .await?;
+    let links = identity::store::links_of_customer(db, &current, PROFILE_LINKS).await?;
+    Ok(Some(Profile {
+        merged_ids: identity::store::merged_ids(db, &current).await?,
+        id: current,
+        requested_id: id.to_string(),
+        created_at: row.created_at,
+        identifiers,
+        context_identifiers,
+        traits,
+        channels,
+        language,
+        time_zone,
+        recent,
+        links,
+    }))
+}
+
+/// Finds the profiles holding `kind:raw` (normalized with the rules in force):
+/// the profile it belongs to first, then the profiles it is context on.
+pub async fn lookup(
+    store: &Store,
+    kind: &str,
+    raw: &str,
+) -> Result<Result<Vec<(String, &'static str)>, identity::NormalizeError>, StoreError> {
+    let rules = identity::load_rules_from(store.reader()).await?;
+    let identifier = match identity::normalize(&rules, kind, raw) {
+        Ok(i) => i,
+        Err(e) => return Ok(Err(e)),
+    };
+    let Some(row) =
+        identity::store::find_identifier(store.reader(), &identifier.kind, &identifier.value)
+            .await?
+    else {
+        return Ok(Ok(Vec::new()));
+    };
+    let mut found = vec![(row.customer_id.clone(), "member")];
+    for other in store::profiles_linked_to(store.reader(), &row.id).await? {
+        if !found.iter().any(|(c, _)| *c == other) {
+            found.push((other, "context"));
+        }
+    }
+    Ok(Ok(found))
+}
+
+/// Which merge an unmerge request names.
+pub enum UnmergeTarget {
+    Merge(String),
+    MergedCustomer(String),
+}
+
+/// Undoes a merge of the profile `id` (see [`identity::unmerge`]).
+pub async fn unmerge(
+    store: &Store,
+    id: &str,
+    target: Option<UnmergeTarget>,
+    channel_id: ChannelId,
+    preview: bool,
+) -> Result<UnmergeReport, IdentityError> {
+    let db = store.reader();
+    let current = identity::resolve_customer(db, id)
+        .await?
+        .ok_or(IdentityError::CustomerNotFound)?;
+    let merge = match target {
+        Some(UnmergeTarget::Merge(merge_id)) => identity::store::get_merge(db, &merge_id)
+            .await?
+            .ok_or(IdentityError::MergeNotFound)?,
+        Some(UnmergeTarget::MergedCustomer(merged)) => {
+            identity::store::active_merge_of(db, &merged)
+                .await?
+                .ok_or(IdentityError::NotMerged(merged))?
+        }
+        None => identity::store::active_merge_of(db, id)
+            .await?
+            .ok_or_else(|| IdentityError::NotMerged(id.to_string()))?,
+    };
+    let survivor_now = identity::resolve_customer(db, &merge.survivor_id).await?;
+    if survivor_now.as_deref() != Some(current.as_str()) && merge.undone_at.is_none() {
+        return Err(IdentityError::MergeNotFound);
+    }
+    let merge_id = merge.id.clone();
+    let outcome = store
+        .write(move |tx| {
+            Box::pin(async move {
+                let dialect = tx.dialect();
+                identity::store::lock_identity(tx.conn(), dialect).await?;
+                let rules = identity::load_rules(tx.conn()).await?;
+                identity::unmerge(tx, &rules, &merge_id, Some(channel_id), preview).await
+            })
+        })
+        .await;
+    match outcome {
+        Err(IdentityError::Preview(report)) => Ok(*report),
+        other => other,
+    }
+}
+
+/// Identifiers by id (read side).
+pub async fn identifiers_by_ids(
+    store: &Store,
+    ids: &[String],
+) -> Result<Vec<IdentifierRow>, StoreError> {
+    let mut conn = store.reader().acquire().await?;
+    identity::store::identifiers_by_ids(&mut conn, ids).await
+}

@@ -1,0 +1,186 @@
+//! `/v1/identity`: the resolution rules (admin) and the report of
+//! quarantined and shared identifiers.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::resolver::NodeStatus;
+use super::rules::RulesDocument;
+use super::store;
+use crate::events::NewEvent;
+use crate::http::AppState;
+use crate::http::auth::{Authorized, scope};
+use crate::http::extract::{Json, Query};
+use crate::http::pagination::{MAX_PAGE_SIZE, Page};
+use crate::http::problem::{ApiError, ErrorCode};
+use crate::storage::StoreError;
+use crate::time;
+
+impl From<super::IdentityError> for ApiError {
+    fn from(error: super::IdentityError) -> Self {
+        use super::IdentityError::*;
+        match error {
+            CustomerNotFound => ApiError::not_found("customer"),
+            MergeNotFound => ApiError::not_found("merge"),
+            AlreadyUndone(_) => ApiError::new(ErrorCode::MergeAlreadyUndone, error.to_string()),
+            NotMerged(_) => ApiError::new(ErrorCode::Conflict, error.to_string()),
+            ComponentTooLarge => ApiError::new(ErrorCode::Conflict, error.to_string()),
+            Preview(_) => ApiError::new(ErrorCode::Internal, "unexpected preview"),
+            Store(e) => e.into(),
+        }
+    }
+}
+
+/// Read the identity resolution rules in force.
+#[utoipa::path(get, path = "/v1/identity/rules", tag = "identity",
+    responses((status = 200, body = RulesDocument), (status = 403, body = crate::http::problem::Problem)))]
+pub async fn get_rules(
+    State(state): State<AppState>,
+    _caller: Authorized<scope::Admin>,
+) -> Result<axum::Json<RulesDocument>, ApiError> {
+    let rules = super::load_rules_from(state.store.reader()).await?;
+    Ok(axum::Json(RulesDocument::from_rules(&rules)))
+}
+
+/// Replace the identity resolution rules. They apply to every link resolved
+/// from now on (a regrouping happens when new links touch a profile).
+#[utoipa::path(put, path = "/v1/identity/rules", tag = "identity",
+    request_body = RulesDocument,
+    responses(
+        (status = 200, body = RulesDocument),
+        (status = 403, body = crate::http::problem::Problem),
+        (status = 422, body = crate::http::problem::Problem),
+    ))]
+pub async fn put_rules(
+    State(state): State<AppState>,
+    caller: Authorized<scope::Admin>,
+    Json(document): Json<RulesDocument>,
+) -> Result<axum::Json<RulesDocument>, ApiError> {
+    let rules = document
+        .into_rules()
+        .map_err(|(field, message)| ApiError::invalid_field(field, message))?;
+    let canonical = RulesDocument::from_rules(&rules);
+    let json = serde_json::to_value(&canonical)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    let channel = caller.channel_id;
+    state
+        .store
+        .write(move |tx| {
+            Box::pin(async move {
+                let now = tx.now();
+                store::save_rules(tx.conn(), &json.to_string(), now).await?;
+                tx.emit(
+                    NewEvent::new(
+                        "identity.rules_updated",
+                        now,
+                        serde_json::json!({"rules": json}),
+                    )
+                    .channel(Some(channel)),
+                );
+                Ok::<_, StoreError>(())
+            })
+        })
+        .await?;
+    Ok(axum::Json(canonical))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct IdentifierReportParams {
+    /// `quarantined` (default) or `shared`.
+    pub status: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// An identifier in the quarantine or shared-device report.
+#[derive(Serialize, ToSchema)]
+pub struct ReportedIdentifier {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: String,
+    pub status: String,
+    /// The profile it sits in alone (its own history).
+    pub customer_id: String,
+    pub first_seen_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Quarantined or shared identifiers: they link nothing and are listed
+/// here for review.
+#[utoipa::path(get, path = "/v1/identity/identifiers", tag = "identity",
+    params(IdentifierReportParams),
+    responses((status = 200, body = Page<ReportedIdentifier>), (status = 403, body = crate::http::problem::Problem)))]
+pub async fn identifier_report(
+    State(state): State<AppState>,
+    _caller: Authorized<scope::CustomersRead>,
+    Query(params): Query<IdentifierReportParams>,
+) -> Result<axum::Json<Page<ReportedIdentifier>>, ApiError> {
+    let status = match params.status.as_deref().unwrap_or("quarantined") {
+        "quarantined" => NodeStatus::Quarantined,
+        "shared" => NodeStatus::Shared,
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!("status {other:?}: expected quarantined or shared"),
+            ));
+        }
+    };
+    let page = crate::http::pagination::PageParams {
+        limit: params.limit,
+        cursor: params.cursor,
+    };
+    let limit = page.limit().min(MAX_PAGE_SIZE);
+    let rows = store::identifiers_with_status(
+        state.store.reader(),
+        status,
+        page.after()?.as_deref(),
+        i64::from(limit) + 1,
+    )
+    .await?;
+    Ok(axum::Json(Page::from_overfetch(
+        rows,
+        limit,
+        |r| r.id.clone(),
+        |r| ReportedIdentifier {
+            id: r.id,
+            kind: r.kind,
+            value: r.value,
+            status: r.status.as_str().to_string(),
+            customer_id: r.customer_id,
+            first_seen_at: time::from_micros(r.first_seen_at),
+        },
+    )))
+}
+
+/// What a rebuild did.
+#[derive(Serialize, ToSchema)]
+pub struct RebuildBody {
+    /// Identifiers regrouped.
+    pub identifiers: usize,
+    /// Connected parts of the identifier graph resolved.
+    pub components: usize,
+    /// Merges the rebuild made.
+    pub merges: usize,
+    pub duration_ms: u64,
+}
+
+/// Regroup every identifier under the rules in force, e.g. after a rules
+/// change (quarantines are re-evaluated). Runs in slices through the writer;
+/// tracking continues meanwhile.
+#[utoipa::path(post, path = "/v1/identity/rebuild", tag = "identity",
+    responses((status = 200, body = RebuildBody), (status = 403, body = crate::http::problem::Problem)))]
+pub async fn rebuild(
+    State(state): State<AppState>,
+    caller: Authorized<scope::Admin>,
+) -> Result<axum::Json<RebuildBody>, ApiError> {
+    let started = std::time::Instant::now();
+    let report = super::rebuild(&state.store, Some(caller.channel_id)).await?;
+    Ok(axum::Json(RebuildBody {
+        identifiers: report.identifiers,
+        components: report.components,
+        merges: report.merges,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }))
+}

@@ -1,0 +1,547 @@
+//! The resolver: a pure function from a set of identifiers and ledger links
+//! to a grouping into profiles.
+//!
+//! Production code (incremental resolution, unmerge, rebuild) and the
+//! property tests call this same function. It depends on the *set* of links
+//! only, never on the order they arrived in: every collection is sorted before
+//! use and links are applied in a deterministic order.
+//!
+//! The algorithm, for one connected part of the identifier graph:
+//! 1. **Quarantine**: an identifier that is not an account and is linked to
+//!    more than `max_fanout` distinct identifiers links nothing.
+//! 2. **Shared devices**: a device identifier linked to two different values
+//!    of a unique type (limit 1, e.g. two `user_id`s) is shared: it links
+//!    nothing and stays context on both profiles.
+//! 3. **Strong links** (no unverified claimable end) are applied first, sorted
+//!    by (verified first, type priority, time, id), each only when the union
+//!    keeps every per-profile type limit; a refused link is a *conflict*.
+//! 4. **Unverified emails and phones**, one at a time in a fixed order: each
+//!    joins the guest profiles (no account) it was seen with, merging them;
+//!    seen with no guest, it joins the single account it was seen with. It
+//!    never joins a guest to an account: a guest joins a registered account
+//!    only through a verified identifier.
+//! 5. Each group's profile id is the oldest (smallest UUIDv7) home profile id
+//!    among its members: deterministic, and stable across merges.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::rules::{IdentifierClass, IdentityRules};
+
+/// One identifier as the resolver sees it. `id` and `home` are opaque,
+/// totally ordered strings (identifier id, home profile id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInput {
+    pub id: String,
+    pub kind: String,
+    pub home: String,
+    /// Stored as quarantined and its links not loaded: stays quarantined.
+    pub pinned_quarantine: bool,
+}
+
+/// One active link of the ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdgeInput {
+    pub id: String,
+    pub from: String,
+    pub to: String,
+    pub verified: bool,
+    pub observed_at: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NodeStatus {
+    Member,
+    Shared,
+    Quarantined,
+}
+
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Member => "member",
+            NodeStatus::Shared => "shared",
+            NodeStatus::Quarantined => "quarantined",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "member" => Some(NodeStatus::Member),
+            "shared" => Some(NodeStatus::Shared),
+            "quarantined" => Some(NodeStatus::Quarantined),
+            _ => None,
+        }
+    }
+}
+
+/// Why a link joined two groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum JoinReason {
+    /// Account, device or other identifiers seen together.
+    SameEvent,
+    /// Through an email or phone verified by a trusted channel.
+    VerifiedIdentifier,
+    /// Through an unverified email or phone, between profiles without an account.
+    UnverifiedBetweenGuests,
+}
+
+impl JoinReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JoinReason::SameEvent => "same_event",
+            JoinReason::VerifiedIdentifier => "verified_identifier",
+            JoinReason::UnverifiedBetweenGuests => "unverified_between_guests",
+        }
+    }
+}
+
+/// Why a link was not applied.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Refusal {
+    /// The union would hold more identifiers of `kind` than the limit.
+    LimitExceeded { kind: String, limit: usize },
+    /// An unverified email or phone would join a profile holding an account.
+    NeedsVerification,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    /// The profile id: the smallest home id among the members.
+    pub survivor: String,
+    /// Member identifier ids, sorted.
+    pub members: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resolution {
+    /// Groups sorted by survivor.
+    pub groups: Vec<Group>,
+    pub status: BTreeMap<String, NodeStatus>,
+    /// Claimable identifiers with at least one verified link.
+    pub verified: BTreeSet<String>,
+    /// Links that joined two groups, in the order applied.
+    pub joins: Vec<(String, JoinReason)>,
+    /// Links refused, with the reason.
+    pub refused: Vec<(String, Refusal)>,
+}
+
+impl Resolution {
+    /// The grouping as sets of member ids, for comparisons.
+    pub fn partition(&self) -> BTreeSet<Vec<String>> {
+        self.groups.iter().map(|g| g.members.clone()).collect()
+    }
+
+    pub fn group_of(&self, node: &str) -> Option<&Group> {
+        self.groups
+            .iter()
+            .find(|g| g.members.binary_search_by(|m| m.as_str().cmp(node)).is_ok())
+    }
+}
+
+struct UnionFind {
+    parent: Vec<usize>,
+    counts: Vec<BTreeMap<String, usize>>,
+    has_account: Vec<bool>,
+}
+
+impl UnionFind {
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.parent[x] != x {
+            self.parent[x] = self.parent[self.parent[x]];
+            x = self.parent[x];
+        }
+        x
+    }
+}
+
+/// Groups `nodes` by `edges` under `rules`. Edges naming unknown nodes are
+/// ignored. The result depends only on the sets given, not their order.
+pub fn resolve(rules: &IdentityRules, nodes: &[NodeInput], edges: &[EdgeInput]) -> Resolution {
+    let mut nodes: Vec<&NodeInput> = nodes.iter().collect();
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    nodes.dedup_by(|a, b| a.id == b.id);
+    let index: BTreeMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id.as_str(), i))
+        .collect();
+    let mut edges: Vec<(&EdgeInput, usize, usize)> = edges
+        .iter()
+        .filter_map(|e| Some((e, *index.get(e.from.as_str())?, *index.get(e.to.as_str())?)))
+        .filter(|(_, a, b)| a != b)
+        .collect();
+    edges.sort_by(|x, y| x.0.id.cmp(&y.0.id));
+    edges.dedup_by(|x, y| x.0.id == y.0.id);
+
+    let mut neighbours: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); nodes.len()];
+    let mut verified = vec![false; nodes.len()];
+    for (e, a, b) in &edges {
+        neighbours[*a].insert(*b);
+        neighbours[*b].insert(*a);
+        if e.verified {
+            verified[*a] = true;
+            verified[*b] = true;
+        }
+    }
+    let class = |i: usize| rules.class(&nodes[i].kind);
+    let status: Vec<NodeStatus> = (0..nodes.len())
+        .map(|i| node_status(rules, &nodes, &neighbours, i))
+        .collect();
+    let claim_unverified = |i: usize| class(i) == IdentifierClass::Claimable && !verified[i];
+
+    // Strong links first, then weak ones; each sorted deterministically.
+    let mut strong = Vec::new();
+    let mut weak = Vec::new();
+    for (e, a, b) in &edges {
+        if status[*a] != NodeStatus::Member || status[*b] != NodeStatus::Member {
+            continue;
+        }
+        if claim_unverified(*a) || claim_unverified(*b) {
+            weak.push((*e, *a, *b));
+        } else {
+            strong.push((*e, *a, *b));
+        }
+    }
+    let order = |x: &(&EdgeInput, usize, usize)| {
+        let priority = rules
+            .priority(&nodes[x.1].kind)
+            .min(rules.priority(&nodes[x.2].kind));
+        (!x.0.verified, priority, x.0.observed_at, x.0.id.clone())
+    };
+    strong.sort_by_key(order);
+    weak.sort_by_key(order);
+
+    let mut uf = UnionFind {
+        parent: (0..nodes.len()).collect(),
+        counts: nodes
+            .iter()
+            .map(|n| BTreeMap::from([(n.kind.clone(), 1)]))
+            .collect(),
+        has_account: (0..nodes.len())
+            .map(|i| class(i) == IdentifierClass::Account)
+            .collect(),
+    };
+    let mut resolution = Resolution::default();
+    for (e, a, b) in strong {
+        let reason = if (class(a) == IdentifierClass::Claimable && verified[a])
+            || (class(b) == IdentifierClass::Claimable && verified[b])
+        {
+            JoinReason::VerifiedIdentifier
+        } else {
+            JoinReason::SameEvent
+        };
+        try_union(rules, &mut uf, &mut resolution, e, a, b, reason);
+    }
+    // Unverified claimable identifiers, one at a time in a fixed order. Each
+    // joins the guest profiles it was seen with (merging them), or else the
+    // one account it was seen with; it never joins a guest to an account.
+    let mut claims: BTreeMap<usize, Vec<(&EdgeInput, usize)>> = BTreeMap::new();
+    for (e, a, b) in weak {
+        let (claim, other) = if claim_unverified(a) { (a, b) } else { (b, a) };
+        claims.entry(claim).or_default().push((e, other));
+    }
+    let mut claim_order: Vec<usize> = claims.keys().copied().collect();
+    claim_order.sort_by_key(|&i| (rules.priority(&nodes[i].kind), nodes[i].id.clone()));
+    for claim in claim_order {
+        let edges = claims.remove(&claim).unwrap_or_default();
+        // The first edge (in link order) to each neighbouring group.
+        let mut by_root: BTreeMap<usize, &EdgeInput> = BTreeMap::new();
+        for (e, other) in &edges {
+            let root = uf.find(*other);
+            by_root.entry(root).or_insert(e);
+        }
+        let guests: Vec<usize> = by_root
+            .keys()
+            .copied()
+            .filter(|r| !uf.has_account[*r])
+            .collect();
+        let accounts: Vec<usize> = by_root
+            .keys()
+            .copied()
+            .filter(|r| uf.has_account[*r])
+            .collect();
+        let join: Vec<usize> = if !guests.is_empty() {
+            guests
+        } else if accounts.len() == 1 {
+            accounts.clone()
+        } else {
+            Vec::new()
+        };
+        for root in by_root.keys() {
+            let Some(e) = by_root.get(root) else { continue };
+            if join.contains(root) {
+                let reason = if uf.has_account[*root] {
+                    JoinReason::SameEvent
+                } else {
+                    JoinReason::UnverifiedBetweenGuests
+                };
+                let other = uf.find(*root);
+                try_union(rules, &mut uf, &mut resolution, e, claim, other, reason);
+            } else {
+                resolution
+                    .refused
+                    .push((e.id.clone(), Refusal::NeedsVerification));
+            }
+        }
+    }
+
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..nodes.len() {
+        let root = uf.find(i);
+        groups.entry(root).or_default().push(i);
+    }
+    let mut out: Vec<Group> = groups
+        .into_values()
+        .map(|members| {
+            let survivor = members
+                .iter()
+                .map(|&i| nodes[i].home.clone())
+                .min()
+                .unwrap_or_default();
+            let mut members: Vec<String> = members.iter().map(|&i| nodes[i].id.clone()).collect();
+            members.sort();
+            Group { survivor, members }
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.survivor, &a.members).cmp(&(&b.survivor, &b.members)));
+    resolution.groups = out;
+    for (i, n) in nodes.iter().enumerate() {
+        resolution.status.insert(n.id.clone(), status[i]);
+        if class(i) == IdentifierClass::Claimable && verified[i] {
+            resolution.verified.insert(n.id.clone());
+        }
+    }
+    resolution
+}
+
+fn node_status(
+    rules: &IdentityRules,
+    nodes: &[&NodeInput],
+    neighbours: &[BTreeSet<usize>],
+    i: usize,
+) -> NodeStatus {
+    let class = rules.class(&nodes[i].kind);
+    if class != IdentifierClass::Account
+        && (nodes[i].pinned_quarantine || neighbours[i].len() > rules.max_fanout)
+    {
+        return NodeStatus::Quarantined;
+    }
+    if class == IdentifierClass::Device {
+        let mut unique_values: BTreeMap<&str, usize> = BTreeMap::new();
+        for &n in &neighbours[i] {
+            let kind = nodes[n].kind.as_str();
+            if rules.max_per_profile(kind) == 1 {
+                *unique_values.entry(kind).or_default() += 1;
+            }
+        }
+        if unique_values.values().any(|&count| count >= 2) {
+            return NodeStatus::Shared;
+        }
+    }
+    NodeStatus::Member
+}
+
+/// Joins the groups of `a` and `b` unless that breaks a per-type limit.
+fn try_union(
+    rules: &IdentityRules,
+    uf: &mut UnionFind,
+    resolution: &mut Resolution,
+    e: &EdgeInput,
+    a: usize,
+    b: usize,
+    reason: JoinReason,
+) {
+    let (ra, rb) = (uf.find(a), uf.find(b));
+    if ra == rb {
+        return;
+    }
+    if let Some(refusal) = over_limit(rules, &uf.counts[ra], &uf.counts[rb]) {
+        resolution.refused.push((e.id.clone(), refusal));
+        return;
+    }
+    let (keep, gone) = if ra < rb { (ra, rb) } else { (rb, ra) };
+    uf.parent[gone] = keep;
+    let moved = std::mem::take(&mut uf.counts[gone]);
+    for (kind, n) in moved {
+        *uf.counts[keep].entry(kind).or_default() += n;
+    }
+    uf.has_account[keep] |= uf.has_account[gone];
+    resolution.joins.push((e.id.clone(), reason));
+}
+
+fn over_limit(
+    rules: &IdentityRules,
+    a: &BTreeMap<String, usize>,
+    b: &BTreeMap<String, usize>,
+) -> Option<Refusal> {
+    for (kind, n) in a {
+        let total = n + b.get(kind).copied().unwrap_or(0);
+        let limit = rules.max_per_profile(kind);
+        if total > limit {
+            return Some(Refusal::LimitExceeded {
+                kind: kind.clone(),
+                limit,
+            });
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn node(id: &str, kind: &str) -> NodeInput {
+        NodeInput {
+            id: id.into(),
+            kind: kind.into(),
+            home: format!("h-{id}"),
+            pinned_quarantine: false,
+        }
+    }
+
+    fn edge(id: &str, from: &str, to: &str, verified: bool) -> EdgeInput {
+        EdgeInput {
+            id: id.into(),
+            from: from.into(),
+            to: to.into(),
+            verified,
+            observed_at: 0,
+        }
+    }
+
+    fn check(nodes: &[NodeInput], edges: &[EdgeInput], expected: &[&[&str]]) {
+        let resolution = resolve(&IdentityRules::default(), nodes, edges);
+        let expected: BTreeSet<Vec<String>> = expected
+            .iter()
+            .map(|g| {
+                let mut g: Vec<String> = g.iter().map(|s| s.to_string()).collect();
+                g.sort();
+                g
+            })
+            .collect();
+        assert_eq!(resolution.partition(), expected, "{resolution:?}");
+    }
+
+    #[test]
+    fn anonymous_then_login_merges() {
+        check(
+            &[node("a", "anonymous_id"), node("u", "user_id")],
+            &[edge("1", "u", "a", false)],
+            &[&["a", "u"]],
+        );
+    }
+
+    #[test]
+    fn shared_device_links_nobody() {
+        check(
+            &[
+                node("a", "anonymous_id"),
+                node("u1", "user_id"),
+                node("u2", "user_id"),
+            ],
+            &[edge("1", "u1", "a", false), edge("2", "u2", "a", false)],
+            &[&["a"], &["u1"], &["u2"]],
+        );
+    }
+
+    #[test]
+    fn unverified_email_never_joins_an_account() {
+        let nodes = [
+            node("g", "anonymous_id"),
+            node("e", "email"),
+            node("u", "user_id"),
+        ];
+        check(
+            &nodes,
+            &[edge("1", "g", "e", false), edge("2", "u", "e", false)],
+            &[&["g", "e"], &["u"]],
+        );
+        check(
+            &nodes,
+            &[
+                edge("1", "g", "e", false),
+                edge("2", "u", "e", false),
+                edge("3", "u", "e", true),
+            ],
+            &[&["g", "e", "u"]],
+        );
+    }
+
+    #[test]
+    fn two_accounts_never_merge() {
+        check(
+            &[
+                node("e", "email"),
+                node("u1", "user_id"),
+                node("u2", "user_id"),
+            ],
+            &[edge("1", "u1", "e", true), edge("2", "u2", "e", true)],
+            &[&["e", "u1"], &["u2"]],
+        );
+    }
+
+    /// A random stream: nodes of a few kinds, edges between them.
+    fn stream() -> impl Strategy<Value = (Vec<NodeInput>, Vec<EdgeInput>)> {
+        let kinds = [
+            "user_id",
+            "anonymous_id",
+            "email",
+            "device_id",
+            "loyalty_id",
+        ];
+        (3usize..14).prop_flat_map(move |n| {
+            let nodes = proptest::collection::vec(0usize..kinds.len(), n);
+            let edges = proptest::collection::vec((0..n, 0..n, any::<bool>(), 0i64..5), 0..24);
+            (nodes, edges).prop_map(move |(node_kinds, raw_edges)| {
+                let nodes: Vec<NodeInput> = node_kinds
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| node(&format!("n{i:02}"), kinds[*k]))
+                    .collect();
+                let edges = raw_edges
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (a, b, v, t))| EdgeInput {
+                        id: format!("e{i:02}"),
+                        from: format!("n{a:02}"),
+                        to: format!("n{b:02}"),
+                        verified: *v,
+                        observed_at: *t,
+                    })
+                    .collect();
+                (nodes, edges)
+            })
+        })
+    }
+
+    proptest! {
+        /// The grouping depends on the set of links, not on arrival order.
+        #[test]
+        fn grouping_is_order_independent(
+            (nodes, edges) in stream(),
+            seed in any::<u64>(),
+        ) {
+            let rules = IdentityRules::default();
+            let base = resolve(&rules, &nodes, &edges);
+            let mut shuffled_edges = edges.clone();
+            let mut shuffled_nodes = nodes.clone();
+            shuffle(&mut shuffled_edges, seed);
+            shuffle(&mut shuffled_nodes, seed.rotate_left(17));
+            let again = resolve(&rules, &shuffled_nodes, &shuffled_edges);
+            prop_assert_eq!(base.partition(), again.partition());
+            prop_assert_eq!(&base, &again);
+        }
+    }
+
+    fn shuffle<T>(items: &mut [T], mut seed: u64) {
+        for i in (1..items.len()).rev() {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let j = (seed >> 33) as usize % (i + 1);
+            items.swap(i, j);
+        }
+    }
+}

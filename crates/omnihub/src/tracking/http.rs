@@ -1,0 +1,485 @@
+//! The Segment-compatible tracking endpoints: `POST /v1/identify`, `/v1/track`,
+//! `/v1/page`, `/v1/screen`, `/v1/alias`, `/v1/group` and `/v1/batch`.
+//!
+//! Same field names and limits as Segment's HTTP Tracking API; the write key
+//! goes as `Authorization: Bearer <key>` or as the HTTP Basic user name (what
+//! Segment's SDKs send). The key needs `events:write`. Answers are Segment's
+//! `{"success": true}` plus omnihub's details (profile, duplicates, rejected
+//! calls of a batch by index).
+
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::{
+    Accepted, MAX_BATCH_BYTES, MAX_BATCH_CALLS, MAX_EVENT_BYTES, MAX_MESSAGE_ID_CHARS,
+    MAX_NAME_CHARS, Message, MessageType, Rejection, Sender, TrackingError,
+};
+use crate::http::AppState;
+use crate::http::auth::{Authorized, scope};
+use crate::http::extract::body_rejection;
+use crate::http::problem::{ApiError, ErrorCode};
+use crate::time::{self, Timestamp};
+
+impl From<TrackingError> for ApiError {
+    fn from(error: TrackingError) -> Self {
+        match error {
+            TrackingError::Store(e) => e.into(),
+            TrackingError::Identity(e) => e.into(),
+        }
+    }
+}
+
+/// An identifier of a call that was not used.
+#[derive(Serialize, ToSchema)]
+pub struct IgnoredBody {
+    /// The field it came from, e.g. `traits.email`.
+    pub field: String,
+    pub reason: String,
+}
+
+/// The answer to one tracking call.
+#[derive(Serialize, ToSchema)]
+pub struct TrackResponse {
+    /// Always true on a 200, as Segment answers.
+    pub success: bool,
+    pub message_id: String,
+    /// The profile the call landed on.
+    pub customer_id: String,
+    /// The `messageId` was already received from this channel; nothing changed.
+    pub duplicate: bool,
+    /// Identifiers that were not used (blocked, invalid), with the reason.
+    pub ignored: Vec<IgnoredBody>,
+}
+
+/// A call of a batch that was rejected.
+#[derive(Serialize, ToSchema)]
+pub struct RejectedCall {
+    /// Position of the call in `batch`, from 0.
+    pub index: usize,
+    pub message_id: Option<String>,
+    pub reason: String,
+}
+
+/// A call of a batch that was accepted.
+#[derive(Serialize, ToSchema)]
+pub struct AcceptedCall {
+    pub index: usize,
+    pub message_id: String,
+    pub customer_id: String,
+    pub duplicate: bool,
+    pub ignored: Vec<IgnoredBody>,
+}
+
+/// The answer to a batch: the accepted calls are stored, the rejected ones
+/// are listed with the reason.
+#[derive(Serialize, ToSchema)]
+pub struct BatchResponse {
+    pub success: bool,
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub rejected: Vec<RejectedCall>,
+    pub results: Vec<AcceptedCall>,
+}
+
+fn ignored_body(accepted: &Accepted) -> Vec<IgnoredBody> {
+    accepted
+        .ignored
+        .iter()
+        .map(|i| IgnoredBody {
+            field: i.field.clone(),
+            reason: i.reason.clone(),
+        })
+        .collect()
+}
+
+fn read_body(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+    code: ErrorCode,
+) -> Result<Bytes, ApiError> {
+    let bytes = body.map_err(|rejection| {
+        let error = body_rejection(rejection);
+        if error.code == ErrorCode::PayloadTooLarge {
+            ApiError::new(code, format!("the body is larger than {limit} bytes"))
+        } else {
+            error
+        }
+    })?;
+    if bytes.len() > limit {
+        return Err(ApiError::new(
+            code,
+            format!(
+                "the body is {} bytes; at most {limit} are accepted",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::new(
+            ErrorCode::InvalidEvent,
+            "the body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::new(ErrorCode::MalformedJson, e.to_string())),
+    }
+}
+
+async fn single(
+    state: AppState,
+    caller: &crate::keys::Principal,
+    kind: MessageType,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<TrackResponse>, ApiError> {
+    let received_at = time::now();
+    let bytes = read_body(body, MAX_EVENT_BYTES, ErrorCode::EventTooLarge)?;
+    let object = parse_object(&bytes)?;
+    let message = parse_message(Some(kind), &object, None, None)
+        .map_err(|reason| ApiError::new(ErrorCode::InvalidEvent, reason))?;
+    let sender = Sender::from_principal(caller, received_at);
+    let mut results = super::ingest(&state.store, sender, vec![message]).await?;
+    match results.pop() {
+        Some(Ok(accepted)) => Ok(axum::Json(TrackResponse {
+            success: true,
+            ignored: ignored_body(&accepted),
+            message_id: accepted.message_id,
+            customer_id: accepted.customer_id,
+            duplicate: accepted.duplicate,
+        })),
+        Some(Err(rejection)) => Err(rejection_error(rejection)),
+        None => Err(ApiError::new(ErrorCode::Internal, "no result for the call")),
+    }
+}
+
+fn rejection_error(rejection: Rejection) -> ApiError {
+    match rejection {
+        Rejection::TooLarge(_) => ApiError::new(ErrorCode::EventTooLarge, rejection.to_string()),
+        Rejection::Invalid(_) | Rejection::Identity(_) => {
+            ApiError::new(ErrorCode::InvalidEvent, rejection.to_string())
+        }
+    }
+}
+
+macro_rules! single_endpoint {
+    ($fn:ident, $path:literal, $kind:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(post, path = $path, tag = "tracking",
+            request_body(content = Object, description = "A Segment call (identify, track, page, screen, alias or group), at most 32 KB."),
+            responses(
+                (status = 200, body = TrackResponse),
+                (status = 400, body = crate::http::problem::Problem, description = "invalid call, e.g. neither userId nor anonymousId"),
+                (status = 401, body = crate::http::problem::Problem),
+                (status = 403, body = crate::http::problem::Problem),
+                (status = 413, body = crate::http::problem::Problem, description = "larger than 32 KB"),
+            ))]
+        pub async fn $fn(
+            State(state): State<AppState>,
+            caller: Authorized<scope::EventsWrite>,
+            body: Result<Bytes, BytesRejection>,
+        ) -> Result<axum::Json<TrackResponse>, ApiError> {
+            single(state, &caller.principal, $kind, body).await
+        }
+    };
+}
+
+single_endpoint!(
+    identify,
+    "/v1/identify",
+    MessageType::Identify,
+    "Identify a user and record their traits (Segment `identify`)."
+);
+single_endpoint!(
+    track,
+    "/v1/track",
+    MessageType::Track,
+    "Record an action (Segment `track`)."
+);
+single_endpoint!(
+    page,
+    "/v1/page",
+    MessageType::Page,
+    "Record a page view (Segment `page`)."
+);
+single_endpoint!(
+    screen,
+    "/v1/screen",
+    MessageType::Screen,
+    "Record a screen view (Segment `screen`)."
+);
+single_endpoint!(
+    alias,
+    "/v1/alias",
+    MessageType::Alias,
+    "Link a previous id to a user (Segment `alias`)."
+);
+single_endpoint!(
+    group,
+    "/v1/group",
+    MessageType::Group,
+    "Associate a user with a group or account (Segment `group`)."
+);
+
+/// Send many calls at once (Segment `batch`): at most 500 KB, each call at
+/// most 32 KB. Invalid calls are reported by index; the others are stored.
+#[utoipa::path(post, path = "/v1/batch", tag = "tracking",
+    request_body(content = Object, description = "`{\"batch\": [calls…], \"context\": {…}, \"sentAt\": \"…\"}`"),
+    responses(
+        (status = 200, body = BatchResponse),
+        (status = 400, body = crate::http::problem::Problem, description = "no call could be accepted"),
+        (status = 401, body = crate::http::problem::Problem),
+        (status = 403, body = crate::http::problem::Problem),
+        (status = 413, body = crate::http::problem::Problem, description = "larger than 500 KB"),
+    ))]
+pub async fn batch(
+    State(state): State<AppState>,
+    caller: Authorized<scope::EventsWrite>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<BatchResponse>, ApiError> {
+    let received_at = time::now();
+    let bytes = read_body(body, MAX_BATCH_BYTES, ErrorCode::BatchTooLarge)?;
+    let object = parse_object(&bytes)?;
+    let Some(Value::Array(calls)) = object.get("batch") else {
+        return Err(ApiError::invalid_field(
+            "batch",
+            "must be an array of calls",
+        ));
+    };
+    if calls.is_empty() {
+        return Err(ApiError::invalid_field(
+            "batch",
+            "must hold at least one call",
+        ));
+    }
+    if calls.len() > MAX_BATCH_CALLS {
+        return Err(ApiError::new(
+            ErrorCode::BatchTooLarge,
+            format!("at most {MAX_BATCH_CALLS} calls in one batch"),
+        ));
+    }
+    let shared_context = match object.get("context") {
+        Some(Value::Object(c)) => Some(c),
+        _ => None,
+    };
+    let batch_sent_at = match object.get("sentAt") {
+        Some(v) => parse_time(v).map_err(|e| ApiError::invalid_field("sentAt", e))?,
+        None => None,
+    };
+    let mut rejected = Vec::new();
+    let mut messages = Vec::new();
+    let mut positions = Vec::new();
+    for (index, call) in calls.iter().enumerate() {
+        let message_id = call
+            .get("messageId")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let size = serde_json::to_vec(call)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        let parsed = if size > MAX_EVENT_BYTES {
+            Err(Rejection::TooLarge(size).to_string())
+        } else {
+            match call {
+                Value::Object(map) => parse_message(None, map, shared_context, batch_sent_at),
+                _ => Err("a call must be a JSON object".to_string()),
+            }
+        };
+        match parsed {
+            Ok(message) => {
+                messages.push(message);
+                positions.push(index);
+            }
+            Err(reason) => rejected.push(RejectedCall {
+                index,
+                message_id,
+                reason,
+            }),
+        }
+    }
+    let sender = Sender::from_principal(&caller.principal, received_at);
+    let outcomes = if messages.is_empty() {
+        Vec::new()
+    } else {
+        super::ingest(&state.store, sender, messages.clone()).await?
+    };
+    let mut results = Vec::new();
+    for ((index, outcome), message) in positions.into_iter().zip(outcomes).zip(&messages) {
+        match outcome {
+            Ok(accepted) => results.push(AcceptedCall {
+                index,
+                ignored: ignored_body(&accepted),
+                message_id: accepted.message_id,
+                customer_id: accepted.customer_id,
+                duplicate: accepted.duplicate,
+            }),
+            Err(rejection) => rejected.push(RejectedCall {
+                index,
+                message_id: message.message_id.clone(),
+                reason: rejection.to_string(),
+            }),
+        }
+    }
+    rejected.sort_by_key(|r| r.index);
+    if results.is_empty() {
+        let detail = rejected
+            .iter()
+            .map(|r| format!("[{}] {}", r.index, r.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(ApiError::new(
+            ErrorCode::InvalidEvent,
+            format!("no call of the batch was accepted: {detail}"),
+        )
+        .with_extension(
+            "rejected",
+            serde_json::to_value(&rejected).unwrap_or(Value::Null),
+        ));
+    }
+    Ok(axum::Json(BatchResponse {
+        success: true,
+        accepted: results.len(),
+        duplicates: results.iter().filter(|r| r.duplicate).count(),
+        rejected,
+        results,
+    }))
+}
+
+/// Parses a Segment call. `forced` is the endpoint's type (the body's `type`
+/// is then optional); `shared_context` is a batch's `context`, under each call's.
+pub fn parse_message(
+    forced: Option<MessageType>,
+    call: &Map<String, Value>,
+    shared_context: Option<&Map<String, Value>>,
+    batch_sent_at: Option<Timestamp>,
+) -> Result<Message, String> {
+    let kind = match (forced, call.get("type").and_then(Value::as_str)) {
+        (Some(kind), _) => kind,
+        (None, Some(name)) => MessageType::parse(name).ok_or_else(|| {
+            format!("unknown type {name:?}; expected identify, track, page, screen, alias or group")
+        })?,
+        (None, None) => return Err("type is required in a batch call".into()),
+    };
+    let id_field = |name: &str| -> Result<Option<String>, String> {
+        match call.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.chars().count() <= crate::identity::MAX_VALUE_CHARS => {
+                Ok(Some(s.clone()))
+            }
+            Some(Value::String(_)) => Err(format!(
+                "{name} is longer than {} characters",
+                crate::identity::MAX_VALUE_CHARS
+            )),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(_) => Err(format!("{name} must be a string")),
+        }
+    };
+    let object_field = |name: &str| -> Result<Map<String, Value>, String> {
+        match call.get(name) {
+            None | Some(Value::Null) => Ok(Map::new()),
+            Some(Value::Object(m)) => Ok(m.clone()),
+            Some(_) => Err(format!("{name} must be an object")),
+        }
+    };
+    let user_id = id_field("userId")?;
+    let anonymous_id = id_field("anonymousId")?;
+    if user_id.is_none() && anonymous_id.is_none() {
+        return Err("the call has neither userId nor anonymousId; send at least one".into());
+    }
+    let message_id = id_field("messageId")?;
+    if message_id
+        .as_ref()
+        .is_some_and(|m| m.is_empty() || m.chars().count() > MAX_MESSAGE_ID_CHARS)
+    {
+        return Err(format!(
+            "messageId must be 1 to {MAX_MESSAGE_ID_CHARS} characters"
+        ));
+    }
+    let name = match kind {
+        MessageType::Track => Some(
+            id_field("event")?
+                .filter(|e| !e.trim().is_empty())
+                .ok_or("a track call needs an event name")?,
+        ),
+        MessageType::Page | MessageType::Screen => id_field("name")?,
+        _ => None,
+    };
+    if name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NAME_CHARS)
+    {
+        return Err(format!(
+            "the event name is longer than {MAX_NAME_CHARS} characters"
+        ));
+    }
+    let previous_id = id_field("previousId")?;
+    if kind == MessageType::Alias && previous_id.is_none() {
+        return Err("an alias call needs a previousId".into());
+    }
+    let group_id = id_field("groupId")?;
+    if kind == MessageType::Group && group_id.is_none() {
+        return Err("a group call needs a groupId".into());
+    }
+    let mut context = shared_context.cloned().unwrap_or_default();
+    for (k, v) in object_field("context")? {
+        context.insert(k, v);
+    }
+    let mut properties = object_field("properties")?;
+    if let Some(group_id) = &group_id {
+        properties.insert("groupId".into(), Value::String(group_id.clone()));
+    }
+    if let Some(previous_id) = &previous_id {
+        properties.insert("previousId".into(), Value::String(previous_id.clone()));
+    }
+    let time_field = |name: &str| -> Result<Option<Timestamp>, String> {
+        match call.get(name) {
+            None => Ok(None),
+            Some(v) => parse_time(v).map_err(|e| format!("{name}: {e}")),
+        }
+    };
+    let verified_flag = call.get("verified") == Some(&Value::Bool(true))
+        || context.get("verified") == Some(&Value::Bool(true))
+        || context.get("traits").and_then(|t| t.get("verified")) == Some(&Value::Bool(true));
+    Ok(Message {
+        kind,
+        message_id,
+        user_id,
+        anonymous_id,
+        name,
+        previous_id,
+        group_id,
+        traits: object_field("traits")?,
+        properties,
+        context,
+        timestamp: time_field("timestamp")?,
+        original_timestamp: time_field("originalTimestamp")?,
+        sent_at: time_field("sentAt")?.or(batch_sent_at),
+        verified_flag,
+    })
+}
+
+/// An ISO 8601 / RFC 3339 time; without an offset it is taken as UTC.
+fn parse_time(value: &Value) -> Result<Option<Timestamp>, String> {
+    let text = match value {
+        Value::Null => return Ok(None),
+        Value::String(s) => s.trim(),
+        _ => return Err("must be an ISO 8601 time string".into()),
+    };
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(Some(time::from_micros(
+            t.with_timezone(&Utc).timestamp_micros(),
+        )));
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+            return Ok(Some(time::from_micros(t.and_utc().timestamp_micros())));
+        }
+    }
+    Err(format!("{text:?} is not an ISO 8601 time"))
+}

@@ -5,10 +5,12 @@
 //!
 //! * `bare-server`: a bare axum handler, the baseline that the authenticated
 //!   read of the hub is compared with (`bench/auth-read.sh` drives both with wrk).
+//! * `live-availability`: POS sale → another client's live stream, on one node.
 //! * `webhook-throughput`: outbox-to-webhook delivery on SQLite, from the first
 //!   event written to the last one received by a local endpoint.
 
 mod bare;
+mod live;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -33,6 +35,9 @@ enum Command {
     /// Measure outbox-to-webhook delivery on SQLite with an in-process hub and
     /// a local receiver.
     WebhookThroughput(webhooks::Options),
+    /// Measure how long a POS sale takes to reach another client's open live
+    /// stream on one node (SQLite).
+    LiveAvailability(live::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::BareServer { listen } => bare::serve(listen).await,
             Command::WebhookThroughput(options) => webhooks::run(options).await,
+            Command::LiveAvailability(options) => live::run(options).await,
         }
     })
 }

@@ -659,8 +659,9 @@ pub async fn add_reserved(
     try_reserve(conn, sku, location, total, 0, now).await
 }
 
-/// Rows per multi-row INSERT of movements (10 parameters each).
-const MOVEMENT_CHUNK: usize = 400;
+/// Rows per multi-row INSERT of movements (10 parameters each; SQLite binds
+/// parameters in time quadratic in their number, so statements stay small).
+const MOVEMENT_CHUNK: usize = 20;
 
 pub async fn insert_movements(
     conn: &mut AnyConnection,
@@ -692,7 +693,7 @@ pub async fn insert_movements(
 }
 
 /// Rows per multi-row INSERT of reservations (7 parameters) and lines (6).
-const RESERVATION_CHUNK: usize = 400;
+const RESERVATION_CHUNK: usize = 20;
 
 /// Inserts many reservations and their lines with a few statements.
 pub async fn insert_reservations(

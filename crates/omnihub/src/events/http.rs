@@ -51,8 +51,11 @@ impl From<&Event> for EventBody {
     }
 }
 
+/// Unknown parameters are refused: the feed pages with `after`, and a client
+/// that sent the `cursor` of other lists would otherwise read page one forever.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct FeedParams {
     /// Return events after this position (the `next_cursor` of the last page); 0 for the start.
     pub after: Option<String>,

@@ -31,6 +31,7 @@ const CATCH_UP_BATCH: i64 = 500;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct StreamParams {
     /// Comma-separated event types; `inventory.*` matches a prefix.
     pub types: Option<String>,

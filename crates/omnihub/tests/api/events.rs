@@ -14,7 +14,28 @@ backend_tests!(
     every_state_change_emits_its_event_with_the_callers_channel,
     feed_is_in_commit_order_and_filters_by_position_and_type,
     type_prefixes_match_literally,
+    unknown_feed_parameters_are_refused,
 );
+
+/// The feed pages with `after`; a `cursor` (as other lists use) must not be
+/// silently ignored, or a client would read the first page forever.
+async fn unknown_feed_parameters_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (status, problem) = app.get_json("/v1/events?cursor=abc").await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["code"], "invalid_query");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("cursor"),
+        "{problem}"
+    );
+    let response = app.get("/v1/stream?cursor=abc").send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let (status, _) = app
+        .get_json("/v1/events?after=0&types=channel.created&limit=5")
+        .await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
 
 fn kinds(events: &[Value]) -> Vec<&str> {
     events.iter().map(|e| e["type"].as_str().unwrap()).collect()

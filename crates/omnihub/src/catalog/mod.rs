@@ -138,6 +138,20 @@ impl Variant {
     pub fn is_bundle(&self) -> bool {
         !self.components.is_empty()
     }
+
+    /// The stocked items `quantity` units of this variant consume: itself, or
+    /// for a bundle each component times its units. Demand is always summed
+    /// over these, never over bundle SKUs.
+    pub fn items(&self, quantity: i64) -> Vec<(Sku, i64)> {
+        if self.components.is_empty() {
+            vec![(self.sku.clone(), quantity)]
+        } else {
+            self.components
+                .iter()
+                .map(|c| (c.sku.clone(), c.quantity * quantity))
+                .collect()
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -3,8 +3,6 @@
 //! are available as many times as their scarcest component allows at one
 //! location.
 
-use std::collections::BTreeMap;
-
 use chrono::Duration;
 
 use super::policy::ChannelPolicy;
@@ -92,15 +90,11 @@ fn promise(
 }
 
 fn level_skus(variant: &Variant) -> Vec<String> {
-    if variant.components.is_empty() {
-        vec![variant.sku.to_string()]
-    } else {
-        variant
-            .components
-            .iter()
-            .map(|c| c.sku.to_string())
-            .collect()
-    }
+    variant
+        .items(1)
+        .into_iter()
+        .map(|(sku, _)| sku.to_string())
+        .collect()
 }
 
 /// Availability of `sku` across the channel's network.
@@ -221,26 +215,11 @@ pub async fn candidates(
             levels.push((sku.to_string(), location.to_string(), level));
         }
     }
-    Ok(visible
-        .into_iter()
-        .map(|location| {
-            let id = location.id.to_string();
-            let available: BTreeMap<Sku, i64> = levels
-                .iter()
-                .filter(|(_, l, _)| *l == id)
-                .map(|(s, _, level)| {
-                    (
-                        Sku::from_trusted(s.clone()),
-                        (level.available() - policy.buffer).max(0),
-                    )
-                })
-                .collect();
-            super::sourcing::Candidate {
-                location,
-                available,
-            }
-        })
-        .collect())
+    Ok(super::sourcing::Candidate::from_levels(
+        visible,
+        &levels,
+        policy.buffer,
+    ))
 }
 
 /// Levels of one location (for its own staff), after a SKU.

@@ -918,15 +918,9 @@ pub async fn plan_sourcing(
     // Bundles are planned as their components.
     let mut items: BTreeMap<Sku, i64> = BTreeMap::new();
     for (sku, quantity) in demand {
-        let variant = crate::catalog::store::variant_by_sku(state.store.reader(), sku.as_str())
-            .await?
-            .ok_or_else(|| ApiError::from(InventoryError::UnknownSku(sku.to_string())))?;
-        if variant.components.is_empty() {
-            *items.entry(sku).or_default() += quantity;
-        } else {
-            for c in variant.components {
-                *items.entry(c.sku).or_default() += c.quantity * quantity;
-            }
+        let variant = state.inventory.view.variant(&sku).await?;
+        for (item, units) in variant.items(quantity) {
+            *items.entry(item).or_default() += units;
         }
     }
     let delivery = match body.delivery.kind.as_str() {

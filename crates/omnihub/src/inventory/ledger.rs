@@ -296,7 +296,8 @@ pub async fn reserve_decided(
 ) -> Result<(), StoreError> {
     let now = tx.now();
     for ((sku, location), total) in totals {
-        let Some(level) = store::add_reserved(tx.conn(), sku, location, *total, now).await? else {
+        let Some(level) = store::try_reserve(tx.conn(), sku, location, *total, 0, now).await?
+        else {
             // The batch decided against levels it had locked; this cannot happen.
             return Err(StoreError::Corrupt(format!(
                 "reservation batch guard failed for {sku} at {location}"

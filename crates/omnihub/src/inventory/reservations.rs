@@ -143,13 +143,8 @@ pub async fn expand(
         else {
             return Err(InventoryError::UnknownSku(line.sku.to_string()));
         };
-        if variant.components.is_empty() {
-            *demand.entry((variant.sku, line.location)).or_default() += line.quantity;
-        } else {
-            for component in variant.components {
-                *demand.entry((component.sku, line.location)).or_default() +=
-                    component.quantity * line.quantity;
-            }
+        for (sku, quantity) in variant.items(line.quantity) {
+            *demand.entry((sku, line.location)).or_default() += quantity;
         }
     }
     Ok(demand)
@@ -169,26 +164,7 @@ pub async fn candidates(
         .collect();
     let names: Vec<String> = skus.iter().map(|s| s.to_string()).collect();
     let levels = store::levels_for_skus(tx.conn(), &names).await?;
-    Ok(visible
-        .into_iter()
-        .map(|location| {
-            let id = location.id.to_string();
-            let available = levels
-                .iter()
-                .filter(|(_, l, _)| *l == id)
-                .map(|(sku, _, level)| {
-                    (
-                        Sku::from_trusted(sku.clone()),
-                        (level.available() - policy.buffer).max(0),
-                    )
-                })
-                .collect();
-            Candidate {
-                location,
-                available,
-            }
-        })
-        .collect())
+    Ok(Candidate::from_levels(visible, &levels, policy.buffer))
 }
 
 /// A request resolved against the catalog, locations and channel policy,
@@ -253,16 +229,8 @@ pub async fn reserve(
     let mut demand: BTreeMap<(Sku, Option<LocationId>), i64> = BTreeMap::new();
     for line in &request.lines {
         let variant = view.variant(&line.sku).await?;
-        if variant.components.is_empty() {
-            *demand
-                .entry((variant.sku.clone(), line.location))
-                .or_default() += line.quantity;
-        } else {
-            for component in &variant.components {
-                *demand
-                    .entry((component.sku.clone(), line.location))
-                    .or_default() += component.quantity * line.quantity;
-            }
+        for (sku, quantity) in variant.items(line.quantity) {
+            *demand.entry((sku, line.location)).or_default() += quantity;
         }
     }
     let prepared = split(request, policy, demand);

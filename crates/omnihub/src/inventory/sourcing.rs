@@ -33,6 +33,37 @@ pub struct Candidate {
     pub available: BTreeMap<Sku, i64>,
 }
 
+impl Candidate {
+    /// Candidates from visible locations and the levels `(sku, location_id,
+    /// level)` of the SKUs in question: what each can promise after `buffer`.
+    pub fn from_levels(
+        visible: Vec<Location>,
+        levels: &[(String, String, super::StockLevel)],
+        buffer: i64,
+    ) -> Vec<Candidate> {
+        visible
+            .into_iter()
+            .map(|location| {
+                let id = location.id.to_string();
+                let available = levels
+                    .iter()
+                    .filter(|(_, l, _)| *l == id)
+                    .map(|(sku, _, level)| {
+                        (
+                            Sku::from_trusted(sku.clone()),
+                            (level.available() - buffer).max(0),
+                        )
+                    })
+                    .collect();
+                Candidate {
+                    location,
+                    available,
+                }
+            })
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum Delivery {
     Ship { to: Option<Coordinates> },

@@ -647,18 +647,6 @@ pub async fn lock_levels(
     Ok(levels)
 }
 
-/// Adds a batch's accepted reservations to `reserved` in one statement; the
-/// guard re-checks that available stays ≥ 0. Returns `None` if it would not.
-pub async fn add_reserved(
-    conn: &mut AnyConnection,
-    sku: &str,
-    location: &str,
-    total: i64,
-    now: Timestamp,
-) -> Result<Option<StockLevel>, StoreError> {
-    try_reserve(conn, sku, location, total, 0, now).await
-}
-
 /// Rows per multi-row INSERT of movements (10 parameters each; SQLite binds
 /// parameters in time quadratic in their number, so statements stay small).
 const MOVEMENT_CHUNK: usize = 20;

@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::inventory::{Node, catalog, level, receive, warehouse};
+use crate::inventory::{catalog, level, receive, warehouse};
+use crate::node::Node;
 use crate::support::{Backend, TestApp, read};
 
 backend_tests!(
@@ -575,7 +576,7 @@ async fn cart_sync_across_two_processes(backend: Backend) {
     )
     .await;
     let id = cart["id"].as_str().unwrap().to_string();
-    let mut node = Node::start(&app).await;
+    let node = Node::start(&app.db, &std::env::temp_dir()).await;
     let response = app
         .client
         .get(format!("{}/v1/stream?types=cart.*", node.base))
@@ -612,6 +613,6 @@ async fn cart_sync_across_two_processes(backend: Backend) {
     .await;
     assert_eq!(status, 200, "{remote}");
     assert_eq!(quantity_of(&remote, "SHIRT"), 2);
-    let _ = node.child.kill().await;
+    node.stop().await;
     app.stop().await;
 }

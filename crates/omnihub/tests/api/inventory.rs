@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
+use crate::node::Node;
 use crate::support::{Backend, TestApp, read};
 
 backend_tests!(
@@ -685,45 +686,6 @@ async fn release_allocate_and_fulfil(backend: Backend) {
     app.stop().await;
 }
 
-/// A real `omnihub serve` process on the test's database.
-pub struct Node {
-    pub child: tokio::process::Child,
-    pub base: String,
-}
-
-impl Node {
-    pub async fn start(app: &TestApp) -> Node {
-        use tokio::io::AsyncBufReadExt;
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_omnihub"));
-        command
-            .arg("serve")
-            .env("OMNIHUB_DATABASE_URL", &app.db.url)
-            .env("OMNIHUB_LISTEN", "127.0.0.1:0")
-            .env("OMNIHUB_LOG_LEVEL", "warn")
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        if let Some(schema) = &app.db.schema {
-            command.env("OMNIHUB_DATABASE_SCHEMA", schema);
-        }
-        let mut child = command.spawn().expect("start omnihub");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let base = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.expect("read stdout") {
-                if let Some(base) = line.strip_prefix("omnihub listening on ") {
-                    return base.trim().to_string();
-                }
-            }
-            panic!("omnihub exited before listening");
-        })
-        .await
-        .expect("node started in time");
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Node { child, base }
-    }
-}
-
 backend_tests!(two_processes_never_oversell);
 
 async fn two_processes_never_oversell(backend: Backend) {
@@ -732,7 +694,11 @@ async fn two_processes_never_oversell(backend: Backend) {
     let wh = warehouse(&app, "Central").await;
     receive(&app, "LAST-PAIR", &wh, 100).await;
     let key = app.key("web", &["inventory:write", "inventory:read"]).await;
-    let nodes = [Node::start(&app).await, Node::start(&app).await];
+    let data_dir = std::env::temp_dir();
+    let nodes = [
+        Node::start(&app.db, &data_dir).await,
+        Node::start(&app.db, &data_dir).await,
+    ];
     let mut tasks = Vec::new();
     for i in 0..500 {
         let client = app.client.clone();
@@ -767,8 +733,8 @@ async fn two_processes_never_oversell(backend: Backend) {
     assert_eq!(after["reserved"], 100);
     let (_, report) = app.post_json("/v1/inventory/verify", &json!({})).await;
     assert_eq!(report["consistent"], true, "{report}");
-    for mut node in nodes {
-        let _ = node.child.kill().await;
+    for node in nodes {
+        node.stop().await;
     }
     app.stop().await;
 }

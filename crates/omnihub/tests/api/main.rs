@@ -1,6 +1,7 @@
 //! One integration-test binary: every test talks HTTP to a real hub on a
 //! random port with a fresh database (see `support`).
 
+mod node;
 mod receiver;
 mod sse;
 mod support;

@@ -175,9 +175,12 @@ fn parse_owner_id(field: &str, raw: &str) -> Result<String, ApiError> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCart {
-    /// The customer profile id (give this or `anonymous_id`).
+    /// The customer profile id (give this or `anonymous_id`). A profile
+    /// merged into another gets the survivor's cart.
     pub customer_id: Option<String>,
-    /// The anonymous id of a guest (give this or `customer_id`).
+    /// The anonymous id of a guest (give this or `customer_id`). Once the
+    /// tracking API has linked it to a known customer (a login), the cart
+    /// opened is that customer's.
     pub anonymous_id: Option<String>,
     /// ISO 4217 code.
     pub currency: String,
@@ -246,7 +249,12 @@ pub async fn get_customer_cart(
     Path(id): Path<String>,
     Query(query): Query<CustomerCartQuery>,
 ) -> Result<Response, ApiError> {
-    let owner = Owner::Customer(Owner::parse_id(&id).map_err(|_| ApiError::not_found("cart"))?);
+    let id = Owner::parse_id(&id).map_err(|_| ApiError::not_found("cart"))?;
+    // A profile merged into another answers with the survivor's cart.
+    let id = crate::identity::resolve_customer(state.store.reader(), &id)
+        .await?
+        .unwrap_or(id);
+    let owner = Owner::Customer(id);
     let currency = query.currency.as_deref().map(parse_currency).transpose()?;
     let cart = super::active(&state.store, &owner, currency.as_ref())
         .await?

@@ -10,15 +10,17 @@
 //! * Holds of guest lines are released; merged lines hold nothing.
 //! * The guest cart ends `merged`, pointing at the cart it went into.
 //!
-//! The identity domain calls [`merge_guest_cart`] when it links an anonymous
-//! id to a profile; `POST /v1/carts/merge` exposes the same function.
+//! Tracking calls [`on_identity_change`] when a call changed the identity
+//! graph (a login links an anonymous id to a known customer), so the merge
+//! never depends on the client; `POST /v1/carts/merge` exposes the same
+//! merge for clients that manage customer ids themselves.
 
 use std::collections::BTreeMap;
 
 use serde_json::json;
 
 use super::store::{self, LineRow};
-use super::{Cart, CartError, CartLine, CartStatus, event, line_row, release_hold};
+use super::{Cart, CartError, CartLine, CartStatus, Owner, event, line_row, release_hold};
 use crate::catalog::Sku;
 use crate::channels::ChannelKind;
 use crate::events::NewEvent;
@@ -140,21 +142,68 @@ pub async fn merge_guest_cart(
 ) -> Result<MergeOutcome, CartError> {
     store
         .write(move |tx| {
-            Box::pin(
-                async move { merge_in(tx, &anonymous_id, &customer_id, policy, channel).await },
-            )
+            Box::pin(async move {
+                let from = Owner::Anonymous(anonymous_id);
+                merge_in(tx, &from, &customer_id, policy, channel).await
+            })
         })
         .await
 }
 
+/// Called inside the transaction of a tracking call that changed the
+/// identity graph, with the profile the call landed on: once that profile
+/// names a person, the active carts of its anonymous ids (a guest's carts
+/// before login) and of the profiles merged into it move into the
+/// profile's own carts under the channel's default policy. Nothing to do
+/// (the common case) costs four indexed reads.
+pub async fn on_identity_change(
+    tx: &mut Tx,
+    customer_id: &str,
+    channel: ChannelId,
+    channel_kind: ChannelKind,
+) -> Result<MergeOutcome, CartError> {
+    let mut outcome = MergeOutcome {
+        reports: Vec::new(),
+        carts: Vec::new(),
+    };
+    let Some(keys) = crate::identity::profile_keys(tx.conn(), customer_id).await? else {
+        return Ok(outcome);
+    };
+    if !keys.identified {
+        return Ok(outcome);
+    }
+    let merged_profiles = keys
+        .customer_ids
+        .iter()
+        .filter(|id| **id != keys.customer_id);
+    let owners: Vec<Owner> = keys
+        .anonymous_ids
+        .iter()
+        .map(|a| Owner::Anonymous(a.clone()))
+        .chain(merged_profiles.map(|c| Owner::Customer(c.clone())))
+        .collect();
+    if !store::any_active(tx.conn(), &owners).await? {
+        return Ok(outcome);
+    }
+    let policy = default_policy(channel_kind);
+    for from in &owners {
+        let merged = merge_in(tx, from, &keys.customer_id, policy, channel).await?;
+        outcome.reports.extend(merged.reports);
+        outcome.carts.extend(merged.carts);
+    }
+    Ok(outcome)
+}
+
+/// Merges every active cart of `from` (a guest's anonymous id, or a profile
+/// merged into another) into the carts of `customer_id`.
 pub async fn merge_in(
     tx: &mut Tx,
-    anonymous_id: &str,
+    from: &Owner,
     customer_id: &str,
     policy: MergePolicy,
     channel: ChannelId,
 ) -> Result<MergeOutcome, CartError> {
-    let guest_ids = store::active_ids(tx.conn(), "anonymous", anonymous_id).await?;
+    let guest_ids = store::active_ids(tx.conn(), from.kind(), from.id()).await?;
     let mut outcome = MergeOutcome {
         reports: Vec::new(),
         carts: Vec::new(),
@@ -186,13 +235,17 @@ pub async fn merge_in(
             Some(registered) => combine(tx, guest, registered, policy, channel).await?,
         };
         let now = tx.now();
+        let from_subject = match from {
+            Owner::Anonymous(_) => "anonymous_id",
+            Owner::Customer(_) => "merged_customer_id",
+        };
         tx.emit(
             NewEvent::new("cart.merged", now, report_json(&report))
                 .channel(Some(channel))
                 .subject("cart_id", report.cart_id)
                 .subject("guest_cart_id", report.guest_cart_id)
                 .subject("customer_id", customer_id)
-                .subject("anonymous_id", anonymous_id),
+                .subject(from_subject, from.id()),
         );
         outcome.reports.push(report);
         outcome.carts.push(cart);

@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use crate::catalog::{self, Currency, Sku};
 use crate::channels::ChannelKind;
 use crate::events::NewEvent;
+use crate::identity::ProfileKeys;
 use crate::ids::{CartId, CartLineId, ChannelId, OrderId, ReservationId};
 use crate::inventory::reservations::{self, RequestLine, ReservationRequest};
 use crate::inventory::{InventoryError, MAX_LINE_QUANTITY};
@@ -388,6 +389,60 @@ pub async fn active(
     Ok(row.map(Cart::try_from).transpose()?)
 }
 
+/// Every owner a profile's carts may be under: its ids and its anonymous ids.
+pub fn owners_of(keys: &ProfileKeys) -> Vec<Owner> {
+    keys.customer_ids
+        .iter()
+        .map(|c| Owner::Customer(c.clone()))
+        .chain(
+            keys.anonymous_ids
+                .iter()
+                .map(|a| Owner::Anonymous(a.clone())),
+        )
+        .collect()
+}
+
+/// A profile's carts (active, checked out, merged), changed last first.
+pub async fn recent_for(
+    store: &Store,
+    keys: &ProfileKeys,
+    limit: i64,
+) -> Result<Vec<Cart>, CartError> {
+    let mut conn = store.reader().acquire().await.map_err(StoreError::from)?;
+    store::recent_for_owners(&mut conn, &owners_of(keys), limit)
+        .await?
+        .into_iter()
+        .map(|row| Cart::try_from(row).map_err(CartError::from))
+        .collect()
+}
+
+/// Who a cart for `owner` belongs to now, according to identity
+/// resolution: a profile merged into another means the survivor, and an
+/// anonymous id that is a member of a profile naming a person (the shopper
+/// logged in) means that profile. Ids unknown to identity are kept as given.
+pub async fn current_owner(
+    conn: &mut sqlx::AnyConnection,
+    owner: Owner,
+) -> Result<Owner, StoreError> {
+    let profile = match &owner {
+        Owner::Customer(id) => id.clone(),
+        Owner::Anonymous(id) => {
+            match crate::identity::store::find_identifier(&mut *conn, "anonymous_id", id).await? {
+                Some(row) if row.status == crate::identity::resolver::NodeStatus::Member => {
+                    row.customer_id
+                }
+                _ => return Ok(owner),
+            }
+        }
+    };
+    match crate::identity::profile_keys(conn, &profile).await? {
+        Some(keys) if keys.identified || matches!(owner, Owner::Customer(_)) => {
+            Ok(Owner::Customer(keys.customer_id))
+        }
+        _ => Ok(owner),
+    }
+}
+
 /// The active cart of an owner in a currency, created when there is none.
 /// Returns the cart and whether it was created.
 pub async fn get_or_create(
@@ -405,6 +460,7 @@ pub async fn get_or_create(
         let outcome = store
             .write(move |tx| {
                 Box::pin(async move {
+                    let owner = current_owner(tx.conn(), owner).await?;
                     if let Some(existing) =
                         store::active(tx.conn(), owner.kind(), owner.id(), Some(currency.as_str()))
                             .await?

@@ -21,6 +21,7 @@ pub struct CartRow {
     pub lines: Vec<LineRow>,
 }
 
+#[derive(Clone, Debug)]
 pub struct LineRow {
     pub id: String,
     pub sku: String,
@@ -153,6 +154,125 @@ pub async fn active_ids<'e>(
     rows.iter()
         .map(|r| r.try_get("id").map_err(StoreError::from))
         .collect()
+}
+
+/// `(owner_kind = $n AND owner_id = $n+1) OR …` for `owners`, numbered from `first`.
+fn owners_clause(owners: &[super::Owner], first: usize) -> String {
+    let clauses: Vec<String> = (0..owners.len())
+        .map(|i| {
+            let n = first + 2 * i;
+            format!("(owner_kind = ${n} AND owner_id = ${})", n + 1)
+        })
+        .collect();
+    format!("({})", clauses.join(" OR "))
+}
+
+/// The carts of `owners` (every status), changed last first, with lines.
+pub async fn recent_for_owners(
+    conn: &mut AnyConnection,
+    owners: &[super::Owner],
+    limit: i64,
+) -> Result<Vec<CartRow>, StoreError> {
+    if owners.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {CART_COLUMNS} FROM carts WHERE {} ORDER BY updated_at DESC, id DESC LIMIT ${}",
+        owners_clause(owners, 1),
+        2 * owners.len() + 1
+    );
+    let mut query = sqlx::query(&sql);
+    for owner in owners {
+        query = query.bind(owner.kind()).bind(owner.id());
+    }
+    let rows = query.bind(limit).fetch_all(&mut *conn).await?;
+    let mut carts = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let Some(cart) = with_lines(&mut *conn, Some(row)).await? {
+            carts.push(cart);
+        }
+    }
+    Ok(carts)
+}
+
+/// A line added to a cart, with its cart, for the customer timeline.
+#[derive(Clone, Debug)]
+pub struct AddedLine {
+    pub cart_id: String,
+    pub currency: String,
+    pub cart_status: String,
+    pub line: LineRow,
+}
+
+/// Lines of the carts of `owners`, added last first, before the cursor
+/// `(added_at, line id)`, optionally from one channel.
+pub async fn lines_for_owners<'e>(
+    db: impl Executor<'e, Database = Any>,
+    owners: &[super::Owner],
+    channel_id: Option<&str>,
+    before: (i64, &str),
+    limit: i64,
+) -> Result<Vec<AddedLine>, StoreError> {
+    if owners.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = 2 * owners.len();
+    let sql = format!(
+        "SELECT l.id, l.sku, l.quantity, l.unit_price_minor, l.channel_id, l.hold_reservation_id, \
+         l.hold_expires_at, l.added_at, l.updated_at, c.id AS cart_id, c.currency, c.status \
+         FROM cart_lines l JOIN carts c ON c.id = l.cart_id \
+         WHERE {} AND (${} = '' OR l.channel_id = ${}) \
+           AND (l.added_at < ${} OR (l.added_at = ${} AND l.id < ${})) \
+         ORDER BY l.added_at DESC, l.id DESC LIMIT ${}",
+        owners_clause(owners, 1),
+        n + 1,
+        n + 1,
+        n + 2,
+        n + 2,
+        n + 3,
+        n + 4
+    );
+    let mut query = sqlx::query(&sql);
+    for owner in owners {
+        query = query.bind(owner.kind()).bind(owner.id());
+    }
+    let rows = query
+        .bind(channel_id.unwrap_or(""))
+        .bind(before.0)
+        .bind(before.1)
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(AddedLine {
+                cart_id: row.try_get("cart_id")?,
+                currency: row.try_get("currency")?,
+                cart_status: row.try_get("status")?,
+                line: line_from_row(row)?,
+            })
+        })
+        .collect()
+}
+
+/// Whether any of `owners` has an active cart (one statement; owners are a
+/// profile's few ids, far below any parameter limit).
+pub async fn any_active(
+    conn: &mut AnyConnection,
+    owners: &[super::Owner],
+) -> Result<bool, StoreError> {
+    if owners.is_empty() {
+        return Ok(false);
+    }
+    let sql = format!(
+        "SELECT id FROM carts WHERE status = 'active' AND {} LIMIT 1",
+        owners_clause(owners, 1)
+    );
+    let mut query = sqlx::query(&sql);
+    for owner in owners {
+        query = query.bind(owner.kind()).bind(owner.id());
+    }
+    Ok(query.fetch_optional(conn).await?.is_some())
 }
 
 pub async fn insert_cart(conn: &mut AnyConnection, c: &CartRow) -> Result<(), StoreError> {

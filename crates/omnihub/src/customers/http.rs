@@ -6,16 +6,18 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Profile, UnmergeTarget};
+use super::{Interaction, Profile, UnmergeTarget};
+use crate::carts::http::CartBody;
 use crate::http::AppState;
 use crate::http::auth::{Authorized, scope};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{MAX_PAGE_SIZE, Page};
 use crate::http::problem::{ApiError, ErrorCode};
 use crate::identity::store::{IdentifierRow, LinkRow, MergeRow};
+use crate::orders::http::OrderBody;
 use crate::time;
 use crate::tracking::store::{TimelineFilter, TrackingRow};
 
@@ -71,16 +73,21 @@ pub struct ChannelUseBody {
     pub last_seen_at: DateTime<Utc>,
 }
 
-/// One interaction on the timeline.
+/// One interaction on the timeline: a tracking call, a line added to one of
+/// the customer's carts, or an order.
 #[derive(Serialize, ToSchema)]
 pub struct TimelineItem {
+    /// The tracking event id, cart line id or order id.
     pub id: String,
-    /// `identify`, `track`, `page`, `screen`, `alias` or `group`.
+    /// `identify`, `track`, `page`, `screen`, `alias`, `group` (tracking
+    /// calls), `cart` (a cart add) or `order`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// The track event (`Product Added`, `Order Completed`, …) or page/screen name.
+    /// The track event (`Product Added`, `Order Completed`, …) or page/screen
+    /// name; `Product Added` for cart adds and `Order Completed` for orders.
     pub name: Option<String>,
     pub channel_id: String,
+    /// The call's `messageId`; `cart_line:<id>` or `order:<id>` otherwise.
     pub message_id: String,
     /// The skew-corrected time of the interaction.
     pub timestamp: DateTime<Utc>,
@@ -89,6 +96,60 @@ pub struct TimelineItem {
     pub anonymous_id: Option<String>,
     pub properties: Value,
     pub traits: Value,
+}
+
+impl From<Interaction> for TimelineItem {
+    fn from(interaction: Interaction) -> Self {
+        match interaction {
+            Interaction::Call(row) => row.into(),
+            Interaction::CartAdd(added) => {
+                let line = added.line;
+                TimelineItem {
+                    message_id: format!("cart_line:{}", line.id),
+                    kind: super::CART_ADD_TYPE.into(),
+                    name: Some(super::CART_ADD_NAME.into()),
+                    channel_id: line.channel_id,
+                    timestamp: line.added_at,
+                    received_at: line.added_at,
+                    user_id: None,
+                    anonymous_id: None,
+                    properties: json!({
+                        "cart_id": added.cart_id,
+                        "cart_status": added.cart_status,
+                        "sku": line.sku,
+                        "quantity": line.quantity,
+                        "unit_price_minor": line.unit_price_minor,
+                        "currency": added.currency,
+                    }),
+                    traits: json!({}),
+                    id: line.id,
+                }
+            }
+            Interaction::Order(order) => TimelineItem {
+                id: order.id.to_string(),
+                kind: super::ORDER_TYPE.into(),
+                name: Some(super::ORDER_NAME.into()),
+                channel_id: order.channel_id.to_string(),
+                message_id: format!("order:{}", order.id),
+                timestamp: order.created_at,
+                received_at: order.created_at,
+                user_id: None,
+                anonymous_id: order.anonymous_id.clone(),
+                properties: json!({
+                    "order_id": order.id,
+                    "source": order.source.as_str(),
+                    "status": order.status.as_str(),
+                    "fulfilment": order.fulfilment.kind(),
+                    "total_minor": order.total_minor,
+                    "currency": order.currency.as_str(),
+                    "lines": order.lines.iter()
+                        .map(|l| json!({"sku": l.sku.as_str(), "quantity": l.quantity}))
+                        .collect::<Vec<_>>(),
+                }),
+                traits: json!({}),
+            },
+        }
+    }
 }
 
 impl From<TrackingRow> for TimelineItem {
@@ -144,13 +205,6 @@ impl From<&LinkRow> for LinkBody {
     }
 }
 
-/// Capabilities that will fill parts of the 360° view later.
-#[derive(Serialize, ToSchema)]
-pub struct PendingSections {
-    pub carts: String,
-    pub orders: String,
-}
-
 /// The 360° view of a customer.
 #[derive(Serialize, ToSchema)]
 pub struct CustomerBody {
@@ -176,11 +230,12 @@ pub struct CustomerBody {
     pub recent_activity: Vec<TimelineItem>,
     /// The latest links of the identity ledger touching this profile.
     pub identity_links: Vec<LinkBody>,
-    /// Placeholder: always empty until the carts capability fills it.
-    pub carts: Vec<Value>,
-    /// Placeholder: always empty until the orders capability fills it.
-    pub orders: Vec<Value>,
-    pub pending: PendingSections,
+    /// The customer's carts, changed last first (at most 10): their own,
+    /// those of merged profiles and those they filled as a guest.
+    pub carts: Vec<CartBody>,
+    /// The customer's orders from every channel, newest first (at most 10;
+    /// `GET /v1/customers/{id}/orders` pages through all).
+    pub orders: Vec<OrderBody>,
 }
 
 impl From<Profile> for CustomerBody {
@@ -230,12 +285,8 @@ impl From<Profile> for CustomerBody {
             created_at: at(p.created_at),
             language: p.language,
             time_zone: p.time_zone,
-            carts: Vec::new(),
-            orders: Vec::new(),
-            pending: PendingSections {
-                carts: "not yet available: filled by the carts capability".into(),
-                orders: "not yet available: filled by the orders capability".into(),
-            },
+            carts: p.carts.into_iter().map(CartBody::from).collect(),
+            orders: p.orders.into_iter().map(OrderBody::from).collect(),
         }
     }
 }
@@ -308,13 +359,15 @@ pub async fn find_customers(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct TimelineParams {
-    /// Only calls of this type: identify, track, page, screen, alias, group.
+    /// Only interactions of this type: identify, track, page, screen, alias,
+    /// group, cart (cart adds) or order.
     #[serde(rename = "type")]
     pub kind: Option<String>,
-    /// Only track calls of this event name (e.g. `Product Added`).
+    /// Only interactions of this name (e.g. `Product Added`, `Order Completed`).
     pub event: Option<String>,
-    /// Only calls from this channel id.
+    /// Only interactions from this channel id.
     pub channel: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
@@ -331,10 +384,13 @@ pub async fn timeline(
     Query(params): Query<TimelineParams>,
 ) -> Result<axum::Json<Page<TimelineItem>>, ApiError> {
     if let Some(kind) = &params.kind {
-        if crate::tracking::MessageType::parse(kind).is_none() {
+        let commerce = [super::CART_ADD_TYPE, super::ORDER_TYPE].contains(&kind.as_str());
+        if !commerce && crate::tracking::MessageType::parse(kind).is_none() {
             return Err(ApiError::new(
                 ErrorCode::InvalidQuery,
-                format!("type {kind:?}: expected identify, track, page, screen, alias or group"),
+                format!(
+                    "type {kind:?}: expected identify, track, page, screen, alias, group, cart or order"
+                ),
             ));
         }
     }
@@ -366,17 +422,15 @@ pub async fn timeline(
         channel_id: params.channel,
         before,
     };
-    let rows = crate::tracking::store::timeline(
-        state.store.reader(),
-        &current,
-        &filter,
-        i64::from(limit) + 1,
-    )
-    .await?;
+    let keys = crate::identity::keys_or_opaque(&state.store, &current).await?;
+    let found = super::interactions(&state.store, &keys, &filter, i64::from(limit) + 1).await?;
     Ok(axum::Json(Page::from_overfetch(
-        rows,
+        found,
         limit,
-        |r| format!("{}|{}", time::to_micros(r.timestamp), r.id),
+        |i| {
+            let (at, id) = i.position();
+            format!("{at}|{id}")
+        },
         TimelineItem::from,
     )))
 }

@@ -16,16 +16,24 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::carts::store::AddedLine;
+use crate::carts::{self, Cart};
 use crate::identity::store::IdentifierRow;
-use crate::identity::{self, IdentityError, UnmergeReport};
+use crate::identity::{self, IdentityError, ProfileKeys, UnmergeReport};
 use crate::ids::ChannelId;
+use crate::orders::{self, Order};
 use crate::storage::{Store, StoreError};
-use crate::tracking::store::TrackingRow;
+use crate::time;
+use crate::tracking::store::{TimelineFilter, TrackingRow};
 
 /// How many recent events the 360° view shows.
 pub const RECENT_ACTIVITY: i64 = 20;
 /// How many ledger links the 360° view shows.
 pub const PROFILE_LINKS: i64 = 50;
+/// How many carts the 360° view shows.
+pub const PROFILE_CARTS: i64 = 10;
+/// How many orders the 360° view shows.
+pub const PROFILE_ORDERS: i64 = 10;
 
 /// One trait value with its source.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,7 +70,14 @@ pub struct Profile {
     pub channels: Vec<ChannelUse>,
     pub language: Option<String>,
     pub time_zone: Option<String>,
-    pub recent: Vec<TrackingRow>,
+    /// The latest interactions across channels (tracking calls, cart adds,
+    /// orders), newest first.
+    pub recent: Vec<Interaction>,
+    /// The profile's carts (its own, merged profiles', its guest ones),
+    /// changed last first.
+    pub carts: Vec<Cart>,
+    /// The profile's orders from every channel, newest first.
+    pub orders: Vec<Order>,
     pub links: Vec<identity::store::LinkRow>,
 }
 
@@ -147,13 +162,14 @@ pub async fn load_profile(store: &Store, id: &str) -> Result<Option<Profile>, St
     let (locale, timezone) = crate::tracking::store::latest_locale_timezone(db, &current).await?;
     let language = trait_string(&traits, &["language", "locale"]).or(locale);
     let time_zone = trait_string(&traits, &["timezone", "time_zone", "timeZone"]).or(timezone);
-    let recent = crate::tracking::store::timeline(
-        db,
-        &current,
-        &crate::tracking::store::TimelineFilter::default(),
-        RECENT_ACTIVITY,
-    )
-    .await?;
+    let keys = identity::keys_or_opaque(store, &current).await?;
+    let recent = interactions(store, &keys, &TimelineFilter::default(), RECENT_ACTIVITY).await?;
+    let carts = carts::recent_for(store, &keys, PROFILE_CARTS)
+        .await
+        .map_err(read_error)?;
+    let orders = orders::for_customer(store, &keys, None, PROFILE_ORDERS)
+        .await
+        .map_err(read_error)?;
     let links = identity::store::links_of_customer(db, &current, PROFILE_LINKS).await?;
     Ok(Some(Profile {
         merged_ids: identity::store::merged_ids(db, &current).await?,
@@ -167,8 +183,103 @@ pub async fn load_profile(store: &Store, id: &str) -> Result<Option<Profile>, St
         language,
         time_zone,
         recent,
+        carts,
+        orders,
         links,
     }))
+}
+
+/// One interaction on a customer's timeline.
+#[derive(Clone, Debug)]
+pub enum Interaction {
+    /// A tracking call (`identify`, `track`, `page`, …).
+    Call(TrackingRow),
+    /// A line added to one of the customer's carts, from any channel.
+    CartAdd(AddedLine),
+    /// An order from any channel.
+    Order(Box<Order>),
+}
+
+/// The timeline type of cart adds.
+pub const CART_ADD_TYPE: &str = "cart";
+/// The timeline type of orders.
+pub const ORDER_TYPE: &str = "order";
+/// The name of a cart add (the Segment e-commerce event name).
+pub const CART_ADD_NAME: &str = "Product Added";
+/// The name of an order (the Segment e-commerce event name).
+pub const ORDER_NAME: &str = "Order Completed";
+
+impl Interaction {
+    /// When it happened (µs) and its id: the timeline's sort key.
+    pub fn position(&self) -> (i64, String) {
+        match self {
+            Interaction::Call(r) => (time::to_micros(r.timestamp), r.id.clone()),
+            Interaction::CartAdd(a) => (time::to_micros(a.line.added_at), a.line.id.clone()),
+            Interaction::Order(o) => (time::to_micros(o.created_at), o.id.to_string()),
+        }
+    }
+}
+
+/// A profile's interactions across every channel and source, newest first:
+/// its tracking calls, the lines added to its carts and its orders, merged by
+/// time. `filter.kind` is a tracking call type, [`CART_ADD_TYPE`] or
+/// [`ORDER_TYPE`]; `filter.name` matches track/page names, [`CART_ADD_NAME`]
+/// and [`ORDER_NAME`].
+pub async fn interactions(
+    store: &Store,
+    keys: &ProfileKeys,
+    filter: &TimelineFilter,
+    limit: i64,
+) -> Result<Vec<Interaction>, StoreError> {
+    let wants = |kind: &str, name: &str| {
+        filter.kind.as_deref().is_none_or(|k| k == kind)
+            && filter.name.as_deref().is_none_or(|n| n == name)
+    };
+    let (before_ts, before_id) = filter.before.clone().unwrap_or((i64::MAX, String::new()));
+    // An empty id sorts first: "before (ts, '')" would skip the rows at ts.
+    let before_id = if before_id.is_empty() {
+        "g".to_string()
+    } else {
+        before_id
+    };
+    let channel = filter.channel_id.as_deref();
+    let mut found: Vec<Interaction> = Vec::new();
+    let calls_wanted = filter
+        .kind
+        .as_deref()
+        .is_none_or(|k| k != CART_ADD_TYPE && k != ORDER_TYPE);
+    if calls_wanted {
+        let rows =
+            crate::tracking::store::timeline(store.reader(), &keys.customer_id, filter, limit)
+                .await?;
+        found.extend(rows.into_iter().map(Interaction::Call));
+    }
+    if wants(CART_ADD_TYPE, CART_ADD_NAME) {
+        let owners = carts::owners_of(keys);
+        let lines = carts::store::lines_for_owners(
+            store.reader(),
+            &owners,
+            channel,
+            (before_ts, &before_id),
+            limit,
+        )
+        .await?;
+        found.extend(lines.into_iter().map(Interaction::CartAdd));
+    }
+    if wants(ORDER_TYPE, ORDER_NAME) {
+        let placed = orders::timeline_for(store, keys, channel, (before_ts, &before_id), limit)
+            .await
+            .map_err(read_error)?;
+        found.extend(placed.into_iter().map(|o| Interaction::Order(Box::new(o))));
+    }
+    found.sort_by_cached_key(|i| std::cmp::Reverse(i.position()));
+    found.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok(found)
+}
+
+/// A read of another domain failed: only its store can fail on a read.
+fn read_error(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(error.to_string())
 }
 
 /// Finds the profiles holding `kind:raw` (normalized with the rules in force):

@@ -858,7 +858,7 @@ pub async fn unmerge(
 /// Resolves any profile id ever issued to the profile it is part of now.
 pub async fn resolve_customer<'e, E>(db: E, id: &str) -> Result<Option<String>, StoreError>
 where
-    E: sqlx::Executor<'e, Database = sqlx::Any> + Copy,
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     if let Some(row) = store::get_customer(db, id).await? {
         return Ok(Some(row.merged_into.unwrap_or(row.id)));
@@ -933,4 +933,78 @@ pub async fn rebuild(
         }
     }
     Ok(report)
+}
+
+/// Identifier types that name a device or a browser, not a person: a
+/// profile made only of these is still a guest.
+const GUEST_KINDS: [&str; 2] = ["anonymous_id", "device_id"];
+
+/// Everything the commerce records of one profile may be keyed by: carts
+/// and orders name either a profile id (this one, or one merged into it) or,
+/// before login, an anonymous id that is now a member of this profile.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProfileKeys {
+    /// The profile (the survivor).
+    pub customer_id: String,
+    /// The profile's id and the ids of the profiles merged into it.
+    pub customer_ids: Vec<String>,
+    /// Values of the `anonymous_id` identifiers that are members (not
+    /// context: a shared device's anonymous id belongs to nobody).
+    pub anonymous_ids: Vec<String>,
+    /// The profile has a member identifier naming a person (a user id, an
+    /// email, …), not only anonymous or device ids.
+    pub identified: bool,
+}
+
+/// The keys of the profile `id` resolves to, or `None` for an id that was
+/// never a profile.
+pub async fn profile_keys(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+) -> Result<Option<ProfileKeys>, StoreError> {
+    let Some(row) = store::get_customer(&mut *conn, id).await? else {
+        return Ok(None);
+    };
+    let customer_id = row.merged_into.unwrap_or(row.id);
+    let mut customer_ids = vec![customer_id.clone()];
+    customer_ids.extend(store::merged_ids(&mut *conn, &customer_id).await?);
+    let members: Vec<IdentifierRow> =
+        store::identifiers_of_customers(&mut *conn, std::slice::from_ref(&customer_id))
+            .await?
+            .into_iter()
+            .filter(|r| r.status == NodeStatus::Member)
+            .collect();
+    let identified = members
+        .iter()
+        .any(|r| !GUEST_KINDS.contains(&r.kind.as_str()));
+    let mut anonymous_ids: Vec<String> = members
+        .into_iter()
+        .filter(|r| r.kind == "anonymous_id")
+        .map(|r| r.value)
+        .collect();
+    anonymous_ids.sort();
+    Ok(Some(ProfileKeys {
+        customer_id,
+        customer_ids,
+        anonymous_ids,
+        identified,
+    }))
+}
+
+/// The keys to find the carts and orders of `id` with: the keys of the
+/// profile it resolves to, or `id` alone when it was never a profile (a
+/// channel may name customers by ids of its own).
+pub async fn keys_or_opaque(
+    store: &crate::storage::Store,
+    id: &str,
+) -> Result<ProfileKeys, StoreError> {
+    let mut conn = store.reader().acquire().await?;
+    Ok(profile_keys(&mut conn, id)
+        .await?
+        .unwrap_or_else(|| ProfileKeys {
+            customer_id: id.to_string(),
+            customer_ids: vec![id.to_string()],
+            anonymous_ids: Vec::new(),
+            identified: false,
+        }))
 }

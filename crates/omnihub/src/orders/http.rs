@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::{
     Checkout, Fulfilment, MAX_REFERENCE_CHARS, MAX_TENDERS, MarketplaceOrder, Order, OrderError,
-    PosSale, ShippingAddress, Transition,
+    PosSale, SaleCustomer, ShippingAddress, Transition,
 };
 use crate::carts::Owner;
 use crate::carts::http::if_match;
@@ -383,7 +383,9 @@ pub async fn get_order(
     Ok(axum::Json(super::get(&state.store, id).await?.into()))
 }
 
-/// A customer's orders from every channel, newest first.
+/// A customer's orders from every channel, newest first: a profile's own,
+/// those of profiles merged into it and those placed under its anonymous ids
+/// before login.
 #[utoipa::path(get, path = "/v1/customers/{id}/orders", tag = "orders",
     params(("id" = String, Path), PageParams),
     responses((status = 200, body = Page<OrderBody>)))]
@@ -399,10 +401,11 @@ pub async fn list_customer_orders(
             next_cursor: None,
         }));
     };
+    let keys = crate::identity::keys_or_opaque(&state.store, &customer).await?;
     let limit = page.limit();
     let orders = super::for_customer(
         &state.store,
-        &customer,
+        &keys,
         page.after()?.as_deref(),
         i64::from(limit) + 1,
     )
@@ -535,8 +538,59 @@ pub struct PosSaleRequest {
     pub currency: String,
     pub lines: Vec<SaleLine>,
     pub tenders: Vec<TenderBody>,
-    /// The customer profile, when the till identified them.
+    /// The customer profile, when the till knows it (give this or `customer`).
     pub customer_id: Option<String>,
+    /// The customer as identified at the till (give this or `customer_id`).
+    pub customer: Option<SaleCustomerBody>,
+}
+
+/// One identifier the customer gave at the till; the sale goes on its
+/// profile (a new identifier starts a profile of its own).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SaleCustomerBody {
+    pub email: Option<String>,
+    /// E.164 (`+14155550100`) or national format in the default phone region.
+    pub phone: Option<String>,
+    pub loyalty_id: Option<String>,
+}
+
+async fn parse_sale_customer(
+    state: &AppState,
+    customer_id: Option<String>,
+    customer: Option<SaleCustomerBody>,
+) -> Result<Option<SaleCustomer>, ApiError> {
+    let given = match (customer_id, customer) {
+        (None, None) => return Ok(None),
+        (Some(id), None) => {
+            let id = Owner::parse_id(&id).map_err(|e| ApiError::invalid_field("customer_id", e))?;
+            return Ok(Some(SaleCustomer::Profile(id)));
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_field(
+                "customer",
+                "give customer_id or customer, not both",
+            ));
+        }
+        (None, Some(c)) => [
+            ("email", c.email),
+            ("phone", c.phone),
+            ("loyalty_id", c.loyalty_id),
+        ]
+        .into_iter()
+        .filter_map(|(kind, value)| value.map(|v| (kind, v)))
+        .collect::<Vec<_>>(),
+    };
+    let [(kind, raw)] = given.as_slice() else {
+        return Err(ApiError::invalid_field(
+            "customer",
+            "give exactly one of email, phone and loyalty_id",
+        ));
+    };
+    let rules = crate::identity::load_rules_from(state.store.reader()).await?;
+    let identifier = crate::identity::normalize(&rules, kind, raw)
+        .map_err(|e| ApiError::invalid_field(format!("customer.{kind}"), e.to_string()))?;
+    Ok(Some(SaleCustomer::Identifier(identifier)))
 }
 
 fn parse_sku(field: String, raw: &str) -> Result<Sku, ApiError> {
@@ -580,11 +634,7 @@ pub async fn create_pos_order(
             .map_err(|e| ApiError::invalid_field("currency", e))?,
         lines,
         tenders: parse_tenders(body.tenders)?,
-        customer_id: body
-            .customer_id
-            .as_deref()
-            .map(|c| Owner::parse_id(c).map_err(|e| ApiError::invalid_field("customer_id", e)))
-            .transpose()?,
+        customer: parse_sale_customer(&state, body.customer_id, body.customer).await?,
     };
     let order = super::record_pos_sale(&state.store, caller.channel_id, sale).await?;
     Ok((StatusCode::CREATED, axum::Json(order.into())))

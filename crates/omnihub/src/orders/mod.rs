@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use crate::carts::{self, Cart, CartError, CartStatus};
 use crate::catalog::{self, Currency, Sku};
 use crate::events::NewEvent;
+use crate::identity::{self, Identifier, ProfileKeys};
 use crate::ids::{CartId, ChannelId, LocationId, OrderId, ReservationId};
 use crate::inventory::reservations::{self, RequestLine, Reservation, ReservationRequest};
 use crate::inventory::sourcing::{self, Delivery};
@@ -496,18 +497,57 @@ pub async fn get(store: &Store, id: OrderId) -> Result<Order, OrderError> {
     Ok(Order::try_from(row)?)
 }
 
-/// A customer's orders from every channel, newest first.
+/// A customer's orders from every channel, newest first: those of the
+/// profile, of the profiles merged into it and of its anonymous ids.
 pub async fn for_customer(
     store: &Store,
-    customer_id: &str,
+    keys: &ProfileKeys,
     before: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Order>, OrderError> {
     let mut conn = store.reader().acquire().await.map_err(StoreError::from)?;
-    let ids = store::ids_for_customer(&mut *conn, customer_id, before, limit).await?;
+    let ids = store::ids_for_customer(
+        &mut *conn,
+        &keys.customer_ids,
+        &keys.anonymous_ids,
+        before,
+        limit,
+    )
+    .await?;
+    load_many(&mut conn, store.dialect(), ids).await
+}
+
+/// For the customer timeline: a profile's orders created before the cursor
+/// `(created_at micros, id)`, newest first, optionally from one channel.
+pub async fn timeline_for(
+    store: &Store,
+    keys: &ProfileKeys,
+    channel_id: Option<&str>,
+    before: (i64, &str),
+    limit: i64,
+) -> Result<Vec<Order>, OrderError> {
+    let mut conn = store.reader().acquire().await.map_err(StoreError::from)?;
+    let ids = store::timeline_ids(
+        &mut *conn,
+        &keys.customer_ids,
+        &keys.anonymous_ids,
+        channel_id,
+        before,
+        limit,
+    )
+    .await?;
+    load_many(&mut conn, store.dialect(), ids).await
+}
+
+/// The orders `ids`, in that order (ids that vanished are skipped).
+async fn load_many(
+    conn: &mut sqlx::AnyConnection,
+    dialect: crate::storage::Dialect,
+    ids: Vec<String>,
+) -> Result<Vec<Order>, OrderError> {
     let mut orders = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(row) = store::order(&mut conn, store.dialect(), &id, false).await? {
+        if let Some(row) = store::order(&mut *conn, dialect, &id, false).await? {
             orders.push(Order::try_from(row)?);
         }
     }
@@ -790,6 +830,17 @@ fn check_lines(lines: &[(Sku, i64)]) -> Result<(), OrderError> {
     Ok(())
 }
 
+/// How a till named the customer of a sale.
+#[derive(Clone, Debug)]
+pub enum SaleCustomer {
+    /// A profile id (a merged one means the survivor).
+    Profile(String),
+    /// A normalized identifier the customer gave at the till (phone, email,
+    /// loyalty id): the sale goes on that identifier's profile, created when
+    /// the identifier is new.
+    Identifier(Identifier),
+}
+
 /// A sale at a till.
 #[derive(Clone, Debug)]
 pub struct PosSale {
@@ -797,7 +848,57 @@ pub struct PosSale {
     pub currency: Currency,
     pub lines: Vec<(Sku, i64)>,
     pub tenders: Vec<Tender>,
-    pub customer_id: Option<String>,
+    pub customer: Option<SaleCustomer>,
+}
+
+/// The profile a sale goes on. An identifier seen before resolves to its
+/// profile; a new one becomes a profile of its own (joined to others later
+/// by identity resolution, like any identifier). An identifier shared by
+/// several customers (a quarantined or shared value) names nobody.
+async fn sale_customer(
+    tx: &mut Tx,
+    channel: ChannelId,
+    order_id: OrderId,
+    customer: &SaleCustomer,
+) -> Result<Option<String>, OrderError> {
+    let identifier = match customer {
+        SaleCustomer::Profile(id) => {
+            let current = identity::resolve_customer(&mut *tx.conn(), id).await?;
+            return Ok(Some(current.unwrap_or_else(|| id.clone())));
+        }
+        SaleCustomer::Identifier(identifier) => identifier,
+    };
+    let dialect = tx.dialect();
+    identity::store::lock_identity(tx.conn(), dialect).await?;
+    if let Some(row) =
+        identity::store::find_identifier(&mut *tx.conn(), &identifier.kind, &identifier.value)
+            .await?
+    {
+        if row.status != identity::resolver::NodeStatus::Member {
+            return Ok(None);
+        }
+        return Ok(identity::resolve_customer(&mut *tx.conn(), &row.customer_id).await?);
+    }
+    let rules = identity::load_rules(tx.conn()).await?;
+    let observation = identity::Observation {
+        anchor: identity::Observed {
+            identifier: identifier.clone(),
+            source: "pos_sale".into(),
+        },
+        others: Vec::new(),
+        verified: false,
+        tracking_event_id: order_id.to_string(),
+        message_id: format!("order:{order_id}"),
+        channel_id: Some(channel),
+        observed_at: tx.now(),
+    };
+    let placement = identity::observe(tx, &rules, &observation)
+        .await
+        .map_err(|e| match e {
+            identity::IdentityError::Store(e) => OrderError::Store(e),
+            other => OrderError::Invalid(other.to_string()),
+        })?;
+    Ok(Some(placement.customer_id))
 }
 
 /// Records a POS sale: prices from the catalog, the units reserved at the
@@ -812,6 +913,11 @@ pub async fn record_pos_sale(
         .write(move |tx| {
             Box::pin(async move {
                 let order_id = OrderId::new();
+                // Identity first: its lock comes before any stock lock.
+                let customer_id = match &sale.customer {
+                    Some(who) => sale_customer(tx, channel, order_id, who).await?,
+                    None => None,
+                };
                 let mut lines = Vec::with_capacity(sale.lines.len());
                 for (sku, quantity) in &sale.lines {
                     let variant = catalog::store::variant_by_sku(tx.conn(), sku.as_str())
@@ -848,7 +954,7 @@ pub async fn record_pos_sale(
                     id: order_id,
                     channel_id: channel,
                     source: Source::Pos,
-                    customer_id: sale.customer_id,
+                    customer_id,
                     anonymous_id: None,
                     cart_id: None,
                     external_order_id: None,

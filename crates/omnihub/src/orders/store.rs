@@ -170,30 +170,90 @@ pub async fn by_external_id(
     with_lines(conn, row).await
 }
 
-/// A customer's order ids, newest first, after the cursor id.
+/// For the customer timeline: ids of the orders of `customer_ids` or
+/// `anonymous_ids`, created last first, before the cursor
+/// `(created_at, id)`, optionally from one channel.
+pub async fn timeline_ids<'e>(
+    db: impl Executor<'e, Database = Any>,
+    customer_ids: &[String],
+    anonymous_ids: &[String],
+    channel_id: Option<&str>,
+    before: (i64, &str),
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    let mut next = 1;
+    let mut list = |n: usize| {
+        let p: Vec<String> = (next..next + n).map(|i| format!("${i}")).collect();
+        next += n;
+        p.join(", ")
+    };
+    let mut owners = format!("customer_id IN ({})", list(customer_ids.len()));
+    if !anonymous_ids.is_empty() {
+        owners = format!(
+            "({owners} OR anonymous_id IN ({}))",
+            list(anonymous_ids.len())
+        );
+    }
+    let (channel, ts, id, limit_sql) = (list(1), list(1), list(1), list(1));
+    let sql = format!(
+        "SELECT id FROM orders WHERE {owners} AND ({channel} = '' OR channel_id = {channel}) \
+         AND (created_at < {ts} OR (created_at = {ts} AND id < {id})) \
+         ORDER BY created_at DESC, id DESC LIMIT {limit_sql}"
+    );
+    let mut query = sqlx::query(&sql);
+    for key in customer_ids.iter().chain(anonymous_ids) {
+        query = query.bind(key.as_str());
+    }
+    let rows = query
+        .bind(channel_id.unwrap_or(""))
+        .bind(before.0)
+        .bind(before.1)
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get("id").map_err(StoreError::from))
+        .collect()
+}
+
+/// The order ids of a customer, newest first, after the cursor id: orders
+/// naming one of `customer_ids` (a profile and the profiles merged into it)
+/// or one of `anonymous_ids` (placed as a guest before login).
 pub async fn ids_for_customer<'e>(
     db: impl Executor<'e, Database = Any>,
-    customer_id: &str,
+    customer_ids: &[String],
+    anonymous_ids: &[String],
     before: Option<&str>,
     limit: i64,
 ) -> Result<Vec<String>, StoreError> {
-    let rows = match before {
-        Some(before) => sqlx::query(
-            "SELECT id FROM orders WHERE customer_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-        )
-        .bind(customer_id)
-        .bind(before)
+    let mut next = 1;
+    let mut list = |n: usize| {
+        let p: Vec<String> = (next..next + n).map(|i| format!("${i}")).collect();
+        next += n;
+        p.join(", ")
+    };
+    let customers = list(customer_ids.len());
+    let mut owners = format!("customer_id IN ({customers})");
+    if !anonymous_ids.is_empty() {
+        owners = format!(
+            "({owners} OR anonymous_id IN ({}))",
+            list(anonymous_ids.len())
+        );
+    }
+    let (before_sql, limit_sql) = (list(1), list(1));
+    let sql = format!(
+        "SELECT id FROM orders WHERE {owners} AND id < {before_sql} ORDER BY id DESC LIMIT {limit_sql}"
+    );
+    let mut query = sqlx::query(&sql);
+    for id in customer_ids.iter().chain(anonymous_ids) {
+        query = query.bind(id.as_str());
+    }
+    // Every UUIDv7 sorts below "g".
+    let rows = query
+        .bind(before.unwrap_or("g"))
         .bind(limit)
         .fetch_all(db)
-        .await?,
-        None => {
-            sqlx::query("SELECT id FROM orders WHERE customer_id = $1 ORDER BY id DESC LIMIT $2")
-                .bind(customer_id)
-                .bind(limit)
-                .fetch_all(db)
-                .await?
-        }
-    };
+        .await?;
     rows.iter()
         .map(|r| r.try_get("id").map_err(StoreError::from))
         .collect()

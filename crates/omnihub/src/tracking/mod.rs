@@ -20,6 +20,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
+use crate::carts::{self, CartError};
 use crate::channels::ChannelKind;
 use crate::events::NewEvent;
 use crate::identity::rules::IdentityRules;
@@ -344,6 +345,24 @@ async fn ingest_one(
         observed_at: timestamp,
     };
     let placement = identity::observe(tx, rules, &observation).await?;
+    if placement.new_links > 0 {
+        // A login (or any new link) may have made a guest known: their
+        // carts join the customer's now, in this call's transaction.
+        carts::merge::on_identity_change(
+            tx,
+            &placement.customer_id,
+            sender.channel_id,
+            sender.channel_kind,
+        )
+        .await
+        .map_err(|error| match error {
+            CartError::Store(error) => IdentityError::Store(error),
+            other => {
+                tracing::warn!(error = %other, "guest cart merge failed; the call is rolled back");
+                IdentityError::Store(StoreError::Corrupt(format!("guest cart merge: {other}")))
+            }
+        })?;
+    }
     let traits = merged_traits(message);
     let stored = store::TrackingRow {
         id: event_id.to_string(),

@@ -21,6 +21,7 @@ mod multinode;
 mod openapi;
 mod orders;
 mod pagination;
+mod profile_commerce;
 mod stream;
 mod tracking;
 mod webhooks;

@@ -86,7 +86,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(settings).await,
         Command::Migrate => {
-            let store = open(&settings).await?;
+            let store = Store::connect(&settings.store_options()).await?;
             let applied = migrate::run(&store).await?;
             println!(
                 "schema at version {} ({} applied now)",

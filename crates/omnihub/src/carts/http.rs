@@ -234,6 +234,7 @@ pub async fn get_cart(
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct CustomerCartQuery {
     /// The currency of the cart [default: the active cart changed last].
     pub currency: Option<String>,

@@ -263,6 +263,7 @@ pub async fn get_product(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct VariantFilter {
     /// Exactly this SKU (normalized before lookup).
     pub sku: Option<String>,

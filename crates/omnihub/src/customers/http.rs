@@ -308,6 +308,7 @@ pub async fn get_customer(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct LookupParams {
     /// `type:value`, e.g. `email:ana@example.com` or `phone:+14155550100`;
     /// the value is normalized like incoming identifiers.

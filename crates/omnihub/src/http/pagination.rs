@@ -14,6 +14,7 @@ pub const MAX_PAGE_SIZE: u32 = 200;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct PageParams {
     /// Items per page (1–200, default 50; larger values are capped).
     pub limit: Option<u32>,

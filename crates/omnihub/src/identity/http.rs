@@ -87,6 +87,7 @@ pub async fn put_rules(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct IdentifierReportParams {
     /// `quarantined` (default) or `shared`.
     pub status: Option<String>,

@@ -286,6 +286,7 @@ pub async fn list_incidents(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct LevelsParams {
     pub location_id: LocationId,
     pub limit: Option<u32>,
@@ -335,6 +336,7 @@ pub async fn list_levels(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct AvailabilityParams {
     pub sku: String,
     /// The channel whose view to show [default: the caller's].
@@ -403,6 +405,7 @@ pub async fn get_availability(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct StoreAvailabilityParams {
     pub sku: String,
     /// Units wanted [default: 1].

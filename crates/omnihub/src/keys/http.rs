@@ -118,6 +118,7 @@ pub async fn create_key(
 
 #[derive(Debug, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct KeyFilter {
     /// Only keys of this channel.
     pub channel_id: Option<ChannelId>,

@@ -386,6 +386,7 @@ pub async fn delete_webhook(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct DeliveryFilter {
     /// `succeeded`, `retrying` or `failed`.
     pub status: Option<String>,

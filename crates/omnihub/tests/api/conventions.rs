@@ -224,6 +224,12 @@ async fn unknown_routes_methods_and_bad_queries(backend: Backend) {
         assert_problem(response, 400, "invalid_cursor").await;
     }
     let response = app
+        .get(&format!("/v1/webhooks/{hook}/deliveries?page=2"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 400, "invalid_query").await;
+    let response = app
         .get(&format!("/v1/webhooks/{hook}/deliveries?cursor=%25%25"))
         .send()
         .await
@@ -244,6 +250,15 @@ async fn unknown_routes_methods_and_bad_queries(backend: Backend) {
         "/v1/events?types=order*",
         "/v1/stream?types=*.created",
         "/v1/keys?channel_id=nope",
+        // Unknown parameters are refused, not ignored: a client that pages
+        // with a misspelled parameter would otherwise loop on page one.
+        "/v1/channels?after=5",
+        "/v1/keys?page=2",
+        "/v1/variants?sku=A&colour=red",
+        "/v1/customers?identifier=email:a@example.com&expand=orders",
+        "/v1/customers/x/timeline?kind=page",
+        "/v1/customers/x/cart?curency=USD",
+        "/v1/identity/identifiers?state=shared",
     ] {
         let response = app.get(path).send().await.unwrap();
         assert_problem(response, 400, "invalid_query").await;

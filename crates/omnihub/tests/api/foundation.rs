@@ -3,9 +3,13 @@
 use serde_json::json;
 
 use crate::backend_tests;
-use crate::support::{Backend, TestApp};
+use crate::support::{Backend, TestApp, TestDatabase};
 
-backend_tests!(health_and_readiness, channel_roundtrip);
+backend_tests!(
+    health_and_readiness,
+    channel_roundtrip,
+    migrate_reports_what_it_applied
+);
 
 async fn health_and_readiness(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -34,4 +38,32 @@ async fn channel_roundtrip(backend: Backend) {
     assert_eq!(fetched["kind"], "pos");
     assert_eq!(fetched["name"], "Main St POS");
     app.stop().await;
+}
+
+/// `omnihub migrate` on an empty database applies every migration and says
+/// so; run again, it applies none.
+async fn migrate_reports_what_it_applied(backend: Backend) {
+    let db = TestDatabase::new(backend);
+    let data_dir = std::env::temp_dir()
+        .join("omnihub-tests")
+        .join(uuid::Uuid::now_v7().simple().to_string());
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let migrate = || async {
+        let output = crate::node::command(&db, &data_dir)
+            .arg("migrate")
+            .output()
+            .await
+            .expect("run omnihub migrate");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let latest = omnihub::storage::migrate::latest_version();
+    assert_eq!(
+        migrate().await.trim(),
+        format!("schema at version {latest} ({latest} applied now)")
+    );
+    assert_eq!(
+        migrate().await.trim(),
+        format!("schema at version {latest} (0 applied now)")
+    );
 }

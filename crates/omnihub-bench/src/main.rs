@@ -6,10 +6,13 @@
 //! * `bare-server`: a bare axum handler, the baseline that the authenticated
 //!   read of the hub is compared with (`bench/auth-read.sh` drives both with wrk).
 //! * `live-availability`: POS sale → another client's live stream, on one node.
+//! * `cart-sync`: cart change on one `omnihub` process → another client's live
+//!   stream on a second process sharing one PostgreSQL database.
 //! * `webhook-throughput`: outbox-to-webhook delivery on SQLite, from the first
 //!   event written to the last one received by a local endpoint.
 
 mod bare;
+mod cart_sync;
 mod live;
 mod webhooks;
 
@@ -38,6 +41,9 @@ enum Command {
     /// Measure how long a POS sale takes to reach another client's open live
     /// stream on one node (SQLite).
     LiveAvailability(live::Options),
+    /// Measure how long a cart change made on one `omnihub serve` process
+    /// takes to reach a live stream open on another (PostgreSQL).
+    CartSync(cart_sync::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,6 +56,7 @@ fn main() -> anyhow::Result<()> {
             Command::BareServer { listen } => bare::serve(listen).await,
             Command::WebhookThroughput(options) => webhooks::run(options).await,
             Command::LiveAvailability(options) => live::run(options).await,
+            Command::CartSync(options) => cart_sync::run(options).await,
         }
     })
 }

@@ -111,7 +111,24 @@ impl Tail {
         let everything = TypeFilter::default();
         loop {
             let mut cursor = self.head();
-            loop {
+            // Fast path (SQLite): the events this node just committed, handed
+            // over in memory, when they continue exactly what the ring has.
+            // Anything else (nothing handed over, a gap, another process's
+            // commits in between) falls back to reading the database.
+            let handed: Vec<Event> = store
+                .take_committed_events()
+                .into_iter()
+                .filter(|e| e.position > cursor)
+                .collect();
+            let continues = !handed.is_empty()
+                && handed
+                    .iter()
+                    .zip(cursor + 1..)
+                    .all(|(e, position)| e.position == position);
+            if continues {
+                self.push(handed);
+            }
+            while !continues {
                 match store::list_after(store.reader(), cursor, &everything, READ_BATCH).await {
                     Ok(events) if events.is_empty() => break,
                     Ok(events) => {

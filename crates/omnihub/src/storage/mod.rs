@@ -96,6 +96,8 @@ struct StoreInner {
     events_committed: watch::Sender<u64>,
     /// The highest feed position committed through this node.
     committed_position: watch::Sender<i64>,
+    /// Events committed through this node, for its tail (SQLite only).
+    handoff: Arc<writer::Handoff>,
 }
 
 impl Store {
@@ -183,9 +185,11 @@ impl Store {
         };
         let (events_committed, _) = watch::channel(0u64);
         let (committed_position, _) = watch::channel(0i64);
+        let handoff = Arc::new(writer::Handoff::default());
         let signals = writer::Signals {
             events_committed: events_committed.clone(),
             committed_position: committed_position.clone(),
+            handoff: handoff.clone(),
         };
         let writer = writer::spawn(dialect, write_pool, lanes, signals);
         Ok(Store {
@@ -196,6 +200,7 @@ impl Store {
                 writer,
                 events_committed,
                 committed_position,
+                handoff,
             }),
         })
     }
@@ -238,6 +243,12 @@ impl Store {
     /// must see this node's acknowledged writes waits for views to reach it.
     pub fn committed_position(&self) -> i64 {
         *self.inner.committed_position.borrow()
+    }
+
+    /// Events committed through this node since the last call, oldest first
+    /// (SQLite only; see [`writer::Handoff`]). For the node's event tail.
+    pub fn take_committed_events(&self) -> Vec<crate::events::Event> {
+        self.inner.handoff.take()
     }
 
     /// Wakes local event consumers, e.g. after a NOTIFY from another node.

@@ -23,7 +23,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
 use super::{Dialect, StoreError};
-use crate::events::NewEvent;
+use crate::events::{Event, NewEvent};
 use crate::time::{self, Timestamp};
 
 /// At most this many operations share one transaction.
@@ -148,6 +148,70 @@ pub(super) struct Signals {
     pub events_committed: watch::Sender<u64>,
     /// The highest feed position committed by this node.
     pub committed_position: watch::Sender<i64>,
+    /// Committed events for the node's tail (SQLite only).
+    pub handoff: Arc<Handoff>,
+}
+
+/// Most events waiting in the [`Handoff`]; beyond it they are dropped and
+/// the tail reads the database instead.
+pub const HANDOFF_CAPACITY: usize = 16_384;
+
+/// Events this node's writer committed, handed to the node's event tail in
+/// memory so that it need not read back and parse what was just written.
+/// Only on SQLite: one node, one writer connection, positions without gaps,
+/// so the tail can check that what it gets continues what it has (see
+/// `events::tail`); on PostgreSQL other lanes and nodes interleave and
+/// positions may have gaps, so the tail reads the database.
+#[derive(Default)]
+pub struct Handoff {
+    events: std::sync::Mutex<Vec<Event>>,
+}
+
+impl Handoff {
+    fn push(&self, events: Vec<Event>) {
+        let mut waiting = match self.events.lock() {
+            Ok(waiting) => waiting,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if waiting.len() + events.len() > HANDOFF_CAPACITY {
+            // Nobody is taking them (no tail), or it fell behind: it will
+            // notice the gap and read the database.
+            waiting.clear();
+            return;
+        }
+        waiting.extend(events);
+    }
+
+    /// Every event handed over since the last call, oldest first.
+    pub fn take(&self) -> Vec<Event> {
+        let mut waiting = match self.events.lock() {
+            Ok(waiting) => waiting,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        std::mem::take(&mut *waiting)
+    }
+}
+
+/// The committed form of a batch's events, whose last one got `last`. On
+/// SQLite a batch's rows take consecutive positions (one writer, appended in
+/// order under the write lock).
+fn committed_events(events: Vec<NewEvent>, last: i64) -> Vec<Event> {
+    let first = last - events.len() as i64 + 1;
+    events
+        .into_iter()
+        .zip(first..)
+        .map(|(e, position)| Event {
+            position,
+            id: e.id,
+            kind: e.kind,
+            schema_version: e.schema_version,
+            // As stored: microseconds.
+            occurred_at: time::from_micros(time::to_micros(e.occurred_at)),
+            channel_id: e.channel_id,
+            subjects: e.subjects,
+            payload: e.payload,
+        })
+        .collect()
 }
 
 pub(super) fn spawn(
@@ -274,8 +338,8 @@ async fn run_batch(dialect: Dialect, pool: &AnyPool, jobs: Vec<Job>, signals: &S
     }
     let wrote_events = !tx.events.is_empty();
     let mut last_position = 0;
+    let events = std::mem::take(&mut tx.events);
     if broken.is_none() && wrote_events {
-        let events = std::mem::take(&mut tx.events);
         match crate::events::store::append(&mut tx.conn, dialect, &events).await {
             Ok(position) => last_position = position,
             Err(error) => broken = Some(error),
@@ -295,6 +359,11 @@ async fn run_batch(dialect: Dialect, pool: &AnyPool, jobs: Vec<Job>, signals: &S
         Ok(_) => {
             // Publish the position before answering, so a caller's next
             // read can wait for the node's views to include its write.
+            if wrote_events && dialect == Dialect::Sqlite {
+                signals
+                    .handoff
+                    .push(committed_events(events, last_position));
+            }
             if wrote_events {
                 signals.committed_position.send_if_modified(|p| {
                     let newer = last_position > *p;

@@ -13,6 +13,7 @@ backend_tests!(
     resume_with_last_event_id_gets_exactly_the_missed_events,
     resume_after_a_restart_reads_the_database,
     shutdown_ends_live_streams,
+    writes_of_another_process_interleave_in_order,
 );
 
 /// What the stream should say for feed events.
@@ -164,4 +165,33 @@ async fn shutdown_ends_live_streams(backend: Backend) {
     assert!(stream.next().await.is_some());
     app.stop().await;
     assert_eq!(stream.next().await, None, "the stream ends at shutdown");
+}
+
+/// The node hands its own commits to its tail in memory (SQLite); events
+/// another process writes to the same database in between must still reach
+/// the stream, in feed order, exactly as the feed has them.
+async fn writes_of_another_process_interleave_in_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let head = app.head().await;
+    let mut stream = SseClient::connect(&app, "", None).await;
+    let data_dir = std::env::temp_dir()
+        .join("omnihub-tests")
+        .join(uuid::Uuid::now_v7().simple().to_string());
+    std::fs::create_dir_all(&data_dir).unwrap();
+    for round in 0..3 {
+        app.new_channel().await;
+        let output = crate::node::command(&app.db, &data_dir)
+            .args(["channels", "create", "--kind", "web"])
+            .args(["--name", &format!("Written elsewhere {round}")])
+            .output()
+            .await
+            .expect("run omnihub channels create");
+        assert!(output.status.success(), "{output:?}");
+        app.new_channel().await;
+    }
+    let received = stream.take(9).await;
+    let events = app.events_after(head, "").await;
+    assert_eq!(events.len(), 9);
+    assert_eq!(received, expected(&events));
+    app.stop().await;
 }

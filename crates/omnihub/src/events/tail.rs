@@ -110,7 +110,7 @@ impl Tail {
         let mut commits = store.subscribe_commits();
         let everything = TypeFilter::default();
         loop {
-            let mut cursor = self.head();
+            let cursor = self.head();
             // Fast path (SQLite): the events this node just committed, handed
             // over in memory, when they continue exactly what the ring has.
             // Anything else (nothing handed over, a gap, another process's
@@ -127,27 +127,33 @@ impl Tail {
                     .all(|(e, position)| e.position == position);
             if continues {
                 self.push(handed);
-            }
-            while !continues {
-                match store::list_after(store.reader(), cursor, &everything, READ_BATCH).await {
-                    Ok(events) if events.is_empty() => break,
-                    Ok(events) => {
-                        let full = events.len() as i64 == READ_BATCH;
-                        cursor = self.push(events);
-                        if !full {
-                            break;
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "event tail could not read the feed");
-                        break;
-                    }
-                }
+            } else {
+                self.read_database(&store, cursor, &everything).await;
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = commits.changed() => {}
                 _ = tokio::time::sleep(POLL_INTERVAL) => {}
+            }
+        }
+    }
+
+    /// Reads every event after `cursor` from the database into the ring.
+    async fn read_database(&self, store: &Store, mut cursor: i64, everything: &TypeFilter) {
+        loop {
+            match store::list_after(store.reader(), cursor, everything, READ_BATCH).await {
+                Ok(events) if events.is_empty() => break,
+                Ok(events) => {
+                    let full = events.len() as i64 == READ_BATCH;
+                    cursor = self.push(events);
+                    if !full {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "event tail could not read the feed");
+                    break;
+                }
             }
         }
     }

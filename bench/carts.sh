@@ -17,5 +17,5 @@ trap 'kill $HUB 2>/dev/null; rm -rf "$DATA"' EXIT
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 KEY=$($BIN keys create --scopes admin 2>/dev/null)
 echo "== machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/{print $2}') GiB; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-target/release/examples/carts_bench "http://127.0.0.1:$PORT" "$KEY" "$@"
+OMNIHUB_PID=$HUB target/release/examples/carts_bench "http://127.0.0.1:$PORT" "$KEY" "$@"
 echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

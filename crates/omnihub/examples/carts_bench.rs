@@ -225,6 +225,8 @@ async fn flash_sale(api: &Api, key: &str, admin: &str, wh: &str) -> Result<(), E
         .carts(key, "bench-flash", FLASH_CARTS, &[("FLASH", 1)])
         .await?;
     let gate = Arc::new(Semaphore::new(FLASH_CONCURRENCY));
+    println!("   (carts ready; checkouts start)");
+    let cpu_before = hub_cpu_seconds();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for cart in carts {
@@ -253,6 +255,13 @@ async fn flash_sale(api: &Api, key: &str, admin: &str, wh: &str) -> Result<(), E
         }
     }
     let all = started.elapsed().as_secs_f64();
+    let hub_cpu = match (cpu_before, hub_cpu_seconds()) {
+        (Some(before), Some(after)) => format!(
+            "; hub CPU {:.0} µs per checkout",
+            (after - before) * 1e6 / FLASH_CARTS as f64
+        ),
+        _ => String::new(),
+    };
     let until_sold_out = (last_order - started).as_secs_f64();
     let level = api.get(admin, "/v1/availability?sku=FLASH").await?;
     let at_wh = level["locations"]
@@ -270,8 +279,25 @@ async fn flash_sale(api: &Api, key: &str, admin: &str, wh: &str) -> Result<(), E
         at_wh["available"],
         placed > FLASH_UNITS || at_wh["available"].as_i64().unwrap_or(0) < 0
     );
+    println!("   (the flash sale's checkouts, refused ones included{hub_cpu})");
     Ok(())
 }
+
+/// User + system CPU seconds of the hub process named by `OMNIHUB_PID`
+/// (`/proc/<pid>/stat`); it moves little with the machine's load, unlike
+/// throughput.
+fn hub_cpu_seconds() -> Option<f64> {
+    let pid = std::env::var("OMNIHUB_PID").ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): utime is the 14th field.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / CLOCK_TICKS_PER_SECOND)
+}
+
+/// `getconf CLK_TCK` on Linux.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 async fn cart_sync(api: &Api, writer: &str, reader: &str) -> Result<(), Error> {
     let carts = api.carts(writer, "bench-sync", 1, &[]).await?;

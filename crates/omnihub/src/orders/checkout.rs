@@ -23,6 +23,7 @@
 //! leaves the others of its batch alone. Carts whose lines hold stock (their
 //! holds are released first) take the one-by-one path, [`super::checkout()`].
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tokio::sync::{mpsc, oneshot};
@@ -60,7 +61,7 @@ struct Job {
 
 /// What the batch decided for one checkout.
 enum Decided {
-    Done(Result<(Order, bool), OrderError>),
+    Done(Box<Result<(Order, bool), OrderError>>),
     /// Not for the batch (the cart holds stock): check out on its own.
     Alone,
 }
@@ -139,7 +140,7 @@ impl CheckoutBatcher {
             .await
             .map_err(|_| StoreError::Closed)?;
         match answer.await.map_err(|_| StoreError::Closed)?? {
-            Decided::Done(result) => result,
+            Decided::Done(result) => *result,
             Decided::Alone => super::checkout(&self.store, cart_id, channel, request).await,
         }
     }
@@ -197,16 +198,14 @@ async fn apply_batch(tx: &mut Tx, jobs: Vec<Job>) -> Result<Vec<Decided>, StoreE
     };
     for cart in carts.values() {
         for line in &cart.lines {
-            if !lookups.variants.contains_key(&line.sku) {
-                let variant = catalog::store::variant_by_sku(tx.conn(), line.sku.as_str()).await?;
-                lookups.variants.insert(line.sku.clone(), variant);
+            if let Entry::Vacant(entry) = lookups.variants.entry(line.sku.clone()) {
+                entry.insert(catalog::store::variant_by_sku(tx.conn(), line.sku.as_str()).await?);
             }
         }
     }
     for job in &jobs {
-        if !lookups.policies.contains_key(&job.channel) {
-            let loaded = policy::load(tx.conn(), job.channel).await?;
-            lookups.policies.insert(job.channel, loaded);
+        if let Entry::Vacant(entry) = lookups.policies.entry(job.channel) {
+            entry.insert(policy::load(tx.conn(), job.channel).await?);
         }
     }
 
@@ -234,11 +233,14 @@ async fn apply_batch(tx: &mut Tx, jobs: Vec<Job>) -> Result<Vec<Decided>, StoreE
     let mut placed: HashMap<CartId, usize> = HashMap::new();
     for job in jobs {
         if let Some(&i) = placed.get(&job.cart_id) {
-            decided.push(Decided::Done(Ok((accepted[i].order.clone(), false))));
+            decided.push(Decided::Done(Box::new(Ok((
+                accepted[i].order.clone(),
+                false,
+            )))));
             continue;
         }
         let Some(cart) = carts.get(&job.cart_id) else {
-            decided.push(Decided::Done(Err(CartError::NotFound.into())));
+            decided.push(Decided::Done(Box::new(Err(CartError::NotFound.into()))));
             continue;
         };
         if cart.status == CartStatus::CheckedOut
@@ -249,7 +251,7 @@ async fn apply_batch(tx: &mut Tx, jobs: Vec<Job>) -> Result<Vec<Decided>, StoreE
                 Err(OrderError::Store(e)) => return Err(e),
                 Err(e) => Err(e),
             };
-            decided.push(Decided::Done(existing));
+            decided.push(Decided::Done(Box::new(existing)));
             continue;
         }
         if cart.lines.iter().any(|l| l.hold.is_some())
@@ -261,10 +263,10 @@ async fn apply_batch(tx: &mut Tx, jobs: Vec<Job>) -> Result<Vec<Decided>, StoreE
         match decide(&job, cart, &lookups, &mut levels, now) {
             Ok(one) => {
                 placed.insert(cart.id, accepted.len());
-                decided.push(Decided::Done(Ok((one.order.clone(), true))));
+                decided.push(Decided::Done(Box::new(Ok((one.order.clone(), true)))));
                 accepted.push(one);
             }
-            Err(e) => decided.push(Decided::Done(Err(e))),
+            Err(e) => decided.push(Decided::Done(Box::new(Err(e)))),
         }
     }
     if accepted.is_empty() {

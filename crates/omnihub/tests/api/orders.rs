@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use crate::backend_tests;
 use crate::carts::{CART_SCOPES, add, open_cart, send};
 use crate::inventory::{catalog, level, receive, store, warehouse};
+use crate::node::Node;
 use crate::support::{Backend, TestApp};
 
 backend_tests!(
@@ -20,6 +21,7 @@ backend_tests!(
     flash_sale_never_oversells,
     flash_sale_of_300_carts_on_100_units,
     mixed_batch_commits_the_valid_checkouts,
+    flash_sale_across_two_nodes,
     partial_shipment_then_cancel,
 );
 
@@ -826,5 +828,64 @@ async fn mixed_batch_commits_the_valid_checkouts(backend: Backend) {
         .filter(|e| e["type"] == "order.placed")
         .count();
     assert_eq!(placed, 21);
+    app.stop().await;
+}
+
+/// On PostgreSQL, two processes on one database take checkouts of one SKU
+/// stocked at two locations at once: batches on both nodes lock levels in
+/// one order, so every checkout is answered, nothing is oversold and the
+/// ledger verifies. (On SQLite all checkouts go to one process.)
+async fn flash_sale_across_two_nodes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    catalog(&app, &["DUO"]).await;
+    let wh = warehouse(&app, "Central").await;
+    let shop = store(&app, "Main St", 40.7, -74.0).await;
+    receive(&app, "DUO", &wh, 30).await;
+    receive(&app, "DUO", &shop, 10).await;
+    let web = app.key("web", CART_SCOPES).await;
+    let carts = carts_with(&app, &web, "cus_duo", 120, &[("DUO", 1)]).await;
+    let node = match backend {
+        Backend::Postgres => Some(Node::start(&app.db, &std::env::temp_dir()).await),
+        Backend::Sqlite => None,
+    };
+    let body = json!({ "fulfilment": { "type": "sourced" }, "tenders": card(2_500) });
+    let tasks: Vec<_> = carts
+        .iter()
+        .enumerate()
+        .map(|(i, cart)| {
+            let path = format!("/v1/carts/{cart}/checkout");
+            let url = match &node {
+                Some(node) if i % 2 == 1 => node.url(&path),
+                _ => app.url(&path),
+            };
+            let request = app.client.post(url).bearer_auth(&web).json(&body);
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                (
+                    status,
+                    response.json::<Value>().await.unwrap_or(Value::Null),
+                )
+            })
+        })
+        .collect();
+    let (mut placed, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            (201, _) => placed += 1,
+            (409, problem) => {
+                refused += 1;
+                assert_eq!(problem["shortages"][0]["available"], 0, "{problem}");
+            }
+            (status, answer) => panic!("unexpected status {status}: {answer}"),
+        }
+    }
+    assert_eq!((placed, refused), (40, 80));
+    assert_eq!(level(&app, "DUO", &wh).await["reserved"], 30);
+    assert_eq!(level(&app, "DUO", &shop).await["reserved"], 10);
+    verified(&app).await;
+    if let Some(node) = node {
+        node.stop().await;
+    }
     app.stop().await;
 }

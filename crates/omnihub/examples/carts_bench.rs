@@ -1,7 +1,8 @@
 //! Carts and checkout benchmarks (results in docs/benchmarks.md).
 //!
 //! Against a running hub: `bench/carts.sh` starts one and runs
-//! `carts_bench <base url> <admin key>`, which measures
+//! `carts_bench <base url> <admin key> [flash]`, which measures (with
+//! `flash`, only the flash sale)
 //! 1. add-to-cart latency at a fixed arrival rate (open loop) over many carts;
 //! 2. a flash sale: 256 concurrent checkouts of one SKU, more carts than
 //!    units, reporting orders/s and checking for oversell;
@@ -224,6 +225,8 @@ async fn flash_sale(api: &Api, key: &str, admin: &str, wh: &str) -> Result<(), E
         .carts(key, "bench-flash", FLASH_CARTS, &[("FLASH", 1)])
         .await?;
     let gate = Arc::new(Semaphore::new(FLASH_CONCURRENCY));
+    println!("   (carts ready; checkouts start)");
+    let cpu_before = hub_cpu_seconds();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for cart in carts {
@@ -252,6 +255,13 @@ async fn flash_sale(api: &Api, key: &str, admin: &str, wh: &str) -> Result<(), E
         }
     }
     let all = started.elapsed().as_secs_f64();
+    let hub_cpu = match (cpu_before, hub_cpu_seconds()) {
+        (Some(before), Some(after)) => format!(
+            "; hub CPU {:.0} µs per checkout",
+            (after - before) * 1e6 / FLASH_CARTS as f64
+        ),
+        _ => String::new(),
+    };
     let until_sold_out = (last_order - started).as_secs_f64();
     let level = api.get(admin, "/v1/availability?sku=FLASH").await?;
     let at_wh = level["locations"]
@@ -269,8 +279,25 @@ async fn flash_sale(api: &Api, key: &str, admin: &str, wh: &str) -> Result<(), E
         at_wh["available"],
         placed > FLASH_UNITS || at_wh["available"].as_i64().unwrap_or(0) < 0
     );
+    println!("   (the flash sale's checkouts, refused ones included{hub_cpu})");
     Ok(())
 }
+
+/// User + system CPU seconds of the hub process named by `OMNIHUB_PID`
+/// (`/proc/<pid>/stat`); it moves little with the machine's load, unlike
+/// throughput.
+fn hub_cpu_seconds() -> Option<f64> {
+    let pid = std::env::var("OMNIHUB_PID").ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): utime is the 14th field.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / CLOCK_TICKS_PER_SECOND)
+}
+
+/// `getconf CLK_TCK` on Linux.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 async fn cart_sync(api: &Api, writer: &str, reader: &str) -> Result<(), Error> {
     let carts = api.carts(writer, "bench-sync", 1, &[]).await?;
@@ -327,21 +354,26 @@ async fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
     let base = args
         .next()
-        .ok_or("usage: carts_bench <base url> <admin key>")?;
+        .ok_or("usage: carts_bench <base url> <admin key> [flash]")?;
     let admin = args
         .next()
-        .ok_or("usage: carts_bench <base url> <admin key>")?;
+        .ok_or("usage: carts_bench <base url> <admin key> [flash]")?;
     let api = Api {
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(512)
             .build()?,
         base,
     };
+    let only_flash = args.next().as_deref() == Some("flash");
     let wh = setup(&api, &admin).await?;
     let web = api.key(&admin, "web").await?;
     let app = api.key(&admin, "app").await?;
-    add_to_cart(&api, &web).await?;
+    if !only_flash {
+        add_to_cart(&api, &web).await?;
+    }
     flash_sale(&api, &web, &admin, &wh).await?;
-    cart_sync(&api, &app, &web).await?;
+    if !only_flash {
+        cart_sync(&api, &app, &web).await?;
+    }
     Ok(())
 }

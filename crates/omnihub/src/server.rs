@@ -54,6 +54,9 @@ impl Hub {
                 tail.clone(),
                 shutdown.clone(),
             )),
+            checkouts: Arc::new(crate::orders::checkout::CheckoutBatcher::start(
+                store.clone(),
+            )),
             channels: Arc::new(ChannelCache::default()),
             metrics: metrics.clone(),
             settings: Arc::new(settings.clone()),

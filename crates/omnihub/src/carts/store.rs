@@ -405,3 +405,98 @@ pub async fn delete_line(conn: &mut AnyConnection, id: &str) -> Result<(), Store
         .await?;
     Ok(())
 }
+
+/// Carts per statement when checkouts are read or closed in batches (3
+/// parameters per cart when closing; SQLite binds parameters in time
+/// quadratic in their number, so statements stay small).
+const CHECKOUT_CHUNK: usize = 60;
+
+/// Many carts with their lines, read for checkout. `ids` must be sorted: on
+/// PostgreSQL the rows are locked in that order (one lock order for every
+/// batch), so concurrent batches queue instead of deadlocking.
+pub async fn carts_for_checkout(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    ids: &[String],
+) -> Result<Vec<CartRow>, StoreError> {
+    let (order, lock) = match dialect {
+        Dialect::Postgres => (" ORDER BY id COLLATE \"C\"", " FOR UPDATE"),
+        Dialect::Sqlite => (" ORDER BY id", ""),
+    };
+    let mut carts = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHECKOUT_CHUNK) {
+        let list = placeholders(1, chunk.len());
+        let sql = format!("SELECT {CART_COLUMNS} FROM carts WHERE id IN ({list}){order}{lock}");
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        let rows = query.fetch_all(&mut *conn).await?;
+        let first = carts.len();
+        for row in &rows {
+            carts.push(cart_from_row(row)?);
+        }
+        let sql = format!(
+            "SELECT cart_id, {LINE_COLUMNS} FROM cart_lines WHERE cart_id IN ({list}) ORDER BY cart_id, added_at, id"
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        let lines = query.fetch_all(&mut *conn).await?;
+        let mut by_cart: std::collections::HashMap<String, Vec<LineRow>> =
+            std::collections::HashMap::new();
+        for line in &lines {
+            let cart_id: String = line.try_get("cart_id")?;
+            by_cart
+                .entry(cart_id)
+                .or_default()
+                .push(line_from_row(line)?);
+        }
+        for cart in &mut carts[first..] {
+            cart.lines = by_cart.remove(&cart.id).unwrap_or_default();
+        }
+    }
+    Ok(carts)
+}
+
+/// Closes many checked-out carts: each `(id, version it was read at,
+/// order id)` moves to `checked_out` with its order and the next version,
+/// only if it is still active at that version. Returns how many moved.
+pub async fn close_checked_out(
+    conn: &mut AnyConnection,
+    carts: &[(String, i64, String)],
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    let mut moved = 0;
+    for chunk in carts.chunks(CHECKOUT_CHUNK) {
+        // $1 is the time; cart i binds id $(3i+2), version $(3i+3), order $(3i+4).
+        let (mut orders, mut versions, mut ids) = (String::new(), String::new(), Vec::new());
+        for i in 0..chunk.len() {
+            let p = 3 * i + 2;
+            orders.push_str(&format!(" WHEN ${p} THEN ${}", p + 2));
+            versions.push_str(&format!(" WHEN ${p} THEN ${}", p + 1));
+            ids.push(format!("${p}"));
+        }
+        let sql = format!(
+            "UPDATE carts SET status = 'checked_out', order_id = CASE id{orders} END, \
+             version = version + 1, updated_at = $1 \
+             WHERE status = 'active' AND id IN ({}) AND version = CASE id{versions} END",
+            ids.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(time::to_micros(now));
+        for (id, version, order) in chunk {
+            query = query.bind(id.as_str()).bind(*version).bind(order.as_str());
+        }
+        moved += query.execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(moved)
+}
+
+/// `$first, …` for `count` parameters.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

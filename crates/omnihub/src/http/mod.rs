@@ -60,6 +60,8 @@ pub struct AppStateInner {
     pub keys: Arc<KeyCache>,
     /// The node's inventory view (availability, denials) and reservation batcher.
     pub inventory: Arc<crate::inventory::Inventory>,
+    /// Decides concurrent checkouts together (`orders::checkout`).
+    pub checkouts: Arc<crate::orders::checkout::CheckoutBatcher>,
     pub channels: Arc<ChannelCache>,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,

@@ -371,7 +371,7 @@ async fn apply_prepared(tx: &mut Tx, prepared: Prepared) -> Result<Reservation, 
     Ok(reservation)
 }
 
-fn event(kind: &str, r: &Reservation, now: Timestamp) -> NewEvent {
+pub(crate) fn event(kind: &str, r: &Reservation, now: Timestamp) -> NewEvent {
     NewEvent::new(
         kind,
         now,

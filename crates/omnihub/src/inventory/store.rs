@@ -746,3 +746,44 @@ fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
         sql.push(')');
     }
 }
+
+/// SKUs per statement when levels are read for a batch.
+const LEVEL_SKU_CHUNK: usize = 200;
+
+/// Every level of `skus` at every location, sorted by (SKU, location) in
+/// byte order — on PostgreSQL locked in that order (`FOR UPDATE`), the same
+/// order every reservation takes its rows in, so batches never deadlock with
+/// each other or with single reservations. `skus` must be sorted.
+pub async fn lock_levels_of_skus(
+    conn: &mut AnyConnection,
+    dialect: crate::storage::Dialect,
+    skus: &[String],
+) -> Result<Vec<(String, String, StockLevel)>, StoreError> {
+    let (order, lock) = match dialect {
+        crate::storage::Dialect::Postgres => (
+            "ORDER BY sku COLLATE \"C\", location_id COLLATE \"C\"",
+            " FOR UPDATE",
+        ),
+        crate::storage::Dialect::Sqlite => ("ORDER BY sku, location_id", ""),
+    };
+    let mut levels = Vec::new();
+    for chunk in skus.chunks(LEVEL_SKU_CHUNK) {
+        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT sku, location_id, {LEVEL_COLUMNS} FROM stock_levels WHERE sku IN ({}) {order}{lock}",
+            list.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for sku in chunk {
+            query = query.bind(sku.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            levels.push((
+                row.try_get("sku")?,
+                row.try_get("location_id")?,
+                level_from_row(&row)?,
+            ));
+        }
+    }
+    Ok(levels)
+}

@@ -365,7 +365,10 @@ pub async fn checkout_cart(
         tenders: parse_tenders(body.tenders)?,
         expected_version: if_match(&headers)?,
     };
-    let (order, new) = super::checkout(&state.store, id, caller.channel_id, request).await?;
+    let (order, new) = state
+        .checkouts
+        .checkout(id, caller.channel_id, request)
+        .await?;
     Ok(created(order, new))
 }
 

@@ -1,10 +1,13 @@
 //! Orders from every channel in one history: checkouts of carts, POS sales
 //! and marketplace imports.
 //!
-//! * Checkout is one write: every line is reserved (bundles expanded, the
-//!   locations chosen by sourcing, or the pickup store) in the same
+//! * Checkout is all or nothing: every line is reserved (bundles expanded,
+//!   the locations chosen by sourcing, or the pickup store) in the same
 //!   transaction that creates the order and closes the cart. A shortage
-//!   anywhere rolls all of it back and answers with the per-SKU shortages.
+//!   anywhere writes nothing and answers with the per-SKU shortages.
+//!   Concurrent checkouts are decided together in one write by the
+//!   [`checkout::CheckoutBatcher`]; carts holding stock go one by one
+//!   ([`checkout()`]).
 //! * The order's reservation is allocated (no expiry); its lines per
 //!   location are the order's fulfilment groups. Shipping or picking up a
 //!   group fulfils the reservation at that location; cancelling releases
@@ -16,6 +19,7 @@
 //! * Idempotent: a second checkout of a checked-out cart returns its order;
 //!   a marketplace order is imported once per (channel, external id).
 
+pub mod checkout;
 pub mod http;
 pub mod store;
 
@@ -709,9 +713,11 @@ pub struct Checkout {
     pub expected_version: Option<i64>,
 }
 
-/// Checks a cart out: reserves every line, creates the order, allocates its
-/// reservation and closes the cart, in one transaction. A cart already
-/// checked out answers with its order (`false`: not created now).
+/// Checks a cart out on its own: reserves every line, creates the order,
+/// allocates its reservation and closes the cart, in one write operation. A
+/// cart already checked out answers with its order (`false`: not created
+/// now). The API goes through [`checkout::CheckoutBatcher`], which decides
+/// concurrent checkouts together and sends carts with held lines here.
 pub async fn checkout(
     store: &Store,
     cart_id: CartId,

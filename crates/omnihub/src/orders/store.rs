@@ -260,47 +260,85 @@ pub async fn ids_for_customer<'e>(
 }
 
 pub async fn insert(conn: &mut AnyConnection, o: &OrderRow) -> Result<(), StoreError> {
-    let sql = format!(
-        "INSERT INTO orders ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
-    );
-    sqlx::query(&sql)
-        .bind(o.id.as_str())
-        .bind(o.channel_id.as_str())
-        .bind(o.source.as_str())
-        .bind(o.customer_id.clone())
-        .bind(o.anonymous_id.clone())
-        .bind(o.cart_id.clone())
-        .bind(o.external_order_id.clone())
-        .bind(o.buyer_alias.clone())
-        .bind(o.currency.as_str())
-        .bind(o.status.as_str())
-        .bind(o.fulfilment.as_str())
-        .bind(o.pickup_location_id.clone())
-        .bind(o.address.as_ref().map(encode).transpose()?)
-        .bind(o.total_minor)
-        .bind(o.tendered_minor)
-        .bind(encode(&o.tenders)?)
-        .bind(encode(&o.groups)?)
-        .bind(o.reservation_id.clone())
-        .bind(time::to_micros(o.created_at))
-        .bind(time::to_micros(o.updated_at))
-        .execute(&mut *conn)
-        .await?;
-    for (line_no, sku, quantity, unit_price_minor, total_minor) in &o.lines {
-        sqlx::query(
-            "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_minor, total_minor) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(o.id.as_str())
-        .bind(*line_no)
-        .bind(sku.as_str())
-        .bind(*quantity)
-        .bind(*unit_price_minor)
-        .bind(*total_minor)
-        .execute(&mut *conn)
-        .await?;
+    insert_many(conn, std::slice::from_ref(o)).await
+}
+
+/// Orders per multi-row INSERT (20 parameters each) and order lines per
+/// multi-row INSERT (6 each): about 200 parameters per statement, since
+/// SQLite binds parameters in time quadratic in their number.
+const ORDER_CHUNK: usize = 10;
+const ORDER_LINE_CHUNK: usize = 33;
+
+/// Inserts orders and their lines with a few multi-row statements.
+pub async fn insert_many(conn: &mut AnyConnection, orders: &[OrderRow]) -> Result<(), StoreError> {
+    for chunk in orders.chunks(ORDER_CHUNK) {
+        let mut sql = format!("INSERT INTO orders ({COLUMNS}) VALUES ");
+        push_placeholders(&mut sql, chunk.len(), 20);
+        let mut query = sqlx::query(&sql);
+        for o in chunk {
+            query = query
+                .bind(o.id.as_str())
+                .bind(o.channel_id.as_str())
+                .bind(o.source.as_str())
+                .bind(o.customer_id.clone())
+                .bind(o.anonymous_id.clone())
+                .bind(o.cart_id.clone())
+                .bind(o.external_order_id.clone())
+                .bind(o.buyer_alias.clone())
+                .bind(o.currency.as_str())
+                .bind(o.status.as_str())
+                .bind(o.fulfilment.as_str())
+                .bind(o.pickup_location_id.clone())
+                .bind(o.address.as_ref().map(encode).transpose()?)
+                .bind(o.total_minor)
+                .bind(o.tendered_minor)
+                .bind(encode(&o.tenders)?)
+                .bind(encode(&o.groups)?)
+                .bind(o.reservation_id.clone())
+                .bind(time::to_micros(o.created_at))
+                .bind(time::to_micros(o.updated_at));
+        }
+        query.execute(&mut *conn).await?;
+    }
+    let lines: Vec<(&str, &LineRow)> = orders
+        .iter()
+        .flat_map(|o| o.lines.iter().map(move |l| (o.id.as_str(), l)))
+        .collect();
+    for chunk in lines.chunks(ORDER_LINE_CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_minor, total_minor) VALUES ",
+        );
+        push_placeholders(&mut sql, chunk.len(), 6);
+        let mut query = sqlx::query(&sql);
+        for (id, (line_no, sku, quantity, unit_price_minor, total_minor)) in chunk {
+            query = query
+                .bind(*id)
+                .bind(*line_no)
+                .bind(sku.as_str())
+                .bind(*quantity)
+                .bind(*unit_price_minor)
+                .bind(*total_minor);
+        }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// Appends `($1, …, $n), (…)` for `rows` rows of `columns` parameters.
+fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
+    for row in 0..rows {
+        if row > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", row * columns + column + 1));
+        }
+        sql.push(')');
+    }
 }
 
 /// Moves an order from status `from` to `to` with its new groups; false when

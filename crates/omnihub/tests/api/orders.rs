@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use crate::backend_tests;
 use crate::carts::{CART_SCOPES, add, open_cart, send};
 use crate::inventory::{catalog, level, receive, store, warehouse};
+use crate::node::Node;
 use crate::support::{Backend, TestApp};
 
 backend_tests!(
@@ -18,6 +19,9 @@ backend_tests!(
     pos_sale_and_customer_history,
     marketplace_import_is_idempotent,
     flash_sale_never_oversells,
+    flash_sale_of_300_carts_on_100_units,
+    mixed_batch_commits_the_valid_checkouts,
+    flash_sale_across_two_nodes,
     partial_shipment_then_cancel,
 );
 
@@ -594,5 +598,294 @@ async fn partial_shipment_then_cancel(backend: Backend) {
     assert_eq!(cap["on_hand"], 1);
     let (_, report) = app.post_json("/v1/inventory/verify", &json!({})).await;
     assert_eq!(report["consistent"], true, "{report}");
+    app.stop().await;
+}
+
+/// Opens `count` carts (owners `{prefix}-{i}`) with `lines`, 16 at a time.
+async fn carts_with(
+    app: &TestApp,
+    key: &str,
+    prefix: &str,
+    count: usize,
+    lines: &[(&str, i64)],
+) -> Vec<String> {
+    let mut ids = Vec::with_capacity(count);
+    for start in (0..count).step_by(16) {
+        let owners: Vec<String> = (start..count.min(start + 16))
+            .map(|i| format!("{prefix}-{i}"))
+            .collect();
+        let batch = owners.iter().map(|owner| cart_with(app, key, owner, lines));
+        ids.extend(futures::future::join_all(batch).await);
+    }
+    ids
+}
+
+/// Sends every checkout at once; answers in the order of `requests`.
+async fn checkout_all(
+    app: &TestApp,
+    key: &str,
+    requests: Vec<(String, Value)>,
+) -> Vec<(u16, Value)> {
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|(cart, body)| {
+            let request = app
+                .client
+                .post(app.url(&format!("/v1/carts/{cart}/checkout")))
+                .bearer_auth(key)
+                .json(&body);
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                (status, body)
+            })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+async fn verified(app: &TestApp) {
+    let (status, report) = app.post_json("/v1/inventory/verify", &json!({})).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["consistent"], true, "{report}");
+}
+
+/// 300 concurrent checkouts of one SKU with 100 units: exactly 100 orders,
+/// 200 clear refusals naming the line and what is available, zero oversell,
+/// and a ledger that verifies.
+async fn flash_sale_of_300_carts_on_100_units(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    catalog(&app, &["HYPE"]).await;
+    let wh = warehouse(&app, "Central").await;
+    receive(&app, "HYPE", &wh, 100).await;
+    let web = app.key("web", CART_SCOPES).await;
+    let carts = carts_with(&app, &web, "cus_hype", 300, &[("HYPE", 1)]).await;
+    let body = json!({ "fulfilment": { "type": "sourced" }, "tenders": card(2_500) });
+    let answers = checkout_all(
+        &app,
+        &web,
+        carts.iter().map(|c| (c.clone(), body.clone())).collect(),
+    )
+    .await;
+    let (mut placed, mut refused) = (Vec::new(), 0);
+    for (status, answer) in &answers {
+        match status {
+            201 => placed.push(answer["id"].as_str().unwrap().to_string()),
+            409 => {
+                refused += 1;
+                assert_eq!(answer["code"], "insufficient_stock", "{answer}");
+                let shortages = answer["shortages"].as_array().unwrap();
+                assert_eq!(shortages.len(), 1, "{answer}");
+                assert_eq!(shortages[0]["sku"], "HYPE");
+                assert_eq!(shortages[0]["requested"], 1);
+                assert_eq!(shortages[0]["available"], 0);
+            }
+            other => panic!("unexpected status {other}: {answer}"),
+        }
+    }
+    assert_eq!((placed.len(), refused), (100, 200));
+    placed.sort();
+    placed.dedup();
+    assert_eq!(placed.len(), 100, "one order per accepted checkout");
+    let hype = level(&app, "HYPE", &wh).await;
+    assert_eq!(hype["reserved"], 100, "{hype}");
+    assert_eq!(hype["on_hand"], 100, "{hype}");
+    assert_eq!(hype["available"], 0, "{hype}");
+    verified(&app).await;
+    // One event of each kind per order, and the refused carts are untouched.
+    let events = all_events(&app).await;
+    for kind in [
+        "order.placed",
+        "order.allocated",
+        "reservation.created",
+        "reservation.allocated",
+        "cart.checked_out",
+    ] {
+        let count = events.iter().filter(|e| e["type"] == kind).count();
+        assert_eq!(count, 100, "{kind}");
+    }
+    let mut active = 0;
+    for (cart, (status, _)) in carts.iter().zip(&answers) {
+        let (_, body) = app.get_json(&format!("/v1/carts/{cart}")).await;
+        match status {
+            201 => assert_eq!(body["status"], "checked_out", "{body}"),
+            _ => {
+                assert_eq!(body["status"], "active", "{body}");
+                assert_eq!(body["version"], 2, "{body}");
+                active += 1;
+            }
+        }
+    }
+    assert_eq!(active, 200);
+    app.stop().await;
+}
+
+/// Checkouts sent together, some invalid: each failure is its own and
+/// writes nothing; the valid ones commit, all or nothing per checkout.
+async fn mixed_batch_commits_the_valid_checkouts(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    catalog(&app, &["TEE", "CAP"]).await;
+    let wh = warehouse(&app, "Central").await;
+    let shop = store(&app, "Main St", 40.7, -74.0).await;
+    receive(&app, "TEE", &wh, 50).await;
+    receive(&app, "CAP", &wh, 1).await;
+    receive(&app, "TEE", &shop, 3).await;
+    let web = app.key("web", CART_SCOPES).await;
+    let good = carts_with(&app, &web, "cus_good", 20, &[("TEE", 1)]).await;
+    let poor = cart_with(&app, &web, "cus_poor", &[("TEE", 1)]).await;
+    let short = cart_with(&app, &web, "cus_short_cap", &[("TEE", 2), ("CAP", 2)]).await;
+    let pickup = cart_with(&app, &web, "cus_pickup", &[("TEE", 2)]).await;
+    let greedy = cart_with(&app, &web, "cus_greedy", &[("TEE", 2)]).await;
+    let empty = open_cart(
+        &app,
+        &web,
+        json!({ "customer_id": "cus_none", "currency": "USD" }),
+    )
+    .await;
+    let empty = empty["id"].as_str().unwrap().to_string();
+    let missing = "01900000-0000-7000-8000-000000000000".to_string();
+    let sourced = json!({ "fulfilment": { "type": "sourced" }, "tenders": card(10_000) });
+    let mut requests: Vec<(String, Value)> = Vec::new();
+    for (i, cart) in good.iter().enumerate() {
+        requests.push((cart.clone(), sourced.clone()));
+        if i == 5 {
+            requests.push((
+                poor.clone(),
+                json!({ "fulfilment": { "type": "sourced" }, "tenders": card(1) }),
+            ));
+            requests.push((short.clone(), sourced.clone()));
+            requests.push((good[0].clone(), sourced.clone()));
+        }
+        if i == 10 {
+            requests.push((empty.clone(), sourced.clone()));
+            requests.push((missing.clone(), sourced.clone()));
+            let at_shop = json!({ "fulfilment": { "type": "pickup", "location_id": shop },
+                                  "tenders": card(10_000) });
+            requests.push((pickup.clone(), at_shop.clone()));
+            requests.push((greedy.clone(), at_shop));
+        }
+    }
+    let answers = checkout_all(&app, &web, requests.clone()).await;
+    let mut orders_of_good0 = Vec::new();
+    for ((cart, _), (status, answer)) in requests.iter().zip(&answers) {
+        if *cart == poor {
+            assert_eq!(*status, 422, "{answer}");
+            assert_eq!(answer["code"], "insufficient_tender", "{answer}");
+        } else if *cart == short {
+            assert_eq!(*status, 409, "{answer}");
+            let shortages = answer["shortages"].as_array().unwrap();
+            assert_eq!(shortages.len(), 1, "{answer}");
+            assert_eq!(shortages[0]["sku"], "CAP");
+            assert_eq!(shortages[0]["requested"], 2);
+            assert_eq!(shortages[0]["available"], 1);
+        } else if *cart == empty {
+            assert_eq!(*status, 422, "{answer}");
+            assert_eq!(answer["code"], "cart_empty");
+        } else if *cart == missing {
+            assert_eq!(*status, 404, "{answer}");
+        } else if *cart == pickup || *cart == greedy {
+            // 3 units at the store: one of the two pickups of 2 gets them.
+            assert!(*status == 201 || *status == 409, "{answer}");
+            if *status == 409 {
+                let shortages = answer["shortages"].as_array().unwrap();
+                assert_eq!(shortages[0]["sku"], "TEE");
+                assert_eq!(shortages[0]["location_id"], shop.as_str());
+                assert_eq!(shortages[0]["requested"], 2);
+                assert_eq!(shortages[0]["available"], 1);
+            }
+        } else if *cart == good[0] {
+            assert!(*status == 201 || *status == 200, "{answer}");
+            orders_of_good0.push(answer["id"].clone());
+        } else {
+            assert_eq!(*status, 201, "{answer}");
+        }
+    }
+    assert_eq!(orders_of_good0.len(), 2);
+    assert_eq!(orders_of_good0[0], orders_of_good0[1], "one order per cart");
+    let placed_pickups = requests
+        .iter()
+        .zip(&answers)
+        .filter(|((c, _), (s, _))| (*c == pickup || *c == greedy) && *s == 201)
+        .count();
+    assert_eq!(placed_pickups, 1);
+    // 20 single TEEs from the warehouse, nothing for the short cart.
+    assert_eq!(level(&app, "TEE", &wh).await["reserved"], 20);
+    assert_eq!(level(&app, "CAP", &wh).await["reserved"], 0);
+    assert_eq!(level(&app, "TEE", &shop).await["reserved"], 2);
+    for cart in [&poor, &short, &empty] {
+        let (_, body) = app.get_json(&format!("/v1/carts/{cart}")).await;
+        assert_eq!(body["status"], "active", "{body}");
+    }
+    verified(&app).await;
+    let placed = all_events(&app)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "order.placed")
+        .count();
+    assert_eq!(placed, 21);
+    app.stop().await;
+}
+
+/// On PostgreSQL, two processes on one database take checkouts of one SKU
+/// stocked at two locations at once: batches on both nodes lock levels in
+/// one order, so every checkout is answered, nothing is oversold and the
+/// ledger verifies. (On SQLite all checkouts go to one process.)
+async fn flash_sale_across_two_nodes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    catalog(&app, &["DUO"]).await;
+    let wh = warehouse(&app, "Central").await;
+    let shop = store(&app, "Main St", 40.7, -74.0).await;
+    receive(&app, "DUO", &wh, 30).await;
+    receive(&app, "DUO", &shop, 10).await;
+    let web = app.key("web", CART_SCOPES).await;
+    let carts = carts_with(&app, &web, "cus_duo", 120, &[("DUO", 1)]).await;
+    let node = match backend {
+        Backend::Postgres => Some(Node::start(&app.db, &std::env::temp_dir()).await),
+        Backend::Sqlite => None,
+    };
+    let body = json!({ "fulfilment": { "type": "sourced" }, "tenders": card(2_500) });
+    let tasks: Vec<_> = carts
+        .iter()
+        .enumerate()
+        .map(|(i, cart)| {
+            let path = format!("/v1/carts/{cart}/checkout");
+            let url = match &node {
+                Some(node) if i % 2 == 1 => node.url(&path),
+                _ => app.url(&path),
+            };
+            let request = app.client.post(url).bearer_auth(&web).json(&body);
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                (
+                    status,
+                    response.json::<Value>().await.unwrap_or(Value::Null),
+                )
+            })
+        })
+        .collect();
+    let (mut placed, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            (201, _) => placed += 1,
+            (409, problem) => {
+                refused += 1;
+                assert_eq!(problem["shortages"][0]["available"], 0, "{problem}");
+            }
+            (status, answer) => panic!("unexpected status {status}: {answer}"),
+        }
+    }
+    assert_eq!((placed, refused), (40, 80));
+    assert_eq!(level(&app, "DUO", &wh).await["reserved"], 30);
+    assert_eq!(level(&app, "DUO", &shop).await["reserved"], 10);
+    verified(&app).await;
+    if let Some(node) = node {
+        node.stop().await;
+    }
     app.stop().await;
 }

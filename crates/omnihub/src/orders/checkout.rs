@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Checkout, Fulfilment, Order, OrderError, OrderLine, OrderStatus, Source, check_tenders, emit,
-    groups_of, owner_ids, to_row,
+    groups_of, owner_ids, promise_pickup, to_row,
 };
 use crate::carts::{self, Cart, CartError, CartStatus};
 use crate::catalog::{self, Sku, Variant};
@@ -556,7 +556,10 @@ fn decide(
             .collect(),
         total_minor: total,
         tenders: job.request.tenders.clone(),
-        groups: groups_of(&allocated),
+        groups: match pickup {
+            Some(store) => promise_pickup(groups_of(&allocated), store, now),
+            None => groups_of(&allocated),
+        },
         reservation_id: Some(allocated.id),
         created_at: now,
         updated_at: now,

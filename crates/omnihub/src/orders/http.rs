@@ -204,6 +204,14 @@ pub struct GroupBody {
     pub carrier: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracking: Option<String>,
+    /// Pickup: when the store promised the order ready (placed + its pickup lead time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_by: Option<chrono::DateTime<chrono::Utc>>,
+    /// Pickup: when the store marked it ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Pickup: marked ready after the promise.
+    pub ready_late: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -298,6 +306,7 @@ impl From<Order> for OrderBody {
                 .groups
                 .into_iter()
                 .map(|g| GroupBody {
+                    ready_late: g.ready_late(),
                     location_id: g.location_id,
                     status: g.status.as_str().into(),
                     lines: g
@@ -310,6 +319,8 @@ impl From<Order> for OrderBody {
                         .collect(),
                     carrier: g.carrier,
                     tracking: g.tracking,
+                    ready_by: g.ready_by,
+                    ready_at: g.ready_at,
                 })
                 .collect(),
             reservation_id: o.reservation_id,

@@ -220,6 +220,32 @@ pub struct FulfilmentGroup {
     pub lines: Vec<(Sku, i64)>,
     pub carrier: Option<String>,
     pub tracking: Option<String>,
+    /// A pickup group: when the store promised it ready (placed + the
+    /// store's pickup lead time).
+    pub ready_by: Option<Timestamp>,
+    /// A pickup group: when the store marked it ready.
+    pub ready_at: Option<Timestamp>,
+}
+
+impl FulfilmentGroup {
+    /// A pickup group marked ready after its promise.
+    pub fn ready_late(&self) -> bool {
+        matches!((self.ready_at, self.ready_by), (Some(at), Some(by)) if at > by)
+    }
+}
+
+/// The groups of a pickup order placed at `now` at `store`, each promised
+/// ready after the store's pickup lead time.
+fn promise_pickup(
+    mut groups: Vec<FulfilmentGroup>,
+    store: &locations::Location,
+    now: Timestamp,
+) -> Vec<FulfilmentGroup> {
+    let ready_by = now + chrono::Duration::minutes(store.pickup_lead_minutes);
+    for g in &mut groups {
+        g.ready_by = Some(ready_by);
+    }
+    groups
 }
 
 #[derive(Clone, Debug)]
@@ -322,6 +348,8 @@ fn group_docs(groups: &[FulfilmentGroup]) -> Vec<GroupDoc> {
             lines: g.lines.iter().map(|(s, q)| (s.to_string(), *q)).collect(),
             carrier: g.carrier.clone(),
             tracking: g.tracking.clone(),
+            ready_by: g.ready_by.map(crate::time::to_micros),
+            ready_at: g.ready_at.map(crate::time::to_micros),
         })
         .collect()
 }
@@ -429,6 +457,8 @@ impl TryFrom<OrderRow> for Order {
                             .collect(),
                         carrier: g.carrier,
                         tracking: g.tracking,
+                        ready_by: g.ready_by.map(crate::time::from_micros),
+                        ready_at: g.ready_at.map(crate::time::from_micros),
                     })
                 })
                 .collect::<Result<_, StoreError>>()?,
@@ -470,6 +500,7 @@ pub fn snapshot(o: &Order) -> Value {
         "groups": o.groups.iter().map(|g| json!({
             "location_id": g.location_id, "status": g.status.as_str(),
             "carrier": g.carrier, "tracking": g.tracking,
+            "ready_by": g.ready_by, "ready_at": g.ready_at, "ready_late": g.ready_late(),
             "lines": g.lines.iter().map(|(s, q)| json!({"sku": s.as_str(), "quantity": q})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })
@@ -593,6 +624,8 @@ fn groups_of(reservation: &Reservation) -> Vec<FulfilmentGroup> {
             lines,
             carrier: None,
             tracking: None,
+            ready_by: None,
+            ready_at: None,
         })
         .collect()
 }
@@ -760,6 +793,13 @@ async fn checkout_in(
     let reserved = reserve_for(tx, channel, &lines, &request.fulfilment, reference.clone()).await?;
     let reservation = reservations::allocate_in(tx, reserved.id, Some(reference)).await?;
     let now = tx.now();
+    let mut groups = groups_of(&reservation);
+    if let Fulfilment::Pickup(location) = &request.fulfilment {
+        let store = locations::store::get(&mut *tx.conn(), &location.to_string())
+            .await?
+            .ok_or_else(|| InventoryError::UnknownLocation(location.to_string()))?;
+        groups = promise_pickup(groups, &store, now);
+    }
     let (customer_id, anonymous_id) = owner_ids(&cart);
     let mut order = Order {
         id: order_id,
@@ -784,7 +824,7 @@ async fn checkout_in(
             .collect(),
         total_minor: total,
         tenders: request.tenders,
-        groups: groups_of(&reservation),
+        groups,
         reservation_id: Some(reservation.id),
         created_at: now,
         updated_at: now,
@@ -1133,8 +1173,10 @@ async fn transition_in(
                     "only an allocated pickup order can be made ready",
                 ));
             }
+            let now = tx.now();
             for g in &mut order.groups {
                 g.status = GroupStatus::Ready;
+                g.ready_at = Some(now);
             }
             (OrderStatus::ReadyForPickup, "order.ready_for_pickup")
         }

@@ -62,6 +62,12 @@ pub struct GroupDoc {
     pub lines: Vec<(String, i64)>,
     pub carrier: Option<String>,
     pub tracking: Option<String>,
+    /// Pickup groups: when the store promised the order ready (µs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_by: Option<i64>,
+    /// Pickup groups: when the store marked it ready (µs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_at: Option<i64>,
 }
 
 const COLUMNS: &str = "id, channel_id, source, customer_id, anonymous_id, cart_id, external_order_id, buyer_alias, \

@@ -211,6 +211,16 @@ async fn shopper_browses_logs_in_and_picks_up_in_store(backend: Backend) {
     .await;
     assert_eq!(status, 201, "{order}");
     let order_id = order["id"].as_str().unwrap().to_string();
+    // The store promises it ready after its pickup lead time.
+    let (_, location) = app.get_json(&format!("/v1/locations/{shop}")).await;
+    let lead = location["pickup_lead_minutes"].as_i64().expect("lead time");
+    let at = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    let promised = at(&order["groups"][0]["ready_by"]);
+    assert_eq!(
+        (promised - at(&order["created_at"])).num_minutes(),
+        lead,
+        "{order}"
+    );
 
     // The store marks it ready, then records the pickup at the till.
     for (step, status_after) in [("ready", "ready_for_pickup"), ("picked-up", "picked_up")] {
@@ -223,6 +233,11 @@ async fn shopper_browses_logs_in_and_picks_up_in_store(backend: Backend) {
         .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["status"], status_after);
+        assert_eq!(
+            body["groups"][0]["ready_late"], false,
+            "within the promise: {body}"
+        );
+        assert!(at(&body["groups"][0]["ready_at"]) <= promised, "{body}");
     }
 
     // One profile holds the order, the cart and its history, and the visits

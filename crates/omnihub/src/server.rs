@@ -55,6 +55,7 @@ impl Hub {
                 shutdown.clone(),
             )),
             channels: Arc::new(ChannelCache::default()),
+            tracking: crate::tracking::batcher::Batcher::start(store.clone()),
             metrics: metrics.clone(),
             settings: Arc::new(settings.clone()),
             shutdown: shutdown.clone(),

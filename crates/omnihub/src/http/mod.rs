@@ -61,6 +61,8 @@ pub struct AppStateInner {
     /// The node's inventory view (availability, denials) and reservation batcher.
     pub inventory: Arc<crate::inventory::Inventory>,
     pub channels: Arc<ChannelCache>,
+    /// Coalesces concurrent tracking requests into one write operation.
+    pub tracking: crate::tracking::batcher::Batcher,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
     /// Cancelled when the hub shuts down (ends live streams).

@@ -229,7 +229,11 @@ mod tests {
         for max in [1, 7, 20, 64] {
             for total in 0..300 {
                 let sizes = chunk_sizes(total, max);
-                assert_eq!(sizes.iter().sum::<usize>(), total, "{total} rows, chunks of {max}");
+                assert_eq!(
+                    sizes.iter().sum::<usize>(),
+                    total,
+                    "{total} rows, chunks of {max}"
+                );
                 assert!(sizes.iter().all(|s| *s >= 1 && *s <= max));
             }
         }

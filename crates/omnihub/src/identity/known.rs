@@ -132,7 +132,7 @@ impl KnownIdentities {
     ) -> Result<bool, StoreError> {
         let key = ordered(a, b);
         if !self.links.contains_key(&key) {
-            self.fetch_links(conn, &[key.clone()]).await?;
+            self.fetch_links(conn, std::slice::from_ref(&key)).await?;
         }
         Ok(matches!(self.links.get(&key), Some(Some(v)) if *v || !verified))
     }

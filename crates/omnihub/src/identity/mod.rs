@@ -33,8 +33,8 @@ use crate::events::NewEvent;
 use crate::ids::{ChannelId, CustomerId, IdentifierId, LinkId, MergeId};
 use crate::storage::{StoreError, Tx};
 use crate::time::{self, Timestamp};
-use resolver::{EdgeInput, NodeInput, NodeStatus, Refusal, Resolution};
 pub use known::KnownIdentities;
+use resolver::{EdgeInput, NodeInput, NodeStatus, Refusal, Resolution};
 use rules::IdentityRules;
 use store::{IdentifierRow, LinkRow};
 

@@ -145,7 +145,10 @@ async fn single(
     let message = parse_message(Some(kind), object, None, None)
         .map_err(|reason| ApiError::new(ErrorCode::InvalidEvent, reason))?;
     let sender = Sender::from_principal(caller, received_at);
-    let mut results = state.tracking.ingest(vec![Call { sender, message }]).await?;
+    let mut results = state
+        .tracking
+        .ingest(vec![Call { sender, message }])
+        .await?;
     match results.pop() {
         Some(Ok(accepted)) => Ok(axum::Json(TrackResponse {
             success: true,
@@ -278,10 +281,9 @@ pub async fn batch(
     for (index, call) in calls.into_iter().enumerate() {
         let size = serialized_len(&call);
         let parsed = match call {
-            _ if size > MAX_EVENT_BYTES => Err((
-                message_id_of(&call),
-                Rejection::TooLarge(size).to_string(),
-            )),
+            _ if size > MAX_EVENT_BYTES => {
+                Err((message_id_of(&call), Rejection::TooLarge(size).to_string()))
+            }
             Value::Object(map) => {
                 let message_id = message_id_of_map(&map);
                 parse_message(None, map, shared_context, batch_sent_at)

@@ -493,7 +493,13 @@ fn identifier_set(profile: &Value) -> std::collections::BTreeSet<String> {
         .as_array()
         .expect("identifiers")
         .iter()
-        .map(|i| format!("{}:{}", i["type"].as_str().unwrap(), i["value"].as_str().unwrap()))
+        .map(|i| {
+            format!(
+                "{}:{}",
+                i["type"].as_str().unwrap(),
+                i["value"].as_str().unwrap()
+            )
+        })
         .collect()
 }
 
@@ -526,9 +532,13 @@ async fn batch_naming_new_identifiers_many_times_lands_on_one_profile(backend: B
     let view = customer(&app, &profile).await;
     assert_eq!(
         identifier_set(&view),
-        ["anonymous_id:new-a", "email:new@example.com", "user_id:new-u"]
-            .map(String::from)
-            .into()
+        [
+            "anonymous_id:new-a",
+            "email:new@example.com",
+            "user_id:new-u"
+        ]
+        .map(String::from)
+        .into()
     );
     assert_eq!(
         view["identity_links"].as_array().map(Vec::len),
@@ -652,7 +662,15 @@ async fn calls_after_an_unmerge_land_on_the_restored_profiles(backend: Backend) 
     )
     .await;
     let ids: Vec<&str> = second.iter().map(|r| r.0.as_str()).collect();
-    assert_eq!(ids, vec![kiosk.as_str(), nora.as_str(), kiosk.as_str(), kiosk.as_str()]);
+    assert_eq!(
+        ids,
+        vec![
+            kiosk.as_str(),
+            nora.as_str(),
+            kiosk.as_str(),
+            kiosk.as_str()
+        ]
+    );
     assert_eq!(lookup(&app, "user_id:nora").await.unwrap(), kiosk);
     assert_eq!(feed(&app, "customer.merged").await.len(), 2);
     app.stop().await;
@@ -679,7 +697,9 @@ async fn concurrent_single_calls_each_get_their_own_answer(backend: Backend) {
         assert_eq!(body["duplicate"], false, "{body}");
         assert_eq!(body["message_id"], format!("c-{}", i / 2));
         let customer_id = body["customer_id"].as_str().unwrap().to_string();
-        let earlier = by_visitor.entry(i % 5).or_insert_with(|| customer_id.clone());
+        let earlier = by_visitor
+            .entry(i % 5)
+            .or_insert_with(|| customer_id.clone());
         assert_eq!(*earlier, customer_id, "visitor {} on one profile", i % 5);
     }
     let profiles: std::collections::BTreeSet<&String> = by_visitor.values().collect();

@@ -91,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Single calls: `single_concurrency` clients, each waits for its answer.
     let started = Instant::now();
+    let cpu_started = cpu_seconds();
     let mut tasks = Vec::new();
     for worker in 0..single_concurrency {
         let client = client.clone();
@@ -124,19 +125,23 @@ async fn main() -> anyhow::Result<()> {
         latencies.extend(task.await?);
     }
     let single_elapsed = started.elapsed();
+    let single_cpu = cpu_seconds() - cpu_started;
     latencies.sort();
     println!(
-        "single: {} calls in {:.2}s = {:.0} calls/s (concurrency {single_concurrency}); latency p50 {:?} p99 {:?}",
+        "single: {} calls in {:.2}s = {:.0} calls/s (concurrency {single_concurrency}); latency p50 {:?} p99 {:?}; \
+         process CPU {:.0} µs per call (client + server)",
         latencies.len(),
         single_elapsed.as_secs_f64(),
         latencies.len() as f64 / single_elapsed.as_secs_f64(),
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),
+        single_cpu * 1e6 / latencies.len().max(1) as f64,
     );
 
     // Batches: `batch_concurrency` clients sending `batch_size` calls each time.
     let batches = batch_events.div_ceil(batch_size);
     let started = Instant::now();
+    let cpu_started = cpu_seconds();
     let mut tasks = Vec::new();
     for worker in 0..batch_concurrency {
         let client = client.clone();
@@ -173,10 +178,13 @@ async fn main() -> anyhow::Result<()> {
         accepted += task.await?;
     }
     let batch_elapsed = started.elapsed();
+    let batch_cpu = cpu_seconds() - cpu_started;
     println!(
-        "batch: {accepted} events in {:.2}s = {:.0} events/s ({batch_size} per batch, concurrency {batch_concurrency})",
+        "batch: {accepted} events in {:.2}s = {:.0} events/s ({batch_size} per batch, concurrency {batch_concurrency}); \
+         process CPU {:.0} µs per event (client + server)",
         batch_elapsed.as_secs_f64(),
         accepted as f64 / batch_elapsed.as_secs_f64(),
+        batch_cpu * 1e6 / accepted.max(1) as f64,
     );
 
     // Incremental resolution alone: the resolver on a typical profile's part
@@ -302,6 +310,23 @@ async fn main() -> anyhow::Result<()> {
         hwm_after.saturating_sub(hwm_before) * 1024 / nodes.len().max(1) as u64,
     );
     Ok(())
+}
+
+/// CPU time (user + system) this process used so far, in seconds (Linux
+/// `/proc/self/stat`, clock ticks of 10 ms).
+fn cpu_seconds() -> f64 {
+    const TICKS_PER_SECOND: f64 = 100.0;
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which ends with ')').
+            let rest = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let user: f64 = fields.get(11)?.parse().ok()?;
+            let system: f64 = fields.get(12)?.parse().ok()?;
+            Some((user + system) / TICKS_PER_SECOND)
+        })
+        .unwrap_or(0.0)
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), in KiB.

@@ -58,6 +58,7 @@ impl Hub {
                 store.clone(),
             )),
             channels: Arc::new(ChannelCache::default()),
+            tracking: crate::tracking::batcher::Batcher::start(store.clone()),
             metrics: metrics.clone(),
             settings: Arc::new(settings.clone()),
             shutdown: shutdown.clone(),

@@ -63,6 +63,8 @@ pub struct AppStateInner {
     /// Decides concurrent checkouts together (`orders::checkout`).
     pub checkouts: Arc<crate::orders::checkout::CheckoutBatcher>,
     pub channels: Arc<ChannelCache>,
+    /// Coalesces concurrent tracking requests into one write operation.
+    pub tracking: crate::tracking::batcher::Batcher,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
     /// Cancelled when the hub shuts down (ends live streams).

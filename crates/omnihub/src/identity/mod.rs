@@ -20,6 +20,7 @@
 //! `identity.shared`, `identity.verification_required`.
 
 pub mod http;
+pub mod known;
 pub mod resolver;
 pub mod rules;
 pub mod store;
@@ -32,6 +33,7 @@ use crate::events::NewEvent;
 use crate::ids::{ChannelId, CustomerId, IdentifierId, LinkId, MergeId};
 use crate::storage::{StoreError, Tx};
 use crate::time::{self, Timestamp};
+pub use known::KnownIdentities;
 use resolver::{EdgeInput, NodeInput, NodeStatus, Refusal, Resolution};
 use rules::IdentityRules;
 use store::{IdentifierRow, LinkRow};
@@ -227,30 +229,32 @@ fn parse_stored_rules(json: &str) -> Result<IdentityRules, StoreError> {
 
 /// Records the identifiers and links of one tracking call and places it on
 /// a profile, regrouping the graph around it when it added links.
+///
+/// `known` is the operation's view of identifiers and links
+/// ([`KnownIdentities`]): a batch reads them for all its calls at once, and
+/// a call whose identifiers are known and linked already (the common case)
+/// then runs no statement here at all.
 pub async fn observe(
     tx: &mut Tx,
     rules: &IdentityRules,
     observation: &Observation,
+    known: &mut KnownIdentities,
 ) -> Result<Placement, IdentityError> {
     let now = tx.now();
-    let mut all: Vec<&Observed> = vec![&observation.anchor];
-    all.extend(observation.others.iter());
-    let mut pairs: Vec<(String, String)> = all.iter().map(|o| o.identifier.pair()).collect();
-    pairs.sort();
-    pairs.dedup();
-    let found = store::find_identifiers(tx.conn(), &pairs).await?;
-    let mut by_pair: BTreeMap<(String, String), IdentifierRow> = found
-        .into_iter()
-        .map(|r| ((r.kind.clone(), r.value.clone()), r))
-        .collect();
-    let first_seen = time::to_micros(observation.observed_at);
-    let mut created_any = false;
     // The anchor first, so that a profile created by this call takes the
-    // anchor's home id (the smallest one minted here).
-    let anchor_pair = observation.anchor.identifier.pair();
-    let ordered = std::iter::once(&anchor_pair).chain(pairs.iter().filter(|p| **p != anchor_pair));
-    for pair in ordered {
-        if by_pair.contains_key(pair) {
+    // anchor's home id (the smallest one minted here); then the others in
+    // (kind, value) order.
+    let mut all: Vec<&Identifier> = observation.others.iter().map(|o| &o.identifier).collect();
+    all.sort();
+    all.dedup();
+    all.retain(|i| **i != observation.anchor.identifier);
+    all.insert(0, &observation.anchor.identifier);
+    known.fetch(tx.conn(), &all).await?;
+    let first_seen = time::to_micros(observation.observed_at);
+    let mut created: Vec<IdentifierRow> = Vec::new();
+    for identifier in &all {
+        let pair = identifier.pair();
+        if known.row(&pair).is_some() {
             continue;
         }
         // Every identifier gets a home profile id of its own: when a split
@@ -258,53 +262,54 @@ pub async fn observe(
         let minted = CustomerId::new().to_string();
         let row = IdentifierRow {
             id: IdentifierId::new().to_string(),
-            kind: pair.0.clone(),
-            value: pair.1.clone(),
+            kind: pair.0,
+            value: pair.1,
             customer_id: minted.clone(),
-            home_customer_id: minted.clone(),
+            home_customer_id: minted,
             status: NodeStatus::Member,
             verified: false,
             first_seen_at: first_seen,
         };
         store::insert_identifier(tx.conn(), &row, now).await?;
-        by_pair.insert(pair.clone(), row);
-        created_any = true;
+        known.inserted(row.clone());
+        created.push(row);
     }
-    let anchor = by_pair
-        .get(&observation.anchor.identifier.pair())
+    let anchor = known
+        .row(&observation.anchor.identifier.pair())
         .cloned()
         .ok_or_else(|| StoreError::Corrupt("anchor identifier vanished".into()))?;
 
     // Links the ledger does not hold yet (same pair, at least as verified).
-    let other_ids: Vec<String> = observation
-        .others
-        .iter()
-        .filter_map(|o| by_pair.get(&o.identifier.pair()).map(|r| r.id.clone()))
-        .filter(|id| *id != anchor.id)
-        .collect();
-    let existing = store::active_links_between(tx.conn(), &anchor.id, &other_ids).await?;
-    let mut new_links = BTreeSet::new();
-    let mut linked: BTreeSet<String> = BTreeSet::new();
+    let mut other_ids: Vec<String> = Vec::with_capacity(observation.others.len());
+    let mut sources: Vec<&str> = Vec::with_capacity(observation.others.len());
     for other in &observation.others {
-        let Some(row) = by_pair.get(&other.identifier.pair()) else {
+        let Some(row) = known.row(&other.identifier.pair()) else {
             continue;
         };
-        if row.id == anchor.id || !linked.insert(row.id.clone()) {
+        if row.id == anchor.id || other_ids.contains(&row.id) {
             continue;
         }
-        let known = existing.iter().any(|l| {
-            (l.verified || !observation.verified)
-                && ((l.from_id == anchor.id && l.to_id == row.id)
-                    || (l.to_id == anchor.id && l.from_id == row.id))
-        });
-        if known {
+        other_ids.push(row.id.clone());
+        sources.push(other.source.as_str());
+    }
+    let pairs: Vec<(String, String)> = other_ids
+        .iter()
+        .map(|id| (anchor.id.clone(), id.clone()))
+        .collect();
+    known.fetch_links(tx.conn(), &pairs).await?;
+    let mut new_links = BTreeSet::new();
+    for (other_id, source) in other_ids.iter().zip(sources) {
+        if known
+            .has_link(tx.conn(), &anchor.id, other_id, observation.verified)
+            .await?
+        {
             continue;
         }
         let link = LinkRow {
             id: LinkId::new().to_string(),
             from_id: anchor.id.clone(),
-            to_id: row.id.clone(),
-            rule: other.source.clone(),
+            to_id: other_id.clone(),
+            rule: source.to_string(),
             verified: observation.verified,
             tracking_event_id: observation.tracking_event_id.clone(),
             message_id: observation.message_id.clone(),
@@ -315,9 +320,25 @@ pub async fn observe(
             retracted_by: None,
         };
         store::insert_link(tx.conn(), &link).await?;
+        known.linked(&anchor.id, other_id, observation.verified);
         new_links.insert(link.id);
     }
-    if new_links.is_empty() && !created_any {
+    if new_links.is_empty() && created.is_empty() {
+        return Ok(Placement {
+            customer_id: anchor.customer_id,
+            anchor_id: anchor.id,
+            new_links: 0,
+        });
+    }
+    let cause = Cause::Event {
+        message_id: observation.message_id.clone(),
+        channel_id: observation.channel_id,
+        new_links: new_links.clone(),
+    };
+    if new_links.is_empty() && created.len() == 1 && other_ids.is_empty() {
+        // A lone identifier seen for the first time (a new visitor): the
+        // regrouping can only give it a profile of its own, its home id.
+        create_lone_profile(tx, &anchor, &cause).await?;
         return Ok(Placement {
             customer_id: anchor.customer_id,
             anchor_id: anchor.id,
@@ -326,12 +347,8 @@ pub async fn observe(
     }
     let mut seeds: Vec<String> = vec![anchor.id.clone()];
     seeds.extend(other_ids);
-    let cause = Cause::Event {
-        message_id: observation.message_id.clone(),
-        channel_id: observation.channel_id,
-        new_links: new_links.clone(),
-    };
     let outcome = recompute(tx, rules, &seeds, &cause).await?;
+    known.regrouped(&outcome);
     let customer_id = outcome
         .customer_of
         .get(&anchor.id)
@@ -342,6 +359,35 @@ pub async fn observe(
         anchor_id: anchor.id,
         new_links: new_links.len(),
     })
+}
+
+/// What [`recompute`] does for an identifier just created, with no link:
+/// a group of one, whose profile is its home id (minted with it, so the
+/// profile row cannot exist yet). Writes the profile row and emits
+/// `customer.created` exactly as the regrouping would, in two statements
+/// instead of seven.
+async fn create_lone_profile(
+    tx: &mut Tx,
+    row: &IdentifierRow,
+    cause: &Cause,
+) -> Result<(), IdentityError> {
+    let now = tx.now();
+    debug_assert_eq!(row.customer_id, row.home_customer_id);
+    store::insert_customer(tx.conn(), &row.customer_id, now).await?;
+    tx.emit(
+        NewEvent::new(
+            "customer.created",
+            now,
+            json!({
+                "customer_id": row.customer_id,
+                "identifiers": [{"type": row.kind, "value": row.value}],
+                "cause": cause.describe(),
+            }),
+        )
+        .channel(cause.channel())
+        .subject("customer_id", &row.customer_id),
+    );
+    Ok(())
 }
 
 /// What triggered a recomputation (it names the domain events).

@@ -69,24 +69,99 @@ fn identifier_from_row(row: &AnyRow) -> Result<IdentifierRow, StoreError> {
     })
 }
 
-/// The stored identifiers among `(kind, value)` pairs.
+/// Distinct values per lookup statement in [`find_identifiers`] (plus a few
+/// kinds): well under the ~200 parameters past which SQLite's quadratic
+/// parameter binding shows.
+const LOOKUP_CHUNK: usize = 128;
+/// Id pairs per statement in [`active_links_among`] (2 parameters each).
+const LINK_PAIR_CHUNK: usize = 64;
+
+/// `count` rounded up to a power of two: lists are padded (by repeating their
+/// last element) to one of a few lengths, so the connection's prepared
+/// statement cache holds a handful of statements instead of one per length.
+fn padded(count: usize) -> usize {
+    count.max(1).next_power_of_two()
+}
+
+/// The stored identifiers among `(kind, value)` pairs: one statement per
+/// [`LOOKUP_CHUNK`] values (`kind IN (…) AND value IN (…)` on the unique
+/// `(kind, value)` index, exact pairs kept).
 pub async fn find_identifiers(
     conn: &mut AnyConnection,
     pairs: &[(String, String)],
 ) -> Result<Vec<IdentifierRow>, StoreError> {
     let mut out = Vec::new();
-    for chunk in pairs.chunks(IN_CHUNK / 2) {
-        let cond = (0..chunk.len())
-            .map(|i| format!("(kind = ${} AND value = ${})", 2 * i + 1, 2 * i + 2))
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        let sql = format!("SELECT {IDENTIFIER_COLUMNS} FROM identifiers WHERE {cond}");
+    let mut sorted: Vec<&(String, String)> = pairs.iter().collect();
+    sorted.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    sorted.dedup();
+    let wanted: std::collections::HashSet<(&str, &str)> = sorted
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut values: Vec<&str> = sorted.iter().map(|(_, v)| v.as_str()).collect();
+    values.dedup();
+    for chunk in values.chunks(LOOKUP_CHUNK) {
+        let chunk_values: std::collections::HashSet<&str> = chunk.iter().copied().collect();
+        let mut kinds: Vec<&str> = sorted
+            .iter()
+            .filter(|(_, v)| chunk_values.contains(v.as_str()))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        let (nk, nv) = (padded(kinds.len()), padded(chunk.len()));
+        let sql = format!(
+            "SELECT {IDENTIFIER_COLUMNS} FROM identifiers WHERE kind IN ({}) AND value IN ({})",
+            placeholders(1, nk),
+            placeholders(1 + nk, nv)
+        );
         let mut query = sqlx::query(&sql);
-        for (kind, value) in chunk {
-            query = query.bind(kind.as_str()).bind(value.as_str());
+        for i in 0..nk {
+            query = query.bind(kinds[i.min(kinds.len() - 1)]);
+        }
+        for i in 0..nv {
+            query = query.bind(chunk[i.min(chunk.len() - 1)]);
         }
         for row in query.fetch_all(&mut *conn).await? {
-            out.push(identifier_from_row(&row)?);
+            let row = identifier_from_row(&row)?;
+            if wanted.contains(&(row.kind.as_str(), row.value.as_str())) {
+                out.push(row);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The active links joining any of the identifier id pairs (either
+/// direction), as (from, to, verified).
+pub async fn active_links_among(
+    conn: &mut AnyConnection,
+    pairs: &[(String, String)],
+) -> Result<Vec<(String, String, bool)>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in pairs.chunks(LINK_PAIR_CHUNK) {
+        let n = padded(chunk.len());
+        let cond = (0..n)
+            .map(|i| {
+                let (a, b) = (2 * i + 1, 2 * i + 2);
+                format!("(from_id = ${a} AND to_id = ${b}) OR (from_id = ${b} AND to_id = ${a})")
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let sql = format!(
+            "SELECT from_id, to_id, verified FROM identity_links WHERE retracted_at IS NULL AND ({cond})"
+        );
+        let mut query = sqlx::query(&sql);
+        for i in 0..n {
+            let (a, b) = &chunk[i.min(chunk.len() - 1)];
+            query = query.bind(a.as_str()).bind(b.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            out.push((
+                row.try_get("from_id")?,
+                row.try_get("to_id")?,
+                row.try_get::<i64, _>("verified")? != 0,
+            ));
         }
     }
     Ok(out)
@@ -295,30 +370,6 @@ pub async fn insert_link(conn: &mut AnyConnection, link: &LinkRow) -> Result<(),
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Active links with `anchor` at one end and one of `others` at the other.
-pub async fn active_links_between(
-    conn: &mut AnyConnection,
-    anchor: &str,
-    others: &[String],
-) -> Result<Vec<LinkRow>, StoreError> {
-    let mut out = Vec::new();
-    for chunk in others.chunks(IN_CHUNK) {
-        let list = placeholders(2, chunk.len());
-        let sql = format!(
-            "SELECT {LINK_COLUMNS} FROM identity_links WHERE retracted_at IS NULL AND
-             ((from_id = $1 AND to_id IN ({list})) OR (to_id = $1 AND from_id IN ({list})))"
-        );
-        let mut query = sqlx::query(&sql).bind(anchor);
-        for id in chunk {
-            query = query.bind(id.as_str());
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            out.push(link_from_row(&row)?);
-        }
-    }
-    Ok(out)
 }
 
 /// Active links touching any of `ids`.

@@ -938,7 +938,8 @@ async fn sale_customer(
         channel_id: Some(channel),
         observed_at: tx.now(),
     };
-    let placement = identity::observe(tx, &rules, &observation)
+    let mut known = identity::KnownIdentities::default();
+    let placement = identity::observe(tx, &rules, &observation, &mut known)
         .await
         .map_err(|e| match e {
             identity::IdentityError::Store(e) => OrderError::Store(e),

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::{
-    Accepted, MAX_BATCH_BYTES, MAX_BATCH_CALLS, MAX_EVENT_BYTES, MAX_MESSAGE_ID_CHARS,
+    Accepted, Call, MAX_BATCH_BYTES, MAX_BATCH_CALLS, MAX_EVENT_BYTES, MAX_MESSAGE_ID_CHARS,
     MAX_NAME_CHARS, Message, MessageType, Rejection, Sender, TrackingError,
 };
 use crate::http::AppState;
@@ -142,10 +142,13 @@ async fn single(
     let received_at = time::now();
     let bytes = read_body(body, MAX_EVENT_BYTES, ErrorCode::EventTooLarge)?;
     let object = parse_object(&bytes)?;
-    let message = parse_message(Some(kind), &object, None, None)
+    let message = parse_message(Some(kind), object, None, None)
         .map_err(|reason| ApiError::new(ErrorCode::InvalidEvent, reason))?;
     let sender = Sender::from_principal(caller, received_at);
-    let mut results = super::ingest(&state.store, sender, vec![message]).await?;
+    let mut results = state
+        .tracking
+        .ingest(vec![Call { sender, message }])
+        .await?;
     match results.pop() {
         Some(Ok(accepted)) => Ok(axum::Json(TrackResponse {
             success: true,
@@ -245,8 +248,8 @@ pub async fn batch(
 ) -> Result<axum::Json<BatchResponse>, ApiError> {
     let received_at = time::now();
     let bytes = read_body(body, MAX_BATCH_BYTES, ErrorCode::BatchTooLarge)?;
-    let object = parse_object(&bytes)?;
-    let Some(Value::Array(calls)) = object.get("batch") else {
+    let mut object = parse_object(&bytes)?;
+    let Some(Value::Array(calls)) = object.remove("batch") else {
         return Err(ApiError::invalid_field(
             "batch",
             "must be an array of calls",
@@ -273,30 +276,30 @@ pub async fn batch(
         None => None,
     };
     let mut rejected = Vec::new();
-    let mut messages = Vec::new();
-    let mut positions = Vec::new();
-    for (index, call) in calls.iter().enumerate() {
-        let message_id = call
-            .get("messageId")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let size = serde_json::to_vec(call)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
-        let parsed = if size > MAX_EVENT_BYTES {
-            Err(Rejection::TooLarge(size).to_string())
-        } else {
-            match call {
-                Value::Object(map) => parse_message(None, map, shared_context, batch_sent_at),
-                _ => Err("a call must be a JSON object".to_string()),
+    let mut messages = Vec::with_capacity(calls.len());
+    let mut positions = Vec::with_capacity(calls.len());
+    for (index, call) in calls.into_iter().enumerate() {
+        let size = serialized_len(&call);
+        let parsed = match call {
+            _ if size > MAX_EVENT_BYTES => {
+                Err((message_id_of(&call), Rejection::TooLarge(size).to_string()))
             }
+            Value::Object(map) => {
+                let message_id = message_id_of_map(&map);
+                parse_message(None, map, shared_context, batch_sent_at)
+                    .map_err(|reason| (message_id, reason))
+            }
+            other => Err((
+                message_id_of(&other),
+                "a call must be a JSON object".to_string(),
+            )),
         };
         match parsed {
             Ok(message) => {
                 messages.push(message);
                 positions.push(index);
             }
-            Err(reason) => rejected.push(RejectedCall {
+            Err((message_id, reason)) => rejected.push(RejectedCall {
                 index,
                 message_id,
                 reason,
@@ -304,13 +307,21 @@ pub async fn batch(
         }
     }
     let sender = Sender::from_principal(&caller.principal, received_at);
+    let message_ids: Vec<Option<String>> = messages.iter().map(|m| m.message_id.clone()).collect();
     let outcomes = if messages.is_empty() {
         Vec::new()
     } else {
-        super::ingest(&state.store, sender, messages.clone()).await?
+        let calls = messages
+            .into_iter()
+            .map(|message| Call {
+                sender: sender.clone(),
+                message,
+            })
+            .collect();
+        state.tracking.ingest(calls).await?
     };
     let mut results = Vec::new();
-    for ((index, outcome), message) in positions.into_iter().zip(outcomes).zip(&messages) {
+    for ((index, outcome), message_id) in positions.into_iter().zip(outcomes).zip(message_ids) {
         match outcome {
             Ok(accepted) => results.push(AcceptedCall {
                 index,
@@ -321,7 +332,7 @@ pub async fn batch(
             }),
             Err(rejection) => rejected.push(RejectedCall {
                 index,
-                message_id: message.message_id.clone(),
+                message_id,
                 reason: rejection.to_string(),
             }),
         }
@@ -355,7 +366,7 @@ pub async fn batch(
 /// is then optional); `shared_context` is a batch's `context`, under each call's.
 pub fn parse_message(
     forced: Option<MessageType>,
-    call: &Map<String, Value>,
+    mut call: Map<String, Value>,
     shared_context: Option<&Map<String, Value>>,
     batch_sent_at: Option<Timestamp>,
 ) -> Result<Message, String> {
@@ -378,13 +389,6 @@ pub fn parse_message(
             )),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
             Some(_) => Err(format!("{name} must be a string")),
-        }
-    };
-    let object_field = |name: &str| -> Result<Map<String, Value>, String> {
-        match call.get(name) {
-            None | Some(Value::Null) => Ok(Map::new()),
-            Some(Value::Object(m)) => Ok(m.clone()),
-            Some(_) => Err(format!("{name} must be an object")),
         }
     };
     let user_id = id_field("userId")?;
@@ -426,26 +430,43 @@ pub fn parse_message(
     if kind == MessageType::Group && group_id.is_none() {
         return Err("a group call needs a groupId".into());
     }
-    let mut context = shared_context.cloned().unwrap_or_default();
-    for (k, v) in object_field("context")? {
-        context.insert(k, v);
-    }
+    let mut object_field = |name: &str| -> Result<Map<String, Value>, String> {
+        match call.remove(name) {
+            None | Some(Value::Null) => Ok(Map::new()),
+            Some(Value::Object(m)) => Ok(m),
+            Some(_) => Err(format!("{name} must be an object")),
+        }
+    };
+    let own_context = object_field("context")?;
     let mut properties = object_field("properties")?;
+    let context = match shared_context {
+        None => own_context,
+        Some(shared) => {
+            let mut context = shared.clone();
+            context.extend(own_context);
+            context
+        }
+    };
     if let Some(group_id) = &group_id {
         properties.insert("groupId".into(), Value::String(group_id.clone()));
     }
     if let Some(previous_id) = &previous_id {
         properties.insert("previousId".into(), Value::String(previous_id.clone()));
     }
+    let verified_flag = call.get("verified") == Some(&Value::Bool(true))
+        || context.get("verified") == Some(&Value::Bool(true))
+        || context.get("traits").and_then(|t| t.get("verified")) == Some(&Value::Bool(true));
+    let traits = match call.remove("traits") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err("traits must be an object".into()),
+    };
     let time_field = |name: &str| -> Result<Option<Timestamp>, String> {
         match call.get(name) {
             None => Ok(None),
             Some(v) => parse_time(v).map_err(|e| format!("{name}: {e}")),
         }
     };
-    let verified_flag = call.get("verified") == Some(&Value::Bool(true))
-        || context.get("verified") == Some(&Value::Bool(true))
-        || context.get("traits").and_then(|t| t.get("verified")) == Some(&Value::Bool(true));
     Ok(Message {
         kind,
         message_id,
@@ -454,7 +475,7 @@ pub fn parse_message(
         name,
         previous_id,
         group_id,
-        traits: object_field("traits")?,
+        traits,
         properties,
         context,
         timestamp: time_field("timestamp")?,
@@ -462,6 +483,35 @@ pub fn parse_message(
         sent_at: time_field("sentAt")?.or(batch_sent_at),
         verified_flag,
     })
+}
+
+/// The length of `value` serialized compactly, without building the text.
+fn serialized_len(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+fn message_id_of_map(call: &Map<String, Value>) -> Option<String> {
+    call.get("messageId")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+fn message_id_of(call: &Value) -> Option<String> {
+    call.as_object().and_then(message_id_of_map)
 }
 
 /// An ISO 8601 / RFC 3339 time; without an offset it is taken as UTC.

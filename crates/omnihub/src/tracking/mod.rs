@@ -13,10 +13,12 @@
 //! `tracking.page`, `tracking.screen`, `tracking.alias`, `tracking.group`) for
 //! every accepted call, and `customer.updated` for a call carrying traits.
 
+pub mod batcher;
 pub mod http;
 pub mod store;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
@@ -24,7 +26,9 @@ use crate::carts::{self, CartError};
 use crate::channels::ChannelKind;
 use crate::events::NewEvent;
 use crate::identity::rules::IdentityRules;
-use crate::identity::{self, IdentityError, Observation, Observed};
+use crate::identity::{
+    self, Identifier, IdentityError, KnownIdentities, NormalizeError, Observation, Observed,
+};
 use crate::ids::{ChannelId, TrackingEventId};
 use crate::keys::{Principal, Scope};
 use crate::storage::{Store, StoreError, Tx};
@@ -185,31 +189,39 @@ impl From<IdentityError> for TrackingError {
     }
 }
 
+/// One call to ingest, with who sent it.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub sender: Sender,
+    pub message: Message,
+}
+
 /// Ingests calls in one transaction; answers one result per call, in order.
+/// The calls may come from several requests and channels (the
+/// [`batcher::Batcher`] coalesces concurrent requests).
 ///
 /// Optimistic: the calls first run without savepoints of their own. If one
-/// fails in identity resolution, the whole operation is rolled back and a
-/// batch runs again with each call in a savepoint, so only the failing call
-/// is lost; a lone call is answered with its rejection.
+/// fails in identity resolution, the whole operation is rolled back and the
+/// calls run again, each in a savepoint, so only the failing call is lost; a
+/// lone call is answered with its rejection.
 pub async fn ingest(
     store: &Store,
-    sender: Sender,
-    messages: Vec<Message>,
+    calls: Vec<Call>,
 ) -> Result<Vec<Result<Accepted, Rejection>>, TrackingError> {
-    let count = messages.len();
-    match run(store, sender.clone(), messages.clone(), false).await {
+    let count = calls.len();
+    let calls = Arc::new(calls);
+    match run(store, calls.clone(), false).await {
         Err(TrackingError::Identity(error)) if count == 1 => {
             Ok(vec![Err(Rejection::Identity(error.to_string()))])
         }
-        Err(TrackingError::Identity(_)) => run(store, sender, messages, true).await,
+        Err(TrackingError::Identity(_)) => run(store, calls, true).await,
         other => other,
     }
 }
 
 async fn run(
     store: &Store,
-    sender: Sender,
-    messages: Vec<Message>,
+    calls: Arc<Vec<Call>>,
     isolate: bool,
 ) -> Result<Vec<Result<Accepted, Rejection>>, TrackingError> {
     store
@@ -218,49 +230,106 @@ async fn run(
                 let dialect = tx.dialect();
                 identity::store::lock_identity(tx.conn(), dialect).await?;
                 let rules = identity::load_rules(tx.conn()).await?;
-                let ids: Vec<String> = messages
-                    .iter()
-                    .filter_map(|m| m.message_id.clone())
-                    .collect();
-                let channel = sender.channel_id.to_string();
-                let mut known = KnownMessages {
-                    stored: store::stored_message_ids(tx.conn(), &channel, &ids).await?,
+                let mut state = OperationState {
+                    stored: stored_message_ids(tx, &calls).await?,
                     seen: HashMap::new(),
-                    rows: Vec::with_capacity(messages.len()),
+                    rows: Vec::with_capacity(calls.len()),
+                    identities: KnownIdentities::default(),
                 };
-                let mut results = Vec::with_capacity(messages.len());
-                for message in &messages {
+                // Every call's identifiers, read in a few queries for the
+                // whole operation (with the links between them).
+                let extracted: Vec<Result<Extracted, Rejection>> = calls
+                    .iter()
+                    .map(|call| extract(&rules, &call.message))
+                    .collect();
+                prefetch(tx, &mut state.identities, &extracted).await?;
+                let mut results = Vec::with_capacity(calls.len());
+                for (call, extracted) in calls.iter().zip(extracted) {
                     let result = if isolate {
-                        ingest_isolated(tx, &rules, &sender, message, &mut known).await?
+                        ingest_isolated(tx, &rules, call, extracted, &mut state).await?
                     } else {
-                        ingest_one(tx, &rules, &sender, message, &mut known).await?
+                        ingest_one(tx, &rules, call, extracted, &mut state).await?
                     };
                     results.push(result);
                 }
-                store::insert_many(tx.conn(), &known.rows).await?;
+                store::insert_many(tx.conn(), dialect, &state.rows).await?;
                 Ok::<_, TrackingError>(results)
             })
         })
         .await
 }
 
-/// The `messageId`s of an operation already stored before it (fetched in
-/// one query) and those accepted by it so far, with their profile.
-struct KnownMessages {
-    stored: HashSet<String>,
-    seen: HashMap<String, String>,
+/// The `(channel, messageId)`s of `calls` already stored before the
+/// operation: one query per channel.
+async fn stored_message_ids(
+    tx: &mut Tx,
+    calls: &[Call],
+) -> Result<HashSet<(ChannelId, String)>, StoreError> {
+    let mut by_channel: HashMap<ChannelId, Vec<String>> = HashMap::new();
+    for call in calls {
+        if let Some(id) = &call.message.message_id {
+            by_channel
+                .entry(call.sender.channel_id)
+                .or_default()
+                .push(id.clone());
+        }
+    }
+    let mut stored = HashSet::new();
+    for (channel, ids) in by_channel {
+        let found = store::stored_message_ids(tx.conn(), &channel.to_string(), &ids).await?;
+        stored.extend(found.into_iter().map(|id| (channel, id)));
+    }
+    Ok(stored)
+}
+
+/// Reads every identifier the calls name, and the active links between each
+/// call's anchor and its other identifiers.
+async fn prefetch(
+    tx: &mut Tx,
+    known: &mut KnownIdentities,
+    extracted: &[Result<Extracted, Rejection>],
+) -> Result<(), StoreError> {
+    let named: Vec<&Identifier> = extracted
+        .iter()
+        .flatten()
+        .flat_map(Extracted::candidates)
+        .collect();
+    known.fetch(tx.conn(), &named).await?;
+    let mut pairs = Vec::new();
+    for found in extracted.iter().flatten() {
+        let Some(anchor) = known.row(&found.anchor().identifier.pair()) else {
+            continue;
+        };
+        for other in found.candidates().skip(1) {
+            if let Some(row) = known.row(&other.pair()) {
+                if row.id != anchor.id {
+                    pairs.push((anchor.id.clone(), row.id.clone()));
+                }
+            }
+        }
+    }
+    known.fetch_links(tx.conn(), &pairs).await
+}
+
+/// What an operation knows so far: the `(channel, messageId)`s stored
+/// before it (fetched in one query per channel) and those it accepted, with
+/// their profile; the timeline rows to write; identifiers and links.
+struct OperationState {
+    stored: HashSet<(ChannelId, String)>,
+    seen: HashMap<(ChannelId, String), String>,
     /// Timeline rows of accepted calls, written together at the end of the
-    /// operation (one multi-row insert instead of one per call).
-    rows: Vec<store::TrackingRow>,
+    /// operation (multi-row inserts instead of one per call).
+    rows: Vec<store::NewTrackingRow>,
+    identities: KnownIdentities,
 }
 
 /// One call inside a savepoint of its own: a failure rolls back this call only.
 async fn ingest_isolated(
     tx: &mut Tx,
     rules: &IdentityRules,
-    sender: &Sender,
-    message: &Message,
-    known: &mut KnownMessages,
+    call: &Call,
+    extracted: Result<Extracted, Rejection>,
+    state: &mut OperationState,
 ) -> Result<Result<Accepted, Rejection>, TrackingError> {
     use sqlx::Executor;
     let mark = tx.events_mark();
@@ -268,7 +337,7 @@ async fn ingest_isolated(
         .execute("SAVEPOINT tracking_call")
         .await
         .map_err(StoreError::from)?;
-    let outcome = ingest_one(tx, rules, sender, message, known).await;
+    let outcome = ingest_one(tx, rules, call, extracted, state).await;
     let keep = matches!(outcome, Ok(Ok(_)));
     if keep {
         tx.conn()
@@ -277,6 +346,8 @@ async fn ingest_isolated(
             .map_err(StoreError::from)?;
     } else {
         tx.discard_events_since(mark);
+        // What the call wrote is undone: forget what it taught us.
+        state.identities.forget();
         tx.conn()
             .execute("ROLLBACK TO SAVEPOINT tracking_call")
             .await
@@ -301,22 +372,25 @@ async fn ingest_isolated(
 async fn ingest_one(
     tx: &mut Tx,
     rules: &IdentityRules,
-    sender: &Sender,
-    message: &Message,
-    known: &mut KnownMessages,
+    call: &Call,
+    extracted: Result<Extracted, Rejection>,
+    state: &mut OperationState,
 ) -> Result<Result<Accepted, Rejection>, IdentityError> {
+    let (sender, message) = (&call.sender, &call.message);
     let message_id = message
         .message_id
         .clone()
         .unwrap_or_else(|| format!("omnihub-{}", TrackingEventId::new()));
-    let channel = sender.channel_id.to_string();
-    let earlier = match known.seen.get(&message_id) {
+    let channel = sender.channel_id;
+    let key = (channel, message_id);
+    let earlier = match state.seen.get(&key) {
         Some(customer_id) => Some(customer_id.clone()),
-        None if known.stored.contains(&message_id) => {
-            store::find_message(tx.conn(), &channel, &message_id).await?
+        None if state.stored.contains(&key) => {
+            store::find_message(tx.conn(), &channel.to_string(), &key.1).await?
         }
         None => None,
     };
+    let message_id = key.1;
     if let Some(customer_id) = earlier {
         return Ok(Ok(Accepted {
             message_id,
@@ -325,11 +399,11 @@ async fn ingest_one(
             ignored: Vec::new(),
         }));
     }
-    let mut ignored = Vec::new();
-    let (anchor, others) = match identifiers_of(tx, rules, message, &mut ignored).await? {
+    let extracted = match extracted {
         Ok(found) => found,
         Err(rejection) => return Ok(Err(rejection)),
     };
+    let (anchor, others, ignored) = extracted.resolve(tx, &mut state.identities).await?;
     let timestamp = corrected_timestamp(message, sender.received_at);
     let event_id = TrackingEventId::new();
     let verified = sender.trusted(rules)
@@ -341,10 +415,10 @@ async fn ingest_one(
         verified,
         tracking_event_id: event_id.to_string(),
         message_id: message_id.clone(),
-        channel_id: Some(sender.channel_id),
+        channel_id: Some(channel),
         observed_at: timestamp,
     };
-    let placement = identity::observe(tx, rules, &observation).await?;
+    let placement = identity::observe(tx, rules, &observation, &mut state.identities).await?;
     if placement.new_links > 0 {
         // A login (or any new link) may have made a guest known: their
         // carts join the customer's now, in this call's transaction.
@@ -364,22 +438,23 @@ async fn ingest_one(
         })?;
     }
     let traits = merged_traits(message);
-    let stored = store::TrackingRow {
-        id: event_id.to_string(),
-        channel_id: channel,
+    let row = store::NewTrackingRow {
+        id: observation.tracking_event_id,
+        channel_id: channel.to_string(),
         message_id: message_id.clone(),
-        kind: message.kind.as_str().to_string(),
+        kind: message.kind.as_str(),
         name: message.name.clone(),
         user_id: message.user_id.clone(),
         anonymous_id: message.anonymous_id.clone(),
-        anchor_id: placement.anchor_id.clone(),
+        anchor_id: placement.anchor_id,
         timestamp,
         received_at: sender.received_at,
         sent_at: message.sent_at,
         original_timestamp: message.original_timestamp,
-        properties: Value::Object(message.properties.clone()),
-        traits: Value::Object(traits.clone()),
-        context: Value::Object(message.context.clone()),
+        properties: json_text(&message.properties),
+        traits: json_text(&traits),
+        has_traits: !traits.is_empty(),
+        context: json_text(&message.context),
         locale: string_at(&message.context, "locale"),
         timezone: string_at(&message.context, "timezone"),
     };
@@ -387,14 +462,15 @@ async fn ingest_one(
         tx,
         sender,
         message,
-        &stored,
+        &row,
+        traits,
         &placement.customer_id,
         verified,
     );
-    known
+    state
         .seen
-        .insert(message_id.clone(), placement.customer_id.clone());
-    known.rows.push(stored);
+        .insert((channel, message_id.clone()), placement.customer_id.clone());
+    state.rows.push(row);
     Ok(Ok(Accepted {
         message_id,
         customer_id: placement.customer_id,
@@ -403,11 +479,20 @@ async fn ingest_one(
     }))
 }
 
+/// A JSON object as text (for the timeline's JSON columns).
+fn json_text(map: &Map<String, Value>) -> String {
+    serde_json::to_string(map).unwrap_or_else(|_| "{}".to_string())
+}
+
+/// `tracking.<type>` for the call, and `customer.updated` when it carried
+/// traits. Built from the call's own values: the properties are copied once,
+/// the traits moved.
 fn emit_call_events(
     tx: &mut Tx,
     sender: &Sender,
     message: &Message,
-    stored: &store::TrackingRow,
+    row: &store::NewTrackingRow,
+    traits: Map<String, Value>,
     customer_id: &str,
     verified: bool,
 ) {
@@ -415,34 +500,33 @@ fn emit_call_events(
     tx.emit(
         NewEvent::new(
             message.kind.event_kind(),
-            stored.timestamp,
+            row.timestamp,
             json!({
                 "customer_id": customer_id,
-                "tracking_event_id": stored.id,
-                "message_id": stored.message_id,
-                "type": stored.kind,
-                "name": stored.name,
-                "user_id": stored.user_id,
-                "anonymous_id": stored.anonymous_id,
-                "timestamp": stored.timestamp,
-                "properties": stored.properties,
+                "tracking_event_id": row.id,
+                "message_id": row.message_id,
+                "type": row.kind,
+                "name": row.name,
+                "user_id": row.user_id,
+                "anonymous_id": row.anonymous_id,
+                "timestamp": row.timestamp,
+                "properties": message.properties,
             }),
         )
         .channel(Some(sender.channel_id))
         .subject("customer_id", customer_id)
-        .subject("tracking_event_id", &stored.id),
+        .subject("tracking_event_id", &row.id),
     );
-    let has_traits = stored.traits.as_object().is_some_and(|t| !t.is_empty());
-    if has_traits {
+    if !traits.is_empty() {
         tx.emit(
             NewEvent::new(
                 "customer.updated",
                 now,
                 json!({
                     "customer_id": customer_id,
-                    "traits": stored.traits,
-                    "observed_at": stored.timestamp,
-                    "message_id": stored.message_id,
+                    "traits": traits,
+                    "observed_at": row.timestamp,
+                    "message_id": row.message_id,
                     "verified": verified,
                 }),
             )
@@ -488,89 +572,138 @@ fn scalar_string(value: &Value) -> Option<String> {
     }
 }
 
-/// Reads a call's identifiers: the anchor and every other one.
-async fn identifiers_of(
-    tx: &mut Tx,
-    rules: &IdentityRules,
-    message: &Message,
+/// A call's identifiers as read from the message, before the one question
+/// that needs the database: whether a `previousId` is a known user id.
+struct Extracted {
+    /// Usable `userId` / `anonymousId`: the first is the anchor.
+    found: Vec<Observed>,
+    /// Identifiers not used so far, in the order met.
+    ignored: Vec<Ignored>,
+    previous: Option<PreviousId>,
+    /// The identifiers after `previousId` (device, traits, external ids),
+    /// normalized, with their source field.
+    rest: Vec<(Result<Identifier, NormalizeError>, String)>,
+}
+
+/// `previousId` (Segment `alias`): a `user_id` when one with that value
+/// exists, else an `anonymous_id`.
+struct PreviousId {
+    as_user: Option<Identifier>,
+    as_anonymous: Result<Identifier, NormalizeError>,
+}
+
+/// Adds `identifier` unless already named by the call, or records why it
+/// was not usable.
+fn add(
+    found: &mut Vec<Observed>,
     ignored: &mut Vec<Ignored>,
-) -> Result<Result<(Observed, Vec<Observed>), Rejection>, IdentityError> {
-    let mut found: Vec<Observed> = Vec::new();
-    let add = |found: &mut Vec<Observed>,
-               kind: &str,
-               raw: &str,
-               source: &str,
-               ignored: &mut Vec<Ignored>| {
-        match identity::normalize(rules, kind, raw) {
-            Ok(identifier) => {
-                if !found.iter().any(|o| o.identifier == identifier) {
-                    found.push(Observed {
-                        identifier,
-                        source: source.to_string(),
-                    });
-                }
+    identifier: Result<Identifier, NormalizeError>,
+    source: String,
+) {
+    match identifier {
+        Ok(identifier) => {
+            if !found.iter().any(|o| o.identifier == identifier) {
+                found.push(Observed { identifier, source });
             }
-            Err(error) => ignored.push(Ignored {
-                field: source.to_string(),
-                reason: error.to_string(),
-            }),
         }
-    };
+        Err(error) => ignored.push(Ignored {
+            field: source,
+            reason: error.to_string(),
+        }),
+    }
+}
+
+impl Extracted {
+    fn anchor(&self) -> &Observed {
+        &self.found[0]
+    }
+
+    /// Every identifier the call may name (the anchor first); `previousId`
+    /// both ways.
+    fn candidates(&self) -> impl Iterator<Item = &Identifier> {
+        let previous = self
+            .previous
+            .iter()
+            .flat_map(|p| p.as_user.iter().chain(p.as_anonymous.as_ref().ok()));
+        self.found
+            .iter()
+            .map(|o| &o.identifier)
+            .chain(previous)
+            .chain(self.rest.iter().filter_map(|(r, _)| r.as_ref().ok()))
+    }
+
+    /// The anchor, the other identifiers and those ignored, `previousId`
+    /// decided against the identifiers known to the operation.
+    async fn resolve(
+        self,
+        tx: &mut Tx,
+        known: &mut KnownIdentities,
+    ) -> Result<(Observed, Vec<Observed>, Vec<Ignored>), IdentityError> {
+        let Extracted {
+            mut found,
+            mut ignored,
+            previous,
+            rest,
+        } = self;
+        if let Some(previous) = previous {
+            let as_user = match previous.as_user {
+                Some(user) => known.get(tx.conn(), &user).await?.map(|_| user),
+                None => None,
+            };
+            let identifier = match as_user {
+                Some(user) => Ok(user),
+                None => previous.as_anonymous,
+            };
+            add(&mut found, &mut ignored, identifier, "previousId".into());
+        }
+        for (identifier, source) in rest {
+            add(&mut found, &mut ignored, identifier, source);
+        }
+        let mut found = found.into_iter();
+        let anchor = found
+            .next()
+            .ok_or_else(|| StoreError::Corrupt("anchor vanished".into()))?;
+        Ok((anchor, found.collect(), ignored))
+    }
+}
+
+/// Reads a call's identifiers (no database access): the anchor, or why the
+/// call has none.
+fn extract(rules: &IdentityRules, message: &Message) -> Result<Extracted, Rejection> {
+    let mut found: Vec<Observed> = Vec::new();
+    let mut ignored = Vec::new();
     if let Some(user_id) = &message.user_id {
-        add(&mut found, "user_id", user_id, "userId", ignored);
+        let identifier = identity::normalize(rules, "user_id", user_id);
+        add(&mut found, &mut ignored, identifier, "userId".into());
     }
     if let Some(anonymous_id) = &message.anonymous_id {
-        add(
-            &mut found,
-            "anonymous_id",
-            anonymous_id,
-            "anonymousId",
-            ignored,
-        );
+        let identifier = identity::normalize(rules, "anonymous_id", anonymous_id);
+        add(&mut found, &mut ignored, identifier, "anonymousId".into());
     }
-    let anchor_kind = found.first().map(|o| o.identifier.kind.clone());
-    let Some(anchor_kind) = anchor_kind else {
+    if found.is_empty() {
         let reason = if message.user_id.is_none() && message.anonymous_id.is_none() {
             "the call has neither userId nor anonymousId".to_string()
         } else {
             let reasons: Vec<String> = ignored.iter().map(|i| i.reason.clone()).collect();
             format!("no usable userId or anonymousId: {}", reasons.join("; "))
         };
-        return Ok(Err(Rejection::Invalid(reason)));
-    };
-    debug_assert!(anchor_kind == "user_id" || anchor_kind == "anonymous_id");
-    if let Some(previous) = &message.previous_id {
-        let kind = match identity::normalize(rules, "user_id", previous) {
-            Ok(as_user) => {
-                let known = identity::store::find_identifier(
-                    &mut *tx.conn(),
-                    &as_user.kind,
-                    &as_user.value,
-                )
-                .await?;
-                if known.is_some() {
-                    "user_id"
-                } else {
-                    "anonymous_id"
-                }
-            }
-            Err(_) => "anonymous_id",
-        };
-        add(&mut found, kind, previous, "previousId", ignored);
+        return Err(Rejection::Invalid(reason));
     }
+    let previous = message.previous_id.as_ref().map(|previous| PreviousId {
+        as_user: identity::normalize(rules, "user_id", previous).ok(),
+        as_anonymous: identity::normalize(rules, "anonymous_id", previous),
+    });
+    let mut rest = Vec::new();
     if let Some(device) = message
         .context
         .get("device")
         .and_then(|d| d.get("id"))
         .and_then(scalar_string)
     {
-        add(
-            &mut found,
-            "device_id",
-            &device,
-            "context.device.id",
-            ignored,
-        );
+        rest.push((
+            identity::normalize(rules, "device_id", &device),
+            "context.device.id".to_string(),
+        ));
     }
     let context_traits = match message.context.get("traits") {
         Some(Value::Object(t)) => Some(t),
@@ -579,25 +712,19 @@ async fn identifiers_of(
     for rule in &rules.types {
         for name in &rule.traits {
             if let Some(raw) = message.traits.get(name).and_then(scalar_string) {
-                add(
-                    &mut found,
-                    &rule.kind,
-                    &raw,
-                    &format!("traits.{name}"),
-                    ignored,
-                );
+                rest.push((
+                    identity::normalize(rules, &rule.kind, &raw),
+                    format!("traits.{name}"),
+                ));
             }
             if let Some(raw) = context_traits
                 .and_then(|t| t.get(name))
                 .and_then(scalar_string)
             {
-                add(
-                    &mut found,
-                    &rule.kind,
-                    &raw,
-                    &format!("context.traits.{name}"),
-                    ignored,
-                );
+                rest.push((
+                    identity::normalize(rules, &rule.kind, &raw),
+                    format!("context.traits.{name}"),
+                ));
             }
         }
     }
@@ -606,19 +733,17 @@ async fn identifiers_of(
             let kind = entry.get("type").and_then(Value::as_str);
             let id = entry.get("id").and_then(scalar_string);
             if let (Some(kind), Some(id)) = (kind, id) {
-                add(
-                    &mut found,
-                    kind,
-                    &id,
-                    &format!("context.externalIds[{i}]"),
-                    ignored,
-                );
+                rest.push((
+                    identity::normalize(rules, kind, &id),
+                    format!("context.externalIds[{i}]"),
+                ));
             }
         }
     }
-    let mut found = found.into_iter();
-    let anchor = found
-        .next()
-        .ok_or_else(|| StoreError::Corrupt("anchor vanished".into()))?;
-    Ok(Ok((anchor, found.collect())))
+    Ok(Extracted {
+        found,
+        ignored,
+        previous,
+        rest,
+    })
 }

@@ -8,7 +8,8 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
-use crate::storage::StoreError;
+use crate::events::store::{chunk_sizes, value_tuple};
+use crate::storage::{Dialect, StoreError};
 use crate::time::{self, Timestamp};
 
 #[derive(Clone, Debug)]
@@ -28,6 +29,29 @@ pub struct TrackingRow {
     pub properties: Value,
     pub traits: Value,
     pub context: Value,
+    pub locale: Option<String>,
+    pub timezone: Option<String>,
+}
+
+/// A timeline row about to be written, its JSON columns already as text.
+#[derive(Clone, Debug)]
+pub struct NewTrackingRow {
+    pub id: String,
+    pub channel_id: String,
+    pub message_id: String,
+    pub kind: &'static str,
+    pub name: Option<String>,
+    pub user_id: Option<String>,
+    pub anonymous_id: Option<String>,
+    pub anchor_id: String,
+    pub timestamp: Timestamp,
+    pub received_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+    pub original_timestamp: Option<Timestamp>,
+    pub properties: String,
+    pub traits: String,
+    pub has_traits: bool,
+    pub context: String,
     pub locale: Option<String>,
     pub timezone: Option<String>,
 }
@@ -75,14 +99,27 @@ pub async fn stored_message_ids(
     Ok(found)
 }
 
-/// Rows per multi-row insert (18 parameters each). Kept small: SQLite finds
-/// a parameter's name by a linear scan and sqlx asks for every parameter's
-/// name, so binding costs grow with the square of the parameters per statement.
+/// Rows per multi-row insert (18 parameters each) on PostgreSQL.
 const INSERT_CHUNK: usize = 10;
+/// Rows per multi-row insert on SQLite, with positional `?` parameters that
+/// bind in constant time (`$N` parameters cost time quadratic in their
+/// number per statement: see `events::store::SQLITE_APPEND_CHUNK`).
+const SQLITE_INSERT_CHUNK: usize = 32;
 
 /// Writes timeline rows, many per statement.
-pub async fn insert_many(conn: &mut AnyConnection, rows: &[TrackingRow]) -> Result<(), StoreError> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
+pub async fn insert_many(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    rows: &[NewTrackingRow],
+) -> Result<(), StoreError> {
+    let max = match dialect {
+        Dialect::Sqlite => SQLITE_INSERT_CHUNK,
+        Dialect::Postgres => INSERT_CHUNK,
+    };
+    let mut rest = rows;
+    for size in chunk_sizes(rows.len(), max) {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
         let mut sql = String::from(
             "INSERT INTO tracking_events (id, channel_id, message_id, type, name, user_id, anonymous_id, anchor_id,
             timestamp, received_at, sent_at, original_timestamp, properties, traits, has_traits, context, locale, timezone) VALUES ",
@@ -91,19 +128,15 @@ pub async fn insert_many(conn: &mut AnyConnection, rows: &[TrackingRow]) -> Resu
             if i > 0 {
                 sql.push(',');
             }
-            let values: Vec<String> = (1..=18).map(|c| format!("${}", i * 18 + c)).collect();
-            sql.push('(');
-            sql.push_str(&values.join(", "));
-            sql.push(')');
+            sql.push_str(&value_tuple(dialect, i * 18 + 1, 18));
         }
         let mut query = sqlx::query(&sql);
         for row in chunk {
-            let has_traits = row.traits.as_object().is_some_and(|t| !t.is_empty());
             query = query
                 .bind(row.id.as_str())
                 .bind(row.channel_id.as_str())
                 .bind(row.message_id.as_str())
-                .bind(row.kind.as_str())
+                .bind(row.kind)
                 .bind(row.name.as_deref())
                 .bind(row.user_id.as_deref())
                 .bind(row.anonymous_id.as_deref())
@@ -112,10 +145,10 @@ pub async fn insert_many(conn: &mut AnyConnection, rows: &[TrackingRow]) -> Resu
                 .bind(time::to_micros(row.received_at))
                 .bind(row.sent_at.map(time::to_micros))
                 .bind(row.original_timestamp.map(time::to_micros))
-                .bind(row.properties.to_string())
-                .bind(row.traits.to_string())
-                .bind(i64::from(has_traits))
-                .bind(row.context.to_string())
+                .bind(row.properties.as_str())
+                .bind(row.traits.as_str())
+                .bind(i64::from(row.has_traits))
+                .bind(row.context.as_str())
                 .bind(row.locale.as_deref())
                 .bind(row.timezone.as_deref());
         }

@@ -92,6 +92,10 @@ backend_tests!(
     clock_skew_is_corrected_from_sent_at,
     timeline_filters_and_paginates,
     real_segment_python_client,
+    batch_naming_new_identifiers_many_times_lands_on_one_profile,
+    merges_inside_one_batch_are_followed_by_later_calls,
+    calls_after_an_unmerge_land_on_the_restored_profiles,
+    concurrent_single_calls_each_get_their_own_answer,
 );
 
 async fn identify_lands_on_a_profile_with_segment_answer(backend: Backend) {
@@ -462,5 +466,256 @@ async fn real_segment_python_client(backend: Backend) {
     assert_eq!(track["properties"]["revenue"], 42.5);
     // The anonymous page view before login is on the same profile.
     assert!(kinds.contains(&"page"), "{kinds:?}");
+    app.stop().await;
+}
+
+/// `(customer_id, duplicate)` of every accepted call of a batch, in order.
+async fn batch_results(app: &TestApp, key: &str, calls: Value) -> Vec<(String, bool)> {
+    let (status, body) = send(app, key, "/v1/batch", &json!({ "batch": calls })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rejected"], json!([]), "{body}");
+    body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                r["customer_id"].as_str().expect("customer_id").to_string(),
+                r["duplicate"].as_bool().expect("duplicate"),
+            )
+        })
+        .collect()
+}
+
+/// The identifiers (`type:value`) of a profile.
+fn identifier_set(profile: &Value) -> std::collections::BTreeSet<String> {
+    profile["identifiers"]
+        .as_array()
+        .expect("identifiers")
+        .iter()
+        .map(|i| {
+            format!(
+                "{}:{}",
+                i["type"].as_str().unwrap(),
+                i["value"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// One batch names the same new identifiers several times: they are created
+/// once, linked once, and every call lands on the one profile.
+async fn batch_naming_new_identifiers_many_times_lands_on_one_profile(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let key = write_key(&app, "web").await;
+    let results = batch_results(
+        &app,
+        &key,
+        json!([
+            {"type": "track", "messageId": "n-0", "anonymousId": "new-a", "event": "Viewed"},
+            {"type": "identify", "messageId": "n-1", "anonymousId": "new-a", "userId": "new-u",
+             "traits": {"email": "New@Example.com"}},
+            {"type": "identify", "messageId": "n-2", "anonymousId": "new-a", "userId": "new-u",
+             "traits": {"email": "new@example.com"}},
+            {"type": "track", "messageId": "n-3", "anonymousId": "new-a", "event": "Viewed"},
+            {"type": "track", "messageId": "n-4", "userId": "new-u", "event": "Bought"},
+            {"type": "track", "messageId": "n-1", "anonymousId": "new-a", "event": "Replay"},
+        ]),
+    )
+    .await;
+    let profile = results[0].0.clone();
+    for (i, (customer_id, _)) in results.iter().enumerate() {
+        assert_eq!(customer_id, &profile, "call {i}");
+    }
+    let duplicates: Vec<bool> = results.iter().map(|r| r.1).collect();
+    assert_eq!(duplicates, vec![false, false, false, false, false, true]);
+    let view = customer(&app, &profile).await;
+    assert_eq!(
+        identifier_set(&view),
+        [
+            "anonymous_id:new-a",
+            "email:new@example.com",
+            "user_id:new-u"
+        ]
+        .map(String::from)
+        .into()
+    );
+    assert_eq!(
+        view["identity_links"].as_array().map(Vec::len),
+        Some(2),
+        "linked once each: {view}"
+    );
+    assert_eq!(timeline(&app, &profile, "").await.len(), 5);
+    let created = feed(&app, "customer.created").await;
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(created[0]["data"]["customer_id"], profile.as_str());
+    assert_eq!(
+        created[0]["data"]["identifiers"],
+        json!([{"type": "anonymous_id", "value": "new-a"}])
+    );
+    assert_eq!(
+        created[0]["data"]["cause"],
+        json!({"kind": "event", "message_id": "n-0"})
+    );
+    assert_eq!(feed(&app, "customer.merged").await.len(), 0);
+    assert_eq!(feed(&app, "tracking.*").await.len(), 5);
+    app.stop().await;
+}
+
+/// Profiles merge in the middle of a batch: later calls of the same batch
+/// land on the surviving profile, for every identifier that moved.
+async fn merges_inside_one_batch_are_followed_by_later_calls(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let key = write_key(&app, "web").await;
+    let results = batch_results(
+        &app,
+        &key,
+        json!([
+            {"type": "track", "messageId": "m-0", "anonymousId": "browser-b", "event": "Viewed"},
+            {"type": "track", "messageId": "m-1", "anonymousId": "browser-c", "event": "Viewed"},
+            {"type": "identify", "messageId": "m-2", "anonymousId": "browser-c", "userId": "mia"},
+            {"type": "track", "messageId": "m-3", "userId": "mia", "event": "Viewed"},
+            {"type": "identify", "messageId": "m-4", "anonymousId": "browser-b", "userId": "mia"},
+            {"type": "track", "messageId": "m-5", "anonymousId": "browser-c", "event": "Viewed"},
+            {"type": "track", "messageId": "m-6", "userId": "mia", "event": "Viewed"},
+            {"type": "track", "messageId": "m-7", "anonymousId": "browser-b", "event": "Viewed"},
+        ]),
+    )
+    .await;
+    let ids: Vec<&str> = results.iter().map(|r| r.0.as_str()).collect();
+    let (b, c) = (ids[0], ids[1]);
+    assert_ne!(b, c);
+    assert_eq!(ids[2], c, "mia joins browser-c's profile");
+    assert_eq!(ids[3], c);
+    // browser-b is the oldest: its profile survives the merge.
+    assert_eq!(&ids[4..], &[b, b, b, b]);
+    assert_eq!(lookup(&app, "anonymous_id:browser-c").await.unwrap(), b);
+    assert_eq!(lookup(&app, "user_id:mia").await.unwrap(), b);
+    assert_eq!(timeline(&app, b, "").await.len(), 8);
+    assert_eq!(feed(&app, "customer.merged").await.len(), 1);
+    // The answers match what a call sent afterwards sees.
+    let after = accepted(
+        &app,
+        &key,
+        "/v1/track",
+        &json!({"anonymousId": "browser-c", "event": "Later"}),
+    )
+    .await;
+    assert_eq!(after, b);
+    app.stop().await;
+}
+
+/// After an unmerge, calls (single and batched) land on the restored
+/// profiles, and sending the wrong link again re-creates it.
+async fn calls_after_an_unmerge_land_on_the_restored_profiles(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let key = write_key(&app, "web").await;
+    let first = batch_results(
+        &app,
+        &key,
+        json!([
+            {"type": "track", "messageId": "u-0", "anonymousId": "kiosk", "event": "Viewed"},
+            {"type": "track", "messageId": "u-1", "userId": "nora", "event": "Viewed"},
+            {"type": "identify", "messageId": "u-2", "anonymousId": "kiosk", "userId": "nora"},
+            {"type": "track", "messageId": "u-3", "anonymousId": "kiosk", "event": "Viewed"},
+        ]),
+    )
+    .await;
+    let (kiosk, nora) = (first[0].0.clone(), first[1].0.clone());
+    assert_ne!(kiosk, nora);
+    assert_eq!(first[2].0, kiosk, "the oldest profile survives");
+    assert_eq!(first[3].0, kiosk);
+    let (status, done) = app
+        .post_json(
+            &format!("/v1/customers/{kiosk}/unmerge"),
+            &json!({"customer_id": nora}),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    // Single calls right after the unmerge.
+    let on_kiosk = accepted(
+        &app,
+        &key,
+        "/v1/track",
+        &json!({"anonymousId": "kiosk", "event": "After"}),
+    )
+    .await;
+    let on_nora = accepted(
+        &app,
+        &key,
+        "/v1/track",
+        &json!({"userId": "nora", "event": "After"}),
+    )
+    .await;
+    assert_eq!(on_kiosk, kiosk);
+    assert_eq!(on_nora, nora);
+    // A batch: separate again, then the same wrong link re-merges them.
+    let second = batch_results(
+        &app,
+        &key,
+        json!([
+            {"type": "track", "messageId": "u-4", "anonymousId": "kiosk", "event": "Viewed"},
+            {"type": "track", "messageId": "u-5", "userId": "nora", "event": "Viewed"},
+            {"type": "identify", "messageId": "u-6", "anonymousId": "kiosk", "userId": "nora"},
+            {"type": "track", "messageId": "u-7", "userId": "nora", "event": "Viewed"},
+        ]),
+    )
+    .await;
+    let ids: Vec<&str> = second.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec![
+            kiosk.as_str(),
+            nora.as_str(),
+            kiosk.as_str(),
+            kiosk.as_str()
+        ]
+    );
+    assert_eq!(lookup(&app, "user_id:nora").await.unwrap(), kiosk);
+    assert_eq!(feed(&app, "customer.merged").await.len(), 2);
+    app.stop().await;
+}
+
+/// Concurrent single calls (coalesced into shared operations) from two
+/// channels: `messageId` is unique per channel, each caller gets its own
+/// answer, and a repeat within a channel is a duplicate.
+async fn concurrent_single_calls_each_get_their_own_answer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let web = write_key(&app, "web").await;
+    let pos = write_key(&app, "pos").await;
+    let calls = (0..40).map(|i| {
+        let key = if i % 2 == 0 { web.clone() } else { pos.clone() };
+        let body = json!({"messageId": format!("c-{}", i / 2), "anonymousId": format!("v-{}", i % 5),
+            "event": "Viewed"});
+        let app = &app;
+        async move { (i, send(app, &key, "/v1/track", &body).await) }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let mut by_visitor: std::collections::BTreeMap<usize, String> = Default::default();
+    for (i, (status, body)) in &answers {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(body["duplicate"], false, "{body}");
+        assert_eq!(body["message_id"], format!("c-{}", i / 2));
+        let customer_id = body["customer_id"].as_str().unwrap().to_string();
+        let earlier = by_visitor
+            .entry(i % 5)
+            .or_insert_with(|| customer_id.clone());
+        assert_eq!(*earlier, customer_id, "visitor {} on one profile", i % 5);
+    }
+    let profiles: std::collections::BTreeSet<&String> = by_visitor.values().collect();
+    assert_eq!(profiles.len(), 5);
+    // Repeats, concurrently: all duplicates, on the same profiles.
+    let repeats = (0..10).map(|i| {
+        let body = json!({"messageId": "c-0", "anonymousId": "v-0", "event": "Viewed"});
+        let (app, web) = (&app, web.clone());
+        async move { (i, send(app, &web, "/v1/track", &body).await) }
+    });
+    for (_, (status, body)) in futures::future::join_all(repeats).await {
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["duplicate"], true, "{body}");
+        assert_eq!(body["customer_id"], by_visitor[&0].as_str());
+    }
+    assert_eq!(feed(&app, "tracking.track").await.len(), 40);
+    assert_eq!(feed(&app, "customer.created").await.len(), 5);
     app.stop().await;
 }

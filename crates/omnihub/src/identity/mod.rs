@@ -19,6 +19,7 @@
 //! `customer.unmerged`, `identity.conflict`, `identity.quarantined`,
 //! `identity.shared`, `identity.verification_required`.
 
+pub mod compact;
 pub mod http;
 pub mod resolver;
 pub mod rules;

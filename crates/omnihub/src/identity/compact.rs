@@ -133,7 +133,8 @@ impl CompactRules {
             };
             info.push(KindInfo {
                 class: rules.class(name),
-                priority: u8::try_from(rules.priority(name)).map_err(|_| CompactError::TooManyTypes)?,
+                priority: u8::try_from(rules.priority(name))
+                    .map_err(|_| CompactError::TooManyTypes)?,
                 limit: u16::try_from(limit.min(MAX_COUNTED_LIMIT)).unwrap_or(u16::MAX),
                 slot,
                 unique: limit == 1,
@@ -143,8 +144,7 @@ impl CompactRules {
         // Every type the rules do not name: class other, lowest priority, no limit.
         info.push(KindInfo {
             class: IdentifierClass::Other,
-            priority: u8::try_from(rules.types.len().min(usize::from(u8::MAX)))
-                .unwrap_or(u8::MAX),
+            priority: u8::try_from(rules.types.len().min(usize::from(u8::MAX))).unwrap_or(u8::MAX),
             limit: u16::MAX,
             slot: NO_SLOT,
             unique: false,
@@ -655,11 +655,7 @@ pub fn resolve(
             .iter()
             .map(|(r, _)| {
                 let account = groups.flags[*r as usize] & F_ACCOUNT != 0;
-                if guests > 0 {
-                    !account
-                } else {
-                    accounts == 1
-                }
+                if guests > 0 { !account } else { accounts == 1 }
             })
             .collect();
         for (&(root, e), join) in by_root.iter().zip(joining) {
@@ -972,13 +968,16 @@ mod tests {
     fn graph() -> impl Strategy<Value = (Vec<NodeInput>, Vec<EdgeInput>)> {
         (2usize..16).prop_flat_map(|n| {
             let nodes = proptest::collection::vec(
-                (0..KINDS.len(), 0u32..1000, 0..n + 3, proptest::bool::weighted(0.1)),
+                (
+                    0..KINDS.len(),
+                    0u32..1000,
+                    0..n + 3,
+                    proptest::bool::weighted(0.1),
+                ),
                 n,
             );
-            let edges = proptest::collection::vec(
-                (0..n, 0..n, any::<bool>(), 0i64..4, 0u32..1000),
-                0..30,
-            );
+            let edges =
+                proptest::collection::vec((0..n, 0..n, any::<bool>(), 0i64..4, 0u32..1000), 0..30);
             (nodes, edges).prop_map(move |(raw_nodes, raw_edges)| {
                 let nodes: Vec<NodeInput> = raw_nodes
                     .iter()

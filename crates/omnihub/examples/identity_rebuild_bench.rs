@@ -57,7 +57,21 @@ struct Generated {
     kinds: Vec<u8>,
     ends: Vec<(u32, u32)>,
     verified: Vec<bool>,
-    times: Vec<i64>,
+}
+
+/// `observed_at` of the links, in link id (creation) order: one link per
+/// millisecond, 5 % back-dated by up to a day. Made on the fly.
+fn link_times(seed: u64) -> impl FnMut(usize) -> i64 {
+    let mut rng = Rng(seed ^ 0x5EED);
+    let start: i64 = 1_750_000_000_000_000;
+    move |i| {
+        let t = start + i as i64 * 1_000;
+        if rng.chance(5) {
+            t - rng.below(86_400_000_000) as i64
+        } else {
+            t
+        }
+    }
 }
 
 const KIND_NAMES: [&str; 7] = [
@@ -88,73 +102,93 @@ fn generate(identifiers: usize, links: usize, seed: u64) -> Generated {
     let mut verified: Vec<bool> = Vec::with_capacity(links);
     let mut user_ids: Vec<u32> = Vec::new();
     let mut guests: Vec<u32> = Vec::new();
-    // People, until the identifiers are spent (leaving room for hubs).
-    let people_budget = identifiers - identifiers / 200;
+    // Room for the family devices (1 % of accounts) and the placeholder hubs.
+    let hubs = (identifiers / 20_000).max(1);
+    let people_budget = identifiers.saturating_sub(hubs + identifiers / 300);
+    let link = |ends: &mut Vec<(u32, u32)>, verified: &mut Vec<bool>, a: u32, b: u32, v: bool| {
+        ends.push((a, b));
+        verified.push(v);
+    };
     while kinds.len() + 8 < people_budget {
+        // One person: a browser or two, often an account, some traits.
         let anon = node(&mut kinds, ANON);
-        let mut others: Vec<u32> = Vec::new();
-        if rng.chance(40) {
-            others.push(node(&mut kinds, ANON));
-        }
+        let anon2 = rng.chance(40).then(|| node(&mut kinds, ANON));
         let user = rng.chance(50).then(|| node(&mut kinds, USER));
-        if rng.chance(60) {
-            others.push(node(&mut kinds, EMAIL));
+        let mut traits: Vec<u32> = Vec::new();
+        for (kind, percent) in [(EMAIL, 60), (PHONE, 15), (DEVICE, 20), (LOYALTY, 10)] {
+            if rng.chance(percent) {
+                traits.push(node(&mut kinds, kind));
+            }
         }
-        if rng.chance(15) {
-            others.push(node(&mut kinds, PHONE));
+        match user {
+            Some(u) => {
+                // Logins (trusted, so verified now and then) from each browser.
+                link(&mut ends, &mut verified, u, anon, rng.chance(30));
+                if let Some(a2) = anon2 {
+                    link(&mut ends, &mut verified, u, a2, rng.chance(30));
+                }
+                user_ids.push(u);
+            }
+            None => guests.push(anon),
         }
-        if rng.chance(20) {
-            others.push(node(&mut kinds, DEVICE));
-        }
-        if rng.chance(10) {
-            others.push(node(&mut kinds, LOYALTY));
-        }
-        let anchor = user.unwrap_or(anon);
-        if let Some(u) = user {
-            ends.push((u, anon));
-            verified.push(rng.chance(30));
-            user_ids.push(u);
-        } else {
-            guests.push(anon);
-        }
-        for &o in &others {
-            ends.push((anchor, o));
-            verified.push(user.is_some() && rng.chance(30));
-            // The same identifiers seen again from the anonymous id.
-            if anchor != anon && rng.chance(50) {
-                ends.push((anon, o));
-                verified.push(false);
+        for &t in &traits {
+            let anchor = user.unwrap_or(anon);
+            link(
+                &mut ends,
+                &mut verified,
+                anchor,
+                t,
+                user.is_some() && rng.chance(30),
+            );
+            // The same trait sent again by the anonymous browsers.
+            if user.is_some() && rng.chance(60) {
+                link(&mut ends, &mut verified, anon, t, false);
+            }
+            if let Some(a2) = anon2 {
+                if rng.chance(50) {
+                    link(&mut ends, &mut verified, a2, t, false);
+                }
             }
         }
     }
-    // Family devices: a device of one account seen with one or two others.
+    // Family devices: a device seen with two or three accounts.
     let shared = (user_ids.len() / 100).max(1);
     for _ in 0..shared {
-        if user_ids.len() < 3 || kinds.len() >= identifiers {
+        if user_ids.len() < 3 || kinds.len() + hubs >= identifiers {
             break;
         }
         let device = node(&mut kinds, DEVICE);
         for _ in 0..2 + rng.below(2) {
             let u = user_ids[rng.below(user_ids.len() as u64) as usize];
-            ends.push((u, device));
-            verified.push(false);
+            link(&mut ends, &mut verified, u, device, false);
         }
     }
-    // Placeholder emails and phones typed at many guest checkouts.
-    while kinds.len() < identifiers && !guests.is_empty() {
+    // Placeholder emails and phones typed at 60 to 400 guest checkouts.
+    for _ in 0..hubs {
+        if guests.is_empty() || kinds.len() >= identifiers {
+            break;
+        }
         let hub = node(&mut kinds, if rng.chance(50) { EMAIL } else { PHONE });
         for _ in 0..60 + rng.below(340) {
             let g = guests[rng.below(guests.len() as u64) as usize];
-            ends.push((g, hub));
-            verified.push(false);
+            link(&mut ends, &mut verified, g, hub, false);
         }
     }
-    // Repeated links (a login after browsing, a verified repeat) up to the count.
-    let base = ends.len().max(1);
-    while ends.len() < links {
-        let (a, b) = ends[rng.below(base as u64) as usize];
-        ends.push((a, b));
-        verified.push(rng.chance(50));
+    // Visitors who never identified: anonymous ids without links.
+    while kinds.len() < identifiers {
+        node(&mut kinds, ANON);
+    }
+    // Up to the count: links seen again, verified (a trusted login later).
+    let distinct = ends.len();
+    eprintln!(
+        "generator: {distinct} distinct-call links, {} repeated (verified) links added, {} accounts, {} guests, {shared} family devices, {hubs} placeholder hubs",
+        links.saturating_sub(distinct),
+        user_ids.len(),
+        guests.len()
+    );
+    while ends.len() < links && distinct > 0 {
+        let (a, b) = ends[rng.below(distinct as u64) as usize];
+        link(&mut ends, &mut verified, a, b, true);
     }
     ends.truncate(links);
     verified.truncate(links);
@@ -182,22 +216,10 @@ fn generate(identifiers: usize, links: usize, seed: u64) -> Generated {
         ends.swap(i, j);
         verified.swap(i, j);
     }
-    let start: i64 = 1_750_000_000_000_000;
-    let times = (0..ends.len())
-        .map(|i| {
-            let t = start + i as i64 * 1_000;
-            if rng.chance(5) {
-                t - rng.below(86_400_000_000) as i64
-            } else {
-                t
-            }
-        })
-        .collect();
     Generated {
         kinds: shuffled,
         ends,
         verified,
-        times,
     }
 }
 
@@ -212,13 +234,13 @@ fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-fn build_graph(rules: &CompactRules, g: Generated) -> CompactGraph {
+fn build_graph(rules: &CompactRules, g: Generated, seed: u64) -> CompactGraph {
     let Generated {
         kinds,
         ends,
         verified,
-        times,
     } = g;
+    let mut time = link_times(seed);
     let map: Vec<u8> = KIND_NAMES.iter().map(|k| rules.kind(k)).collect();
     let mut graph = CompactGraph::with_capacity(kinds.len(), ends.len());
     for (i, &k) in kinds.iter().enumerate() {
@@ -226,8 +248,19 @@ fn build_graph(rules: &CompactRules, g: Generated) -> CompactGraph {
         graph.push_node(map[usize::from(k)], i as u32, false);
     }
     drop(kinds);
-    for (e, &(a, b)) in ends.iter().enumerate() {
-        graph.push_edge(a, b, verified[e], times[e]);
+    // Move the links over from the end of reversed vectors, shrinking them as
+    // they empty, so the two copies never coexist in full.
+    let (mut ends, mut verified) = (ends, verified);
+    ends.reverse();
+    verified.reverse();
+    let mut e = 0usize;
+    while let (Some((a, b)), Some(v)) = (ends.pop(), verified.pop()) {
+        graph.push_edge(a, b, v, time(e));
+        e += 1;
+        if e % (1 << 20) == 0 {
+            ends.shrink_to_fit();
+            verified.shrink_to_fit();
+        }
     }
     graph
 }
@@ -236,7 +269,7 @@ fn memory(identifiers: usize, links: usize) -> anyhow::Result<()> {
     let rules = CompactRules::new(&IdentityRules::default())?;
     let started = Instant::now();
     let generated = generate(identifiers, links, 42);
-    let graph = build_graph(&rules, generated);
+    let graph = build_graph(&rules, generated, 42);
     let (n, m) = (graph.node_count(), graph.edge_count());
     let input_bytes = graph.heap_bytes();
     eprintln!(
@@ -360,8 +393,9 @@ async fn db(identifiers: usize, links: usize) -> anyhow::Result<()> {
     let kinds = generated.kinds.clone();
     let ends = generated.ends.clone();
     let verified = generated.verified.clone();
-    let times = generated.times.clone();
-    let old = compact::resolve(&crules, build_graph(&crules, generated))?;
+    let mut time = link_times(7);
+    let times: Vec<i64> = (0..ends.len()).map(&mut time).collect();
+    let old = compact::resolve(&crules, build_graph(&crules, generated, 7))?;
     let n = kinds.len();
     let started = Instant::now();
     let text = |s: String| Cell::Text(s);

@@ -63,6 +63,11 @@ const F_UNIQUE_TWO: u8 = 16;
 const F_CANDIDATE: u8 = 32;
 const F_SHARED: u8 = 64;
 const F_QUARANTINED: u8 = 128;
+// Once statuses are set, the bits they used hold the claimable class.
+/// Claimable without a verified link.
+const F_CLAIM_UNVERIFIED: u8 = F_UNIQUE_ONE;
+/// Claimable with a verified link.
+const F_CLAIM_VERIFIED: u8 = F_UNIQUE_TWO;
 
 const REASON_SHIFT: u32 = 30;
 
@@ -105,6 +110,9 @@ pub struct CompactRules {
     slots: usize,
     max_fanout: usize,
     limits: Vec<usize>,
+    /// Some type has a limit of 0 (not accepted by stored rules): a single
+    /// identifier of that type already breaks it.
+    zero_limit: bool,
 }
 
 impl CompactRules {
@@ -155,6 +163,7 @@ impl CompactRules {
             .filter_map(|k| u8::try_from(k).ok())
             .collect();
         by_name.sort_by(|a, b| names[usize::from(*a)].cmp(&names[usize::from(*b)]));
+        let zero_limit = limits.contains(&0);
         Ok(CompactRules {
             names,
             info,
@@ -162,6 +171,7 @@ impl CompactRules {
             slots,
             max_fanout: rules.max_fanout,
             limits,
+            zero_limit,
         })
     }
 
@@ -396,30 +406,44 @@ impl Groups<'_> {
         }
     }
 
-    fn count(&self, root: u32, slot: u8) -> u32 {
-        match self.record[root as usize] {
+    /// The count of `slot` in a group given by its root and record.
+    #[inline]
+    fn count(&self, root: u32, record: u32, slot: u8) -> u32 {
+        match record {
             NONE => u32::from(self.rules.info(self.kinds[root as usize]).slot == slot),
             r => u32::from(self.pool[r as usize * self.rules.slots + usize::from(slot)]),
         }
     }
 
-    /// The first type (by name) whose limit the union of `a` and `b` breaks.
+    /// The first type (by name) among those of `a` whose limit the union of
+    /// `a` and `b` breaks (the resolver's order).
+    #[inline]
     fn over_limit(&self, a: u32, b: u32) -> Option<u8> {
+        let (record_a, record_b) = (self.record[a as usize], self.record[b as usize]);
         let check = |kind: u8| {
             let info = self.rules.info(kind);
-            let total = self.count(a, info.slot) + self.count(b, info.slot);
+            let total = self.count(a, record_a, info.slot) + self.count(b, record_b, info.slot);
             total > u32::from(info.limit)
         };
-        if self.record[a as usize] == NONE {
+        if record_a == NONE {
+            // A single identifier: its type is its only count.
             let kind = self.kinds[a as usize];
             let info = self.rules.info(kind);
             return (info.slot != NO_SLOT && check(kind)).then_some(kind);
+        }
+        if record_b == NONE && !self.rules.zero_limit {
+            // Every group keeps its limits (all are at least 1), so only the
+            // type of the single identifier `b` can overflow.
+            let kind = self.kinds[b as usize];
+            let info = self.rules.info(kind);
+            let in_a = info.slot != NO_SLOT && self.count(a, record_a, info.slot) > 0;
+            return (in_a && check(kind)).then_some(kind);
         }
         self.rules
             .by_name
             .iter()
             .copied()
-            .find(|&kind| self.count(a, self.rules.info(kind).slot) > 0 && check(kind))
+            .find(|&kind| self.count(a, record_a, self.rules.info(kind).slot) > 0 && check(kind))
     }
 
     fn record_of(&mut self, root: u32) -> usize {
@@ -515,10 +539,14 @@ pub fn resolve(
     //    (stable, so equal times keep link id order).
     let priorities = rules.priorities();
     let mut starts = vec![0usize; 2 * priorities + 1];
-    let bucket = |a: u32, b: u32, verified: bool| {
-        let priority = info(a).priority.min(info(b).priority);
+    let bucket_of = |ia: &KindInfo, ib: &KindInfo, verified: bool| {
+        let priority = ia.priority.min(ib.priority);
         usize::from(!verified) * priorities + usize::from(priority)
     };
+    let bucket = |a: u32, b: u32, verified: bool| bucket_of(info(a), info(b), verified);
+    // One pass: verified flags, bucket sizes, raw degrees and the raw count
+    // of unique-type neighbours of devices (for step 2).
+    let mut degree = vec![0u16; n];
     for &[a, b] in &ends {
         let verified = a & VERIFIED_BIT != 0;
         let a = a & NODE_MASK;
@@ -530,11 +558,23 @@ pub fn resolve(
         if a == b {
             continue;
         }
-        if verified {
-            flags[a as usize] |= F_VERIFIED;
-            flags[b as usize] |= F_VERIFIED;
+        let (ia, ib) = (info(a), info(b));
+        starts[bucket_of(ia, ib, verified) + 1] += 1;
+        for (x, ix, iy) in [(a, ia, ib), (b, ib, ia)] {
+            let d = &mut degree[x as usize];
+            *d = d.saturating_add(1);
+            let f = &mut flags[x as usize];
+            if verified {
+                *f |= F_VERIFIED;
+            }
+            if ix.class == IdentifierClass::Device && iy.unique {
+                *f |= if *f & F_UNIQUE_ONE != 0 {
+                    F_UNIQUE_TWO
+                } else {
+                    F_UNIQUE_ONE
+                };
+            }
         }
-        starts[bucket(a, b, verified) + 1] += 1;
     }
     for i in 1..starts.len() {
         starts[i] += starts[i - 1];
@@ -553,28 +593,27 @@ pub fn resolve(
             *slot += 1;
         }
     }
+    let mut displaced: Vec<u32> = Vec::new();
+    let mut merged: Vec<u32> = Vec::new();
     for w in starts.windows(2) {
-        let part = &mut order[w[0]..w[1]];
-        if !part
-            .windows(2)
-            .all(|p| times[p[0] as usize] <= times[p[1] as usize])
-        {
-            part.sort_by_key(|&e| times[e as usize]);
-        }
+        sort_by_time(&mut order[w[0]..w[1]], &times, &mut displaced, &mut merged);
     }
-    drop(times);
+    drop((times, displaced, merged));
 
     // 2. Statuses: quarantine (fan-out) and shared devices. Raw degrees first;
     //    distinct neighbours only for the candidates.
-    statuses(rules, &kinds, &mut flags, &ends)?;
+    statuses(rules, &kinds, &mut flags, &ends, degree)?;
 
     // 3. Strong links in order; unverified claimable ones kept for step 4.
-    let claim_unverified = |flags: &[u8], i: u32| {
-        info(i).class == IdentifierClass::Claimable && flags[i as usize] & F_VERIFIED == 0
-    };
+    //    The class bits the loop needs go into the flags (one random read
+    //    per end instead of two).
+    let claim_unverified = |flags: &[u8], i: u32| flags[i as usize] & F_CLAIM_UNVERIFIED != 0;
     for (i, f) in flags.iter_mut().enumerate() {
-        if rules.info(kinds[i]).class == IdentifierClass::Account {
-            *f |= F_ACCOUNT;
+        match rules.info(kinds[i]).class {
+            IdentifierClass::Account => *f |= F_ACCOUNT,
+            IdentifierClass::Claimable if *f & F_VERIFIED == 0 => *f |= F_CLAIM_UNVERIFIED,
+            IdentifierClass::Claimable => *f |= F_CLAIM_VERIFIED,
+            _ => {}
         }
     }
     let mut groups = Groups {
@@ -588,30 +627,43 @@ pub fn resolve(
         joins: Vec::new(),
         refused: Vec::new(),
     };
-    let member = |flags: &[u8], i: u32| flags[i as usize] & (F_SHARED | F_QUARANTINED) == 0;
+    // Two bits per identifier for this loop (a quarter of the flags, so the
+    // random reads mostly hit the cache): 0 plain, 1 verified claimable,
+    // 2 unverified claimable, 3 links nothing (shared or quarantined).
+    let mut link_class = vec![0u8; n.div_ceil(4)];
+    for (i, &f) in groups.flags.iter().enumerate() {
+        let code = if f & (F_SHARED | F_QUARANTINED) != 0 {
+            3
+        } else if f & F_CLAIM_UNVERIFIED != 0 {
+            2
+        } else if f & F_CLAIM_VERIFIED != 0 {
+            1
+        } else {
+            0
+        };
+        link_class[i / 4] |= code << ((i % 4) * 2);
+    }
+    let class_of = |i: u32| (link_class[(i / 4) as usize] >> ((i % 4) * 2)) & 3;
     let mut weak: Vec<u32> = Vec::new();
     for &e in &order {
         let [a, b] = ends[e as usize];
         let a = a & NODE_MASK;
-        if !member(&groups.flags, a) || !member(&groups.flags, b) {
+        let (ca, cb) = (class_of(a), class_of(b));
+        if ca == 3 || cb == 3 {
             continue;
         }
-        if claim_unverified(&groups.flags, a) || claim_unverified(&groups.flags, b) {
+        if ca == 2 || cb == 2 {
             weak.push(e);
             continue;
         }
-        let verified_claim = |i: u32| {
-            info(i).class == IdentifierClass::Claimable
-                && groups.flags[i as usize] & F_VERIFIED != 0
-        };
-        let reason = if verified_claim(a) || verified_claim(b) {
+        let reason = if ca == 1 || cb == 1 {
             JoinReason::VerifiedIdentifier
         } else {
             JoinReason::SameEvent
         };
         groups.try_union(e, a, b, reason);
     }
-    drop(order);
+    drop((order, link_class));
 
     // 4. Unverified claimable identifiers, one at a time by (priority, id):
     //    each joins the guest groups it was seen with, else the one account.
@@ -624,7 +676,7 @@ pub fn resolve(
             (b, a)
         }
     };
-    weak.sort_by_key(|&e| {
+    weak.sort_by_cached_key(|&e| {
         let (claim, _) = claim_and_other(&groups.flags, e);
         (info(claim).priority, claim)
     });
@@ -706,36 +758,57 @@ pub fn resolve(
     })
 }
 
+/// Sorts links (given in increasing index order) by (time, index). Links
+/// mostly arrive in time order (link ids are minted when links are made), so
+/// the ones out of order (earlier than a link before them) are taken out,
+/// sorted alone and merged back: linear plus the sort of the displaced ones.
+fn sort_by_time(part: &mut [u32], times: &[i64], displaced: &mut Vec<u32>, merged: &mut Vec<u32>) {
+    let time = |e: u32| times[e as usize];
+    if part.windows(2).all(|p| time(p[0]) <= time(p[1])) {
+        return;
+    }
+    displaced.clear();
+    let mut kept = 0usize;
+    for i in 0..part.len() {
+        let e = part[i];
+        if kept == 0 || time(part[kept - 1]) <= time(e) {
+            part[kept] = e;
+            kept += 1;
+        } else {
+            displaced.push(e);
+        }
+    }
+    // Stable: equal times keep index order.
+    displaced.sort_by_key(|&e| time(e));
+    merged.clear();
+    let (mut i, mut j) = (0usize, 0usize);
+    while i < kept || j < displaced.len() {
+        let take_kept = j == displaced.len()
+            || (i < kept && (time(part[i]), part[i]) <= (time(displaced[j]), displaced[j]));
+        if take_kept {
+            merged.push(part[i]);
+            i += 1;
+        } else {
+            merged.push(displaced[j]);
+            j += 1;
+        }
+    }
+    part.copy_from_slice(merged);
+}
+
 /// Sets the status bits: quarantined (not an account; pinned or more than
 /// `max_fanout` distinct neighbours), shared (a device seen with two values
-/// of one unique type).
+/// of one unique type). `degree` holds the raw link counts (saturated) and
+/// the flags the raw count of unique-type neighbours of devices (one, two+).
 fn statuses(
     rules: &CompactRules,
     kinds: &[u8],
     flags: &mut [u8],
     ends: &[[u32; 2]],
+    degree: Vec<u16>,
 ) -> Result<(), CompactError> {
     let n = kinds.len();
     let info = |i: u32| rules.info(kinds[i as usize]);
-    let mut degree = vec![0u16; n];
-    for &[a, b] in ends {
-        let a = a & NODE_MASK;
-        if a == b {
-            continue;
-        }
-        for (x, y) in [(a, b), (b, a)] {
-            let d = &mut degree[x as usize];
-            *d = d.saturating_add(1);
-            if info(x).class == IdentifierClass::Device && info(y).unique {
-                let f = &mut flags[x as usize];
-                *f |= if *f & F_UNIQUE_ONE != 0 {
-                    F_UNIQUE_TWO
-                } else {
-                    F_UNIQUE_ONE
-                };
-            }
-        }
-    }
     let mut candidates = 0usize;
     for i in 0..n {
         let class = info(i as u32).class;
@@ -754,23 +827,34 @@ fn statuses(
     }
     drop(degree);
     if candidates > 0 {
-        // Adjacency lists of the candidates only.
-        let mut offsets = vec![0u32; n + 1];
+        // Adjacency lists of the candidates only, found through a bitset
+        // (small enough to stay in cache while scanning the links).
+        let mut is_candidate = vec![0u64; n.div_ceil(64)];
+        let mut slots: Vec<u32> = Vec::with_capacity(candidates);
+        for (i, f) in flags.iter().enumerate() {
+            if f & F_CANDIDATE != 0 {
+                is_candidate[i / 64] |= 1 << (i % 64);
+                slots.push(i as u32);
+            }
+        }
+        let candidate = |x: u32| is_candidate[(x / 64) as usize] & (1 << (x % 64)) != 0;
+        let slot = |x: u32| slots.binary_search(&x).unwrap_or(0);
+        let mut offsets = vec![0u32; slots.len() + 1];
         for &[a, b] in ends {
             let a = a & NODE_MASK;
             if a == b {
                 continue;
             }
             for x in [a, b] {
-                if flags[x as usize] & F_CANDIDATE != 0 {
-                    offsets[x as usize + 1] += 1;
+                if candidate(x) {
+                    offsets[slot(x) + 1] += 1;
                 }
             }
         }
-        for i in 1..=n {
+        for i in 1..offsets.len() {
             offsets[i] += offsets[i - 1];
         }
-        let mut adjacency = vec![0u32; offsets[n] as usize];
+        let mut adjacency = vec![0u32; offsets[slots.len()] as usize];
         let mut fill = offsets.clone();
         for &[a, b] in ends {
             let a = a & NODE_MASK;
@@ -778,19 +862,18 @@ fn statuses(
                 continue;
             }
             for (x, y) in [(a, b), (b, a)] {
-                if flags[x as usize] & F_CANDIDATE != 0 {
-                    adjacency[fill[x as usize] as usize] = y;
-                    fill[x as usize] += 1;
+                if candidate(x) {
+                    let k = slot(x);
+                    adjacency[fill[k] as usize] = y;
+                    fill[k] += 1;
                 }
             }
         }
         drop(fill);
         let mut per_kind = vec![0u32; rules.info.len()];
-        for i in 0..n {
-            if flags[i] & F_CANDIDATE == 0 {
-                continue;
-            }
-            let list = &mut adjacency[offsets[i] as usize..offsets[i + 1] as usize];
+        for (k, &node) in slots.iter().enumerate() {
+            let i = node as usize;
+            let list = &mut adjacency[offsets[k] as usize..offsets[k + 1] as usize];
             list.sort_unstable();
             let mut distinct = 0usize;
             let mut previous = NONE;

@@ -240,6 +240,17 @@ impl IdColumn {
         u32::try_from(found).ok()
     }
 
+    /// The index in this sorted column of entry `i` of `other`.
+    fn position_of(&self, other: &IdColumn, i: u32) -> Option<u32> {
+        let found = match (self, other) {
+            (IdColumn::Uuids(mine), IdColumn::Uuids(theirs)) => {
+                mine.binary_search(&theirs[i as usize]).ok()?
+            }
+            _ => return self.position(&other.get(i)),
+        };
+        u32::try_from(found).ok()
+    }
+
     fn contains(&self, s: &str) -> bool {
         self.position(s).is_some()
     }
@@ -315,7 +326,7 @@ async fn read_snapshot(
     profiles.sort_dedup();
     let rank = |column: &IdColumn, i: u32| -> Result<u32, IdentityError> {
         profiles
-            .position(&column.get(i))
+            .position_of(column, i)
             .ok_or_else(|| crate::storage::StoreError::Corrupt("profile rank".into()).into())
     };
     let n = ids.len() as u32;

@@ -837,8 +837,19 @@ fn statuses(
                 slots.push(i as u32);
             }
         }
+        // A candidate's slot: candidates in the words before, plus those
+        // before it in its word (constant time, a small table).
+        let mut before = Vec::with_capacity(is_candidate.len());
+        let mut total = 0usize;
+        for word in &is_candidate {
+            before.push(total);
+            total += word.count_ones() as usize;
+        }
         let candidate = |x: u32| is_candidate[(x / 64) as usize] & (1 << (x % 64)) != 0;
-        let slot = |x: u32| slots.binary_search(&x).unwrap_or(0);
+        let slot = |x: u32| {
+            let word = (x / 64) as usize;
+            before[word] + (is_candidate[word] & ((1u64 << (x % 64)) - 1)).count_ones() as usize
+        };
         let mut offsets = vec![0u32; slots.len() + 1];
         for &[a, b] in ends {
             let a = a & NODE_MASK;

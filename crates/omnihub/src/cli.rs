@@ -33,6 +33,9 @@ pub enum Command {
     /// Check or repair stock levels against the stock ledger.
     #[command(subcommand)]
     Inventory(InventoryCommand),
+    /// Identity resolution maintenance.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -43,6 +46,14 @@ pub enum InventoryCommand {
     /// (exit status 1 when any does).
     Verify,
     /// Rewrite drifted levels from the ledger.
+    Rebuild,
+}
+
+#[derive(Subcommand)]
+pub enum IdentityCommand {
+    /// Regroup every identifier under the rules in force (as
+    /// `POST /v1/identity/rebuild`), printing progress to standard error and
+    /// the report to standard output.
     Rebuild,
 }
 
@@ -98,6 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Channels(command) => channels_command(settings, command).await,
         Command::Keys(command) => keys_command(settings, command).await,
         Command::Inventory(command) => inventory_command(settings, command).await,
+        Command::Identity(command) => identity_command(settings, command).await,
         Command::Openapi => {
             println!("{}", crate::http::openapi::document_json());
             Ok(())
@@ -285,6 +297,42 @@ async fn inventory_command(settings: Settings, command: InventoryCommand) -> any
     if (verb == "drifts" && !drifts.is_empty()) || !holds.is_empty() {
         std::process::exit(1);
     }
+    Ok(())
+}
+
+async fn identity_command(settings: Settings, command: IdentityCommand) -> anyhow::Result<()> {
+    let store = open(&settings).await?;
+    match command {
+        IdentityCommand::Rebuild => {
+            let started = std::time::Instant::now();
+            let progress = |phase: crate::identity::rebuild::RebuildPhase, done: usize| {
+                eprintln!(
+                    "{:>8.1} s  {}: {done}",
+                    started.elapsed().as_secs_f64(),
+                    phase.as_str()
+                );
+            };
+            let report = crate::identity::rebuild(&store, None, &progress).await?;
+            println!(
+                "identifiers={} links={} components={} profiles={} changed_identifiers={} merges={} splits={} status_changes={} blocked={} retracted_links={} rechecked_groups={} batches={} resolve_ms={} duration_ms={}",
+                report.identifiers,
+                report.links,
+                report.components,
+                report.profiles,
+                report.changed_identifiers,
+                report.merges,
+                report.splits,
+                report.status_changes,
+                report.blocked,
+                report.retracted_links,
+                report.rechecked_groups,
+                report.batches,
+                report.resolve_ms,
+                started.elapsed().as_millis()
+            );
+        }
+    }
+    store.close().await;
     Ok(())
 }
 

@@ -25,7 +25,10 @@ impl From<super::IdentityError> for ApiError {
             MergeNotFound => ApiError::not_found("merge"),
             AlreadyUndone(_) => ApiError::new(ErrorCode::MergeAlreadyUndone, error.to_string()),
             NotMerged(_) => ApiError::new(ErrorCode::Conflict, error.to_string()),
-            ComponentTooLarge => ApiError::new(ErrorCode::Conflict, error.to_string()),
+            ComponentTooLarge | RulesChanged => {
+                ApiError::new(ErrorCode::Conflict, error.to_string())
+            }
+            Compact(_) => ApiError::new(ErrorCode::Internal, error.to_string()),
             Preview(_) => ApiError::new(ErrorCode::Internal, "unexpected preview"),
             Store(e) => e.into(),
         }
@@ -158,30 +161,70 @@ pub async fn identifier_report(
 /// What a rebuild did.
 #[derive(Serialize, ToSchema)]
 pub struct RebuildBody {
-    /// Identifiers regrouped.
+    /// Identifiers read (and regrouped).
     pub identifiers: usize,
-    /// Connected parts of the identifier graph resolved.
+    /// Active links read.
+    pub links: usize,
+    /// Connected parts of the identifier graph (through active links).
     pub components: usize,
+    /// Profiles after the rebuild.
+    pub profiles: usize,
+    /// Identifiers written: moved to another profile, status or verification changed, unlinked.
+    pub changed_identifiers: usize,
     /// Merges the rebuild made.
     pub merges: usize,
+    /// Profiles split.
+    pub splits: usize,
+    /// Identifiers that became (or stopped being) shared or quarantined.
+    pub status_changes: usize,
+    /// Identifiers whose value the rules block that lost their links.
+    pub blocked: usize,
+    /// Links retracted (those of blocked identifiers).
+    pub retracted_links: usize,
+    /// Groups changed by concurrent calls while rebuilding, regrouped from the database instead.
+    pub rechecked_groups: usize,
+    /// Writer operations used.
+    pub batches: usize,
+    /// Time of the in-memory resolution.
+    pub resolve_ms: u64,
     pub duration_ms: u64,
 }
 
 /// Regroup every identifier under the rules in force, e.g. after a rules
-/// change (quarantines are re-evaluated). Runs in slices through the writer;
-/// tracking continues meanwhile.
+/// change (quarantines and shared devices re-evaluated, blocked values
+/// unlinked). Reads the graph, resolves it in memory and writes only the
+/// differences in bounded writer operations; tracking continues meanwhile.
+/// Progress is logged.
 #[utoipa::path(post, path = "/v1/identity/rebuild", tag = "identity",
-    responses((status = 200, body = RebuildBody), (status = 403, body = crate::http::problem::Problem)))]
+    responses(
+        (status = 200, body = RebuildBody),
+        (status = 403, body = crate::http::problem::Problem),
+        (status = 409, body = crate::http::problem::Problem),
+    ))]
 pub async fn rebuild(
     State(state): State<AppState>,
     caller: Authorized<scope::Admin>,
 ) -> Result<axum::Json<RebuildBody>, ApiError> {
     let started = std::time::Instant::now();
-    let report = super::rebuild(&state.store, Some(caller.channel_id)).await?;
+    let progress = |phase: super::rebuild::RebuildPhase, done: usize| {
+        tracing::info!(phase = phase.as_str(), done, "identity rebuild");
+    };
+    let report = super::rebuild(&state.store, Some(caller.channel_id), &progress).await?;
+    tracing::info!(?report, "identity rebuild done");
     Ok(axum::Json(RebuildBody {
         identifiers: report.identifiers,
+        links: report.links,
         components: report.components,
+        profiles: report.profiles,
+        changed_identifiers: report.changed_identifiers,
         merges: report.merges,
+        splits: report.splits,
+        status_changes: report.status_changes,
+        blocked: report.blocked,
+        retracted_links: report.retracted_links,
+        rechecked_groups: report.rechecked_groups,
+        batches: report.batches,
+        resolve_ms: report.resolve_ms,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     }))
 }

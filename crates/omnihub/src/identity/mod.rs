@@ -19,8 +19,10 @@
 //! `customer.unmerged`, `identity.conflict`, `identity.quarantined`,
 //! `identity.shared`, `identity.verification_required`.
 
+pub mod compact;
 pub mod http;
 pub mod known;
+pub mod rebuild;
 pub mod resolver;
 pub mod rules;
 pub mod store;
@@ -37,6 +39,8 @@ pub use known::KnownIdentities;
 use resolver::{EdgeInput, NodeInput, NodeStatus, Refusal, Resolution};
 use rules::IdentityRules;
 use store::{IdentifierRow, LinkRow};
+
+pub use rebuild::{RebuildReport, rebuild};
 
 /// Longest identifier value, in characters.
 pub const MAX_VALUE_CHARS: usize = 256;
@@ -198,6 +202,10 @@ pub enum IdentityError {
     NotMerged(String),
     #[error("preview")]
     Preview(Box<UnmergeReport>),
+    #[error("the identity rules changed during the rebuild; run it again")]
+    RulesChanged,
+    #[error(transparent)]
+    Compact(#[from] compact::CompactError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -910,75 +918,6 @@ where
         return Ok(Some(row.merged_into.unwrap_or(row.id)));
     }
     Ok(None)
-}
-
-/// Identifiers regrouped per write operation during a rebuild.
-pub const REBUILD_SEEDS_PER_OPERATION: usize = 64;
-/// Identifier ids read per page during a rebuild.
-const REBUILD_PAGE: i64 = 1_000;
-
-/// What a rebuild did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RebuildReport {
-    pub identifiers: usize,
-    pub components: usize,
-    pub merges: usize,
-}
-
-/// Regroups every identifier under the rules in force (after a rules
-/// change), one connected part at a time, each in a write operation of the
-/// group-commit writer (so tracking goes on meanwhile). Quarantines are
-/// re-evaluated; merges and splits emit their events as usual.
-pub async fn rebuild(
-    store: &crate::storage::Store,
-    channel_id: Option<ChannelId>,
-) -> Result<RebuildReport, IdentityError> {
-    let mut report = RebuildReport::default();
-    let mut visited: BTreeSet<String> = BTreeSet::new();
-    let mut after = String::new();
-    loop {
-        let page = store::identifier_ids_after(store.reader(), &after, REBUILD_PAGE).await?;
-        let Some(last) = page.last().cloned() else {
-            break;
-        };
-        after = last;
-        let pending: Vec<String> = page
-            .into_iter()
-            .filter(|id| !visited.contains(id))
-            .collect();
-        for chunk in pending.chunks(REBUILD_SEEDS_PER_OPERATION) {
-            let chunk = chunk.to_vec();
-            let seen = visited.clone();
-            let (loaded, components, merges) = store
-                .write(move |tx| {
-                    Box::pin(async move {
-                        let dialect = tx.dialect();
-                        store::lock_identity(tx.conn(), dialect).await?;
-                        let rules = load_rules(tx.conn()).await?;
-                        let mut loaded: BTreeSet<String> = BTreeSet::new();
-                        let (mut components, mut merges) = (0, 0);
-                        for seed in chunk {
-                            if seen.contains(&seed) || loaded.contains(&seed) {
-                                continue;
-                            }
-                            let cause = Cause::Rebuild { channel_id };
-                            let out =
-                                recompute(tx, &rules, std::slice::from_ref(&seed), &cause).await?;
-                            components += 1;
-                            merges += out.merges.len();
-                            loaded.extend(out.rows.into_keys());
-                        }
-                        Ok::<_, IdentityError>((loaded, components, merges))
-                    })
-                })
-                .await?;
-            report.identifiers += loaded.len();
-            report.components += components;
-            report.merges += merges;
-            visited.extend(loaded);
-        }
-    }
-    Ok(report)
 }
 
 /// Identifier types that name a device or a browser, not a person: a

@@ -21,6 +21,8 @@ backend_tests!(
     rules_are_configurable,
     grouping_does_not_depend_on_arrival_order,
     rebuild_applies_changed_rules,
+    rebuild_repairs_corrupt_groupings,
+    rebuild_unlinks_values_blocked_later,
 );
 
 fn identifiers(profile: &Value) -> BTreeSet<String> {
@@ -722,5 +724,167 @@ async fn rebuild_applies_changed_rules(backend: Backend) {
     assert_eq!(lookup(&app, "anonymous_id:r-2").await.unwrap(), grouped);
     // The other two guests and the email's own profile (while quarantined) merge back.
     assert_eq!(report["merges"], 3, "{report}");
+    app.stop().await;
+}
+
+/// Runs `sql` behind the hub's back (to corrupt the groupings).
+async fn corrupt(app: &TestApp, sql: String) {
+    let store = &app.hub.as_ref().unwrap().state.store;
+    store
+        .write(move |tx| {
+            Box::pin(async move {
+                sqlx::query(&sql).execute(tx.conn()).await?;
+                Ok::<_, omnihub::storage::StoreError>(())
+            })
+        })
+        .await
+        .unwrap();
+}
+
+/// Identifiers put in the wrong profiles (and a profile row wrongly marked
+/// merged) are put back by a rebuild, which then has nothing left to do.
+async fn rebuild_repairs_corrupt_groupings(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let web = write_key(&app, "web").await;
+    let ana = accepted(
+        &app,
+        &web,
+        "/v1/identify",
+        &json!({"userId": "ana", "anonymousId": "a-1"}),
+    )
+    .await;
+    let bob = accepted(
+        &app,
+        &web,
+        "/v1/identify",
+        &json!({"userId": "bob", "anonymousId": "b-1"}),
+    )
+    .await;
+    let solo = accepted(&app, &web, "/v1/page", &json!({"anonymousId": "s-1"})).await;
+    assert_ne!(ana, bob);
+    let (status, clean) = app.post_json("/v1/identity/rebuild", &json!({})).await;
+    assert_eq!(status, 200, "{clean}");
+    assert_eq!(clean["identifiers"], 5, "{clean}");
+    assert_eq!(
+        clean["changed_identifiers"], 0,
+        "a consistent hub needs no write: {clean}"
+    );
+    assert_eq!(clean["batches"], 0, "{clean}");
+    // a-1 put in bob's profile; solo's profile row marked merged into ana's.
+    corrupt(
+        &app,
+        format!("UPDATE identifiers SET customer_id = '{bob}' WHERE value = 'a-1'"),
+    )
+    .await;
+    corrupt(
+        &app,
+        format!("UPDATE customers SET merged_into = '{ana}' WHERE id = '{solo}'"),
+    )
+    .await;
+    assert_eq!(lookup(&app, "anonymous_id:a-1").await.unwrap(), bob);
+    let splits_before = feed(&app, "customer.split").await.len();
+    let (status, report) = app.post_json("/v1/identity/rebuild", &json!({})).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["changed_identifiers"], 1, "{report}");
+    assert_eq!(report["merges"], 0, "{report}");
+    assert_eq!(report["splits"], 1, "{report}");
+    assert_eq!(report["profiles"], 3, "{report}");
+    assert_eq!(lookup(&app, "anonymous_id:a-1").await.unwrap(), ana);
+    assert_eq!(lookup(&app, "user_id:ana").await.unwrap(), ana);
+    assert_eq!(lookup(&app, "anonymous_id:b-1").await.unwrap(), bob);
+    assert_eq!(customer(&app, &solo).await["id"], solo.as_str());
+    let splits = feed(&app, "customer.split").await;
+    assert_eq!(splits.len(), splits_before + 1);
+    assert_eq!(splits.last().unwrap()["data"]["customer_id"], bob.as_str());
+    let (_, again) = app.post_json("/v1/identity/rebuild", &json!({})).await;
+    assert_eq!(again["changed_identifiers"], 0, "{again}");
+    assert_eq!(again["batches"], 0, "{again}");
+    app.stop().await;
+}
+
+/// A value blocked by a rules change after it linked two guests: the
+/// rebuild retracts its links (kept in the ledger), quarantines it and
+/// splits the guests; new calls ignore it; a second rebuild changes nothing.
+async fn rebuild_unlinks_values_blocked_later(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let pos = write_key(&app, "pos").await;
+    for guest in ["g-1", "g-2"] {
+        accepted(
+            &app,
+            &pos,
+            "/v1/identify",
+            &json!({"anonymousId": guest, "traits": {"email": "counter@shop.example"}}),
+        )
+        .await;
+    }
+    let grouped = lookup(&app, "anonymous_id:g-1").await.unwrap();
+    assert_eq!(lookup(&app, "anonymous_id:g-2").await.unwrap(), grouped);
+    let (_, mut rules) = app.get_json("/v1/identity/rules").await;
+    rules["blocked_values"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("counter@shop.example"));
+    let response = app
+        .client
+        .put(app.url("/v1/identity/rules"))
+        .bearer_auth(&app.admin_key)
+        .json(&rules)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (status, report) = app.post_json("/v1/identity/rebuild", &json!({})).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["blocked"], 1, "{report}");
+    assert_eq!(report["retracted_links"], 2, "{report}");
+    assert_eq!(report["splits"], 1, "{report}");
+    let g1 = lookup(&app, "anonymous_id:g-1").await.unwrap();
+    let g2 = lookup(&app, "anonymous_id:g-2").await.unwrap();
+    assert_ne!(g1, g2);
+    assert_eq!(g1, grouped, "the oldest keeps the profile id");
+    let (status, quarantined) = app
+        .get_json("/v1/identity/identifiers?status=quarantined")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        quarantined["items"][0]["value"], "counter@shop.example",
+        "{quarantined}"
+    );
+    let blocked = feed(&app, "identity.blocked").await;
+    assert_eq!(blocked.len(), 1);
+    assert_eq!(
+        blocked[0]["data"]["identifier"]["value"],
+        "counter@shop.example"
+    );
+    assert_eq!(
+        blocked[0]["data"]["retracted_links"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // The ledger keeps the links, retracted.
+    let ledger = customer(&app, &g1).await;
+    assert!(
+        ledger["identity_links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| !l["retracted_at"].is_null()),
+        "{ledger}"
+    );
+    // New calls naming the value ignore it; a second rebuild has nothing to do.
+    let (status, body) = send(
+        &app,
+        &pos,
+        "/v1/identify",
+        &json!({"anonymousId": "g-3", "traits": {"email": "counter@shop.example"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ignored"].as_array().unwrap().len(), 1, "{body}");
+    let (_, again) = app.post_json("/v1/identity/rebuild", &json!({})).await;
+    assert_eq!(again["changed_identifiers"], 0, "{again}");
+    assert_eq!(again["blocked"], 0, "{again}");
     app.stop().await;
 }

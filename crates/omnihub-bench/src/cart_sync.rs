@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -135,30 +134,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         .await?
         .error_for_status()?;
         let expected = format!("\"quantity\":{}", i + 1);
-        loop {
-            if let Some(end) = buffer.find("\n\n") {
-                let message: String = buffer.drain(..end + 2).collect();
-                if message.contains(&expected) {
-                    break;
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), bytes.next())
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("stream ended"))??;
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-        }
+        crate::sse::wait_for(&mut bytes, &mut buffer, &expected).await?;
         latencies.push(started.elapsed());
     }
-    latencies.sort();
-    let at =
-        |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1000.0;
     println!(
-        "cart change on process A → cart.updated on process B's stream (PostgreSQL), {} changes: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (includes the change's own durable commit)",
+        "cart change on process A → cart.updated on process B's stream (PostgreSQL), {} changes: {} (includes the change's own durable commit)",
         latencies.len(),
-        at(0.5),
-        at(0.99),
-        at(1.0)
+        crate::sse::percentiles(&mut latencies)
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -3,9 +3,8 @@
 //! movement to the moment the web client has the `inventory.availability_changed`
 //! event.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use futures::StreamExt;
 use serde_json::{Value, json};
 
 use omnihub::channels::{self, ChannelKind, ChannelName};
@@ -90,30 +89,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         post("/inventory/movements", sale)
             .await?
             .error_for_status()?;
-        loop {
-            if let Some(end) = buffer.find("\n\n") {
-                let message: String = buffer.drain(..end + 2).collect();
-                if message.contains(&expected) {
-                    break;
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), bytes.next())
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("stream ended"))??;
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-        }
+        crate::sse::wait_for(&mut bytes, &mut buffer, &expected).await?;
         latencies.push(started.elapsed());
     }
-    latencies.sort();
-    let at =
-        |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1000.0;
     println!(
-        "POS sale → web stream, {} sales: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (includes the sale's own durable commit)",
+        "POS sale → web stream, {} sales: {} (includes the sale's own durable commit)",
         latencies.len(),
-        at(0.5),
-        at(0.99),
-        at(1.0)
+        crate::sse::percentiles(&mut latencies)
     );
     hub.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);

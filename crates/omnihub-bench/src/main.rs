@@ -14,6 +14,7 @@
 mod bare;
 mod cart_sync;
 mod live;
+mod sse;
 mod webhooks;
 
 use std::net::SocketAddr;

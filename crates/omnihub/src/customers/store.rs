@@ -2,8 +2,7 @@
 
 use sqlx::{Any, Executor, Row};
 
-use crate::identity::resolver::NodeStatus;
-use crate::identity::store::IdentifierRow;
+use crate::identity::store::{self as identity_store, IdentifierRow};
 use crate::storage::StoreError;
 
 /// Identifiers linked (by an active link) to a member of `customer_id` but
@@ -25,20 +24,7 @@ pub async fn context_identifiers<'e>(
     .fetch_all(db)
     .await?;
     rows.iter()
-        .map(|row| {
-            let status: String = row.try_get("status")?;
-            Ok(IdentifierRow {
-                id: row.try_get("id")?,
-                kind: row.try_get("kind")?,
-                value: row.try_get("value")?,
-                customer_id: row.try_get("customer_id")?,
-                home_customer_id: row.try_get("home_customer_id")?,
-                status: NodeStatus::parse(&status)
-                    .ok_or_else(|| StoreError::Corrupt("identifiers.status".into()))?,
-                verified: row.try_get::<i64, _>("verified")? != 0,
-                first_seen_at: row.try_get("first_seen_at")?,
-            })
-        })
+        .map(identity_store::identifier_from_row)
         .collect()
 }
 

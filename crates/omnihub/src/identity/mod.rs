@@ -574,20 +574,7 @@ async fn apply_resolution(
     let survivors: BTreeSet<&String> = resolution.groups.iter().map(|g| &g.survivor).collect();
     for group in &resolution.groups {
         let survivor = &group.survivor;
-        let created = match store::get_customer(&mut *tx.conn(), survivor).await? {
-            None => {
-                store::insert_customer(tx.conn(), survivor, now).await?;
-                true
-            }
-            Some(row) => {
-                if row.merged_into.is_some() {
-                    store::set_merged_into(tx.conn(), survivor, None, now).await?;
-                } else {
-                    store::touch_customer(tx.conn(), survivor, now).await?;
-                }
-                false
-            }
-        };
+        let created = activate_profile(tx, survivor).await?;
         for member in &group.members {
             out.customer_of.insert(member.clone(), survivor.clone());
             let Some(row) = out.rows.get(member) else {
@@ -675,6 +662,26 @@ async fn apply_resolution(
     emit_splits(tx, cause, out, &old_active);
     emit_refusals(tx, cause, out);
     Ok(())
+}
+
+/// Makes `id` an active profile that survives a regrouping: created when
+/// new (returns true), un-merged when it was merged, touched otherwise.
+pub(crate) async fn activate_profile(tx: &mut Tx, id: &str) -> Result<bool, StoreError> {
+    let now = tx.now();
+    match store::get_customer(&mut *tx.conn(), id).await? {
+        None => {
+            store::insert_customer(tx.conn(), id, now).await?;
+            Ok(true)
+        }
+        Some(row) => {
+            if row.merged_into.is_some() {
+                store::set_merged_into(tx.conn(), id, None, now).await?;
+            } else {
+                store::touch_customer(tx.conn(), id, now).await?;
+            }
+            Ok(false)
+        }
+    }
 }
 
 /// The link that joined `side` to the rest of its new group, and why.

@@ -772,20 +772,7 @@ async fn write_group(
         outcome.retracted += group.retract.len();
     }
     let survivor = &group.survivor;
-    let created = match store::get_customer(&mut *tx.conn(), survivor).await? {
-        None => {
-            store::insert_customer(tx.conn(), survivor, now).await?;
-            true
-        }
-        Some(row) => {
-            if row.merged_into.is_some() {
-                store::set_merged_into(tx.conn(), survivor, None, now).await?;
-            } else {
-                store::touch_customer(tx.conn(), survivor, now).await?;
-            }
-            false
-        }
-    };
+    let created = super::activate_profile(tx, survivor).await?;
     let channel = cause.channel();
     for m in &group.members {
         let Some(row) = rows.get(&m.id) else { continue };

@@ -54,7 +54,8 @@ pub struct IdentifierRow {
 const IDENTIFIER_COLUMNS: &str =
     "id, kind, value, customer_id, home_customer_id, status, verified, first_seen_at";
 
-fn identifier_from_row(row: &AnyRow) -> Result<IdentifierRow, StoreError> {
+/// An `identifiers` row selected with [`IDENTIFIER_COLUMNS`] (any table alias).
+pub(crate) fn identifier_from_row(row: &AnyRow) -> Result<IdentifierRow, StoreError> {
     let status: String = row.try_get("status")?;
     Ok(IdentifierRow {
         id: row.try_get("id")?,

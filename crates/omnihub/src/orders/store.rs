@@ -176,6 +176,27 @@ pub async fn by_external_id(
     with_lines(conn, row).await
 }
 
+/// `customer_id IN ($1, …) OR anonymous_id IN (…)` for a profile's keys
+/// (bound in that order), and the number of the next parameter.
+fn owner_filter(customer_ids: &[String], anonymous_ids: &[String]) -> (String, usize) {
+    let list = |from: usize, n: usize| {
+        (from..from + n)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let customers = format!("customer_id IN ({})", list(1, customer_ids.len()));
+    let next = 1 + customer_ids.len();
+    if anonymous_ids.is_empty() {
+        return (customers, next);
+    }
+    let owners = format!(
+        "({customers} OR anonymous_id IN ({}))",
+        list(next, anonymous_ids.len())
+    );
+    (owners, next + anonymous_ids.len())
+}
+
 /// For the customer timeline: ids of the orders of `customer_ids` or
 /// `anonymous_ids`, created last first, before the cursor
 /// `(created_at, id)`, optionally from one channel.
@@ -187,20 +208,13 @@ pub async fn timeline_ids<'e>(
     before: (i64, &str),
     limit: i64,
 ) -> Result<Vec<String>, StoreError> {
-    let mut next = 1;
-    let mut list = |n: usize| {
-        let p: Vec<String> = (next..next + n).map(|i| format!("${i}")).collect();
-        next += n;
-        p.join(", ")
-    };
-    let mut owners = format!("customer_id IN ({})", list(customer_ids.len()));
-    if !anonymous_ids.is_empty() {
-        owners = format!(
-            "({owners} OR anonymous_id IN ({}))",
-            list(anonymous_ids.len())
-        );
-    }
-    let (channel, ts, id, limit_sql) = (list(1), list(1), list(1), list(1));
+    let (owners, next) = owner_filter(customer_ids, anonymous_ids);
+    let (channel, ts, id, limit_sql) = (
+        format!("${next}"),
+        format!("${}", next + 1),
+        format!("${}", next + 2),
+        format!("${}", next + 3),
+    );
     let sql = format!(
         "SELECT id FROM orders WHERE {owners} AND ({channel} = '' OR channel_id = {channel}) \
          AND (created_at < {ts} OR (created_at = {ts} AND id < {id})) \
@@ -232,21 +246,8 @@ pub async fn ids_for_customer<'e>(
     before: Option<&str>,
     limit: i64,
 ) -> Result<Vec<String>, StoreError> {
-    let mut next = 1;
-    let mut list = |n: usize| {
-        let p: Vec<String> = (next..next + n).map(|i| format!("${i}")).collect();
-        next += n;
-        p.join(", ")
-    };
-    let customers = list(customer_ids.len());
-    let mut owners = format!("customer_id IN ({customers})");
-    if !anonymous_ids.is_empty() {
-        owners = format!(
-            "({owners} OR anonymous_id IN ({}))",
-            list(anonymous_ids.len())
-        );
-    }
-    let (before_sql, limit_sql) = (list(1), list(1));
+    let (owners, next) = owner_filter(customer_ids, anonymous_ids);
+    let (before_sql, limit_sql) = (format!("${next}"), format!("${}", next + 1));
     let sql = format!(
         "SELECT id FROM orders WHERE {owners} AND id < {before_sql} ORDER BY id DESC LIMIT {limit_sql}"
     );

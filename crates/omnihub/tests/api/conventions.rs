@@ -117,7 +117,7 @@ async fn bad_bodies_are_problems_and_write_nothing(backend: Backend) {
 
 async fn oversized_bodies_are_413_and_write_nothing(backend: Backend) {
     const LIMIT: usize = 512;
-    let app = TestApp::spawn_with(backend, |s| s.max_body_bytes = LIMIT).await;
+    let mut app = TestApp::spawn_with(backend, |s| s.max_body_bytes = LIMIT).await;
     let before = snapshot(&app).await;
     let big = json!({"kind": "web", "name": "x".repeat(LIMIT * 2)});
     let response = app.post("/v1/channels").json(&big).send().await.unwrap();
@@ -150,6 +150,9 @@ async fn oversized_bodies_are_413_and_write_nothing(backend: Backend) {
         }
     }
     assert_problem(answer.expect("an answer"), 413, "payload_too_large").await;
+    // The hub closes a connection whose body it refused; a pooled client
+    // could pick one of those for the next request and see it reset.
+    app.client = reqwest::Client::new();
     assert_eq!(snapshot(&app).await, before, "nothing was written");
     // Just under the limit works.
     let (status, body) = app

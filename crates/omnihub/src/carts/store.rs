@@ -4,6 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
+use crate::storage::sql::placeholders;
 use crate::storage::{Dialect, StoreError};
 use crate::time::{self, Timestamp};
 
@@ -491,12 +492,4 @@ pub async fn close_checked_out(
         moved += query.execute(&mut *conn).await?.rows_affected();
     }
     Ok(moved)
-}
-
-/// `$first, …` for `count` parameters.
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

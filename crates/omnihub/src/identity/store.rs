@@ -6,6 +6,7 @@ use sqlx::{Any, AnyConnection, Executor, Row};
 
 use super::resolver::NodeStatus;
 use crate::storage::StoreError;
+use crate::storage::sql::placeholders;
 use crate::time::{self, Timestamp};
 
 /// The PostgreSQL advisory lock that serializes identity resolution across
@@ -30,13 +31,6 @@ pub async fn lock_identity(
 
 /// Bound parameters per statement when a list is expanded into `IN (…)`.
 const IN_CHUNK: usize = 400;
-
-fn placeholders(start: usize, count: usize) -> String {
-    (start..start + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// An identifier as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,6 +6,7 @@ use sqlx::{Any, AnyConnection, Executor, Row};
 
 use super::{Quantity, StockLevel};
 use crate::storage::StoreError;
+use crate::storage::sql::push_rows;
 use crate::time::{self, Timestamp};
 
 const LEVEL_COLUMNS: &str = "on_hand, reserved, incoming, unsellable, safety_stock";
@@ -660,7 +661,7 @@ pub async fn insert_movements(
             "INSERT INTO stock_movements (id, sku, location_id, quantity, delta, reason, reference, channel_id, \
              occurred_at, recorded_at) VALUES ",
         );
-        push_placeholders(&mut sql, chunk.len(), 10);
+        push_rows(&mut sql, chunk.len(), 10);
         let mut query = sqlx::query(&sql);
         for m in chunk {
             query = query
@@ -692,7 +693,7 @@ pub async fn insert_reservations(
         let mut sql = String::from(
             "INSERT INTO reservations (id, channel_id, status, reference, expires_at, created_at, updated_at) VALUES ",
         );
-        push_placeholders(&mut sql, chunk.len(), 7);
+        push_rows(&mut sql, chunk.len(), 7);
         let mut query = sqlx::query(&sql);
         for r in chunk {
             query = query
@@ -714,7 +715,7 @@ pub async fn insert_reservations(
         let mut sql = String::from(
             "INSERT INTO reservation_lines (reservation_id, line_no, sku, location_id, quantity, fulfilled) VALUES ",
         );
-        push_placeholders(&mut sql, chunk.len(), 6);
+        push_rows(&mut sql, chunk.len(), 6);
         let mut query = sqlx::query(&sql);
         for (id, (line_no, sku, location, quantity, fulfilled)) in chunk {
             query = query
@@ -728,23 +729,6 @@ pub async fn insert_reservations(
         query.execute(&mut *conn).await?;
     }
     Ok(())
-}
-
-/// Appends `($1, …, $n), (…)` for `rows` rows of `columns` parameters.
-fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
-    for row in 0..rows {
-        if row > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("${}", row * columns + column + 1));
-        }
-        sql.push(')');
-    }
 }
 
 /// SKUs per statement when levels are read for a batch.

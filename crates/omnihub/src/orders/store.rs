@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
+use crate::storage::sql::{placeholders, push_rows};
 use crate::storage::{Dialect, StoreError};
 use crate::time::{self, Timestamp};
 
@@ -179,20 +180,14 @@ pub async fn by_external_id(
 /// `customer_id IN ($1, …) OR anonymous_id IN (…)` for a profile's keys
 /// (bound in that order), and the number of the next parameter.
 fn owner_filter(customer_ids: &[String], anonymous_ids: &[String]) -> (String, usize) {
-    let list = |from: usize, n: usize| {
-        (from..from + n)
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let customers = format!("customer_id IN ({})", list(1, customer_ids.len()));
+    let customers = format!("customer_id IN ({})", placeholders(1, customer_ids.len()));
     let next = 1 + customer_ids.len();
     if anonymous_ids.is_empty() {
         return (customers, next);
     }
     let owners = format!(
         "({customers} OR anonymous_id IN ({}))",
-        list(next, anonymous_ids.len())
+        placeholders(next, anonymous_ids.len())
     );
     (owners, next + anonymous_ids.len())
 }
@@ -280,7 +275,7 @@ const ORDER_LINE_CHUNK: usize = 33;
 pub async fn insert_many(conn: &mut AnyConnection, orders: &[OrderRow]) -> Result<(), StoreError> {
     for chunk in orders.chunks(ORDER_CHUNK) {
         let mut sql = format!("INSERT INTO orders ({COLUMNS}) VALUES ");
-        push_placeholders(&mut sql, chunk.len(), 20);
+        push_rows(&mut sql, chunk.len(), 20);
         let mut query = sqlx::query(&sql);
         for o in chunk {
             query = query
@@ -315,7 +310,7 @@ pub async fn insert_many(conn: &mut AnyConnection, orders: &[OrderRow]) -> Resul
         let mut sql = String::from(
             "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_minor, total_minor) VALUES ",
         );
-        push_placeholders(&mut sql, chunk.len(), 6);
+        push_rows(&mut sql, chunk.len(), 6);
         let mut query = sqlx::query(&sql);
         for (id, (line_no, sku, quantity, unit_price_minor, total_minor)) in chunk {
             query = query
@@ -329,23 +324,6 @@ pub async fn insert_many(conn: &mut AnyConnection, orders: &[OrderRow]) -> Resul
         query.execute(&mut *conn).await?;
     }
     Ok(())
-}
-
-/// Appends `($1, …, $n), (…)` for `rows` rows of `columns` parameters.
-fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
-    for row in 0..rows {
-        if row > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("${}", row * columns + column + 1));
-        }
-        sql.push(')');
-    }
 }
 
 /// Moves an order from status `from` to `to` with its new groups; false when

@@ -110,6 +110,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(customers::http::timeline))
         .routes(routes!(customers::http::merges))
         .routes(routes!(customers::http::unmerge))
+        .routes(routes!(crate::groups::http::get_group))
         .routes(routes!(
             identity::http::get_rules,
             identity::http::put_rules

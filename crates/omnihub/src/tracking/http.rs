@@ -48,8 +48,10 @@ pub struct TrackResponse {
     /// Always true on a 200, as Segment answers.
     pub success: bool,
     pub message_id: String,
-    /// The profile the call landed on.
-    pub customer_id: String,
+    /// The profile the call landed on; `null` when a public key named a
+    /// person by `userId` without an `anonymousId` (a public key never
+    /// learns another person's profile id).
+    pub customer_id: Option<String>,
     /// The `messageId` was already received from this channel; nothing changed.
     pub duplicate: bool,
     /// Identifiers that were not used (blocked, invalid), with the reason.
@@ -70,7 +72,8 @@ pub struct RejectedCall {
 pub struct AcceptedCall {
     pub index: usize,
     pub message_id: String,
-    pub customer_id: String,
+    /// As in a single call's answer.
+    pub customer_id: Option<String>,
     pub duplicate: bool,
     pub ignored: Vec<IgnoredBody>,
 }

@@ -14,6 +14,7 @@ mod foundation;
 mod fuzz;
 mod idempotency;
 mod identity;
+mod identity_trust;
 mod inventory;
 mod inventory_properties;
 mod metrics;

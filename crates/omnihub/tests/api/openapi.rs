@@ -88,6 +88,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/customers/{id}/timeline"),
     ("GET", "/v1/customers/{id}/merges"),
     ("POST", "/v1/customers/{id}/unmerge"),
+    ("GET", "/v1/groups/{id}"),
     ("GET", "/v1/identity/rules"),
     ("PUT", "/v1/identity/rules"),
     ("GET", "/v1/identity/identifiers"),

@@ -21,13 +21,22 @@ use crate::keys::{Principal, Scope};
 
 pub async fn authenticate(
     State(state): State<AppState>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let Some(secret) = secret_from_headers(request.headers()) else {
+    let (secret, mut request) = match secret_from_headers(request.headers()) {
+        Some(secret) => (Some(secret), request),
+        None if crate::tracking::http::is_tracking_path(request.uri().path())
+            && !request.headers().contains_key(header::AUTHORIZATION) =>
+        {
+            write_key_from_body(request).await?
+        }
+        None => (None, request),
+    };
+    let Some(secret) = secret else {
         return Err(ApiError::new(
             ErrorCode::Unauthorized,
-            "send an API key as `Authorization: Bearer <key>`",
+            "send an API key as `Authorization: Bearer <key>` (on tracking routes, `writeKey` in the body also works)",
         ));
     };
     match state.keys.resolve(&state.store, &secret).await? {
@@ -40,6 +49,33 @@ pub async fn authenticate(
             "the API key is unknown or revoked",
         )),
     }
+}
+
+/// Reads the body (at most a tracking batch) and takes its `writeKey`; the
+/// request is rebuilt with the same body for the handler.
+async fn write_key_from_body(request: Request) -> Result<(Option<String>, Request), ApiError> {
+    #[derive(serde::Deserialize)]
+    struct WriteKey {
+        #[serde(rename = "writeKey")]
+        write_key: Option<String>,
+    }
+    let limit = crate::tracking::MAX_BATCH_BYTES;
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body is larger than {limit} bytes"),
+        )
+    })?;
+    let secret = serde_json::from_slice::<WriteKey>(&bytes)
+        .ok()
+        .and_then(|body| body.write_key)
+        .map(|key| key.trim().to_string())
+        .filter(|key| !key.is_empty());
+    Ok((
+        secret,
+        Request::from_parts(parts, axum::body::Body::from(bytes)),
+    ))
 }
 
 fn secret_from_headers(headers: &axum::http::HeaderMap) -> Option<String> {

@@ -5,6 +5,7 @@
 //! idempotency, and adds health, metrics and the OpenAPI document.
 
 pub mod auth;
+pub mod browser;
 pub mod extract;
 pub mod health;
 pub mod openapi;
@@ -179,6 +180,7 @@ pub fn router(state: AppState) -> Router {
     let (api, _) = api_router().split_for_parts();
     let (public, _) = public_router().split_for_parts();
     let api = api
+        .merge(crate::tracking::http::short_routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::idempotency::middleware,
@@ -192,6 +194,10 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            browser::decode_body,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -203,6 +209,7 @@ pub fn router(state: AppState) -> Router {
                 "an internal error occurred; it was logged",
             ))
         }))
+        .layer(middleware::from_fn_with_state(state.clone(), browser::cors))
         .with_state(state)
 }
 

@@ -7,6 +7,7 @@ mod sse;
 mod support;
 
 mod auth;
+mod browser;
 mod carts;
 mod conventions;
 mod events;

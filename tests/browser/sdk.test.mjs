@@ -219,7 +219,7 @@ try {
 
   // 3. The live stream from the page: a backend mints a token, the browser's
   //    EventSource (which cannot send headers) passes it in the query string.
-  const minted = await api('POST', '/v1/stream/tokens', { types: ['customer.*'] }, readKey)
+  const minted = await api('POST', '/v1/stream/tokens', { ttl_seconds: 300 }, readKey)
   check(minted.status === 201, `a stream token is minted by an events:read key (${minted.status})`)
   if (minted.status === 201) {
     const received = tab.evaluate(
@@ -233,7 +233,7 @@ try {
           })
           setTimeout(() => reject(new Error('no event on the stream')), 15000)
         }),
-      { url: `${hubBase}/v1/stream?token=${encodeURIComponent(minted.body.token)}` },
+      { url: `${hubBase}/v1/stream?types=customer.*&token=${encodeURIComponent(minted.body.token)}` },
     )
     await new Promise((resolve) => setTimeout(resolve, 500))
     await fetch(hubBase + '/v1/identify', {

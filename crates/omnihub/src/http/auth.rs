@@ -31,6 +31,25 @@ pub async fn authenticate(
         {
             write_key_from_body(request).await?
         }
+        None if request.uri().path() == super::browser::STREAM_PATH
+            && !request.headers().contains_key(header::AUTHORIZATION) =>
+        {
+            if let Some(token) = stream_token(request.uri().query()) {
+                let now = crate::time::now().timestamp();
+                return match crate::keys::stream_token::verify(&state.store, &token, now).await? {
+                    Some(principal) => {
+                        let mut request = request;
+                        request.extensions_mut().insert(principal);
+                        Ok(next.run(request).await)
+                    }
+                    None => Err(ApiError::new(
+                        ErrorCode::Unauthorized,
+                        "the stream token is invalid or expired, or its key was revoked; mint a new one with POST /v1/stream/tokens",
+                    )),
+                };
+            }
+            (None, request)
+        }
         None => (None, request),
     };
     let Some(secret) = secret else {
@@ -49,6 +68,15 @@ pub async fn authenticate(
             "the API key is unknown or revoked",
         )),
     }
+}
+
+/// The `token` query parameter of `GET /v1/stream`.
+fn stream_token(query: Option<&str>) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query?)
+        .ok()?
+        .into_iter()
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value)
 }
 
 /// Reads the body (at most a tracking batch) and takes its `writeKey`; the

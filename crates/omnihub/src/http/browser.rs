@@ -30,9 +30,12 @@ pub const CORS_ALLOWED_HEADERS: &str =
 /// Response headers a cross-origin page may read.
 pub const CORS_EXPOSED_HEADERS: &str = "retry-after, idempotency-replayed";
 
+/// The live stream, which a page follows with `EventSource` and a stream token.
+pub const STREAM_PATH: &str = "/v1/stream";
+
 /// The routes served to pages on other origins.
 pub fn is_browser_path(path: &str) -> bool {
-    crate::tracking::http::is_tracking_path(path) || path.starts_with("/v1/stream")
+    crate::tracking::http::is_tracking_path(path) || path == STREAM_PATH
 }
 
 /// The origins allowed to call the browser routes.
@@ -118,8 +121,8 @@ fn preflight(path: &str, allowed: bool) -> Response {
         )
         .into_response();
     }
-    let methods = if path.starts_with("/v1/stream") {
-        "GET, POST, OPTIONS"
+    let methods = if path == STREAM_PATH {
+        "GET, OPTIONS"
     } else {
         "POST, OPTIONS"
     };

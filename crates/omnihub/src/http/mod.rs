@@ -89,6 +89,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::http::revoke_key))
         .routes(routes!(events::http::list_events))
         .routes(routes!(events::stream::stream))
+        .routes(routes!(events::stream::create_stream_token))
         .routes(routes!(
             webhooks::http::create_webhook,
             webhooks::http::list_webhooks

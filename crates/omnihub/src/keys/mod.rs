@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod http;
 pub mod store;
+pub mod stream_token;
 
 use std::fmt;
 use std::str::FromStr;

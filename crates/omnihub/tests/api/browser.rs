@@ -9,6 +9,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
+use crate::sse::SseClient;
 use crate::support::{Backend, TestApp, assert_problem, read};
 use crate::tracking::{lookup, timeline, write_key};
 
@@ -20,6 +21,8 @@ backend_tests!(
     configured_origins_are_echoed_and_others_refused,
     gzip_bodies_are_accepted_and_other_encodings_refused,
     segment_python_client_with_gzip,
+    stream_token_opens_the_live_stream_from_a_browser,
+    stream_tokens_are_limited,
 );
 
 const ORIGIN: &str = "http://shop.example.test:3000";
@@ -441,5 +444,142 @@ async fn segment_python_client_with_gzip(backend: Backend) {
         .await
         .expect("profile of the Segment user");
     assert_eq!(timeline(&app, &id, "").await.len(), 3);
+    app.stop().await;
+}
+
+async fn mint(app: &TestApp, key: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .client
+        .post(app.url("/v1/stream/tokens"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    read(response).await
+}
+
+/// A backend mints a stream token with its `events:read` key; a page on
+/// another origin opens `/v1/stream?token=…` (no header, as `EventSource`)
+/// and gets the live events with the CORS grant.
+async fn stream_token_opens_the_live_stream_from_a_browser(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let reader = app.key("web", &["events:read"]).await;
+    let (status, minted) = mint(&app, &reader, json!({})).await;
+    assert_eq!(status, 201, "{minted}");
+    let token = minted["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("ost_"), "{token}");
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(minted["expires_at"].as_str().unwrap()).unwrap();
+    let ttl = expires
+        .signed_duration_since(chrono::Utc::now())
+        .num_seconds();
+    assert!((290..=300).contains(&ttl), "default lifetime 300 s: {ttl}");
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/v1/stream"))
+        .header("origin", ORIGIN)
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert!(
+        header(&preflight, "access-control-allow-methods")
+            .unwrap()
+            .contains("GET")
+    );
+    let response = app
+        .client
+        .get(app.url("/v1/stream"))
+        .query(&[("token", token.as_str()), ("types", "channel.*")])
+        .header("origin", ORIGIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&response, "access-control-allow-origin"), Some("*"));
+    let mut stream = SseClient::from_response(response);
+    let channel = app.new_channel().await;
+    let message = stream.next().await.expect("an event");
+    assert_eq!(message.event, "channel.created");
+    assert_eq!(message.data["subjects"]["channel_id"], channel);
+    app.stop().await;
+}
+
+/// Only `events:read` keys mint; the token opens the stream and nothing
+/// else; a forged, expired or revoked one is refused (with the CORS grant,
+/// so the page can tell).
+async fn stream_tokens_are_limited(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let writer = write_key(&app, "web").await;
+    let (status, body) = mint(&app, &writer, json!({})).await;
+    assert_eq!(status, 403, "{body}");
+    let reader = app.key("web", &["events:read"]).await;
+    for ttl in [0, 3601, -5] {
+        let (status, body) = mint(&app, &reader, json!({ "ttl_seconds": ttl })).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["errors"][0]["field"], "ttl_seconds", "{body}");
+    }
+    let (_, minted) = mint(&app, &reader, json!({ "ttl_seconds": 1 })).await;
+    let short = minted["token"].as_str().unwrap().to_string();
+    let (_, minted) = mint(&app, &reader, json!({ "ttl_seconds": 600 })).await;
+    let token = minted["token"].as_str().unwrap().to_string();
+    let open = |token: String| {
+        app.client
+            .get(app.url("/v1/stream"))
+            .query(&[("token", token)])
+            .header("origin", ORIGIN)
+            .send()
+    };
+    // Not a key: useless as a Bearer, and only /v1/stream reads `?token=`.
+    let response = app
+        .client
+        .get(app.url("/v1/events"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 401, "unauthorized").await;
+    let response = app
+        .client
+        .get(app.url("/v1/events"))
+        .query(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 401, "unauthorized").await;
+    // Forged: another expiry under the same signature.
+    let mut parts: Vec<&str> = token.split('.').collect();
+    let later = (chrono::Utc::now().timestamp() + 3000).to_string();
+    parts[1] = &later;
+    let forged = parts.join(".");
+    for bad in [forged, "ost_nonsense".to_string(), format!("{token}x")] {
+        let response = open(bad).await.unwrap();
+        assert_eq!(header(&response, "access-control-allow-origin"), Some("*"));
+        assert_problem(response, 401, "unauthorized").await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_problem(open(short).await.unwrap(), 401, "unauthorized").await;
+    let response = open(token.clone()).await.unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "the valid token still opens the stream"
+    );
+    drop(response);
+    // Revoking the key revokes its tokens.
+    let (_, keys) = app.get_json("/v1/keys?limit=200").await;
+    let key_id = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["scopes"] == json!(["events:read"]))
+        .map(|k| k["id"].as_str().unwrap().to_string())
+        .unwrap();
+    let (status, body) = app
+        .post_json(&format!("/v1/keys/{key_id}/revoke"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_problem(open(token).await.unwrap(), 401, "unauthorized").await;
     app.stop().await;
 }

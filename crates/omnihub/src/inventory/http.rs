@@ -429,15 +429,17 @@ pub struct StoreAvailabilityBody {
     pub by_transfer: bool,
 }
 
-/// "Check store availability": pickup stores near a point and when each can have the units ready.
+/// "Check store availability": pickup stores near a point and when each can
+/// have the units ready, nearest first, all on one page (`next_cursor` is
+/// always absent; the list shape is that of every other list).
 #[utoipa::path(get, path = "/v1/availability/stores", tag = "inventory",
     params(StoreAvailabilityParams),
-    responses((status = 200, body = [StoreAvailabilityBody]), (status = 422, body = Problem)))]
+    responses((status = 200, body = crate::http::pagination::Page<StoreAvailabilityBody>), (status = 422, body = Problem)))]
 pub async fn get_store_availability(
     State(state): State<AppState>,
     caller: Authorized<scope::InventoryRead>,
     Query(params): Query<StoreAvailabilityParams>,
-) -> Result<axum::Json<Vec<StoreAvailabilityBody>>, ApiError> {
+) -> Result<axum::Json<crate::http::pagination::Page<StoreAvailabilityBody>>, ApiError> {
     let sku = parse_sku("sku", &params.sku)?;
     let quantity = parse_quantity("quantity", params.quantity.unwrap_or(1))?;
     let near = match (params.latitude, params.longitude) {
@@ -467,8 +469,8 @@ pub async fn get_store_availability(
         crate::time::now(),
     )
     .await?;
-    Ok(axum::Json(
-        options
+    Ok(axum::Json(crate::http::pagination::Page {
+        items: options
             .into_iter()
             .map(|o| StoreAvailabilityBody {
                 location_id: o.location.id,
@@ -479,7 +481,8 @@ pub async fn get_store_availability(
                 by_transfer: o.by_transfer,
             })
             .collect(),
-    ))
+        next_cursor: None,
+    }))
 }
 
 // ------------------------------------------------------------- reservations

@@ -11,6 +11,7 @@ mod browser;
 mod carts;
 mod conventions;
 mod events;
+mod first_hour;
 mod foundation;
 mod fuzz;
 mod idempotency;

@@ -51,7 +51,7 @@ pub struct StreamParams {
 /// Live event stream (text/event-stream). It starts at "now" (the newest
 /// committed event) unless `Last-Event-ID` or `after` names a position to
 /// replay from.
-#[utoipa::path(get, path = "/v1/stream", tag = "events",
+#[utoipa::path(get, operation_id = "stream_events", extensions(("x-required-scopes" = json!(["events:read"]))), path = "/v1/stream", tag = "events",
     params(StreamParams, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this position")),
     responses(
         (status = 200, content_type = "text/event-stream", description = "SSE: id = position, event = type, data = EventBody JSON"),
@@ -165,7 +165,7 @@ pub struct StreamTokenBody {
 /// cannot send an `Authorization` header). The token grants `events:read`
 /// on the caller's channel until it expires; revoking the key revokes it.
 /// It is checked when a stream is opened (a reconnect needs a valid token).
-#[utoipa::path(post, path = "/v1/stream/tokens", tag = "events",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["events:read"]))), path = "/v1/stream/tokens", tag = "events",
     request_body = CreateStreamToken,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
     responses(

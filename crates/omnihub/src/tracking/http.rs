@@ -176,9 +176,9 @@ fn rejection_error(rejection: Rejection) -> ApiError {
 }
 
 macro_rules! single_endpoint {
-    ($fn:ident, $path:literal, $kind:expr, $doc:literal) => {
+    ($fn:ident, $operation_id:literal, $path:literal, $kind:expr, $doc:literal) => {
         #[doc = $doc]
-        #[utoipa::path(post, path = $path, tag = "tracking",
+        #[utoipa::path(post, operation_id = $operation_id, extensions(("x-required-scopes" = json!(["events:write"]))), path = $path, tag = "tracking",
             request_body(content = Object, description = "A Segment call (identify, track, page, screen, alias or group), at most 32 KB."),
             responses(
                 (status = 200, body = TrackResponse),
@@ -199,36 +199,42 @@ macro_rules! single_endpoint {
 
 single_endpoint!(
     identify,
+    "track_identify",
     "/v1/identify",
     MessageType::Identify,
     "Identify a user and record their traits (Segment `identify`)."
 );
 single_endpoint!(
     track,
+    "track_event",
     "/v1/track",
     MessageType::Track,
     "Record an action (Segment `track`)."
 );
 single_endpoint!(
     page,
+    "track_page",
     "/v1/page",
     MessageType::Page,
     "Record a page view (Segment `page`)."
 );
 single_endpoint!(
     screen,
+    "track_screen",
     "/v1/screen",
     MessageType::Screen,
     "Record a screen view (Segment `screen`)."
 );
 single_endpoint!(
     alias,
+    "track_alias",
     "/v1/alias",
     MessageType::Alias,
     "Link a previous id to a user (Segment `alias`)."
 );
 single_endpoint!(
     group,
+    "track_group",
     "/v1/group",
     MessageType::Group,
     "Associate a user with a group or account (Segment `group`)."
@@ -236,7 +242,7 @@ single_endpoint!(
 
 /// Send many calls at once (Segment `batch`): at most 500 KB, each call at
 /// most 32 KB. Invalid calls are reported by index; the others are stored.
-#[utoipa::path(post, path = "/v1/batch", tag = "tracking",
+#[utoipa::path(post, operation_id = "track_batch", extensions(("x-required-scopes" = json!(["events:write"]))), path = "/v1/batch", tag = "tracking",
     request_body(content = Object, description = "`{\"batch\": [calls…], \"context\": {…}, \"sentAt\": \"…\"}`"),
     responses(
         (status = 200, body = BatchResponse),

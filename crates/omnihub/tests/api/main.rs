@@ -9,6 +9,7 @@ mod support;
 mod auth;
 mod browser;
 mod carts;
+mod contract;
 mod conventions;
 mod events;
 mod first_hour;

@@ -167,7 +167,7 @@ pub struct OversoldBody {
 }
 
 /// Record stock movements (POS sales, receipts, counts, …) in one all-or-nothing batch.
-#[utoipa::path(post, path = "/v1/inventory/movements", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["inventory:write"]))), path = "/v1/inventory/movements", tag = "inventory",
     request_body = MovementBatch,
     responses((status = 200, body = MovementOutcome), (status = 422, body = Problem)))]
 pub async fn record_movements(
@@ -252,7 +252,7 @@ pub async fn record_movements(
 }
 
 /// Incidents to act on (e.g. oversold offline sales), oldest first.
-#[utoipa::path(get, path = "/v1/inventory/incidents", tag = "inventory",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["inventory:read"]))), path = "/v1/inventory/incidents", tag = "inventory",
     params(PageParams),
     responses((status = 200, body = Page<IncidentBody>)))]
 pub async fn list_incidents(
@@ -301,7 +301,7 @@ pub struct SkuLevelBody {
 }
 
 /// Every named quantity at one location, by SKU.
-#[utoipa::path(get, path = "/v1/inventory/levels", tag = "inventory",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["inventory:read"]))), path = "/v1/inventory/levels", tag = "inventory",
     params(LevelsParams),
     responses((status = 200, body = Page<SkuLevelBody>)))]
 pub async fn list_levels(
@@ -379,7 +379,7 @@ fn location_availability(l: LocationAvailability) -> LocationAvailabilityBody {
 }
 
 /// Availability of a SKU across the network, as a channel sees it.
-#[utoipa::path(get, path = "/v1/availability", tag = "inventory",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["inventory:read"]))), path = "/v1/availability", tag = "inventory",
     params(AvailabilityParams),
     responses((status = 200, body = AvailabilityBody), (status = 422, body = Problem)))]
 pub async fn get_availability(
@@ -429,15 +429,17 @@ pub struct StoreAvailabilityBody {
     pub by_transfer: bool,
 }
 
-/// "Check store availability": pickup stores near a point and when each can have the units ready.
-#[utoipa::path(get, path = "/v1/availability/stores", tag = "inventory",
+/// "Check store availability": pickup stores near a point and when each can
+/// have the units ready, nearest first, all on one page (`next_cursor` is
+/// always absent; the list shape is that of every other list).
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["inventory:read"]))), path = "/v1/availability/stores", tag = "inventory",
     params(StoreAvailabilityParams),
-    responses((status = 200, body = [StoreAvailabilityBody]), (status = 422, body = Problem)))]
+    responses((status = 200, body = crate::http::pagination::Page<StoreAvailabilityBody>), (status = 422, body = Problem)))]
 pub async fn get_store_availability(
     State(state): State<AppState>,
     caller: Authorized<scope::InventoryRead>,
     Query(params): Query<StoreAvailabilityParams>,
-) -> Result<axum::Json<Vec<StoreAvailabilityBody>>, ApiError> {
+) -> Result<axum::Json<crate::http::pagination::Page<StoreAvailabilityBody>>, ApiError> {
     let sku = parse_sku("sku", &params.sku)?;
     let quantity = parse_quantity("quantity", params.quantity.unwrap_or(1))?;
     let near = match (params.latitude, params.longitude) {
@@ -467,8 +469,8 @@ pub async fn get_store_availability(
         crate::time::now(),
     )
     .await?;
-    Ok(axum::Json(
-        options
+    Ok(axum::Json(crate::http::pagination::Page {
+        items: options
             .into_iter()
             .map(|o| StoreAvailabilityBody {
                 location_id: o.location.id,
@@ -479,7 +481,8 @@ pub async fn get_store_availability(
                 by_transfer: o.by_transfer,
             })
             .collect(),
-    ))
+        next_cursor: None,
+    }))
 }
 
 // ------------------------------------------------------------- reservations
@@ -551,7 +554,7 @@ impl From<Reservation> for ReservationBody {
 }
 
 /// Hold stock: every line or nothing. A shortage answers 409 with per-line availability.
-#[utoipa::path(post, path = "/v1/reservations", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["inventory:write"]))), path = "/v1/reservations", tag = "inventory",
     request_body = CreateReservation,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
     responses((status = 201, body = ReservationBody), (status = 409, body = Problem, description = "insufficient_stock with `shortages`"), (status = 422, body = Problem)))]
@@ -599,7 +602,7 @@ pub async fn create_reservation(
 }
 
 /// Read a reservation.
-#[utoipa::path(get, path = "/v1/reservations/{id}", tag = "inventory",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["inventory:read"]))), path = "/v1/reservations/{id}", tag = "inventory",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = ReservationBody), (status = 404, body = Problem)))]
 pub async fn get_reservation(
@@ -614,7 +617,7 @@ pub async fn get_reservation(
 }
 
 /// Release a hold: its unfulfilled units become available again.
-#[utoipa::path(post, path = "/v1/reservations/{id}/release", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["inventory:write"]))), path = "/v1/reservations/{id}/release", tag = "inventory",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = ReservationBody), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn release_reservation(
@@ -637,7 +640,7 @@ pub struct AllocateReservation {
 }
 
 /// Convert a hold into an order's allocation (it no longer expires).
-#[utoipa::path(post, path = "/v1/reservations/{id}/allocate", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["inventory:write"]))), path = "/v1/reservations/{id}/allocate", tag = "inventory",
     request_body = AllocateReservation,
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = ReservationBody), (status = 404, body = Problem), (status = 409, body = Problem)))]
@@ -662,7 +665,7 @@ pub struct FulfilReservation {
 }
 
 /// Fulfil held units: they leave on hand and reserved together.
-#[utoipa::path(post, path = "/v1/reservations/{id}/fulfil", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["inventory:write"]))), path = "/v1/reservations/{id}/fulfil", tag = "inventory",
     request_body = FulfilReservation,
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = ReservationBody), (status = 404, body = Problem), (status = 409, body = Problem)))]
@@ -730,7 +733,7 @@ impl From<Transfer> for TransferBody {
 }
 
 /// Ship stock from one location to another: units become in-transit (`incoming` at the destination).
-#[utoipa::path(post, path = "/v1/transfers", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["inventory:write"]))), path = "/v1/transfers", tag = "inventory",
     request_body = CreateTransfer,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
     responses((status = 201, body = TransferBody), (status = 409, body = Problem), (status = 422, body = Problem)))]
@@ -769,7 +772,7 @@ pub async fn create_transfer(
 }
 
 /// Read a transfer.
-#[utoipa::path(get, path = "/v1/transfers/{id}", tag = "inventory",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["inventory:read"]))), path = "/v1/transfers/{id}", tag = "inventory",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = TransferBody), (status = 404, body = Problem)))]
 pub async fn get_transfer(
@@ -784,7 +787,7 @@ pub async fn get_transfer(
 }
 
 /// Receive an in-transit transfer at its destination.
-#[utoipa::path(post, path = "/v1/transfers/{id}/receive", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["inventory:write"]))), path = "/v1/transfers/{id}/receive", tag = "inventory",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = TransferBody), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn receive_transfer(
@@ -800,7 +803,7 @@ pub async fn receive_transfer(
 }
 
 /// Cancel an in-transit transfer: the units go back to the source.
-#[utoipa::path(post, path = "/v1/transfers/{id}/cancel", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["inventory:write"]))), path = "/v1/transfers/{id}/cancel", tag = "inventory",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = TransferBody), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn cancel_transfer(
@@ -828,6 +831,7 @@ pub struct SourcingRequest {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SourcingDelivery)]
 pub struct DeliveryBody {
     /// `ship` or `pickup`.
     #[serde(rename = "type")]
@@ -903,7 +907,7 @@ fn plan_body(plan: Plan) -> PlanBody {
 }
 
 /// Plan which locations fulfil an order, with the reason for every location considered.
-#[utoipa::path(post, path = "/v1/sourcing/plan", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["inventory:read"]))), path = "/v1/sourcing/plan", tag = "inventory",
     request_body = SourcingRequest,
     responses((status = 200, body = PlanBody), (status = 422, body = Problem)))]
 pub async fn plan_sourcing(
@@ -1003,7 +1007,7 @@ impl From<ChannelPolicy> for PolicyBody {
 }
 
 /// A channel's inventory policy (visibility, buffer, hold time).
-#[utoipa::path(get, path = "/v1/channels/{id}/inventory-policy", tag = "inventory",
+#[utoipa::path(get, operation_id = "get_inventory_policy", extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/channels/{id}/inventory-policy", tag = "inventory",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = PolicyBody), (status = 404, body = Problem)))]
 pub async fn get_policy(
@@ -1027,7 +1031,7 @@ pub async fn get_policy(
 }
 
 /// Replace a channel's inventory policy.
-#[utoipa::path(put, path = "/v1/channels/{id}/inventory-policy", tag = "inventory",
+#[utoipa::path(put, operation_id = "put_inventory_policy", extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/channels/{id}/inventory-policy", tag = "inventory",
     request_body = PolicyBody,
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = PolicyBody), (status = 404, body = Problem), (status = 422, body = Problem)))]
@@ -1145,7 +1149,7 @@ fn report(drifts: Vec<ledger::Drift>, holds: Vec<ledger::HoldMismatch>) -> Ledge
 }
 
 /// Compare every level with the sums of the ledger (changes nothing).
-#[utoipa::path(post, path = "/v1/inventory/verify", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/inventory/verify", tag = "inventory",
     responses((status = 200, body = LedgerReport)))]
 pub async fn verify_ledger(
     State(state): State<AppState>,
@@ -1159,7 +1163,7 @@ pub async fn verify_ledger(
 }
 
 /// Rewrite drifted levels from the ledger; reports what it repaired.
-#[utoipa::path(post, path = "/v1/inventory/rebuild", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/inventory/rebuild", tag = "inventory",
     responses((status = 200, body = LedgerReport)))]
 pub async fn rebuild_ledger(
     State(state): State<AppState>,

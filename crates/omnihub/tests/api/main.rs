@@ -7,9 +7,12 @@ mod sse;
 mod support;
 
 mod auth;
+mod browser;
 mod carts;
+mod contract;
 mod conventions;
 mod events;
+mod first_hour;
 mod foundation;
 mod fuzz;
 mod idempotency;

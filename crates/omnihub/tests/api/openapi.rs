@@ -28,6 +28,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/keys/{id}/revoke"),
     ("GET", "/v1/events"),
     ("GET", "/v1/stream"),
+    ("POST", "/v1/stream/tokens"),
     ("POST", "/v1/webhooks"),
     ("GET", "/v1/webhooks"),
     ("GET", "/v1/webhooks/{id}"),

@@ -71,6 +71,7 @@ impl From<Member> for GroupMemberBody {
 
 /// Read a group named by `group` calls, with its traits and members.
 #[utoipa::path(get, path = "/v1/groups/{id}", tag = "customers", operation_id = "get_group",
+    extensions(("x-required-scopes" = json!(["customers:read"]))),
     params(("id" = String, Path, description = "The groupId of the group calls")),
     responses((status = 200, body = GroupBody), (status = 404, body = crate::http::problem::Problem)))]
 pub async fn get_group(

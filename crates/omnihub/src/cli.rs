@@ -139,6 +139,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let hub = Hub::start(settings.clone()).await?;
     let base = format!("http://{}", hub.addr);
     println!("omnihub listening on {base}");
+    if let Some(metrics) = hub.metrics_addr {
+        println!("metrics on http://{metrics}/metrics");
+    }
     println!(
         "database: {}",
         crate::storage::redact_url(&settings.database_url)

@@ -25,8 +25,10 @@ const DELIVERY_LOG_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// A running hub.
 pub struct Hub {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served (`metrics_listen`), if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
-    server: JoinHandle<std::io::Result<()>>,
+    server: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -60,6 +62,7 @@ impl Hub {
             channels: Arc::new(ChannelCache::default()),
             tracking: crate::tracking::batcher::Batcher::start(store.clone()),
             metrics: metrics.clone(),
+            guards: http::limits::Guards::new(&settings.limits),
             settings: Arc::new(settings.clone()),
             shutdown: shutdown.clone(),
         });
@@ -73,18 +76,40 @@ impl Hub {
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
         let expiry = crate::inventory::expiry::spawn(store.clone(), shutdown.clone());
         let addr = listener.local_addr()?;
+        let mut background = vec![dispatcher, housekeeping, expiry];
+        let metrics_addr = match settings.metrics_listen {
+            Some(metrics_listen) => {
+                let listener = TcpListener::bind(metrics_listen).await.map_err(|e| {
+                    anyhow::anyhow!("cannot listen for metrics on {metrics_listen}: {e}")
+                })?;
+                let metrics_addr = listener.local_addr()?;
+                let app = http::metrics_router(state.clone());
+                let stop = shutdown.clone();
+                background.push(tokio::spawn(async move {
+                    let served = axum::serve(listener, app)
+                        .with_graceful_shutdown(async move { stop.cancelled().await })
+                        .await;
+                    if let Err(error) = served {
+                        tracing::error!(%error, "the metrics listener stopped");
+                    }
+                }));
+                Some(metrics_addr)
+            }
+            None => None,
+        };
         let app = http::router(state.clone());
-        let stop = shutdown.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-        });
+        let server = tokio::spawn(http::serve::serve(
+            listener,
+            app,
+            settings.limits.clone(),
+            shutdown.clone(),
+        ));
         Ok(Hub {
             addr,
+            metrics_addr,
             state,
             server,
-            background: vec![dispatcher, housekeeping, expiry],
+            background,
         })
     }
 

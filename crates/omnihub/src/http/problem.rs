@@ -70,6 +70,9 @@ error_codes! {
     HoldsNotAllowed => (422, "holds_not_allowed", "This channel does not hold stock for cart lines"),
     CartEmpty => (422, "cart_empty", "The cart has no lines"),
     InsufficientTender => (422, "insufficient_tender", "The tenders do not cover the order total"),
+    RequestTimeout => (408, "request_timeout", "The request body did not arrive in time"),
+    TooManyRequests => (429, "too_many_requests", "Too many failed authentications from this address"),
+    TooManyStreams => (429, "too_many_streams", "Too many live streams are open"),
     Internal => (500, "internal", "An internal error occurred"),
     Unavailable => (503, "unavailable", "The service is not available right now"),
 }

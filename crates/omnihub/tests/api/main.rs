@@ -25,6 +25,7 @@ mod pagination;
 mod profile_commerce;
 mod stream;
 mod tracking;
+mod tracking_isolation;
 mod webhook_destinations;
 mod webhooks;
 mod worked_example;

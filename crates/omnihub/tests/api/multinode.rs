@@ -19,7 +19,7 @@ backend_tests!(nodes_serve_the_api_and_deliver_each_event_once);
 const EVENTS: usize = 300;
 
 /// Creates an admin key with the CLI (which also migrates).
-async fn cli_admin_key(db: &TestDatabase, data_dir: &std::path::Path) -> String {
+pub async fn cli_admin_key(db: &TestDatabase, data_dir: &std::path::Path) -> String {
     let output = command(db, data_dir)
         .args(["keys", "create", "--scopes", "admin", "--name", "multinode"])
         .output()

@@ -149,6 +149,13 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Closed => ApiError::new(ErrorCode::Unavailable, "the hub is shutting down"),
+            error if error.is_transient_conflict() => {
+                tracing::warn!(%error, "a write was aborted by a lock conflict; answered 503");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the database aborted the write to resolve a lock conflict; nothing was changed; retry the request",
+                )
+            }
             error => {
                 tracing::error!(%error, "storage error");
                 ApiError::new(

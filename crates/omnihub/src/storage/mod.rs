@@ -55,6 +55,20 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// True when PostgreSQL aborted the statement to resolve a deadlock
+    /// (SQLSTATE 40P01) or a serialization conflict (40001) between
+    /// transactions running in parallel (writer lanes, nodes): the operation
+    /// was rolled back, nothing of it was written, and running the request
+    /// again can succeed.
+    pub fn is_transient_conflict(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("40P01") | Some("40001"))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Connection settings for [`Store::connect`].

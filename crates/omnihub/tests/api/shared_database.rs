@@ -134,3 +134,52 @@ async fn a_dead_nodes_webhooks_are_taken_over_after_the_lease(backend: Backend) 
     second.stop().await;
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+/// Two writer lanes that lock the same rows in opposite order deadlock;
+/// PostgreSQL aborts one. The aborted write is a retryable 503, not a 500
+/// (the writer cannot run it again itself: an operation is a `FnOnce`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_between_writer_lanes_is_a_retryable_error() {
+    if postgres_url().is_none() {
+        eprintln!("skipped: PostgreSQL only");
+        return;
+    }
+    use omnihub::http::problem::ApiError;
+    use omnihub::storage::StoreError;
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let (first, second) = (app.new_channel().await, app.new_channel().await);
+    let store = app.hub.as_ref().unwrap().state.store.clone();
+    let lock_both = |one: String, other: String| {
+        let store = store.clone();
+        async move {
+            store
+                .write(move |tx| {
+                    Box::pin(async move {
+                        let lock = "SELECT id FROM channels WHERE id = $1 FOR UPDATE";
+                        sqlx::query(lock).bind(&one).execute(tx.conn()).await?;
+                        sqlx::query("SELECT 1 FROM (SELECT pg_sleep(0.5)) AS s")
+                            .execute(tx.conn())
+                            .await?;
+                        sqlx::query(lock).bind(&other).execute(tx.conn()).await?;
+                        Ok::<_, StoreError>(())
+                    })
+                })
+                .await
+        }
+    };
+    let a = tokio::spawn(lock_both(first.clone(), second.clone()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b = tokio::spawn(lock_both(second, first));
+    let results = [a.await.unwrap(), b.await.unwrap()];
+    let failed: Vec<&StoreError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "PostgreSQL aborts one of the two: {results:?}"
+    );
+    assert!(failed[0].is_transient_conflict(), "{:?}", failed[0]);
+    let aborted = results.into_iter().find_map(Result::err).unwrap();
+    let answer = ApiError::from(aborted);
+    assert_eq!(answer.status().as_u16(), 503, "{answer:?}");
+    app.stop().await;
+}

@@ -20,6 +20,7 @@ backend_tests!(
     slow_headers_and_slow_bodies_are_cut_off,
     connections_over_the_limit_are_refused_and_health_recovers,
     live_streams_are_capped_per_key_and_in_all,
+    a_silent_connection_is_closed_after_the_idle_timeout,
 );
 
 /// The process's resident set in KiB (the hub runs in this process).
@@ -335,5 +336,21 @@ async fn live_streams_are_capped_per_key_and_in_all(backend: Backend) {
         (response.status() == 200).then_some(())
     })
     .await;
+    app.stop().await;
+}
+
+async fn a_silent_connection_is_closed_after_the_idle_timeout(backend: Backend) {
+    // A live stream sends a keep-alive every 15 s; with a 1 s idle timeout
+    // and no events, nothing moves on the connection and the hub closes it.
+    let app =
+        TestApp::spawn_with(backend, |s| s.limits.idle_timeout = Duration::from_secs(1)).await;
+    let mut stream = SseClient::connect(&app, "", None).await;
+    let started = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
+    assert!(
+        matches!(ended, Ok(None)),
+        "the stream ended by the idle timeout"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
     app.stop().await;
 }

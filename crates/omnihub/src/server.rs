@@ -42,6 +42,15 @@ impl Hub {
     }
 
     pub async fn start_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Hub> {
+        // Bound first, so a taken port fails the start before anything runs.
+        let metrics_listener = match settings.metrics_listen {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {address}: {e}"))?,
+            ),
+            None => None,
+        };
         let store = Store::connect(&settings.store_options()).await?;
         migrate::run(&store).await?;
         let shutdown = CancellationToken::new();
@@ -77,11 +86,8 @@ impl Hub {
         let expiry = crate::inventory::expiry::spawn(store.clone(), shutdown.clone());
         let addr = listener.local_addr()?;
         let mut background = vec![dispatcher, housekeeping, expiry];
-        let metrics_addr = match settings.metrics_listen {
-            Some(metrics_listen) => {
-                let listener = TcpListener::bind(metrics_listen).await.map_err(|e| {
-                    anyhow::anyhow!("cannot listen for metrics on {metrics_listen}: {e}")
-                })?;
+        let metrics_addr = match metrics_listener {
+            Some(listener) => {
                 let metrics_addr = listener.local_addr()?;
                 let app = http::metrics_router(state.clone());
                 let stop = shutdown.clone();

@@ -7,8 +7,9 @@
 //! each with a timeout), then records the outcomes, the new feed position and
 //! the renewed lease in one write. Only the lease holder's write succeeds, so
 //! two nodes never both deliver for one subscription; a node that dies loses
-//! its lease after the lease (`webhook_lease_secs`) and another continues from the recorded position
-//! (at-least-once: the batch in flight may be sent again).
+//! its lease once it expires (`webhook_lease_secs`) and another continues
+//! from the recorded position (at-least-once: the batch in flight may be sent
+//! again).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -133,12 +134,12 @@ async fn supervise(d: Arc<Dispatcher>) {
 
 async fn claim(d: &Dispatcher, id: WebhookId) -> Result<bool, StoreError> {
     let node = d.node.clone();
-    let d_lease = d.settings.lease;
+    let lease = d.settings.lease;
     d.store
         .write(move |tx| {
             Box::pin(async move {
                 let now = tx.now();
-                store::claim_lease(tx.conn(), id, &node, now, now + d_lease).await
+                store::claim_lease(tx.conn(), id, &node, now, now + lease).await
             })
         })
         .await
@@ -284,8 +285,8 @@ async fn give_up(d: &Dispatcher, gone: Vec<Delivery>) -> Result<(), StoreError> 
         .await
 }
 
-/// Runs `work` while renewing the subscription's lease every `d.settings.lease / 3`.
-/// A batch to a slow endpoint can take longer than the lease (`webhook_lease_secs`) (up to
+/// Runs `work` while renewing the subscription's lease every third of it.
+/// A batch to a slow endpoint can take longer than the lease (up to
 /// `batch / concurrency × timeout`); with the lease expired, another node
 /// would send the same batch again and the two would keep taking the lease
 /// from each other without either recording its batch.
@@ -467,13 +468,13 @@ async fn record(
         }
     }
     let (id, node) = (hook.id, d.node.clone());
-    let d_lease = d.settings.lease;
+    let lease = d.settings.lease;
     let disabled = d
         .store
         .write(move |tx| {
             Box::pin(async move {
                 let now = tx.now();
-                if !store::claim_lease(tx.conn(), id, &node, now, now + d_lease).await? {
+                if !store::claim_lease(tx.conn(), id, &node, now, now + lease).await? {
                     return Err(StepError::LeaseLost);
                 }
                 store::insert_deliveries(tx.conn(), &fresh).await?;

@@ -16,6 +16,10 @@ use std::sync::Arc;
 
 use reqwest::Url;
 
+/// How long the check at creation waits for a name to resolve; a name that
+/// does not resolve in time is accepted like one that does not resolve.
+pub const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A network in CIDR notation (`10.0.0.0/8`, `::1/128`); a bare address
 /// is a network of one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,8 +137,8 @@ fn literal_address(url: &Url) -> Option<IpAddr> {
 }
 
 /// Checks a URL at creation: a literal address, and every address its name
-/// resolves to now. A name that does not resolve is accepted (it is checked
-/// again at every delivery).
+/// resolves to now. A name that does not resolve (within [`LOOKUP_TIMEOUT`])
+/// is accepted: it is checked again at every delivery.
 pub async fn check_url(raw: &str, allowed: &[Network]) -> Result<(), String> {
     let url = Url::parse(raw).map_err(|e| format!("not a valid URL: {e}"))?;
     if let Some(ip) = literal_address(&url) {
@@ -144,7 +148,8 @@ pub async fn check_url(raw: &str, allowed: &[Network]) -> Result<(), String> {
         return Err("must have a host".into());
     };
     let port = url.port_or_known_default().unwrap_or(443);
-    if let Ok(addresses) = tokio::net::lookup_host((host, port)).await {
+    let lookup = tokio::time::timeout(LOOKUP_TIMEOUT, tokio::net::lookup_host((host, port))).await;
+    if let Ok(Ok(addresses)) = lookup {
         for address in addresses {
             check_address(address.ip(), allowed)?;
         }

@@ -118,10 +118,10 @@ async fn a_flood_of_made_up_keys_keeps_memory_bounded(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.limits.auth_failures_per_minute = 0).await;
     let keys = &app.hub.as_ref().unwrap().state.keys;
     let before = rss_kib();
-    // 2,000 tokens of 64 KB (128 MB): cached under the raw header, as they
+    // 3,000 tokens of 64 KB (192 MB): cached under the raw header, as they
     // were, they would hold that much memory.
     let long = random_token(64 * 1024);
-    let mut requests = futures::stream::iter(0..2_000)
+    let mut requests = futures::stream::iter(0..3_000)
         .map(|i| {
             let token = format!("{i:05}{long}");
             app.client
@@ -157,10 +157,11 @@ async fn a_flood_of_made_up_keys_keeps_memory_bounded(backend: Backend) {
     );
     let grown_mib = rss_kib().saturating_sub(before) / 1024;
     eprintln!("RSS grew by {grown_mib} MiB over the floods");
-    // Stated bound: the floods (128 MB of tokens) grow the process by less
-    // than 64 MiB (other tests of this binary share the process, so the
-    // figure has headroom; cached raw tokens alone would be 128 MB).
-    assert!(grown_mib < 64, "the process grew by {grown_mib} MiB");
+    // Stated bound: the floods (192 MB of tokens) grow the process by less
+    // than 96 MiB; measured alone: 0–17 MiB. Other tests of this binary
+    // share the process, hence the headroom; the raw tokens cached, as they
+    // were, held 183 MiB.
+    assert!(grown_mib < 96, "the process grew by {grown_mib} MiB");
     // Real keys still work.
     let (status, _) = app.get_json("/v1/channels").await;
     assert_eq!(status, 200);

@@ -26,6 +26,7 @@ pub mod keys;
 pub mod locations;
 pub mod metrics;
 pub mod orders;
+pub mod panic_log;
 pub mod server;
 pub mod storage;
 pub mod time;

@@ -30,6 +30,7 @@ use super::{Event, TypeFilter, store};
 use crate::http::AppState;
 use crate::http::auth::{Authorized, scope};
 use crate::http::extract::{Json, Query};
+use crate::http::limits::{StreamLimit, StreamSlot};
 use crate::http::problem::{ApiError, ErrorCode, Problem};
 
 /// Events fetched per step while catching up.
@@ -55,14 +56,29 @@ pub struct StreamParams {
     params(StreamParams, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this position")),
     responses(
         (status = 200, content_type = "text/event-stream", description = "SSE: id = position, event = type, data = EventBody JSON"),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 429, body = Problem, description = "Too many live streams open (`too_many_streams`)")))]
 pub async fn stream(
     State(state): State<AppState>,
-    _caller: Authorized<scope::EventsRead>,
+    caller: Authorized<scope::EventsRead>,
     headers: HeaderMap,
     Query(params): Query<StreamParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let filter = parse_types(params.types.as_deref())?;
+    let slot = state
+        .guards
+        .streams
+        .acquire(caller.key_id)
+        .map_err(|limit| match limit {
+            StreamLimit::PerKey(max) => ApiError::new(
+                ErrorCode::TooManyStreams,
+                format!("this key has {max} live streams open on this node (max_streams_per_key)"),
+            ),
+            StreamLimit::Total(max) => ApiError::new(
+                ErrorCode::TooManyStreams,
+                format!("this node serves {max} live streams already (max_streams)"),
+            ),
+        })?;
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let cursor = match last_event_id.or(params.after.as_deref()) {
         Some(raw) => parse_position(Some(raw))?,
@@ -78,6 +94,7 @@ pub async fn stream(
         cursor,
         filter,
         pending: VecDeque::new(),
+        _slot: slot,
     };
     let events = futures::stream::unfold(subscription, |mut s| async move {
         let event = s.next().await?;
@@ -92,6 +109,8 @@ struct Subscription {
     cursor: i64,
     filter: TypeFilter,
     pending: VecDeque<Arc<Event>>,
+    /// Held while the stream is open (`max_streams`, `max_streams_per_key`).
+    _slot: StreamSlot,
 }
 
 impl Drop for Subscription {

@@ -70,6 +70,9 @@ error_codes! {
     HoldsNotAllowed => (422, "holds_not_allowed", "This channel does not hold stock for cart lines"),
     CartEmpty => (422, "cart_empty", "The cart has no lines"),
     InsufficientTender => (422, "insufficient_tender", "The tenders do not cover the order total"),
+    RequestTimeout => (408, "request_timeout", "The request body did not arrive in time"),
+    TooManyRequests => (429, "too_many_requests", "Too many failed authentications from this address"),
+    TooManyStreams => (429, "too_many_streams", "Too many live streams are open"),
     Internal => (500, "internal", "An internal error occurred"),
     Unavailable => (503, "unavailable", "The service is not available right now"),
 }
@@ -146,6 +149,13 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Closed => ApiError::new(ErrorCode::Unavailable, "the hub is shutting down"),
+            error if error.is_transient_conflict() => {
+                tracing::warn!(%error, "a write was aborted by a lock conflict; answered 503");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the database aborted the write to resolve a lock conflict; nothing was changed; retry the request",
+                )
+            }
             error => {
                 tracing::error!(%error, "storage error");
                 ApiError::new(

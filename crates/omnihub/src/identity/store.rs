@@ -22,7 +22,7 @@ pub async fn lock_identity(
     dialect: crate::storage::Dialect,
 ) -> Result<(), StoreError> {
     if dialect == crate::storage::Dialect::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        sqlx::query(crate::storage::sql::PG_XACT_LOCK)
             .bind(IDENTITY_LOCK_ID)
             .execute(conn)
             .await?;

@@ -157,6 +157,16 @@ pub fn generate_secret() -> NewSecret {
     }
 }
 
+/// True when `secret` has the form of a key the hub issues (`ohk_` and 43
+/// letters or digits), so anything else is refused without a lookup.
+pub fn is_well_formed(secret: &str) -> bool {
+    secret.len() == SECRET_PREFIX.len() + SECRET_RANDOM_CHARS
+        && secret.starts_with(SECRET_PREFIX)
+        && secret[SECRET_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric())
+}
+
 /// The stored form of a secret. A plain SHA-256 is enough: the secret has 256
 /// bits of entropy, so there is nothing to brute-force.
 pub fn hash_secret(secret: &str) -> String {

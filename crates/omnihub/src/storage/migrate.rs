@@ -50,14 +50,14 @@ pub fn latest_version() -> i64 {
 pub async fn run(store: &Store) -> Result<Vec<i64>, StoreError> {
     let mut conn = store.inner.writer_pool().acquire().await?;
     if store.dialect() == Dialect::Postgres {
-        sqlx::query("SELECT pg_advisory_lock($1)")
+        sqlx::query(super::sql::PG_SESSION_LOCK)
             .bind(MIGRATION_LOCK_ID)
             .execute(&mut *conn)
             .await?;
     }
     let result = apply_pending(store.dialect(), &mut conn).await;
     if store.dialect() == Dialect::Postgres {
-        sqlx::query("SELECT pg_advisory_unlock($1)")
+        sqlx::query(super::sql::PG_SESSION_UNLOCK)
             .bind(MIGRATION_LOCK_ID)
             .execute(&mut *conn)
             .await?;

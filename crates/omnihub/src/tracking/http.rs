@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 
 use super::{
     Accepted, Call, MAX_BATCH_BYTES, MAX_BATCH_CALLS, MAX_EVENT_BYTES, MAX_MESSAGE_ID_CHARS,
-    MAX_NAME_CHARS, Message, MessageType, Rejection, Sender, TrackingError,
+    MAX_NAME_CHARS, Message, MessageType, Rejection, Sender, TrackingError, check_clock_skew,
 };
 use crate::http::AppState;
 use crate::http::auth::{Authorized, scope};
@@ -150,6 +150,7 @@ async fn single(
     let bytes = read_body(body, MAX_EVENT_BYTES, ErrorCode::EventTooLarge)?;
     let object = parse_object(&bytes)?;
     let mut message = parse_message(Some(kind), object, None, None)
+        .and_then(|message| check_clock_skew(&message, received_at).map(|()| message))
         .map_err(|reason| ApiError::new(ErrorCode::InvalidEvent, reason))?;
     crate::tracking::vouch(&state.store, &mut message)
         .await
@@ -303,6 +304,7 @@ pub async fn batch(
             Value::Object(map) => {
                 let message_id = message_id_of_map(&map);
                 parse_message(None, map, shared_context, batch_sent_at)
+                    .and_then(|message| check_clock_skew(&message, received_at).map(|()| message))
                     .map_err(|reason| (message_id, reason))
             }
             other => Err((
@@ -570,8 +572,21 @@ fn message_id_of(call: &Value) -> Option<String> {
     call.as_object().and_then(message_id_of_map)
 }
 
-/// An ISO 8601 / RFC 3339 time; without an offset it is taken as UTC.
+/// An ISO 8601 / RFC 3339 time; without an offset it is taken as UTC. Only
+/// the years [`super::EARLIEST_YEAR`]–[`super::LATEST_YEAR`] are accepted.
 fn parse_time(value: &Value) -> Result<Option<Timestamp>, String> {
+    let parsed = parse_any_time(value)?;
+    match parsed {
+        Some(t) if !super::time_in_range(t) => Err(format!(
+            "must lie in the years {}–{}",
+            super::EARLIEST_YEAR,
+            super::LATEST_YEAR
+        )),
+        other => Ok(other),
+    }
+}
+
+fn parse_any_time(value: &Value) -> Result<Option<Timestamp>, String> {
     let text = match value {
         Value::Null => return Ok(None),
         Value::String(s) => s.trim(),

@@ -631,13 +631,55 @@ fn emit_call_events(
     }
 }
 
+/// Earliest and latest year of an accepted call time (`timestamp`,
+/// `originalTimestamp`, `sentAt`); other times are rejected at the edge.
+pub const EARLIEST_YEAR: i32 = 1970;
+pub const LATEST_YEAR: i32 = 9999;
+/// The largest device clock error corrected (`receivedAt − sentAt`), in
+/// days: a century, so a device whose clock was reset to 1970 is still
+/// corrected; a call whose `sentAt` is further off is rejected.
+pub const MAX_CLOCK_SKEW_DAYS: i64 = 36_525;
+
+/// True when `t` lies in the accepted years.
+pub fn time_in_range(t: Timestamp) -> bool {
+    use chrono::Datelike;
+    (EARLIEST_YEAR..=LATEST_YEAR).contains(&t.year())
+}
+
+/// `Err` with the reason when the call's `sentAt` is further from the hub's
+/// clock than [`MAX_CLOCK_SKEW_DAYS`].
+pub fn check_clock_skew(message: &Message, received_at: Timestamp) -> Result<(), String> {
+    let Some(sent) = message.sent_at else {
+        return Ok(());
+    };
+    let skew = received_at.signed_duration_since(sent);
+    if skew.num_days().abs() > MAX_CLOCK_SKEW_DAYS {
+        return Err(format!(
+            "sentAt is {} days from the hub's clock; a clock error of at most {MAX_CLOCK_SKEW_DAYS} days is corrected",
+            skew.num_days().abs()
+        ));
+    }
+    Ok(())
+}
+
 /// Segment's skew correction: the device clock's error is `sentAt` minus
 /// the time the hub received the call, so `timestamp + (receivedAt − sentAt)`.
-/// Without a timestamp the call happened when it was received.
+/// Without a timestamp the call happened when it was received. Checked: a
+/// correction that would leave the accepted years keeps the timestamp as
+/// sent (the edge rejects such calls already; this never panics).
 pub fn corrected_timestamp(message: &Message, received_at: Timestamp) -> Timestamp {
     let base = message.timestamp.or(message.original_timestamp);
     match (base, message.sent_at) {
-        (Some(ts), Some(sent)) => ts + (received_at - sent),
+        (Some(ts), Some(sent)) => {
+            let skew = received_at.signed_duration_since(sent);
+            if skew.num_days().abs() > MAX_CLOCK_SKEW_DAYS {
+                return ts;
+            }
+            match ts.checked_add_signed(skew) {
+                Some(corrected) if time_in_range(corrected) => corrected,
+                _ => ts,
+            }
+        }
         (Some(ts), None) => ts,
         (None, _) => received_at,
     }

@@ -19,7 +19,7 @@ backend_tests!(nodes_serve_the_api_and_deliver_each_event_once);
 const EVENTS: usize = 300;
 
 /// Migrates the database and creates an admin key with the CLI.
-async fn cli_admin_key(db: &TestDatabase, data_dir: &std::path::Path) -> String {
+pub async fn cli_admin_key(db: &TestDatabase, data_dir: &std::path::Path) -> String {
     let migrated = command(db, data_dir)
         .arg("migrate")
         .output()

@@ -73,7 +73,7 @@ pub struct Settings {
     pub limits: Limits,
 }
 
-/// What one client, or all of them, may hold of the hub (docs/security-limits.md).
+/// What one client, or all of them, may hold of the hub (docs/security.md).
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Open connections at most; more are answered 503 and closed.

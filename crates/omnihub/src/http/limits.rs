@@ -2,7 +2,7 @@
 //! failed authentications per client address ([`AuthThrottle`]) and open
 //! live streams per key and in all ([`StreamSlots`]). Connection limits and
 //! timeouts are in [`super::serve`]. The settings are in `config::Limits`;
-//! docs/security-limits.md lists them.
+//! docs/security.md lists them.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

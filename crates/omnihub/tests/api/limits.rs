@@ -1,6 +1,6 @@
 //! Nobody without a key exhausts the hub: bounded metrics labels, a bounded
 //! key cache, throttled failed authentications, header and body timeouts, a
-//! connection limit and live-stream caps (docs/security-limits.md).
+//! connection limit and live-stream caps (docs/security.md).
 
 use std::time::{Duration, Instant};
 

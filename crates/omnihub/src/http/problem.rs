@@ -53,6 +53,7 @@ error_codes! {
     AlreadyExists => (409, "already_exists", "A resource with this identity already exists"),
     MergeAlreadyUndone => (409, "merge_already_undone", "The merge was already undone"),
     IdempotencyRequestInProgress => (409, "idempotency_request_in_progress", "A request with this Idempotency-Key is still being processed"),
+    IdempotencyAnswerWithheld => (409, "idempotency_answer_withheld", "The first request with this Idempotency-Key succeeded; its answer held a secret, which is never stored"),
     PayloadTooLarge => (413, "payload_too_large", "The request body is too large"),
     EventTooLarge => (413, "event_too_large", "The tracking call is larger than 32 KB"),
     BatchTooLarge => (413, "batch_too_large", "The batch is larger than 500 KB"),

@@ -205,6 +205,8 @@ pub async fn rebuild(
     State(state): State<AppState>,
     caller: Authorized<scope::Admin>,
 ) -> Result<axum::Json<RebuildBody>, ApiError> {
+    // Many writes: the answer is stored once they all committed.
+    crate::idempotency::answer_after_commit();
     let started = std::time::Instant::now();
     let progress = |phase: super::rebuild::RebuildPhase, done: usize| {
         tracing::info!(phase = phase.as_str(), done, "identity rebuild");

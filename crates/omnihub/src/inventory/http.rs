@@ -1165,6 +1165,8 @@ pub async fn rebuild_ledger(
     State(state): State<AppState>,
     _caller: Authorized<scope::Admin>,
 ) -> Result<axum::Json<LedgerReport>, ApiError> {
+    // Reads after its write: the answer is stored once the write committed.
+    crate::idempotency::answer_after_commit();
     let repaired = ledger::rebuild(&state.store).await?;
     Ok(axum::Json(report(
         repaired,

@@ -251,7 +251,8 @@ pub async fn reserve(
     if !shortages.is_empty() {
         return Err(InventoryError::InsufficientStock(shortages));
     }
-    if prepared.unlocated.is_empty() {
+    // An idempotent request's answer commits with its own write: no batch.
+    if prepared.unlocated.is_empty() && !crate::idempotency::holds_writes() {
         return inventory.reservations.submit(prepared).await;
     }
     store

@@ -36,7 +36,20 @@ pub struct Node {
 
 impl Node {
     pub async fn start(db: &TestDatabase, data_dir: &std::path::Path) -> Node {
-        let mut child = command(db, data_dir)
+        Self::start_with(db, data_dir, &[]).await
+    }
+
+    /// [`Node::start`] with extra environment variables.
+    pub async fn start_with(
+        db: &TestDatabase,
+        data_dir: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Node {
+        let mut command = command(db, data_dir);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
             .arg("serve")
             .stdout(Stdio::piped())
             .spawn()

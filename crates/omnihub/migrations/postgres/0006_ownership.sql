@@ -1,0 +1,20 @@
+-- Authorization and commerce correctness.
+
+-- Idempotency keys belong to the API key that sent them (they belonged to
+-- the channel, so another key of the channel could replay an answer it may
+-- not see). Answers stored in the old form are dropped with the table: they
+-- are kept for 24 hours only, and could hold secrets.
+DROP TABLE idempotency_keys;
+CREATE TABLE idempotency_keys (
+    key_id           TEXT NOT NULL,
+    key              TEXT NOT NULL,
+    request_hash     TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    response_status  BIGINT,
+    response_headers TEXT,
+    response_body    TEXT,
+    created_at       BIGINT NOT NULL,
+    locked_until     BIGINT NOT NULL,
+    PRIMARY KEY (key_id, key)
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);

@@ -18,3 +18,12 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (key_id, key)
 );
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+
+-- Carts record the channel that created them (orders, reservations and
+-- transfers already record theirs). Existing carts take the channel of their
+-- first line.
+ALTER TABLE carts ADD COLUMN channel_id TEXT;
+UPDATE carts SET channel_id = (
+    SELECT l.channel_id FROM cart_lines l WHERE l.cart_id = carts.id
+    ORDER BY l.added_at, l.id LIMIT 1
+);

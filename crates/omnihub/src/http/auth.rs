@@ -93,6 +93,7 @@ pub mod scope {
         CartsWrite,
         OrdersRead,
         OrdersWrite,
+        CommerceAll,
     }
 }
 

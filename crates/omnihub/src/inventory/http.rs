@@ -25,6 +25,8 @@ use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{Page, PageParams};
 use crate::http::problem::{ApiError, ErrorCode, Problem};
 use crate::ids::{ChannelId, IncidentId, LocationId, ReservationId, TransferId};
+use crate::keys::Principal;
+use crate::keys::reach::Reach;
 use crate::locations::{Coordinates, LocationKind};
 
 impl From<InventoryError> for ApiError {
@@ -52,6 +54,10 @@ impl From<InventoryError> for ApiError {
                 ApiError::new(ErrorCode::LocationNotVisible, detail)
             }
             InventoryError::ReservationNotFound => ApiError::not_found("reservation"),
+            InventoryError::BacksOrder(_) => {
+                ApiError::new(ErrorCode::ReservationBacksOrder, detail)
+            }
+            InventoryError::OutsideStore => ApiError::new(ErrorCode::Forbidden, detail),
             InventoryError::TransferNotFound => ApiError::not_found("transfer"),
             InventoryError::ReservationClosed(_) | InventoryError::TransferClosed(_) => {
                 ApiError::new(ErrorCode::InvalidState, detail)
@@ -60,6 +66,11 @@ impl From<InventoryError> for ApiError {
             InventoryError::Store(e) => e.into(),
         }
     }
+}
+
+/// The caller's reach over commerce objects (`keys::reach`).
+async fn reach(state: &AppState, caller: &Principal) -> Result<Reach, ApiError> {
+    Ok(Reach::of(&state.channels, &state.store, caller).await?)
 }
 
 fn parse_sku(field: &str, raw: &str) -> Result<Sku, ApiError> {
@@ -232,6 +243,15 @@ pub async fn record_movements(
                 .map(|t| crate::time::from_micros(t.timestamp_micros()))
                 .unwrap_or(now),
         });
+    }
+    let reach = reach(&state, &caller).await?;
+    if let Some(i) = parsed.iter().position(|m| !reach.at(m.location)) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "movements[{i}]: this key's channel is bound to its store; it records movements only there"
+            ),
+        ));
     }
     let outcome = movements::record(&state.store, caller.channel_id, parsed).await?;
     Ok(axum::Json(MovementOutcome {
@@ -604,11 +624,14 @@ pub async fn create_reservation(
     responses((status = 200, body = ReservationBody), (status = 404, body = Problem)))]
 pub async fn get_reservation(
     State(state): State<AppState>,
-    _caller: Authorized<scope::InventoryRead>,
+    caller: Authorized<scope::InventoryRead>,
     Path(id): Path<ReservationId>,
 ) -> Result<axum::Json<ReservationBody>, ApiError> {
+    let reach = reach(&state, &caller).await?;
+    // Another channel's reservation is not found, like a missing one.
     let reservation = reservations::get(&state.store, id)
         .await?
+        .filter(|r| reach.owns(Some(r.channel_id)))
         .ok_or_else(|| ApiError::not_found("reservation"))?;
     Ok(axum::Json(reservation.into()))
 }
@@ -623,7 +646,7 @@ pub async fn release_reservation(
     Path(id): Path<ReservationId>,
 ) -> Result<axum::Json<ReservationBody>, ApiError> {
     Ok(axum::Json(
-        reservations::release(&state.store, id, caller.channel_id)
+        reservations::release(&state.store, id, reach(&state, &caller).await?)
             .await?
             .into(),
     ))
@@ -643,14 +666,19 @@ pub struct AllocateReservation {
     responses((status = 200, body = ReservationBody), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn allocate_reservation(
     State(state): State<AppState>,
-    _caller: Authorized<scope::InventoryWrite>,
+    caller: Authorized<scope::InventoryWrite>,
     Path(id): Path<ReservationId>,
     Json(body): Json<AllocateReservation>,
 ) -> Result<axum::Json<ReservationBody>, ApiError> {
     Ok(axum::Json(
-        reservations::allocate(&state.store, id, body.reference)
-            .await?
-            .into(),
+        reservations::allocate(
+            &state.store,
+            id,
+            body.reference,
+            reach(&state, &caller).await?,
+        )
+        .await?
+        .into(),
     ))
 }
 
@@ -673,9 +701,14 @@ pub async fn fulfil_reservation(
     Json(body): Json<FulfilReservation>,
 ) -> Result<axum::Json<ReservationBody>, ApiError> {
     Ok(axum::Json(
-        reservations::fulfil(&state.store, id, body.location_id, caller.channel_id)
-            .await?
-            .into(),
+        reservations::fulfil(
+            &state.store,
+            id,
+            body.location_id,
+            reach(&state, &caller).await?,
+        )
+        .await?
+        .into(),
     ))
 }
 
@@ -774,11 +807,14 @@ pub async fn create_transfer(
     responses((status = 200, body = TransferBody), (status = 404, body = Problem)))]
 pub async fn get_transfer(
     State(state): State<AppState>,
-    _caller: Authorized<scope::InventoryRead>,
+    caller: Authorized<scope::InventoryRead>,
     Path(id): Path<TransferId>,
 ) -> Result<axum::Json<TransferBody>, ApiError> {
+    let reach = reach(&state, &caller).await?;
+    // Another channel's transfer is not found, like a missing one.
     let transfer = transfers::get(&state.store, id)
         .await?
+        .filter(|t| transfers::within_reach(&reach, t))
         .ok_or_else(|| ApiError::not_found("transfer"))?;
     Ok(axum::Json(transfer.into()))
 }
@@ -793,7 +829,7 @@ pub async fn receive_transfer(
     Path(id): Path<TransferId>,
 ) -> Result<axum::Json<TransferBody>, ApiError> {
     Ok(axum::Json(
-        transfers::finish(&state.store, caller.channel_id, id, false)
+        transfers::finish(&state.store, reach(&state, &caller).await?, id, false)
             .await?
             .into(),
     ))
@@ -809,7 +845,7 @@ pub async fn cancel_transfer(
     Path(id): Path<TransferId>,
 ) -> Result<axum::Json<TransferBody>, ApiError> {
     Ok(axum::Json(
-        transfers::finish(&state.store, caller.channel_id, id, true)
+        transfers::finish(&state.store, reach(&state, &caller).await?, id, true)
             .await?
             .into(),
     ))

@@ -226,6 +226,10 @@ pub enum InventoryError {
     LocationNotVisible(String),
     #[error("reservation not found")]
     ReservationNotFound,
+    #[error("the reservation backs {0}; change it through the order")]
+    BacksOrder(String),
+    #[error("the key's channel is bound to its store; it acts only there")]
+    OutsideStore,
     #[error("the reservation is {0}; only an active or allocated one can change")]
     ReservationClosed(String),
     #[error("transfer not found")]

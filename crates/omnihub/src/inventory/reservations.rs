@@ -20,6 +20,7 @@ use super::{InventoryError, Quantity, Reason, Shortage};
 use crate::catalog::{self, Sku};
 use crate::events::NewEvent;
 use crate::ids::{ChannelId, LocationId, ReservationId};
+use crate::keys::reach::Reach;
 use crate::locations::{self, Location};
 use tokio::sync::{mpsc, oneshot};
 
@@ -478,13 +479,36 @@ pub async fn release_in(
     Ok(reservation)
 }
 
+/// Checks that a caller may change reservation `id` directly: it is out of
+/// reach (another channel's: not found, like a missing one), or it backs an
+/// order and changes only through the order.
+async fn check_direct_change(
+    tx: &mut Tx,
+    id: ReservationId,
+    reach: &Reach,
+) -> Result<(), InventoryError> {
+    let reservation = load(tx, id).await?;
+    if !reach.owns(Some(reservation.channel_id)) {
+        return Err(InventoryError::ReservationNotFound);
+    }
+    if let Some(order) = store::order_backed_by(tx.conn(), &id.to_string()).await? {
+        return Err(InventoryError::BacksOrder(format!("order {order}")));
+    }
+    Ok(())
+}
+
 pub async fn release(
     store: &Store,
     id: ReservationId,
-    channel: ChannelId,
+    reach: Reach,
 ) -> Result<Reservation, InventoryError> {
     store
-        .write(move |tx| Box::pin(async move { release_in(tx, id, false, Some(channel)).await }))
+        .write(move |tx| {
+            Box::pin(async move {
+                check_direct_change(tx, id, &reach).await?;
+                release_in(tx, id, false, Some(reach.channel)).await
+            })
+        })
         .await
 }
 
@@ -528,9 +552,15 @@ pub async fn allocate(
     store: &Store,
     id: ReservationId,
     reference: Option<String>,
+    reach: Reach,
 ) -> Result<Reservation, InventoryError> {
     store
-        .write(move |tx| Box::pin(async move { allocate_in(tx, id, reference).await }))
+        .write(move |tx| {
+            Box::pin(async move {
+                check_direct_change(tx, id, &reach).await?;
+                allocate_in(tx, id, reference).await
+            })
+        })
         .await
 }
 
@@ -604,10 +634,15 @@ pub async fn fulfil(
     store: &Store,
     id: ReservationId,
     location: Option<LocationId>,
-    channel: ChannelId,
+    reach: Reach,
 ) -> Result<Reservation, InventoryError> {
     store
-        .write(move |tx| Box::pin(async move { fulfil_in(tx, id, location, Some(channel)).await }))
+        .write(move |tx| {
+            Box::pin(async move {
+                check_direct_change(tx, id, &reach).await?;
+                fulfil_in(tx, id, location, Some(reach.channel)).await
+            })
+        })
         .await
 }
 

@@ -545,6 +545,20 @@ pub async fn try_take(
 }
 
 /// A transfer as stored; `lines` is `[(sku, quantity)]`.
+/// The hub's order whose stock reservation `reservation_id` is, if any. (The
+/// one read of the orders table here: a reservation that backs an order
+/// changes only through the order, checked inside the same transaction.)
+pub async fn order_backed_by(
+    conn: &mut AnyConnection,
+    reservation_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT id FROM orders WHERE reservation_id = $1 LIMIT 1")
+        .bind(reservation_id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|r| r.try_get("id")).transpose()?)
+}
+
 pub struct TransferRow {
     pub id: String,
     pub from_location_id: String,

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod http;
+pub mod reach;
 pub mod store;
 
 use std::fmt;
@@ -46,6 +47,7 @@ scopes! {
     CartsWrite => "carts:write",
     OrdersRead => "orders:read",
     OrdersWrite => "orders:write",
+    CommerceAll => "commerce:all",
 }
 
 impl fmt::Display for Scope {

@@ -20,6 +20,8 @@ use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{Page, PageParams};
 use crate::http::problem::{ApiError, ErrorCode, Problem};
 use crate::ids::{CartId, ChannelId, LocationId, OrderId, ReservationId};
+use crate::keys::Principal;
+use crate::keys::reach::Reach;
 use crate::locations::Coordinates;
 
 impl From<OrderError> for ApiError {
@@ -391,10 +393,16 @@ pub async fn checkout_cart(
     responses((status = 200, body = OrderBody), (status = 404, body = Problem)))]
 pub async fn get_order(
     State(state): State<AppState>,
-    _caller: Authorized<scope::OrdersRead>,
+    caller: Authorized<scope::OrdersRead>,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
-    Ok(axum::Json(super::get(&state.store, id).await?.into()))
+    let order = super::get(&state.store, id).await?;
+    // Another channel's order is not found, like a missing one.
+    let reach = Reach::of(&state.channels, &state.store, &caller).await?;
+    if !super::within_reach(&reach, &order) {
+        return Err(ApiError::not_found("order"));
+    }
+    Ok(axum::Json(order.into()))
 }
 
 /// A customer's orders from every channel, newest first: a profile's own,
@@ -437,11 +445,12 @@ pub async fn list_customer_orders(
 async fn step(
     state: &AppState,
     id: OrderId,
-    channel: ChannelId,
+    caller: &Principal,
     transition: Transition,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
+    let reach = Reach::of(&state.channels, &state.store, caller).await?;
     Ok(axum::Json(
-        super::transition(&state.store, id, transition, channel)
+        super::transition(&state.store, id, transition, reach)
             .await?
             .into(),
     ))
@@ -456,7 +465,7 @@ pub async fn mark_ready(
     caller: Authorized<scope::OrdersWrite>,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
-    step(&state, id, caller.channel_id, Transition::Ready).await
+    step(&state, id, &caller, Transition::Ready).await
 }
 
 /// The customer collected a pickup order (the units leave the store's stock).
@@ -468,7 +477,7 @@ pub async fn mark_picked_up(
     caller: Authorized<scope::OrdersWrite>,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
-    step(&state, id, caller.channel_id, Transition::PickedUp).await
+    step(&state, id, &caller, Transition::PickedUp).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -507,7 +516,7 @@ pub async fn ship_order(
         tracking: text("tracking", &body.tracking)?,
         location: body.location_id,
     };
-    step(&state, id, caller.channel_id, transition).await
+    step(&state, id, &caller, transition).await
 }
 
 /// The carrier delivered the order.
@@ -519,7 +528,7 @@ pub async fn mark_delivered(
     caller: Authorized<scope::OrdersWrite>,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
-    step(&state, id, caller.channel_id, Transition::Deliver).await
+    step(&state, id, &caller, Transition::Deliver).await
 }
 
 /// Cancel an order before its goods left: unfulfilled stock is released.
@@ -531,7 +540,7 @@ pub async fn cancel_order(
     caller: Authorized<scope::OrdersWrite>,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
-    step(&state, id, caller.channel_id, Transition::Cancel).await
+    step(&state, id, &caller, Transition::Cancel).await
 }
 
 // ---------------------------------------------------------------- POS and marketplace
@@ -627,7 +636,8 @@ pub async fn create_pos_order(
             "only a pos channel records sales here",
         ));
     }
-    let location = match body.location_id {
+    let reach = Reach::of(&state.channels, &state.store, &caller).await?;
+    let location = match body.location_id.or(reach.store) {
         Some(l) => l,
         None => crate::channels::store::get(state.store.reader(), &caller.channel_id.to_string())
             .await?
@@ -636,6 +646,12 @@ pub async fn create_pos_order(
                 ApiError::invalid_field("location_id", "the POS channel has no location; give one")
             })?,
     };
+    if !reach.at(location) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "this POS is bound to its store: it sells only there",
+        ));
+    }
     let lines = body
         .lines
         .iter()

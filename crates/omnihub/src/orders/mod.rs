@@ -35,6 +35,7 @@ use crate::ids::{CartId, ChannelId, LocationId, OrderId, ReservationId};
 use crate::inventory::reservations::{self, RequestLine, Reservation, ReservationRequest};
 use crate::inventory::sourcing::{self, Delivery};
 use crate::inventory::{InventoryError, MAX_LINE_QUANTITY, MAX_LINES, Shortage, policy};
+use crate::keys::reach::Reach;
 use crate::locations::{self, Coordinates, LocationKind};
 use crate::storage::{Store, StoreError, Tx};
 use crate::time::Timestamp;
@@ -1145,24 +1146,49 @@ pub enum Transition {
 
 /// Applies a lifecycle step in one transaction: the status change
 /// (conditional on the status read), the stock movements and the event.
+///
+/// An order out of the caller's reach answers `NotFound` (see
+/// [`within_reach`]).
 pub async fn transition(
     store: &Store,
     id: OrderId,
     step: Transition,
-    channel: ChannelId,
+    reach: Reach,
 ) -> Result<Order, OrderError> {
     store
-        .write(move |tx| Box::pin(async move { transition_in(tx, id, step, channel).await }))
+        .write(move |tx| Box::pin(async move { transition_in(tx, id, step, reach).await }))
         .await
+}
+
+/// Whether a key with `reach` may see and work `order` (`keys::reach`): its
+/// own channel's orders; a key bound to a store, the store's pickup orders
+/// (whichever channel placed them) and its own sales there; `commerce:all`,
+/// every order.
+pub fn within_reach(reach: &Reach, order: &Order) -> bool {
+    if reach.all_channels {
+        return true;
+    }
+    match reach.store {
+        Some(store) => {
+            matches!(order.fulfilment, Fulfilment::Pickup(at) if at == store)
+                || (order.channel_id == reach.channel
+                    && order.groups.iter().all(|g| g.location_id == store))
+        }
+        None => order.channel_id == reach.channel,
+    }
 }
 
 async fn transition_in(
     tx: &mut Tx,
     id: OrderId,
     step: Transition,
-    channel: ChannelId,
+    reach: Reach,
 ) -> Result<Order, OrderError> {
+    let channel = reach.channel;
     let mut order = load_in(tx, id).await?;
+    if !within_reach(&reach, &order) {
+        return Err(OrderError::NotFound);
+    }
     let from = order.status;
     let status = from.as_str();
     let pickup = matches!(order.fulfilment, Fulfilment::Pickup(_));

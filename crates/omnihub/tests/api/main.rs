@@ -20,6 +20,7 @@ mod metrics;
 mod multinode;
 mod openapi;
 mod orders;
+mod ownership;
 mod pagination;
 mod profile_commerce;
 mod stream;

@@ -27,3 +27,9 @@ UPDATE carts SET channel_id = (
     SELECT l.channel_id FROM cart_lines l WHERE l.cart_id = carts.id
     ORDER BY l.added_at, l.id LIMIT 1
 );
+
+-- Inventory promises: units of a reservation line no longer on hand (an
+-- offline sale took them). The partial index finds the spots that have any.
+ALTER TABLE reservation_lines ADD COLUMN unbacked BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX reservation_lines_item ON reservation_lines (sku, location_id);
+CREATE INDEX reservation_lines_unbacked ON reservation_lines (sku, location_id) WHERE unbacked > 0;

@@ -62,6 +62,8 @@ error_codes! {
     IdempotencyKeyReused => (422, "idempotency_key_reused", "The Idempotency-Key was already used with a different request"),
     InsufficientStock => (409, "insufficient_stock", "Not enough stock"),
     InvalidState => (409, "invalid_state", "The resource is not in a state that allows this"),
+    QuantityOutOfBounds => (422, "quantity_out_of_bounds", "The change would take a stock quantity out of its bounds"),
+    StockUnbacked => (409, "stock_unbacked", "Reserved units are not on hand; bring stock or cancel"),
     ReservationBacksOrder => (409, "reservation_backs_order", "The reservation backs an order; change it through the order"),
     UnknownSku => (422, "unknown_sku", "The SKU does not exist"),
     UnknownLocation => (422, "unknown_location", "The location does not exist"),

@@ -54,6 +54,10 @@ impl From<InventoryError> for ApiError {
                 ApiError::new(ErrorCode::LocationNotVisible, detail)
             }
             InventoryError::ReservationNotFound => ApiError::not_found("reservation"),
+            InventoryError::OutOfBounds { .. } => {
+                ApiError::new(ErrorCode::QuantityOutOfBounds, detail)
+            }
+            InventoryError::Unbacked { .. } => ApiError::new(ErrorCode::StockUnbacked, detail),
             InventoryError::BacksOrder(_) => {
                 ApiError::new(ErrorCode::ReservationBacksOrder, detail)
             }
@@ -204,14 +208,15 @@ pub async fn record_movements(
             .map_err(|e: String| ApiError::invalid_field(field("reason"), e))?;
         let quantity = match reason {
             ClientReason::Adjustment
-                if m.quantity != 0 && m.quantity.abs() <= MAX_LINE_QUANTITY =>
+                if m.quantity != 0
+                    && (-MAX_LINE_QUANTITY..=MAX_LINE_QUANTITY).contains(&m.quantity) =>
             {
                 m.quantity
             }
             ClientReason::Adjustment => {
                 return Err(ApiError::invalid_field(
                     field("quantity"),
-                    "an adjustment is a non-zero change",
+                    format!("an adjustment is a non-zero change of at most ±{MAX_LINE_QUANTITY}"),
                 ));
             }
             ClientReason::Count | ClientReason::SafetyStock

@@ -14,6 +14,7 @@ use chrono::Duration;
 
 use super::ledger::{self, Changes, Movement};
 use super::policy::{self, ChannelPolicy};
+use super::promises;
 use super::sourcing::{self, Candidate, Delivery};
 use super::store::{self, ReservationRow};
 use super::{InventoryError, Quantity, Reason, Shortage};
@@ -452,10 +453,11 @@ pub async fn release_in(
     }
     let reference = format!("reservation:{id}");
     let mut changes = Changes::new(channel.or(Some(reservation.channel_id)));
+    store::clear_unbacked(tx.conn(), &id.to_string()).await?;
     for line in &reservation.lines {
         let open = line.quantity - line.fulfilled;
         if open > 0 {
-            ledger::apply(
+            let level = ledger::apply(
                 tx,
                 &mut changes,
                 Movement {
@@ -469,6 +471,8 @@ pub async fn release_in(
                 },
             )
             .await?;
+            // Units given back may back another reservation left unbacked.
+            promises::recheck(tx, &line.sku, line.location_id, &level).await?;
         }
     }
     reservation.status = to;
@@ -585,13 +589,26 @@ pub async fn fulfil_in(
     }
     let reference = format!("reservation:{id}");
     let mut changes = Changes::new(channel.or(Some(reservation.channel_id)));
+    // Units an oversold sale took are not on hand: they cannot leave.
+    let unbacked = store::unbacked_lines(tx.conn(), &id.to_string()).await?;
     for line in reservation.lines.iter_mut() {
         let open = line.quantity - line.fulfilled;
         if open == 0 || location.is_some_and(|l| l != line.location_id) {
             continue;
         }
+        let location_text = line.location_id.to_string();
+        if let Some((_, _, units)) = unbacked
+            .iter()
+            .find(|(sku, at, _)| sku == line.sku.as_str() && *at == location_text)
+        {
+            return Err(InventoryError::Unbacked {
+                sku: line.sku.to_string(),
+                location: location_text,
+                units: *units,
+            });
+        }
         for quantity in [Quantity::OnHand, Quantity::Reserved] {
-            ledger::apply(
+            let level = ledger::apply(
                 tx,
                 &mut changes,
                 Movement {
@@ -605,6 +622,14 @@ pub async fn fulfil_in(
                 },
             )
             .await?;
+            if quantity == Quantity::OnHand && level.on_hand < 0 {
+                // Never below zero through a fulfilment.
+                return Err(InventoryError::Unbacked {
+                    sku: line.sku.to_string(),
+                    location: location_text.clone(),
+                    units: -level.on_hand,
+                });
+            }
         }
         line.fulfilled = line.quantity;
         store::set_line_fulfilled(tx.conn(), &id.to_string(), line.line_no, line.fulfilled).await?;

@@ -4,6 +4,7 @@
 //! in-transit transfer puts everything back.
 
 use super::ledger::{self, Changes, Movement};
+use super::promises;
 use super::store::{self, TransferRow};
 use super::{InventoryError, Quantity, Reason, Shortage};
 use crate::catalog::{self, Sku};
@@ -237,7 +238,10 @@ pub async fn finish(
                         reference: Some(&reference),
                         occurred_at: now,
                     };
-                    ledger::apply(tx, &mut changes, arrived).await?;
+                    let level = ledger::apply(tx, &mut changes, arrived).await?;
+                    // Stock arriving may back reservations left unbacked.
+                    let unbacked = promises::recheck(tx, sku, location, &level).await?;
+                    promises::emit_unbacked(tx, &unbacked, None);
                 }
                 transfer.status = to_status.into();
                 transfer.updated_at = now;

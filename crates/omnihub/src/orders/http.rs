@@ -259,8 +259,52 @@ pub struct OrderBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = Uuid)]
     pub reservation_id: Option<ReservationId>,
+    /// Present when the order cannot be fulfilled as promised: units of it
+    /// are not on hand (an oversold sale took them). Shown on `GET` and on
+    /// lifecycle answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs_attention: Option<NeedsAttentionBody>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NeedsAttentionBody {
+    /// `stock_unbacked`: bring stock to the location (a receipt, a
+    /// transfer) or cancel; until then `ready` and `picked-up` answer 409.
+    pub reason: String,
+    pub lines: Vec<UnbackedLineBody>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UnbackedLineBody {
+    pub sku: String,
+    #[schema(value_type = String, format = Uuid)]
+    pub location_id: String,
+    /// Units reserved for the order that are not on hand.
+    pub units: i64,
+}
+
+impl OrderBody {
+    /// The body with the order's attention flag (see [`super::attention`]).
+    async fn with_attention(order: super::Order, state: &AppState) -> Result<OrderBody, ApiError> {
+        let lines = super::attention(&state.store, &order).await?;
+        let mut body = OrderBody::from(order);
+        if !lines.is_empty() {
+            body.needs_attention = Some(NeedsAttentionBody {
+                reason: "stock_unbacked".into(),
+                lines: lines
+                    .into_iter()
+                    .map(|(sku, location_id, units)| UnbackedLineBody {
+                        sku,
+                        location_id,
+                        units,
+                    })
+                    .collect(),
+            });
+        }
+        Ok(body)
+    }
 }
 
 impl From<Order> for OrderBody {
@@ -326,6 +370,7 @@ impl From<Order> for OrderBody {
                 })
                 .collect(),
             reservation_id: o.reservation_id,
+            needs_attention: None,
             created_at: o.created_at,
             updated_at: o.updated_at,
         }
@@ -402,7 +447,7 @@ pub async fn get_order(
     if !super::within_reach(&reach, &order) {
         return Err(ApiError::not_found("order"));
     }
-    Ok(axum::Json(order.into()))
+    Ok(axum::Json(OrderBody::with_attention(order, &state).await?))
 }
 
 /// A customer's orders from every channel, newest first: a profile's own,
@@ -449,11 +494,8 @@ async fn step(
     transition: Transition,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
     let reach = Reach::of(&state.channels, &state.store, caller).await?;
-    Ok(axum::Json(
-        super::transition(&state.store, id, transition, reach)
-            .await?
-            .into(),
-    ))
+    let order = super::transition(&state.store, id, transition, reach).await?;
+    Ok(axum::Json(OrderBody::with_attention(order, state).await?))
 }
 
 /// The pickup store has the order ready.

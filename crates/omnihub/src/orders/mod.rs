@@ -34,6 +34,7 @@ use crate::identity::{self, Identifier, ProfileKeys};
 use crate::ids::{CartId, ChannelId, LocationId, OrderId, ReservationId};
 use crate::inventory::reservations::{self, RequestLine, Reservation, ReservationRequest};
 use crate::inventory::sourcing::{self, Delivery};
+use crate::inventory::store as inventory_store;
 use crate::inventory::{InventoryError, MAX_LINE_QUANTITY, MAX_LINES, Shortage, policy};
 use crate::keys::reach::Reach;
 use crate::locations::{self, Coordinates, LocationKind};
@@ -524,6 +525,20 @@ fn emit(tx: &mut Tx, kind: &str, o: &Order, channel: ChannelId) {
 }
 
 // ------------------------------------------------------------ reads
+
+/// Why an order needs attention: the lines of its reservation that are not
+/// on hand (SKU, location, units), empty when none (`inventory::promises`).
+pub async fn attention(
+    store: &Store,
+    order: &Order,
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    match order.reservation_id {
+        Some(reservation) => {
+            inventory_store::unbacked_lines(store.reader(), &reservation.to_string()).await
+        }
+        None => Ok(Vec::new()),
+    }
+}
 
 pub async fn get(store: &Store, id: OrderId) -> Result<Order, OrderError> {
     let mut conn = store.reader().acquire().await.map_err(StoreError::from)?;
@@ -1199,6 +1214,19 @@ async fn transition_in(
                     status,
                     "only an allocated pickup order can be made ready",
                 ));
+            }
+            // Not ready while units of it are not on hand (`inventory::promises`).
+            if let Some(reservation) = order.reservation_id {
+                let unbacked =
+                    inventory_store::unbacked_lines(tx.conn(), &reservation.to_string()).await?;
+                if let Some((sku, location, units)) = unbacked.into_iter().next() {
+                    return Err(InventoryError::Unbacked {
+                        sku,
+                        location,
+                        units,
+                    }
+                    .into());
+                }
             }
             let now = tx.now();
             for g in &mut order.groups {

@@ -23,6 +23,7 @@ mod orders;
 mod ownership;
 mod pagination;
 mod profile_commerce;
+mod promises;
 mod stream;
 mod tracking;
 mod webhooks;

@@ -9,6 +9,7 @@ mod support;
 mod auth;
 mod carts;
 mod conventions;
+mod event_visibility;
 mod events;
 mod foundation;
 mod fuzz;

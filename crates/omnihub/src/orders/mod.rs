@@ -532,11 +532,20 @@ pub async fn attention(
     store: &Store,
     order: &Order,
 ) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let open = matches!(
+        order.status,
+        OrderStatus::Placed
+            | OrderStatus::Allocated
+            | OrderStatus::ReadyForPickup
+            | OrderStatus::PartiallyShipped
+    );
     match order.reservation_id {
-        Some(reservation) => {
+        // A closed order needs no attention (and a cancel that is not yet
+        // committed, held by its Idempotency-Key, must not show the old flag).
+        Some(reservation) if open => {
             inventory_store::unbacked_lines(store.reader(), &reservation.to_string()).await
         }
-        None => Ok(Vec::new()),
+        _ => Ok(Vec::new()),
     }
 }
 

@@ -450,18 +450,20 @@ pub async fn get_order(
     Ok(axum::Json(OrderBody::with_attention(order, &state).await?))
 }
 
-/// A customer's orders from every channel, newest first: a profile's own,
-/// those of profiles merged into it and those placed under its anonymous ids
-/// before login.
+/// A customer's orders, newest first: a profile's own, those of profiles
+/// merged into it and those placed under its anonymous ids before login —
+/// from every channel with `commerce:all`, else those the key's channel placed.
 #[utoipa::path(get, path = "/v1/customers/{id}/orders", tag = "orders",
     params(("id" = String, Path), PageParams),
     responses((status = 200, body = Page<OrderBody>)))]
 pub async fn list_customer_orders(
     State(state): State<AppState>,
-    _caller: Authorized<scope::OrdersRead>,
+    caller: Authorized<scope::OrdersRead>,
     Path(id): Path<String>,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<Page<OrderBody>>, ApiError> {
+    let reach = Reach::of(&state.channels, &state.store, &caller).await?;
+    let channel = (!reach.all_channels).then(|| caller.channel_id.to_string());
     let Ok(customer) = Owner::parse_id(&id) else {
         return Ok(axum::Json(Page {
             items: Vec::new(),
@@ -470,9 +472,10 @@ pub async fn list_customer_orders(
     };
     let keys = crate::identity::keys_or_opaque(&state.store, &customer).await?;
     let limit = page.limit();
-    let orders = super::for_customer(
+    let orders = super::for_customer_in(
         &state.store,
         &keys,
+        channel.as_deref(),
         page.after()?.as_deref(),
         i64::from(limit) + 1,
     )

@@ -565,11 +565,23 @@ pub async fn for_customer(
     before: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Order>, OrderError> {
+    for_customer_in(store, keys, None, before, limit).await
+}
+
+/// [`for_customer`], only the orders `channel_id` placed when given.
+pub async fn for_customer_in(
+    store: &Store,
+    keys: &ProfileKeys,
+    channel_id: Option<&str>,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Order>, OrderError> {
     let mut conn = store.reader().acquire().await.map_err(StoreError::from)?;
     let ids = store::ids_for_customer(
         &mut *conn,
         &keys.customer_ids,
         &keys.anonymous_ids,
+        channel_id,
         before,
         limit,
     )

@@ -172,6 +172,20 @@ async fn orders_belong_to_their_channel_and_pickups_to_their_store(backend: Back
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["status"], "picked_up");
 
+    // A customer's order history shows a channel its own orders only; the
+    // back office sees every channel's.
+    let history = |key: &str| {
+        let key = key.to_string();
+        async move {
+            let (status, page) = get(app, &key, "/v1/customers/cus_a/orders").await;
+            assert_eq!(status, 200, "{page}");
+            page["items"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(history(&w.web_a).await, 1);
+    assert_eq!(history(&w.web_b).await, 0);
+    assert_eq!(history(&w.back_office).await, 1);
+
     // The back office may cancel another channel's order.
     let second = pickup_order(app, &w.web_a, "cus_a", &w.north).await;
     let second = second["id"].as_str().unwrap();

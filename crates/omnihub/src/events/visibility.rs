@@ -5,8 +5,10 @@
 //! * `key.*` and `webhook.*` events go to `admin` keys only.
 //! * Another channel's **commerce** events (`order.*`, `reservation.*`,
 //!   `transfer.*`, `inventory.oversold`) go only to keys with a cross-channel
-//!   scope (`commerce:all`, implied by `admin`); events the hub made on its own
-//!   (no channel) and the rest (catalog, locations, availability, carts — which
+//!   scope (`commerce:all`, implied by `admin`). A commerce event is a
+//!   channel's when that channel caused it (`channel_id`) or owns its object
+//!   (subject [`OWNER_SUBJECT`]); events the hub made on its own
+//!   (neither) and the rest (catalog, locations, availability, carts — which
 //!   are shared by the channels serving a customer — customers) go to every
 //!   `events:read` key.
 //! * **Personal fields** need `customers:read`: without it, the data of
@@ -24,6 +26,11 @@ use super::Event;
 use super::http::EventBody;
 use crate::ids::ChannelId;
 use crate::keys::{Principal, Scope};
+
+/// The subject naming the channel that owns a commerce event's object (an
+/// order, reservation or transfer); the event's `channel_id` is the channel
+/// that acted, which may be another (a store's POS readies a web order).
+pub const OWNER_SUBJECT: &str = "owner_channel_id";
 
 /// Event types only admins read.
 const ADMIN_FAMILIES: [&str; 2] = ["key.", "webhook."];
@@ -70,7 +77,11 @@ impl Reader {
             return self.admin;
         }
         if COMMERCE_FAMILIES.iter().any(|f| kind.starts_with(f)) {
-            return self.all_channels || event.channel_id.is_none_or(|c| c == self.channel);
+            let owner = event.subjects.get(OWNER_SUBJECT);
+            return self.all_channels
+                || event.channel_id == Some(self.channel)
+                || owner.is_some_and(|o| *o == self.channel.to_string())
+                || (event.channel_id.is_none() && owner.is_none());
         }
         true
     }

@@ -18,6 +18,7 @@ use serde_json::json;
 use super::{InventoryError, StockLevel, store};
 use crate::catalog::Sku;
 use crate::events::NewEvent;
+use crate::events::visibility::OWNER_SUBJECT;
 use crate::ids::LocationId;
 use crate::storage::Tx;
 
@@ -25,6 +26,8 @@ use crate::storage::Tx;
 #[derive(Clone, Debug)]
 pub struct Unbacked {
     pub reservation_id: String,
+    /// The channel that owns the reservation (and the order).
+    pub channel_id: String,
     /// The hub's order the reservation backs, if any.
     pub order_id: Option<String>,
     pub sku: Sku,
@@ -62,13 +65,22 @@ pub async fn recheck(
         if unbacked > line.unbacked {
             newly.push(Unbacked {
                 reservation_id: line.reservation_id,
+                channel_id: line.channel_id,
                 order_id,
                 sku: sku.clone(),
                 location,
                 quantity: unbacked,
             });
         } else if unbacked == 0 {
-            emit_backed(tx, &line.reservation_id, order_id.as_deref(), sku, location);
+            let owner = line.channel_id.as_str();
+            emit_backed(
+                tx,
+                &line.reservation_id,
+                owner,
+                order_id.as_deref(),
+                sku,
+                location,
+            );
         }
     }
     Ok(newly)
@@ -85,6 +97,7 @@ pub fn emit_unbacked(tx: &mut Tx, unbacked: &[Unbacked], incident_id: Option<&st
         });
         tx.emit(
             NewEvent::new("reservation.unbacked", now, details.clone())
+                .subject(OWNER_SUBJECT, &u.channel_id)
                 .subject("reservation_id", &u.reservation_id)
                 .subject("sku", &u.sku)
                 .subject("location_id", u.location),
@@ -97,6 +110,7 @@ pub fn emit_unbacked(tx: &mut Tx, unbacked: &[Unbacked], incident_id: Option<&st
                     json!({ "order_id": order, "reason": "stock_unbacked", "details": details }),
                 )
                 .subject("order_id", order)
+                .subject(OWNER_SUBJECT, &u.channel_id)
                 .subject("reservation_id", &u.reservation_id),
             );
         }
@@ -106,6 +120,7 @@ pub fn emit_unbacked(tx: &mut Tx, unbacked: &[Unbacked], incident_id: Option<&st
 fn emit_backed(
     tx: &mut Tx,
     reservation: &str,
+    owner: &str,
     order: Option<&str>,
     sku: &Sku,
     location: LocationId,
@@ -116,6 +131,7 @@ fn emit_backed(
     });
     tx.emit(
         NewEvent::new("reservation.backed", now, details.clone())
+            .subject(OWNER_SUBJECT, owner)
             .subject("reservation_id", reservation)
             .subject("sku", sku)
             .subject("location_id", location),
@@ -127,6 +143,7 @@ fn emit_backed(
                 now,
                 json!({ "order_id": order, "reason": "stock_unbacked", "details": details }),
             )
+            .subject(OWNER_SUBJECT, owner)
             .subject("order_id", order),
         );
     }

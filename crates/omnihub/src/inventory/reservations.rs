@@ -390,6 +390,7 @@ pub(crate) fn event(kind: &str, r: &Reservation, now: Timestamp) -> NewEvent {
     )
     .channel(Some(r.channel_id))
     .subject("reservation_id", r.id)
+    .subject(crate::events::visibility::OWNER_SUBJECT, r.channel_id)
 }
 
 async fn load(tx: &mut Tx, id: ReservationId) -> Result<Reservation, InventoryError> {

@@ -568,6 +568,8 @@ pub async fn order_backed_by(
 /// An open reservation line at one spot, for [`super::promises`].
 pub struct OpenLine {
     pub reservation_id: String,
+    /// The channel that owns the reservation.
+    pub channel_id: String,
     pub line_no: i64,
     pub open: i64,
     pub unbacked: i64,
@@ -598,7 +600,7 @@ pub async fn open_lines_at(
     location: &str,
 ) -> Result<Vec<OpenLine>, StoreError> {
     let rows = sqlx::query(
-        "SELECT l.reservation_id, l.line_no, l.quantity - l.fulfilled AS open, l.unbacked \
+        "SELECT l.reservation_id, r.channel_id, l.line_no, l.quantity - l.fulfilled AS open, l.unbacked \
          FROM reservation_lines l JOIN reservations r ON r.id = l.reservation_id \
          WHERE l.sku = $1 AND l.location_id = $2 AND l.quantity > l.fulfilled \
            AND r.status IN ('active', 'allocated') \
@@ -612,6 +614,7 @@ pub async fn open_lines_at(
         .map(|r| {
             Ok(OpenLine {
                 reservation_id: r.try_get("reservation_id")?,
+                channel_id: r.try_get("channel_id")?,
                 line_no: r.try_get("line_no")?,
                 open: r.try_get("open")?,
                 unbacked: r.try_get("unbacked")?,

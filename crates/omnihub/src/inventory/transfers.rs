@@ -57,7 +57,7 @@ impl TryFrom<TransferRow> for Transfer {
 }
 
 fn event(kind: &str, t: &Transfer, channel: ChannelId, now: Timestamp) -> NewEvent {
-    NewEvent::new(
+    let event = NewEvent::new(
         kind,
         now,
         serde_json::json!({
@@ -66,7 +66,11 @@ fn event(kind: &str, t: &Transfer, channel: ChannelId, now: Timestamp) -> NewEve
         }),
     )
     .channel(Some(channel))
-    .subject("transfer_id", t.id)
+    .subject("transfer_id", t.id);
+    match t.channel_id {
+        Some(owner) => event.subject(crate::events::visibility::OWNER_SUBJECT, owner),
+        None => event,
+    }
 }
 
 /// Ships a transfer: all lines or none.

@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 use crate::carts::{self, Cart, CartError, CartStatus};
 use crate::catalog::{self, Currency, Sku};
 use crate::events::NewEvent;
+use crate::events::visibility::OWNER_SUBJECT;
 use crate::identity::{self, Identifier, ProfileKeys};
 use crate::ids::{CartId, ChannelId, LocationId, OrderId, ReservationId};
 use crate::inventory::reservations::{self, RequestLine, Reservation, ReservationRequest};
@@ -521,6 +522,9 @@ fn emit(tx: &mut Tx, kind: &str, o: &Order, channel: ChannelId) {
     if let Some(cart) = o.cart_id {
         event = event.subject("cart_id", cart);
     }
+    // The owning channel (the event's `channel_id` is the one that acted,
+    // e.g. the store's POS): it reads its orders' events (`events::visibility`).
+    event = event.subject(OWNER_SUBJECT, o.channel_id);
     tx.emit(event);
 }
 

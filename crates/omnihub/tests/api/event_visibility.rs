@@ -190,11 +190,42 @@ async fn the_feed_shows_each_key_what_it_may_read(backend: Backend) {
         "{office_kinds:?}"
     );
 
-    // The channel itself reads its orders; admins read everything, redacted.
+    // The channel itself reads its orders' events, also those another
+    // channel caused (the store's till made it ready); admins read
+    // everything, redacted.
+    let (_, till) = app
+        .post_json(
+            "/v1/channels",
+            &json!({ "kind": "pos", "name": "Till", "location_id": north }),
+        )
+        .await;
+    let pos = app
+        .key_for(till["id"].as_str().unwrap(), &["orders:write"])
+        .await;
+    let (status, ready, _) = send(
+        app.client
+            .post(app.url(&format!(
+                "/v1/orders/{}/ready",
+                order["id"].as_str().unwrap()
+            )))
+            .bearer_auth(&pos)
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{ready}");
     let own = app
         .key_for(&channel_of(&app, &order).await, &["events:read"])
         .await;
-    assert!(kinds(&feed(&app, &own).await).contains(&"order.placed".to_string()));
+    let own_kinds = kinds(&feed(&app, &own).await);
+    assert!(
+        own_kinds.contains(&"order.placed".to_string()),
+        "{own_kinds:?}"
+    );
+    assert!(
+        own_kinds.contains(&"order.ready_for_pickup".to_string()),
+        "{own_kinds:?}"
+    );
+    assert!(!kinds(&feed(&app, &web_b).await).contains(&"order.ready_for_pickup".to_string()));
     let admin = feed(&app, &app.admin_key).await;
     assert!(kinds(&admin).contains(&"key.created".to_string()));
     let text = serde_json::to_string(&admin).unwrap();

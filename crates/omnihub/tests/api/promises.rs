@@ -132,6 +132,23 @@ async fn an_offline_sale_of_reserved_units_flags_the_orders(backend: Backend) {
     }
     let flagged: Vec<Value> = app.events_after(head, "order.needs_attention").await;
     assert_eq!(flagged.len(), 2, "{flagged:?}");
+    // The web channel that owns the orders reads those events; another does not.
+    let web_channel = first["channel_id"].as_str().unwrap();
+    let follower = app.key_for(web_channel, &["events:read"]).await;
+    let stranger = app.key("web", &["events:read"]).await;
+    for (key, expected) in [(&follower, 2), (&stranger, 0)] {
+        let response = app
+            .client
+            .get(app.url(&format!(
+                "/v1/events?after={head}&types=order.needs_attention"
+            )))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        let (_, page) = crate::support::read(response).await;
+        assert_eq!(page["items"].as_array().unwrap().len(), expected, "{page}");
+    }
 
     // Nothing that is not on hand leaves: ready and picked-up answer 409.
     let refused = post(

@@ -72,6 +72,18 @@ impl From<InventoryError> for ApiError {
     }
 }
 
+/// Keeps only `channel`'s entries in an incident's `unbacked` list (other
+/// channels' order and reservation ids are theirs).
+fn own_unbacked_only(mut details: serde_json::Value, channel: &str) -> serde_json::Value {
+    if let Some(unbacked) = details
+        .get_mut("unbacked")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        unbacked.retain(|u| u["channel_id"] == channel);
+    }
+    details
+}
+
 /// The caller's reach over commerce objects (`keys::reach`).
 async fn reach(state: &AppState, caller: &Principal) -> Result<Reach, ApiError> {
     Ok(Reach::of(&state.channels, &state.store, caller).await?)
@@ -276,15 +288,19 @@ pub async fn record_movements(
     }))
 }
 
-/// Incidents to act on (e.g. oversold offline sales), oldest first.
+/// Incidents to act on (e.g. oversold offline sales), oldest first. An
+/// oversold incident's `details.unbacked` lists the reservations and orders it
+/// left unbacked: the key's own channel's (every channel's with `commerce:all`).
 #[utoipa::path(get, path = "/v1/inventory/incidents", tag = "inventory",
     params(PageParams),
     responses((status = 200, body = Page<IncidentBody>)))]
 pub async fn list_incidents(
     State(state): State<AppState>,
-    _caller: Authorized<scope::InventoryRead>,
+    caller: Authorized<scope::InventoryRead>,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<Page<IncidentBody>>, ApiError> {
+    let reach = reach(&state, &caller).await?;
+    let own = caller.channel_id.to_string();
     let limit = page.limit();
     let rows = store::list_incidents(
         state.store.reader(),
@@ -301,7 +317,11 @@ pub async fn list_incidents(
             kind: r.kind,
             sku: r.sku,
             location_id: r.location_id,
-            details: r.details,
+            details: if reach.all_channels {
+                r.details
+            } else {
+                own_unbacked_only(r.details, &own)
+            },
             channel_id: r.channel_id,
             occurred_at: r.occurred_at,
             created_at: r.created_at,

@@ -227,7 +227,10 @@ async fn oversold(
     // Every reservation (and the order behind it) the sale left unbacked.
     let unbacked: Vec<serde_json::Value> = unbacked
         .iter()
-        .map(|u| json!({ "reservation_id": u.reservation_id, "order_id": u.order_id, "units": u.quantity }))
+        .map(|u| {
+            json!({ "reservation_id": u.reservation_id, "order_id": u.order_id,
+                    "channel_id": u.channel_id, "units": u.quantity })
+        })
         .collect();
     let details = json!({
         "client_id": m.client_id,

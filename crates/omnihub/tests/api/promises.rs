@@ -120,6 +120,21 @@ async fn an_offline_sale_of_reserved_units_flags_the_orders(backend: Backend) {
         assert!(u["reservation_id"].is_string());
         assert_eq!(u["units"], 1);
     }
+    // Another channel's key sees the incident, not whose orders it hit.
+    let outsider = app.key("web", &["inventory:read"]).await;
+    let response = app
+        .client
+        .get(app.url("/v1/inventory/incidents"))
+        .bearer_auth(&outsider)
+        .send()
+        .await
+        .unwrap();
+    let (_, theirs) = crate::support::read(response).await;
+    assert_eq!(
+        theirs["items"][0]["details"]["unbacked"],
+        json!([]),
+        "{theirs}"
+    );
     // Each order shows it and has an event.
     for id in [first_id, second_id] {
         let (_, order) = app.get_json(&format!("/v1/orders/{id}")).await;

@@ -19,10 +19,11 @@
 //! all: a crash before the commit leaves neither (the key unlocks after
 //! [`IN_PROGRESS_TIMEOUT`] and a retry runs the request), a crash after it
 //! leaves both (a retry replays). A second write in the same request hands the
-//! answer on to that write (the first commits without it); requests whose
-//! writes are not held (tracking calls, coalesced by their batcher, and the
-//! multi-write maintenance endpoints that call [`answer_after_commit`]) store
-//! their answer in a write of its own, as before.
+//! answer on to that write (the first commits without it). The batchers that
+//! coalesce requests (checkouts, reservations, tracking calls) run an
+//! idempotent request on its own so that its write can be held
+//! ([`holds_writes`]); the multi-write maintenance endpoints that call
+//! [`answer_after_commit`] store their answer in a write of its own.
 //!
 //! **Secrets are never stored.** A handler whose answer holds a secret (a new
 //! API key, a webhook signing secret) marks its response with

@@ -16,6 +16,7 @@ backend_tests!(
     a_stored_answer_belongs_to_the_key_that_made_it,
     secrets_are_never_stored_for_replay,
     an_answer_commits_with_its_change_or_not_at_all,
+    a_tracking_call_replays_its_answer,
 );
 
 async fn post_with_key(app: &TestApp, secret: &str, key: &str, body: &Value) -> reqwest::Response {
@@ -496,4 +497,19 @@ async fn an_answer_commits_with_its_change_or_not_at_all(backend: Backend) {
     assert_eq!(channel_named("After commit").await.len(), 1);
     app.stop().await;
     let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+async fn a_tracking_call_replays_its_answer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let key = app.key("web", &["events:write"]).await;
+    let call = json!({"userId": "u-idem", "event": "Signed Up"});
+    let first = post_as(&app, &key, "/v1/track", "track-1", &call).await;
+    let (status, body) = read(first).await;
+    assert_eq!(status, 200, "{body}");
+    let head = app.head().await;
+    let again = post_as(&app, &key, "/v1/track", "track-1", &call).await;
+    assert!(replayed(&again));
+    assert_eq!(read(again).await, (200, body));
+    assert_eq!(app.head().await, head, "nothing written twice");
+    app.stop().await;
 }

@@ -1,4 +1,12 @@
 //! The `omnihub` command line.
+//!
+//! Results go to standard output (one line per item, tab-separated) and
+//! everything for people (where the database is, progress, hints) to standard
+//! error, so `export KEY=$(omnihub keys create --scopes admin)` captures only
+//! the secret. A closed standard output (`omnihub openapi | head`) ends the
+//! command quietly.
+
+use std::io::{IsTerminal, Write};
 
 use clap::{Parser, Subcommand};
 
@@ -91,15 +99,36 @@ pub enum KeysCommand {
     Revoke { id: KeyId },
 }
 
+/// Prints a line to standard output; a closed pipe ends the process quietly
+/// (status 0) instead of panicking like `println!`.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write_stdout(&format!($($arg)*))
+    };
+}
+
+fn write_stdout(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let written = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+    if let Err(error) = written {
+        if error.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write to standard output: {error}");
+            std::process::exit(1);
+        }
+        std::process::exit(0);
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = cli.settings.resolve()?;
     init_logging(&settings);
     match cli.command {
         Command::Serve => serve(settings).await,
         Command::Migrate => {
+            eprintln!("database: {}", location(&settings));
             let store = Store::connect(&settings.store_options()).await?;
             let applied = migrate::run(&store).await?;
-            println!(
+            out!(
                 "schema at version {} ({} applied now)",
                 migrate::latest_version(),
                 applied.len()
@@ -111,7 +140,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inventory(command) => inventory_command(settings, command).await,
         Command::Identity(command) => identity_command(settings, command).await,
         Command::Openapi => {
-            println!("{}", crate::http::openapi::document_json());
+            out!("{}", crate::http::openapi::document_json());
             Ok(())
         }
     }
@@ -120,8 +149,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 fn init_logging(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal, never in files or pipes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match settings.log_format {
         LogFormat::Json => builder.json().try_init(),
@@ -129,7 +160,28 @@ fn init_logging(settings: &Settings) {
     };
 }
 
+fn location(settings: &Settings) -> String {
+    crate::storage::describe_location(&settings.database_url)
+}
+
+/// Opens the existing database of a maintenance command (saying where it is
+/// on standard error); a missing SQLite file is an error, not a new database,
+/// so a command run from another directory cannot create a second, empty hub.
 async fn open(settings: &Settings) -> anyhow::Result<Store> {
+    eprintln!("database: {}", location(settings));
+    if let Some(file) = crate::storage::sqlite_file(&settings.database_url) {
+        if !file.exists() {
+            anyhow::bail!(
+                "no database at {} (the data directory is {}). Start the hub there first \
+                 (`omnihub serve` or `omnihub migrate`), or point at the hub's data with \
+                 --data-dir / OMNIHUB_DATA_DIR or --database-url / OMNIHUB_DATABASE_URL",
+                file.display(),
+                std::path::absolute(&settings.data_dir)
+                    .unwrap_or_else(|_| settings.data_dir.clone())
+                    .display()
+            );
+        }
+    }
     let store = Store::connect(&settings.store_options()).await?;
     migrate::run(&store).await?;
     Ok(store)
@@ -137,51 +189,68 @@ async fn open(settings: &Settings) -> anyhow::Result<Store> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let hub = Hub::start(settings.clone()).await?;
+    stop_on_signal(hub.shutdown_token())?;
     let base = format!("http://{}", hub.addr);
-    println!("omnihub listening on {base}");
-    println!(
-        "database: {}",
-        crate::storage::redact_url(&settings.database_url)
-    );
-    if keys::store::count_active(hub.state.store.reader()).await? == 0 {
-        println!("No API keys yet. Create an admin key with:");
-        println!("  omnihub keys create --scopes admin");
-        println!(
-            "then call the API with: curl -H 'Authorization: Bearer <secret>' {base}/v1/channels"
+    // The hub keeps serving when nobody reads its standard output.
+    let say = |line: String| {
+        let _ = writeln!(std::io::stdout(), "{line}");
+    };
+    say(format!("omnihub listening on {base}"));
+    say(format!("database: {}", location(&settings)));
+    if hub.shares_sqlite_database {
+        say(
+            "note: another omnihub is already serving this database; both serve it (they take \
+             turns writing and see each other's events). If you meant a separate hub, stop this \
+             one and give it its own --data-dir / OMNIHUB_DATA_DIR."
+                .into(),
         );
     }
-    let token = hub.shutdown_token();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down: draining requests and deliveries");
-        token.cancel();
-    });
+    if keys::store::count_active(hub.state.store.reader()).await? == 0 {
+        let data_dir = match crate::storage::sqlite_file(&settings.database_url) {
+            Some(file) => file
+                .parent()
+                .map(|dir| format!(" --data-dir {}", dir.display()))
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        say("No API keys yet. Create an admin key with:".into());
+        say(format!(
+            "  export KEY=$(omnihub{data_dir} keys create --scopes admin)"
+        ));
+        say(format!(
+            "then call the API with: curl -H \"Authorization: Bearer $KEY\" {base}/v1/channels"
+        ));
+    }
     hub.shutdown_token().cancelled().await;
     hub.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Cancels `token` on SIGTERM or Ctrl-C. The handlers are registered before
+/// this returns, so a signal sent as soon as the hub says it listens is not
+/// missed (and does not kill the process before it drains).
+fn stop_on_signal(token: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            tracing::info!("shutting down: draining requests and deliveries");
+            token.cancel();
+        });
     }
     #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: draining requests and deliveries");
+        token.cancel();
+    });
+    Ok(())
 }
 
 async fn channels_command(settings: Settings, command: ChannelsCommand) -> anyhow::Result<()> {
@@ -191,7 +260,7 @@ async fn channels_command(settings: Settings, command: ChannelsCommand) -> anyho
             let kind: ChannelKind = kind.parse().map_err(anyhow::Error::msg)?;
             let name = ChannelName::parse(&name).map_err(|e| anyhow::anyhow!("name {e}"))?;
             let channel = channels::create(&store, kind, name, None, None).await?;
-            println!(
+            out!(
                 "{}\t{}\t{}",
                 channel.id,
                 channel.kind,
@@ -200,7 +269,7 @@ async fn channels_command(settings: Settings, command: ChannelsCommand) -> anyho
         }
         ChannelsCommand::List => {
             for channel in channels::store::list(store.reader(), None, i64::MAX).await? {
-                println!(
+                out!(
                     "{}\t{}\t{}",
                     channel.id,
                     channel.kind,
@@ -231,7 +300,7 @@ async fn keys_command(settings: Settings, command: KeysCommand) -> anyhow::Resul
                 key.scopes.names().join(",")
             );
             eprintln!("The secret is shown only now; store it safely:");
-            println!("{secret}");
+            out!("{secret}");
         }
         KeysCommand::List => {
             for key in keys::store::list(store.reader(), None, None, i64::MAX).await? {
@@ -240,7 +309,7 @@ async fn keys_command(settings: Settings, command: KeysCommand) -> anyhow::Resul
                 } else {
                     "active"
                 };
-                println!(
+                out!(
                     "{}\t{}\t{}…\t{}\t{}\t{}",
                     key.id,
                     key.channel_id,
@@ -253,7 +322,7 @@ async fn keys_command(settings: Settings, command: KeysCommand) -> anyhow::Resul
         }
         KeysCommand::Revoke { id } => {
             let key = keys::revoke(&store, id, None).await?;
-            println!("revoked {}", key.id);
+            out!("revoked {}", key.id);
         }
     }
     store.close().await;
@@ -268,7 +337,7 @@ async fn inventory_command(settings: Settings, command: InventoryCommand) -> any
         InventoryCommand::Rebuild => (ledger::rebuild(&store).await?, "repaired"),
     };
     for d in &drifts {
-        println!(
+        out!(
             "{}\t{}\tstored on_hand={} reserved={} incoming={} unsellable={} safety_stock={}\tledger on_hand={} reserved={} incoming={} unsellable={} safety_stock={}",
             d.sku,
             d.location_id,
@@ -284,15 +353,18 @@ async fn inventory_command(settings: Settings, command: InventoryCommand) -> any
             d.ledger.safety_stock
         );
     }
-    println!("{} {verb}", drifts.len());
+    out!("{} {verb}", drifts.len());
     let holds = ledger::verify_holds(&store).await?;
     for h in &holds {
-        println!(
+        out!(
             "{}\t{}\treserved={} but open reservations hold {}",
-            h.sku, h.location_id, h.reserved, h.held
+            h.sku,
+            h.location_id,
+            h.reserved,
+            h.held
         );
     }
-    println!("{} hold mismatches", holds.len());
+    out!("{} hold mismatches", holds.len());
     store.close().await;
     if (verb == "drifts" && !drifts.is_empty()) || !holds.is_empty() {
         std::process::exit(1);
@@ -313,7 +385,7 @@ async fn identity_command(settings: Settings, command: IdentityCommand) -> anyho
                 );
             };
             let report = crate::identity::rebuild(&store, None, &progress).await?;
-            println!(
+            out!(
                 "identifiers={} links={} components={} profiles={} changed_identifiers={} merges={} splits={} status_changes={} blocked={} retracted_links={} rechecked_groups={} batches={} resolve_ms={} duration_ms={}",
                 report.identifiers,
                 report.links,

@@ -29,6 +29,7 @@ pub struct FileSettings {
     pub webhook_disable_after_secs: Option<u64>,
     pub webhook_concurrency: Option<usize>,
     pub shutdown_grace_secs: Option<u64>,
+    pub cors_allowed_origins: Option<String>,
 }
 
 impl FileSettings {
@@ -55,6 +56,8 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// How long shutdown waits for requests and deliveries in flight.
     pub shutdown_grace: Duration,
+    /// Origins whose pages may call the tracking routes and the live stream.
+    pub cors_allowed_origins: crate::http::browser::CorsOrigins,
 }
 
 #[derive(Clone, Debug)]
@@ -129,6 +132,10 @@ pub struct SettingsArgs {
     /// Seconds to drain requests and deliveries on shutdown [default: 20].
     #[arg(long, env = "OMNIHUB_SHUTDOWN_GRACE_SECS", global = true)]
     pub shutdown_grace_secs: Option<u64>,
+    /// Origins allowed to call the tracking routes and the live stream from a
+    /// browser: `*` or comma-separated `https://shop.example.com` [default: *].
+    #[arg(long, env = "OMNIHUB_CORS_ALLOWED_ORIGINS", global = true)]
+    pub cors_allowed_origins: Option<String>,
 }
 
 impl SettingsArgs {
@@ -203,8 +210,16 @@ impl SettingsArgs {
                 .unwrap_or(32)
                 .clamp(1, 1024),
         };
+        let cors_allowed_origins = crate::http::browser::CorsOrigins::parse(
+            self.cors_allowed_origins
+                .as_deref()
+                .or(file.cors_allowed_origins.as_deref())
+                .unwrap_or("*"),
+        )
+        .map_err(|e| anyhow::anyhow!("invalid cors_allowed_origins: {e}"))?;
         Ok(Settings {
             listen,
+            cors_allowed_origins,
             data_dir,
             database_url,
             database_schema: self.database_schema.clone().or(file.database_schema),

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod customers;
 pub mod events;
+pub mod groups;
 pub mod http;
 pub mod idempotency;
 pub mod identity;

@@ -28,18 +28,33 @@ pub struct Hub {
     pub state: AppState,
     server: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
+    /// On SQLite: another hub was already serving the same database file
+    /// when this one started (supported; `serve` says so).
+    pub shares_sqlite_database: bool,
+    /// On SQLite: a shared lock on `<database>.lock` while the hub runs.
+    _data_lock: Option<std::fs::File>,
 }
 
 impl Hub {
     /// Connects, migrates and starts serving on `settings.listen`.
     pub async fn start(settings: Settings) -> anyhow::Result<Hub> {
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {}: {e}; choose another address with --listen or OMNIHUB_LISTEN",
+                settings.listen
+            )
+        })?;
         Self::start_on(settings, listener).await
     }
 
     pub async fn start_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Hub> {
+        let (data_lock, shares_sqlite_database) = lock_sqlite_database(&settings.database_url)?;
+        if shares_sqlite_database {
+            tracing::warn!(
+                database = %crate::storage::describe_location(&settings.database_url),
+                "another omnihub is already serving this SQLite database; both will serve it"
+            );
+        }
         let store = Store::connect(&settings.store_options()).await?;
         migrate::run(&store).await?;
         let shutdown = CancellationToken::new();
@@ -85,6 +100,8 @@ impl Hub {
             state,
             server,
             background: vec![dispatcher, housekeeping, expiry],
+            shares_sqlite_database,
+            _data_lock: data_lock,
         })
     }
 
@@ -109,6 +126,70 @@ impl Hub {
     pub fn shutdown_token(&self) -> CancellationToken {
         self.state.shutdown.clone()
     }
+}
+
+/// Hubs on one SQLite file: supported (they take turns at SQLite's write
+/// lock, and each one's live stream and inventory view follow the others'
+/// commits within the tail's 200 ms poll), but rarely what a newcomer meant,
+/// so the second one says so. Every hub holds a shared `flock` on
+/// `<database>.lock`; a hub that cannot take it exclusively first knows
+/// another one is running. Returns the lock (held while the hub runs) and
+/// whether the database is shared.
+fn lock_sqlite_database(url: &str) -> anyhow::Result<(Option<std::fs::File>, bool)> {
+    let Some(database) = crate::storage::sqlite_file(url) else {
+        return Ok((None, false));
+    };
+    if let Some(parent) = database.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
+    }
+    let mut path = database.into_os_string();
+    path.push(".lock");
+    let path = std::path::PathBuf::from(path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot open the lock file {}: {e}", path.display()))?;
+    let alone = try_flock(&file, FlockMode::Exclusive)
+        .map_err(|e| anyhow::anyhow!("cannot lock {}: {e}", path.display()))?;
+    // Downgrade (or join the others): shared, so the next hub can tell.
+    let held = try_flock(&file, FlockMode::Shared).unwrap_or(false);
+    Ok((held.then_some(file), !alone))
+}
+
+#[derive(Clone, Copy)]
+enum FlockMode {
+    Exclusive,
+    Shared,
+}
+
+/// `flock(… | LOCK_NB)`: false when another open file holds a conflicting
+/// lock. (`File::try_lock` needs Rust 1.89; the MSRV is 1.85.)
+#[cfg(unix)]
+fn try_flock(file: &std::fs::File, mode: FlockMode) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let operation = match mode {
+        FlockMode::Exclusive => libc::LOCK_EX,
+        FlockMode::Shared => libc::LOCK_SH,
+    };
+    // SAFETY: flock only reads the descriptor, which `file` keeps open.
+    let result = unsafe { libc::flock(file.as_raw_fd(), operation | libc::LOCK_NB) };
+    if result == 0 {
+        return Ok(true);
+    }
+    let error = std::io::Error::last_os_error();
+    if error.kind() == std::io::ErrorKind::WouldBlock {
+        Ok(false)
+    } else {
+        Err(error)
+    }
+}
+
+#[cfg(not(unix))]
+fn try_flock(_file: &std::fs::File, _mode: FlockMode) -> std::io::Result<bool> {
+    Ok(true)
 }
 
 async fn housekeeping(state: AppState) {

@@ -1,10 +1,11 @@
 """Sends calls to an omnihub test server with the official Segment client.
 
-Usage: python3 segment_client.py BASE_URL WRITE_KEY
+Usage: python3 segment_client.py BASE_URL WRITE_KEY [gzip]
 
 Installed from PyPI: `pip install segment-analytics-python`. The client sends
 `POST {host}/v1/batch` with HTTP Basic auth (write key as user name), exactly
-as it does to Segment; only `host` changes.
+as it does to Segment; only `host` changes. With `gzip` the client compresses
+its bodies (`Content-Encoding: gzip`).
 """
 
 import sys
@@ -18,6 +19,7 @@ def main() -> int:
     analytics.write_key = key
     analytics.host = base
     analytics.sync_mode = True
+    analytics.gzip = len(sys.argv) > 3 and sys.argv[3] == "gzip"
     analytics.max_retries = 1
     analytics.on_error = lambda error, items: errors.append(repr(error))
     analytics.page(anonymous_id="segment-anon-1", name="Home", properties={"path": "/"})

@@ -187,7 +187,7 @@ pub struct CreateCart {
 }
 
 /// Get or create the active cart of a customer or guest in a currency.
-#[utoipa::path(post, path = "/v1/carts", tag = "carts",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["carts:write"]))), path = "/v1/carts", tag = "carts",
     request_body = CreateCart,
     responses(
         (status = 201, body = CartBody, description = "created"),
@@ -221,7 +221,7 @@ pub async fn create_cart(
 }
 
 /// Read a cart.
-#[utoipa::path(get, path = "/v1/carts/{id}", tag = "carts",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["carts:read"]))), path = "/v1/carts/{id}", tag = "carts",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = CartBody), (status = 404, body = Problem)))]
 pub async fn get_cart(
@@ -241,7 +241,7 @@ pub struct CustomerCartQuery {
 }
 
 /// The customer's active cart, whichever channel created it.
-#[utoipa::path(get, path = "/v1/customers/{id}/cart", tag = "carts",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["carts:read"]))), path = "/v1/customers/{id}/cart", tag = "carts",
     params(("id" = String, Path), CustomerCartQuery),
     responses((status = 200, body = CartBody), (status = 404, body = Problem)))]
 pub async fn get_customer_cart(
@@ -276,7 +276,7 @@ pub struct AddLine {
 
 /// Add a SKU to a cart. Send `If-Match` with the cart's `ETag` to make sure
 /// nobody changed it meanwhile.
-#[utoipa::path(post, path = "/v1/carts/{id}/lines", tag = "carts",
+#[utoipa::path(post, operation_id = "add_cart_line", extensions(("x-required-scopes" = json!(["carts:write"]))), path = "/v1/carts/{id}/lines", tag = "carts",
     request_body = AddLine,
     params(("id" = String, Path, format = Uuid), ("If-Match" = Option<String>, Header, description = "The ETag the change is based on")),
     responses(
@@ -317,7 +317,7 @@ pub struct UpdateLine {
 }
 
 /// Change a line's quantity.
-#[utoipa::path(patch, path = "/v1/carts/{id}/lines/{line_id}", tag = "carts",
+#[utoipa::path(patch, operation_id = "update_cart_line", extensions(("x-required-scopes" = json!(["carts:write"]))), path = "/v1/carts/{id}/lines/{line_id}", tag = "carts",
     request_body = UpdateLine,
     params(("id" = String, Path, format = Uuid), ("line_id" = String, Path, format = Uuid),
         ("If-Match" = Option<String>, Header, description = "The ETag the change is based on")),
@@ -340,7 +340,7 @@ pub async fn update_line(
 }
 
 /// Remove a line (releasing its hold).
-#[utoipa::path(delete, path = "/v1/carts/{id}/lines/{line_id}", tag = "carts",
+#[utoipa::path(delete, operation_id = "delete_cart_line", extensions(("x-required-scopes" = json!(["carts:write"]))), path = "/v1/carts/{id}/lines/{line_id}", tag = "carts",
     params(("id" = String, Path, format = Uuid), ("line_id" = String, Path, format = Uuid),
         ("If-Match" = Option<String>, Header, description = "The ETag the change is based on")),
     responses((status = 200, body = CartBody), (status = 404, body = Problem), (status = 412, body = Problem)))]
@@ -385,6 +385,7 @@ pub struct MergeReportBody {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(as = CartMerge)]
 pub struct MergeBody {
     pub policy: String,
     /// One report per guest cart (one per currency); empty when the guest had none.
@@ -415,7 +416,7 @@ fn report_body(r: MergeReport) -> MergeReportBody {
 
 /// Merge a guest's carts into a customer's carts (on login). The identity
 /// domain calls the same function when it links an anonymous id to a profile.
-#[utoipa::path(post, path = "/v1/carts/merge", tag = "carts",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["carts:write"]))), path = "/v1/carts/merge", tag = "carts",
     request_body = MergeRequest,
     responses((status = 200, body = MergeBody), (status = 422, body = Problem)))]
 pub async fn merge_carts(

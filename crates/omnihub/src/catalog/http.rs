@@ -206,7 +206,7 @@ fn parse_variant(index: usize, raw: CreateVariant) -> Result<NewVariant, ApiErro
 }
 
 /// Create a product with its variants.
-#[utoipa::path(post, path = "/v1/products", tag = "catalog",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["catalog:write"]))), path = "/v1/products", tag = "catalog",
     request_body = CreateProduct,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
     responses((status = 201, body = ProductBody), (status = 409, body = Problem), (status = 422, body = Problem)))]
@@ -245,7 +245,7 @@ pub async fn create_product(
 }
 
 /// Read a product with its variants.
-#[utoipa::path(get, path = "/v1/products/{id}", tag = "catalog",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["catalog:read"]))), path = "/v1/products/{id}", tag = "catalog",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = ProductBody), (status = 404, body = Problem)))]
 pub async fn get_product(
@@ -274,7 +274,7 @@ pub struct VariantFilter {
 }
 
 /// List variants by SKU, or look one up by SKU or barcode.
-#[utoipa::path(get, path = "/v1/variants", tag = "catalog",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["catalog:read"]))), path = "/v1/variants", tag = "catalog",
     params(VariantFilter),
     responses((status = 200, body = Page<VariantBody>), (status = 422, body = Problem)))]
 pub async fn list_variants(

@@ -60,7 +60,7 @@ impl From<ChannelError> for ApiError {
 }
 
 /// Create a channel.
-#[utoipa::path(post, path = "/v1/channels", tag = "channels",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/channels", tag = "channels",
     request_body = CreateChannel,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
     responses(
@@ -98,7 +98,7 @@ pub async fn create_channel(
 }
 
 /// List channels, oldest first.
-#[utoipa::path(get, path = "/v1/channels", tag = "channels",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/channels", tag = "channels",
     params(PageParams),
     responses((status = 200, body = Page<ChannelBody>), (status = 401, body = crate::http::problem::Problem)))]
 pub async fn list_channels(
@@ -122,7 +122,7 @@ pub async fn list_channels(
 }
 
 /// Read a channel.
-#[utoipa::path(get, path = "/v1/channels/{id}", tag = "channels",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/channels/{id}", tag = "channels",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = ChannelBody), (status = 404, body = crate::http::problem::Problem)))]
 pub async fn get_channel(

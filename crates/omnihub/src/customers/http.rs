@@ -236,6 +236,9 @@ pub struct CustomerBody {
     /// The customer's orders from every channel, newest first (at most 10;
     /// `GET /v1/customers/{id}/orders` pages through all).
     pub orders: Vec<OrderBody>,
+    /// The groups (companies, households, accounts) the customer belongs
+    /// to, from `group` calls; their traits are the group's, not the person's.
+    pub groups: Vec<crate::groups::http::GroupRefBody>,
 }
 
 impl From<Profile> for CustomerBody {
@@ -287,12 +290,13 @@ impl From<Profile> for CustomerBody {
             time_zone: p.time_zone,
             carts: p.carts.into_iter().map(CartBody::from).collect(),
             orders: p.orders.into_iter().map(OrderBody::from).collect(),
+            groups: p.groups.into_iter().map(Into::into).collect(),
         }
     }
 }
 
 /// Read a customer's 360° view. A merged id answers with the survivor.
-#[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["customers:read"]))), path = "/v1/customers/{id}", tag = "customers",
     params(("id" = String, Path, description = "Any profile id the customer ever had")),
     responses((status = 200, body = CustomerBody), (status = 404, body = crate::http::problem::Problem)))]
 pub async fn get_customer(
@@ -330,7 +334,7 @@ pub struct LookupBody {
 }
 
 /// Find customers by any identifier.
-#[utoipa::path(get, path = "/v1/customers", tag = "customers",
+#[utoipa::path(get, operation_id = "find_customers", extensions(("x-required-scopes" = json!(["customers:read"]))), path = "/v1/customers", tag = "customers",
     params(LookupParams),
     responses((status = 200, body = LookupBody), (status = 400, body = crate::http::problem::Problem)))]
 pub async fn find_customers(
@@ -375,7 +379,7 @@ pub struct TimelineParams {
 }
 
 /// Every interaction of a customer across channels, newest first.
-#[utoipa::path(get, path = "/v1/customers/{id}/timeline", tag = "customers",
+#[utoipa::path(get, operation_id = "list_customer_timeline", extensions(("x-required-scopes" = json!(["customers:read"]))), path = "/v1/customers/{id}/timeline", tag = "customers",
     params(("id" = String, Path), TimelineParams),
     responses((status = 200, body = Page<TimelineItem>), (status = 404, body = crate::http::problem::Problem)))]
 pub async fn timeline(
@@ -438,6 +442,7 @@ pub async fn timeline(
 
 /// One merge, with the link that caused it.
 #[derive(Serialize, ToSchema)]
+#[schema(as = CustomerMerge)]
 pub struct MergeBody {
     pub id: String,
     pub survivor_id: String,
@@ -497,7 +502,7 @@ async fn merge_body(state: &AppState, merge: MergeRow) -> Result<MergeBody, ApiE
 }
 
 /// The merges of a customer: which link, rule and event caused each.
-#[utoipa::path(get, path = "/v1/customers/{id}/merges", tag = "customers",
+#[utoipa::path(get, operation_id = "list_customer_merges", extensions(("x-required-scopes" = json!(["customers:read"]))), path = "/v1/customers/{id}/merges", tag = "customers",
     params(("id" = String, Path)),
     responses((status = 200, body = MergesBody), (status = 404, body = crate::http::problem::Problem)))]
 pub async fn merges(
@@ -559,7 +564,7 @@ pub struct UnmergeBody {
 /// Undo a merge: retract the links joining the merged profile to the
 /// survivor, regroup, and give events and traits back by source. With
 /// `preview: true`, only says what would happen.
-#[utoipa::path(post, path = "/v1/customers/{id}/unmerge", tag = "customers",
+#[utoipa::path(post, operation_id = "unmerge_customer", extensions(("x-required-scopes" = json!(["customers:write"]))), path = "/v1/customers/{id}/unmerge", tag = "customers",
     params(("id" = String, Path, description = "The survivor, or the merged profile itself")),
     request_body = UnmergeRequest,
     responses(

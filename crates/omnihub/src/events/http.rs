@@ -96,7 +96,7 @@ pub fn parse_types(raw: Option<&str>) -> Result<TypeFilter, ApiError> {
 }
 
 /// Read the event feed in order.
-#[utoipa::path(get, path = "/v1/events", tag = "events",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["events:read"]))), path = "/v1/events", tag = "events",
     params(FeedParams),
     responses((status = 200, body = EventPage), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn list_events(

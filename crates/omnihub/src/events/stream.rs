@@ -6,6 +6,11 @@
 //! without either it starts after the newest committed event. Events come from
 //! the node's in-memory [`super::tail::Tail`]; a client further behind reads
 //! the database until it catches up.
+//!
+//! A browser's `EventSource` cannot send `Authorization`: a backend mints a
+//! short-lived stream token (`POST /v1/stream/tokens`,
+//! `crate::keys::stream_token`) and the page passes it as `?token=`; CORS for
+//! the stream is in `http::browser`.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -14,10 +19,11 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::http::{parse_position, parse_types};
 use super::tail::TailRead;
@@ -25,8 +31,8 @@ use super::visibility::Reader;
 use super::{Event, TypeFilter, store};
 use crate::http::AppState;
 use crate::http::auth::{Authorized, scope};
-use crate::http::extract::Query;
-use crate::http::problem::{ApiError, Problem};
+use crate::http::extract::{Json, Query};
+use crate::http::problem::{ApiError, ErrorCode, Problem};
 
 /// Events fetched per step while catching up.
 const CATCH_UP_BATCH: i64 = 500;
@@ -42,10 +48,15 @@ pub struct StreamParams {
     pub types: Option<String>,
     /// Start after this position (`Last-Event-ID` takes precedence).
     pub after: Option<String>,
+    /// A stream token (`POST /v1/stream/tokens`) instead of an
+    /// `Authorization` header, for a browser's `EventSource`.
+    pub token: Option<String>,
 }
 
-/// Live event stream (text/event-stream).
-#[utoipa::path(get, path = "/v1/stream", tag = "events",
+/// Live event stream (text/event-stream). It starts at "now" (the newest
+/// committed event) unless `Last-Event-ID` or `after` names a position to
+/// replay from.
+#[utoipa::path(get, operation_id = "stream_events", extensions(("x-required-scopes" = json!(["events:read"]))), path = "/v1/stream", tag = "events",
     params(StreamParams, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this position")),
     responses(
         (status = 200, content_type = "text/event-stream", description = "SSE: id = position, event = type, data = EventBody JSON"),
@@ -184,4 +195,73 @@ impl Subscription {
             .json_data(&body)
             .unwrap_or_else(|_| SseEvent::default().comment("unserializable event"))
     }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateStreamToken {
+    /// Lifetime in seconds [default: 300; 1 to 3600].
+    #[schema(minimum = 1, maximum = 3600)]
+    pub ttl_seconds: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamTokenBody {
+    /// Pass as `GET /v1/stream?token=…`; grants `events:read` only.
+    pub token: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Mint a short-lived stream token for a browser's `EventSource` (which
+/// cannot send an `Authorization` header). The token grants `events:read`
+/// on the caller's channel until it expires; revoking the key revokes it.
+/// It is checked when a stream is opened (a reconnect needs a valid token).
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["events:read"]))), path = "/v1/stream/tokens", tag = "events",
+    request_body = CreateStreamToken,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
+    responses(
+        (status = 201, body = StreamTokenBody),
+        (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_stream_token(
+    State(state): State<AppState>,
+    caller: Authorized<scope::EventsRead>,
+    Json(body): Json<CreateStreamToken>,
+) -> Result<
+    (
+        StatusCode,
+        axum::Extension<crate::idempotency::SecretAnswer>,
+        axum::Json<StreamTokenBody>,
+    ),
+    ApiError,
+> {
+    use crate::keys::stream_token::{
+        STREAM_TOKEN_DEFAULT_TTL_SECS, STREAM_TOKEN_MAX_TTL_SECS, mint,
+    };
+    let ttl = body.ttl_seconds.unwrap_or(STREAM_TOKEN_DEFAULT_TTL_SECS);
+    if !(1..=STREAM_TOKEN_MAX_TTL_SECS).contains(&ttl) {
+        return Err(ApiError::invalid_field(
+            "ttl_seconds",
+            format!("must be 1 to {STREAM_TOKEN_MAX_TTL_SECS} seconds"),
+        ));
+    }
+    let Some((_, secret_hash)) =
+        crate::keys::store::principal_by_id(state.store.reader(), &caller.key_id.to_string())
+            .await?
+    else {
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "the API key is unknown or revoked",
+        ));
+    };
+    let expires_at = crate::time::now() + chrono::Duration::seconds(ttl);
+    let token = mint(caller.key_id, &secret_hash, expires_at.timestamp());
+    // A token is a secret: an idempotent replay withholds it.
+    let secret_answer = crate::idempotency::SecretAnswer {
+        resource: "/v1/stream/tokens".into(),
+    };
+    Ok((
+        StatusCode::CREATED,
+        axum::Extension(secret_answer),
+        axum::Json(StreamTokenBody { token, expires_at }),
+    ))
 }

@@ -21,13 +21,41 @@ use crate::keys::{Principal, Scope};
 
 pub async fn authenticate(
     State(state): State<AppState>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let Some(secret) = secret_from_headers(request.headers()) else {
+    let (secret, mut request) = match secret_from_headers(request.headers()) {
+        Some(secret) => (Some(secret), request),
+        None if crate::tracking::http::is_tracking_path(request.uri().path())
+            && !request.headers().contains_key(header::AUTHORIZATION) =>
+        {
+            write_key_from_body(request).await?
+        }
+        None if request.uri().path() == super::browser::STREAM_PATH
+            && !request.headers().contains_key(header::AUTHORIZATION) =>
+        {
+            if let Some(token) = stream_token(request.uri().query()) {
+                let now = crate::time::now().timestamp();
+                return match crate::keys::stream_token::verify(&state.store, &token, now).await? {
+                    Some(principal) => {
+                        let mut request = request;
+                        request.extensions_mut().insert(principal);
+                        Ok(next.run(request).await)
+                    }
+                    None => Err(ApiError::new(
+                        ErrorCode::Unauthorized,
+                        "the stream token is invalid or expired, or its key was revoked; mint a new one with POST /v1/stream/tokens",
+                    )),
+                };
+            }
+            (None, request)
+        }
+        None => (None, request),
+    };
+    let Some(secret) = secret else {
         return Err(ApiError::new(
             ErrorCode::Unauthorized,
-            "send an API key as `Authorization: Bearer <key>`",
+            "send an API key as `Authorization: Bearer <key>` (on tracking routes, `writeKey` in the body also works)",
         ));
     };
     match state.keys.resolve(&state.store, &secret).await? {
@@ -40,6 +68,42 @@ pub async fn authenticate(
             "the API key is unknown or revoked",
         )),
     }
+}
+
+/// The `token` query parameter of `GET /v1/stream`.
+fn stream_token(query: Option<&str>) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query?)
+        .ok()?
+        .into_iter()
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value)
+}
+
+/// Reads the body (at most a tracking batch) and takes its `writeKey`; the
+/// request is rebuilt with the same body for the handler.
+async fn write_key_from_body(request: Request) -> Result<(Option<String>, Request), ApiError> {
+    #[derive(serde::Deserialize)]
+    struct WriteKey {
+        #[serde(rename = "writeKey")]
+        write_key: Option<String>,
+    }
+    let limit = crate::tracking::MAX_BATCH_BYTES;
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body is larger than {limit} bytes"),
+        )
+    })?;
+    let secret = serde_json::from_slice::<WriteKey>(&bytes)
+        .ok()
+        .and_then(|body| body.write_key)
+        .map(|key| key.trim().to_string())
+        .filter(|key| !key.is_empty());
+    Ok((
+        secret,
+        Request::from_parts(parts, axum::body::Body::from(bytes)),
+    ))
 }
 
 fn secret_from_headers(headers: &axum::http::HeaderMap) -> Option<String> {

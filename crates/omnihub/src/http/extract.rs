@@ -57,8 +57,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = error.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                let field = if path == "." { String::new() } else { path };
                 let message = inner.to_string();
+                let parent = if path == "." { String::new() } else { path };
+                // serde reports a missing field at its parent object; name
+                // the field itself.
+                let field = match missing_field(&message) {
+                    Some(name) if parent.is_empty() => name.to_string(),
+                    Some(name) => format!("{parent}.{name}"),
+                    None => parent,
+                };
                 let mut api = ApiError::new(
                     ErrorCode::ValidationFailed,
                     if field.is_empty() {
@@ -79,6 +86,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         .end()
         .map_err(|error| ApiError::new(ErrorCode::MalformedJson, error.to_string()))?;
     Ok(value)
+}
+
+/// The field name of serde's "missing field `name`" message.
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split('`').next().filter(|name| !name.is_empty())
 }
 
 pub fn body_rejection(rejection: BytesRejection) -> ApiError {

@@ -10,14 +10,14 @@ use crate::metrics::PoolLabels;
 use crate::storage::migrate;
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+#[utoipa::path(get, operation_id = "check_health", extensions(("x-required-scopes" = json!([]))), path = "/healthz", tag = "operations", security(()),
     responses((status = 200, description = "The process answers", content_type = "application/json")))]
 pub async fn healthz() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok" }))
 }
 
 /// Readiness: the database answers and the schema is current.
-#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+#[utoipa::path(get, operation_id = "check_readiness", extensions(("x-required-scopes" = json!([]))), path = "/readyz", tag = "operations", security(()),
     responses(
         (status = 200, description = "Ready to serve", content_type = "application/json"),
         (status = 503, description = "Database unreachable, schema not current or shutting down", content_type = "application/json")))]
@@ -42,7 +42,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus metrics in the OpenMetrics text format.
-#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+#[utoipa::path(get, operation_id = "get_metrics", extensions(("x-required-scopes" = json!([]))), path = "/metrics", tag = "operations", security(()),
     responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let (size, idle) = state.store.pool_size();

@@ -5,6 +5,7 @@
 //! idempotency, and adds health, metrics and the OpenAPI document.
 
 pub mod auth;
+pub mod browser;
 pub mod extract;
 pub mod health;
 pub mod openapi;
@@ -88,6 +89,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::http::revoke_key))
         .routes(routes!(events::http::list_events))
         .routes(routes!(events::stream::stream))
+        .routes(routes!(events::stream::create_stream_token))
         .routes(routes!(
             webhooks::http::create_webhook,
             webhooks::http::list_webhooks
@@ -110,6 +112,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(customers::http::timeline))
         .routes(routes!(customers::http::merges))
         .routes(routes!(customers::http::unmerge))
+        .routes(routes!(crate::groups::http::get_group))
         .routes(routes!(
             identity::http::get_rules,
             identity::http::put_rules
@@ -179,6 +182,7 @@ pub fn router(state: AppState) -> Router {
     let (api, _) = api_router().split_for_parts();
     let (public, _) = public_router().split_for_parts();
     let api = api
+        .merge(crate::tracking::http::short_routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::idempotency::middleware,
@@ -192,6 +196,10 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            browser::decode_body,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -203,6 +211,7 @@ pub fn router(state: AppState) -> Router {
                 "an internal error occurred; it was logged",
             ))
         }))
+        .layer(middleware::from_fn_with_state(state.clone(), browser::cors))
         .with_state(state)
 }
 

@@ -14,9 +14,10 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(
         title = "omnihub",
-        description = "The omnichannel commerce hub: every channel (web, app, POS, social, marketplace, B2B) talks to one API.\n\nErrors are RFC 9457 problem+json bodies with a stable `code`. Creating POSTs accept an `Idempotency-Key` header. Lists use cursor pagination.",
-        license(name = "Apache-2.0")
+        description = "The omnichannel commerce hub: every channel (web, app, POS, social, marketplace, B2B) talks to one API.\n\nErrors are RFC 9457 problem+json bodies with a stable `code`. Every POST accepts an `Idempotency-Key` header. Lists use cursor pagination. Each operation names the scope its key needs in `x-required-scopes` (`admin` implies every scope).",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
+    servers((url = "http://127.0.0.1:8080", description = "A hub on its default address (`omnihub serve`)")),
     modifiers(&Security),
     components(schemas(super::problem::Problem, super::problem::FieldError)),
     security(("api_key" = [])),
@@ -60,7 +61,44 @@ pub fn document() -> openapi::OpenApi {
         .merge(super::public_router())
         .split_for_parts();
     complete_errors(&mut spec);
+    declare_idempotency_key(&mut spec);
     spec
+}
+
+/// Every POST under `/v1` honours `Idempotency-Key` (the middleware runs on
+/// all of them): declare it once, the same way, with the rule the middleware
+/// applies (`idempotency::MAX_KEY_CHARS` visible ASCII characters, trimmed).
+fn declare_idempotency_key(spec: &mut openapi::OpenApi) {
+    use openapi::path::{ParameterBuilder, ParameterIn};
+    use openapi::schema::{ObjectBuilder, Type};
+    let max = crate::idempotency::MAX_KEY_CHARS;
+    for (path, item) in spec.paths.paths.iter_mut() {
+        let Some(operation) = item.post.as_mut() else {
+            continue;
+        };
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        let parameters = operation.parameters.get_or_insert_with(Vec::new);
+        parameters.retain(|p| !p.name.eq_ignore_ascii_case("Idempotency-Key"));
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(format!(
+                "^[ \\t]*[!-~]([ \\t!-~]{{0,{}}}[!-~])?[ \\t]*$",
+                max - 2
+            )))
+            .build();
+        parameters.push(
+            ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .description(Some(format!(
+                    "Replays the first answer for a repeated request (1 to {max} visible ASCII characters, kept 24 h)"
+                )))
+                .schema(Some(schema))
+                .build(),
+        );
+    }
 }
 
 /// The problem+json media type of every error answer.
@@ -172,7 +210,7 @@ pub fn document_json() -> String {
 }
 
 /// The OpenAPI 3.1 document of this hub.
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", security(()),
+#[utoipa::path(get, operation_id = "get_openapi_document", extensions(("x-required-scopes" = json!([]))), path = "/v1/openapi.json", tag = "operations", security(()),
     responses((status = 200, description = "This document", content_type = "application/json")))]
 pub async fn serve_document() -> Response {
     static DOCUMENT: OnceLock<String> = OnceLock::new();

@@ -36,7 +36,7 @@ impl From<super::IdentityError> for ApiError {
 }
 
 /// Read the identity resolution rules in force.
-#[utoipa::path(get, path = "/v1/identity/rules", tag = "identity",
+#[utoipa::path(get, operation_id = "get_identity_rules", extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/identity/rules", tag = "identity",
     responses((status = 200, body = RulesDocument), (status = 403, body = crate::http::problem::Problem)))]
 pub async fn get_rules(
     State(state): State<AppState>,
@@ -48,7 +48,7 @@ pub async fn get_rules(
 
 /// Replace the identity resolution rules. They apply to every link resolved
 /// from now on (a regrouping happens when new links touch a profile).
-#[utoipa::path(put, path = "/v1/identity/rules", tag = "identity",
+#[utoipa::path(put, operation_id = "put_identity_rules", extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/identity/rules", tag = "identity",
     request_body = RulesDocument,
     responses(
         (status = 200, body = RulesDocument),
@@ -113,7 +113,7 @@ pub struct ReportedIdentifier {
 
 /// Quarantined or shared identifiers: they link nothing and are listed
 /// here for review.
-#[utoipa::path(get, path = "/v1/identity/identifiers", tag = "identity",
+#[utoipa::path(get, operation_id = "report_identifiers", extensions(("x-required-scopes" = json!(["customers:read"]))), path = "/v1/identity/identifiers", tag = "identity",
     params(IdentifierReportParams),
     responses((status = 200, body = Page<ReportedIdentifier>), (status = 403, body = crate::http::problem::Problem)))]
 pub async fn identifier_report(
@@ -195,7 +195,7 @@ pub struct RebuildBody {
 /// unlinked). Reads the graph, resolves it in memory and writes only the
 /// differences in bounded writer operations; tracking continues meanwhile.
 /// Progress is logged.
-#[utoipa::path(post, path = "/v1/identity/rebuild", tag = "identity",
+#[utoipa::path(post, operation_id = "rebuild_identity", extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/identity/rebuild", tag = "identity",
     responses(
         (status = 200, body = RebuildBody),
         (status = 403, body = crate::http::problem::Problem),

@@ -194,7 +194,7 @@ pub struct OversoldBody {
 }
 
 /// Record stock movements (POS sales, receipts, counts, …) in one all-or-nothing batch.
-#[utoipa::path(post, path = "/v1/inventory/movements", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["inventory:write"]))), path = "/v1/inventory/movements", tag = "inventory",
     request_body = MovementBatch,
     responses((status = 200, body = MovementOutcome), (status = 422, body = Problem)))]
 pub async fn record_movements(
@@ -291,7 +291,7 @@ pub async fn record_movements(
 /// Incidents to act on (e.g. oversold offline sales), oldest first. An
 /// oversold incident's `details.unbacked` lists the reservations and orders it
 /// left unbacked: the key's own channel's (every channel's with `commerce:all`).
-#[utoipa::path(get, path = "/v1/inventory/incidents", tag = "inventory",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["inventory:read"]))), path = "/v1/inventory/incidents", tag = "inventory",
     params(PageParams),
     responses((status = 200, body = Page<IncidentBody>)))]
 pub async fn list_incidents(
@@ -346,7 +346,7 @@ pub struct SkuLevelBody {
 }
 
 /// Every named quantity at one location, by SKU.
-#[utoipa::path(get, path = "/v1/inventory/levels", tag = "inventory",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["inventory:read"]))), path = "/v1/inventory/levels", tag = "inventory",
     params(LevelsParams),
     responses((status = 200, body = Page<SkuLevelBody>)))]
 pub async fn list_levels(
@@ -424,7 +424,7 @@ fn location_availability(l: LocationAvailability) -> LocationAvailabilityBody {
 }
 
 /// Availability of a SKU across the network, as a channel sees it.
-#[utoipa::path(get, path = "/v1/availability", tag = "inventory",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["inventory:read"]))), path = "/v1/availability", tag = "inventory",
     params(AvailabilityParams),
     responses((status = 200, body = AvailabilityBody), (status = 422, body = Problem)))]
 pub async fn get_availability(
@@ -474,15 +474,17 @@ pub struct StoreAvailabilityBody {
     pub by_transfer: bool,
 }
 
-/// "Check store availability": pickup stores near a point and when each can have the units ready.
-#[utoipa::path(get, path = "/v1/availability/stores", tag = "inventory",
+/// "Check store availability": pickup stores near a point and when each can
+/// have the units ready, nearest first, all on one page (`next_cursor` is
+/// always absent; the list shape is that of every other list).
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["inventory:read"]))), path = "/v1/availability/stores", tag = "inventory",
     params(StoreAvailabilityParams),
-    responses((status = 200, body = [StoreAvailabilityBody]), (status = 422, body = Problem)))]
+    responses((status = 200, body = crate::http::pagination::Page<StoreAvailabilityBody>), (status = 422, body = Problem)))]
 pub async fn get_store_availability(
     State(state): State<AppState>,
     caller: Authorized<scope::InventoryRead>,
     Query(params): Query<StoreAvailabilityParams>,
-) -> Result<axum::Json<Vec<StoreAvailabilityBody>>, ApiError> {
+) -> Result<axum::Json<crate::http::pagination::Page<StoreAvailabilityBody>>, ApiError> {
     let sku = parse_sku("sku", &params.sku)?;
     let quantity = parse_quantity("quantity", params.quantity.unwrap_or(1))?;
     let near = match (params.latitude, params.longitude) {
@@ -512,8 +514,8 @@ pub async fn get_store_availability(
         crate::time::now(),
     )
     .await?;
-    Ok(axum::Json(
-        options
+    Ok(axum::Json(crate::http::pagination::Page {
+        items: options
             .into_iter()
             .map(|o| StoreAvailabilityBody {
                 location_id: o.location.id,
@@ -524,7 +526,8 @@ pub async fn get_store_availability(
                 by_transfer: o.by_transfer,
             })
             .collect(),
-    ))
+        next_cursor: None,
+    }))
 }
 
 // ------------------------------------------------------------- reservations
@@ -596,7 +599,7 @@ impl From<Reservation> for ReservationBody {
 }
 
 /// Hold stock: every line or nothing. A shortage answers 409 with per-line availability.
-#[utoipa::path(post, path = "/v1/reservations", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["inventory:write"]))), path = "/v1/reservations", tag = "inventory",
     request_body = CreateReservation,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
     responses((status = 201, body = ReservationBody), (status = 409, body = Problem, description = "insufficient_stock with `shortages`"), (status = 422, body = Problem)))]
@@ -644,7 +647,7 @@ pub async fn create_reservation(
 }
 
 /// Read a reservation.
-#[utoipa::path(get, path = "/v1/reservations/{id}", tag = "inventory",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["inventory:read"]))), path = "/v1/reservations/{id}", tag = "inventory",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = ReservationBody), (status = 404, body = Problem)))]
 pub async fn get_reservation(
@@ -662,7 +665,7 @@ pub async fn get_reservation(
 }
 
 /// Release a hold: its unfulfilled units become available again.
-#[utoipa::path(post, path = "/v1/reservations/{id}/release", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["inventory:write"]))), path = "/v1/reservations/{id}/release", tag = "inventory",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = ReservationBody), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn release_reservation(
@@ -685,7 +688,7 @@ pub struct AllocateReservation {
 }
 
 /// Convert a hold into an order's allocation (it no longer expires).
-#[utoipa::path(post, path = "/v1/reservations/{id}/allocate", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["inventory:write"]))), path = "/v1/reservations/{id}/allocate", tag = "inventory",
     request_body = AllocateReservation,
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = ReservationBody), (status = 404, body = Problem), (status = 409, body = Problem)))]
@@ -715,7 +718,7 @@ pub struct FulfilReservation {
 }
 
 /// Fulfil held units: they leave on hand and reserved together.
-#[utoipa::path(post, path = "/v1/reservations/{id}/fulfil", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["inventory:write"]))), path = "/v1/reservations/{id}/fulfil", tag = "inventory",
     request_body = FulfilReservation,
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = ReservationBody), (status = 404, body = Problem), (status = 409, body = Problem)))]
@@ -788,7 +791,7 @@ impl From<Transfer> for TransferBody {
 }
 
 /// Ship stock from one location to another: units become in-transit (`incoming` at the destination).
-#[utoipa::path(post, path = "/v1/transfers", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["inventory:write"]))), path = "/v1/transfers", tag = "inventory",
     request_body = CreateTransfer,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
     responses((status = 201, body = TransferBody), (status = 409, body = Problem), (status = 422, body = Problem)))]
@@ -827,7 +830,7 @@ pub async fn create_transfer(
 }
 
 /// Read a transfer.
-#[utoipa::path(get, path = "/v1/transfers/{id}", tag = "inventory",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["inventory:read"]))), path = "/v1/transfers/{id}", tag = "inventory",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = TransferBody), (status = 404, body = Problem)))]
 pub async fn get_transfer(
@@ -845,7 +848,7 @@ pub async fn get_transfer(
 }
 
 /// Receive an in-transit transfer at its destination.
-#[utoipa::path(post, path = "/v1/transfers/{id}/receive", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["inventory:write"]))), path = "/v1/transfers/{id}/receive", tag = "inventory",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = TransferBody), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn receive_transfer(
@@ -861,7 +864,7 @@ pub async fn receive_transfer(
 }
 
 /// Cancel an in-transit transfer: the units go back to the source.
-#[utoipa::path(post, path = "/v1/transfers/{id}/cancel", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["inventory:write"]))), path = "/v1/transfers/{id}/cancel", tag = "inventory",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = TransferBody), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn cancel_transfer(
@@ -889,6 +892,7 @@ pub struct SourcingRequest {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SourcingDelivery)]
 pub struct DeliveryBody {
     /// `ship` or `pickup`.
     #[serde(rename = "type")]
@@ -964,7 +968,7 @@ fn plan_body(plan: Plan) -> PlanBody {
 }
 
 /// Plan which locations fulfil an order, with the reason for every location considered.
-#[utoipa::path(post, path = "/v1/sourcing/plan", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["inventory:read"]))), path = "/v1/sourcing/plan", tag = "inventory",
     request_body = SourcingRequest,
     responses((status = 200, body = PlanBody), (status = 422, body = Problem)))]
 pub async fn plan_sourcing(
@@ -1064,7 +1068,7 @@ impl From<ChannelPolicy> for PolicyBody {
 }
 
 /// A channel's inventory policy (visibility, buffer, hold time).
-#[utoipa::path(get, path = "/v1/channels/{id}/inventory-policy", tag = "inventory",
+#[utoipa::path(get, operation_id = "get_inventory_policy", extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/channels/{id}/inventory-policy", tag = "inventory",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = PolicyBody), (status = 404, body = Problem)))]
 pub async fn get_policy(
@@ -1088,7 +1092,7 @@ pub async fn get_policy(
 }
 
 /// Replace a channel's inventory policy.
-#[utoipa::path(put, path = "/v1/channels/{id}/inventory-policy", tag = "inventory",
+#[utoipa::path(put, operation_id = "put_inventory_policy", extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/channels/{id}/inventory-policy", tag = "inventory",
     request_body = PolicyBody,
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = PolicyBody), (status = 404, body = Problem), (status = 422, body = Problem)))]
@@ -1206,7 +1210,7 @@ fn report(drifts: Vec<ledger::Drift>, holds: Vec<ledger::HoldMismatch>) -> Ledge
 }
 
 /// Compare every level with the sums of the ledger (changes nothing).
-#[utoipa::path(post, path = "/v1/inventory/verify", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/inventory/verify", tag = "inventory",
     responses((status = 200, body = LedgerReport)))]
 pub async fn verify_ledger(
     State(state): State<AppState>,
@@ -1220,7 +1224,7 @@ pub async fn verify_ledger(
 }
 
 /// Rewrite drifted levels from the ledger; reports what it repaired.
-#[utoipa::path(post, path = "/v1/inventory/rebuild", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/inventory/rebuild", tag = "inventory",
     responses((status = 200, body = LedgerReport)))]
 pub async fn rebuild_ledger(
     State(state): State<AppState>,

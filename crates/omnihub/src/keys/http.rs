@@ -73,7 +73,7 @@ impl From<KeyError> for ApiError {
 const MAX_NAME_CHARS: usize = 100;
 
 /// Create a key for a channel. The response holds the secret, once.
-#[utoipa::path(post, path = "/v1/keys", tag = "keys",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/keys", tag = "keys",
     request_body = CreateKey,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
     responses(
@@ -139,7 +139,7 @@ pub struct KeyFilter {
 }
 
 /// List keys (never their secrets).
-#[utoipa::path(get, path = "/v1/keys", tag = "keys",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/keys", tag = "keys",
     params(KeyFilter),
     responses((status = 200, body = Page<KeyBody>), (status = 401, body = Problem)))]
 pub async fn list_keys(
@@ -169,7 +169,7 @@ pub async fn list_keys(
 }
 
 /// Read a key.
-#[utoipa::path(get, path = "/v1/keys/{id}", tag = "keys",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/keys/{id}", tag = "keys",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = KeyBody), (status = 404, body = Problem)))]
 pub async fn get_key(
@@ -185,7 +185,7 @@ pub async fn get_key(
 
 /// Revoke a key. It stops working at once on this node and within seconds on
 /// the others. Revoking twice is harmless.
-#[utoipa::path(post, path = "/v1/keys/{id}/revoke", tag = "keys",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/keys/{id}/revoke", tag = "keys",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = KeyBody), (status = 404, body = Problem)))]
 pub async fn revoke_key(

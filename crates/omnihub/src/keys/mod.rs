@@ -5,6 +5,7 @@ pub mod cache;
 pub mod http;
 pub mod reach;
 pub mod store;
+pub mod stream_token;
 
 use std::fmt;
 use std::str::FromStr;
@@ -63,7 +64,10 @@ impl FromStr for Scope {
             .iter()
             .copied()
             .find(|scope| scope.as_str() == s)
-            .ok_or_else(|| format!("unknown scope {s:?}"))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Scope::ALL.iter().map(|scope| scope.as_str()).collect();
+                format!("unknown scope {s:?}; valid scopes: {}", names.join(", "))
+            })
     }
 }
 

@@ -92,17 +92,40 @@ pub async fn principal_by_hash<'e>(
     .fetch_optional(db)
     .await?;
     let Some(row) = row else { return Ok(None) };
+    principal_from_row(&row).map(Some)
+}
+
+/// The principal and stored secret hash of an unrevoked key, by id (to
+/// check a stream token signed under that hash).
+pub async fn principal_by_id<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: &str,
+) -> Result<Option<(Principal, String)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT k.id, k.channel_id, k.scopes, k.secret_hash, c.kind FROM api_keys k \
+         JOIN channels c ON c.id = k.channel_id \
+         WHERE k.id = $1 AND k.revoked_at IS NULL",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let hash: String = row.try_get("secret_hash")?;
+    Ok(Some((principal_from_row(&row)?, hash)))
+}
+
+fn principal_from_row(row: &AnyRow) -> Result<Principal, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("api_keys.{what}"));
     let id: String = row.try_get("id")?;
     let channel_id: String = row.try_get("channel_id")?;
     let scopes: String = row.try_get("scopes")?;
     let kind: String = row.try_get("kind")?;
-    Ok(Some(Principal {
+    Ok(Principal {
         key_id: id.parse().map_err(|_| corrupt("id"))?,
         channel_id: channel_id.parse().map_err(|_| corrupt("channel_id"))?,
         channel_kind: kind.parse().map_err(|_| corrupt("kind"))?,
         scopes: Scopes::from_storage(&scopes).map_err(|_| corrupt("scopes"))?,
-    }))
+    })
 }
 
 fn from_row(row: &AnyRow) -> Result<ApiKey, StoreError> {

@@ -15,6 +15,7 @@ use crate::ids::LocationId;
 
 #[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = LocationAddress)]
 pub struct AddressBody {
     #[serde(default)]
     pub lines: Vec<String>,
@@ -135,7 +136,7 @@ fn parse_time_zone(raw: Option<String>) -> Result<String, ApiError> {
 }
 
 /// Create a location.
-#[utoipa::path(post, path = "/v1/locations", tag = "inventory",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["inventory:write"]))), path = "/v1/locations", tag = "inventory",
     request_body = CreateLocation,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
     responses((status = 201, body = LocationBody), (status = 409, body = Problem), (status = 422, body = Problem)))]
@@ -210,7 +211,7 @@ pub async fn create_location(
 }
 
 /// List locations.
-#[utoipa::path(get, path = "/v1/locations", tag = "inventory",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["inventory:read"]))), path = "/v1/locations", tag = "inventory",
     params(PageParams),
     responses((status = 200, body = Page<LocationBody>)))]
 pub async fn list_locations(
@@ -234,7 +235,7 @@ pub async fn list_locations(
 }
 
 /// Read a location.
-#[utoipa::path(get, path = "/v1/locations/{id}", tag = "inventory",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["inventory:read"]))), path = "/v1/locations/{id}", tag = "inventory",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = LocationBody), (status = 404, body = Problem)))]
 pub async fn get_location(

@@ -48,6 +48,7 @@ impl From<OrderError> for ApiError {
 
 #[derive(Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ShippingAddress)]
 pub struct AddressBody {
     pub name: String,
     pub lines: Vec<String>,
@@ -197,6 +198,7 @@ pub struct GroupLineBody {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(as = FulfilmentGroup)]
 pub struct GroupBody {
     pub location_id: LocationId,
     /// allocated, ready, shipped, picked_up, delivered, completed or cancelled.
@@ -399,7 +401,7 @@ pub struct CheckoutRequest {
 /// Check a cart out: every line reserved, the order created and the cart
 /// closed, all or nothing. Checking out a checked-out cart answers with its
 /// order.
-#[utoipa::path(post, path = "/v1/carts/{id}/checkout", tag = "orders",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["carts:write"]))), path = "/v1/carts/{id}/checkout", tag = "orders",
     request_body = CheckoutRequest,
     params(("id" = String, Path, format = Uuid),
         ("If-Match" = Option<String>, Header, description = "The cart ETag the shopper confirmed"),
@@ -433,7 +435,7 @@ pub async fn checkout_cart(
 // ---------------------------------------------------------------- reads
 
 /// Read an order.
-#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["orders:read"]))), path = "/v1/orders/{id}", tag = "orders",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = OrderBody), (status = 404, body = Problem)))]
 pub async fn get_order(
@@ -453,7 +455,7 @@ pub async fn get_order(
 /// A customer's orders, newest first: a profile's own, those of profiles
 /// merged into it and those placed under its anonymous ids before login —
 /// from every channel with `commerce:all`, else those the key's channel placed.
-#[utoipa::path(get, path = "/v1/customers/{id}/orders", tag = "orders",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["orders:read"]))), path = "/v1/customers/{id}/orders", tag = "orders",
     params(("id" = String, Path), PageParams),
     responses((status = 200, body = Page<OrderBody>)))]
 pub async fn list_customer_orders(
@@ -502,7 +504,7 @@ async fn step(
 }
 
 /// The pickup store has the order ready.
-#[utoipa::path(post, path = "/v1/orders/{id}/ready", tag = "orders",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["orders:write"]))), path = "/v1/orders/{id}/ready", tag = "orders",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = OrderBody), (status = 409, body = Problem)))]
 pub async fn mark_ready(
@@ -514,7 +516,7 @@ pub async fn mark_ready(
 }
 
 /// The customer collected a pickup order (the units leave the store's stock).
-#[utoipa::path(post, path = "/v1/orders/{id}/picked-up", tag = "orders",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["orders:write"]))), path = "/v1/orders/{id}/picked-up", tag = "orders",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = OrderBody), (status = 409, body = Problem)))]
 pub async fn mark_picked_up(
@@ -536,7 +538,7 @@ pub struct ShipRequest {
 }
 
 /// Hand the order (or one location's group) to a carrier.
-#[utoipa::path(post, path = "/v1/orders/{id}/ship", tag = "orders",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["orders:write"]))), path = "/v1/orders/{id}/ship", tag = "orders",
     request_body = ShipRequest,
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = OrderBody), (status = 409, body = Problem), (status = 422, body = Problem)))]
@@ -565,7 +567,7 @@ pub async fn ship_order(
 }
 
 /// The carrier delivered the order.
-#[utoipa::path(post, path = "/v1/orders/{id}/deliver", tag = "orders",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["orders:write"]))), path = "/v1/orders/{id}/deliver", tag = "orders",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = OrderBody), (status = 409, body = Problem)))]
 pub async fn mark_delivered(
@@ -577,7 +579,7 @@ pub async fn mark_delivered(
 }
 
 /// Cancel an order before its goods left: unfulfilled stock is released.
-#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["orders:write"]))), path = "/v1/orders/{id}/cancel", tag = "orders",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = OrderBody), (status = 409, body = Problem)))]
 pub async fn cancel_order(
@@ -667,7 +669,7 @@ fn parse_sku(field: String, raw: &str) -> Result<Sku, ApiError> {
 
 /// Record a POS sale (from a POS key): priced from the catalog, the units
 /// leave the store's stock, the order is `completed`.
-#[utoipa::path(post, path = "/v1/orders", tag = "orders",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["orders:write"]))), path = "/v1/orders", tag = "orders",
     request_body = PosSaleRequest,
     responses((status = 201, body = OrderBody), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_pos_order(
@@ -738,7 +740,7 @@ pub struct ImportRequest {
 
 /// Import a marketplace order (from a marketplace key), idempotent by
 /// (channel, external order id).
-#[utoipa::path(post, path = "/v1/orders/import", tag = "orders",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["orders:write"]))), path = "/v1/orders/import", tag = "orders",
     request_body = ImportRequest,
     responses((status = 201, body = OrderBody), (status = 200, body = OrderBody, description = "already imported"),
         (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]

@@ -973,7 +973,8 @@ async fn sale_customer(
             source: "pos_sale".into(),
         },
         others: Vec::new(),
-        verified: false,
+        // A lone identifier: it links nothing, whatever it is worth.
+        trust: identity::LinkTrust::Trusted,
         tracking_event_id: order_id.to_string(),
         message_id: format!("order:{order_id}"),
         channel_id: Some(channel),

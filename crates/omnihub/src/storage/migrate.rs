@@ -35,7 +35,8 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(3, "inventory", "0003_inventory.sql"),
     migration!(4, "carts_orders", "0004_carts_orders.sql"),
     migration!(5, "profile_commerce", "0005_profile_commerce.sql"),
-    migration!(6, "ownership", "0006_ownership.sql"),
+    migration!(6, "identity_trust", "0006_identity_trust.sql"),
+    migration!(7, "ownership", "0007_ownership.sql"),
 ];
 
 /// Lock id for serializing migrations across PostgreSQL nodes.

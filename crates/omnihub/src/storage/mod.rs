@@ -340,6 +340,28 @@ fn validate_schema_name(schema: &str) -> Result<(), StoreError> {
     }
 }
 
+/// The absolute path of the database file of a `sqlite:` URL (`None` for
+/// another database or SQLite in memory).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite") {
+        return None;
+    }
+    let path = sqlite_path(url);
+    if path.is_empty() || path.starts_with(':') {
+        return None;
+    }
+    std::path::absolute(path).ok()
+}
+
+/// Where the data is, for people: the absolute file of SQLite, the URL
+/// (password hidden) of PostgreSQL.
+pub fn describe_location(url: &str) -> String {
+    match sqlite_file(url) {
+        Some(path) => path.display().to_string(),
+        None => redact_url(url),
+    }
+}
+
 fn sqlite_path(url: &str) -> &str {
     let rest = url
         .trim_start_matches("sqlite://")

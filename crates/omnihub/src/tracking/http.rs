@@ -2,10 +2,14 @@
 //! `/v1/page`, `/v1/screen`, `/v1/alias`, `/v1/group` and `/v1/batch`.
 //!
 //! Same field names and limits as Segment's HTTP Tracking API; the write key
-//! goes as `Authorization: Bearer <key>` or as the HTTP Basic user name (what
-//! Segment's SDKs send). The key needs `events:write`. Answers are Segment's
-//! `{"success": true}` plus omnihub's details (profile, duplicates, rejected
-//! calls of a batch by index).
+//! goes as `Authorization: Bearer <key>`, as the HTTP Basic user name (what
+//! Segment's SDKs send) or, without an `Authorization` header, as `writeKey`
+//! in the body (beacon-style browser clients). The key needs `events:write`.
+//! The body is read as JSON whatever its `Content-Type` (browser SDKs send
+//! `text/plain` to spare a preflight). Segment's browser SDK posts to the
+//! short paths of [`short_routes`]; CORS for all of them is in
+//! `http::browser`. Answers are Segment's `{"success": true}` plus omnihub's
+//! details (profile, duplicates, rejected calls of a batch by index).
 
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -48,8 +52,10 @@ pub struct TrackResponse {
     /// Always true on a 200, as Segment answers.
     pub success: bool,
     pub message_id: String,
-    /// The profile the call landed on.
-    pub customer_id: String,
+    /// The profile the call landed on; `null` when a public key named a
+    /// person by `userId` without an `anonymousId` (a public key never
+    /// learns another person's profile id).
+    pub customer_id: Option<String>,
     /// The `messageId` was already received from this channel; nothing changed.
     pub duplicate: bool,
     /// Identifiers that were not used (blocked, invalid), with the reason.
@@ -70,7 +76,8 @@ pub struct RejectedCall {
 pub struct AcceptedCall {
     pub index: usize,
     pub message_id: String,
-    pub customer_id: String,
+    /// As in a single call's answer.
+    pub customer_id: Option<String>,
     pub duplicate: bool,
     pub ignored: Vec<IgnoredBody>,
 }
@@ -172,9 +179,9 @@ fn rejection_error(rejection: Rejection) -> ApiError {
 }
 
 macro_rules! single_endpoint {
-    ($fn:ident, $path:literal, $kind:expr, $doc:literal) => {
+    ($fn:ident, $operation_id:literal, $path:literal, $kind:expr, $doc:literal) => {
         #[doc = $doc]
-        #[utoipa::path(post, path = $path, tag = "tracking",
+        #[utoipa::path(post, operation_id = $operation_id, extensions(("x-required-scopes" = json!(["events:write"]))), path = $path, tag = "tracking",
             request_body(content = Object, description = "A Segment call (identify, track, page, screen, alias or group), at most 32 KB."),
             responses(
                 (status = 200, body = TrackResponse),
@@ -195,36 +202,42 @@ macro_rules! single_endpoint {
 
 single_endpoint!(
     identify,
+    "track_identify",
     "/v1/identify",
     MessageType::Identify,
     "Identify a user and record their traits (Segment `identify`)."
 );
 single_endpoint!(
     track,
+    "track_event",
     "/v1/track",
     MessageType::Track,
     "Record an action (Segment `track`)."
 );
 single_endpoint!(
     page,
+    "track_page",
     "/v1/page",
     MessageType::Page,
     "Record a page view (Segment `page`)."
 );
 single_endpoint!(
     screen,
+    "track_screen",
     "/v1/screen",
     MessageType::Screen,
     "Record a screen view (Segment `screen`)."
 );
 single_endpoint!(
     alias,
+    "track_alias",
     "/v1/alias",
     MessageType::Alias,
     "Link a previous id to a user (Segment `alias`)."
 );
 single_endpoint!(
     group,
+    "track_group",
     "/v1/group",
     MessageType::Group,
     "Associate a user with a group or account (Segment `group`)."
@@ -232,7 +245,7 @@ single_endpoint!(
 
 /// Send many calls at once (Segment `batch`): at most 500 KB, each call at
 /// most 32 KB. Invalid calls are reported by index; the others are stored.
-#[utoipa::path(post, path = "/v1/batch", tag = "tracking",
+#[utoipa::path(post, operation_id = "track_batch", extensions(("x-required-scopes" = json!(["events:write"]))), path = "/v1/batch", tag = "tracking",
     request_body(content = Object, description = "`{\"batch\": [calls…], \"context\": {…}, \"sentAt\": \"…\"}`"),
     responses(
         (status = 200, body = BatchResponse),
@@ -360,6 +373,38 @@ pub async fn batch(
         rejected,
         results,
     }))
+}
+
+/// The short paths Segment's browser SDK (analytics.js) posts to, aliases of
+/// the long ones; they are not repeated in the OpenAPI document.
+pub const SHORT_PATHS: [(&str, &str); 7] = [
+    ("/v1/p", "/v1/page"),
+    ("/v1/t", "/v1/track"),
+    ("/v1/i", "/v1/identify"),
+    ("/v1/g", "/v1/group"),
+    ("/v1/a", "/v1/alias"),
+    ("/v1/s", "/v1/screen"),
+    ("/v1/b", "/v1/batch"),
+];
+
+/// The tracking routes under their short paths.
+pub fn short_routes() -> axum::Router<AppState> {
+    use axum::routing::post;
+    axum::Router::new()
+        .route("/v1/p", post(page))
+        .route("/v1/t", post(track))
+        .route("/v1/i", post(identify))
+        .route("/v1/g", post(group))
+        .route("/v1/a", post(alias))
+        .route("/v1/s", post(screen))
+        .route("/v1/b", post(batch))
+}
+
+/// Whether `path` is a tracking route (long or short).
+pub fn is_tracking_path(path: &str) -> bool {
+    SHORT_PATHS
+        .iter()
+        .any(|(short, long)| path == *short || path == *long)
 }
 
 /// Parses a Segment call. `forced` is the endpoint's type (the body's `type`

@@ -25,9 +25,11 @@ use serde_json::{Map, Value, json};
 use crate::carts::{self, CartError};
 use crate::channels::ChannelKind;
 use crate::events::NewEvent;
-use crate::identity::rules::IdentityRules;
+use crate::groups;
+use crate::identity::rules::{IdentifierClass, IdentityRules};
 use crate::identity::{
-    self, Identifier, IdentityError, KnownIdentities, NormalizeError, Observation, Observed,
+    self, Identifier, IdentityError, KnownIdentities, LinkTrust, NormalizeError, Observation,
+    Observed,
 };
 use crate::ids::{ChannelId, TrackingEventId};
 use crate::keys::{Principal, Scope};
@@ -154,7 +156,10 @@ pub struct Ignored {
 #[derive(Clone, Debug)]
 pub struct Accepted {
     pub message_id: String,
-    pub customer_id: String,
+    /// The profile the call landed on; `None` when a public key named an
+    /// account without an anonymous id of its own (a public key never
+    /// learns another person's profile id).
+    pub customer_id: Option<String>,
     /// The `messageId` was seen before from this channel: nothing changed.
     pub duplicate: bool,
     pub ignored: Vec<Ignored>,
@@ -240,7 +245,7 @@ async fn run(
                 // whole operation (with the links between them).
                 let extracted: Vec<Result<Extracted, Rejection>> = calls
                     .iter()
-                    .map(|call| extract(&rules, &call.message))
+                    .map(|call| extract(&rules, &call.message, call.sender.trusted(&rules)))
                     .collect();
                 prefetch(tx, &mut state.identities, &extracted).await?;
                 let mut results = Vec::with_capacity(calls.len());
@@ -391,10 +396,12 @@ async fn ingest_one(
         None => None,
     };
     let message_id = key.1;
+    let trusted = sender.trusted(rules);
     if let Some(customer_id) = earlier {
+        let reveal = trusted || message.anonymous_id.is_some();
         return Ok(Ok(Accepted {
             message_id,
-            customer_id,
+            customer_id: reveal.then_some(customer_id),
             duplicate: true,
             ignored: Vec::new(),
         }));
@@ -403,25 +410,32 @@ async fn ingest_one(
         Ok(found) => found,
         Err(rejection) => return Ok(Err(rejection)),
     };
-    let (anchor, others, ignored) = extracted.resolve(tx, &mut state.identities).await?;
+    let (anchor, others, mut ignored) = extracted.resolve(tx, &mut state.identities).await?;
     let timestamp = corrected_timestamp(message, sender.received_at);
     let event_id = TrackingEventId::new();
-    let verified = sender.trusted(rules)
+    let verified = trusted
         && (message.verified_flag
             || (message.kind == MessageType::Identify && message.user_id.is_some()));
+    let trust = LinkTrust::of(verified, trusted);
+    // A public key that names a person without an anonymous id of its own
+    // (a device) may record the call, but neither learns the profile nor
+    // changes its traits: anybody can send that call.
+    let device_anchor = rules.class(&anchor.identifier.kind) == IdentifierClass::Device;
+    let reveal = trusted || device_anchor;
     let observation = Observation {
         anchor,
         others,
-        verified,
+        trust,
         tracking_event_id: event_id.to_string(),
         message_id: message_id.clone(),
         channel_id: Some(channel),
         observed_at: timestamp,
     };
     let placement = identity::observe(tx, rules, &observation, &mut state.identities).await?;
-    if placement.new_links > 0 {
-        // A login (or any new link) may have made a guest known: their
-        // carts join the customer's now, in this call's transaction.
+    if placement.new_links > 0 && trust.trusted() {
+        // A login (or any new trusted link) may have made a guest known:
+        // their carts join the customer's now, in this call's transaction.
+        // A public key's claims join nobody, so they move no cart.
         carts::merge::on_identity_change(
             tx,
             &placement.customer_id,
@@ -437,7 +451,19 @@ async fn ingest_one(
             }
         })?;
     }
-    let traits = merged_traits(message);
+    let mut traits = merged_traits(message);
+    if !reveal && !traits.is_empty() {
+        traits.clear();
+        ignored.push(Ignored {
+            field: "traits".into(),
+            reason: "a public key cannot change the traits of a person it names by userId; \
+                     send the call with the anonymousId of the device, or from a trusted key"
+                .into(),
+        });
+    }
+    if message.kind == MessageType::Group {
+        groups::record_call(tx, message, &placement.anchor_id, channel, timestamp).await?;
+    }
     let row = store::NewTrackingRow {
         id: observation.tracking_event_id,
         channel_id: channel.to_string(),
@@ -473,7 +499,7 @@ async fn ingest_one(
     state.rows.push(row);
     Ok(Ok(Accepted {
         message_id,
-        customer_id: placement.customer_id,
+        customer_id: reveal.then_some(placement.customer_id),
         duplicate: false,
         ignored,
     }))
@@ -548,12 +574,17 @@ pub fn corrected_timestamp(message: &Message, received_at: Timestamp) -> Timesta
     }
 }
 
-/// `context.traits` overlaid by `traits`.
+/// The person's traits of a call: `context.traits` overlaid by `traits`.
+/// A `group` call's `traits` describe the group (a company, a household),
+/// never the person: only its `context.traits` are the person's.
 pub fn merged_traits(message: &Message) -> Map<String, Value> {
     let mut traits = match message.context.get("traits") {
         Some(Value::Object(t)) => t.clone(),
         _ => Map::new(),
     };
+    if message.kind == MessageType::Group {
+        return traits;
+    }
     for (k, v) in &message.traits {
         traits.insert(k.clone(), v.clone());
     }
@@ -668,17 +699,33 @@ impl Extracted {
 }
 
 /// Reads a call's identifiers (no database access): the anchor, or why the
-/// call has none.
-fn extract(rules: &IdentityRules, message: &Message) -> Result<Extracted, Rejection> {
+/// call has none. The anchor is `userId` for a trusted key; a public key's
+/// call belongs to its `anonymousId` when it has one (its `userId` is only a
+/// claim).
+fn extract(
+    rules: &IdentityRules,
+    message: &Message,
+    trusted: bool,
+) -> Result<Extracted, Rejection> {
     let mut found: Vec<Observed> = Vec::new();
     let mut ignored = Vec::new();
-    if let Some(user_id) = &message.user_id {
-        let identifier = identity::normalize(rules, "user_id", user_id);
-        add(&mut found, &mut ignored, identifier, "userId".into());
-    }
-    if let Some(anonymous_id) = &message.anonymous_id {
-        let identifier = identity::normalize(rules, "anonymous_id", anonymous_id);
-        add(&mut found, &mut ignored, identifier, "anonymousId".into());
+    let user = message
+        .user_id
+        .as_ref()
+        .map(|id| (identity::normalize(rules, "user_id", id), "userId"));
+    let anonymous = message.anonymous_id.as_ref().map(|id| {
+        (
+            identity::normalize(rules, "anonymous_id", id),
+            "anonymousId",
+        )
+    });
+    let ordered = if trusted {
+        [user, anonymous]
+    } else {
+        [anonymous, user]
+    };
+    for (identifier, field) in ordered.into_iter().flatten() {
+        add(&mut found, &mut ignored, identifier, field.into());
     }
     if found.is_empty() {
         let reason = if message.user_id.is_none() && message.anonymous_id.is_none() {
@@ -709,9 +756,14 @@ fn extract(rules: &IdentityRules, message: &Message) -> Result<Extracted, Reject
         Some(Value::Object(t)) => Some(t),
         _ => None,
     };
+    // A group call's traits name the group, not the person.
+    let person_traits = (message.kind != MessageType::Group).then_some(&message.traits);
     for rule in &rules.types {
         for name in &rule.traits {
-            if let Some(raw) = message.traits.get(name).and_then(scalar_string) {
+            if let Some(raw) = person_traits
+                .and_then(|t| t.get(name))
+                .and_then(scalar_string)
+            {
                 rest.push((
                     identity::normalize(rules, &rule.kind, &raw),
                     format!("traits.{name}"),

@@ -83,6 +83,7 @@ impl WebhookBody {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(as = WebhookDelivery)]
 pub struct DeliveryBody {
     pub id: DeliveryId,
     pub event_id: String,
@@ -166,7 +167,7 @@ fn parse_description(description: &str) -> Result<String, ApiError> {
 }
 
 /// Subscribe an endpoint to events.
-#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks",
+#[utoipa::path(post, extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/webhooks", tag = "webhooks",
     request_body = CreateWebhook,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
     responses((status = 201, body = WebhookBody), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
@@ -250,7 +251,7 @@ pub async fn create_webhook(
 }
 
 /// List subscriptions.
-#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/webhooks", tag = "webhooks",
     params(PageParams),
     responses((status = 200, body = Page<WebhookBody>), (status = 401, body = Problem)))]
 pub async fn list_webhooks(
@@ -274,7 +275,7 @@ pub async fn list_webhooks(
 }
 
 /// Read a subscription, with its signing secret.
-#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/webhooks/{id}", tag = "webhooks",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = WebhookBody), (status = 404, body = Problem)))]
 pub async fn get_webhook(
@@ -289,7 +290,7 @@ pub async fn get_webhook(
 }
 
 /// Change a subscription; `status: active` re-enables a disabled endpoint.
-#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks",
+#[utoipa::path(patch, extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/webhooks/{id}", tag = "webhooks",
     request_body = UpdateWebhook,
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = WebhookBody), (status = 404, body = Problem), (status = 422, body = Problem)))]
@@ -366,7 +367,7 @@ pub async fn update_webhook(
 }
 
 /// Delete a subscription and its delivery log.
-#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
+#[utoipa::path(delete, extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/webhooks/{id}", tag = "webhooks",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn delete_webhook(
@@ -407,7 +408,7 @@ pub struct DeliveryFilter {
 }
 
 /// The delivery log of a subscription, newest first.
-#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
+#[utoipa::path(get, extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
     params(("id" = String, Path, format = Uuid), DeliveryFilter),
     responses((status = 200, body = Page<DeliveryBody>), (status = 404, body = Problem)))]
 pub async fn list_deliveries(

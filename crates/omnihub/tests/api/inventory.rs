@@ -489,7 +489,8 @@ async fn sourcing_explains_its_choices(backend: Backend) {
     // Check store availability near Manhattan.
     let (status, stores) = app.get_json("/v1/availability/stores?sku=BAG&quantity=2&latitude=40.75&longitude=-73.99&radius_km=500").await;
     assert_eq!(status, 200, "{stores}");
-    let stores = stores.as_array().unwrap();
+    assert!(stores.get("next_cursor").is_none(), "{stores}");
+    let stores = stores["items"].as_array().unwrap();
     assert_eq!(stores[0]["location_id"], near, "nearest first");
     assert_eq!(stores[0]["by_transfer"], true);
     assert_eq!(stores[1]["by_transfer"], false);

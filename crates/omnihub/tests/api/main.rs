@@ -7,14 +7,18 @@ mod sse;
 mod support;
 
 mod auth;
+mod browser;
 mod carts;
+mod contract;
 mod conventions;
 mod event_visibility;
 mod events;
+mod first_hour;
 mod foundation;
 mod fuzz;
 mod idempotency;
 mod identity;
+mod identity_trust;
 mod inventory;
 mod inventory_properties;
 mod metrics;

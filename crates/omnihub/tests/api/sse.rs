@@ -40,6 +40,11 @@ impl SseClient {
             request = request.header("last-event-id", id);
         }
         let response = request.send().await.expect("connect");
+        Self::from_response(response)
+    }
+
+    /// Reads the stream of an answer (which must be a 200 event stream).
+    pub fn from_response(response: reqwest::Response) -> SseClient {
         assert_eq!(response.status(), 200);
         let content_type = response.headers()["content-type"].to_str().unwrap();
         assert!(

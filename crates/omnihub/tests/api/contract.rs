@@ -1,0 +1,162 @@
+//! The OpenAPI document is the contract: each operation's `x-required-scopes`
+//! is what the hub enforces (derived from the document, not listed again
+//! here), every POST declares `Idempotency-Key`, schema names are distinct,
+//! operation ids say what they do. `.ci/contract.sh` runs schemathesis on top.
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::backend_tests;
+use crate::support::{Backend, TestApp, read};
+
+backend_tests!(required_scopes_in_the_document_are_enforced);
+
+/// Every scope but `admin`.
+const SCOPES: &[&str] = &[
+    "events:read",
+    "events:write",
+    "customers:read",
+    "customers:write",
+    "catalog:read",
+    "catalog:write",
+    "inventory:read",
+    "inventory:write",
+    "carts:read",
+    "carts:write",
+    "orders:read",
+    "orders:write",
+];
+
+/// `(method, path template, required scopes)` of every operation.
+fn operations(document: &Value) -> Vec<(Method, String, Vec<String>)> {
+    let mut all = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let scopes = operation["x-required-scopes"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{method} {path} has no x-required-scopes"))
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect();
+            all.push((method, path.clone(), scopes));
+        }
+    }
+    all
+}
+
+/// A concrete path for a template: ids that exist nowhere.
+fn concrete(template: &str) -> String {
+    template
+        .split('/')
+        .map(|part| {
+            if part.starts_with('{') {
+                "0190a9d3-0000-7000-8000-000000000000"
+            } else {
+                part
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// For every operation: a key holding every other scope gets 403 (the scope
+/// check runs before anything looks at the request), a key with the
+/// declared scope does not; public operations need no key.
+async fn required_scopes_in_the_document_are_enforced(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (status, document) = read(
+        app.client
+            .get(app.url("/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut keys = std::collections::HashMap::new();
+    for scope in SCOPES {
+        let others: Vec<&str> = SCOPES.iter().copied().filter(|s| s != scope).collect();
+        keys.insert(
+            scope.to_string(),
+            (
+                app.key("web", &[scope]).await,
+                app.key("web", &others).await,
+            ),
+        );
+    }
+    let every_scope = app.key("web", SCOPES).await;
+    let mut seen = BTreeSet::new();
+    for (method, path, scopes) in operations(&document) {
+        let url = app.url(&concrete(&path));
+        let send = |key: Option<&str>| {
+            let mut request = app.client.request(method.clone(), &url);
+            if let Some(key) = key {
+                request = request.bearer_auth(key);
+            }
+            if method == Method::GET && path == "/v1/stream" {
+                request = request.timeout(std::time::Duration::from_secs(2));
+            }
+            request.send()
+        };
+        match scopes.as_slice() {
+            [] => {
+                assert!(!path.starts_with("/v1/") || path == "/v1/openapi.json");
+                let response = send(None).await.unwrap();
+                assert_ne!(response.status(), 401, "{method} {path} is public");
+            }
+            [scope] if scope == "admin" => {
+                let response = send(Some(&every_scope)).await.unwrap();
+                assert_eq!(response.status(), 403, "{method} {path} needs admin");
+                let response = send(Some(&app.admin_key)).await.unwrap();
+                assert_ne!(response.status(), 403, "{method} {path} with admin");
+            }
+            [scope] => {
+                let (with, without) = &keys[scope];
+                let response = send(Some(without)).await.unwrap();
+                assert_eq!(
+                    response.status(),
+                    403,
+                    "{method} {path} needs {scope}, not another"
+                );
+                let response = send(Some(with)).await.unwrap();
+                assert_ne!(response.status(), 403, "{method} {path} with {scope}");
+                assert_ne!(response.status(), 401, "{method} {path} with {scope}");
+            }
+            other => panic!("{method} {path}: one scope expected, got {other:?}"),
+        }
+        seen.insert(format!("{method} {path}"));
+    }
+    assert!(seen.len() > 70, "{seen:?}");
+    app.stop().await;
+}
+
+/// The document's shape: every POST under /v1 declares `Idempotency-Key`,
+/// operation ids are unique and say what they do, the license has its SPDX
+/// identifier and the document names a server.
+#[test]
+fn document_declares_what_clients_need() {
+    let document: Value = serde_json::from_str(&omnihub::http::openapi::document_json()).unwrap();
+    assert_eq!(document["info"]["license"]["identifier"], "Apache-2.0");
+    assert!(document["servers"][0]["url"].is_string());
+    let mut ids = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap();
+            assert!(ids.insert(id.to_string()), "duplicate operation id {id}");
+            assert!(
+                id.contains('_'),
+                "{method} {path}: operation id {id:?} should say verb and object"
+            );
+            if method == "post" && path.starts_with("/v1/") {
+                let declared = operation["parameters"]
+                    .as_array()
+                    .map(|ps| ps.iter().any(|p| p["name"] == "Idempotency-Key"))
+                    .unwrap_or(false);
+                assert!(declared, "POST {path} does not declare Idempotency-Key");
+            }
+        }
+    }
+}

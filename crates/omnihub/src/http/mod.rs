@@ -119,6 +119,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(identity::http::identifier_report))
         .routes(routes!(identity::http::rebuild))
+        .routes(routes!(identity::http::create_identity_token))
         .routes(routes!(catalog::http::create_product))
         .routes(routes!(catalog::http::get_product))
         .routes(routes!(catalog::http::list_variants))

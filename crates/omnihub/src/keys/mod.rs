@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod http;
+pub mod login_token;
 pub mod reach;
 pub mod store;
 pub mod stream_token;

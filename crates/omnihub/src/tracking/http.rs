@@ -149,7 +149,10 @@ async fn single(
     let received_at = time::now();
     let bytes = read_body(body, MAX_EVENT_BYTES, ErrorCode::EventTooLarge)?;
     let object = parse_object(&bytes)?;
-    let message = parse_message(Some(kind), object, None, None)
+    let mut message = parse_message(Some(kind), object, None, None)
+        .map_err(|reason| ApiError::new(ErrorCode::InvalidEvent, reason))?;
+    crate::tracking::vouch(&state.store, &mut message)
+        .await
         .map_err(|reason| ApiError::new(ErrorCode::InvalidEvent, reason))?;
     let sender = Sender::from_principal(caller, received_at);
     let mut results = state
@@ -308,10 +311,17 @@ pub async fn batch(
             )),
         };
         match parsed {
-            Ok(message) => {
-                messages.push(message);
-                positions.push(index);
-            }
+            Ok(mut message) => match crate::tracking::vouch(&state.store, &mut message).await {
+                Ok(()) => {
+                    messages.push(message);
+                    positions.push(index);
+                }
+                Err(reason) => rejected.push(RejectedCall {
+                    index,
+                    message_id: message.message_id.clone(),
+                    reason,
+                }),
+            },
             Err((message_id, reason)) => rejected.push(RejectedCall {
                 index,
                 message_id,
@@ -527,6 +537,7 @@ pub fn parse_message(
         original_timestamp: time_field("originalTimestamp")?,
         sent_at: time_field("sentAt")?.or(batch_sent_at),
         verified_flag,
+        login_vouched_by: None,
     })
 }
 

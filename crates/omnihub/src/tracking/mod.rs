@@ -32,7 +32,7 @@ use crate::identity::{
     Observed,
 };
 use crate::ids::{ChannelId, TrackingEventId};
-use crate::keys::{Principal, Scope};
+use crate::keys::{Principal, Scope, login_token};
 use crate::storage::{Store, StoreError, Tx};
 use crate::time::Timestamp;
 
@@ -117,6 +117,9 @@ pub struct Message {
     /// An explicit `verified: true` (top level, `context.verified` or
     /// `context.traits.verified`).
     pub verified_flag: bool,
+    /// The channel kind of the trusted key that vouched for this call's
+    /// login with a valid `context.identityToken` (see [`vouch`]).
+    pub login_vouched_by: Option<ChannelKind>,
 }
 
 /// Who sent the calls and when they arrived.
@@ -143,6 +146,72 @@ impl Sender {
     pub fn trusted(&self, rules: &IdentityRules) -> bool {
         self.can_write_customers && rules.is_trusted_kind(self.channel_kind)
     }
+}
+
+impl Call {
+    /// Whether the call may assert who the person is: sent with a trusted
+    /// key, or carrying a login token that a trusted key minted.
+    pub fn trusted(&self, rules: &IdentityRules) -> bool {
+        self.sender.trusted(rules)
+            || self
+                .message
+                .login_vouched_by
+                .is_some_and(|kind| rules.is_trusted_kind(kind))
+    }
+}
+
+/// Checks a call's `context.identityToken` (a login token minted by the
+/// retailer's backend, `keys::login_token`): when valid, bound to the call's
+/// `userId` and to the email and phone it names, the call counts as a login
+/// asserted by the minting key. A call without a token is left as it is; one
+/// with a token that does not check out is rejected with the reason.
+pub async fn vouch(store: &Store, message: &mut Message) -> Result<(), String> {
+    let Some(token) = message.context.get("identityToken") else {
+        return Ok(());
+    };
+    let Some(token) = token.as_str() else {
+        return Err("context.identityToken must be a string".into());
+    };
+    let now = crate::time::now().timestamp();
+    let login = match login_token::verify(store, token, now).await {
+        Ok(Ok(login)) => login,
+        Ok(Err(reason)) => return Err(reason.into()),
+        Err(error) => {
+            tracing::warn!(%error, "identity token check failed");
+            return Err("the identity token could not be checked; retry".into());
+        }
+    };
+    let rules = identity::load_rules_from(store.reader())
+        .await
+        .map_err(|_| "the identity token could not be checked; retry".to_string())?;
+    let user = message
+        .user_id
+        .as_deref()
+        .and_then(|u| identity::normalize(&rules, "user_id", u).ok())
+        .map(|identifier| identifier.value);
+    if user.as_deref() != Some(login.claims.user_id.as_str()) {
+        return Err("context.identityToken was minted for another userId".into());
+    }
+    // The email and phone the call names must be the ones the backend vouched for.
+    let traits = merged_traits(message);
+    for (kind, claimed) in [
+        ("email", &login.claims.email),
+        ("phone", &login.claims.phone),
+    ] {
+        let Some(raw) = traits.get(kind).and_then(scalar_string) else {
+            continue;
+        };
+        let named = identity::normalize(&rules, kind, &raw)
+            .ok()
+            .map(|identifier| identifier.value);
+        if named.is_some() && named.as_ref() != claimed.as_ref() {
+            return Err(format!(
+                "traits.{kind} is not the one context.identityToken vouches for"
+            ));
+        }
+    }
+    message.login_vouched_by = Some(login.minted_by.channel_kind);
+    Ok(())
 }
 
 /// An identifier of a call that was not used, and why.
@@ -245,7 +314,7 @@ async fn run(
                 // whole operation (with the links between them).
                 let extracted: Vec<Result<Extracted, Rejection>> = calls
                     .iter()
-                    .map(|call| extract(&rules, &call.message, call.sender.trusted(&rules)))
+                    .map(|call| extract(&rules, &call.message, call.trusted(&rules)))
                     .collect();
                 prefetch(tx, &mut state.identities, &extracted).await?;
                 let mut results = Vec::with_capacity(calls.len());
@@ -396,7 +465,7 @@ async fn ingest_one(
         None => None,
     };
     let message_id = key.1;
-    let trusted = sender.trusted(rules);
+    let trusted = call.trusted(rules);
     if let Some(customer_id) = earlier {
         let reveal = trusted || message.anonymous_id.is_some();
         return Ok(Ok(Accepted {

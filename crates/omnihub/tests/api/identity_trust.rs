@@ -17,6 +17,7 @@ backend_tests!(
     public_key_logins_are_claims,
     group_traits_belong_to_the_group,
     a_shared_device_keeps_each_person_and_their_orders,
+    a_backend_vouches_for_a_browser_login_with_a_token,
 );
 
 /// A browser/app SDK key: tracks and fills carts, but cannot verify anybody.
@@ -430,5 +431,143 @@ async fn a_shared_device_keeps_each_person_and_their_orders(backend: Backend) {
     assert_eq!(jo, first, "the id Jo's sign-in returned still answers Jo");
     let view = customer(&app, &jo).await;
     assert_eq!(identifier_values(&view), ["email:jo@example.com"], "{view}");
+    app.stop().await;
+}
+
+async fn mint_login(app: &TestApp, key: &str, body: Value) -> (u16, Value) {
+    send(app, key, "/v1/identity/tokens", &body).await
+}
+
+async fn a_backend_vouches_for_a_browser_login_with_a_token(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let server = shop_key(&app, "web").await;
+    let public = public_key(&app).await;
+    let ana = accepted(
+        &app,
+        &server,
+        "/v1/identify",
+        &json!({ "userId": "ana", "traits": { "email": "ana@example.com" } }),
+    )
+    .await;
+    // The browser's own claim joins nothing…
+    accepted(
+        &app,
+        &public,
+        "/v1/page",
+        &json!({ "anonymousId": "browser-7", "name": "Home" }),
+    )
+    .await;
+    assert_ne!(
+        lookup(&app, "anonymous_id:browser-7").await,
+        Some(ana.clone())
+    );
+    // …until the backend, where Ana just signed in, vouches for it.
+    let (status, minted) = mint_login(
+        &app,
+        &server,
+        json!({ "user_id": "ana", "email": "ANA@example.com", "ttl_seconds": 300 }),
+    )
+    .await;
+    assert_eq!(status, 201, "{minted}");
+    let token = minted["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("oit_"), "{token}");
+    let login = |user: &str, email: &str, token: &str| {
+        json!({ "userId": user, "anonymousId": "browser-7", "traits": { "email": email },
+                "context": { "identityToken": token } })
+    };
+    // Bound to its user and email, and not forgeable.
+    let (status, problem) = send(
+        &app,
+        &public,
+        "/v1/identify",
+        &login("bob", "ana@example.com", &token),
+    )
+    .await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["code"], "invalid_event");
+    let (status, problem) = send(
+        &app,
+        &public,
+        "/v1/identify",
+        &login("ana", "mallory@evil.example", &token),
+    )
+    .await;
+    assert_eq!(status, 400, "{problem}");
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    let (status, _) = send(
+        &app,
+        &public,
+        "/v1/identify",
+        &login("ana", "ana@example.com", &forged),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_ne!(
+        lookup(&app, "anonymous_id:browser-7").await,
+        Some(ana.clone())
+    );
+    // The genuine login counts: the browser joins Ana.
+    let (status, answer) = send(
+        &app,
+        &public,
+        "/v1/identify",
+        &login("ana", "ana@example.com", &token),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["customer_id"], ana.as_str(), "{answer}");
+    assert_eq!(
+        lookup(&app, "anonymous_id:browser-7").await,
+        Some(ana.clone())
+    );
+    // In a batch, a bad token rejects that call only.
+    let (status, body) = send(
+        &app,
+        &public,
+        "/v1/batch",
+        &json!({ "batch": [
+            { "type": "track", "anonymousId": "browser-8", "event": "Viewed" },
+            { "type": "identify", "userId": "ana", "anonymousId": "browser-8",
+              "context": { "identityToken": "oit_bogus" } },
+        ] }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 1, "{body}");
+    assert_eq!(body["rejected"][0]["index"], 1, "{body}");
+    // Only trusted keys mint, and tokens stay bounded.
+    assert_eq!(
+        mint_login(&app, &public, json!({ "user_id": "ana" }))
+            .await
+            .0,
+        403
+    );
+    let social = app.key("social", &["customers:write"]).await;
+    assert_eq!(
+        mint_login(&app, &social, json!({ "user_id": "ana" }))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        mint_login(
+            &app,
+            &server,
+            json!({ "user_id": "ana", "ttl_seconds": 86400 })
+        )
+        .await
+        .0,
+        422
+    );
+    assert_eq!(
+        mint_login(
+            &app,
+            &server,
+            json!({ "user_id": "ana", "email": "not an email" })
+        )
+        .await
+        .0,
+        422
+    );
     app.stop().await;
 }

@@ -94,6 +94,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/identity/rules"),
     ("GET", "/v1/identity/identifiers"),
     ("POST", "/v1/identity/rebuild"),
+    ("POST", "/v1/identity/tokens"),
 ];
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];

@@ -389,7 +389,35 @@ async fn secrets_are_never_stored_for_replay(backend: Backend) {
     let body = assert_problem(again, 409, "idempotency_answer_withheld").await;
     assert!(!body.to_string().contains(&signing), "{body}");
 
+    // Nor a stream token.
+    let first = post_as(
+        &app,
+        &app.admin_key,
+        "/v1/stream/tokens",
+        "token-1",
+        &json!({}),
+    )
+    .await;
+    let (status, minted) = read(first).await;
+    assert_eq!(status, 201, "{minted}");
+    let token = minted["token"].as_str().unwrap().to_string();
+    let again = post_as(
+        &app,
+        &app.admin_key,
+        "/v1/stream/tokens",
+        "token-1",
+        &json!({}),
+    )
+    .await;
+    assert!(replayed(&again));
+    let body = assert_problem(again, 409, "idempotency_answer_withheld").await;
+    assert!(!body.to_string().contains(&token), "{body}");
+
     let stored = stored_answers(&app).await;
+    assert!(
+        !stored.contains(&token),
+        "the stream token is not in the table"
+    );
     assert!(stored.contains("idempotency_answer_withheld"), "{stored}");
     assert!(
         !stored.contains(&secret),

@@ -196,6 +196,7 @@ pub mod scope {
         CartsWrite,
         OrdersRead,
         OrdersWrite,
+        CommerceAll,
     }
 }
 
@@ -217,21 +218,26 @@ where
     S: RequiredScope,
     St: Send + Sync,
 {
-    type Rejection = ApiError;
+    /// An error, or the stored answer of a repeated idempotent request.
+    type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _state: &St) -> Result<Self, Self::Rejection> {
         let Some(principal) = parts.extensions.get::<Principal>() else {
-            return Err(ApiError::new(
-                ErrorCode::Unauthorized,
-                "a valid API key is required",
-            ));
+            return Err(
+                ApiError::new(ErrorCode::Unauthorized, "a valid API key is required")
+                    .into_response(),
+            );
         };
         if !principal.scopes.allows(S::SCOPE) {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
                 format!("this request needs the `{}` scope", S::SCOPE.as_str()),
-            ));
+            )
+            .into_response());
         }
+        // Authorization first, then the Idempotency-Key: a replay is served
+        // only to the key that made it, and only once it may call this route.
+        crate::idempotency::admit().await?;
         Ok(Authorized {
             principal: principal.clone(),
             _scope: PhantomData,

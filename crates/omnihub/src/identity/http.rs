@@ -205,6 +205,8 @@ pub async fn rebuild(
     State(state): State<AppState>,
     caller: Authorized<scope::Admin>,
 ) -> Result<axum::Json<RebuildBody>, ApiError> {
+    // Many writes: the answer is stored once they all committed.
+    crate::idempotency::answer_after_commit();
     let started = std::time::Instant::now();
     let progress = |phase: super::rebuild::RebuildPhase, done: usize| {
         tracing::info!(phase = phase.as_str(), done, "identity rebuild");
@@ -268,7 +270,14 @@ pub async fn create_identity_token(
     State(state): State<AppState>,
     caller: Authorized<scope::CustomersWrite>,
     Json(body): Json<CreateIdentityToken>,
-) -> Result<(axum::http::StatusCode, axum::Json<IdentityTokenBody>), ApiError> {
+) -> Result<
+    (
+        axum::http::StatusCode,
+        axum::Extension<crate::idempotency::SecretAnswer>,
+        axum::Json<IdentityTokenBody>,
+    ),
+    ApiError,
+> {
     use crate::keys::login_token::{
         LOGIN_TOKEN_DEFAULT_TTL_SECS, LOGIN_TOKEN_MAX_TTL_SECS, LoginClaims, mint,
     };
@@ -318,8 +327,13 @@ pub async fn create_identity_token(
     };
     let expires_at = time::now() + chrono::Duration::seconds(ttl);
     let token = mint(caller.key_id, &secret_hash, expires_at.timestamp(), &claims);
+    // A login token is a secret: an idempotent replay withholds it.
+    let secret_answer = crate::idempotency::SecretAnswer {
+        resource: "/v1/identity/tokens".into(),
+    };
     Ok((
         axum::http::StatusCode::CREATED,
+        axum::Extension(secret_answer),
         axum::Json(IdentityTokenBody { token, expires_at }),
     ))
 }

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod http;
 pub mod login_token;
+pub mod reach;
 pub mod store;
 pub mod stream_token;
 
@@ -48,6 +49,7 @@ scopes! {
     CartsWrite => "carts:write",
     OrdersRead => "orders:read",
     OrdersWrite => "orders:write",
+    CommerceAll => "commerce:all",
 }
 
 impl fmt::Display for Scope {

@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(4, "carts_orders", "0004_carts_orders.sql"),
     migration!(5, "profile_commerce", "0005_profile_commerce.sql"),
     migration!(6, "identity_trust", "0006_identity_trust.sql"),
+    migration!(7, "ownership", "0007_ownership.sql"),
 ];
 
 /// Lock id for serializing migrations across PostgreSQL nodes.

@@ -233,7 +233,27 @@ impl Store {
     /// once the transaction is durable. When `op` fails, everything it did
     /// (including the events it emitted) is rolled back and other operations in
     /// the same batch are unaffected.
+    ///
+    /// Inside a request with an `Idempotency-Key`, the write is *held*: the
+    /// request's stored answer is written by the same transaction (see
+    /// `idempotency`).
     pub async fn write<T, E, F>(&self, op: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx) -> futures::future::BoxFuture<'t, Result<T, E>>
+            + Send
+            + 'static,
+    {
+        if let Some(scope) = crate::idempotency::scope_for_write() {
+            return crate::idempotency::held_write(scope, op).await;
+        }
+        self.inner.writer.submit(op).await
+    }
+
+    /// [`Store::write`] that is never held by an idempotent request (the
+    /// idempotency bookkeeping itself).
+    pub(crate) async fn write_plain<T, E, F>(&self, op: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,

@@ -182,7 +182,14 @@ pub async fn create_webhook(
     State(state): State<AppState>,
     caller: Authorized<scope::Admin>,
     Json(body): Json<CreateWebhook>,
-) -> Result<(StatusCode, axum::Json<WebhookBody>), ApiError> {
+) -> Result<
+    (
+        StatusCode,
+        axum::Extension<crate::idempotency::SecretAnswer>,
+        axum::Json<WebhookBody>,
+    ),
+    ApiError,
+> {
     let url = validate_url(&body.url).map_err(|e| ApiError::invalid_field("url", e))?;
     check_destination(&state, &url).await?;
     let event_types = parse_types(&body.event_types)?;
@@ -240,8 +247,13 @@ pub async fn create_webhook(
             })
         })
         .await?;
+    // The signing secret is shown once: an idempotent replay withholds it.
+    let secret_answer = crate::idempotency::SecretAnswer {
+        resource: format!("/v1/webhooks/{}", hook.id),
+    };
     Ok((
         StatusCode::CREATED,
+        axum::Extension(secret_answer),
         axum::Json(WebhookBody::new(hook, true)),
     ))
 }

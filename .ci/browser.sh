@@ -24,9 +24,13 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 step "omnihub debug binary"
-export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
-cargo build -p omnihub --bin omnihub
+# OMNIHUB_BIN: a binary built already (.ci/run passes the one `cargo test` built).
+if [ -z "${OMNIHUB_BIN:-}" ]; then
+    export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
+    cargo build -p omnihub --bin omnihub
+    OMNIHUB_BIN="$PWD/target/debug/omnihub"
+fi
 
 step "Segment browser SDK in chromium"
-OMNIHUB_BIN="$PWD/target/debug/omnihub" CHROMIUM="$(command -v chromium)" \
+OMNIHUB_BIN="$OMNIHUB_BIN" CHROMIUM="$(command -v chromium)" \
     node tests/browser/sdk.test.mjs

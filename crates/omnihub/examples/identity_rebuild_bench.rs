@@ -484,7 +484,7 @@ async fn db(identifiers: usize, links: usize) -> anyhow::Result<()> {
         "rebuild again (nothing to do)",
     ] {
         let started = Instant::now();
-        let report = omnihub::identity::rebuild(&store, None, &progress).await?;
+        let report = omnihub::identity::rebuild(&store, None, &progress, None).await?;
         println!(
             "{run}: {:.2} s — {report:?}",
             started.elapsed().as_secs_f64()

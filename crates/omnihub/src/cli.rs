@@ -387,7 +387,14 @@ async fn identity_command(settings: Settings, command: IdentityCommand) -> anyho
                     phase.as_str()
                 );
             };
-            let report = crate::identity::rebuild(&store, None, &progress).await?;
+            // Merges move guest carts as live ones do, on behalf of the
+            // back-office channel.
+            let channel = resolve_channel(&store, None).await?;
+            let follow_up = Some((
+                crate::carts::merge::follow_merge as crate::identity::MergeFollowUp,
+                channel,
+            ));
+            let report = crate::identity::rebuild(&store, None, &progress, follow_up).await?;
             out!(
                 "identifiers={} links={} components={} profiles={} changed_identifiers={} merges={} splits={} status_changes={} blocked={} retracted_links={} rechecked_groups={} batches={} resolve_ms={} duration_ms={}",
                 report.identifiers,

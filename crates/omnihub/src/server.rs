@@ -89,6 +89,7 @@ impl Hub {
             guards: http::limits::Guards::new(&settings.limits),
             settings: Arc::new(settings.clone()),
             shutdown: shutdown.clone(),
+            merge_follow_up: crate::carts::merge::follow_merge,
         });
         let dispatcher = crate::webhooks::delivery::spawn(
             store.clone(),

@@ -26,7 +26,8 @@ use crate::channels::ChannelKind;
 use crate::events::NewEvent;
 use crate::ids::{CartId, CartLineId, ChannelId};
 use crate::inventory::{policy, reservations};
-use crate::storage::{Store, Tx};
+use crate::storage::{Store, StoreError, Tx};
+use futures::future::BoxFuture;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MergePolicy {
@@ -162,6 +163,32 @@ pub async fn on_identity_change(
     channel: ChannelId,
     channel_kind: ChannelKind,
 ) -> Result<MergeOutcome, CartError> {
+    merge_guest_carts(tx, customer_id, channel, default_policy(channel_kind)).await
+}
+
+/// The cart follow-up of a merge no call of the customer made (an identity
+/// rebuild; `identity::MergeFollowUp`): the guest's carts join the
+/// customer's under the `merge` policy, so nothing a guest added is lost.
+pub fn follow_merge<'t>(
+    tx: &'t mut Tx,
+    customer_id: &'t str,
+    channel: ChannelId,
+) -> BoxFuture<'t, Result<(), StoreError>> {
+    Box::pin(async move {
+        match merge_guest_carts(tx, customer_id, channel, MergePolicy::Merge).await {
+            Ok(_) => Ok(()),
+            Err(CartError::Store(error)) => Err(error),
+            Err(other) => Err(StoreError::Corrupt(format!("guest cart merge: {other}"))),
+        }
+    })
+}
+
+async fn merge_guest_carts(
+    tx: &mut Tx,
+    customer_id: &str,
+    channel: ChannelId,
+    policy: MergePolicy,
+) -> Result<MergeOutcome, CartError> {
     let mut outcome = MergeOutcome {
         reports: Vec::new(),
         carts: Vec::new(),
@@ -185,7 +212,6 @@ pub async fn on_identity_change(
     if !store::any_active(tx.conn(), &owners).await? {
         return Ok(outcome);
     }
-    let policy = default_policy(channel_kind);
     for from in &owners {
         let merged = merge_in(tx, from, &keys.customer_id, policy, channel).await?;
         outcome.reports.extend(merged.reports);

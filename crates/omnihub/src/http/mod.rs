@@ -74,6 +74,9 @@ pub struct AppStateInner {
     pub settings: Arc<Settings>,
     /// Cancelled when the hub shuts down (ends live streams).
     pub shutdown: CancellationToken,
+    /// What commerce does when identity merges profiles outside a customer's
+    /// call (an identity rebuild): the guest's carts join the customer's.
+    pub merge_follow_up: crate::identity::MergeFollowUp,
 }
 
 /// The `/v1` API with its OpenAPI description.

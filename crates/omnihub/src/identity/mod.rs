@@ -162,6 +162,17 @@ pub struct Observed {
     pub source: String,
 }
 
+/// What another domain does inside the transaction of a merge that no call
+/// of the customer made (an identity rebuild), for the profile that survived
+/// it, on behalf of a channel: commerce moves the guest's carts there.
+/// Identity announces the merge through it and never imports that domain;
+/// whoever assembles the hub passes it in (`server.rs`, `cli.rs`).
+pub type MergeFollowUp = for<'t> fn(
+    &'t mut Tx,
+    &'t str,
+    ChannelId,
+) -> futures::future::BoxFuture<'t, Result<(), StoreError>>;
+
 /// How much a link is worth, weakest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LinkTrust {

@@ -444,6 +444,8 @@ struct BatchOutcome {
     blocked: usize,
     retracted: usize,
     rechecked: usize,
+    /// Profiles that gained a merge in this batch.
+    merged_into: Vec<String>,
 }
 
 /// Regroups every identifier under the rules in force (after a rules
@@ -457,6 +459,7 @@ pub async fn rebuild(
     store: &Store,
     channel_id: Option<ChannelId>,
     progress: Progress<'_>,
+    follow_up: Option<(super::MergeFollowUp, ChannelId)>,
 ) -> Result<RebuildReport, IdentityError> {
     let rules = super::load_rules_from(store.reader()).await?;
     let crules = CompactRules::new(&rules)?;
@@ -514,7 +517,17 @@ pub async fn rebuild(
         let links = Arc::clone(&links);
         let outcome = store
             .write(move |tx| {
-                Box::pin(async move { write_batch(tx, &rules, &links, batch, channel_id).await })
+                Box::pin(async move {
+                    let outcome = write_batch(tx, &rules, &links, batch, channel_id).await?;
+                    // The same follow-ups as a live merge (the guest's
+                    // carts join the customer's), in the same transaction.
+                    if let Some((follow, channel)) = follow_up {
+                        for survivor in &outcome.merged_into {
+                            follow(tx, survivor, channel).await?;
+                        }
+                    }
+                    Ok::<_, IdentityError>(outcome)
+                })
             })
             .await?;
         report.batches += 1;
@@ -768,6 +781,10 @@ async fn write_group(
         let out = recompute(tx, rules, &ids, &cause).await?;
         outcome.rechecked += 1;
         outcome.merges += out.merges.len();
+        if !out.merges.is_empty() {
+            let survivors = out.resolution.groups.iter().map(|g| g.survivor.clone());
+            outcome.merged_into.extend(survivors);
+        }
         return Ok(());
     }
     if !group.retract.is_empty() {
@@ -824,6 +841,9 @@ async fn write_group(
             .channel(channel)
             .subject("customer_id", survivor),
         );
+    }
+    if !group.merges.is_empty() {
+        outcome.merged_into.push(survivor.clone());
     }
     for merge in group.merges {
         let record = MergeRow {

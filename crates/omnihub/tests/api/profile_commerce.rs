@@ -18,6 +18,7 @@ backend_tests!(
     till_identifies_the_customer,
     guest_orders_follow_the_customer_after_login,
     timeline_pages_across_calls_cart_adds_and_orders,
+    a_merge_made_by_a_rebuild_moves_the_guest_cart,
 );
 
 /// A key of `kind` that tracks, reads and writes carts and customers, and
@@ -483,5 +484,73 @@ async fn timeline_pages_across_calls_cart_adds_and_orders(backend: Backend) {
         .get_json(&format!("/v1/customers/{profile}/timeline?type=refund"))
         .await;
     assert_eq!(status, 400, "{problem}");
+    app.stop().await;
+}
+
+/// Merges made by `identity rebuild` run the follow-ups of live ones: the
+/// guest's cart joins the customer's.
+async fn a_merge_made_by_a_rebuild_moves_the_guest_cart(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    catalog(&app, &["TEE", "CAP"]).await;
+    let depot = warehouse(&app, "Depot").await;
+    receive(&app, "TEE", &depot, 20).await;
+    receive(&app, "CAP", &depot, 20).await;
+    let web = shop_key(&app, "web").await;
+    // At most one anonymous id per profile: a second device is refused.
+    let (_, mut rules) = app.get_json("/v1/identity/rules").await;
+    for rule in rules["types"].as_array_mut().unwrap() {
+        if rule["kind"] == "anonymous_id" {
+            rule["max_per_profile"] = json!(1);
+        }
+    }
+    let put = |rules: Value| {
+        app.client
+            .put(app.url("/v1/identity/rules"))
+            .bearer_auth(&app.admin_key)
+            .json(&rules)
+            .send()
+    };
+    assert_eq!(put(rules.clone()).await.unwrap().status(), 200);
+    let lee = accepted(
+        &app,
+        &web,
+        "/v1/identify",
+        &json!({ "userId": "lee", "anonymousId": "laptop" }),
+    )
+    .await;
+    let lees = open_cart(&app, &web, json!({ "customer_id": lee, "currency": "USD" })).await;
+    assert_eq!(
+        add(&app, &web, lees["id"].as_str().unwrap(), "TEE", 1)
+            .await
+            .0,
+        200
+    );
+    guest_cart(&app, &web, "phone", &[("CAP", 2)]).await;
+    accepted(
+        &app,
+        &web,
+        "/v1/track",
+        &json!({ "userId": "lee", "anonymousId": "phone", "event": "Viewed" }),
+    )
+    .await;
+    assert_ne!(lookup(&app, "anonymous_id:phone").await, Some(lee.clone()));
+    // The limit is lifted, and a rebuild applies it to what is stored.
+    for rule in rules["types"].as_array_mut().unwrap() {
+        if rule["kind"] == "anonymous_id" {
+            rule["max_per_profile"] = json!(1000);
+        }
+    }
+    assert_eq!(put(rules).await.unwrap().status(), 200);
+    let (status, report) = app.post_json("/v1/identity/rebuild", &json!({})).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["merges"], 1, "{report}");
+    assert_eq!(lookup(&app, "anonymous_id:phone").await, Some(lee.clone()));
+    let (status, cart) = customer_cart(&app, &lee).await;
+    assert_eq!(status, 200, "{cart}");
+    assert_eq!(
+        skus(&cart),
+        [("CAP".to_string(), 2), ("TEE".to_string(), 1)],
+        "{cart}"
+    );
     app.stop().await;
 }

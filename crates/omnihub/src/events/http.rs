@@ -61,7 +61,12 @@ pub struct FeedParams {
     pub after: Option<String>,
     /// Comma-separated types; `cart.*` matches a prefix.
     pub types: Option<String>,
-    /// Events per page (1–200, default 50).
+    /// Items per page, 1 to 200 [default: 50].
+    #[serde(
+        default,
+        deserialize_with = "crate::http::pagination::deserialize_limit"
+    )]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 

@@ -289,7 +289,15 @@ pub async fn list_incidents(
 #[serde(deny_unknown_fields)]
 pub struct LevelsParams {
     pub location_id: LocationId,
+    /// Items per page, 1 to 200 [default: 50].
+    #[serde(
+        default,
+        deserialize_with = "crate::http::pagination::deserialize_limit"
+    )]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 

@@ -122,7 +122,15 @@ pub async fn create_key(
 pub struct KeyFilter {
     /// Only keys of this channel.
     pub channel_id: Option<ChannelId>,
+    /// Items per page, 1 to 200 [default: 50].
+    #[serde(
+        default,
+        deserialize_with = "crate::http::pagination::deserialize_limit"
+    )]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 

@@ -177,12 +177,15 @@ fn parse_owner_id(field: &str, raw: &str) -> Result<String, ApiError> {
 pub struct CreateCart {
     /// The customer profile id (give this or `anonymous_id`). A profile
     /// merged into another gets the survivor's cart.
+    #[schema(min_length = 1, max_length = 128)]
     pub customer_id: Option<String>,
     /// The anonymous id of a guest (give this or `customer_id`). Once the
     /// tracking API has linked it to a known customer (a login), the cart
     /// opened is that customer's.
+    #[schema(min_length = 1, max_length = 128)]
     pub anonymous_id: Option<String>,
     /// ISO 4217 code.
+    #[schema(pattern = "^\\s*[A-Za-z]{3}\\s*$")]
     pub currency: String,
 }
 
@@ -237,6 +240,7 @@ pub async fn get_cart(
 #[serde(deny_unknown_fields)]
 pub struct CustomerCartQuery {
     /// The currency of the cart [default: the active cart changed last].
+    #[param(pattern = "^\\s*[A-Za-z]{3}\\s*$")]
     pub currency: Option<String>,
 }
 
@@ -266,8 +270,13 @@ pub async fn get_customer_cart(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddLine {
+    #[schema(
+        pattern = "^\\s*[A-Za-z0-9._/-]+(\\s+[A-Za-z0-9._/-]+)*\\s*$",
+        max_length = 64
+    )]
     pub sku: String,
     /// Units to add (1–100000); added to the SKU's line when the cart has one.
+    #[schema(minimum = 1, maximum = 100000)]
     pub quantity: i64,
     /// Hold the units with a reservation for the channel's hold time [default: false].
     #[serde(default)]
@@ -311,6 +320,7 @@ pub async fn add_line(
 #[serde(deny_unknown_fields)]
 pub struct UpdateLine {
     /// The new quantity (1–100000).
+    #[schema(minimum = 1, maximum = 100000)]
     pub quantity: i64,
     /// true: hold the units; false: drop the hold [default: unchanged].
     pub hold: Option<bool>,
@@ -358,9 +368,12 @@ pub async fn delete_line(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MergeRequest {
+    #[schema(min_length = 1, max_length = 128)]
     pub anonymous_id: String,
+    #[schema(min_length = 1, max_length = 128)]
     pub customer_id: String,
     /// merge, keep_latest or keep_registered [default: the calling channel's].
+    #[schema(value_type = Option<crate::http::schema::CartMergePolicyName>)]
     pub policy: Option<String>,
 }
 

@@ -17,8 +17,10 @@ use crate::ids::{ChannelId, LocationId};
 #[serde(deny_unknown_fields)]
 pub struct CreateChannel {
     /// `web`, `app`, `pos`, `social`, `marketplace`, `b2b_portal` or `backoffice`.
+    #[schema(value_type = crate::http::schema::ChannelKindName)]
     pub kind: String,
     /// Unique display name, 1–100 characters.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
     /// For a POS: the store location it sells from.
     #[schema(value_type = Option<String>, format = Uuid)]

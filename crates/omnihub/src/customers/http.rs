@@ -312,6 +312,7 @@ pub async fn get_customer(
 pub struct LookupParams {
     /// `type:value`, e.g. `email:ana@example.com` or `phone:+14155550100`;
     /// the value is normalized like incoming identifiers.
+    #[param(pattern = "^[^:]+:.+$")]
     pub identifier: String,
 }
 

@@ -11,6 +11,7 @@ pub mod health;
 pub mod openapi;
 pub mod pagination;
 pub mod problem;
+pub mod schema;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -62,7 +62,68 @@ pub fn document() -> openapi::OpenApi {
         .split_for_parts();
     complete_errors(&mut spec);
     declare_idempotency_key(&mut spec);
+    declare_if_match(&mut spec);
     spec
+}
+
+/// `If-Match` takes a cart version as the hub reads it (`"7"`, `W/"7"`,
+/// `7`) or `*`.
+fn declare_if_match(spec: &mut openapi::OpenApi) {
+    use openapi::schema::{ObjectBuilder, Type};
+    for item in spec.paths.paths.values_mut() {
+        for operation in [
+            &mut item.post,
+            &mut item.patch,
+            &mut item.delete,
+            &mut item.put,
+        ] {
+            let Some(parameters) = operation.as_mut().and_then(|o| o.parameters.as_mut()) else {
+                continue;
+            };
+            for parameter in parameters.iter_mut().filter(|p| p.name == "If-Match") {
+                parameter.schema = Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^\\s*(\\*|(W/)?\"*[+-]?[0-9]{1,18}\"*)\\s*$"))
+                        .into(),
+                );
+            }
+        }
+    }
+}
+
+/// The tracking routes read their bodies themselves (any content type), so
+/// their schemas are written out in `tracking::http` as JSON Schema (with
+/// `anyOf`/`if` that the typed document cannot hold): named components, and
+/// `text/plain` listed beside `application/json`. Applied to the JSON form.
+fn declare_tracking_bodies(document: &mut serde_json::Value) {
+    use crate::tracking::MessageType as M;
+    use crate::tracking::http::{batch_schema, call_schema};
+    let bodies = [
+        (
+            "/v1/identify",
+            "IdentifyCall",
+            call_schema(Some(M::Identify)),
+        ),
+        ("/v1/track", "TrackCall", call_schema(Some(M::Track))),
+        ("/v1/page", "PageCall", call_schema(Some(M::Page))),
+        ("/v1/screen", "ScreenCall", call_schema(Some(M::Screen))),
+        ("/v1/alias", "AliasCall", call_schema(Some(M::Alias))),
+        ("/v1/group", "GroupCall", call_schema(Some(M::Group))),
+        ("/v1/batch", "BatchCalls", batch_schema()),
+    ];
+    for (path, name, schema) in bodies {
+        document["components"]["schemas"][name] = schema;
+        let reference =
+            serde_json::json!({ "schema": { "$ref": format!("#/components/schemas/{name}") } });
+        let operation = &mut document["paths"][path]["post"];
+        if operation.is_object() {
+            operation["requestBody"] = serde_json::json!({
+                "required": true,
+                "content": { "application/json": reference, "text/plain": reference },
+            });
+        }
+    }
 }
 
 /// Every POST under `/v1` honours `Idempotency-Key` (the middleware runs on
@@ -98,6 +159,18 @@ fn declare_idempotency_key(spec: &mut openapi::OpenApi) {
                 .schema(Some(schema))
                 .build(),
         );
+    }
+}
+
+/// Rules between fields that the typed document cannot hold.
+fn declare_one_of_rules(document: &mut serde_json::Value) {
+    // A cart belongs to a customer or to a guest: exactly one of the two.
+    let create_cart = &mut document["components"]["schemas"]["CreateCart"];
+    if create_cart.is_object() {
+        create_cart["oneOf"] = serde_json::json!([
+            { "required": ["customer_id"], "properties": { "customer_id": { "type": "string" } } },
+            { "required": ["anonymous_id"], "properties": { "anonymous_id": { "type": "string" } } },
+        ]);
     }
 }
 
@@ -150,7 +223,12 @@ fn complete_errors(spec: &mut openapi::OpenApi) {
                 ]);
             }
             if has(openapi::path::ParameterIn::Query) {
-                codes.push(E::InvalidQuery);
+                // Malformed or unknown parameters are 400; values the
+                // handler checks (a SKU, a currency) are 422 with the field.
+                codes.extend([E::InvalidQuery, E::ValidationFailed]);
+            }
+            if parameters.iter().any(|p| p.name == "If-Match") {
+                codes.push(E::ValidationFailed);
             }
             if parameters
                 .iter()
@@ -206,7 +284,12 @@ fn add_errors(responses: &mut openapi::Responses, codes: &[super::problem::Error
 
 /// Pretty JSON of [`document`], as committed in `docs/openapi.json`.
 pub fn document_json() -> String {
-    document().to_pretty_json().unwrap_or_default()
+    let Ok(mut document) = serde_json::to_value(document()) else {
+        return String::new();
+    };
+    declare_tracking_bodies(&mut document);
+    declare_one_of_rules(&mut document);
+    serde_json::to_string_pretty(&document).unwrap_or_default()
 }
 
 /// The OpenAPI 3.1 document of this hub.

@@ -116,6 +116,7 @@ impl From<&StockLevel> for LevelBody {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MovementBatch {
+    #[schema(min_items = 1, max_items = 500)]
     pub movements: Vec<MovementBody>,
 }
 
@@ -123,10 +124,16 @@ pub struct MovementBatch {
 #[serde(deny_unknown_fields)]
 pub struct MovementBody {
     /// Client-generated id, unique per channel (1–64 characters); a replay changes nothing.
+    #[schema(min_length = 1, max_length = 64)]
     pub id: String,
+    #[schema(
+        pattern = "^\\s*[A-Za-z0-9._/-]+(\\s+[A-Za-z0-9._/-]+)*\\s*$",
+        max_length = 64
+    )]
     pub sku: String,
     pub location_id: LocationId,
     /// receipt, sale, adjustment, count, damage, safety_stock, expected or return_restock.
+    #[schema(value_type = crate::http::schema::MovementReasonName)]
     pub reason: String,
     /// Units (> 0); the signed change for `adjustment`; the new value for `count` and `safety_stock` (≥ 0).
     pub quantity: i64,
@@ -346,6 +353,10 @@ pub async fn list_levels(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AvailabilityParams {
+    #[param(
+        pattern = "^\\s*[A-Za-z0-9._/-]+(\\s+[A-Za-z0-9._/-]+)*\\s*$",
+        max_length = 64
+    )]
     pub sku: String,
     /// The channel whose view to show [default: the caller's].
     pub channel_id: Option<ChannelId>,
@@ -415,12 +426,20 @@ pub async fn get_availability(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StoreAvailabilityParams {
+    #[param(
+        pattern = "^\\s*[A-Za-z0-9._/-]+(\\s+[A-Za-z0-9._/-]+)*\\s*$",
+        max_length = 64
+    )]
     pub sku: String,
     /// Units wanted [default: 1].
+    #[param(minimum = 1, maximum = 100000)]
     pub quantity: Option<i64>,
+    #[param(minimum = -90, maximum = 90)]
     pub latitude: Option<f64>,
+    #[param(minimum = -180, maximum = 180)]
     pub longitude: Option<f64>,
     /// Search radius around the point [default: 50 km].
+    #[param(minimum = 0, maximum = 20000)]
     pub radius_km: Option<f64>,
     pub channel_id: Option<ChannelId>,
 }
@@ -498,10 +517,12 @@ pub async fn get_store_availability(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateReservation {
+    #[schema(min_items = 1, max_items = 500)]
     pub lines: Vec<ReservationLineRequest>,
     /// Default location for lines that name none; without either a line is sourced.
     pub location_id: Option<LocationId>,
     /// Hold length [default: the channel policy's; at most 86400].
+    #[schema(minimum = 1, maximum = 86400)]
     pub hold_seconds: Option<i64>,
     /// Free text linking the hold to a cart or order.
     pub reference: Option<String>,
@@ -510,7 +531,12 @@ pub struct CreateReservation {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReservationLineRequest {
+    #[schema(
+        pattern = "^\\s*[A-Za-z0-9._/-]+(\\s+[A-Za-z0-9._/-]+)*\\s*$",
+        max_length = 64
+    )]
     pub sku: String,
+    #[schema(minimum = 1, maximum = 100000)]
     pub quantity: i64,
     pub location_id: Option<LocationId>,
 }
@@ -697,13 +723,19 @@ pub async fn fulfil_reservation(
 pub struct CreateTransfer {
     pub from_location_id: LocationId,
     pub to_location_id: LocationId,
+    #[schema(min_items = 1, max_items = 500)]
     pub lines: Vec<TransferLineBody>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferLineBody {
+    #[schema(
+        pattern = "^\\s*[A-Za-z0-9._/-]+(\\s+[A-Za-z0-9._/-]+)*\\s*$",
+        max_length = 64
+    )]
     pub sku: String,
+    #[schema(minimum = 1, maximum = 100000)]
     pub quantity: i64,
 }
 
@@ -831,6 +863,7 @@ pub async fn cancel_transfer(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourcingRequest {
+    #[schema(min_items = 1, max_items = 500)]
     pub lines: Vec<TransferLineBody>,
     pub delivery: DeliveryBody,
     /// The channel whose view and buffers apply [default: the caller's].
@@ -843,9 +876,12 @@ pub struct SourcingRequest {
 pub struct DeliveryBody {
     /// `ship` or `pickup`.
     #[serde(rename = "type")]
+    #[schema(value_type = crate::http::schema::SourcingDeliveryTypeName)]
     pub kind: String,
     /// For ship: where to (nearest stores are preferred).
+    #[schema(minimum = -90, maximum = 90)]
     pub latitude: Option<f64>,
+    #[schema(minimum = -180, maximum = 180)]
     pub longitude: Option<f64>,
     /// For pickup: the store.
     pub location_id: Option<LocationId>,
@@ -985,13 +1021,16 @@ pub async fn plan_sourcing(
 #[serde(deny_unknown_fields)]
 pub struct PolicyBody {
     /// Location kinds the channel sees.
+    #[schema(value_type = Vec<crate::http::schema::LocationKindName>)]
     pub location_kinds: Vec<String>,
     /// When not empty, only these locations.
     #[serde(default)]
     pub location_ids: Vec<LocationId>,
     /// Units held back from the channel at every location.
+    #[schema(minimum = 0, maximum = 1000000)]
     pub buffer: i64,
     /// Default reservation length for the channel.
+    #[schema(minimum = 1, maximum = 86400)]
     pub hold_seconds: i64,
     /// False while the defaults of the channel kind apply (read only).
     #[serde(default)]

@@ -34,23 +34,30 @@ pub struct AddressBody {
 #[serde(deny_unknown_fields)]
 pub struct CreateLocation {
     /// `warehouse`, `store`, `dropshipper` or `marketplace_buffer`.
+    #[schema(value_type = crate::http::schema::LocationKindName)]
     pub kind: String,
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
     #[serde(default)]
     pub address: AddressBody,
+    #[schema(minimum = -90, maximum = 90)]
     pub latitude: Option<f64>,
+    #[schema(minimum = -180, maximum = 180)]
     pub longitude: Option<f64>,
     /// IANA time zone [default: UTC].
+    #[schema(max_length = 64, pattern = "^(UTC|[A-Za-z0-9_+-]*/[A-Za-z0-9_+/-]*)$")]
     pub time_zone: Option<String>,
     /// Customers can pick up here (stores only).
     #[serde(default)]
     pub pickup_enabled: bool,
     /// Minutes until a pickup order is ready [default: 120].
+    #[schema(minimum = 0, maximum = 43200)]
     pub pickup_lead_minutes: Option<i64>,
     /// The store ships online orders.
     #[serde(default)]
     pub ship_from_store: bool,
     /// Minutes to hand an order to a carrier [default: 0; a drop-shipper's lead time].
+    #[schema(minimum = 0, maximum = 43200)]
     pub fulfilment_lead_minutes: Option<i64>,
 }
 

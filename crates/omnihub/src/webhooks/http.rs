@@ -22,24 +22,32 @@ const MAX_DESCRIPTION_CHARS: usize = 500;
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     /// The endpoint (http or https).
+    #[schema(max_length = 2000, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
     pub url: String,
     /// Event types to deliver: exact (`order.placed`), prefixes (`cart.*`) or `*`.
+    #[schema(min_items = 1, max_items = 32)]
     pub event_types: Vec<String>,
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub description: String,
     /// A `whsec_…` signing secret; generated when absent.
     pub secret: Option<String>,
     /// Deliver events from this feed position on; default: only new events.
+    #[schema(minimum = 0)]
     pub from_position: Option<i64>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
+    #[schema(max_length = 2000, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
     pub url: Option<String>,
+    #[schema(min_items = 1, max_items = 32)]
     pub event_types: Option<Vec<String>>,
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     /// `active` re-enables a disabled endpoint; `disabled` pauses it.
+    #[schema(value_type = Option<crate::http::schema::WebhookStatusName>)]
     pub status: Option<String>,
 }
 

@@ -18,8 +18,19 @@ backend_tests!(nodes_serve_the_api_and_deliver_each_event_once);
 /// Events produced through the nodes.
 const EVENTS: usize = 300;
 
-/// Creates an admin key with the CLI (which also migrates).
+/// Creates the database (`omnihub migrate`: maintenance commands never
+/// create one) and an admin key with the CLI.
 async fn cli_admin_key(db: &TestDatabase, data_dir: &std::path::Path) -> String {
+    let migrated = command(db, data_dir)
+        .arg("migrate")
+        .output()
+        .await
+        .expect("run omnihub migrate");
+    assert!(
+        migrated.status.success(),
+        "migrate failed: {}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
     let output = command(db, data_dir)
         .args(["keys", "create", "--scopes", "admin", "--name", "multinode"])
         .output()

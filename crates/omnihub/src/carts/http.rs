@@ -177,12 +177,12 @@ fn parse_owner_id(field: &str, raw: &str) -> Result<String, ApiError> {
 pub struct CreateCart {
     /// The customer profile id (give this or `anonymous_id`). A profile
     /// merged into another gets the survivor's cart.
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(pattern = "^\\s*[A-Za-z0-9_.:@-]{1,128}\\s*$")]
     pub customer_id: Option<String>,
     /// The anonymous id of a guest (give this or `customer_id`). Once the
     /// tracking API has linked it to a known customer (a login), the cart
     /// opened is that customer's.
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(pattern = "^\\s*[A-Za-z0-9_.:@-]{1,128}\\s*$")]
     pub anonymous_id: Option<String>,
     /// ISO 4217 code.
     #[schema(pattern = "^\\s*[A-Za-z]{3}\\s*$")]
@@ -331,7 +331,7 @@ pub struct UpdateLine {
     request_body = UpdateLine,
     params(("id" = String, Path, format = Uuid), ("line_id" = String, Path, format = Uuid),
         ("If-Match" = Option<String>, Header, description = "The ETag the change is based on")),
-    responses((status = 200, body = CartBody), (status = 404, body = Problem), (status = 412, body = Problem)))]
+    responses((status = 200, body = CartBody), (status = 404, body = Problem), (status = 409, body = Problem, description = "cart_closed"), (status = 412, body = Problem)))]
 pub async fn update_line(
     State(state): State<AppState>,
     caller: Authorized<scope::CartsWrite>,
@@ -353,7 +353,7 @@ pub async fn update_line(
 #[utoipa::path(delete, operation_id = "delete_cart_line", extensions(("x-required-scopes" = json!(["carts:write"]))), path = "/v1/carts/{id}/lines/{line_id}", tag = "carts",
     params(("id" = String, Path, format = Uuid), ("line_id" = String, Path, format = Uuid),
         ("If-Match" = Option<String>, Header, description = "The ETag the change is based on")),
-    responses((status = 200, body = CartBody), (status = 404, body = Problem), (status = 412, body = Problem)))]
+    responses((status = 200, body = CartBody), (status = 404, body = Problem), (status = 409, body = Problem, description = "cart_closed"), (status = 412, body = Problem)))]
 pub async fn delete_line(
     State(state): State<AppState>,
     caller: Authorized<scope::CartsWrite>,
@@ -368,9 +368,9 @@ pub async fn delete_line(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MergeRequest {
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(pattern = "^\\s*[A-Za-z0-9_.:@-]{1,128}\\s*$")]
     pub anonymous_id: String,
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(pattern = "^\\s*[A-Za-z0-9_.:@-]{1,128}\\s*$")]
     pub customer_id: String,
     /// merge, keep_latest or keep_registered [default: the calling channel's].
     #[schema(value_type = Option<crate::http::schema::CartMergePolicyName>)]

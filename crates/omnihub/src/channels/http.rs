@@ -20,7 +20,10 @@ pub struct CreateChannel {
     #[schema(value_type = crate::http::schema::ChannelKindName)]
     pub kind: String,
     /// Unique display name, 1–100 characters.
-    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
+    #[schema(
+        max_length = 100,
+        pattern = "^\\s*[^\\s\\u0000-\\u001f\\u007f-\\u009f]([^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f])?\\s*$"
+    )]
     pub name: String,
     /// For a POS: the store location it sells from.
     #[schema(value_type = Option<String>, format = Uuid)]

@@ -164,13 +164,120 @@ fn declare_idempotency_key(spec: &mut openapi::OpenApi) {
 
 /// Rules between fields that the typed document cannot hold.
 fn declare_one_of_rules(document: &mut serde_json::Value) {
+    use serde_json::json;
+    let schemas = &mut document["components"]["schemas"];
+    let language = json!({ "pattern": "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,3})?$" });
+    // Titles by language tag, prices by currency.
+    for name in ["CreateProduct", "CreateVariant"] {
+        if schemas[name]["properties"]["titles"].is_object() {
+            schemas[name]["properties"]["titles"]["propertyNames"] = language.clone();
+        }
+    }
+    if schemas["CreateVariant"]["properties"]["prices"].is_object() {
+        schemas["CreateVariant"]["properties"]["prices"]["propertyNames"] =
+            json!({ "pattern": "^\\s*[A-Za-z]{3}\\s*$" });
+        schemas["CreateVariant"]["properties"]["prices"]["additionalProperties"] =
+            json!({ "type": "integer", "minimum": 0, "maximum": crate::catalog::MAX_PRICE_MINOR });
+    }
+    let titles = json!({ "type": "string", "minLength": 1, "maxLength": 200 });
+    for name in ["CreateProduct", "CreateVariant"] {
+        if schemas[name]["properties"]["titles"].is_object() {
+            schemas[name]["properties"]["titles"]["additionalProperties"] = titles.clone();
+        }
+    }
+    // Coordinates come in pairs.
+    let pair = json!([
+        { "properties": { "latitude": { "type": "number" }, "longitude": { "type": "number" } }, "required": ["latitude", "longitude"] },
+        { "properties": { "latitude": { "type": "null" }, "longitude": { "type": "null" } } },
+    ]);
+    set_rule(schemas, "CreateLocation", "oneOf", pair);
+    // A pickup plan names the store.
+    set_rule(
+        schemas,
+        "SourcingDelivery",
+        "oneOf",
+        json!([
+            { "properties": { "type": { "const": "ship" } } },
+            { "properties": { "type": { "const": "pickup" }, "location_id": { "type": "string" } }, "required": ["location_id"] },
+        ]),
+    );
+    if schemas["TypeRuleDocument"]["properties"]["kind"].is_object() {
+        schemas["TypeRuleDocument"]["properties"]["kind"]["pattern"] =
+            json!("^[a-z][a-z0-9_]{0,39}$");
+    }
+    if schemas["TypeRuleDocument"]["properties"]["class"].is_object() {
+        schemas["TypeRuleDocument"]["properties"]["class"]["enum"] =
+            json!(["account", "device", "claimable", "other"]);
+    }
+    // Only a store offers pickup or ships from store.
+    set_rule(
+        schemas,
+        "CreateLocation",
+        "if",
+        json!({ "properties": { "kind": { "not": { "const": "store" } } } }),
+    );
+    set_rule(
+        schemas,
+        "CreateLocation",
+        "then",
+        json!({ "properties": {
+        "pickup_enabled": { "const": false }, "ship_from_store": { "const": false } } }),
+    );
+    // Only a POS channel has a location.
+    set_rule(
+        schemas,
+        "CreateChannel",
+        "if",
+        json!({ "properties": { "kind": { "not": { "const": "pos" } } } }),
+    );
+    set_rule(
+        schemas,
+        "CreateChannel",
+        "then",
+        json!({ "properties": { "location_id": { "type": "null" } } }),
+    );
+    // A ship needs an address, a pickup a location (and no address), sourced may have an address.
+    set_rule(
+        schemas,
+        "FulfilmentRequest",
+        "oneOf",
+        json!([
+            { "properties": { "type": { "const": "ship" }, "address": { "type": "object" }, "location_id": { "type": "null" } }, "required": ["address"] },
+            { "properties": { "type": { "const": "pickup" }, "address": { "type": "null" }, "location_id": { "type": "string" } }, "required": ["location_id"] },
+            { "properties": { "type": { "const": "sourced" }, "location_id": { "type": "null" } } },
+        ]),
+    );
+    // Quantities by reason: a signed change for adjustment, a new value for
+    // count and safety_stock, units moved otherwise.
+    set_rule(
+        schemas,
+        "MovementBody",
+        "allOf",
+        json!([
+            { "if": { "properties": { "reason": { "const": "adjustment" } } },
+              "then": { "properties": { "quantity": { "not": { "const": 0 }, "minimum": -crate::inventory::MAX_LINE_QUANTITY, "maximum": crate::inventory::MAX_LINE_QUANTITY } } } },
+            { "if": { "properties": { "reason": { "enum": ["count", "safety_stock"] } } },
+              "then": { "properties": { "quantity": { "minimum": 0, "maximum": crate::inventory::MAX_LINE_QUANTITY * 100 } } } },
+            { "if": { "properties": { "reason": { "enum": ["receipt", "sale", "damage", "expected", "return_restock"] } } },
+              "then": { "properties": { "quantity": { "minimum": 1, "maximum": crate::inventory::MAX_LINE_QUANTITY } } } },
+        ]),
+    );
     // A cart belongs to a customer or to a guest: exactly one of the two.
-    let create_cart = &mut document["components"]["schemas"]["CreateCart"];
-    if create_cart.is_object() {
-        create_cart["oneOf"] = serde_json::json!([
+    set_rule(
+        schemas,
+        "CreateCart",
+        "oneOf",
+        json!([
             { "required": ["customer_id"], "properties": { "customer_id": { "type": "string" } } },
             { "required": ["anonymous_id"], "properties": { "anonymous_id": { "type": "string" } } },
-        ]);
+        ]),
+    );
+}
+
+/// Sets `key` of component schema `name`, when the document has it.
+fn set_rule(schemas: &mut serde_json::Value, name: &str, key: &str, value: serde_json::Value) {
+    if schemas[name].is_object() {
+        schemas[name][key] = value;
     }
 }
 

@@ -54,9 +54,35 @@ enums! {
     SourcingDeliveryTypeName "Where a sourcing plan delivers.": [Ship = "ship", Pickup = "pickup"];
     CartMergePolicyName "What happens to a guest cart when the guest logs in.": [Merge = "merge", KeepLatest = "keep_latest",
         KeepRegistered = "keep_registered"];
+    DeliveryStatusName "A webhook delivery's state.": [Succeeded = "succeeded", Retrying = "retrying", Failed = "failed"];
     WebhookStatusName "A webhook subscription's state.": [Active = "active", Disabled = "disabled"];
     OrderStatusName "Where an order is in its life.": [Placed = "placed", Allocated = "allocated",
         ReadyForPickup = "ready_for_pickup", PickedUp = "picked_up",
         PartiallyShipped = "partially_shipped", Shipped = "shipped", Delivered = "delivered",
         Completed = "completed", Cancelled = "cancelled"];
 }
+
+/// An event-type pattern: an exact type (`cart.updated`), a prefix
+/// (`cart.*`) or `*` (`events::TypeFilter`).
+pub struct EventTypePattern;
+
+/// The pattern of [`EventTypePattern`].
+pub const EVENT_TYPE_PATTERN: &str = r"^\s*(\*|[a-z0-9_.]*\.\*|[a-z0-9_.]+)\s*$";
+
+impl utoipa::PartialSchema for EventTypePattern {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "An event type (`cart.updated`), a prefix (`cart.*`) or `*`.",
+            ))
+            .pattern(Some(EVENT_TYPE_PATTERN))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EventTypePattern {}
+
+/// An ISO 8601 time as the tracking API reads it (RFC 3339; without an
+/// offset, UTC).
+pub const TIME_PATTERN: &str = r"^\s*[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?\s*$";

@@ -124,7 +124,7 @@ pub struct MovementBatch {
 #[serde(deny_unknown_fields)]
 pub struct MovementBody {
     /// Client-generated id, unique per channel (1–64 characters); a replay changes nothing.
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(pattern = "^\\s*[!-~]([ -~]{0,62}[!-~])?\\s*$")]
     pub id: String,
     #[schema(
         pattern = "^\\s*[A-Za-z0-9._/-]+(\\s+[A-Za-z0-9._/-]+)*\\s*$",

@@ -18,7 +18,10 @@ use crate::ids::{ChannelId, KeyId};
 pub struct CreateKey {
     pub channel_id: ChannelId,
     /// A label for people, e.g. "POS terminal 3".
-    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
+    #[schema(
+        max_length = 100,
+        pattern = "^\\s*[^\\s\\u0000-\\u001f\\u007f-\\u009f]([^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f])?\\s*$"
+    )]
     pub name: String,
     /// Scopes, e.g. `["events:write", "customers:read"]`; `admin` implies all.
     #[schema(value_type = Vec<crate::http::schema::ScopeName>, min_items = 1)]

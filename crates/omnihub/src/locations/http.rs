@@ -36,7 +36,10 @@ pub struct CreateLocation {
     /// `warehouse`, `store`, `dropshipper` or `marketplace_buffer`.
     #[schema(value_type = crate::http::schema::LocationKindName)]
     pub kind: String,
-    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
+    #[schema(
+        max_length = 100,
+        pattern = "^\\s*[^\\s\\u0000-\\u001f\\u007f-\\u009f]([^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f])?\\s*$"
+    )]
     pub name: String,
     #[serde(default)]
     pub address: AddressBody,

@@ -418,9 +418,17 @@ pub fn call_schema(kind: Option<MessageType>) -> Value {
         "maxLength": crate::identity::MAX_VALUE_CHARS,
         "pattern": "\\S",
     });
-    let present_id = json!({ "type": ["string", "number"], "minLength": 1, "pattern": "\\S" });
+    // The default blocked values (`identity::rules`; configurable, so a hub
+    // may block more): a call whose only ids are blocked is refused.
+    let mut blocked: Vec<Value> = crate::identity::rules::DEFAULT_BLOCKED_VALUES
+        .iter()
+        .map(|v| json!(v))
+        .collect();
+    blocked.extend([json!(0), json!(-1)]);
+    let present_id = json!({ "type": ["string", "number"], "minLength": 1, "pattern": "\\S",
+        "not": { "enum": blocked } });
     let object = json!({ "type": ["object", "null"] });
-    let time = json!({ "type": ["string", "null"], "format": "date-time" });
+    let time = json!({ "type": ["string", "null"], "format": "date-time", "pattern": crate::http::schema::TIME_PATTERN });
     let name = json!({ "type": ["string", "null"], "maxLength": MAX_NAME_CHARS });
     let mut properties = json!({
         "userId": id, "anonymousId": id,
@@ -428,7 +436,7 @@ pub fn call_schema(kind: Option<MessageType>) -> Value {
         "timestamp": time, "originalTimestamp": time, "sentAt": time,
         "context": object, "properties": object, "traits": object,
         "integrations": object,
-        "writeKey": { "type": "string", "description": "The key, when no Authorization header is sent (tracking routes only)." },
+        "writeKey": { "description": "The key (a string), when no Authorization header is sent; ignored otherwise." },
     });
     let mut required = vec![];
     let mut all_of = vec![json!({ "anyOf": [
@@ -494,8 +502,8 @@ pub fn batch_schema() -> Value {
         "properties": {
             "batch": { "type": "array", "minItems": 1, "maxItems": MAX_BATCH_CALLS, "items": call_schema(None) },
             "context": { "type": ["object", "null"] },
-            "sentAt": { "type": ["string", "null"], "format": "date-time" },
-            "writeKey": { "type": "string" },
+            "sentAt": { "type": ["string", "null"], "format": "date-time", "pattern": crate::http::schema::TIME_PATTERN },
+            "writeKey": { "description": "The key (a string), when no Authorization header is sent; ignored otherwise." },
         },
         "required": ["batch"],
     })

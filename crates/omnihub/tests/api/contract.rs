@@ -14,6 +14,7 @@ use crate::support::{Backend, TestApp, read};
 backend_tests!(
     required_scopes_in_the_document_are_enforced,
     integral_floats_are_integers,
+    skus_are_at_most_64_characters_as_sent,
 );
 
 /// Every scope but `admin`.
@@ -243,5 +244,28 @@ async fn integral_floats_are_integers(backend: Backend) {
         .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["errors"][0]["field"], "pickup_lead_minutes", "{body}");
+    app.stop().await;
+}
+
+/// The document says a SKU is at most 64 characters; so does the hub, for
+/// the SKU as sent (it used to count only after trimming and joining words).
+async fn skus_are_at_most_64_characters_as_sent(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let padded = format!("{}{}", "A".repeat(60), " ".repeat(10));
+    let (status, body) = app
+        .post_json(
+            "/v1/products",
+            &serde_json::json!({"titles": {"en": "Tee"}, "variants": [{"sku": padded}]}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "variants[0].sku", "{body}");
+    let (status, body) = app
+        .post_json(
+            "/v1/products",
+            &serde_json::json!({"titles": {"en": "Tee"}, "variants": [{"sku": "A".repeat(64)}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
     app.stop().await;
 }

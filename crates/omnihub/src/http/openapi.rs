@@ -205,6 +205,10 @@ fn declare_one_of_rules(document: &mut serde_json::Value) {
         schemas["TypeRuleDocument"]["properties"]["kind"]["pattern"] =
             json!("^[a-z][a-z0-9_]{0,39}$");
     }
+    if schemas["TypeRuleDocument"]["properties"]["max_per_profile"].is_object() {
+        schemas["TypeRuleDocument"]["properties"]["max_per_profile"]["minimum"] = json!(1);
+        schemas["TypeRuleDocument"]["properties"]["max_per_profile"]["maximum"] = json!(10_000);
+    }
     if schemas["TypeRuleDocument"]["properties"]["class"].is_object() {
         schemas["TypeRuleDocument"]["properties"]["class"]["enum"] =
             json!(["account", "device", "claimable", "other"]);

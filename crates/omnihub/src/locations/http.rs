@@ -27,6 +27,7 @@ pub struct AddressBody {
     pub postal_code: String,
     /// ISO 3166-1 alpha-2, e.g. `US`.
     #[serde(default)]
+    #[schema(pattern = "^\\s*([A-Za-z]{2}\\s*)?$")]
     pub country: String,
 }
 

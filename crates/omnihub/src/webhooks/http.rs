@@ -24,7 +24,7 @@ pub struct CreateWebhook {
     /// The endpoint (http or https).
     #[schema(
         max_length = 2000,
-        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[!-~]*)?$"
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/[!-~]*)?$"
     )]
     pub url: String,
     /// Event types to deliver: exact (`order.placed`), prefixes (`cart.*`) or `*`.
@@ -46,7 +46,7 @@ pub struct CreateWebhook {
 pub struct UpdateWebhook {
     #[schema(
         max_length = 2000,
-        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[!-~]*)?$"
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/[!-~]*)?$"
     )]
     pub url: Option<String>,
     #[schema(min_items = 1, max_items = 32, value_type = Option<Vec<crate::http::schema::EventTypePattern>>)]

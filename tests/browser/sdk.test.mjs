@@ -88,6 +88,23 @@ const readKey = (
     scopes: ['events:read'],
   })
 ).body.secret
+// The storefront's backend (a trusted key) vouches for logins: the browser
+// key is public, so its identify joins the visitor to the user only with a
+// login token the backend minted for that user.
+const backendKey = (
+  await api('POST', '/v1/keys', {
+    channel_id: channel.body.id,
+    name: 'storefront login backend',
+    scopes: ['customers:write'],
+  })
+).body.secret
+async function loginToken(userId, email) {
+  const minted = await api('POST', '/v1/identity/tokens', { user_id: userId, email }, backendKey)
+  if (minted.status !== 201) throw new Error(`login token: ${minted.status} ${JSON.stringify(minted.body)}`)
+  return minted.body.token
+}
+const adaToken = await loginToken('browser-user-1', 'ada@example.com')
+const user2Token = await loginToken('browser-user-2')
 
 // ------------------------------------------------- the storefront (another origin)
 
@@ -164,14 +181,18 @@ try {
 
   // 1. One call at a time: /v1/p, /v1/t, /v1/i, /v1/g, /v1/a.
   await tab.goto(storefrontBase + '/')
-  await tab.evaluate(async () => {
+  await tab.evaluate(async (identityToken) => {
     const analytics = window.analyticsBrowser
     await analytics.page('Home')
     await analytics.track('Product Viewed', { sku: 'TEE-1' })
-    await analytics.identify('browser-user-1', { email: 'ada@example.com', name: 'Ada' })
+    await analytics.identify(
+      'browser-user-1',
+      { email: 'ada@example.com', name: 'Ada' },
+      { context: { identityToken } },
+    )
     await analytics.group('acme', { name: 'Acme' })
     await analytics.alias('browser-user-1-alias', 'browser-user-1')
-  })
+  }, adaToken)
   const profile = await waitFor('the identified user', async () => {
     const found = await api(
       'GET',
@@ -197,13 +218,13 @@ try {
 
   // 2. Batching mode: /v1/b.
   await tab.goto(storefrontBase + '/batching')
-  await tab.evaluate(async () => {
+  await tab.evaluate(async (identityToken) => {
     const analytics = window.analyticsBrowser
-    analytics.identify('browser-user-2')
+    analytics.identify('browser-user-2', {}, { context: { identityToken } })
     analytics.track('Added to Cart', { sku: 'TEE-1' })
     analytics.track('Checkout Started')
     await new Promise((resolve) => setTimeout(resolve, 1500))
-  })
+  }, user2Token)
   const batched = await waitFor('the batched calls', async () => {
     const found = await api(
       'GET',

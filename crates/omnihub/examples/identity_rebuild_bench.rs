@@ -255,7 +255,7 @@ fn build_graph(rules: &CompactRules, g: Generated, seed: u64) -> CompactGraph {
     verified.reverse();
     let mut e = 0usize;
     while let (Some((a, b)), Some(v)) = (ends.pop(), verified.pop()) {
-        graph.push_edge(a, b, v, time(e));
+        graph.push_edge(a, b, v, true, time(e));
         e += 1;
         if e % (1 << 20) == 0 {
             ends.shrink_to_fit();

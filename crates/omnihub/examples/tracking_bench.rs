@@ -220,6 +220,7 @@ async fn main() -> anyhow::Result<()> {
                 from: nodes[0].id.clone(),
                 to: nodes[i].id.clone(),
                 verified: i % 2 == 0,
+                trusted: true,
                 observed_at: i as i64,
             })
             .collect();
@@ -292,6 +293,7 @@ async fn main() -> anyhow::Result<()> {
                 from: user.clone(),
                 to: format!("{prefix}{u:09}"),
                 verified: true,
+                trusted: true,
                 observed_at: u as i64,
             });
         }

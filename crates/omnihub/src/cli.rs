@@ -205,6 +205,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 .into(),
         );
     }
+    if let Some(metrics) = hub.metrics_addr {
+        say(format!("metrics on http://{metrics}/metrics"));
+    }
     if keys::store::count_active(hub.state.store.reader()).await? == 0 {
         let data_dir = match crate::storage::sqlite_file(&settings.database_url) {
             Some(file) => file

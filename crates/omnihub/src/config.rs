@@ -30,6 +30,16 @@ pub struct FileSettings {
     pub webhook_concurrency: Option<usize>,
     pub shutdown_grace_secs: Option<u64>,
     pub cors_allowed_origins: Option<String>,
+    pub metrics_listen: Option<String>,
+    pub max_connections: Option<usize>,
+    pub header_read_timeout_ms: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub request_body_timeout_ms: Option<u64>,
+    pub max_streams: Option<usize>,
+    pub max_streams_per_key: Option<usize>,
+    pub auth_failures_per_minute: Option<u32>,
+    pub webhook_allowed_networks: Option<Vec<String>>,
+    pub webhook_lease_secs: Option<u64>,
 }
 
 impl FileSettings {
@@ -58,6 +68,30 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Origins whose pages may call the tracking routes and the live stream.
     pub cors_allowed_origins: crate::http::browser::CorsOrigins,
+    /// Where `/metrics` is served; `None`: not served at all (never on the API port).
+    pub metrics_listen: Option<SocketAddr>,
+    pub limits: Limits,
+}
+
+/// What one client, or all of them, may hold of the hub (docs/security.md).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Open connections at most; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (also closes a
+    /// keep-alive connection on which no new request starts).
+    pub header_read_timeout: Duration,
+    /// A connection that moves no byte either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Time a client has to send a request's whole body.
+    pub request_body_timeout: Duration,
+    /// Open live streams (`GET /v1/stream`) on this node, all keys together.
+    pub max_streams: usize,
+    /// Open live streams of one key on this node.
+    pub max_streams_per_key: usize,
+    /// Failed authentications one client address may make per minute
+    /// before it is answered 429 (0: no throttle).
+    pub auth_failures_per_minute: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -72,6 +106,11 @@ pub struct WebhookSettings {
     pub disable_after: Duration,
     /// Concurrent requests to one endpoint.
     pub concurrency: usize,
+    /// Networks webhook URLs may point into although they are private,
+    /// loopback or link-local (default none: such URLs are refused).
+    pub allowed_networks: Vec<crate::webhooks::destination::Network>,
+    /// How long a node holds a subscription without renewing its lease.
+    pub lease: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +122,14 @@ pub enum LogFormat {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./omnihub-data";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 120;
+pub const DEFAULT_REQUEST_BODY_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_MAX_STREAMS: usize = 256;
+pub const DEFAULT_MAX_STREAMS_PER_KEY: usize = 16;
+pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 60;
+pub const DEFAULT_WEBHOOK_LEASE_SECS: u64 = 30;
 
 /// Values given by flag or environment (clap merges those two).
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -136,6 +183,41 @@ pub struct SettingsArgs {
     /// browser: `*` or comma-separated `https://shop.example.com` [default: *].
     #[arg(long, env = "OMNIHUB_CORS_ALLOWED_ORIGINS", global = true)]
     pub cors_allowed_origins: Option<String>,
+    /// Address to serve `/metrics` on, apart from the API [default: not served].
+    #[arg(long, env = "OMNIHUB_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<String>,
+    /// Open connections at most [default: 512].
+    #[arg(long, env = "OMNIHUB_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<usize>,
+    /// Time to send a request's headers, in ms [default: 10000].
+    #[arg(long, env = "OMNIHUB_HEADER_READ_TIMEOUT_MS", global = true)]
+    pub header_read_timeout_ms: Option<u64>,
+    /// A connection silent both ways this long is closed, in s [default: 120].
+    #[arg(long, env = "OMNIHUB_IDLE_TIMEOUT_SECS", global = true)]
+    pub idle_timeout_secs: Option<u64>,
+    /// Time to send a request's body, in ms [default: 30000].
+    #[arg(long, env = "OMNIHUB_REQUEST_BODY_TIMEOUT_MS", global = true)]
+    pub request_body_timeout_ms: Option<u64>,
+    /// Open live streams per node [default: 256].
+    #[arg(long, env = "OMNIHUB_MAX_STREAMS", global = true)]
+    pub max_streams: Option<usize>,
+    /// Open live streams per key and node [default: 16].
+    #[arg(long, env = "OMNIHUB_MAX_STREAMS_PER_KEY", global = true)]
+    pub max_streams_per_key: Option<usize>,
+    /// Failed authentications per client address and minute before 429 (0: off) [default: 60].
+    #[arg(long, env = "OMNIHUB_AUTH_FAILURES_PER_MINUTE", global = true)]
+    pub auth_failures_per_minute: Option<u32>,
+    /// Comma-separated networks (CIDR) webhooks may reach although private or loopback [default: none].
+    #[arg(
+        long,
+        env = "OMNIHUB_WEBHOOK_ALLOWED_NETWORKS",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub webhook_allowed_networks: Option<Vec<String>>,
+    /// Seconds a node holds a webhook subscription's lease without renewing it [default: 30].
+    #[arg(long, env = "OMNIHUB_WEBHOOK_LEASE_SECS", global = true)]
+    pub webhook_lease_secs: Option<u64>,
 }
 
 impl SettingsArgs {
@@ -209,6 +291,68 @@ impl SettingsArgs {
                 .or(file.webhook_concurrency)
                 .unwrap_or(32)
                 .clamp(1, 1024),
+            allowed_networks: self
+                .webhook_allowed_networks
+                .clone()
+                .or(file.webhook_allowed_networks)
+                .unwrap_or_default()
+                .iter()
+                .map(|raw| {
+                    crate::webhooks::destination::Network::parse(raw).ok_or_else(|| {
+                        anyhow::anyhow!("invalid webhook_allowed_networks entry {raw:?}: use a CIDR such as 10.0.0.0/8")
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?,
+            lease: Duration::from_secs(
+                self.webhook_lease_secs
+                    .or(file.webhook_lease_secs)
+                    .unwrap_or(DEFAULT_WEBHOOK_LEASE_SECS)
+                    .max(1),
+            ),
+        };
+        let metrics_listen = match self.metrics_listen.clone().or(file.metrics_listen) {
+            None => None,
+            Some(raw) => Some(
+                raw.parse()
+                    .map_err(|e| anyhow::anyhow!("invalid metrics_listen address {raw:?}: {e}"))?,
+            ),
+        };
+        let limits = Limits {
+            max_connections: self
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+                .max(1),
+            header_read_timeout: Duration::from_millis(
+                self.header_read_timeout_ms
+                    .or(file.header_read_timeout_ms)
+                    .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT_MS)
+                    .max(1),
+            ),
+            idle_timeout: Duration::from_secs(
+                self.idle_timeout_secs
+                    .or(file.idle_timeout_secs)
+                    .unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS)
+                    .max(1),
+            ),
+            request_body_timeout: Duration::from_millis(
+                self.request_body_timeout_ms
+                    .or(file.request_body_timeout_ms)
+                    .unwrap_or(DEFAULT_REQUEST_BODY_TIMEOUT_MS)
+                    .max(1),
+            ),
+            max_streams: self
+                .max_streams
+                .or(file.max_streams)
+                .unwrap_or(DEFAULT_MAX_STREAMS),
+            max_streams_per_key: self
+                .max_streams_per_key
+                .or(file.max_streams_per_key)
+                .unwrap_or(DEFAULT_MAX_STREAMS_PER_KEY),
+            auth_failures_per_minute: self
+                .auth_failures_per_minute
+                .or(file.auth_failures_per_minute)
+                .unwrap_or(DEFAULT_AUTH_FAILURES_PER_MINUTE),
         };
         let cors_allowed_origins = crate::http::browser::CorsOrigins::parse(
             self.cors_allowed_origins
@@ -237,6 +381,8 @@ impl SettingsArgs {
                     .or(file.shutdown_grace_secs)
                     .unwrap_or(20),
             ),
+            metrics_listen,
+            limits,
         })
     }
 }

@@ -25,8 +25,10 @@ const DELIVERY_LOG_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// A running hub.
 pub struct Hub {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served (`metrics_listen`), if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
-    server: JoinHandle<std::io::Result<()>>,
+    server: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
     /// On SQLite: another hub was already serving the same database file
     /// when this one started (supported; `serve` says so).
@@ -48,6 +50,15 @@ impl Hub {
     }
 
     pub async fn start_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Hub> {
+        // Bound first, so a taken port fails the start before anything runs.
+        let metrics_listener = match settings.metrics_listen {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {address}: {e}"))?,
+            ),
+            None => None,
+        };
         let (data_lock, shares_sqlite_database) = lock_sqlite_database(&settings.database_url)?;
         if shares_sqlite_database {
             tracing::warn!(
@@ -75,6 +86,7 @@ impl Hub {
             channels: Arc::new(ChannelCache::default()),
             tracking: crate::tracking::batcher::Batcher::start(store.clone()),
             metrics: metrics.clone(),
+            guards: http::limits::Guards::new(&settings.limits),
             settings: Arc::new(settings.clone()),
             shutdown: shutdown.clone(),
         });
@@ -88,18 +100,37 @@ impl Hub {
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
         let expiry = crate::inventory::expiry::spawn(store.clone(), shutdown.clone());
         let addr = listener.local_addr()?;
+        let mut background = vec![dispatcher, housekeeping, expiry];
+        let metrics_addr = match metrics_listener {
+            Some(listener) => {
+                let metrics_addr = listener.local_addr()?;
+                let app = http::metrics_router(state.clone());
+                let stop = shutdown.clone();
+                background.push(tokio::spawn(async move {
+                    let served = axum::serve(listener, app)
+                        .with_graceful_shutdown(async move { stop.cancelled().await })
+                        .await;
+                    if let Err(error) = served {
+                        tracing::error!(%error, "the metrics listener stopped");
+                    }
+                }));
+                Some(metrics_addr)
+            }
+            None => None,
+        };
         let app = http::router(state.clone());
-        let stop = shutdown.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-        });
+        let server = tokio::spawn(http::serve::serve(
+            listener,
+            app,
+            settings.limits.clone(),
+            shutdown.clone(),
+        ));
         Ok(Hub {
             addr,
+            metrics_addr,
             state,
             server,
-            background: vec![dispatcher, housekeeping, expiry],
+            background,
             shares_sqlite_database,
             _data_lock: data_lock,
         })

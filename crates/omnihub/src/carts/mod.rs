@@ -515,6 +515,7 @@ async fn create_in(
         },
     )
     .await?;
+    store::set_cart_channel(tx.conn(), &cart.id.to_string(), &channel.to_string()).await?;
     tx.emit(event("cart.created", &cart, Some(channel), now));
     Ok(cart)
 }

@@ -276,6 +276,20 @@ pub async fn any_active(
     Ok(query.fetch_optional(conn).await?.is_some())
 }
 
+/// Records the channel that created a cart.
+pub async fn set_cart_channel(
+    conn: &mut AnyConnection,
+    cart_id: &str,
+    channel_id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE carts SET channel_id = $1 WHERE id = $2")
+        .bind(channel_id)
+        .bind(cart_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn insert_cart(conn: &mut AnyConnection, c: &CartRow) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO carts (id, owner_kind, owner_id, currency, status, version, created_at, updated_at) \

@@ -236,6 +236,9 @@ pub struct CustomerBody {
     /// The customer's orders from every channel, newest first (at most 10;
     /// `GET /v1/customers/{id}/orders` pages through all).
     pub orders: Vec<OrderBody>,
+    /// The groups (companies, households, accounts) the customer belongs
+    /// to, from `group` calls; their traits are the group's, not the person's.
+    pub groups: Vec<crate::groups::http::GroupRefBody>,
 }
 
 impl From<Profile> for CustomerBody {
@@ -287,6 +290,7 @@ impl From<Profile> for CustomerBody {
             time_zone: p.time_zone,
             carts: p.carts.into_iter().map(CartBody::from).collect(),
             orders: p.orders.into_iter().map(OrderBody::from).collect(),
+            groups: p.groups.into_iter().map(Into::into).collect(),
         }
     }
 }

@@ -79,6 +79,8 @@ pub struct Profile {
     /// The profile's orders from every channel, newest first.
     pub orders: Vec<Order>,
     pub links: Vec<identity::store::LinkRow>,
+    /// The groups (companies, households) the profile belongs to.
+    pub groups: Vec<crate::groups::Group>,
 }
 
 impl Profile {
@@ -171,6 +173,7 @@ pub async fn load_profile(store: &Store, id: &str) -> Result<Option<Profile>, St
         .await
         .map_err(read_error)?;
     let links = identity::store::links_of_customer(db, &current, PROFILE_LINKS).await?;
+    let groups = crate::groups::store::groups_of_customer(db, &current).await?;
     Ok(Some(Profile {
         merged_ids: identity::store::merged_ids(db, &current).await?,
         id: current,
@@ -186,6 +189,7 @@ pub async fn load_profile(store: &Store, id: &str) -> Result<Option<Profile>, St
         carts,
         orders,
         links,
+        groups,
     }))
 }
 

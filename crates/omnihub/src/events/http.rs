@@ -6,6 +6,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::visibility::Reader;
 use super::{Event, TypeFilter, store};
 use crate::http::AppState;
 use crate::http::auth::{Authorized, scope};
@@ -105,7 +106,7 @@ pub fn parse_types(raw: Option<&str>) -> Result<TypeFilter, ApiError> {
     responses((status = 200, body = EventPage), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn list_events(
     State(state): State<AppState>,
-    _caller: Authorized<scope::EventsRead>,
+    caller: Authorized<scope::EventsRead>,
     Query(params): Query<FeedParams>,
 ) -> Result<axum::Json<EventPage>, ApiError> {
     let after = parse_position(params.after.as_deref())?;
@@ -114,10 +115,33 @@ pub async fn list_events(
         .limit
         .unwrap_or(DEFAULT_PAGE_SIZE)
         .clamp(1, MAX_PAGE_SIZE);
-    let events = store::list_after(state.store.reader(), after, &types, i64::from(limit)).await?;
-    let next = events.last().map_or(after, |e| e.position);
+    // Only what the key may read (`visibility`): scan on past hidden events,
+    // a bounded number of times; `next_cursor` is the last position scanned.
+    let reader = Reader::of(&caller);
+    let mut items = Vec::new();
+    let mut next = after;
+    for _ in 0..MAX_SCANS_PER_PAGE {
+        let events =
+            store::list_after(state.store.reader(), next, &types, i64::from(limit)).await?;
+        let exhausted = events.len() < limit as usize;
+        for event in &events {
+            if items.len() == limit as usize {
+                break;
+            }
+            next = event.position;
+            items.extend(reader.view(event));
+        }
+        if items.len() == limit as usize || exhausted {
+            break;
+        }
+    }
     Ok(axum::Json(EventPage {
-        items: events.iter().map(EventBody::from).collect(),
+        items,
         next_cursor: next.to_string(),
     }))
 }
+
+/// Most reads of `limit` events one feed page scans for events the key may
+/// see; a page can then hold fewer than `limit` events with a `next_cursor`
+/// that moved on (keep paging until `next_cursor` stops moving).
+pub const MAX_SCANS_PER_PAGE: usize = 10;

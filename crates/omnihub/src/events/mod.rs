@@ -11,6 +11,7 @@ pub mod http;
 pub mod store;
 pub mod stream;
 pub mod tail;
+pub mod visibility;
 
 use std::collections::BTreeMap;
 

@@ -61,8 +61,23 @@ pub(crate) fn value_tuple(dialect: Dialect, first: usize, count: usize) -> Strin
     out
 }
 
-/// The PostgreSQL NOTIFY channel other nodes LISTEN on.
-pub const NOTIFY_CHANNEL: &str = "omnihub_events";
+/// The PostgreSQL NOTIFY channel other nodes of this schema LISTEN on.
+pub async fn notify_channel(pool: &AnyPool) -> Result<String, StoreError> {
+    let sql = format!("SELECT {}", crate::storage::sql::PG_EVENTS_CHANNEL);
+    Ok(sqlx::query_scalar::<_, String>(&sql)
+        .fetch_one(pool)
+        .await?)
+}
+
+/// Takes the outbox lock of this schema (PostgreSQL; held until commit), as
+/// the writer does before appending events.
+pub async fn lock_outbox(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    sqlx::query(crate::storage::sql::PG_XACT_LOCK)
+        .bind(OUTBOX_LOCK_ID)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
 
 /// Appends events inside the writer's transaction, as the last statements
 /// before COMMIT. Returns the position of the last one.
@@ -73,10 +88,7 @@ pub async fn append(
 ) -> Result<i64, StoreError> {
     let mut last = 0;
     if dialect == Dialect::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(OUTBOX_LOCK_ID)
-            .execute(&mut *conn)
-            .await?;
+        lock_outbox(&mut *conn).await?;
     }
     let max = match dialect {
         Dialect::Sqlite => SQLITE_APPEND_CHUNK,
@@ -112,10 +124,11 @@ pub async fn append(
         }
     }
     if dialect == Dialect::Postgres {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(NOTIFY_CHANNEL)
-            .execute(&mut *conn)
-            .await?;
+        let notify = format!(
+            "SELECT pg_notify({}, '')",
+            crate::storage::sql::PG_EVENTS_CHANNEL
+        );
+        sqlx::query(&notify).execute(&mut *conn).await?;
     }
     Ok(last)
 }

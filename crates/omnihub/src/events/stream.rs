@@ -15,6 +15,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -24,16 +25,21 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::http::{EventBody, parse_position, parse_types};
+use super::http::{parse_position, parse_types};
 use super::tail::TailRead;
+use super::visibility::Reader;
 use super::{Event, TypeFilter, store};
 use crate::http::AppState;
 use crate::http::auth::{Authorized, scope};
 use crate::http::extract::{Json, Query};
+use crate::http::limits::{StreamLimit, StreamSlot};
 use crate::http::problem::{ApiError, ErrorCode, Problem};
 
 /// Events fetched per step while catching up.
 const CATCH_UP_BATCH: i64 = 500;
+/// How often an open stream re-checks its key: a revoked key's stream ends
+/// within this (plus one database read).
+pub const KEY_RECHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -55,14 +61,29 @@ pub struct StreamParams {
     params(StreamParams, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this position")),
     responses(
         (status = 200, content_type = "text/event-stream", description = "SSE: id = position, event = type, data = EventBody JSON"),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 429, body = Problem, description = "Too many live streams open (`too_many_streams`)")))]
 pub async fn stream(
     State(state): State<AppState>,
-    _caller: Authorized<scope::EventsRead>,
+    caller: Authorized<scope::EventsRead>,
     headers: HeaderMap,
     Query(params): Query<StreamParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let filter = parse_types(params.types.as_deref())?;
+    let slot = state
+        .guards
+        .streams
+        .acquire(caller.key_id)
+        .map_err(|limit| match limit {
+            StreamLimit::PerKey(max) => ApiError::new(
+                ErrorCode::TooManyStreams,
+                format!("this key has {max} live streams open on this node (max_streams_per_key)"),
+            ),
+            StreamLimit::Total(max) => ApiError::new(
+                ErrorCode::TooManyStreams,
+                format!("this node serves {max} live streams already (max_streams)"),
+            ),
+        })?;
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let cursor = match last_event_id.or(params.after.as_deref()) {
         Some(raw) => parse_position(Some(raw))?,
@@ -78,10 +99,14 @@ pub async fn stream(
         cursor,
         filter,
         pending: VecDeque::new(),
+        _slot: slot,
+        reader: Reader::of(&caller),
+        key_id: caller.key_id.to_string(),
+        key_checked: Instant::now(),
     };
     let events = futures::stream::unfold(subscription, |mut s| async move {
         let event = s.next().await?;
-        Some((Ok(to_sse(&event)), s))
+        Some((Ok(s.to_sse(&event)), s))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
@@ -92,6 +117,14 @@ struct Subscription {
     cursor: i64,
     filter: TypeFilter,
     pending: VecDeque<Arc<Event>>,
+    /// Held while the stream is open (`max_streams`, `max_streams_per_key`).
+    _slot: StreamSlot,
+    /// What the key may read of each event (`visibility`).
+    reader: Reader,
+    /// The key, re-checked every [`KEY_RECHECK_INTERVAL`]: a revoked key's
+    /// stream ends.
+    key_id: String,
+    key_checked: Instant,
 }
 
 impl Drop for Subscription {
@@ -101,10 +134,20 @@ impl Drop for Subscription {
 }
 
 impl Subscription {
-    /// The next matching event; `None` ends the stream (shutdown or error).
+    /// The next matching event the key may read; `None` ends the stream
+    /// (shutdown, error, or the key was revoked).
     async fn next(&mut self) -> Option<Arc<Event>> {
         loop {
+            if self.key_checked.elapsed() >= KEY_RECHECK_INTERVAL {
+                if !self.key_still_valid().await {
+                    return None;
+                }
+                self.key_checked = Instant::now();
+            }
             if let Some(event) = self.pending.pop_front() {
+                if !self.reader.sees(&event) {
+                    continue;
+                }
                 return Some(event);
             }
             // Mark the head seen before reading, so a commit between the read
@@ -114,9 +157,12 @@ impl Subscription {
                 TailRead::Events(events, cursor) => {
                     self.cursor = cursor;
                     if events.is_empty() {
+                        let recheck =
+                            KEY_RECHECK_INTERVAL.saturating_sub(self.key_checked.elapsed());
                         tokio::select! {
                             _ = self.state.shutdown.cancelled() => return None,
                             changed = self.head.changed() => changed.ok()?,
+                            _ = tokio::time::sleep(recheck) => {}
                         }
                     }
                     self.pending.extend(events);
@@ -143,6 +189,30 @@ impl Subscription {
                 }
             }
         }
+    }
+}
+
+impl Subscription {
+    /// Whether the stream's key still exists unrevoked (read from the
+    /// database, so a revocation on any node counts).
+    async fn key_still_valid(&self) -> bool {
+        match crate::keys::store::get(self.state.store.reader(), &self.key_id).await {
+            Ok(Some(key)) => key.revoked_at.is_none(),
+            Ok(None) => false,
+            // A failed read does not end a stream; the next check decides.
+            Err(_) => true,
+        }
+    }
+
+    fn to_sse(&self, event: &Event) -> SseEvent {
+        let Some(body) = self.reader.view(event) else {
+            return SseEvent::default().comment("hidden");
+        };
+        SseEvent::default()
+            .id(event.position.to_string())
+            .event(event.kind.clone())
+            .json_data(&body)
+            .unwrap_or_else(|_| SseEvent::default().comment("unserializable event"))
     }
 }
 
@@ -175,7 +245,14 @@ pub async fn create_stream_token(
     State(state): State<AppState>,
     caller: Authorized<scope::EventsRead>,
     Json(body): Json<CreateStreamToken>,
-) -> Result<(StatusCode, axum::Json<StreamTokenBody>), ApiError> {
+) -> Result<
+    (
+        StatusCode,
+        axum::Extension<crate::idempotency::SecretAnswer>,
+        axum::Json<StreamTokenBody>,
+    ),
+    ApiError,
+> {
     use crate::keys::stream_token::{
         STREAM_TOKEN_DEFAULT_TTL_SECS, STREAM_TOKEN_MAX_TTL_SECS, mint,
     };
@@ -197,17 +274,13 @@ pub async fn create_stream_token(
     };
     let expires_at = crate::time::now() + chrono::Duration::seconds(ttl);
     let token = mint(caller.key_id, &secret_hash, expires_at.timestamp());
+    // A token is a secret: an idempotent replay withholds it.
+    let secret_answer = crate::idempotency::SecretAnswer {
+        resource: "/v1/stream/tokens".into(),
+    };
     Ok((
         StatusCode::CREATED,
+        axum::Extension(secret_answer),
         axum::Json(StreamTokenBody { token, expires_at }),
     ))
-}
-
-fn to_sse(event: &Event) -> SseEvent {
-    let body = EventBody::from(event);
-    SseEvent::default()
-        .id(event.position.to_string())
-        .event(event.kind.clone())
-        .json_data(&body)
-        .unwrap_or_else(|_| SseEvent::default().comment("unserializable event"))
 }

@@ -199,8 +199,11 @@ fn spawn_listener(store: Store, shutdown: CancellationToken) {
 }
 
 async fn listen_once(store: &Store, shutdown: &CancellationToken) -> Result<(), sqlx::Error> {
+    let channel = store::notify_channel(store.reader())
+        .await
+        .map_err(|error| sqlx::Error::Protocol(error.to_string()))?;
     let mut listener = sqlx::postgres::PgListener::connect(&store.postgres_url()).await?;
-    listener.listen(store::NOTIFY_CHANNEL).await?;
+    listener.listen(&channel).await?;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),

@@ -8,11 +8,13 @@
 
 use std::marker::PhantomData;
 
-use axum::extract::{FromRequestParts, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
 use super::AppState;
@@ -24,6 +26,10 @@ pub async fn authenticate(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
     let (secret, mut request) = match secret_from_headers(request.headers()) {
         Some(secret) => (Some(secret), request),
         None if crate::tracking::http::is_tracking_path(request.uri().path())
@@ -52,22 +58,55 @@ pub async fn authenticate(
         }
         None => (None, request),
     };
-    let Some(secret) = secret else {
-        return Err(ApiError::new(
-            ErrorCode::Unauthorized,
-            "send an API key as `Authorization: Bearer <key>` (on tracking routes, `writeKey` in the body also works)",
-        ));
+    // An address that failed too often is answered without a lookup, unless
+    // it presents a key this node knows already (a client behind the same
+    // address as an attacker keeps working).
+    if let Some(wait) = client.and_then(|ip| state.guards.auth.blocked(ip)) {
+        match secret.as_deref().and_then(|s| state.keys.cached(s)) {
+            Some(principal) => {
+                request.extensions_mut().insert(principal);
+                return Ok(next.run(request).await);
+            }
+            None => return Ok(throttled(wait)),
+        }
+    }
+    let principal = match &secret {
+        Some(secret) => state.keys.resolve(&state.store, secret).await?,
+        None => None,
     };
-    match state.keys.resolve(&state.store, &secret).await? {
+    match principal {
         Some(principal) => {
             request.extensions_mut().insert(principal);
             Ok(next.run(request).await)
         }
-        None => Err(ApiError::new(
-            ErrorCode::Unauthorized,
-            "the API key is unknown or revoked",
-        )),
+        None => {
+            if let Some(ip) = client {
+                state.guards.auth.failed(ip);
+            }
+            Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                if secret.is_some() {
+                    "the API key is unknown or revoked"
+                } else {
+                    "send an API key as `Authorization: Bearer <key>` (on tracking routes, `writeKey` in the body also works)"
+                },
+            ))
+        }
     }
+}
+
+/// 429 with the seconds until the address may try again.
+fn throttled(wait: std::time::Duration) -> Response {
+    let mut response = ApiError::new(
+        ErrorCode::TooManyRequests,
+        "too many failed authentications from this address; retry later",
+    )
+    .into_response();
+    let seconds = wait.as_secs().max(1);
+    if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 /// The `token` query parameter of `GET /v1/stream`.
@@ -157,6 +196,7 @@ pub mod scope {
         CartsWrite,
         OrdersRead,
         OrdersWrite,
+        CommerceAll,
     }
 }
 
@@ -178,21 +218,26 @@ where
     S: RequiredScope,
     St: Send + Sync,
 {
-    type Rejection = ApiError;
+    /// An error, or the stored answer of a repeated idempotent request.
+    type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _state: &St) -> Result<Self, Self::Rejection> {
         let Some(principal) = parts.extensions.get::<Principal>() else {
-            return Err(ApiError::new(
-                ErrorCode::Unauthorized,
-                "a valid API key is required",
-            ));
+            return Err(
+                ApiError::new(ErrorCode::Unauthorized, "a valid API key is required")
+                    .into_response(),
+            );
         };
         if !principal.scopes.allows(S::SCOPE) {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
                 format!("this request needs the `{}` scope", S::SCOPE.as_str()),
-            ));
+            )
+            .into_response());
         }
+        // Authorization first, then the Idempotency-Key: a replay is served
+        // only to the key that made it, and only once it may call this route.
+        crate::idempotency::admit().await?;
         Ok(Authorized {
             principal: principal.clone(),
             _scope: PhantomData,

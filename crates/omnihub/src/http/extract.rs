@@ -106,11 +106,28 @@ fn missing_field(message: &str) -> Option<&str> {
 }
 
 pub fn body_rejection(rejection: BytesRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if body_timed_out(&rejection) {
+        ApiError::new(
+            ErrorCode::RequestTimeout,
+            "the body did not arrive within request_body_timeout_ms",
+        )
+    } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(ErrorCode::PayloadTooLarge, rejection.body_text())
     } else {
         ApiError::new(ErrorCode::MalformedJson, rejection.body_text())
     }
+}
+
+/// True when reading the body stopped at the body timeout.
+fn body_timed_out(rejection: &BytesRejection) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = source {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// A query string parsed into `T`.

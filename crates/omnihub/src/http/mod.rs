@@ -8,10 +8,12 @@ pub mod auth;
 pub mod browser;
 pub mod extract;
 pub mod health;
+pub mod limits;
 pub mod openapi;
 pub mod pagination;
 pub mod problem;
 pub mod schema;
+pub mod serve;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -68,6 +70,8 @@ pub struct AppStateInner {
     /// Coalesces concurrent tracking requests into one write operation.
     pub tracking: crate::tracking::batcher::Batcher,
     pub metrics: Arc<Metrics>,
+    /// Failed-authentication throttle and live-stream slots.
+    pub guards: limits::Guards,
     pub settings: Arc<Settings>,
     /// Cancelled when the hub shuts down (ends live streams).
     pub shutdown: CancellationToken,
@@ -113,12 +117,14 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(customers::http::timeline))
         .routes(routes!(customers::http::merges))
         .routes(routes!(customers::http::unmerge))
+        .routes(routes!(crate::groups::http::get_group))
         .routes(routes!(
             identity::http::get_rules,
             identity::http::put_rules
         ))
         .routes(routes!(identity::http::identifier_report))
         .routes(routes!(identity::http::rebuild))
+        .routes(routes!(identity::http::create_identity_token))
         .routes(routes!(catalog::http::create_product))
         .routes(routes!(catalog::http::get_product))
         .routes(routes!(catalog::http::list_variants))
@@ -166,14 +172,22 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(orders::http::cancel_order))
 }
 
-/// The operational endpoints, public (no key): health, readiness, metrics
-/// and the OpenAPI document.
+/// The operational endpoints, public (no key): health, readiness and the
+/// OpenAPI document. `/metrics` is not among them: it is served on a
+/// listener of its own ([`metrics_router`]).
 pub fn public_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
-        .routes(routes!(health::metrics))
         .routes(routes!(openapi::serve_document))
+}
+
+/// `/metrics` alone, for the `metrics_listen` address.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(health::metrics))
+        .fallback(not_found)
+        .with_state(state)
 }
 
 /// The whole application: `/v1` behind auth and idempotency, plus the public
@@ -201,6 +215,9 @@ pub fn router(state: AppState) -> Router {
             browser::decode_body,
         ))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            state.settings.limits.request_body_timeout,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,
@@ -229,9 +246,25 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// The method as a metrics label: the standard methods by name, any other
+/// as `other` (the method is the client's to choose, a label is not).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method()).to_string();
     let route = request
         .extensions()
         .get::<MatchedPath>()

@@ -53,6 +53,7 @@ error_codes! {
     AlreadyExists => (409, "already_exists", "A resource with this identity already exists"),
     MergeAlreadyUndone => (409, "merge_already_undone", "The merge was already undone"),
     IdempotencyRequestInProgress => (409, "idempotency_request_in_progress", "A request with this Idempotency-Key is still being processed"),
+    IdempotencyAnswerWithheld => (409, "idempotency_answer_withheld", "The first request with this Idempotency-Key succeeded; its answer held a secret, which is never stored"),
     PayloadTooLarge => (413, "payload_too_large", "The request body is too large"),
     EventTooLarge => (413, "event_too_large", "The tracking call is larger than 32 KB"),
     BatchTooLarge => (413, "batch_too_large", "The batch is larger than 500 KB"),
@@ -61,6 +62,9 @@ error_codes! {
     IdempotencyKeyReused => (422, "idempotency_key_reused", "The Idempotency-Key was already used with a different request"),
     InsufficientStock => (409, "insufficient_stock", "Not enough stock"),
     InvalidState => (409, "invalid_state", "The resource is not in a state that allows this"),
+    QuantityOutOfBounds => (422, "quantity_out_of_bounds", "The change would take a stock quantity out of its bounds"),
+    StockUnbacked => (409, "stock_unbacked", "Reserved units are not on hand; bring stock or cancel"),
+    ReservationBacksOrder => (409, "reservation_backs_order", "The reservation backs an order; change it through the order"),
     UnknownSku => (422, "unknown_sku", "The SKU does not exist"),
     UnknownLocation => (422, "unknown_location", "The location does not exist"),
     LocationNotVisible => (422, "location_not_visible", "The location is not visible to this channel"),
@@ -70,6 +74,9 @@ error_codes! {
     HoldsNotAllowed => (422, "holds_not_allowed", "This channel does not hold stock for cart lines"),
     CartEmpty => (422, "cart_empty", "The cart has no lines"),
     InsufficientTender => (422, "insufficient_tender", "The tenders do not cover the order total"),
+    RequestTimeout => (408, "request_timeout", "The request body did not arrive in time"),
+    TooManyRequests => (429, "too_many_requests", "Too many failed authentications from this address"),
+    TooManyStreams => (429, "too_many_streams", "Too many live streams are open"),
     Internal => (500, "internal", "An internal error occurred"),
     Unavailable => (503, "unavailable", "The service is not available right now"),
 }
@@ -146,6 +153,13 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Closed => ApiError::new(ErrorCode::Unavailable, "the hub is shutting down"),
+            error if error.is_transient_conflict() => {
+                tracing::warn!(%error, "a write was aborted by a lock conflict; answered 503");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the database aborted the write to resolve a lock conflict; nothing was changed; retry the request",
+                )
+            }
             error => {
                 tracing::error!(%error, "storage error");
                 ApiError::new(

@@ -1,34 +1,32 @@
-//! SQL for idempotency keys.
+//! SQL for idempotency keys. Every statement names the API key the
+//! Idempotency-Key belongs to (`key_id`); these writes are never held
+//! (`Store::write_plain`), since they are the bookkeeping of held writes.
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
-use super::{IN_PROGRESS_TIMEOUT, Reservation};
+use super::{Answer, IN_PROGRESS_TIMEOUT, Reservation};
 use crate::storage::{Store, StoreError};
 use crate::time;
 
 pub async fn reserve(
     store: &Store,
-    channel: &str,
+    key_id: &str,
     key: &str,
     fingerprint: &str,
 ) -> Result<Reservation, StoreError> {
-    let (channel, key, fingerprint) = (
-        channel.to_string(),
-        key.to_string(),
-        fingerprint.to_string(),
-    );
+    let (key_id, key, fingerprint) = (key_id.to_string(), key.to_string(), fingerprint.to_string());
     store
-        .write(move |tx| {
+        .write_plain(move |tx| {
             Box::pin(async move {
                 let now = time::to_micros(tx.now());
                 let locked_until = now + IN_PROGRESS_TIMEOUT.as_micros() as i64;
                 // Insert first: a concurrent request with the same key (on any
                 // node) then waits for ours and finds the row.
                 let inserted = sqlx::query(
-                    "INSERT INTO idempotency_keys (channel_id, key, request_hash, state, created_at, locked_until) \
-                     VALUES ($1, $2, $3, 'in_progress', $4, $5) ON CONFLICT (channel_id, key) DO NOTHING",
+                    "INSERT INTO idempotency_keys (key_id, key, request_hash, state, created_at, locked_until) \
+                     VALUES ($1, $2, $3, 'in_progress', $4, $5) ON CONFLICT (key_id, key) DO NOTHING",
                 )
-                .bind(&channel)
+                .bind(&key_id)
                 .bind(&key)
                 .bind(&fingerprint)
                 .bind(now)
@@ -40,9 +38,9 @@ pub async fn reserve(
                 }
                 let row = sqlx::query(
                     "SELECT request_hash, state, response_status, response_headers, response_body, locked_until \
-                     FROM idempotency_keys WHERE channel_id = $1 AND key = $2",
+                     FROM idempotency_keys WHERE key_id = $1 AND key = $2",
                 )
-                .bind(&channel)
+                .bind(&key_id)
                 .bind(&key)
                 .fetch_one(tx.conn())
                 .await?;
@@ -58,22 +56,23 @@ pub async fn reserve(
                     let headers = headers
                         .and_then(|h| serde_json::from_str(&h).ok())
                         .unwrap_or_default();
-                    return Ok(Reservation::Replay {
-                        status: status.unwrap_or(200) as u16,
+                    return Ok(Reservation::Replay(Answer {
+                        status: status.and_then(|s| u16::try_from(s).ok()).unwrap_or(200),
                         headers,
                         body: body.unwrap_or_default(),
-                    });
+                    }));
                 }
                 let previous_lock: i64 = row.try_get("locked_until")?;
                 if previous_lock > now {
                     return Ok(Reservation::InProgress);
                 }
-                // The first request died without answering: take the key over.
+                // The first request died without answering (and so, its write
+                // held, without committing): take the key over.
                 sqlx::query(
-                    "UPDATE idempotency_keys SET locked_until = $1 WHERE channel_id = $2 AND key = $3",
+                    "UPDATE idempotency_keys SET locked_until = $1 WHERE key_id = $2 AND key = $3",
                 )
                 .bind(locked_until)
-                .bind(&channel)
+                .bind(&key_id)
                 .bind(&key)
                 .execute(tx.conn())
                 .await?;
@@ -83,43 +82,57 @@ pub async fn reserve(
         .await
 }
 
+/// Stores the answer on the key inside a caller's transaction (the held
+/// write's, so that the answer commits with the change).
+pub async fn complete_in(
+    conn: &mut AnyConnection,
+    key_id: &str,
+    key: &str,
+    answer: &Answer,
+) -> Result<(), StoreError> {
+    let headers = serde_json::to_string(&answer.headers).unwrap_or_else(|_| "[]".into());
+    sqlx::query(
+        "UPDATE idempotency_keys SET state = 'done', response_status = $1, \
+         response_headers = $2, response_body = $3 WHERE key_id = $4 AND key = $5",
+    )
+    .bind(i64::from(answer.status))
+    .bind(&headers)
+    .bind(&answer.body)
+    .bind(key_id)
+    .bind(key)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores the answer in a write of its own (requests whose writes were not
+/// held, or that wrote nothing).
 pub async fn complete(
     store: &Store,
-    channel: &str,
+    key_id: &str,
     key: &str,
-    status: u16,
-    headers: &[(String, String)],
-    body: &str,
+    answer: &Answer,
 ) -> Result<(), StoreError> {
-    let (channel, key, body) = (channel.to_string(), key.to_string(), body.to_string());
-    let headers = serde_json::to_string(headers).unwrap_or_else(|_| "[]".into());
+    let (key_id, key) = (key_id.to_string(), key.to_string());
+    let answer = Answer {
+        status: answer.status,
+        headers: answer.headers.clone(),
+        body: answer.body.clone(),
+    };
     store
-        .write(move |tx| {
-            Box::pin(async move {
-                sqlx::query(
-                    "UPDATE idempotency_keys SET state = 'done', response_status = $1, \
-                     response_headers = $2, response_body = $3 WHERE channel_id = $4 AND key = $5",
-                )
-                .bind(i64::from(status))
-                .bind(&headers)
-                .bind(&body)
-                .bind(&channel)
-                .bind(&key)
-                .execute(tx.conn())
-                .await?;
-                Ok::<_, StoreError>(())
-            })
+        .write_plain(move |tx| {
+            Box::pin(async move { complete_in(tx.conn(), &key_id, &key, &answer).await })
         })
         .await
 }
 
-pub async fn release(store: &Store, channel: &str, key: &str) -> Result<(), StoreError> {
-    let (channel, key) = (channel.to_string(), key.to_string());
+pub async fn release(store: &Store, key_id: &str, key: &str) -> Result<(), StoreError> {
+    let (key_id, key) = (key_id.to_string(), key.to_string());
     store
-        .write(move |tx| {
+        .write_plain(move |tx| {
             Box::pin(async move {
-                sqlx::query("DELETE FROM idempotency_keys WHERE channel_id = $1 AND key = $2")
-                    .bind(&channel)
+                sqlx::query("DELETE FROM idempotency_keys WHERE key_id = $1 AND key = $2")
+                    .bind(&key_id)
                     .bind(&key)
                     .execute(tx.conn())
                     .await?;
@@ -131,7 +144,7 @@ pub async fn release(store: &Store, channel: &str, key: &str) -> Result<(), Stor
 
 pub async fn prune(store: &Store, created_before_us: i64) -> Result<u64, StoreError> {
     store
-        .write(move |tx| {
+        .write_plain(move |tx| {
             Box::pin(async move {
                 let result = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
                     .bind(created_before_us)

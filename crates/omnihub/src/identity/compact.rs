@@ -12,7 +12,8 @@
 //!   the rules do not name shares one "unknown" index: such types have no
 //!   limit and the lowest priority, so they behave alike), their home
 //!   profile ids `u32` ranks (smaller rank = smaller id);
-//! * links are `[u32; 2]` (the verified flag in the top bit) plus their time,
+//! * links are `[u32; 2]` (the verified flag in the top bit of the first
+//!   end, "asserted by a public key" in the top bit of the second) plus their time,
 //!   pushed **in link id order**; they are sorted once by the resolver's
 //!   precedence (verified first, type priority, time, id) with a counting
 //!   sort on (verified, priority) and a stable sort by time inside each
@@ -49,8 +50,12 @@ pub const MAX_TYPES: usize = 254;
 pub const MAX_COUNTED_LIMIT: usize = u16::MAX as usize - 1;
 
 const VERIFIED_BIT: u32 = 1 << 31;
+/// In the second end of a link: a public key's claim (not trusted).
+const CLAIM_BIT: u32 = 1 << 31;
 const NODE_MASK: u32 = !VERIFIED_BIT;
 const NONE: u32 = u32::MAX;
+/// While survivors are chosen: the group's rank so far is a device's.
+const DEVICES_ONLY: u32 = 1 << 31;
 const NO_SLOT: u8 = u8::MAX;
 
 // Per-identifier flags.
@@ -63,11 +68,6 @@ const F_UNIQUE_TWO: u8 = 16;
 const F_CANDIDATE: u8 = 32;
 const F_SHARED: u8 = 64;
 const F_QUARANTINED: u8 = 128;
-// Once statuses are set, the bits they used hold the claimable class.
-/// Claimable without a verified link.
-const F_CLAIM_UNVERIFIED: u8 = F_UNIQUE_ONE;
-/// Claimable with a verified link.
-const F_CLAIM_VERIFIED: u8 = F_UNIQUE_TWO;
 
 const REASON_SHIFT: u32 = 30;
 
@@ -245,8 +245,17 @@ impl CompactGraph {
     }
 
     /// Adds the next link (link ids must come in increasing order).
-    pub fn push_edge(&mut self, from: u32, to: u32, verified: bool, observed_at: i64) {
+    /// `trusted`: asserted by a trusted key (verified implies it).
+    pub fn push_edge(
+        &mut self,
+        from: u32,
+        to: u32,
+        verified: bool,
+        trusted: bool,
+        observed_at: i64,
+    ) {
         let from = (from & NODE_MASK) | if verified { VERIFIED_BIT } else { 0 };
+        let to = (to & NODE_MASK) | if trusted || verified { 0 } else { CLAIM_BIT };
         self.ends.push([from, to]);
         self.times.push(observed_at);
     }
@@ -329,7 +338,7 @@ impl CompactResolution {
     /// The ends of link `e` (as pushed).
     pub fn edge(&self, e: u32) -> (u32, u32) {
         let [a, b] = self.ends[e as usize];
-        (a & NODE_MASK, b)
+        (a & NODE_MASK, b & NODE_MASK)
     }
 
     /// Joins in the order applied: (link index, reason).
@@ -529,7 +538,7 @@ pub fn resolve(
     if ends.len() > MAX_EDGES {
         return Err(CompactError::TooManyEdges);
     }
-    if let Some(&bad) = homes.iter().find(|&&h| h == NONE) {
+    if let Some(&bad) = homes.iter().find(|&&h| h >= DEVICES_ONLY) {
         return Err(CompactError::BadHome(bad));
     }
     let info = |i: u32| rules.info(kinds[i as usize]);
@@ -549,7 +558,7 @@ pub fn resolve(
     let mut degree = vec![0u16; n];
     for &[a, b] in &ends {
         let verified = a & VERIFIED_BIT != 0;
-        let a = a & NODE_MASK;
+        let (a, b) = (a & NODE_MASK, b & NODE_MASK);
         for end in [a, b] {
             if end as usize >= n {
                 return Err(CompactError::UnknownNode(end));
@@ -567,7 +576,10 @@ pub fn resolve(
             if verified {
                 *f |= F_VERIFIED;
             }
-            if ix.class == IdentifierClass::Device && iy.unique {
+            // Candidates for a shared device: two people named by unique
+            // identifiers, or by emails/phones through verified links.
+            let person = iy.unique || (verified && iy.class == IdentifierClass::Claimable);
+            if ix.class == IdentifierClass::Device && person {
                 *f |= if *f & F_UNIQUE_ONE != 0 {
                     F_UNIQUE_TWO
                 } else {
@@ -584,7 +596,7 @@ pub fn resolve(
         let mut cursor = starts.clone();
         for (e, &[a, b]) in ends.iter().enumerate() {
             let verified = a & VERIFIED_BIT != 0;
-            let a = a & NODE_MASK;
+            let (a, b) = (a & NODE_MASK, b & NODE_MASK);
             if a == b {
                 continue;
             }
@@ -604,16 +616,11 @@ pub fn resolve(
     //    distinct neighbours only for the candidates.
     statuses(rules, &kinds, &mut flags, &ends, degree)?;
 
-    // 3. Strong links in order; unverified claimable ones kept for step 4.
-    //    The class bits the loop needs go into the flags (one random read
-    //    per end instead of two).
-    let claim_unverified = |flags: &[u8], i: u32| flags[i as usize] & F_CLAIM_UNVERIFIED != 0;
+    // 3. Strong links in order; trusted unverified emails and phones kept
+    //    for step 4, public keys' claims for step 5.
     for (i, f) in flags.iter_mut().enumerate() {
-        match rules.info(kinds[i]).class {
-            IdentifierClass::Account => *f |= F_ACCOUNT,
-            IdentifierClass::Claimable if *f & F_VERIFIED == 0 => *f |= F_CLAIM_UNVERIFIED,
-            IdentifierClass::Claimable => *f |= F_CLAIM_VERIFIED,
-            _ => {}
+        if rules.info(kinds[i]).class == IdentifierClass::Account {
+            *f |= F_ACCOUNT;
         }
     }
     let mut groups = Groups {
@@ -628,66 +635,71 @@ pub fn resolve(
         refused: Vec::new(),
     };
     // Two bits per identifier for this loop (a quarter of the flags, so the
-    // random reads mostly hit the cache): 0 plain, 1 verified claimable,
-    // 2 unverified claimable, 3 links nothing (shared or quarantined).
+    // random reads mostly hit the cache): 0 device, 1 claimable, 2 another
+    // identifier naming a person, 3 links nothing (shared or quarantined).
     let mut link_class = vec![0u8; n.div_ceil(4)];
     for (i, &f) in groups.flags.iter().enumerate() {
         let code = if f & (F_SHARED | F_QUARANTINED) != 0 {
             3
-        } else if f & F_CLAIM_UNVERIFIED != 0 {
-            2
-        } else if f & F_CLAIM_VERIFIED != 0 {
-            1
         } else {
-            0
+            match rules.info(kinds[i]).class {
+                IdentifierClass::Device => 0,
+                IdentifierClass::Claimable => 1,
+                IdentifierClass::Account | IdentifierClass::Other => 2,
+            }
         };
         link_class[i / 4] |= code << ((i % 4) * 2);
     }
     let class_of = |i: u32| (link_class[(i / 4) as usize] >> ((i % 4) * 2)) & 3;
     let mut weak: Vec<u32> = Vec::new();
+    let mut claims: Vec<u32> = Vec::new();
     for &e in &order {
         let [a, b] = ends[e as usize];
-        let a = a & NODE_MASK;
+        let verified = a & VERIFIED_BIT != 0;
+        let trusted = b & CLAIM_BIT == 0;
+        let (a, b) = (a & NODE_MASK, b & NODE_MASK);
         let (ca, cb) = (class_of(a), class_of(b));
         if ca == 3 || cb == 3 {
             continue;
         }
-        if ca == 2 || cb == 2 {
+        let claimable = ca == 1 || cb == 1;
+        if !trusted && (ca != 0 || cb != 0) {
+            claims.push(e);
+            continue;
+        }
+        if claimable && !verified {
             weak.push(e);
             continue;
         }
-        let reason = if ca == 1 || cb == 1 {
+        let reason = if claimable {
             JoinReason::VerifiedIdentifier
         } else {
             JoinReason::SameEvent
         };
         groups.try_union(e, a, b, reason);
     }
-    drop((order, link_class));
+    drop(order);
 
     // 4. Unverified claimable identifiers, one at a time by (priority, id):
-    //    each joins the guest groups it was seen with, else the one account.
-    let claim_and_other = |flags: &[u8], e: u32| {
+    //    one already in a group with an account joins nothing more; others
+    //    join the guest groups they were seen with, else the one account.
+    let claim_and_other = |e: u32| {
         let [a, b] = ends[e as usize];
-        let a = a & NODE_MASK;
-        if claim_unverified(flags, a) {
-            (a, b)
-        } else {
-            (b, a)
-        }
+        let (a, b) = (a & NODE_MASK, b & NODE_MASK);
+        if class_of(a) == 1 { (a, b) } else { (b, a) }
     };
     weak.sort_by_cached_key(|&e| {
-        let (claim, _) = claim_and_other(&groups.flags, e);
+        let (claim, _) = claim_and_other(e);
         (info(claim).priority, claim)
     });
     let mut by_root: Vec<(u32, u32)> = Vec::new();
     let mut start = 0;
     while start < weak.len() {
-        let (claim, _) = claim_and_other(&groups.flags, weak[start]);
+        let (claim, _) = claim_and_other(weak[start]);
         let mut end = start;
         by_root.clear();
         while end < weak.len() {
-            let (c, other) = claim_and_other(&groups.flags, weak[end]);
+            let (c, other) = claim_and_other(weak[end]);
             if c != claim {
                 break;
             }
@@ -698,6 +710,16 @@ pub fn resolve(
         // The first link (in link order) to each neighbouring group, by root.
         by_root.sort_by_key(|&(root, _)| root);
         by_root.dedup_by_key(|&mut (root, _)| root);
+        start = end;
+        let own = groups.find(claim);
+        if groups.flags[own as usize] & F_ACCOUNT != 0 {
+            for &(root, e) in &by_root {
+                if root != own {
+                    groups.refused.push((e, CompactRefusal::NeedsVerification));
+                }
+            }
+            continue;
+        }
         let guests = by_root
             .iter()
             .filter(|(r, _)| groups.flags[*r as usize] & F_ACCOUNT == 0)
@@ -723,12 +745,22 @@ pub fn resolve(
                 groups.refused.push((e, CompactRefusal::NeedsVerification));
             }
         }
-        start = end;
     }
     drop(weak);
 
-    // 5. Every identifier points at its root; each root holds its group's
-    //    smallest home rank (the profile id).
+    // 5. Public keys' claims join nothing: one between two groups needs
+    //    verification.
+    for e in claims {
+        let [a, b] = ends[e as usize];
+        if groups.find(a & NODE_MASK) != groups.find(b & NODE_MASK) {
+            groups.refused.push((e, CompactRefusal::NeedsVerification));
+        }
+    }
+    drop(link_class);
+
+    // 6. Every identifier points at its root; each root holds its group's
+    //    smallest home rank among the members naming a person (not devices),
+    //    else among all members (the profile id).
     let Groups {
         mut parent,
         mut record,
@@ -744,8 +776,23 @@ pub fn resolve(
     }
     record.fill(NONE);
     for (i, &home) in homes.iter().enumerate() {
+        if rules.info(kinds[i]).class != IdentifierClass::Device {
+            let root = parent[i] as usize;
+            record[root] = record[root].min(home);
+        }
+    }
+    for (i, &home) in homes.iter().enumerate() {
         let root = parent[i] as usize;
-        record[root] = record[root].min(home);
+        // A group of devices only: `record` holds no person's home; the
+        // first device reached marks it with its rank plus a flag bit.
+        if record[root] == NONE || record[root] & DEVICES_ONLY != 0 {
+            record[root] = DEVICES_ONLY | (record[root] & !DEVICES_ONLY).min(home);
+        }
+    }
+    for r in record.iter_mut() {
+        if *r != NONE {
+            *r &= !DEVICES_ONLY;
+        }
     }
     Ok(CompactResolution {
         group: parent,
@@ -852,7 +899,7 @@ fn statuses(
         };
         let mut offsets = vec![0u32; slots.len() + 1];
         for &[a, b] in ends {
-            let a = a & NODE_MASK;
+            let (a, b) = (a & NODE_MASK, b & NODE_MASK);
             if a == b {
                 continue;
             }
@@ -867,15 +914,17 @@ fn statuses(
         }
         let mut adjacency = vec![0u32; offsets[slots.len()] as usize];
         let mut fill = offsets.clone();
+        // Each neighbour with the link's verified flag in its top bit.
         for &[a, b] in ends {
-            let a = a & NODE_MASK;
+            let verified = a & VERIFIED_BIT;
+            let (a, b) = (a & NODE_MASK, b & NODE_MASK);
             if a == b {
                 continue;
             }
             for (x, y) in [(a, b), (b, a)] {
                 if candidate(x) {
                     let k = slot(x);
-                    adjacency[fill[k] as usize] = y;
+                    adjacency[fill[k] as usize] = y | verified;
                     fill[k] += 1;
                 }
             }
@@ -885,17 +934,22 @@ fn statuses(
         for (k, &node) in slots.iter().enumerate() {
             let i = node as usize;
             let list = &mut adjacency[offsets[k] as usize..offsets[k + 1] as usize];
-            list.sort_unstable();
+            list.sort_unstable_by_key(|&y| y & NODE_MASK);
             let mut distinct = 0usize;
-            let mut previous = NONE;
-            for &y in list.iter() {
-                if y != previous {
-                    distinct += 1;
-                    previous = y;
-                    let k = usize::from(kinds[y as usize]).min(per_kind.len() - 1);
-                    if rules.info[k].unique {
-                        per_kind[k] += 1;
-                    }
+            let mut run = 0usize;
+            while run < list.len() {
+                let y = list[run] & NODE_MASK;
+                let mut verified = false;
+                while run < list.len() && list[run] & NODE_MASK == y {
+                    verified |= list[run] & VERIFIED_BIT != 0;
+                    run += 1;
+                }
+                distinct += 1;
+                let k = usize::from(kinds[y as usize]).min(per_kind.len() - 1);
+                let person = rules.info[k].unique
+                    || (verified && rules.info[k].class == IdentifierClass::Claimable);
+                if person {
+                    per_kind[k] += 1;
                 }
             }
             let class = info(i as u32).class;
@@ -947,7 +1001,7 @@ pub fn resolve_inputs(
         graph.push_node(compact.kind(&n.kind), home, n.pinned_quarantine);
     }
     for (e, a, b) in &edges {
-        graph.push_edge(*a, *b, e.verified, e.observed_at);
+        graph.push_edge(*a, *b, e.verified, e.trusted, e.observed_at);
     }
     let out = resolve(&compact, graph)?;
 
@@ -1070,8 +1124,7 @@ mod tests {
                 ),
                 n,
             );
-            let edges =
-                proptest::collection::vec((0..n, 0..n, any::<bool>(), 0i64..4, 0u32..1000), 0..30);
+            let edges = proptest::collection::vec((0..n, 0..n, 0u8..3, 0i64..4, 0u32..1000), 0..30);
             (nodes, edges).prop_map(move |(raw_nodes, raw_edges)| {
                 let nodes: Vec<NodeInput> = raw_nodes
                     .iter()
@@ -1086,11 +1139,12 @@ mod tests {
                 let edges = raw_edges
                     .iter()
                     .enumerate()
-                    .map(|(i, (a, b, verified, t, id))| EdgeInput {
+                    .map(|(i, (a, b, level, t, id))| EdgeInput {
                         id: format!("e{id:03}-{i:02}"),
                         from: nodes[*a].id.clone(),
                         to: nodes[*b].id.clone(),
-                        verified: *verified,
+                        verified: *level == 2,
+                        trusted: *level >= 1,
                         observed_at: *t,
                     })
                     .collect();
@@ -1129,6 +1183,7 @@ mod tests {
             from: from.into(),
             to: to.into(),
             verified: false,
+            trusted: true,
             observed_at: 0,
         };
         let nodes = [

@@ -213,6 +213,8 @@ pub async fn rebuild(
     State(state): State<AppState>,
     caller: Authorized<scope::Admin>,
 ) -> Result<axum::Json<RebuildBody>, ApiError> {
+    // Many writes: the answer is stored once they all committed.
+    crate::idempotency::answer_after_commit();
     let started = std::time::Instant::now();
     let progress = |phase: super::rebuild::RebuildPhase, done: usize| {
         tracing::info!(phase = phase.as_str(), done, "identity rebuild");
@@ -235,4 +237,111 @@ pub async fn rebuild(
         resolve_ms: report.resolve_ms,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIdentityToken {
+    /// The `userId` of the person who just signed in on the shop's backend.
+    #[schema(min_length = 1, max_length = 256)]
+    pub user_id: String,
+    /// Their email, if the call will name one (it must match).
+    pub email: Option<String>,
+    /// Their phone, if the call will name one (it must match).
+    pub phone: Option<String>,
+    /// Lifetime in seconds [default: 300; 1 to 3600].
+    #[schema(minimum = 1, maximum = 3600)]
+    pub ttl_seconds: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IdentityTokenBody {
+    /// Hand it to the page or app; its SDK sends it as
+    /// `context.identityToken` on the `identify` for this `userId`.
+    pub token: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Vouch for a login that a browser or app SDK will report with its public
+/// key: the shop's backend (a trusted key) mints a short-lived token for the
+/// person who signed in; an `identify` carrying it as
+/// `context.identityToken` counts as that login (its links are verified).
+/// Revoking the minting key revokes its tokens.
+#[utoipa::path(post, operation_id = "create_identity_token", extensions(("x-required-scopes" = json!(["customers:write"]))), path = "/v1/identity/tokens", tag = "identity",
+    request_body = CreateIdentityToken,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
+    responses(
+        (status = 201, body = IdentityTokenBody),
+        (status = 401, body = crate::http::problem::Problem), (status = 403, body = crate::http::problem::Problem),
+        (status = 422, body = crate::http::problem::Problem)))]
+pub async fn create_identity_token(
+    State(state): State<AppState>,
+    caller: Authorized<scope::CustomersWrite>,
+    Json(body): Json<CreateIdentityToken>,
+) -> Result<
+    (
+        axum::http::StatusCode,
+        axum::Extension<crate::idempotency::SecretAnswer>,
+        axum::Json<IdentityTokenBody>,
+    ),
+    ApiError,
+> {
+    use crate::keys::login_token::{
+        LOGIN_TOKEN_DEFAULT_TTL_SECS, LOGIN_TOKEN_MAX_TTL_SECS, LoginClaims, mint,
+    };
+    let ttl = body.ttl_seconds.unwrap_or(LOGIN_TOKEN_DEFAULT_TTL_SECS);
+    if !(1..=LOGIN_TOKEN_MAX_TTL_SECS).contains(&ttl) {
+        return Err(ApiError::invalid_field(
+            "ttl_seconds",
+            format!("must be 1 to {LOGIN_TOKEN_MAX_TTL_SECS} seconds"),
+        ));
+    }
+    let rules = super::load_rules_from(state.store.reader()).await?;
+    if !rules.is_trusted_kind(caller.channel_kind) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "a {} channel is not trusted to vouch for logins (trusted_channel_kinds in the identity rules)",
+                caller.channel_kind.as_str()
+            ),
+        ));
+    }
+    let normalized = |kind: &str, field: &str, raw: &str| {
+        super::normalize(&rules, kind, raw)
+            .map(|identifier| identifier.value)
+            .map_err(|e| ApiError::invalid_field(field, e.to_string()))
+    };
+    let claims = LoginClaims {
+        user_id: normalized("user_id", "user_id", &body.user_id)?,
+        email: body
+            .email
+            .as_deref()
+            .map(|e| normalized("email", "email", e))
+            .transpose()?,
+        phone: body
+            .phone
+            .as_deref()
+            .map(|p| normalized("phone", "phone", p))
+            .transpose()?,
+    };
+    let Some((_, secret_hash)) =
+        crate::keys::store::principal_by_id(state.store.reader(), &caller.key_id.to_string())
+            .await?
+    else {
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "the API key is unknown or revoked",
+        ));
+    };
+    let expires_at = time::now() + chrono::Duration::seconds(ttl);
+    let token = mint(caller.key_id, &secret_hash, expires_at.timestamp(), &claims);
+    // A login token is a secret: an idempotent replay withholds it.
+    let secret_answer = crate::idempotency::SecretAnswer {
+        resource: "/v1/identity/tokens".into(),
+    };
+    Ok((
+        axum::http::StatusCode::CREATED,
+        axum::Extension(secret_answer),
+        axum::Json(IdentityTokenBody { token, expires_at }),
+    ))
 }

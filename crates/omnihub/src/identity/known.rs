@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use sqlx::AnyConnection;
 
 use super::store::{self, IdentifierRow};
-use super::{Identifier, Recomputed};
+use super::{Identifier, LinkTrust, Recomputed};
 use crate::storage::StoreError;
 
 type Pair = (String, String);
@@ -35,8 +35,8 @@ pub struct KnownIdentities {
     /// Identifier id → its (kind, value), for the rows above.
     pair_of: HashMap<String, Pair>,
     /// Unordered pairs of identifier ids (smaller first) whose active links
-    /// were read → whether one of them is verified (`None`: no active link).
-    links: HashMap<Pair, Option<bool>>,
+    /// were read → the most trusted of them (`None`: no active link).
+    links: HashMap<Pair, Option<LinkTrust>>,
 }
 
 fn ordered(a: &str, b: &str) -> Pair {
@@ -111,9 +111,9 @@ impl KnownIdentities {
         if wanted.is_empty() {
             return Ok(());
         }
-        for (from, to, verified) in store::active_links_among(conn, &wanted).await? {
+        for (from, to, trust) in store::active_links_among(conn, &wanted).await? {
             let slot = self.links.entry(ordered(&from, &to)).or_insert(None);
-            *slot = Some(slot.unwrap_or(false) || verified);
+            *slot = Some(slot.map_or(trust, |t| t.max(trust)));
         }
         for pair in wanted {
             self.links.entry(pair).or_insert(None);
@@ -121,20 +121,20 @@ impl KnownIdentities {
         Ok(())
     }
 
-    /// Whether an active link joins `a` and `b` that is at least as verified
-    /// as `verified` (read when not known).
+    /// Whether an active link joins `a` and `b` that is at least as trusted
+    /// as `trust` (read when not known).
     pub async fn has_link(
         &mut self,
         conn: &mut AnyConnection,
         a: &str,
         b: &str,
-        verified: bool,
+        trust: LinkTrust,
     ) -> Result<bool, StoreError> {
         let key = ordered(a, b);
         if !self.links.contains_key(&key) {
             self.fetch_links(conn, std::slice::from_ref(&key)).await?;
         }
-        Ok(matches!(self.links.get(&key), Some(Some(v)) if *v || !verified))
+        Ok(matches!(self.links.get(&key), Some(Some(t)) if *t >= trust))
     }
 
     /// The operation stored a new identifier.
@@ -145,9 +145,9 @@ impl KnownIdentities {
     }
 
     /// The operation stored a new active link.
-    pub fn linked(&mut self, a: &str, b: &str, verified: bool) {
+    pub fn linked(&mut self, a: &str, b: &str, trust: LinkTrust) {
         let slot = self.links.entry(ordered(a, b)).or_insert(None);
-        *slot = Some(slot.unwrap_or(false) || verified);
+        *slot = Some(slot.map_or(trust, |t| t.max(trust)));
     }
 
     /// The operation regrouped part of the graph: every identifier whose

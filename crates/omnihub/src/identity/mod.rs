@@ -37,7 +37,7 @@ use crate::storage::{StoreError, Tx};
 use crate::time::{self, Timestamp};
 pub use known::KnownIdentities;
 use resolver::{EdgeInput, NodeInput, NodeStatus, Refusal, Resolution};
-use rules::IdentityRules;
+use rules::{IdentifierClass, IdentityRules};
 use store::{IdentifierRow, LinkRow};
 
 pub use rebuild::{RebuildReport, rebuild};
@@ -162,6 +162,36 @@ pub struct Observed {
     pub source: String,
 }
 
+/// How much a link is worth, weakest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LinkTrust {
+    /// Asserted by a public key (a browser or app SDK's key, readable by
+    /// anybody): recorded in the ledger, joins no two profiles.
+    Claim,
+    /// Asserted by a trusted, server-side key.
+    Trusted,
+    /// A trusted key's login, or a trusted call that says `verified`.
+    Verified,
+}
+
+impl LinkTrust {
+    pub fn of(verified: bool, trusted: bool) -> LinkTrust {
+        match (verified, trusted) {
+            (true, _) => LinkTrust::Verified,
+            (false, true) => LinkTrust::Trusted,
+            (false, false) => LinkTrust::Claim,
+        }
+    }
+
+    pub fn verified(self) -> bool {
+        self == LinkTrust::Verified
+    }
+
+    pub fn trusted(self) -> bool {
+        self >= LinkTrust::Trusted
+    }
+}
+
 /// The identity facts of one tracking call.
 #[derive(Clone, Debug)]
 pub struct Observation {
@@ -169,8 +199,9 @@ pub struct Observation {
     pub anchor: Observed,
     /// Every other identifier named by the call; each is linked to the anchor.
     pub others: Vec<Observed>,
-    /// The call comes from a trusted key and is a login or says `verified`.
-    pub verified: bool,
+    /// What the call's links are worth: a claim from a public key; trusted
+    /// from a trusted key; verified when that key logs in or says `verified`.
+    pub trust: LinkTrust,
     pub tracking_event_id: String,
     pub message_id: String,
     pub channel_id: Option<ChannelId>,
@@ -308,7 +339,7 @@ pub async fn observe(
     let mut new_links = BTreeSet::new();
     for (other_id, source) in other_ids.iter().zip(sources) {
         if known
-            .has_link(tx.conn(), &anchor.id, other_id, observation.verified)
+            .has_link(tx.conn(), &anchor.id, other_id, observation.trust)
             .await?
         {
             continue;
@@ -318,7 +349,8 @@ pub async fn observe(
             from_id: anchor.id.clone(),
             to_id: other_id.clone(),
             rule: source.to_string(),
-            verified: observation.verified,
+            verified: observation.trust.verified(),
+            trusted: observation.trust.trusted(),
             tracking_event_id: observation.tracking_event_id.clone(),
             message_id: observation.message_id.clone(),
             channel_id: observation.channel_id.map(|c| c.to_string()),
@@ -328,7 +360,7 @@ pub async fn observe(
             retracted_by: None,
         };
         store::insert_link(tx.conn(), &link).await?;
-        known.linked(&anchor.id, other_id, observation.verified);
+        known.linked(&anchor.id, other_id, observation.trust);
         new_links.insert(link.id);
     }
     if new_links.is_empty() && created.is_empty() {
@@ -539,6 +571,7 @@ pub async fn recompute(
             from: l.from_id.clone(),
             to: l.to_id.clone(),
             verified: l.verified,
+            trusted: l.trusted,
             observed_at: l.observed_at,
         })
         .collect();
@@ -713,6 +746,7 @@ fn link_json(link: &LinkRow, rows: &BTreeMap<String, IdentifierRow>) -> serde_js
         "to": ident(&link.to_id),
         "rule": link.rule,
         "verified": link.verified,
+        "trusted": link.trusted,
         "message_id": link.message_id,
         "channel_id": link.channel_id,
         "observed_at": time::from_micros(link.observed_at),
@@ -943,8 +977,9 @@ pub struct ProfileKeys {
     /// Values of the `anonymous_id` identifiers that are members (not
     /// context: a shared device's anonymous id belongs to nobody).
     pub anonymous_ids: Vec<String>,
-    /// The profile has a member identifier naming a person (a user id, an
-    /// email, …), not only anonymous or device ids.
+    /// The profile has a member identifier naming a person (a user id, a
+    /// verified email or phone, a loyalty id, …), not only anonymous or
+    /// device ids and unverified claims.
     pub identified: bool,
 }
 
@@ -966,9 +1001,17 @@ pub async fn profile_keys(
             .into_iter()
             .filter(|r| r.status == NodeStatus::Member)
             .collect();
-    let identified = members
-        .iter()
-        .any(|r| !GUEST_KINDS.contains(&r.kind.as_str()));
+    // A person is named by an account, a verified email or phone, or
+    // another person identifier (a loyalty id); an unverified email that
+    // joined two guests names nobody yet, so their carts stay apart.
+    let rules = load_rules(&mut *conn).await?;
+    let identified = members.iter().any(|r| match rules.class(&r.kind) {
+        IdentifierClass::Account | IdentifierClass::Other => {
+            !GUEST_KINDS.contains(&r.kind.as_str())
+        }
+        IdentifierClass::Claimable => r.verified,
+        IdentifierClass::Device => false,
+    });
     let mut anonymous_ids: Vec<String> = members
         .into_iter()
         .filter(|r| r.kind == "anonymous_id")

@@ -37,7 +37,9 @@ use super::compact::{self, CompactGraph, CompactRules};
 use super::resolver::NodeStatus;
 use super::rules::IdentityRules;
 use super::store::{self, IdentifierRow, MergeRow};
-use super::{Cause, IdentityError, emit_status_change, link_json, load_rules, recompute};
+use super::{
+    Cause, IdentityError, LinkTrust, emit_status_change, link_json, load_rules, recompute,
+};
 use crate::events::NewEvent;
 use crate::ids::{ChannelId, MergeId};
 use crate::storage::{Store, Tx};
@@ -276,7 +278,7 @@ struct Snapshot {
     profile_active: Vec<bool>,
     links: IdColumn,
     ends: Vec<(u32, u32)>,
-    link_verified: Vec<bool>,
+    link_verified: Vec<super::LinkTrust>,
     link_times: Vec<i64>,
 }
 
@@ -370,7 +372,7 @@ async fn read_snapshot(
             };
             links.push(&link.id);
             ends.push((a, b));
-            link_verified.push(link.verified);
+            link_verified.push(LinkTrust::of(link.verified, link.trusted));
             link_times.push(link.observed_at);
         }
         if links.len() % REBUILD_PROGRESS_EVERY < page.len() {
@@ -476,17 +478,18 @@ pub async fn rebuild(
     let mut retract: Vec<(u32, u32)> = Vec::new();
     let mut components: Vec<u32> = (0..n as u32).collect();
     for (e, &(a, b)) in snapshot.ends.iter().enumerate() {
-        let (verified, at) = (snapshot.link_verified[e], snapshot.link_times[e]);
+        let (trust, at) = (snapshot.link_verified[e], snapshot.link_times[e]);
+        let (verified, trusted) = (trust.verified(), trust.trusted());
         if snapshot.blocked[a as usize] || snapshot.blocked[b as usize] {
             for end in [a, b] {
                 if snapshot.blocked[end as usize] {
                     retract.push((end, e as u32));
                 }
             }
-            graph.push_edge(a, a, verified, at);
+            graph.push_edge(a, a, verified, trusted, at);
             continue;
         }
-        graph.push_edge(a, b, verified, at);
+        graph.push_edge(a, b, verified, trusted, at);
         let (ra, rb) = (find(&mut components, a), find(&mut components, b));
         if ra != rb {
             components[ra.max(rb) as usize] = ra.min(rb);

@@ -6,22 +6,37 @@
 //! only, never on the order they arrived in: every collection is sorted before
 //! use and links are applied in a deterministic order.
 //!
+//! Every link carries how much it is worth: **verified** (a trusted key's
+//! login, or a trusted key saying `verified`), **trusted** (asserted by a
+//! trusted, server-side key) or a **claim** (asserted by a public key that
+//! anybody can read from a web page). Verified implies trusted.
+//!
 //! The algorithm, for one connected part of the identifier graph:
 //! 1. **Quarantine**: an identifier that is not an account and is linked to
 //!    more than `max_fanout` distinct identifiers links nothing.
 //! 2. **Shared devices**: a device identifier linked to two different values
-//!    of a unique type (limit 1, e.g. two `user_id`s) is shared: it links
-//!    nothing and stays context on both profiles.
-//! 3. **Strong links** (no unverified claimable end) are applied first, sorted
-//!    by (verified first, type priority, time, id), each only when the union
-//!    keeps every per-profile type limit; a refused link is a *conflict*.
-//! 4. **Unverified emails and phones**, one at a time in a fixed order: each
-//!    joins the guest profiles (no account) it was seen with, merging them;
-//!    seen with no guest, it joins the single account it was seen with. It
-//!    never joins a guest to an account: a guest joins a registered account
-//!    only through a verified identifier.
-//! 5. Each group's profile id is the oldest (smallest UUIDv7) home profile id
-//!    among its members: deterministic, and stable across merges.
+//!    of a unique type (limit 1, e.g. two `user_id`s), or through verified
+//!    links to two values of one claimable type (two people who signed in
+//!    with their email on one tablet), is shared: it links nothing and stays
+//!    context on both profiles.
+//! 3. **Strong links** are applied first, sorted by (verified first, type
+//!    priority, time, id), each only when the union keeps every per-profile
+//!    type limit; a refused link is a *conflict*. A link is strong when it is
+//!    trusted and, if it names an email or phone, verified.
+//! 4. **Unverified emails and phones** named by trusted keys, one at a time
+//!    in a fixed order: an identifier already in a profile with an account
+//!    joins nothing more (it is verified there; whoever else claims it must
+//!    verify it); otherwise it joins the guest profiles (no account) it was
+//!    seen with, merging them, or, seen with no guest, the single account it
+//!    was seen with. It never joins a guest to an account.
+//! 5. **Claims** (links of public keys that name a person: an account, an
+//!    email, a phone, a loyalty id, …) join nothing: each one between two
+//!    profiles is refused as needing verification. Links of public keys
+//!    between devices only are strong links.
+//! 6. Each group's profile id is the oldest (smallest UUIDv7) home profile id
+//!    among its members that name a person (not devices), or among all its
+//!    members when none does: deterministic, stable across merges, and a
+//!    person keeps their id when a device they used turns out to be shared.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -44,7 +59,11 @@ pub struct EdgeInput {
     pub id: String,
     pub from: String,
     pub to: String,
+    /// Made by a trusted key's login or a trusted call that says `verified`.
     pub verified: bool,
+    /// Asserted by a trusted (server-side) key; `false` for a public key's
+    /// claim. Verified implies trusted.
+    pub trusted: bool,
     pub observed_at: i64,
 }
 
@@ -100,7 +119,8 @@ impl JoinReason {
 pub enum Refusal {
     /// The union would hold more identifiers of `kind` than the limit.
     LimitExceeded { kind: String, limit: usize },
-    /// An unverified email or phone would join a profile holding an account.
+    /// An unverified email or phone would join a profile holding an account,
+    /// or a public key's claim would join two profiles.
     NeedsVerification,
 }
 
@@ -174,6 +194,7 @@ pub fn resolve(rules: &IdentityRules, nodes: &[NodeInput], edges: &[EdgeInput]) 
     edges.dedup_by(|x, y| x.0.id == y.0.id);
 
     let mut neighbours: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); nodes.len()];
+    let mut verified_neighbours: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); nodes.len()];
     let mut verified = vec![false; nodes.len()];
     for (e, a, b) in &edges {
         neighbours[*a].insert(*b);
@@ -181,22 +202,31 @@ pub fn resolve(rules: &IdentityRules, nodes: &[NodeInput], edges: &[EdgeInput]) 
         if e.verified {
             verified[*a] = true;
             verified[*b] = true;
+            verified_neighbours[*a].insert(*b);
+            verified_neighbours[*b].insert(*a);
         }
     }
     let class = |i: usize| rules.class(&nodes[i].kind);
+    let names_person = |i: usize| class(i) != IdentifierClass::Device;
     let status: Vec<NodeStatus> = (0..nodes.len())
-        .map(|i| node_status(rules, &nodes, &neighbours, i))
+        .map(|i| node_status(rules, &nodes, &neighbours, &verified_neighbours, i))
         .collect();
-    let claim_unverified = |i: usize| class(i) == IdentifierClass::Claimable && !verified[i];
 
-    // Strong links first, then weak ones; each sorted deterministically.
+    // Strong links first, then trusted unverified emails and phones, then
+    // public keys' claims; each sorted deterministically.
     let mut strong = Vec::new();
     let mut weak = Vec::new();
+    let mut claims = Vec::new();
     for (e, a, b) in &edges {
         if status[*a] != NodeStatus::Member || status[*b] != NodeStatus::Member {
             continue;
         }
-        if claim_unverified(*a) || claim_unverified(*b) {
+        let trusted = e.trusted || e.verified;
+        let claimable =
+            class(*a) == IdentifierClass::Claimable || class(*b) == IdentifierClass::Claimable;
+        if !trusted && (names_person(*a) || names_person(*b)) {
+            claims.push((*e, *a, *b));
+        } else if claimable && !e.verified {
             weak.push((*e, *a, *b));
         } else {
             strong.push((*e, *a, *b));
@@ -210,6 +240,7 @@ pub fn resolve(rules: &IdentityRules, nodes: &[NodeInput], edges: &[EdgeInput]) 
     };
     strong.sort_by_key(order);
     weak.sort_by_key(order);
+    claims.sort_by_key(order);
 
     let mut uf = UnionFind {
         parent: (0..nodes.len()).collect(),
@@ -223,32 +254,48 @@ pub fn resolve(rules: &IdentityRules, nodes: &[NodeInput], edges: &[EdgeInput]) 
     };
     let mut resolution = Resolution::default();
     for (e, a, b) in strong {
-        let reason = if (class(a) == IdentifierClass::Claimable && verified[a])
-            || (class(b) == IdentifierClass::Claimable && verified[b])
-        {
-            JoinReason::VerifiedIdentifier
-        } else {
-            JoinReason::SameEvent
-        };
+        // A strong link naming an email or phone is a verified one.
+        let reason =
+            if class(a) == IdentifierClass::Claimable || class(b) == IdentifierClass::Claimable {
+                JoinReason::VerifiedIdentifier
+            } else {
+                JoinReason::SameEvent
+            };
         try_union(rules, &mut uf, &mut resolution, e, a, b, reason);
     }
-    // Unverified claimable identifiers, one at a time in a fixed order. Each
+    // Unverified claimable identifiers, one at a time in a fixed order. One
+    // already in a profile with an account joins nothing more; otherwise it
     // joins the guest profiles it was seen with (merging them), or else the
     // one account it was seen with; it never joins a guest to an account.
-    let mut claims: BTreeMap<usize, Vec<(&EdgeInput, usize)>> = BTreeMap::new();
+    let mut by_claim: BTreeMap<usize, Vec<(&EdgeInput, usize)>> = BTreeMap::new();
     for (e, a, b) in weak {
-        let (claim, other) = if claim_unverified(a) { (a, b) } else { (b, a) };
-        claims.entry(claim).or_default().push((e, other));
+        let (claim, other) = if class(a) == IdentifierClass::Claimable {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        by_claim.entry(claim).or_default().push((e, other));
     }
-    let mut claim_order: Vec<usize> = claims.keys().copied().collect();
+    let mut claim_order: Vec<usize> = by_claim.keys().copied().collect();
     claim_order.sort_by_key(|&i| (rules.priority(&nodes[i].kind), nodes[i].id.clone()));
     for claim in claim_order {
-        let edges = claims.remove(&claim).unwrap_or_default();
+        let edges = by_claim.remove(&claim).unwrap_or_default();
         // The first edge (in link order) to each neighbouring group.
         let mut by_root: BTreeMap<usize, &EdgeInput> = BTreeMap::new();
         for (e, other) in &edges {
             let root = uf.find(*other);
             by_root.entry(root).or_insert(e);
+        }
+        let own = uf.find(claim);
+        if uf.has_account[own] {
+            for (root, e) in &by_root {
+                if *root != own {
+                    resolution
+                        .refused
+                        .push((e.id.clone(), Refusal::NeedsVerification));
+                }
+            }
+            continue;
         }
         let guests: Vec<usize> = by_root
             .keys()
@@ -284,6 +331,15 @@ pub fn resolve(rules: &IdentityRules, nodes: &[NodeInput], edges: &[EdgeInput]) 
             }
         }
     }
+    // Public keys' claims join nothing: one between two profiles needs
+    // verification (a trusted login, or a trusted key saying `verified`).
+    for (e, a, b) in claims {
+        if uf.find(a) != uf.find(b) {
+            resolution
+                .refused
+                .push((e.id.clone(), Refusal::NeedsVerification));
+        }
+    }
 
     let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for i in 0..nodes.len() {
@@ -293,10 +349,14 @@ pub fn resolve(rules: &IdentityRules, nodes: &[NodeInput], edges: &[EdgeInput]) 
     let mut out: Vec<Group> = groups
         .into_values()
         .map(|members| {
-            let survivor = members
+            // Homes of the members naming a person, else of all members.
+            let person_home = members
                 .iter()
+                .filter(|&&i| names_person(i))
                 .map(|&i| nodes[i].home.clone())
-                .min()
+                .min();
+            let survivor = person_home
+                .or_else(|| members.iter().map(|&i| nodes[i].home.clone()).min())
                 .unwrap_or_default();
             let mut members: Vec<String> = members.iter().map(|&i| nodes[i].id.clone()).collect();
             members.sort();
@@ -318,6 +378,7 @@ fn node_status(
     rules: &IdentityRules,
     nodes: &[&NodeInput],
     neighbours: &[BTreeSet<usize>],
+    verified_neighbours: &[BTreeSet<usize>],
     i: usize,
 ) -> NodeStatus {
     let class = rules.class(&nodes[i].kind);
@@ -331,6 +392,13 @@ fn node_status(
         for &n in &neighbours[i] {
             let kind = nodes[n].kind.as_str();
             if rules.max_per_profile(kind) == 1 {
+                *unique_values.entry(kind).or_default() += 1;
+            }
+        }
+        // Two people who each signed in (verified) with an email or phone.
+        for &n in &verified_neighbours[i] {
+            let kind = nodes[n].kind.as_str();
+            if rules.max_per_profile(kind) != 1 && rules.class(kind) == IdentifierClass::Claimable {
                 *unique_values.entry(kind).or_default() += 1;
             }
         }
@@ -407,7 +475,15 @@ mod tests {
             from: from.into(),
             to: to.into(),
             verified,
+            trusted: true,
             observed_at: 0,
+        }
+    }
+
+    fn claim(id: &str, from: &str, to: &str) -> EdgeInput {
+        EdgeInput {
+            trusted: false,
+            ..edge(id, from, to, false)
         }
     }
 
@@ -458,6 +534,8 @@ mod tests {
             &[edge("1", "g", "e", false), edge("2", "u", "e", false)],
             &[&["g", "e"], &["u"]],
         );
+        // Verified on the account, the email is the account's: a guest who
+        // names it without verification stays a guest.
         check(
             &nodes,
             &[
@@ -465,8 +543,81 @@ mod tests {
                 edge("2", "u", "e", false),
                 edge("3", "u", "e", true),
             ],
+            &[&["g"], &["e", "u"]],
+        );
+        // Verified for the guest too: one person.
+        check(
+            &nodes,
+            &[
+                edge("1", "g", "e", true),
+                edge("2", "u", "e", false),
+                edge("3", "u", "e", true),
+            ],
             &[&["g", "e", "u"]],
         );
+    }
+
+    #[test]
+    fn public_claims_join_nobody() {
+        let nodes = [
+            node("a", "anonymous_id"),
+            node("d", "device_id"),
+            node("e", "email"),
+            node("u", "user_id"),
+        ];
+        // A public key says: anonymous a is user u with email e, on device d.
+        let edges = [
+            claim("1", "u", "a"),
+            claim("2", "u", "e"),
+            claim("3", "a", "d"),
+        ];
+        check(&nodes, &edges, &[&["a", "d"], &["e"], &["u"]]);
+        let resolution = resolve(&IdentityRules::default(), &nodes, &edges);
+        assert_eq!(
+            resolution.refused,
+            vec![
+                ("1".to_string(), Refusal::NeedsVerification),
+                ("2".to_string(), Refusal::NeedsVerification),
+            ]
+        );
+        // Once the same links are made by a trusted login, they join.
+        check(
+            &nodes,
+            &[edges[0].clone(), edge("4", "u", "a", true)],
+            &[&["a", "u"], &["d"], &["e"]],
+        );
+    }
+
+    #[test]
+    fn shared_by_two_verified_emails() {
+        check(
+            &[
+                node("t", "anonymous_id"),
+                node("e1", "email"),
+                node("e2", "email"),
+            ],
+            &[edge("1", "t", "e1", true), edge("2", "t", "e2", true)],
+            &[&["t"], &["e1"], &["e2"]],
+        );
+    }
+
+    #[test]
+    fn a_person_keeps_their_profile_id_when_the_device_turns_shared() {
+        let nodes = [
+            node("t", "anonymous_id"),
+            node("u1", "user_id"),
+            node("u2", "user_id"),
+        ];
+        let rules = IdentityRules::default();
+        let before = resolve(&rules, &nodes, &[edge("1", "u1", "t", true)]);
+        assert_eq!(before.groups[0].survivor, "h-u1");
+        let after = resolve(
+            &rules,
+            &nodes,
+            &[edge("1", "u1", "t", true), edge("2", "u2", "t", true)],
+        );
+        assert_eq!(after.group_of("u1").unwrap().survivor, "h-u1");
+        assert_eq!(after.group_of("t").unwrap().survivor, "h-t");
     }
 
     #[test]
@@ -493,7 +644,7 @@ mod tests {
         ];
         (3usize..14).prop_flat_map(move |n| {
             let nodes = proptest::collection::vec(0usize..kinds.len(), n);
-            let edges = proptest::collection::vec((0..n, 0..n, any::<bool>(), 0i64..5), 0..24);
+            let edges = proptest::collection::vec((0..n, 0..n, 0u8..3, 0i64..5), 0..24);
             (nodes, edges).prop_map(move |(node_kinds, raw_edges)| {
                 let nodes: Vec<NodeInput> = node_kinds
                     .iter()
@@ -503,11 +654,12 @@ mod tests {
                 let edges = raw_edges
                     .iter()
                     .enumerate()
-                    .map(|(i, (a, b, v, t))| EdgeInput {
+                    .map(|(i, (a, b, level, t))| EdgeInput {
                         id: format!("e{i:02}"),
                         from: format!("n{a:02}"),
                         to: format!("n{b:02}"),
-                        verified: *v,
+                        verified: *level == 2,
+                        trusted: *level >= 1,
                         observed_at: *t,
                     })
                     .collect();

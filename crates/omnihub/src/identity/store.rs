@@ -4,6 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
+use super::LinkTrust;
 use super::resolver::NodeStatus;
 use crate::storage::StoreError;
 use crate::storage::sql::placeholders;
@@ -21,7 +22,7 @@ pub async fn lock_identity(
     dialect: crate::storage::Dialect,
 ) -> Result<(), StoreError> {
     if dialect == crate::storage::Dialect::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        sqlx::query(crate::storage::sql::PG_XACT_LOCK)
             .bind(IDENTITY_LOCK_ID)
             .execute(conn)
             .await?;
@@ -128,11 +129,11 @@ pub async fn find_identifiers(
 }
 
 /// The active links joining any of the identifier id pairs (either
-/// direction), as (from, to, verified).
+/// direction), as (from, to, trust).
 pub async fn active_links_among(
     conn: &mut AnyConnection,
     pairs: &[(String, String)],
-) -> Result<Vec<(String, String, bool)>, StoreError> {
+) -> Result<Vec<(String, String, LinkTrust)>, StoreError> {
     let mut out = Vec::new();
     for chunk in pairs.chunks(LINK_PAIR_CHUNK) {
         let n = padded(chunk.len());
@@ -144,7 +145,7 @@ pub async fn active_links_among(
             .collect::<Vec<_>>()
             .join(" OR ");
         let sql = format!(
-            "SELECT from_id, to_id, verified FROM identity_links WHERE retracted_at IS NULL AND ({cond})"
+            "SELECT from_id, to_id, verified, trusted FROM identity_links WHERE retracted_at IS NULL AND ({cond})"
         );
         let mut query = sqlx::query(&sql);
         for i in 0..n {
@@ -155,7 +156,10 @@ pub async fn active_links_among(
             out.push((
                 row.try_get("from_id")?,
                 row.try_get("to_id")?,
-                row.try_get::<i64, _>("verified")? != 0,
+                LinkTrust::of(
+                    row.try_get::<i64, _>("verified")? != 0,
+                    row.try_get::<i64, _>("trusted")? != 0,
+                ),
             ));
         }
     }
@@ -303,6 +307,8 @@ pub struct LinkRow {
     pub to_id: String,
     pub rule: String,
     pub verified: bool,
+    /// Asserted by a trusted key (false: a public key's claim).
+    pub trusted: bool,
     pub tracking_event_id: String,
     pub message_id: String,
     pub channel_id: Option<String>,
@@ -312,7 +318,7 @@ pub struct LinkRow {
     pub retracted_by: Option<String>,
 }
 
-const LINK_COLUMNS: &str = "id, from_id, to_id, rule, verified, tracking_event_id, message_id, channel_id, observed_at, created_at, retracted_at, retracted_by";
+const LINK_COLUMNS: &str = "id, from_id, to_id, rule, verified, trusted, tracking_event_id, message_id, channel_id, observed_at, created_at, retracted_at, retracted_by";
 
 fn link_from_row(row: &AnyRow) -> Result<LinkRow, StoreError> {
     Ok(LinkRow {
@@ -321,6 +327,7 @@ fn link_from_row(row: &AnyRow) -> Result<LinkRow, StoreError> {
         to_id: row.try_get("to_id")?,
         rule: row.try_get("rule")?,
         verified: row.try_get::<i64, _>("verified")? != 0,
+        trusted: row.try_get::<i64, _>("trusted")? != 0,
         tracking_event_id: row.try_get("tracking_event_id")?,
         message_id: row.try_get("message_id")?,
         channel_id: row.try_get("channel_id")?,
@@ -333,8 +340,8 @@ fn link_from_row(row: &AnyRow) -> Result<LinkRow, StoreError> {
 
 pub async fn insert_link(conn: &mut AnyConnection, link: &LinkRow) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO identity_links (id, from_id, to_id, rule, verified, tracking_event_id, message_id, channel_id, observed_at, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO identity_links (id, from_id, to_id, rule, verified, tracking_event_id, message_id, channel_id, observed_at, created_at, trusted)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(link.id.as_str())
     .bind(link.from_id.as_str())
@@ -346,6 +353,7 @@ pub async fn insert_link(conn: &mut AnyConnection, link: &LinkRow) -> Result<(),
     .bind(link.channel_id.as_deref())
     .bind(link.observed_at)
     .bind(link.created_at)
+    .bind(i64::from(link.trusted || link.verified))
     .execute(conn)
     .await?;
     Ok(())
@@ -714,6 +722,7 @@ pub struct RebuildLink {
     pub from_id: String,
     pub to_id: String,
     pub verified: bool,
+    pub trusted: bool,
     pub observed_at: i64,
 }
 
@@ -724,7 +733,7 @@ pub async fn rebuild_links_page<'e>(
     limit: i64,
 ) -> Result<Vec<RebuildLink>, StoreError> {
     let rows = sqlx::query(
-        "SELECT id, from_id, to_id, verified, observed_at FROM identity_links
+        "SELECT id, from_id, to_id, verified, trusted, observed_at FROM identity_links
          WHERE id > $1 AND retracted_at IS NULL ORDER BY id LIMIT $2",
     )
     .bind(after)
@@ -738,6 +747,7 @@ pub async fn rebuild_links_page<'e>(
                 from_id: row.try_get("from_id")?,
                 to_id: row.try_get("to_id")?,
                 verified: row.try_get::<i64, _>("verified")? != 0,
+                trusted: row.try_get::<i64, _>("trusted")? != 0,
                 observed_at: row.try_get("observed_at")?,
             })
         })

@@ -25,6 +25,8 @@ use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{Page, PageParams};
 use crate::http::problem::{ApiError, ErrorCode, Problem};
 use crate::ids::{ChannelId, IncidentId, LocationId, ReservationId, TransferId};
+use crate::keys::Principal;
+use crate::keys::reach::Reach;
 use crate::locations::{Coordinates, LocationKind};
 
 impl From<InventoryError> for ApiError {
@@ -52,6 +54,14 @@ impl From<InventoryError> for ApiError {
                 ApiError::new(ErrorCode::LocationNotVisible, detail)
             }
             InventoryError::ReservationNotFound => ApiError::not_found("reservation"),
+            InventoryError::OutOfBounds { .. } => {
+                ApiError::new(ErrorCode::QuantityOutOfBounds, detail)
+            }
+            InventoryError::Unbacked { .. } => ApiError::new(ErrorCode::StockUnbacked, detail),
+            InventoryError::BacksOrder(_) => {
+                ApiError::new(ErrorCode::ReservationBacksOrder, detail)
+            }
+            InventoryError::OutsideStore => ApiError::new(ErrorCode::Forbidden, detail),
             InventoryError::TransferNotFound => ApiError::not_found("transfer"),
             InventoryError::ReservationClosed(_) | InventoryError::TransferClosed(_) => {
                 ApiError::new(ErrorCode::InvalidState, detail)
@@ -60,6 +70,23 @@ impl From<InventoryError> for ApiError {
             InventoryError::Store(e) => e.into(),
         }
     }
+}
+
+/// Keeps only `channel`'s entries in an incident's `unbacked` list (other
+/// channels' order and reservation ids are theirs).
+fn own_unbacked_only(mut details: serde_json::Value, channel: &str) -> serde_json::Value {
+    if let Some(unbacked) = details
+        .get_mut("unbacked")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        unbacked.retain(|u| u["channel_id"] == channel);
+    }
+    details
+}
+
+/// The caller's reach over commerce objects (`keys::reach`).
+async fn reach(state: &AppState, caller: &Principal) -> Result<Reach, ApiError> {
+    Ok(Reach::of(&state.channels, &state.store, caller).await?)
 }
 
 fn parse_sku(field: &str, raw: &str) -> Result<Sku, ApiError> {
@@ -200,14 +227,15 @@ pub async fn record_movements(
             .map_err(|e: String| ApiError::invalid_field(field("reason"), e))?;
         let quantity = match reason {
             ClientReason::Adjustment
-                if m.quantity != 0 && m.quantity.abs() <= MAX_LINE_QUANTITY =>
+                if m.quantity != 0
+                    && (-MAX_LINE_QUANTITY..=MAX_LINE_QUANTITY).contains(&m.quantity) =>
             {
                 m.quantity
             }
             ClientReason::Adjustment => {
                 return Err(ApiError::invalid_field(
                     field("quantity"),
-                    "an adjustment is a non-zero change",
+                    format!("an adjustment is a non-zero change of at most ±{MAX_LINE_QUANTITY}"),
                 ));
             }
             ClientReason::Count | ClientReason::SafetyStock
@@ -240,6 +268,15 @@ pub async fn record_movements(
                 .unwrap_or(now),
         });
     }
+    let reach = reach(&state, &caller).await?;
+    if let Some(i) = parsed.iter().position(|m| !reach.at(m.location)) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "movements[{i}]: this key's channel is bound to its store; it records movements only there"
+            ),
+        ));
+    }
     let outcome = movements::record(&state.store, caller.channel_id, parsed).await?;
     Ok(axum::Json(MovementOutcome {
         applied: outcome.applied,
@@ -258,15 +295,19 @@ pub async fn record_movements(
     }))
 }
 
-/// Incidents to act on (e.g. oversold offline sales), oldest first.
+/// Incidents to act on (e.g. oversold offline sales), oldest first. An
+/// oversold incident's `details.unbacked` lists the reservations and orders it
+/// left unbacked: the key's own channel's (every channel's with `commerce:all`).
 #[utoipa::path(get, extensions(("x-required-scopes" = json!(["inventory:read"]))), path = "/v1/inventory/incidents", tag = "inventory",
     params(PageParams),
     responses((status = 200, body = Page<IncidentBody>)))]
 pub async fn list_incidents(
     State(state): State<AppState>,
-    _caller: Authorized<scope::InventoryRead>,
+    caller: Authorized<scope::InventoryRead>,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<Page<IncidentBody>>, ApiError> {
+    let reach = reach(&state, &caller).await?;
+    let own = caller.channel_id.to_string();
     let limit = page.limit();
     let rows = store::list_incidents(
         state.store.reader(),
@@ -283,7 +324,11 @@ pub async fn list_incidents(
             kind: r.kind,
             sku: r.sku,
             location_id: r.location_id,
-            details: r.details,
+            details: if reach.all_channels {
+                r.details
+            } else {
+                own_unbacked_only(r.details, &own)
+            },
             channel_id: r.channel_id,
             occurred_at: r.occurred_at,
             created_at: r.created_at,
@@ -641,11 +686,14 @@ pub async fn create_reservation(
     responses((status = 200, body = ReservationBody), (status = 404, body = Problem)))]
 pub async fn get_reservation(
     State(state): State<AppState>,
-    _caller: Authorized<scope::InventoryRead>,
+    caller: Authorized<scope::InventoryRead>,
     Path(id): Path<ReservationId>,
 ) -> Result<axum::Json<ReservationBody>, ApiError> {
+    let reach = reach(&state, &caller).await?;
+    // Another channel's reservation is not found, like a missing one.
     let reservation = reservations::get(&state.store, id)
         .await?
+        .filter(|r| reach.owns(Some(r.channel_id)))
         .ok_or_else(|| ApiError::not_found("reservation"))?;
     Ok(axum::Json(reservation.into()))
 }
@@ -660,7 +708,7 @@ pub async fn release_reservation(
     Path(id): Path<ReservationId>,
 ) -> Result<axum::Json<ReservationBody>, ApiError> {
     Ok(axum::Json(
-        reservations::release(&state.store, id, caller.channel_id)
+        reservations::release(&state.store, id, reach(&state, &caller).await?)
             .await?
             .into(),
     ))
@@ -680,14 +728,19 @@ pub struct AllocateReservation {
     responses((status = 200, body = ReservationBody), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn allocate_reservation(
     State(state): State<AppState>,
-    _caller: Authorized<scope::InventoryWrite>,
+    caller: Authorized<scope::InventoryWrite>,
     Path(id): Path<ReservationId>,
     Json(body): Json<AllocateReservation>,
 ) -> Result<axum::Json<ReservationBody>, ApiError> {
     Ok(axum::Json(
-        reservations::allocate(&state.store, id, body.reference)
-            .await?
-            .into(),
+        reservations::allocate(
+            &state.store,
+            id,
+            body.reference,
+            reach(&state, &caller).await?,
+        )
+        .await?
+        .into(),
     ))
 }
 
@@ -710,9 +763,14 @@ pub async fn fulfil_reservation(
     Json(body): Json<FulfilReservation>,
 ) -> Result<axum::Json<ReservationBody>, ApiError> {
     Ok(axum::Json(
-        reservations::fulfil(&state.store, id, body.location_id, caller.channel_id)
-            .await?
-            .into(),
+        reservations::fulfil(
+            &state.store,
+            id,
+            body.location_id,
+            reach(&state, &caller).await?,
+        )
+        .await?
+        .into(),
     ))
 }
 
@@ -817,11 +875,14 @@ pub async fn create_transfer(
     responses((status = 200, body = TransferBody), (status = 404, body = Problem)))]
 pub async fn get_transfer(
     State(state): State<AppState>,
-    _caller: Authorized<scope::InventoryRead>,
+    caller: Authorized<scope::InventoryRead>,
     Path(id): Path<TransferId>,
 ) -> Result<axum::Json<TransferBody>, ApiError> {
+    let reach = reach(&state, &caller).await?;
+    // Another channel's transfer is not found, like a missing one.
     let transfer = transfers::get(&state.store, id)
         .await?
+        .filter(|t| transfers::within_reach(&reach, t))
         .ok_or_else(|| ApiError::not_found("transfer"))?;
     Ok(axum::Json(transfer.into()))
 }
@@ -836,7 +897,7 @@ pub async fn receive_transfer(
     Path(id): Path<TransferId>,
 ) -> Result<axum::Json<TransferBody>, ApiError> {
     Ok(axum::Json(
-        transfers::finish(&state.store, caller.channel_id, id, false)
+        transfers::finish(&state.store, reach(&state, &caller).await?, id, false)
             .await?
             .into(),
     ))
@@ -852,7 +913,7 @@ pub async fn cancel_transfer(
     Path(id): Path<TransferId>,
 ) -> Result<axum::Json<TransferBody>, ApiError> {
     Ok(axum::Json(
-        transfers::finish(&state.store, caller.channel_id, id, true)
+        transfers::finish(&state.store, reach(&state, &caller).await?, id, true)
             .await?
             .into(),
     ))
@@ -1216,6 +1277,8 @@ pub async fn rebuild_ledger(
     State(state): State<AppState>,
     _caller: Authorized<scope::Admin>,
 ) -> Result<axum::Json<LedgerReport>, ApiError> {
+    // Reads after its write: the answer is stored once the write committed.
+    crate::idempotency::answer_after_commit();
     let repaired = ledger::rebuild(&state.store).await?;
     Ok(axum::Json(report(
         repaired,

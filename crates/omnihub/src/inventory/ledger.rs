@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Quantity, Reason, StockLevel, store};
+use super::{InventoryError, MAX_LEVEL_QUANTITY, Quantity, Reason, StockLevel, store};
 use crate::catalog::Sku;
 use crate::events::NewEvent;
 use crate::ids::{ChannelId, LocationId, MovementId};
@@ -71,12 +71,13 @@ impl Changes {
     }
 }
 
-/// Applies a movement unconditionally; returns the new level.
+/// Applies a movement; returns the new level. Refused only when it would
+/// take the quantity outside `±MAX_LEVEL_QUANTITY` (`OutOfBounds`).
 pub async fn apply(
     tx: &mut Tx,
     changes: &mut Changes,
     m: Movement<'_>,
-) -> Result<StockLevel, StoreError> {
+) -> Result<StockLevel, InventoryError> {
     let now = tx.now();
     let location = m.location.to_string();
     store::ensure_level(tx.conn(), m.sku.as_str(), &location, now).await?;
@@ -86,9 +87,15 @@ pub async fn apply(
         &location,
         m.quantity,
         m.delta,
+        MAX_LEVEL_QUANTITY,
         now,
     )
-    .await?;
+    .await?
+    .ok_or_else(|| InventoryError::OutOfBounds {
+        sku: m.sku.to_string(),
+        location: location.clone(),
+        quantity: m.quantity.column(),
+    })?;
     write_movement(tx, changes.channel, &m, &location).await?;
     changes.record(m.sku, m.location, level.clone());
     Ok(level)

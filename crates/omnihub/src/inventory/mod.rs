@@ -17,6 +17,7 @@ pub mod http;
 pub mod ledger;
 pub mod movements;
 pub mod policy;
+pub mod promises;
 pub mod reservations;
 pub mod sourcing;
 pub mod store;
@@ -199,6 +200,11 @@ impl StockLevel {
 
 /// Largest quantity in one line or movement.
 pub const MAX_LINE_QUANTITY: i64 = 100_000;
+/// Bound of every stock quantity of a level (on hand, reserved, incoming,
+/// unsellable, safety stock), both ways: a movement that would take one
+/// outside `-MAX_LEVEL_QUANTITY..=MAX_LEVEL_QUANTITY` is refused
+/// (`quantity_out_of_bounds`), so sums never overflow an `i64`.
+pub const MAX_LEVEL_QUANTITY: i64 = 1_000_000_000;
 /// Most lines in one reservation, movement batch, transfer or plan.
 pub const MAX_LINES: usize = 500;
 /// Longest reservation hold a client may ask for (24 h).
@@ -226,6 +232,24 @@ pub enum InventoryError {
     LocationNotVisible(String),
     #[error("reservation not found")]
     ReservationNotFound,
+    #[error("{sku} at {location}: {quantity} would leave -{max}..={max}", max = MAX_LEVEL_QUANTITY)]
+    OutOfBounds {
+        sku: String,
+        location: String,
+        quantity: &'static str,
+    },
+    #[error(
+        "{sku} at {location}: {units} reserved unit(s) are not on hand (an oversold sale took them); bring stock there (a receipt, a transfer) or cancel"
+    )]
+    Unbacked {
+        sku: String,
+        location: String,
+        units: i64,
+    },
+    #[error("the reservation backs {0}; change it through the order")]
+    BacksOrder(String),
+    #[error("the key's channel is bound to its store; it acts only there")]
+    OutsideStore,
     #[error("the reservation is {0}; only an active or allocated one can change")]
     ReservationClosed(String),
     #[error("transfer not found")]

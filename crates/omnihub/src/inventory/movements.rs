@@ -10,6 +10,7 @@
 use serde_json::json;
 
 use super::ledger::{self, Changes, Movement};
+use super::promises;
 use super::{ClientReason, InventoryError, Quantity, Reason, store};
 use crate::catalog::{self, Sku};
 use crate::events::NewEvent;
@@ -190,12 +191,20 @@ async fn record_in(
                         reason: Reason::Sale,
                         ..base
                     };
-                    let level = ledger::apply(tx, &mut changes, movement).await?;
-                    if level.available() < 0 {
-                        let incident = oversold(tx, channel, &m, &sku, quantity, &level).await?;
-                        outcome.incidents.push(incident);
-                    }
+                    ledger::apply(tx, &mut changes, movement).await?;
                 }
+            }
+            // Which reservations the stock there still backs (see `promises`).
+            let level = store::level(tx.conn(), sku.as_str(), &m.location.to_string())
+                .await?
+                .unwrap_or_default();
+            let unbacked = promises::recheck(tx, &sku, m.location, &level).await?;
+            if m.reason == ClientReason::Sale && level.available() < 0 {
+                let incident = oversold(tx, channel, &m, &sku, quantity, &level, &unbacked).await?;
+                promises::emit_unbacked(tx, &unbacked, Some(&incident.id.to_string()));
+                outcome.incidents.push(incident);
+            } else {
+                promises::emit_unbacked(tx, &unbacked, None);
             }
         }
         outcome.applied.push(m.client_id);
@@ -211,9 +220,18 @@ async fn oversold(
     sku: &Sku,
     quantity: i64,
     level: &super::StockLevel,
+    unbacked: &[promises::Unbacked],
 ) -> Result<Incident, InventoryError> {
     let now = tx.now();
     let id = IncidentId::new();
+    // Every reservation (and the order behind it) the sale left unbacked.
+    let unbacked: Vec<serde_json::Value> = unbacked
+        .iter()
+        .map(|u| {
+            json!({ "reservation_id": u.reservation_id, "order_id": u.order_id,
+                    "channel_id": u.channel_id, "units": u.quantity })
+        })
+        .collect();
     let details = json!({
         "client_id": m.client_id,
         "sold": quantity,
@@ -221,6 +239,7 @@ async fn oversold(
         "on_hand_after": level.on_hand,
         "reserved": level.reserved,
         "sold_at": m.occurred_at,
+        "unbacked": unbacked,
     });
     store::insert_incident(
         tx.conn(),

@@ -14,12 +14,14 @@ use chrono::Duration;
 
 use super::ledger::{self, Changes, Movement};
 use super::policy::{self, ChannelPolicy};
+use super::promises;
 use super::sourcing::{self, Candidate, Delivery};
 use super::store::{self, ReservationRow};
 use super::{InventoryError, Quantity, Reason, Shortage};
 use crate::catalog::{self, Sku};
 use crate::events::NewEvent;
 use crate::ids::{ChannelId, LocationId, ReservationId};
+use crate::keys::reach::Reach;
 use crate::locations::{self, Location};
 use tokio::sync::{mpsc, oneshot};
 
@@ -251,7 +253,8 @@ pub async fn reserve(
     if !shortages.is_empty() {
         return Err(InventoryError::InsufficientStock(shortages));
     }
-    if prepared.unlocated.is_empty() {
+    // An idempotent request's answer commits with its own write: no batch.
+    if prepared.unlocated.is_empty() && !crate::idempotency::holds_writes() {
         return inventory.reservations.submit(prepared).await;
     }
     store
@@ -387,6 +390,7 @@ pub(crate) fn event(kind: &str, r: &Reservation, now: Timestamp) -> NewEvent {
     )
     .channel(Some(r.channel_id))
     .subject("reservation_id", r.id)
+    .subject(crate::events::visibility::OWNER_SUBJECT, r.channel_id)
 }
 
 async fn load(tx: &mut Tx, id: ReservationId) -> Result<Reservation, InventoryError> {
@@ -450,10 +454,11 @@ pub async fn release_in(
     }
     let reference = format!("reservation:{id}");
     let mut changes = Changes::new(channel.or(Some(reservation.channel_id)));
+    store::clear_unbacked(tx.conn(), &id.to_string()).await?;
     for line in &reservation.lines {
         let open = line.quantity - line.fulfilled;
         if open > 0 {
-            ledger::apply(
+            let level = ledger::apply(
                 tx,
                 &mut changes,
                 Movement {
@@ -467,6 +472,8 @@ pub async fn release_in(
                 },
             )
             .await?;
+            // Units given back may back another reservation left unbacked.
+            promises::recheck(tx, &line.sku, line.location_id, &level).await?;
         }
     }
     reservation.status = to;
@@ -477,13 +484,36 @@ pub async fn release_in(
     Ok(reservation)
 }
 
+/// Checks that a caller may change reservation `id` directly: it is out of
+/// reach (another channel's: not found, like a missing one), or it backs an
+/// order and changes only through the order.
+async fn check_direct_change(
+    tx: &mut Tx,
+    id: ReservationId,
+    reach: &Reach,
+) -> Result<(), InventoryError> {
+    let reservation = load(tx, id).await?;
+    if !reach.owns(Some(reservation.channel_id)) {
+        return Err(InventoryError::ReservationNotFound);
+    }
+    if let Some(order) = store::order_backed_by(tx.conn(), &id.to_string()).await? {
+        return Err(InventoryError::BacksOrder(format!("order {order}")));
+    }
+    Ok(())
+}
+
 pub async fn release(
     store: &Store,
     id: ReservationId,
-    channel: ChannelId,
+    reach: Reach,
 ) -> Result<Reservation, InventoryError> {
     store
-        .write(move |tx| Box::pin(async move { release_in(tx, id, false, Some(channel)).await }))
+        .write(move |tx| {
+            Box::pin(async move {
+                check_direct_change(tx, id, &reach).await?;
+                release_in(tx, id, false, Some(reach.channel)).await
+            })
+        })
         .await
 }
 
@@ -527,9 +557,15 @@ pub async fn allocate(
     store: &Store,
     id: ReservationId,
     reference: Option<String>,
+    reach: Reach,
 ) -> Result<Reservation, InventoryError> {
     store
-        .write(move |tx| Box::pin(async move { allocate_in(tx, id, reference).await }))
+        .write(move |tx| {
+            Box::pin(async move {
+                check_direct_change(tx, id, &reach).await?;
+                allocate_in(tx, id, reference).await
+            })
+        })
         .await
 }
 
@@ -554,13 +590,26 @@ pub async fn fulfil_in(
     }
     let reference = format!("reservation:{id}");
     let mut changes = Changes::new(channel.or(Some(reservation.channel_id)));
+    // Units an oversold sale took are not on hand: they cannot leave.
+    let unbacked = store::unbacked_lines(tx.conn(), &id.to_string()).await?;
     for line in reservation.lines.iter_mut() {
         let open = line.quantity - line.fulfilled;
         if open == 0 || location.is_some_and(|l| l != line.location_id) {
             continue;
         }
+        let location_text = line.location_id.to_string();
+        if let Some((_, _, units)) = unbacked
+            .iter()
+            .find(|(sku, at, _)| sku == line.sku.as_str() && *at == location_text)
+        {
+            return Err(InventoryError::Unbacked {
+                sku: line.sku.to_string(),
+                location: location_text,
+                units: *units,
+            });
+        }
         for quantity in [Quantity::OnHand, Quantity::Reserved] {
-            ledger::apply(
+            let level = ledger::apply(
                 tx,
                 &mut changes,
                 Movement {
@@ -574,6 +623,14 @@ pub async fn fulfil_in(
                 },
             )
             .await?;
+            if quantity == Quantity::OnHand && level.on_hand < 0 {
+                // Never below zero through a fulfilment.
+                return Err(InventoryError::Unbacked {
+                    sku: line.sku.to_string(),
+                    location: location_text.clone(),
+                    units: -level.on_hand,
+                });
+            }
         }
         line.fulfilled = line.quantity;
         store::set_line_fulfilled(tx.conn(), &id.to_string(), line.line_no, line.fulfilled).await?;
@@ -603,10 +660,15 @@ pub async fn fulfil(
     store: &Store,
     id: ReservationId,
     location: Option<LocationId>,
-    channel: ChannelId,
+    reach: Reach,
 ) -> Result<Reservation, InventoryError> {
     store
-        .write(move |tx| Box::pin(async move { fulfil_in(tx, id, location, Some(channel)).await }))
+        .write(move |tx| {
+            Box::pin(async move {
+                check_direct_change(tx, id, &reach).await?;
+                fulfil_in(tx, id, location, Some(reach.channel)).await
+            })
+        })
         .await
 }
 

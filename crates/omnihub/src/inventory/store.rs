@@ -41,27 +41,33 @@ pub async fn ensure_level(
 }
 
 /// Adds `delta` to one quantity unconditionally; returns the new level.
+/// Adds `delta` to one quantity of a level, only if the result stays within
+/// `-bound..=bound`; `None` when it would not (nothing changes).
 pub async fn add(
     conn: &mut AnyConnection,
     sku: &str,
     location: &str,
     quantity: Quantity,
     delta: i64,
+    bound: i64,
     now: Timestamp,
-) -> Result<StockLevel, StoreError> {
+) -> Result<Option<StockLevel>, StoreError> {
     let column = quantity.column();
     let sql = format!(
         "UPDATE stock_levels SET {column} = {column} + $1, updated_at = $2 \
-         WHERE sku = $3 AND location_id = $4 RETURNING {LEVEL_COLUMNS}"
+         WHERE sku = $3 AND location_id = $4 AND {column} + $1 BETWEEN $5 AND $6 \
+         RETURNING {LEVEL_COLUMNS}"
     );
     let row = sqlx::query(&sql)
         .bind(delta)
         .bind(time::to_micros(now))
         .bind(sku)
         .bind(location)
-        .fetch_one(conn)
+        .bind(-bound)
+        .bind(bound)
+        .fetch_optional(conn)
         .await?;
-    level_from_row(&row)
+    row.map(|row| level_from_row(&row)).transpose()
 }
 
 /// Reserves `quantity` only if that leaves `available − buffer ≥ 0`: the
@@ -545,6 +551,132 @@ pub async fn try_take(
 }
 
 /// A transfer as stored; `lines` is `[(sku, quantity)]`.
+/// The hub's order whose stock reservation `reservation_id` is, if any. (The
+/// one read of the orders table here: a reservation that backs an order
+/// changes only through the order, checked inside the same transaction.)
+pub async fn order_backed_by(
+    conn: &mut AnyConnection,
+    reservation_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT id FROM orders WHERE reservation_id = $1 LIMIT 1")
+        .bind(reservation_id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|r| r.try_get("id")).transpose()?)
+}
+
+/// An open reservation line at one spot, for [`super::promises`].
+pub struct OpenLine {
+    pub reservation_id: String,
+    /// The channel that owns the reservation.
+    pub channel_id: String,
+    pub line_no: i64,
+    pub open: i64,
+    pub unbacked: i64,
+}
+
+/// Whether any reservation line at (`sku`, `location`) is unbacked (the
+/// partial index `reservation_lines_unbacked` answers it).
+pub async fn has_unbacked(
+    conn: &mut AnyConnection,
+    sku: &str,
+    location: &str,
+) -> Result<bool, StoreError> {
+    let row = sqlx::query(
+        "SELECT 1 AS one FROM reservation_lines WHERE sku = $1 AND location_id = $2 AND unbacked > 0 LIMIT 1",
+    )
+    .bind(sku)
+    .bind(location)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// The open lines of open reservations at (`sku`, `location`), newest
+/// reservation first.
+pub async fn open_lines_at(
+    conn: &mut AnyConnection,
+    sku: &str,
+    location: &str,
+) -> Result<Vec<OpenLine>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT l.reservation_id, r.channel_id, l.line_no, l.quantity - l.fulfilled AS open, l.unbacked \
+         FROM reservation_lines l JOIN reservations r ON r.id = l.reservation_id \
+         WHERE l.sku = $1 AND l.location_id = $2 AND l.quantity > l.fulfilled \
+           AND r.status IN ('active', 'allocated') \
+         ORDER BY r.created_at DESC, l.reservation_id DESC, l.line_no DESC",
+    )
+    .bind(sku)
+    .bind(location)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(OpenLine {
+                reservation_id: r.try_get("reservation_id")?,
+                channel_id: r.try_get("channel_id")?,
+                line_no: r.try_get("line_no")?,
+                open: r.try_get("open")?,
+                unbacked: r.try_get("unbacked")?,
+            })
+        })
+        .collect()
+}
+
+/// A reservation no longer open holds nothing unbacked.
+pub async fn clear_unbacked(
+    conn: &mut AnyConnection,
+    reservation_id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE reservation_lines SET unbacked = 0 WHERE reservation_id = $1 AND unbacked > 0",
+    )
+    .bind(reservation_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_line_unbacked(
+    conn: &mut AnyConnection,
+    reservation_id: &str,
+    line_no: i64,
+    unbacked: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE reservation_lines SET unbacked = $1 WHERE reservation_id = $2 AND line_no = $3",
+    )
+    .bind(unbacked)
+    .bind(reservation_id)
+    .bind(line_no)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The unbacked lines of a reservation: (SKU, location, units).
+pub async fn unbacked_lines<'e>(
+    conn: impl sqlx::Executor<'e, Database = Any>,
+    reservation_id: &str,
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT sku, location_id, unbacked FROM reservation_lines \
+         WHERE reservation_id = $1 AND unbacked > 0 ORDER BY line_no",
+    )
+    .bind(reservation_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("sku")?,
+                r.try_get("location_id")?,
+                r.try_get("unbacked")?,
+            ))
+        })
+        .collect()
+}
+
 pub struct TransferRow {
     pub id: String,
     pub from_location_id: String,

@@ -4,11 +4,13 @@
 //! in-transit transfer puts everything back.
 
 use super::ledger::{self, Changes, Movement};
+use super::promises;
 use super::store::{self, TransferRow};
 use super::{InventoryError, Quantity, Reason, Shortage};
 use crate::catalog::{self, Sku};
 use crate::events::NewEvent;
 use crate::ids::{ChannelId, LocationId, TransferId};
+use crate::keys::reach::Reach;
 use crate::locations;
 use crate::storage::{Store, Tx};
 use crate::time::Timestamp;
@@ -21,6 +23,8 @@ pub struct Transfer {
     /// `in_transit`, `received` or `cancelled`.
     pub status: String,
     pub lines: Vec<(Sku, i64)>,
+    /// The channel that created it (none: made by the hub itself).
+    pub channel_id: Option<ChannelId>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -45,6 +49,7 @@ impl TryFrom<TransferRow> for Transfer {
                 .into_iter()
                 .map(|(s, q)| (Sku::from_trusted(s), q))
                 .collect(),
+            channel_id: t.channel_id.as_deref().and_then(|c| c.parse().ok()),
             created_at: t.created_at,
             updated_at: t.updated_at,
         })
@@ -52,7 +57,7 @@ impl TryFrom<TransferRow> for Transfer {
 }
 
 fn event(kind: &str, t: &Transfer, channel: ChannelId, now: Timestamp) -> NewEvent {
-    NewEvent::new(
+    let event = NewEvent::new(
         kind,
         now,
         serde_json::json!({
@@ -61,7 +66,11 @@ fn event(kind: &str, t: &Transfer, channel: ChannelId, now: Timestamp) -> NewEve
         }),
     )
     .channel(Some(channel))
-    .subject("transfer_id", t.id)
+    .subject("transfer_id", t.id);
+    match t.channel_id {
+        Some(owner) => event.subject(crate::events::visibility::OWNER_SUBJECT, owner),
+        None => event,
+    }
 }
 
 /// Ships a transfer: all lines or none.
@@ -163,12 +172,26 @@ async fn create_in(
 }
 
 /// Receives (`cancel = false`) or cancels an in-transit transfer.
+/// Whether a key with `reach` may see and work transfer `t`: its own
+/// channel's transfers; a key bound to a store, the transfers from or to its
+/// store (whichever channel created them); `commerce:all`, every transfer.
+pub fn within_reach(reach: &Reach, t: &Transfer) -> bool {
+    if reach.all_channels {
+        return true;
+    }
+    match reach.store {
+        Some(store) => store == t.from || store == t.to,
+        None => reach.owns(t.channel_id),
+    }
+}
+
 pub async fn finish(
     store: &Store,
-    channel: ChannelId,
+    reach: Reach,
     id: TransferId,
     cancel: bool,
 ) -> Result<Transfer, InventoryError> {
+    let channel = reach.channel;
     store
         .write(move |tx| {
             Box::pin(async move {
@@ -177,6 +200,9 @@ pub async fn finish(
                     .await?
                     .ok_or(InventoryError::TransferNotFound)?;
                 let mut transfer = Transfer::try_from(row)?;
+                if !within_reach(&reach, &transfer) {
+                    return Err(InventoryError::TransferNotFound);
+                }
                 let to_status = if cancel { "cancelled" } else { "received" };
                 if !store::transition_transfer(
                     tx.conn(),
@@ -216,7 +242,10 @@ pub async fn finish(
                         reference: Some(&reference),
                         occurred_at: now,
                     };
-                    ledger::apply(tx, &mut changes, arrived).await?;
+                    let level = ledger::apply(tx, &mut changes, arrived).await?;
+                    // Stock arriving may back reservations left unbacked.
+                    let unbacked = promises::recheck(tx, sku, location, &level).await?;
+                    promises::emit_unbacked(tx, &unbacked, None);
                 }
                 transfer.status = to_status.into();
                 transfer.updated_at = now;

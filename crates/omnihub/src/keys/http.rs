@@ -91,7 +91,14 @@ pub async fn create_key(
     State(state): State<AppState>,
     caller: Authorized<scope::Admin>,
     Json(body): Json<CreateKey>,
-) -> Result<(StatusCode, axum::Json<CreatedKey>), ApiError> {
+) -> Result<
+    (
+        StatusCode,
+        axum::Extension<crate::idempotency::SecretAnswer>,
+        axum::Json<CreatedKey>,
+    ),
+    ApiError,
+> {
     let name = body.name.trim().to_string();
     if name.is_empty()
         || name.chars().count() > MAX_NAME_CHARS
@@ -112,8 +119,13 @@ pub async fn create_key(
         Some(caller.channel_id),
     )
     .await?;
+    // The secret is shown once: an idempotent replay withholds it.
+    let secret_answer = crate::idempotency::SecretAnswer {
+        resource: format!("/v1/keys/{}", key.id),
+    };
     Ok((
         StatusCode::CREATED,
+        axum::Extension(secret_answer),
         axum::Json(CreatedKey {
             key: key.into(),
             secret,

@@ -3,6 +3,8 @@
 
 pub mod cache;
 pub mod http;
+pub mod login_token;
+pub mod reach;
 pub mod store;
 pub mod stream_token;
 
@@ -47,6 +49,7 @@ scopes! {
     CartsWrite => "carts:write",
     OrdersRead => "orders:read",
     OrdersWrite => "orders:write",
+    CommerceAll => "commerce:all",
 }
 
 impl fmt::Display for Scope {
@@ -154,6 +157,16 @@ pub fn generate_secret() -> NewSecret {
         prefix: secret[..DISPLAY_PREFIX_CHARS].to_string(),
         secret,
     }
+}
+
+/// True when `secret` has the form of a key the hub issues (`ohk_` and 43
+/// letters or digits), so anything else is refused without a lookup.
+pub fn is_well_formed(secret: &str) -> bool {
+    secret.len() == SECRET_PREFIX.len() + SECRET_RANDOM_CHARS
+        && secret.starts_with(SECRET_PREFIX)
+        && secret[SECRET_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric())
 }
 
 /// The stored form of a secret. A plain SHA-256 is enough: the secret has 256

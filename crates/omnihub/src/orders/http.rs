@@ -20,6 +20,8 @@ use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{Page, PageParams};
 use crate::http::problem::{ApiError, ErrorCode, Problem};
 use crate::ids::{CartId, ChannelId, LocationId, OrderId, ReservationId};
+use crate::keys::Principal;
+use crate::keys::reach::Reach;
 use crate::locations::Coordinates;
 
 impl From<OrderError> for ApiError {
@@ -264,8 +266,52 @@ pub struct OrderBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = Uuid)]
     pub reservation_id: Option<ReservationId>,
+    /// Present when the order cannot be fulfilled as promised: units of it
+    /// are not on hand (an oversold sale took them). Shown on `GET` and on
+    /// lifecycle answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs_attention: Option<NeedsAttentionBody>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NeedsAttentionBody {
+    /// `stock_unbacked`: bring stock to the location (a receipt, a
+    /// transfer) or cancel; until then `ready` and `picked-up` answer 409.
+    pub reason: String,
+    pub lines: Vec<UnbackedLineBody>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UnbackedLineBody {
+    pub sku: String,
+    #[schema(value_type = String, format = Uuid)]
+    pub location_id: String,
+    /// Units reserved for the order that are not on hand.
+    pub units: i64,
+}
+
+impl OrderBody {
+    /// The body with the order's attention flag (see [`super::attention`]).
+    async fn with_attention(order: super::Order, state: &AppState) -> Result<OrderBody, ApiError> {
+        let lines = super::attention(&state.store, &order).await?;
+        let mut body = OrderBody::from(order);
+        if !lines.is_empty() {
+            body.needs_attention = Some(NeedsAttentionBody {
+                reason: "stock_unbacked".into(),
+                lines: lines
+                    .into_iter()
+                    .map(|(sku, location_id, units)| UnbackedLineBody {
+                        sku,
+                        location_id,
+                        units,
+                    })
+                    .collect(),
+            });
+        }
+        Ok(body)
+    }
 }
 
 impl From<Order> for OrderBody {
@@ -331,6 +377,7 @@ impl From<Order> for OrderBody {
                 })
                 .collect(),
             reservation_id: o.reservation_id,
+            needs_attention: None,
             created_at: o.created_at,
             updated_at: o.updated_at,
         }
@@ -399,24 +446,32 @@ pub async fn checkout_cart(
     responses((status = 200, body = OrderBody), (status = 404, body = Problem)))]
 pub async fn get_order(
     State(state): State<AppState>,
-    _caller: Authorized<scope::OrdersRead>,
+    caller: Authorized<scope::OrdersRead>,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
-    Ok(axum::Json(super::get(&state.store, id).await?.into()))
+    let order = super::get(&state.store, id).await?;
+    // Another channel's order is not found, like a missing one.
+    let reach = Reach::of(&state.channels, &state.store, &caller).await?;
+    if !super::within_reach(&reach, &order) {
+        return Err(ApiError::not_found("order"));
+    }
+    Ok(axum::Json(OrderBody::with_attention(order, &state).await?))
 }
 
-/// A customer's orders from every channel, newest first: a profile's own,
-/// those of profiles merged into it and those placed under its anonymous ids
-/// before login.
+/// A customer's orders, newest first: a profile's own, those of profiles
+/// merged into it and those placed under its anonymous ids before login —
+/// from every channel with `commerce:all`, else those the key's channel placed.
 #[utoipa::path(get, extensions(("x-required-scopes" = json!(["orders:read"]))), path = "/v1/customers/{id}/orders", tag = "orders",
     params(("id" = String, Path), PageParams),
     responses((status = 200, body = Page<OrderBody>)))]
 pub async fn list_customer_orders(
     State(state): State<AppState>,
-    _caller: Authorized<scope::OrdersRead>,
+    caller: Authorized<scope::OrdersRead>,
     Path(id): Path<String>,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<Page<OrderBody>>, ApiError> {
+    let reach = Reach::of(&state.channels, &state.store, &caller).await?;
+    let channel = (!reach.all_channels).then(|| caller.channel_id.to_string());
     let Ok(customer) = Owner::parse_id(&id) else {
         return Ok(axum::Json(Page {
             items: Vec::new(),
@@ -425,9 +480,10 @@ pub async fn list_customer_orders(
     };
     let keys = crate::identity::keys_or_opaque(&state.store, &customer).await?;
     let limit = page.limit();
-    let orders = super::for_customer(
+    let orders = super::for_customer_in(
         &state.store,
         &keys,
+        channel.as_deref(),
         page.after()?.as_deref(),
         i64::from(limit) + 1,
     )
@@ -445,14 +501,12 @@ pub async fn list_customer_orders(
 async fn step(
     state: &AppState,
     id: OrderId,
-    channel: ChannelId,
+    caller: &Principal,
     transition: Transition,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
-    Ok(axum::Json(
-        super::transition(&state.store, id, transition, channel)
-            .await?
-            .into(),
-    ))
+    let reach = Reach::of(&state.channels, &state.store, caller).await?;
+    let order = super::transition(&state.store, id, transition, reach).await?;
+    Ok(axum::Json(OrderBody::with_attention(order, state).await?))
 }
 
 /// The pickup store has the order ready.
@@ -464,7 +518,7 @@ pub async fn mark_ready(
     caller: Authorized<scope::OrdersWrite>,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
-    step(&state, id, caller.channel_id, Transition::Ready).await
+    step(&state, id, &caller, Transition::Ready).await
 }
 
 /// The customer collected a pickup order (the units leave the store's stock).
@@ -476,7 +530,7 @@ pub async fn mark_picked_up(
     caller: Authorized<scope::OrdersWrite>,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
-    step(&state, id, caller.channel_id, Transition::PickedUp).await
+    step(&state, id, &caller, Transition::PickedUp).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -517,7 +571,7 @@ pub async fn ship_order(
         tracking: text("tracking", &body.tracking)?,
         location: body.location_id,
     };
-    step(&state, id, caller.channel_id, transition).await
+    step(&state, id, &caller, transition).await
 }
 
 /// The carrier delivered the order.
@@ -529,7 +583,7 @@ pub async fn mark_delivered(
     caller: Authorized<scope::OrdersWrite>,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
-    step(&state, id, caller.channel_id, Transition::Deliver).await
+    step(&state, id, &caller, Transition::Deliver).await
 }
 
 /// Cancel an order before its goods left: unfulfilled stock is released.
@@ -541,7 +595,7 @@ pub async fn cancel_order(
     caller: Authorized<scope::OrdersWrite>,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
-    step(&state, id, caller.channel_id, Transition::Cancel).await
+    step(&state, id, &caller, Transition::Cancel).await
 }
 
 // ---------------------------------------------------------------- POS and marketplace
@@ -645,7 +699,8 @@ pub async fn create_pos_order(
             "only a pos channel records sales here",
         ));
     }
-    let location = match body.location_id {
+    let reach = Reach::of(&state.channels, &state.store, &caller).await?;
+    let location = match body.location_id.or(reach.store) {
         Some(l) => l,
         None => crate::channels::store::get(state.store.reader(), &caller.channel_id.to_string())
             .await?
@@ -654,6 +709,12 @@ pub async fn create_pos_order(
                 ApiError::invalid_field("location_id", "the POS channel has no location; give one")
             })?,
     };
+    if !reach.at(location) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "this POS is bound to its store: it sells only there",
+        ));
+    }
     let lines = body
         .lines
         .iter()

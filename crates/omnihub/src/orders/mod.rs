@@ -30,11 +30,14 @@ use serde_json::{Value, json};
 use crate::carts::{self, Cart, CartError, CartStatus};
 use crate::catalog::{self, Currency, Sku};
 use crate::events::NewEvent;
+use crate::events::visibility::OWNER_SUBJECT;
 use crate::identity::{self, Identifier, ProfileKeys};
 use crate::ids::{CartId, ChannelId, LocationId, OrderId, ReservationId};
 use crate::inventory::reservations::{self, RequestLine, Reservation, ReservationRequest};
 use crate::inventory::sourcing::{self, Delivery};
+use crate::inventory::store as inventory_store;
 use crate::inventory::{InventoryError, MAX_LINE_QUANTITY, MAX_LINES, Shortage, policy};
+use crate::keys::reach::Reach;
 use crate::locations::{self, Coordinates, LocationKind};
 use crate::storage::{Store, StoreError, Tx};
 use crate::time::Timestamp;
@@ -519,10 +522,36 @@ fn emit(tx: &mut Tx, kind: &str, o: &Order, channel: ChannelId) {
     if let Some(cart) = o.cart_id {
         event = event.subject("cart_id", cart);
     }
+    // The owning channel (the event's `channel_id` is the one that acted,
+    // e.g. the store's POS): it reads its orders' events (`events::visibility`).
+    event = event.subject(OWNER_SUBJECT, o.channel_id);
     tx.emit(event);
 }
 
 // ------------------------------------------------------------ reads
+
+/// Why an order needs attention: the lines of its reservation that are not
+/// on hand (SKU, location, units), empty when none (`inventory::promises`).
+pub async fn attention(
+    store: &Store,
+    order: &Order,
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let open = matches!(
+        order.status,
+        OrderStatus::Placed
+            | OrderStatus::Allocated
+            | OrderStatus::ReadyForPickup
+            | OrderStatus::PartiallyShipped
+    );
+    match order.reservation_id {
+        // A closed order needs no attention (and a cancel that is not yet
+        // committed, held by its Idempotency-Key, must not show the old flag).
+        Some(reservation) if open => {
+            inventory_store::unbacked_lines(store.reader(), &reservation.to_string()).await
+        }
+        _ => Ok(Vec::new()),
+    }
+}
 
 pub async fn get(store: &Store, id: OrderId) -> Result<Order, OrderError> {
     let mut conn = store.reader().acquire().await.map_err(StoreError::from)?;
@@ -540,11 +569,23 @@ pub async fn for_customer(
     before: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Order>, OrderError> {
+    for_customer_in(store, keys, None, before, limit).await
+}
+
+/// [`for_customer`], only the orders `channel_id` placed when given.
+pub async fn for_customer_in(
+    store: &Store,
+    keys: &ProfileKeys,
+    channel_id: Option<&str>,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Order>, OrderError> {
     let mut conn = store.reader().acquire().await.map_err(StoreError::from)?;
     let ids = store::ids_for_customer(
         &mut *conn,
         &keys.customer_ids,
         &keys.anonymous_ids,
+        channel_id,
         before,
         limit,
     )
@@ -932,7 +973,8 @@ async fn sale_customer(
             source: "pos_sale".into(),
         },
         others: Vec::new(),
-        verified: false,
+        // A lone identifier: it links nothing, whatever it is worth.
+        trust: identity::LinkTrust::Trusted,
         tracking_event_id: order_id.to_string(),
         message_id: format!("order:{order_id}"),
         channel_id: Some(channel),
@@ -1145,24 +1187,49 @@ pub enum Transition {
 
 /// Applies a lifecycle step in one transaction: the status change
 /// (conditional on the status read), the stock movements and the event.
+///
+/// An order out of the caller's reach answers `NotFound` (see
+/// [`within_reach`]).
 pub async fn transition(
     store: &Store,
     id: OrderId,
     step: Transition,
-    channel: ChannelId,
+    reach: Reach,
 ) -> Result<Order, OrderError> {
     store
-        .write(move |tx| Box::pin(async move { transition_in(tx, id, step, channel).await }))
+        .write(move |tx| Box::pin(async move { transition_in(tx, id, step, reach).await }))
         .await
+}
+
+/// Whether a key with `reach` may see and work `order` (`keys::reach`): its
+/// own channel's orders; a key bound to a store, the store's pickup orders
+/// (whichever channel placed them) and its own sales there; `commerce:all`,
+/// every order.
+pub fn within_reach(reach: &Reach, order: &Order) -> bool {
+    if reach.all_channels {
+        return true;
+    }
+    match reach.store {
+        Some(store) => {
+            matches!(order.fulfilment, Fulfilment::Pickup(at) if at == store)
+                || (order.channel_id == reach.channel
+                    && order.groups.iter().all(|g| g.location_id == store))
+        }
+        None => order.channel_id == reach.channel,
+    }
 }
 
 async fn transition_in(
     tx: &mut Tx,
     id: OrderId,
     step: Transition,
-    channel: ChannelId,
+    reach: Reach,
 ) -> Result<Order, OrderError> {
+    let channel = reach.channel;
     let mut order = load_in(tx, id).await?;
+    if !within_reach(&reach, &order) {
+        return Err(OrderError::NotFound);
+    }
     let from = order.status;
     let status = from.as_str();
     let pickup = matches!(order.fulfilment, Fulfilment::Pickup(_));
@@ -1173,6 +1240,19 @@ async fn transition_in(
                     status,
                     "only an allocated pickup order can be made ready",
                 ));
+            }
+            // Not ready while units of it are not on hand (`inventory::promises`).
+            if let Some(reservation) = order.reservation_id {
+                let unbacked =
+                    inventory_store::unbacked_lines(tx.conn(), &reservation.to_string()).await?;
+                if let Some((sku, location, units)) = unbacked.into_iter().next() {
+                    return Err(InventoryError::Unbacked {
+                        sku,
+                        location,
+                        units,
+                    }
+                    .into());
+                }
             }
             let now = tx.now();
             for g in &mut order.groups {

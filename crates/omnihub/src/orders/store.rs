@@ -238,24 +238,29 @@ pub async fn ids_for_customer<'e>(
     db: impl Executor<'e, Database = Any>,
     customer_ids: &[String],
     anonymous_ids: &[String],
+    channel_id: Option<&str>,
     before: Option<&str>,
     limit: i64,
 ) -> Result<Vec<String>, StoreError> {
     let (owners, next) = owner_filter(customer_ids, anonymous_ids);
     let (before_sql, limit_sql) = (format!("${next}"), format!("${}", next + 1));
+    let channel_sql = match channel_id {
+        Some(_) => format!(" AND channel_id = ${}", next + 2),
+        None => String::new(),
+    };
     let sql = format!(
-        "SELECT id FROM orders WHERE {owners} AND id < {before_sql} ORDER BY id DESC LIMIT {limit_sql}"
+        "SELECT id FROM orders WHERE {owners} AND id < {before_sql}{channel_sql} ORDER BY id DESC LIMIT {limit_sql}"
     );
     let mut query = sqlx::query(&sql);
     for id in customer_ids.iter().chain(anonymous_ids) {
         query = query.bind(id.as_str());
     }
     // Every UUIDv7 sorts below "g".
-    let rows = query
-        .bind(before.unwrap_or("g"))
-        .bind(limit)
-        .fetch_all(db)
-        .await?;
+    query = query.bind(before.unwrap_or("g")).bind(limit);
+    if let Some(channel) = channel_id {
+        query = query.bind(channel);
+    }
+    let rows = query.fetch_all(db).await?;
     rows.iter()
         .map(|r| r.try_get("id").map_err(StoreError::from))
         .collect()

@@ -35,6 +35,8 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(3, "inventory", "0003_inventory.sql"),
     migration!(4, "carts_orders", "0004_carts_orders.sql"),
     migration!(5, "profile_commerce", "0005_profile_commerce.sql"),
+    migration!(6, "identity_trust", "0006_identity_trust.sql"),
+    migration!(7, "ownership", "0007_ownership.sql"),
 ];
 
 /// Lock id for serializing migrations across PostgreSQL nodes.
@@ -49,14 +51,14 @@ pub fn latest_version() -> i64 {
 pub async fn run(store: &Store) -> Result<Vec<i64>, StoreError> {
     let mut conn = store.inner.writer_pool().acquire().await?;
     if store.dialect() == Dialect::Postgres {
-        sqlx::query("SELECT pg_advisory_lock($1)")
+        sqlx::query(super::sql::PG_SESSION_LOCK)
             .bind(MIGRATION_LOCK_ID)
             .execute(&mut *conn)
             .await?;
     }
     let result = apply_pending(store.dialect(), &mut conn).await;
     if store.dialect() == Dialect::Postgres {
-        sqlx::query("SELECT pg_advisory_unlock($1)")
+        sqlx::query(super::sql::PG_SESSION_UNLOCK)
             .bind(MIGRATION_LOCK_ID)
             .execute(&mut *conn)
             .await?;

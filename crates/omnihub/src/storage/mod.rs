@@ -55,6 +55,20 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// True when PostgreSQL aborted the statement to resolve a deadlock
+    /// (SQLSTATE 40P01) or a serialization conflict (40001) between
+    /// transactions running in parallel (writer lanes, nodes): the operation
+    /// was rolled back, nothing of it was written, and running the request
+    /// again can succeed.
+    pub fn is_transient_conflict(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("40P01") | Some("40001"))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Connection settings for [`Store::connect`].
@@ -219,7 +233,27 @@ impl Store {
     /// once the transaction is durable. When `op` fails, everything it did
     /// (including the events it emitted) is rolled back and other operations in
     /// the same batch are unaffected.
+    ///
+    /// Inside a request with an `Idempotency-Key`, the write is *held*: the
+    /// request's stored answer is written by the same transaction (see
+    /// `idempotency`).
     pub async fn write<T, E, F>(&self, op: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx) -> futures::future::BoxFuture<'t, Result<T, E>>
+            + Send
+            + 'static,
+    {
+        if let Some(scope) = crate::idempotency::scope_for_write() {
+            return crate::idempotency::held_write(scope, op).await;
+        }
+        self.inner.writer.submit(op).await
+    }
+
+    /// [`Store::write`] that is never held by an idempotent request (the
+    /// idempotency bookkeeping itself).
+    pub(crate) async fn write_plain<T, E, F>(&self, op: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
@@ -368,21 +402,66 @@ fn with_sqlite_create_mode(url: &str) -> String {
     }
 }
 
-/// Hides a password in a database URL for logs and errors.
+/// Hides passwords in a database URL for logs and errors: the password of
+/// the user info (`user:***@host`) and the value of every query parameter
+/// whose name contains `password` (`?password=***`, `sslpassword=***`).
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
+            let userinfo = &base[scheme_end + 3..at];
             match userinfo.find(':') {
                 Some(colon) => format!(
                     "{}{}:***{}",
-                    &url[..scheme_end + 3],
+                    &base[..scheme_end + 3],
                     &userinfo[..colon],
-                    &url[at..]
+                    &base[at..]
                 ),
-                None => url.to_string(),
+                None => base.to_string(),
             }
         }
-        _ => url.to_string(),
+        _ => base.to_string(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                    format!("{name}=***")
+                }
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_hidden_wherever_they_are() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/hub"),
+            "postgres://app:***@db:5432/hub"
+        );
+        assert_eq!(
+            redact_url("postgres://db/hub?user=app&password=s3cr@t&sslmode=require"),
+            "postgres://db/hub?user=app&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://app:x@db/hub?sslpassword=y"),
+            "postgres://app:***@db/hub?sslpassword=***"
+        );
+        assert_eq!(
+            redact_url("sqlite://./data/omnihub.db"),
+            "sqlite://./data/omnihub.db"
+        );
     }
 }

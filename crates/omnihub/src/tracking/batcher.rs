@@ -8,6 +8,13 @@
 //! link reads for all of them, multi-row inserts, instead of half a dozen
 //! statements and a savepoint each. Each caller is still answered only after
 //! the COMMIT that made its calls durable, with its own results.
+//!
+//! One caller's bad input never fails another's: when the shared operation
+//! fails (a storage error, or a panic the writer caught and rolled back), each
+//! request runs again alone, and a request that still fails runs call by
+//! call, so only the call at fault is rejected.
+
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -19,12 +26,15 @@ use crate::storage::{Store, StoreError};
 pub const MAX_COALESCED_CALLS: usize = 2_000;
 /// Requests waiting for the batcher; submitters wait when it is full.
 const QUEUE_DEPTH: usize = 8_192;
+/// A failed coalesced operation is logged at most this often.
+const ISOLATION_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 type Results = Result<Vec<Result<Accepted, Rejection>>, TrackingError>;
 type Reply = oneshot::Sender<Results>;
 
 /// The handle requests are submitted through (one per hub).
 pub struct Batcher {
+    store: Store,
     queue: mpsc::Sender<(Vec<Call>, Reply)>,
 }
 
@@ -32,7 +42,9 @@ impl Batcher {
     /// Starts the task; it ends when the handle is dropped.
     pub fn start(store: Store) -> Batcher {
         let (queue, mut receiver) = mpsc::channel::<(Vec<Call>, Reply)>(QUEUE_DEPTH);
+        let handle = store.clone();
         tokio::spawn(async move {
+            let mut last_logged: Option<Instant> = None;
             while let Some(first) = receiver.recv().await {
                 let mut total = first.0.len();
                 let mut requests = vec![first];
@@ -45,15 +57,22 @@ impl Batcher {
                         Err(_) => break,
                     }
                 }
-                run(&store, requests, total).await;
+                run(&store, requests, total, &mut last_logged).await;
             }
         });
-        Batcher { queue }
+        Batcher {
+            store: handle,
+            queue,
+        }
     }
 
     /// Ingests `calls` (one request's) and answers their results in order,
     /// once they are durable.
     pub async fn ingest(&self, calls: Vec<Call>) -> Results {
+        if crate::idempotency::holds_writes() {
+            // An idempotent request's answer commits with its own write.
+            return super::ingest(&self.store, calls).await;
+        }
         let (reply, answer) = oneshot::channel();
         self.queue
             .send((calls, reply))
@@ -65,36 +84,79 @@ impl Batcher {
     }
 }
 
-async fn run(store: &Store, requests: Vec<(Vec<Call>, Reply)>, total: usize) {
-    let mut sizes = Vec::with_capacity(requests.len());
-    let mut replies = Vec::with_capacity(requests.len());
-    let mut calls = Vec::with_capacity(total);
-    for (request, reply) in requests {
-        sizes.push(request.len());
-        replies.push(reply);
-        calls.extend(request);
+async fn run(
+    store: &Store,
+    requests: Vec<(Vec<Call>, Reply)>,
+    total: usize,
+    last_logged: &mut Option<Instant>,
+) {
+    if requests.len() == 1 {
+        if let Some((calls, reply)) = requests.into_iter().next() {
+            let _ = reply.send(super::ingest(store, calls).await);
+        }
+        return;
     }
-    match super::ingest(store, calls).await {
+    let mut sizes = Vec::with_capacity(requests.len());
+    let mut all = Vec::with_capacity(total);
+    for (request, _) in &requests {
+        sizes.push(request.len());
+        all.extend(request.iter().cloned());
+    }
+    match super::ingest(store, all).await {
         Ok(results) => {
             let mut results = results.into_iter();
-            for (reply, size) in replies.into_iter().zip(sizes) {
+            for ((_, reply), size) in requests.into_iter().zip(sizes) {
                 let _ = reply.send(Ok(results.by_ref().take(size).collect()));
             }
         }
-        Err(error) if replies.len() == 1 => {
-            if let Some(reply) = replies.into_iter().next() {
-                let _ = reply.send(Err(error));
+        Err(TrackingError::Store(StoreError::Closed)) => {
+            for (_, reply) in requests {
+                let _ = reply.send(Err(TrackingError::Store(StoreError::Closed)));
             }
         }
         Err(error) => {
-            tracing::error!(%error, "a coalesced tracking operation failed");
-            for reply in replies {
-                let shared = match &error {
-                    TrackingError::Store(StoreError::Closed) => StoreError::Closed,
-                    other => StoreError::Corrupt(other.to_string()),
-                };
-                let _ = reply.send(Err(TrackingError::Store(shared)));
+            // One request's calls failed the shared operation (a storage
+            // error, or a panic the writer caught): each request runs again
+            // alone, so only the one at fault fails.
+            if last_logged.is_none_or(|at| at.elapsed() >= ISOLATION_LOG_INTERVAL) {
+                *last_logged = Some(Instant::now());
+                tracing::error!(%error, "a coalesced tracking operation failed; its requests run again one by one");
+            }
+            for (calls, reply) in requests {
+                let _ = reply.send(run_alone(store, calls).await);
             }
         }
     }
+}
+
+/// One request on its own; when it still fails and holds several calls,
+/// each call on its own, so a bad call costs only itself.
+async fn run_alone(store: &Store, calls: Vec<Call>) -> Results {
+    if calls.len() <= 1 {
+        return super::ingest(store, calls).await;
+    }
+    match super::ingest(store, calls.clone()).await {
+        Ok(results) => Ok(results),
+        Err(TrackingError::Store(StoreError::Closed)) => {
+            Err(TrackingError::Store(StoreError::Closed))
+        }
+        Err(_) => {
+            let mut results = Vec::with_capacity(calls.len());
+            for call in calls {
+                let result = match super::ingest(store, vec![call]).await {
+                    Ok(mut one) => one.pop().unwrap_or_else(|| Err(unprocessable())),
+                    Err(TrackingError::Store(StoreError::Closed)) => {
+                        return Err(TrackingError::Store(StoreError::Closed));
+                    }
+                    Err(_) => Err(unprocessable()),
+                };
+                results.push(result);
+            }
+            Ok(results)
+        }
+    }
+}
+
+fn unprocessable() -> Rejection {
+    Rejection::Invalid("the call could not be processed".into())
 }

@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 
 use super::{
     Accepted, Call, MAX_BATCH_BYTES, MAX_BATCH_CALLS, MAX_EVENT_BYTES, MAX_MESSAGE_ID_CHARS,
-    MAX_NAME_CHARS, Message, MessageType, Rejection, Sender, TrackingError,
+    MAX_NAME_CHARS, Message, MessageType, Rejection, Sender, TrackingError, check_clock_skew,
 };
 use crate::http::AppState;
 use crate::http::auth::{Authorized, scope};
@@ -52,8 +52,10 @@ pub struct TrackResponse {
     /// Always true on a 200, as Segment answers.
     pub success: bool,
     pub message_id: String,
-    /// The profile the call landed on.
-    pub customer_id: String,
+    /// The profile the call landed on; `null` when a public key named a
+    /// person by `userId` without an `anonymousId` (a public key never
+    /// learns another person's profile id).
+    pub customer_id: Option<String>,
     /// The `messageId` was already received from this channel; nothing changed.
     pub duplicate: bool,
     /// Identifiers that were not used (blocked, invalid), with the reason.
@@ -74,7 +76,8 @@ pub struct RejectedCall {
 pub struct AcceptedCall {
     pub index: usize,
     pub message_id: String,
-    pub customer_id: String,
+    /// As in a single call's answer.
+    pub customer_id: Option<String>,
     pub duplicate: bool,
     pub ignored: Vec<IgnoredBody>,
 }
@@ -146,7 +149,11 @@ async fn single(
     let received_at = time::now();
     let bytes = read_body(body, MAX_EVENT_BYTES, ErrorCode::EventTooLarge)?;
     let object = parse_object(&bytes)?;
-    let message = parse_message(Some(kind), object, None, None)
+    let mut message = parse_message(Some(kind), object, None, None)
+        .and_then(|message| check_clock_skew(&message, received_at).map(|()| message))
+        .map_err(|reason| ApiError::new(ErrorCode::InvalidEvent, reason))?;
+    crate::tracking::vouch(&state.store, &mut message)
+        .await
         .map_err(|reason| ApiError::new(ErrorCode::InvalidEvent, reason))?;
     let sender = Sender::from_principal(caller, received_at);
     let mut results = state
@@ -297,6 +304,7 @@ pub async fn batch(
             Value::Object(map) => {
                 let message_id = message_id_of_map(&map);
                 parse_message(None, map, shared_context, batch_sent_at)
+                    .and_then(|message| check_clock_skew(&message, received_at).map(|()| message))
                     .map_err(|reason| (message_id, reason))
             }
             other => Err((
@@ -305,10 +313,17 @@ pub async fn batch(
             )),
         };
         match parsed {
-            Ok(message) => {
-                messages.push(message);
-                positions.push(index);
-            }
+            Ok(mut message) => match crate::tracking::vouch(&state.store, &mut message).await {
+                Ok(()) => {
+                    messages.push(message);
+                    positions.push(index);
+                }
+                Err(reason) => rejected.push(RejectedCall {
+                    index,
+                    message_id: message.message_id.clone(),
+                    reason,
+                }),
+            },
             Err((message_id, reason)) => rejected.push(RejectedCall {
                 index,
                 message_id,
@@ -629,6 +644,7 @@ pub fn parse_message(
         original_timestamp: time_field("originalTimestamp")?,
         sent_at: time_field("sentAt")?.or(batch_sent_at),
         verified_flag,
+        login_vouched_by: None,
     })
 }
 
@@ -661,8 +677,21 @@ fn message_id_of(call: &Value) -> Option<String> {
     call.as_object().and_then(message_id_of_map)
 }
 
-/// An ISO 8601 / RFC 3339 time; without an offset it is taken as UTC.
+/// An ISO 8601 / RFC 3339 time; without an offset it is taken as UTC. Only
+/// the years [`super::EARLIEST_YEAR`]–[`super::LATEST_YEAR`] are accepted.
 fn parse_time(value: &Value) -> Result<Option<Timestamp>, String> {
+    let parsed = parse_any_time(value)?;
+    match parsed {
+        Some(t) if !super::time_in_range(t) => Err(format!(
+            "must lie in the years {}–{}",
+            super::EARLIEST_YEAR,
+            super::LATEST_YEAR
+        )),
+        other => Ok(other),
+    }
+}
+
+fn parse_any_time(value: &Value) -> Result<Option<Timestamp>, String> {
     let text = match value {
         Value::Null => return Ok(None),
         Value::String(s) => s.trim(),

@@ -25,12 +25,14 @@ use serde_json::{Map, Value, json};
 use crate::carts::{self, CartError};
 use crate::channels::ChannelKind;
 use crate::events::NewEvent;
-use crate::identity::rules::IdentityRules;
+use crate::groups;
+use crate::identity::rules::{IdentifierClass, IdentityRules};
 use crate::identity::{
-    self, Identifier, IdentityError, KnownIdentities, NormalizeError, Observation, Observed,
+    self, Identifier, IdentityError, KnownIdentities, LinkTrust, NormalizeError, Observation,
+    Observed,
 };
 use crate::ids::{ChannelId, TrackingEventId};
-use crate::keys::{Principal, Scope};
+use crate::keys::{Principal, Scope, login_token};
 use crate::storage::{Store, StoreError, Tx};
 use crate::time::Timestamp;
 
@@ -115,6 +117,9 @@ pub struct Message {
     /// An explicit `verified: true` (top level, `context.verified` or
     /// `context.traits.verified`).
     pub verified_flag: bool,
+    /// The channel kind of the trusted key that vouched for this call's
+    /// login with a valid `context.identityToken` (see [`vouch`]).
+    pub login_vouched_by: Option<ChannelKind>,
 }
 
 /// Who sent the calls and when they arrived.
@@ -143,6 +148,72 @@ impl Sender {
     }
 }
 
+impl Call {
+    /// Whether the call may assert who the person is: sent with a trusted
+    /// key, or carrying a login token that a trusted key minted.
+    pub fn trusted(&self, rules: &IdentityRules) -> bool {
+        self.sender.trusted(rules)
+            || self
+                .message
+                .login_vouched_by
+                .is_some_and(|kind| rules.is_trusted_kind(kind))
+    }
+}
+
+/// Checks a call's `context.identityToken` (a login token minted by the
+/// retailer's backend, `keys::login_token`): when valid, bound to the call's
+/// `userId` and to the email and phone it names, the call counts as a login
+/// asserted by the minting key. A call without a token is left as it is; one
+/// with a token that does not check out is rejected with the reason.
+pub async fn vouch(store: &Store, message: &mut Message) -> Result<(), String> {
+    let Some(token) = message.context.get("identityToken") else {
+        return Ok(());
+    };
+    let Some(token) = token.as_str() else {
+        return Err("context.identityToken must be a string".into());
+    };
+    let now = crate::time::now().timestamp();
+    let login = match login_token::verify(store, token, now).await {
+        Ok(Ok(login)) => login,
+        Ok(Err(reason)) => return Err(reason.into()),
+        Err(error) => {
+            tracing::warn!(%error, "identity token check failed");
+            return Err("the identity token could not be checked; retry".into());
+        }
+    };
+    let rules = identity::load_rules_from(store.reader())
+        .await
+        .map_err(|_| "the identity token could not be checked; retry".to_string())?;
+    let user = message
+        .user_id
+        .as_deref()
+        .and_then(|u| identity::normalize(&rules, "user_id", u).ok())
+        .map(|identifier| identifier.value);
+    if user.as_deref() != Some(login.claims.user_id.as_str()) {
+        return Err("context.identityToken was minted for another userId".into());
+    }
+    // The email and phone the call names must be the ones the backend vouched for.
+    let traits = merged_traits(message);
+    for (kind, claimed) in [
+        ("email", &login.claims.email),
+        ("phone", &login.claims.phone),
+    ] {
+        let Some(raw) = traits.get(kind).and_then(scalar_string) else {
+            continue;
+        };
+        let named = identity::normalize(&rules, kind, &raw)
+            .ok()
+            .map(|identifier| identifier.value);
+        if named.is_some() && named.as_ref() != claimed.as_ref() {
+            return Err(format!(
+                "traits.{kind} is not the one context.identityToken vouches for"
+            ));
+        }
+    }
+    message.login_vouched_by = Some(login.minted_by.channel_kind);
+    Ok(())
+}
+
 /// An identifier of a call that was not used, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ignored {
@@ -154,7 +225,10 @@ pub struct Ignored {
 #[derive(Clone, Debug)]
 pub struct Accepted {
     pub message_id: String,
-    pub customer_id: String,
+    /// The profile the call landed on; `None` when a public key named an
+    /// account without an anonymous id of its own (a public key never
+    /// learns another person's profile id).
+    pub customer_id: Option<String>,
     /// The `messageId` was seen before from this channel: nothing changed.
     pub duplicate: bool,
     pub ignored: Vec<Ignored>,
@@ -240,7 +314,7 @@ async fn run(
                 // whole operation (with the links between them).
                 let extracted: Vec<Result<Extracted, Rejection>> = calls
                     .iter()
-                    .map(|call| extract(&rules, &call.message))
+                    .map(|call| extract(&rules, &call.message, call.trusted(&rules)))
                     .collect();
                 prefetch(tx, &mut state.identities, &extracted).await?;
                 let mut results = Vec::with_capacity(calls.len());
@@ -391,10 +465,12 @@ async fn ingest_one(
         None => None,
     };
     let message_id = key.1;
+    let trusted = call.trusted(rules);
     if let Some(customer_id) = earlier {
+        let reveal = trusted || message.anonymous_id.is_some();
         return Ok(Ok(Accepted {
             message_id,
-            customer_id,
+            customer_id: reveal.then_some(customer_id),
             duplicate: true,
             ignored: Vec::new(),
         }));
@@ -403,25 +479,32 @@ async fn ingest_one(
         Ok(found) => found,
         Err(rejection) => return Ok(Err(rejection)),
     };
-    let (anchor, others, ignored) = extracted.resolve(tx, &mut state.identities).await?;
+    let (anchor, others, mut ignored) = extracted.resolve(tx, &mut state.identities).await?;
     let timestamp = corrected_timestamp(message, sender.received_at);
     let event_id = TrackingEventId::new();
-    let verified = sender.trusted(rules)
+    let verified = trusted
         && (message.verified_flag
             || (message.kind == MessageType::Identify && message.user_id.is_some()));
+    let trust = LinkTrust::of(verified, trusted);
+    // A public key that names a person without an anonymous id of its own
+    // (a device) may record the call, but neither learns the profile nor
+    // changes its traits: anybody can send that call.
+    let device_anchor = rules.class(&anchor.identifier.kind) == IdentifierClass::Device;
+    let reveal = trusted || device_anchor;
     let observation = Observation {
         anchor,
         others,
-        verified,
+        trust,
         tracking_event_id: event_id.to_string(),
         message_id: message_id.clone(),
         channel_id: Some(channel),
         observed_at: timestamp,
     };
     let placement = identity::observe(tx, rules, &observation, &mut state.identities).await?;
-    if placement.new_links > 0 {
-        // A login (or any new link) may have made a guest known: their
-        // carts join the customer's now, in this call's transaction.
+    if placement.new_links > 0 && trust.trusted() {
+        // A login (or any new trusted link) may have made a guest known:
+        // their carts join the customer's now, in this call's transaction.
+        // A public key's claims join nobody, so they move no cart.
         carts::merge::on_identity_change(
             tx,
             &placement.customer_id,
@@ -437,7 +520,19 @@ async fn ingest_one(
             }
         })?;
     }
-    let traits = merged_traits(message);
+    let mut traits = merged_traits(message);
+    if !reveal && !traits.is_empty() {
+        traits.clear();
+        ignored.push(Ignored {
+            field: "traits".into(),
+            reason: "a public key cannot change the traits of a person it names by userId; \
+                     send the call with the anonymousId of the device, or from a trusted key"
+                .into(),
+        });
+    }
+    if message.kind == MessageType::Group {
+        groups::record_call(tx, message, &placement.anchor_id, channel, timestamp).await?;
+    }
     let row = store::NewTrackingRow {
         id: observation.tracking_event_id,
         channel_id: channel.to_string(),
@@ -473,7 +568,7 @@ async fn ingest_one(
     state.rows.push(row);
     Ok(Ok(Accepted {
         message_id,
-        customer_id: placement.customer_id,
+        customer_id: reveal.then_some(placement.customer_id),
         duplicate: false,
         ignored,
     }))
@@ -536,24 +631,71 @@ fn emit_call_events(
     }
 }
 
+/// Earliest and latest year of an accepted call time (`timestamp`,
+/// `originalTimestamp`, `sentAt`); other times are rejected at the edge.
+pub const EARLIEST_YEAR: i32 = 1970;
+pub const LATEST_YEAR: i32 = 9999;
+/// The largest device clock error corrected (`receivedAt − sentAt`), in
+/// days: a century, so a device whose clock was reset to 1970 is still
+/// corrected; a call whose `sentAt` is further off is rejected.
+pub const MAX_CLOCK_SKEW_DAYS: i64 = 36_525;
+
+/// True when `t` lies in the accepted years.
+pub fn time_in_range(t: Timestamp) -> bool {
+    use chrono::Datelike;
+    (EARLIEST_YEAR..=LATEST_YEAR).contains(&t.year())
+}
+
+/// `Err` with the reason when the call's `sentAt` is further from the hub's
+/// clock than [`MAX_CLOCK_SKEW_DAYS`].
+pub fn check_clock_skew(message: &Message, received_at: Timestamp) -> Result<(), String> {
+    let Some(sent) = message.sent_at else {
+        return Ok(());
+    };
+    let skew = received_at.signed_duration_since(sent);
+    if skew.num_days().abs() > MAX_CLOCK_SKEW_DAYS {
+        return Err(format!(
+            "sentAt is {} days from the hub's clock; a clock error of at most {MAX_CLOCK_SKEW_DAYS} days is corrected",
+            skew.num_days().abs()
+        ));
+    }
+    Ok(())
+}
+
 /// Segment's skew correction: the device clock's error is `sentAt` minus
 /// the time the hub received the call, so `timestamp + (receivedAt − sentAt)`.
-/// Without a timestamp the call happened when it was received.
+/// Without a timestamp the call happened when it was received. Checked: a
+/// correction that would leave the accepted years keeps the timestamp as
+/// sent (the edge rejects such calls already; this never panics).
 pub fn corrected_timestamp(message: &Message, received_at: Timestamp) -> Timestamp {
     let base = message.timestamp.or(message.original_timestamp);
     match (base, message.sent_at) {
-        (Some(ts), Some(sent)) => ts + (received_at - sent),
+        (Some(ts), Some(sent)) => {
+            let skew = received_at.signed_duration_since(sent);
+            if skew.num_days().abs() > MAX_CLOCK_SKEW_DAYS {
+                return ts;
+            }
+            match ts.checked_add_signed(skew) {
+                Some(corrected) if time_in_range(corrected) => corrected,
+                _ => ts,
+            }
+        }
         (Some(ts), None) => ts,
         (None, _) => received_at,
     }
 }
 
-/// `context.traits` overlaid by `traits`.
+/// The person's traits of a call: `context.traits` overlaid by `traits`.
+/// A `group` call's `traits` describe the group (a company, a household),
+/// never the person: only its `context.traits` are the person's.
 pub fn merged_traits(message: &Message) -> Map<String, Value> {
     let mut traits = match message.context.get("traits") {
         Some(Value::Object(t)) => t.clone(),
         _ => Map::new(),
     };
+    if message.kind == MessageType::Group {
+        return traits;
+    }
     for (k, v) in &message.traits {
         traits.insert(k.clone(), v.clone());
     }
@@ -668,17 +810,33 @@ impl Extracted {
 }
 
 /// Reads a call's identifiers (no database access): the anchor, or why the
-/// call has none.
-fn extract(rules: &IdentityRules, message: &Message) -> Result<Extracted, Rejection> {
+/// call has none. The anchor is `userId` for a trusted key; a public key's
+/// call belongs to its `anonymousId` when it has one (its `userId` is only a
+/// claim).
+fn extract(
+    rules: &IdentityRules,
+    message: &Message,
+    trusted: bool,
+) -> Result<Extracted, Rejection> {
     let mut found: Vec<Observed> = Vec::new();
     let mut ignored = Vec::new();
-    if let Some(user_id) = &message.user_id {
-        let identifier = identity::normalize(rules, "user_id", user_id);
-        add(&mut found, &mut ignored, identifier, "userId".into());
-    }
-    if let Some(anonymous_id) = &message.anonymous_id {
-        let identifier = identity::normalize(rules, "anonymous_id", anonymous_id);
-        add(&mut found, &mut ignored, identifier, "anonymousId".into());
+    let user = message
+        .user_id
+        .as_ref()
+        .map(|id| (identity::normalize(rules, "user_id", id), "userId"));
+    let anonymous = message.anonymous_id.as_ref().map(|id| {
+        (
+            identity::normalize(rules, "anonymous_id", id),
+            "anonymousId",
+        )
+    });
+    let ordered = if trusted {
+        [user, anonymous]
+    } else {
+        [anonymous, user]
+    };
+    for (identifier, field) in ordered.into_iter().flatten() {
+        add(&mut found, &mut ignored, identifier, field.into());
     }
     if found.is_empty() {
         let reason = if message.user_id.is_none() && message.anonymous_id.is_none() {
@@ -709,9 +867,14 @@ fn extract(rules: &IdentityRules, message: &Message) -> Result<Extracted, Reject
         Some(Value::Object(t)) => Some(t),
         _ => None,
     };
+    // A group call's traits name the group, not the person.
+    let person_traits = (message.kind != MessageType::Group).then_some(&message.traits);
     for rule in &rules.types {
         for name in &rule.traits {
-            if let Some(raw) = message.traits.get(name).and_then(scalar_string) {
+            if let Some(raw) = person_traits
+                .and_then(|t| t.get(name))
+                .and_then(scalar_string)
+            {
                 rest.push((
                     identity::normalize(rules, &rule.kind, &raw),
                     format!("traits.{name}"),

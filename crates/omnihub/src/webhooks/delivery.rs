@@ -7,8 +7,9 @@
 //! each with a timeout), then records the outcomes, the new feed position and
 //! the renewed lease in one write. Only the lease holder's write succeeds, so
 //! two nodes never both deliver for one subscription; a node that dies loses
-//! its lease after [`LEASE`] and another continues from the recorded position
-//! (at-least-once: the batch in flight may be sent again).
+//! its lease once it expires (`webhook_lease_secs`) and another continues
+//! from the recorded position (at-least-once: the batch in flight may be sent
+//! again).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,8 +32,6 @@ use crate::metrics::{Metrics, ResultLabels};
 use crate::storage::{Store, StoreError};
 use crate::time::{self, Timestamp};
 
-/// How long a claimed subscription stays ours without renewal.
-pub const LEASE: Duration = Duration::from_secs(30);
 /// New events handled per worker step.
 const EVENT_BATCH: i64 = 512;
 /// Retries handled per worker step.
@@ -43,8 +42,8 @@ const CLAIM_INTERVAL: Duration = Duration::from_secs(1);
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
-/// Characters of an error or response kept in the delivery log.
-const MAX_ERROR_CHARS: usize = 500;
+/// Characters of an error kept in the delivery log.
+const MAX_ERROR_CHARS: usize = 200;
 
 pub struct Dispatcher {
     store: Store,
@@ -80,6 +79,11 @@ pub fn spawn(
         // A redirect is a failed delivery: following it would turn the POST
         // into a body-less GET (302/303) or send the event to another host.
         .redirect(reqwest::redirect::Policy::none())
+        // Names resolve only to addresses deliveries may go to, at every
+        // connection (see `destination`).
+        .dns_resolver(Arc::new(super::destination::CheckedResolver {
+            allowed: Arc::new(settings.allowed_networks.clone()),
+        }))
         .pool_max_idle_per_host(settings.concurrency)
         .user_agent(concat!("omnihub-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()?;
@@ -130,11 +134,12 @@ async fn supervise(d: Arc<Dispatcher>) {
 
 async fn claim(d: &Dispatcher, id: WebhookId) -> Result<bool, StoreError> {
     let node = d.node.clone();
+    let lease = d.settings.lease;
     d.store
         .write(move |tx| {
             Box::pin(async move {
                 let now = tx.now();
-                store::claim_lease(tx.conn(), id, &node, now, now + LEASE).await
+                store::claim_lease(tx.conn(), id, &node, now, now + lease).await
             })
         })
         .await
@@ -166,7 +171,7 @@ async fn run_worker(d: Arc<Dispatcher>, id: WebhookId) {
                 tracing::warn!(%error, webhook = %id, "webhook step failed");
             }
         }
-        if renewed.elapsed() > LEASE / 3 {
+        if renewed.elapsed() > d.settings.lease / 3 {
             match claim(&d, id).await {
                 Ok(true) => renewed = Instant::now(),
                 Ok(false) => break,
@@ -280,8 +285,8 @@ async fn give_up(d: &Dispatcher, gone: Vec<Delivery>) -> Result<(), StoreError> 
         .await
 }
 
-/// Runs `work` while renewing the subscription's lease every `LEASE / 3`.
-/// A batch to a slow endpoint can take longer than [`LEASE`] (up to
+/// Runs `work` while renewing the subscription's lease every third of it.
+/// A batch to a slow endpoint can take longer than the lease (up to
 /// `batch / concurrency × timeout`); with the lease expired, another node
 /// would send the same batch again and the two would keep taking the lease
 /// from each other without either recording its batch.
@@ -294,7 +299,7 @@ async fn holding_lease<T>(
     loop {
         tokio::select! {
             output = &mut work => return Ok(output),
-            _ = tokio::time::sleep(LEASE / 3) => {
+            _ = tokio::time::sleep(d.settings.lease / 3) => {
                 if !claim(d, id).await? {
                     return Err(StepError::LeaseLost);
                 }
@@ -319,6 +324,12 @@ impl Attempt {
 async fn send(d: &Dispatcher, hook: &Webhook, event: &Event) -> Attempt {
     let at = time::now();
     let started = Instant::now();
+    // Names are checked when the client resolves them; a literal address
+    // never reaches the resolver, so it is checked here.
+    if let Err(reason) = super::destination::check_literal(&hook.url, &d.settings.allowed_networks)
+    {
+        return failed_attempt(d, at, format!("destination refused: {reason}"));
+    }
     let body = serde_json::to_vec(&EventBody::from(event)).unwrap_or_default();
     let message_id = event.id.to_string();
     let timestamp = at.timestamp();
@@ -333,31 +344,21 @@ async fn send(d: &Dispatcher, hook: &Webhook, event: &Event) -> Attempt {
         .body(body)
         .send()
         .await;
+    // The log keeps the status and a reason of our own words: never the
+    // receiver's answer (an internal service's body is not ours to show) nor
+    // the URL (it may carry credentials).
     let (status_code, error) = match result {
         Ok(response) if response.status().is_success() => {
             (Some(i64::from(response.status().as_u16())), None)
         }
         Ok(response) => {
             let status = response.status();
-            let text = body_prefix(response, MAX_ERROR_CHARS * 4).await;
-            let text: String = text.chars().take(MAX_ERROR_CHARS).collect();
             (
                 Some(i64::from(status.as_u16())),
-                Some(format!("HTTP {status}: {text}")),
+                Some(format!("HTTP {status}")),
             )
         }
-        Err(error) => {
-            let kind = if error.is_timeout() {
-                "timeout"
-            } else {
-                "connection failed"
-            };
-            let text: String = format!("{kind}: {error}")
-                .chars()
-                .take(MAX_ERROR_CHARS)
-                .collect();
-            (None, Some(text))
-        }
+        Err(error) => (None, Some(failure_reason(&error))),
     };
     let result = if error.is_none() {
         "success"
@@ -381,18 +382,39 @@ async fn send(d: &Dispatcher, hook: &Webhook, event: &Event) -> Attempt {
     }
 }
 
-/// The first `max_bytes` of a response body (as text, lossily): only what
-/// the log keeps is read, however large the endpoint's answer.
-async fn body_prefix(mut response: reqwest::Response, max_bytes: usize) -> String {
-    let mut bytes = Vec::new();
-    while bytes.len() < max_bytes {
-        match response.chunk().await {
-            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
-            _ => break,
-        }
+fn failed_attempt(d: &Dispatcher, at: Timestamp, reason: String) -> Attempt {
+    d.metrics
+        .webhook_attempts
+        .get_or_create(&ResultLabels {
+            result: "failure".into(),
+        })
+        .inc();
+    d.metrics.webhook_failures.inc();
+    Attempt {
+        at,
+        status_code: None,
+        error: Some(reason.chars().take(MAX_ERROR_CHARS).collect()),
+        duration_ms: 0,
     }
-    bytes.truncate(max_bytes);
-    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A short reason for a request that got no answer.
+fn failure_reason(error: &reqwest::Error) -> String {
+    let mut refused = None;
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(r) = cause.downcast_ref::<super::destination::RefusedDestination>() {
+            refused = Some(r.to_string());
+        }
+        source = cause.source();
+    }
+    let reason = match refused {
+        Some(refused) => refused,
+        None if error.is_timeout() => "timeout".into(),
+        None if error.is_connect() => "connection failed".into(),
+        None => "connection failed: the request could not be sent".into(),
+    };
+    reason.chars().take(MAX_ERROR_CHARS).collect()
 }
 
 /// The delay before retry number `attempts` (1 = after the first failure):
@@ -446,12 +468,13 @@ async fn record(
         }
     }
     let (id, node) = (hook.id, d.node.clone());
+    let lease = d.settings.lease;
     let disabled = d
         .store
         .write(move |tx| {
             Box::pin(async move {
                 let now = tx.now();
-                if !store::claim_lease(tx.conn(), id, &node, now, now + LEASE).await? {
+                if !store::claim_lease(tx.conn(), id, &node, now, now + lease).await? {
                     return Err(StepError::LeaseLost);
                 }
                 store::insert_deliveries(tx.conn(), &fresh).await?;

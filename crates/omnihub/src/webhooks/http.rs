@@ -72,7 +72,7 @@ pub struct WebhookBody {
     pub failing_since: Option<chrono::DateTime<chrono::Utc>>,
     /// Feed position up to which events were handed to delivery.
     pub position: i64,
-    /// The signing secret (absent in lists).
+    /// The signing secret: only in the answer to the creation, never again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -144,6 +144,13 @@ fn parse_types(types: &[String]) -> Result<TypeFilter, ApiError> {
         .map_err(|bad| ApiError::invalid_field("event_types", format!("invalid pattern {bad:?}")))
 }
 
+/// Refuses a URL that is, or resolves to, an internal address (422).
+async fn check_destination(state: &AppState, url: &str) -> Result<(), ApiError> {
+    super::destination::check_url(url, &state.settings.webhooks.allowed_networks)
+        .await
+        .map_err(|reason| ApiError::invalid_field("url", reason))
+}
+
 /// Shortest signing key accepted, in bytes.
 const MIN_SECRET_BYTES: usize = 18;
 
@@ -190,8 +197,16 @@ pub async fn create_webhook(
     State(state): State<AppState>,
     caller: Authorized<scope::Admin>,
     Json(body): Json<CreateWebhook>,
-) -> Result<(StatusCode, axum::Json<WebhookBody>), ApiError> {
+) -> Result<
+    (
+        StatusCode,
+        axum::Extension<crate::idempotency::SecretAnswer>,
+        axum::Json<WebhookBody>,
+    ),
+    ApiError,
+> {
     let url = validate_url(&body.url).map_err(|e| ApiError::invalid_field("url", e))?;
+    check_destination(&state, &url).await?;
     let event_types = parse_types(&body.event_types)?;
     let description = parse_description(&body.description)?;
     let secret = match body.secret {
@@ -247,8 +262,13 @@ pub async fn create_webhook(
             })
         })
         .await?;
+    // The signing secret is shown once: an idempotent replay withholds it.
+    let secret_answer = crate::idempotency::SecretAnswer {
+        resource: format!("/v1/webhooks/{}", hook.id),
+    };
     Ok((
         StatusCode::CREATED,
+        axum::Extension(secret_answer),
         axum::Json(WebhookBody::new(hook, true)),
     ))
 }
@@ -277,7 +297,7 @@ pub async fn list_webhooks(
     )))
 }
 
-/// Read a subscription, with its signing secret.
+/// Read a subscription (its signing secret is shown only by the creation).
 #[utoipa::path(get, extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/webhooks/{id}", tag = "webhooks",
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = WebhookBody), (status = 404, body = Problem)))]
@@ -289,7 +309,7 @@ pub async fn get_webhook(
     let hook = store::get(state.store.reader(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
-    Ok(axum::Json(WebhookBody::new(hook, true)))
+    Ok(axum::Json(WebhookBody::new(hook, false)))
 }
 
 /// Change a subscription; `status: active` re-enables a disabled endpoint.
@@ -309,6 +329,9 @@ pub async fn update_webhook(
         .map(validate_url)
         .transpose()
         .map_err(|e| ApiError::invalid_field("url", e))?;
+    if let Some(url) = &url {
+        check_destination(&state, url).await?;
+    }
     let event_types = body.event_types.as_deref().map(parse_types).transpose()?;
     let description = body
         .description
@@ -366,7 +389,7 @@ pub async fn update_webhook(
             })
         })
         .await?;
-    Ok(axum::Json(WebhookBody::new(hook, true)))
+    Ok(axum::Json(WebhookBody::new(hook, false)))
 }
 
 /// Delete a subscription and its delivery log.

@@ -9,6 +9,7 @@
 //! so with a `webhook.disabled` event.
 
 pub mod delivery;
+pub mod destination;
 pub mod http;
 pub mod signature;
 pub mod store;

@@ -13,6 +13,10 @@ backend_tests!(
     invalid_keys_are_400,
     concurrent_requests_with_one_key_create_once,
     a_request_abandoned_by_its_client_still_completes_its_key,
+    a_stored_answer_belongs_to_the_key_that_made_it,
+    secrets_are_never_stored_for_replay,
+    an_answer_commits_with_its_change_or_not_at_all,
+    a_tracking_call_replays_its_answer,
 );
 
 async fn post_with_key(app: &TestApp, secret: &str, key: &str, body: &Value) -> reqwest::Response {
@@ -263,5 +267,277 @@ async fn a_request_abandoned_by_its_client_still_completes_its_key(backend: Back
     let (status, replay) = read(replay).await;
     assert_eq!(status, 201, "{replay}");
     assert_eq!(replay["id"], channel["id"]);
+    app.stop().await;
+}
+
+/// A connection to the test's database (for what only the database shows).
+async fn database(app: &TestApp) -> sqlx::AnyConnection {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&app.db.url).await.unwrap();
+    if let Some(schema) = &app.db.schema {
+        sqlx::query(&format!("SET search_path TO \"{schema}\""))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    conn
+}
+
+/// Every stored answer body, as text.
+async fn stored_answers(app: &TestApp) -> String {
+    use sqlx::Row;
+    let mut conn = database(app).await;
+    let rows = sqlx::query("SELECT COALESCE(response_body, '') AS body FROM idempotency_keys")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| r.get::<String, _>("body"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn post_as(
+    app: &TestApp,
+    secret: &str,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .bearer_auth(secret)
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn a_stored_answer_belongs_to_the_key_that_made_it(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let office = app.channel("backoffice", "Office").await;
+    let admin = app.key_for(&office, &["admin"]).await;
+    let writer = app.key_for(&office, &["events:write"]).await;
+    let mint = json!({"channel_id": office, "name": "minted", "scopes": ["admin"]});
+
+    let first = post_as(&app, &admin, "/v1/keys", "mint-1", &mint).await;
+    let (status, created) = read(first).await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_string();
+
+    // Another key of the same channel repeating the request (same
+    // Idempotency-Key, same body) is authorized first: 403, no replay.
+    let stolen = post_as(&app, &writer, "/v1/keys", "mint-1", &mint).await;
+    assert!(!replayed(&stolen));
+    let body = assert_problem(stolen, 403, "forbidden").await;
+    assert!(!body.to_string().contains(&secret), "{body}");
+
+    // A refusal does not consume the key: the weak key's 403 is not stored,
+    // and an admin using the same Idempotency-Key value gets its own run.
+    let refused = post_as(&app, &writer, "/v1/keys", "shared-value", &mint).await;
+    assert_problem(refused, 403, "forbidden").await;
+    let own = post_as(&app, &admin, "/v1/keys", "shared-value", &mint).await;
+    assert!(!replayed(&own));
+    assert_eq!(own.status(), 201);
+
+    // Keys of one channel do not share Idempotency-Key values: a second
+    // admin key of the office runs the same request anew.
+    let second_admin = app.key_for(&office, &["admin"]).await;
+    let other = post_as(&app, &second_admin, "/v1/keys", "mint-1", &mint).await;
+    assert!(!replayed(&other));
+    let (status, other) = read(other).await;
+    assert_eq!(status, 201, "{other}");
+    assert_ne!(other["id"], created["id"]);
+    app.stop().await;
+}
+
+async fn secrets_are_never_stored_for_replay(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let office = app.channel("backoffice", "Office").await;
+    let mint = json!({"channel_id": office, "name": "minted", "scopes": ["orders:read"]});
+    let first = post_as(&app, &app.admin_key, "/v1/keys", "mint-2", &mint).await;
+    let (status, created) = read(first).await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+
+    let again = post_as(&app, &app.admin_key, "/v1/keys", "mint-2", &mint).await;
+    assert!(replayed(&again));
+    let body = assert_problem(again, 409, "idempotency_answer_withheld").await;
+    assert_eq!(body["resource"], format!("/v1/keys/{id}"), "{body}");
+    assert!(!body.to_string().contains(&secret), "{body}");
+    // Still only one key was made.
+    let (_, keys) = app.get_json("/v1/keys?limit=200").await;
+    let minted = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["name"] == "minted")
+        .count();
+    assert_eq!(minted, 1, "{keys}");
+
+    // A webhook's signing secret neither.
+    let hook = json!({"url": "https://hooks.example.com/in", "event_types": ["order.*"]});
+    let first = post_as(&app, &app.admin_key, "/v1/webhooks", "hook-1", &hook).await;
+    let (status, created_hook) = read(first).await;
+    assert_eq!(status, 201, "{created_hook}");
+    let signing = created_hook["secret"].as_str().unwrap().to_string();
+    let again = post_as(&app, &app.admin_key, "/v1/webhooks", "hook-1", &hook).await;
+    assert!(replayed(&again));
+    let body = assert_problem(again, 409, "idempotency_answer_withheld").await;
+    assert!(!body.to_string().contains(&signing), "{body}");
+
+    // Nor a stream token.
+    let first = post_as(
+        &app,
+        &app.admin_key,
+        "/v1/stream/tokens",
+        "token-1",
+        &json!({}),
+    )
+    .await;
+    let (status, minted) = read(first).await;
+    assert_eq!(status, 201, "{minted}");
+    let token = minted["token"].as_str().unwrap().to_string();
+    let again = post_as(
+        &app,
+        &app.admin_key,
+        "/v1/stream/tokens",
+        "token-1",
+        &json!({}),
+    )
+    .await;
+    assert!(replayed(&again));
+    let body = assert_problem(again, 409, "idempotency_answer_withheld").await;
+    assert!(!body.to_string().contains(&token), "{body}");
+
+    let stored = stored_answers(&app).await;
+    assert!(
+        !stored.contains(&token),
+        "the stream token is not in the table"
+    );
+    assert!(stored.contains("idempotency_answer_withheld"), "{stored}");
+    assert!(
+        !stored.contains(&secret),
+        "the key secret is not in the table"
+    );
+    assert!(
+        !stored.contains(&signing),
+        "the signing secret is not in the table"
+    );
+    assert!(
+        !stored.contains("ohk_") && !stored.contains("whsec_"),
+        "{stored}"
+    );
+    app.stop().await;
+}
+
+/// Crashes a child `omnihub serve` at either side of the commit that writes a
+/// change and its stored answer: before it, neither exists; after it, both.
+async fn an_answer_commits_with_its_change_or_not_at_all(backend: Backend) {
+    use crate::node::Node;
+    let app = TestApp::spawn(backend).await;
+    let data_dir =
+        std::env::temp_dir().join(format!("omnihub-crash-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let channel_named = |name: &'static str| {
+        let app = &app;
+        async move {
+            let (_, list) = app.get_json("/v1/channels?limit=200").await;
+            list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["name"] == name)
+                .cloned()
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // 1. The process dies with the answer written in the change's
+    //    transaction, before its commit.
+    let mut node = Node::start_with(
+        &app.db,
+        &data_dir,
+        &[("OMNIHUB_CRASH_POINT", "idempotency.answer_stored")],
+    )
+    .await;
+    let body = json!({"kind": "web", "name": "Before commit"});
+    let sent = app
+        .client
+        .post(node.url("/v1/channels"))
+        .bearer_auth(&app.admin_key)
+        .header("idempotency-key", "crash-1")
+        .json(&body)
+        .send()
+        .await;
+    assert!(sent.is_err(), "the node died before answering: {sent:?}");
+    let exit = node.child.wait().await.unwrap();
+    assert!(!exit.success(), "{exit:?}");
+    assert!(
+        channel_named("Before commit").await.is_empty(),
+        "no change committed"
+    );
+    let head = app.head().await;
+    // The key is still reserved (no answer), so it unlocks after the
+    // in-progress timeout; make that minute pass.
+    let pending = post_with_key(&app, &app.admin_key, "crash-1", &body).await;
+    assert_problem(pending, 409, "idempotency_request_in_progress").await;
+    sqlx::query("UPDATE idempotency_keys SET locked_until = 0")
+        .execute(&mut database(&app).await)
+        .await
+        .unwrap();
+    let retry = post_with_key(&app, &app.admin_key, "crash-1", &body).await;
+    assert!(!replayed(&retry));
+    assert_eq!(retry.status(), 201);
+    assert_eq!(channel_named("Before commit").await.len(), 1);
+    assert_eq!(app.events_after(head, "channel.created").await.len(), 1);
+
+    // 2. The process dies right after the commit, before answering: the
+    //    change and its answer are both there, and a retry replays it.
+    let mut node = Node::start_with(
+        &app.db,
+        &data_dir,
+        &[("OMNIHUB_CRASH_POINT", "idempotency.committed")],
+    )
+    .await;
+    let body = json!({"kind": "web", "name": "After commit"});
+    let sent = app
+        .client
+        .post(node.url("/v1/channels"))
+        .bearer_auth(&app.admin_key)
+        .header("idempotency-key", "crash-2")
+        .json(&body)
+        .send()
+        .await;
+    assert!(sent.is_err(), "the node died before answering: {sent:?}");
+    let exit = node.child.wait().await.unwrap();
+    assert!(!exit.success(), "{exit:?}");
+    let committed = channel_named("After commit").await;
+    assert_eq!(committed.len(), 1);
+    let retry = post_with_key(&app, &app.admin_key, "crash-2", &body).await;
+    assert!(replayed(&retry), "the answer committed with the change");
+    let (status, replay) = read(retry).await;
+    assert_eq!(status, 201);
+    assert_eq!(replay["id"], committed[0]["id"]);
+    assert_eq!(channel_named("After commit").await.len(), 1);
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+async fn a_tracking_call_replays_its_answer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let key = app.key("web", &["events:write"]).await;
+    let call = json!({"userId": "u-idem", "event": "Signed Up"});
+    let first = post_as(&app, &key, "/v1/track", "track-1", &call).await;
+    let (status, body) = read(first).await;
+    assert_eq!(status, 200, "{body}");
+    let head = app.head().await;
+    let again = post_as(&app, &key, "/v1/track", "track-1", &call).await;
+    assert!(replayed(&again));
+    assert_eq!(read(again).await, (200, body));
+    assert_eq!(app.head().await, head, "nothing written twice");
     app.stop().await;
 }

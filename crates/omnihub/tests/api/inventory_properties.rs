@@ -12,6 +12,7 @@ use omnihub::inventory::reservations::{self, RequestLine, ReservationRequest};
 use omnihub::inventory::{
     ClientReason, InventoryError, ledger, store as inventory_store, transfers,
 };
+use omnihub::keys::reach::Reach;
 use omnihub::locations::{self, Address, Location, LocationKind};
 use omnihub::storage::{Store, migrate};
 use proptest::prelude::*;
@@ -237,12 +238,16 @@ async fn apply(w: &mut World, op: &Op) {
                 return;
             };
             let result = match op {
-                Op::Release { .. } => reservations::release(&w.store, id, w.channel)
-                    .await
-                    .map(|_| ()),
-                Op::Fulfil { .. } => reservations::fulfil(&w.store, id, None, w.channel)
-                    .await
-                    .map(|_| ()),
+                Op::Release { .. } => {
+                    reservations::release(&w.store, id, Reach::everything(w.channel))
+                        .await
+                        .map(|_| ())
+                }
+                Op::Fulfil { .. } => {
+                    reservations::fulfil(&w.store, id, None, Reach::everything(w.channel))
+                        .await
+                        .map(|_| ())
+                }
                 _ => w
                     .store
                     .write(move |tx| {
@@ -274,7 +279,7 @@ async fn apply(w: &mut World, op: &Op) {
                 return;
             };
             tolerated(
-                transfers::finish(&w.store, w.channel, id, false)
+                transfers::finish(&w.store, Reach::everything(w.channel), id, false)
                     .await
                     .map(|_| ()),
             );

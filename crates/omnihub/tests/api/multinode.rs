@@ -18,9 +18,8 @@ backend_tests!(nodes_serve_the_api_and_deliver_each_event_once);
 /// Events produced through the nodes.
 const EVENTS: usize = 300;
 
-/// Creates the database (`omnihub migrate`: maintenance commands never
-/// create one) and an admin key with the CLI.
-async fn cli_admin_key(db: &TestDatabase, data_dir: &std::path::Path) -> String {
+/// Migrates the database and creates an admin key with the CLI.
+pub async fn cli_admin_key(db: &TestDatabase, data_dir: &std::path::Path) -> String {
     let migrated = command(db, data_dir)
         .arg("migrate")
         .output()

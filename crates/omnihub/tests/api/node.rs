@@ -18,6 +18,10 @@ pub fn command(db: &TestDatabase, data_dir: &std::path::Path) -> Command {
         .env("OMNIHUB_LOG_LEVEL", "warn")
         .env("OMNIHUB_WEBHOOK_RETRY_BASE_MS", "100")
         .env("OMNIHUB_SHUTDOWN_GRACE_SECS", "2")
+        // As in `support`: the test receivers listen on loopback, and test
+        // clients share one address.
+        .env("OMNIHUB_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+        .env("OMNIHUB_AUTH_FAILURES_PER_MINUTE", "100000")
         .env_remove("OMNIHUB_CONFIG")
         .stdin(Stdio::null())
         .kill_on_drop(true);
@@ -36,7 +40,17 @@ pub struct Node {
 
 impl Node {
     pub async fn start(db: &TestDatabase, data_dir: &std::path::Path) -> Node {
+        Self::start_with(db, data_dir, &[]).await
+    }
+
+    /// Starts a node with extra environment variables (settings).
+    pub async fn start_with(
+        db: &TestDatabase,
+        data_dir: &std::path::Path,
+        envs: &[(&str, &str)],
+    ) -> Node {
         let mut child = command(db, data_dir)
+            .envs(envs.iter().copied())
             .arg("serve")
             .stdout(Stdio::piped())
             .spawn()

@@ -325,8 +325,20 @@ async fn bopis_ready_and_picked_up(backend: Backend) {
     assert_eq!(order["groups"][0]["location_id"], shop);
     assert_eq!(level(&app, "SHIRT", &shop).await["reserved"], 2);
     let id = order["id"].as_str().unwrap();
-    // The store's POS works the order.
-    let pos = app.key("pos", &["orders:read", "orders:write"]).await;
+    // The store's POS (a POS channel bound to the store) works the order.
+    let (status, till) = app
+        .post_json(
+            "/v1/channels",
+            &json!({ "kind": "pos", "name": "Main St till", "location_id": shop }),
+        )
+        .await;
+    assert_eq!(status, 201, "{till}");
+    let pos = app
+        .key_for(
+            till["id"].as_str().unwrap(),
+            &["orders:read", "orders:write"],
+        )
+        .await;
     let post = |path: String| {
         app.client
             .post(app.url(&path))

@@ -22,17 +22,17 @@ backend_tests!(
 
 /// A key of `kind` that tracks, reads and writes carts and customers, and
 /// (for web/app/pos) verifies identifiers at login.
-async fn shop_key(app: &TestApp, kind: &str) -> String {
+pub(crate) async fn shop_key(app: &TestApp, kind: &str) -> String {
     let mut scopes = vec!["events:write", "customers:read", "customers:write"];
     scopes.extend_from_slice(CART_SCOPES);
     app.key(kind, &scopes).await
 }
 
-async fn customer_cart(app: &TestApp, profile: &str) -> (u16, Value) {
+pub(crate) async fn customer_cart(app: &TestApp, profile: &str) -> (u16, Value) {
     app.get_json(&format!("/v1/customers/{profile}/cart")).await
 }
 
-fn skus(cart: &Value) -> Vec<(String, i64)> {
+pub(crate) fn skus(cart: &Value) -> Vec<(String, i64)> {
     let mut lines: Vec<(String, i64)> = cart["lines"]
         .as_array()
         .expect("lines")
@@ -48,7 +48,12 @@ fn skus(cart: &Value) -> Vec<(String, i64)> {
     lines
 }
 
-async fn guest_cart(app: &TestApp, key: &str, anonymous_id: &str, lines: &[(&str, i64)]) -> String {
+pub(crate) async fn guest_cart(
+    app: &TestApp,
+    key: &str,
+    anonymous_id: &str,
+    lines: &[(&str, i64)],
+) -> String {
     let cart = open_cart(
         app,
         key,
@@ -190,11 +195,20 @@ async fn merged_profiles_pool_their_carts(backend: Backend) {
     // A registered account with a cart, and a profile known only by an
     // email (a newsletter sign-up on the social storefront) with another.
     let account = accepted(&app, &web, "/v1/identify", &json!({ "userId": "noa" })).await;
-    let reader = accepted(
+    accepted(
         &app,
         &social,
         "/v1/identify",
         &json!({ "anonymousId": "ig-9", "traits": { "email": "noa@example.com" } }),
+    )
+    .await;
+    // The sign-up is confirmed (double opt-in), which the shop's backend
+    // reports as verified: the email now names the reader.
+    let reader = accepted(
+        &app,
+        &web,
+        "/v1/identify",
+        &json!({ "anonymousId": "ig-9", "traits": { "email": "noa@example.com" }, "verified": true }),
     )
     .await;
     assert_ne!(account, reader);

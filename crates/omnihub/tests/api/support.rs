@@ -84,6 +84,16 @@ impl TestDatabase {
         settings.listen = "127.0.0.1:0".parse().expect("addr");
         settings.webhooks.retry_base = std::time::Duration::from_millis(100);
         settings.shutdown_grace = std::time::Duration::from_secs(5);
+        // The receivers of the webhook tests listen on 127.0.0.1: allow-listed
+        // here; by default the hub refuses loopback destinations.
+        settings.webhooks.allowed_networks = ["127.0.0.0/8", "::1/128"]
+            .iter()
+            .map(|n| omnihub::webhooks::destination::Network::parse(n).expect("network"))
+            .collect();
+        // Every test client shares 127.0.0.1, and several tests send hundreds
+        // of requests without a key on purpose; the throttle has its own test.
+        settings.limits.auth_failures_per_minute = 100_000;
+        settings.metrics_listen = Some("127.0.0.1:0".parse().expect("addr"));
         settings
     }
 }
@@ -161,6 +171,15 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// The URL of `/metrics` on the hub's metrics listener.
+    pub fn metrics_url(&self) -> String {
+        let hub = self.hub.as_ref().expect("a running hub");
+        let addr = hub
+            .metrics_addr
+            .expect("metrics_listen is set by the harness");
+        format!("http://{addr}/metrics")
     }
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {

@@ -13,7 +13,13 @@ pub async fn write_key(app: &TestApp, kind: &str) -> String {
 
 /// A trusted key: web/app/pos/backoffice channel with `customers:write`.
 pub async fn trusted_key(app: &TestApp) -> String {
-    app.key("web", &["events:write", "customers:write"]).await
+    server_key(app, "web").await
+}
+
+/// A channel's server-side (trusted) tracking key: `events:write` and
+/// `customers:write`; its logins count and its links join profiles.
+pub async fn server_key(app: &TestApp, kind: &str) -> String {
+    app.key(kind, &["events:write", "customers:write"]).await
 }
 
 /// POSTs a tracking call with `key` as Bearer.
@@ -100,7 +106,7 @@ backend_tests!(
 
 async fn identify_lands_on_a_profile_with_segment_answer(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let key = write_key(&app, "web").await;
+    let key = server_key(&app, "web").await;
     let id = accepted(
         &app,
         &key,
@@ -252,7 +258,7 @@ async fn size_limits_answer_problem_json(backend: Backend) {
 
 async fn replayed_message_id_changes_nothing(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let key = write_key(&app, "web").await;
+    let key = server_key(&app, "web").await;
     let first = json!({"messageId": "m-1", "userId": "u-r", "traits": {"plan": "gold"}});
     let id = accepted(&app, &key, "/v1/identify", &first).await;
     let events_before = feed(&app, "*").await.len();
@@ -434,7 +440,8 @@ async fn real_segment_python_client(backend: Backend) {
         ),
     }
     let app = TestApp::spawn(backend).await;
-    let key = write_key(&app, "web").await;
+    // A server-side SDK: the key is a trusted one (its logins count).
+    let key = server_key(&app, "web").await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/segment_client.py");
     let base = app.base.clone();
     let output = tokio::task::spawn_blocking(move || {
@@ -507,7 +514,7 @@ fn identifier_set(profile: &Value) -> std::collections::BTreeSet<String> {
 /// once, linked once, and every call lands on the one profile.
 async fn batch_naming_new_identifiers_many_times_lands_on_one_profile(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let key = write_key(&app, "web").await;
+    let key = server_key(&app, "web").await;
     let results = batch_results(
         &app,
         &key,
@@ -523,10 +530,13 @@ async fn batch_naming_new_identifiers_many_times_lands_on_one_profile(backend: B
         ]),
     )
     .await;
-    let profile = results[0].0.clone();
-    for (i, (customer_id, _)) in results.iter().enumerate() {
+    // The login makes the visitor a person: every call from then on lands
+    // on the person's profile, and the visitor's first id resolves to it.
+    let profile = results[1].0.clone();
+    for (i, (customer_id, _)) in results.iter().enumerate().skip(1) {
         assert_eq!(customer_id, &profile, "call {i}");
     }
+    assert_eq!(customer(&app, &results[0].0).await["id"], profile.as_str());
     let duplicates: Vec<bool> = results.iter().map(|r| r.1).collect();
     assert_eq!(duplicates, vec![false, false, false, false, false, true]);
     let view = customer(&app, &profile).await;
@@ -546,9 +556,10 @@ async fn batch_naming_new_identifiers_many_times_lands_on_one_profile(backend: B
         "linked once each: {view}"
     );
     assert_eq!(timeline(&app, &profile, "").await.len(), 5);
+    // The visitor's profile, then the person's, which the visitor's merges into.
     let created = feed(&app, "customer.created").await;
-    assert_eq!(created.len(), 1, "{created:?}");
-    assert_eq!(created[0]["data"]["customer_id"], profile.as_str());
+    assert_eq!(created.len(), 2, "{created:?}");
+    assert_eq!(created[0]["data"]["customer_id"], results[0].0.as_str());
     assert_eq!(
         created[0]["data"]["identifiers"],
         json!([{"type": "anonymous_id", "value": "new-a"}])
@@ -557,7 +568,13 @@ async fn batch_naming_new_identifiers_many_times_lands_on_one_profile(backend: B
         created[0]["data"]["cause"],
         json!({"kind": "event", "message_id": "n-0"})
     );
-    assert_eq!(feed(&app, "customer.merged").await.len(), 0);
+    assert_eq!(created[1]["data"]["customer_id"], profile.as_str());
+    let merged = feed(&app, "customer.merged").await;
+    assert_eq!(merged.len(), 1, "{merged:?}");
+    assert_eq!(
+        merged[0]["data"]["merged_customer_id"],
+        results[0].0.as_str()
+    );
     assert_eq!(feed(&app, "tracking.*").await.len(), 5);
     app.stop().await;
 }
@@ -566,7 +583,7 @@ async fn batch_naming_new_identifiers_many_times_lands_on_one_profile(backend: B
 /// land on the surviving profile, for every identifier that moved.
 async fn merges_inside_one_batch_are_followed_by_later_calls(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let key = write_key(&app, "web").await;
+    let key = server_key(&app, "web").await;
     let results = batch_results(
         &app,
         &key,
@@ -585,14 +602,19 @@ async fn merges_inside_one_batch_are_followed_by_later_calls(backend: Backend) {
     let ids: Vec<&str> = results.iter().map(|r| r.0.as_str()).collect();
     let (b, c) = (ids[0], ids[1]);
     assert_ne!(b, c);
-    assert_eq!(ids[2], c, "mia joins browser-c's profile");
-    assert_eq!(ids[3], c);
-    // browser-b is the oldest: its profile survives the merge.
-    assert_eq!(&ids[4..], &[b, b, b, b]);
-    assert_eq!(lookup(&app, "anonymous_id:browser-c").await.unwrap(), b);
-    assert_eq!(lookup(&app, "user_id:mia").await.unwrap(), b);
+    // The login names a person: browser-c joins mia's profile, whose id is
+    // the person's (not the browser's), and so does browser-b later.
+    let mia = ids[2];
+    assert!(mia != b && mia != c);
+    assert_eq!(&ids[3..], &[mia, mia, mia, mia, mia]);
+    assert_eq!(lookup(&app, "anonymous_id:browser-c").await.unwrap(), mia);
+    assert_eq!(lookup(&app, "anonymous_id:browser-b").await.unwrap(), mia);
+    assert_eq!(lookup(&app, "user_id:mia").await.unwrap(), mia);
+    assert_eq!(customer(&app, b).await["id"], mia);
+    assert_eq!(customer(&app, c).await["id"], mia);
     assert_eq!(timeline(&app, b, "").await.len(), 8);
-    assert_eq!(feed(&app, "customer.merged").await.len(), 1);
+    // browser-c into mia's profile, then browser-b.
+    assert_eq!(feed(&app, "customer.merged").await.len(), 2);
     // The answers match what a call sent afterwards sees.
     let after = accepted(
         &app,
@@ -601,7 +623,7 @@ async fn merges_inside_one_batch_are_followed_by_later_calls(backend: Backend) {
         &json!({"anonymousId": "browser-c", "event": "Later"}),
     )
     .await;
-    assert_eq!(after, b);
+    assert_eq!(after, mia);
     app.stop().await;
 }
 
@@ -609,7 +631,7 @@ async fn merges_inside_one_batch_are_followed_by_later_calls(backend: Backend) {
 /// profiles, and sending the wrong link again re-creates it.
 async fn calls_after_an_unmerge_land_on_the_restored_profiles(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let key = write_key(&app, "web").await;
+    let key = server_key(&app, "web").await;
     let first = batch_results(
         &app,
         &key,
@@ -623,12 +645,12 @@ async fn calls_after_an_unmerge_land_on_the_restored_profiles(backend: Backend) 
     .await;
     let (kiosk, nora) = (first[0].0.clone(), first[1].0.clone());
     assert_ne!(kiosk, nora);
-    assert_eq!(first[2].0, kiosk, "the oldest profile survives");
-    assert_eq!(first[3].0, kiosk);
+    assert_eq!(first[2].0, nora, "the person's profile survives");
+    assert_eq!(first[3].0, nora);
     let (status, done) = app
         .post_json(
-            &format!("/v1/customers/{kiosk}/unmerge"),
-            &json!({"customer_id": nora}),
+            &format!("/v1/customers/{nora}/unmerge"),
+            &json!({"customer_id": kiosk}),
         )
         .await;
     assert_eq!(status, 200, "{done}");
@@ -664,14 +686,9 @@ async fn calls_after_an_unmerge_land_on_the_restored_profiles(backend: Backend) 
     let ids: Vec<&str> = second.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(
         ids,
-        vec![
-            kiosk.as_str(),
-            nora.as_str(),
-            kiosk.as_str(),
-            kiosk.as_str()
-        ]
+        vec![kiosk.as_str(), nora.as_str(), nora.as_str(), nora.as_str()]
     );
-    assert_eq!(lookup(&app, "user_id:nora").await.unwrap(), kiosk);
+    assert_eq!(lookup(&app, "anonymous_id:kiosk").await.unwrap(), nora);
     assert_eq!(feed(&app, "customer.merged").await.len(), 2);
     app.stop().await;
 }

@@ -1,0 +1,185 @@
+//! Hubs sharing one database: two hubs on two PostgreSQL schemas of one
+//! database do not share locks or notification channels, and a webhook
+//! subscription whose node died mid-delivery is taken over by another node
+//! once the lease (`webhook_lease_secs`) expires, with every event delivered.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::multinode::cli_admin_key;
+use crate::node::Node;
+use crate::receiver::{Mode, Receiver};
+use crate::support::{Backend, TestApp, TestDatabase, postgres_url, read, wait_for};
+
+backend_tests!(a_dead_nodes_webhooks_are_taken_over_after_the_lease);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_schemas_of_one_database_share_no_lock_or_channel() {
+    if postgres_url().is_none() {
+        eprintln!("skipped: PostgreSQL only");
+        return;
+    }
+    use sqlx::Connection;
+    let a = TestApp::spawn(Backend::Postgres).await;
+    let b = TestApp::spawn(Backend::Postgres).await;
+    sqlx::any::install_default_drivers();
+    let mut holder = sqlx::AnyConnection::connect(&a.db.url).await.unwrap();
+    let schema_a = a.db.schema.clone().unwrap();
+    for statement in [format!("SET search_path TO \"{schema_a}\""), "BEGIN".into()] {
+        sqlx::query(&statement).execute(&mut holder).await.unwrap();
+    }
+    // Hold hub A's outbox lock, as A's writer takes it before appending.
+    omnihub::events::store::lock_outbox(&mut holder)
+        .await
+        .unwrap();
+    // Hub B writes events all the same.
+    let written = tokio::time::timeout(Duration::from_secs(10), b.new_channel()).await;
+    assert!(written.is_ok(), "hub B was blocked by hub A's lock");
+    // Hub A waits for its own lock.
+    let blocked = tokio::time::timeout(Duration::from_millis(700), a.new_channel()).await;
+    assert!(blocked.is_err(), "hub A's writes wait for A's outbox lock");
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    let (status, _) = a
+        .post_json(
+            "/v1/channels",
+            &json!({"kind": "web", "name": "after the lock"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    // Each hub notifies on a channel of its own schema.
+    let channel = |app: &TestApp| {
+        let pool = app.hub.as_ref().unwrap().state.store.reader().clone();
+        async move { omnihub::events::store::notify_channel(&pool).await.unwrap() }
+    };
+    let (channel_a, channel_b) = (channel(&a).await, channel(&b).await);
+    assert_ne!(channel_a, channel_b);
+    assert!(channel_a.len() <= 63, "{channel_a}");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Node A takes the subscription and dies (SIGKILL) while its deliveries
+/// hang; node B, started with the same 2 s lease, takes the subscription over
+/// and delivers every event. The receiver deduplicates by `webhook-id`.
+async fn a_dead_nodes_webhooks_are_taken_over_after_the_lease(backend: Backend) {
+    const EVENTS: usize = 5;
+    let db = TestDatabase::new(backend);
+    let data_dir = std::env::temp_dir()
+        .join("omnihub-tests")
+        .join(uuid::Uuid::now_v7().simple().to_string());
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let key = cli_admin_key(&db, &data_dir).await;
+    let lease = [("OMNIHUB_WEBHOOK_LEASE_SECS", "2")];
+    let first = Node::start_with(&db, &data_dir, &lease).await;
+    let client = reqwest::Client::new();
+    let post = |node: &Node, path: &str, body: Value| {
+        let request = client.post(node.url(path)).bearer_auth(&key).json(&body);
+        async move { read(request.send().await.unwrap()).await }
+    };
+    let receiver = Receiver::start(Mode::Hang).await;
+    let (status, hook) = post(
+        &first,
+        "/v1/webhooks",
+        json!({"url": receiver.url, "event_types": ["channel.created"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{hook}");
+    let mut ids = HashSet::new();
+    for i in 0..EVENTS {
+        let (status, channel) = post(
+            &first,
+            "/v1/channels",
+            json!({"kind": "web", "name": format!("shop {i}")}),
+        )
+        .await;
+        assert_eq!(status, 201, "{channel}");
+        ids.insert(channel["id"].as_str().unwrap().to_string());
+    }
+    // The first node is mid-delivery (the receiver holds its requests) …
+    wait_for("the first node to be delivering", || async {
+        (receiver.arrived() >= 1).then_some(())
+    })
+    .await;
+    // … and dies without recording anything or releasing its lease.
+    first.stop().await;
+    receiver.release();
+    let second = Node::start_with(&db, &data_dir, &lease).await;
+    let delivered = wait_for("every event delivered by the second node", || async {
+        let unique: HashSet<String> = receiver
+            .accepted()
+            .iter()
+            .map(|r| r.json()["data"]["id"].as_str().unwrap_or("").to_string())
+            .collect();
+        ids.is_subset(&unique).then_some(unique)
+    })
+    .await;
+    assert!(ids.is_subset(&delivered));
+    // The second node records each delivery once.
+    let hook_id = hook["id"].as_str().unwrap();
+    wait_for("the delivery log to show every event", || async {
+        let response = client
+            .get(second.url(&format!("/v1/webhooks/{hook_id}/deliveries?limit=200")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .ok()?;
+        let (_, log) = read(response).await;
+        let items = log["items"].as_array()?.clone();
+        (items.len() == EVENTS && items.iter().all(|d| d["status"] == "succeeded")).then_some(())
+    })
+    .await;
+    second.stop().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+/// Two writer lanes that lock the same rows in opposite order deadlock;
+/// PostgreSQL aborts one. The aborted write is a retryable 503, not a 500
+/// (the writer cannot run it again itself: an operation is a `FnOnce`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_between_writer_lanes_is_a_retryable_error() {
+    if postgres_url().is_none() {
+        eprintln!("skipped: PostgreSQL only");
+        return;
+    }
+    use omnihub::http::problem::ApiError;
+    use omnihub::storage::StoreError;
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let (first, second) = (app.new_channel().await, app.new_channel().await);
+    let store = app.hub.as_ref().unwrap().state.store.clone();
+    let lock_both = |one: String, other: String| {
+        let store = store.clone();
+        async move {
+            store
+                .write(move |tx| {
+                    Box::pin(async move {
+                        let lock = "SELECT id FROM channels WHERE id = $1 FOR UPDATE";
+                        sqlx::query(lock).bind(&one).execute(tx.conn()).await?;
+                        sqlx::query("SELECT 1 FROM (SELECT pg_sleep(0.5)) AS s")
+                            .execute(tx.conn())
+                            .await?;
+                        sqlx::query(lock).bind(&other).execute(tx.conn()).await?;
+                        Ok::<_, StoreError>(())
+                    })
+                })
+                .await
+        }
+    };
+    let a = tokio::spawn(lock_both(first.clone(), second.clone()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b = tokio::spawn(lock_both(second, first));
+    let results = [a.await.unwrap(), b.await.unwrap()];
+    let failed: Vec<&StoreError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "PostgreSQL aborts one of the two: {results:?}"
+    );
+    assert!(failed[0].is_transient_conflict(), "{:?}", failed[0]);
+    let aborted = results.into_iter().find_map(Result::err).unwrap();
+    let answer = ApiError::from(aborted);
+    assert_eq!(answer.status().as_u16(), 503, "{answer:?}");
+    app.stop().await;
+}

@@ -59,6 +59,7 @@ impl From<&Event> for EventBody {
 #[serde(deny_unknown_fields)]
 pub struct FeedParams {
     /// Return events after this position (the `next_cursor` of the last page); 0 for the start.
+    #[param(pattern = "^(\\+?[0-9]{1,18})?$")]
     pub after: Option<String>,
     /// Comma-separated types; `cart.*` matches a prefix.
     pub types: Option<String>,

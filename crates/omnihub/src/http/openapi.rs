@@ -320,7 +320,15 @@ fn complete_errors(spec: &mut openapi::OpenApi) {
             if public {
                 continue;
             }
-            let mut codes = vec![E::Unauthorized, E::Forbidden, E::Internal, E::Unavailable];
+            // Every key check can be throttled (`http::limits`, failed
+            // authentications per address).
+            let mut codes = vec![
+                E::Unauthorized,
+                E::Forbidden,
+                E::TooManyRequests,
+                E::Internal,
+                E::Unavailable,
+            ];
             let parameters = operation.parameters.as_deref().unwrap_or_default();
             let has = |place: openapi::path::ParameterIn| {
                 parameters.iter().any(|p| p.parameter_in == place)

@@ -428,7 +428,7 @@ pub async fn delete_webhook(
 #[serde(deny_unknown_fields)]
 pub struct DeliveryFilter {
     /// `succeeded`, `retrying` or `failed`.
-    #[param(value_type = Option<crate::http::schema::DeliveryStatusName>)]
+    #[param(value_type = Option<crate::http::schema::DeliveryStatusName>, inline)]
     pub status: Option<String>,
     /// Items per page, 1 to 200 [default: 50].
     #[serde(

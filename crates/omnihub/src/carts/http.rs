@@ -177,12 +177,15 @@ fn parse_owner_id(field: &str, raw: &str) -> Result<String, ApiError> {
 pub struct CreateCart {
     /// The customer profile id (give this or `anonymous_id`). A profile
     /// merged into another gets the survivor's cart.
+    #[schema(pattern = "^\\s*[A-Za-z0-9_.:@-]{1,128}\\s*$")]
     pub customer_id: Option<String>,
     /// The anonymous id of a guest (give this or `customer_id`). Once the
     /// tracking API has linked it to a known customer (a login), the cart
     /// opened is that customer's.
+    #[schema(pattern = "^\\s*[A-Za-z0-9_.:@-]{1,128}\\s*$")]
     pub anonymous_id: Option<String>,
     /// ISO 4217 code.
+    #[schema(pattern = "^\\s*[A-Za-z]{3}\\s*$")]
     pub currency: String,
 }
 
@@ -237,6 +240,7 @@ pub async fn get_cart(
 #[serde(deny_unknown_fields)]
 pub struct CustomerCartQuery {
     /// The currency of the cart [default: the active cart changed last].
+    #[param(pattern = "^\\s*[A-Za-z]{3}\\s*$")]
     pub currency: Option<String>,
 }
 
@@ -266,8 +270,13 @@ pub async fn get_customer_cart(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddLine {
+    #[schema(
+        pattern = "^\\s*[A-Za-z0-9._/-]+(\\s+[A-Za-z0-9._/-]+)*\\s*$",
+        max_length = 64
+    )]
     pub sku: String,
     /// Units to add (1–100000); added to the SKU's line when the cart has one.
+    #[schema(minimum = 1, maximum = 100000)]
     pub quantity: i64,
     /// Hold the units with a reservation for the channel's hold time [default: false].
     #[serde(default)]
@@ -311,6 +320,7 @@ pub async fn add_line(
 #[serde(deny_unknown_fields)]
 pub struct UpdateLine {
     /// The new quantity (1–100000).
+    #[schema(minimum = 1, maximum = 100000)]
     pub quantity: i64,
     /// true: hold the units; false: drop the hold [default: unchanged].
     pub hold: Option<bool>,
@@ -321,7 +331,7 @@ pub struct UpdateLine {
     request_body = UpdateLine,
     params(("id" = String, Path, format = Uuid), ("line_id" = String, Path, format = Uuid),
         ("If-Match" = Option<String>, Header, description = "The ETag the change is based on")),
-    responses((status = 200, body = CartBody), (status = 404, body = Problem), (status = 412, body = Problem)))]
+    responses((status = 200, body = CartBody), (status = 404, body = Problem), (status = 409, body = Problem, description = "cart_closed"), (status = 412, body = Problem)))]
 pub async fn update_line(
     State(state): State<AppState>,
     caller: Authorized<scope::CartsWrite>,
@@ -343,7 +353,7 @@ pub async fn update_line(
 #[utoipa::path(delete, operation_id = "delete_cart_line", extensions(("x-required-scopes" = json!(["carts:write"]))), path = "/v1/carts/{id}/lines/{line_id}", tag = "carts",
     params(("id" = String, Path, format = Uuid), ("line_id" = String, Path, format = Uuid),
         ("If-Match" = Option<String>, Header, description = "The ETag the change is based on")),
-    responses((status = 200, body = CartBody), (status = 404, body = Problem), (status = 412, body = Problem)))]
+    responses((status = 200, body = CartBody), (status = 404, body = Problem), (status = 409, body = Problem, description = "cart_closed"), (status = 412, body = Problem)))]
 pub async fn delete_line(
     State(state): State<AppState>,
     caller: Authorized<scope::CartsWrite>,
@@ -358,9 +368,12 @@ pub async fn delete_line(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MergeRequest {
+    #[schema(pattern = "^\\s*[A-Za-z0-9_.:@-]{1,128}\\s*$")]
     pub anonymous_id: String,
+    #[schema(pattern = "^\\s*[A-Za-z0-9_.:@-]{1,128}\\s*$")]
     pub customer_id: String,
     /// merge, keep_latest or keep_registered [default: the calling channel's].
+    #[schema(value_type = Option<crate::http::schema::CartMergePolicyName>)]
     pub policy: Option<String>,
 }
 

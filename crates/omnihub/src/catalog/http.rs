@@ -23,6 +23,7 @@ use crate::ids::{ProductId, VariantId};
 pub struct CreateProduct {
     /// Titles per language tag, e.g. `{"en": "Oxford shirt", "fr": "Chemise Oxford"}`.
     pub titles: BTreeMap<String, String>,
+    #[schema(min_items = 1, max_items = 100)]
     pub variants: Vec<CreateVariant>,
 }
 
@@ -30,6 +31,10 @@ pub struct CreateProduct {
 #[serde(deny_unknown_fields)]
 pub struct CreateVariant {
     /// Normalized: trimmed, upper-cased, inner spaces to `-`; `A–Z 0–9 - _ . /`, ≤ 64.
+    #[schema(
+        pattern = "^\\s*[A-Za-z0-9._/-]+(\\s+[A-Za-z0-9._/-]+)*\\s*$",
+        max_length = 64
+    )]
     pub sku: String,
     pub barcode: Option<String>,
     #[serde(default)]
@@ -39,13 +44,19 @@ pub struct CreateVariant {
     pub prices: BTreeMap<String, i64>,
     /// For a bundle: the component SKUs and units one bundle consumes.
     #[serde(default)]
+    #[schema(max_items = 20)]
     pub components: Vec<ComponentBody>,
 }
 
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComponentBody {
+    #[schema(
+        pattern = "^\\s*[A-Za-z0-9._/-]+(\\s+[A-Za-z0-9._/-]+)*\\s*$",
+        max_length = 64
+    )]
     pub sku: String,
+    #[schema(minimum = 1, maximum = 100)]
     pub quantity: i64,
 }
 
@@ -266,10 +277,22 @@ pub async fn get_product(
 #[serde(deny_unknown_fields)]
 pub struct VariantFilter {
     /// Exactly this SKU (normalized before lookup).
+    #[param(
+        pattern = "^\\s*[A-Za-z0-9._/-]+(\\s+[A-Za-z0-9._/-]+)*\\s*$",
+        max_length = 64
+    )]
     pub sku: Option<String>,
     /// Exactly this barcode.
     pub barcode: Option<String>,
+    /// Items per page, 1 to 200 [default: 50].
+    #[serde(
+        default,
+        deserialize_with = "crate::http::pagination::deserialize_limit"
+    )]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 

@@ -22,6 +22,10 @@ impl Sku {
     pub const MAX_CHARS: usize = 64;
 
     pub fn parse(raw: &str) -> Result<Sku, String> {
+        // As sent, not only once normalized: the document states one length.
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
         let normalized = raw
             .split_whitespace()
             .collect::<Vec<_>>()

@@ -17,8 +17,13 @@ use crate::ids::{ChannelId, LocationId};
 #[serde(deny_unknown_fields)]
 pub struct CreateChannel {
     /// `web`, `app`, `pos`, `social`, `marketplace`, `b2b_portal` or `backoffice`.
+    #[schema(value_type = crate::http::schema::ChannelKindName)]
     pub kind: String,
     /// Unique display name, 1–100 characters.
+    #[schema(
+        max_length = 100,
+        pattern = "^\\s*[^\\s\\u0000-\\u001f\\u007f-\\u009f]([^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f])?\\s*$"
+    )]
     pub name: String,
     /// For a POS: the store location it sells from.
     #[schema(value_type = Option<String>, format = Uuid)]

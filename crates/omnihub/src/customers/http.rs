@@ -316,6 +316,7 @@ pub async fn get_customer(
 pub struct LookupParams {
     /// `type:value`, e.g. `email:ana@example.com` or `phone:+14155550100`;
     /// the value is normalized like incoming identifiers.
+    #[param(pattern = "^[^:]+:.+$")]
     pub identifier: String,
 }
 
@@ -374,7 +375,15 @@ pub struct TimelineParams {
     pub event: Option<String>,
     /// Only interactions from this channel id.
     pub channel: Option<String>,
+    /// Items per page, 1 to 200 [default: 50].
+    #[serde(
+        default,
+        deserialize_with = "crate::http::pagination::deserialize_limit"
+    )]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 

@@ -59,10 +59,16 @@ impl From<&Event> for EventBody {
 #[serde(deny_unknown_fields)]
 pub struct FeedParams {
     /// Return events after this position (the `next_cursor` of the last page); 0 for the start.
+    #[param(pattern = "^(\\+?[0-9]{1,18})?$")]
     pub after: Option<String>,
     /// Comma-separated types; `cart.*` matches a prefix.
     pub types: Option<String>,
-    /// Events per page (1–200, default 50).
+    /// Items per page, 1 to 200 [default: 50].
+    #[serde(
+        default,
+        deserialize_with = "crate::http::pagination::deserialize_limit"
+    )]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 

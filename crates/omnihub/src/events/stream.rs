@@ -48,6 +48,7 @@ pub struct StreamParams {
     /// Comma-separated event types; `inventory.*` matches a prefix.
     pub types: Option<String>,
     /// Start after this position (`Last-Event-ID` takes precedence).
+    #[param(pattern = "^(\\+?[0-9]{1,18})?$")]
     pub after: Option<String>,
     /// A stream token (`POST /v1/stream/tokens`) instead of an
     /// `Authorization` header, for a browser's `EventSource`.

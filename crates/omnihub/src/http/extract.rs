@@ -49,43 +49,54 @@ where
 }
 
 /// Parses JSON, mapping syntax errors to 400 and type errors to 422 with the
-/// field path.
+/// field path. A number with a zero fraction (`3.0`) counts as the integer it
+/// equals, as in JSON Schema, so clients that write every number as a float
+/// are understood.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let message = inner.to_string();
-                let parent = if path == "." { String::new() } else { path };
-                // serde reports a missing field at its parent object; name
-                // the field itself.
-                let field = match missing_field(&message) {
-                    Some(name) if parent.is_empty() => name.to_string(),
-                    Some(name) => format!("{parent}.{name}"),
-                    None => parent,
-                };
-                let mut api = ApiError::new(
-                    ErrorCode::ValidationFailed,
-                    if field.is_empty() {
-                        message.clone()
-                    } else {
-                        format!("{field}: {message}")
-                    },
-                );
-                api.errors.push(FieldError { field, message });
-                api
-            }
-            _ => ApiError::new(ErrorCode::MalformedJson, inner.to_string()),
-        }
-    })?;
-    // Anything but whitespace after the value is malformed, as with
-    // `serde_json::from_slice`.
-    deserializer
-        .end()
+    // `from_slice` rejects anything but whitespace after the value.
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|error| ApiError::new(ErrorCode::MalformedJson, error.to_string()))?;
-    Ok(value)
+    integral_floats_to_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.into_inner().to_string();
+        let parent = if path == "." { String::new() } else { path };
+        // serde reports a missing field at its parent object; name the
+        // field itself.
+        let field = match missing_field(&message) {
+            Some(name) if parent.is_empty() => name.to_string(),
+            Some(name) => format!("{parent}.{name}"),
+            None => parent,
+        };
+        let mut api = ApiError::new(
+            ErrorCode::ValidationFailed,
+            if field.is_empty() {
+                message.clone()
+            } else {
+                format!("{field}: {message}")
+            },
+        );
+        api.errors.push(FieldError { field, message });
+        api
+    })
+}
+
+/// Rewrites `3.0` as `3` (within the range of `i64`), everywhere in `value`.
+fn integral_floats_to_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                // i64::MAX as f64 rounds up to 2^63, which is out of range.
+                if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 {
+                    *value = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
 }
 
 /// The field name of serde's "missing field `name`" message.

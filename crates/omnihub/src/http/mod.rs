@@ -12,6 +12,7 @@ pub mod limits;
 pub mod openapi;
 pub mod pagination;
 pub mod problem;
+pub mod schema;
 pub mod serve;
 
 use std::sync::Arc;

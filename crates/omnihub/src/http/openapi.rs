@@ -62,7 +62,68 @@ pub fn document() -> openapi::OpenApi {
         .split_for_parts();
     complete_errors(&mut spec);
     declare_idempotency_key(&mut spec);
+    declare_if_match(&mut spec);
     spec
+}
+
+/// `If-Match` takes a cart version as the hub reads it (`"7"`, `W/"7"`,
+/// `7`) or `*`.
+fn declare_if_match(spec: &mut openapi::OpenApi) {
+    use openapi::schema::{ObjectBuilder, Type};
+    for item in spec.paths.paths.values_mut() {
+        for operation in [
+            &mut item.post,
+            &mut item.patch,
+            &mut item.delete,
+            &mut item.put,
+        ] {
+            let Some(parameters) = operation.as_mut().and_then(|o| o.parameters.as_mut()) else {
+                continue;
+            };
+            for parameter in parameters.iter_mut().filter(|p| p.name == "If-Match") {
+                parameter.schema = Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^\\s*(\\*|(W/)?\"*[+-]?[0-9]{1,18}\"*)\\s*$"))
+                        .into(),
+                );
+            }
+        }
+    }
+}
+
+/// The tracking routes read their bodies themselves (any content type), so
+/// their schemas are written out in `tracking::http` as JSON Schema (with
+/// `anyOf`/`if` that the typed document cannot hold): named components, and
+/// `text/plain` listed beside `application/json`. Applied to the JSON form.
+fn declare_tracking_bodies(document: &mut serde_json::Value) {
+    use crate::tracking::MessageType as M;
+    use crate::tracking::http::{batch_schema, call_schema};
+    let bodies = [
+        (
+            "/v1/identify",
+            "IdentifyCall",
+            call_schema(Some(M::Identify)),
+        ),
+        ("/v1/track", "TrackCall", call_schema(Some(M::Track))),
+        ("/v1/page", "PageCall", call_schema(Some(M::Page))),
+        ("/v1/screen", "ScreenCall", call_schema(Some(M::Screen))),
+        ("/v1/alias", "AliasCall", call_schema(Some(M::Alias))),
+        ("/v1/group", "GroupCall", call_schema(Some(M::Group))),
+        ("/v1/batch", "BatchCalls", batch_schema()),
+    ];
+    for (path, name, schema) in bodies {
+        document["components"]["schemas"][name] = schema;
+        let reference =
+            serde_json::json!({ "schema": { "$ref": format!("#/components/schemas/{name}") } });
+        let operation = &mut document["paths"][path]["post"];
+        if operation.is_object() {
+            operation["requestBody"] = serde_json::json!({
+                "required": true,
+                "content": { "application/json": reference, "text/plain": reference },
+            });
+        }
+    }
 }
 
 /// Every POST under `/v1` honours `Idempotency-Key` (the middleware runs on
@@ -101,6 +162,129 @@ fn declare_idempotency_key(spec: &mut openapi::OpenApi) {
     }
 }
 
+/// Rules between fields that the typed document cannot hold.
+fn declare_one_of_rules(document: &mut serde_json::Value) {
+    use serde_json::json;
+    let schemas = &mut document["components"]["schemas"];
+    let language = json!({ "pattern": "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,3})?$" });
+    // Titles by language tag, prices by currency.
+    for name in ["CreateProduct", "CreateVariant"] {
+        if schemas[name]["properties"]["titles"].is_object() {
+            schemas[name]["properties"]["titles"]["propertyNames"] = language.clone();
+        }
+    }
+    if schemas["CreateVariant"]["properties"]["prices"].is_object() {
+        schemas["CreateVariant"]["properties"]["prices"]["propertyNames"] =
+            json!({ "pattern": "^\\s*[A-Za-z]{3}\\s*$" });
+        schemas["CreateVariant"]["properties"]["prices"]["additionalProperties"] =
+            json!({ "type": "integer", "minimum": 0, "maximum": crate::catalog::MAX_PRICE_MINOR });
+    }
+    let titles = json!({ "type": "string", "minLength": 1, "maxLength": 200 });
+    for name in ["CreateProduct", "CreateVariant"] {
+        if schemas[name]["properties"]["titles"].is_object() {
+            schemas[name]["properties"]["titles"]["additionalProperties"] = titles.clone();
+        }
+    }
+    // Coordinates come in pairs.
+    let pair = json!([
+        { "properties": { "latitude": { "type": "number" }, "longitude": { "type": "number" } }, "required": ["latitude", "longitude"] },
+        { "properties": { "latitude": { "type": "null" }, "longitude": { "type": "null" } } },
+    ]);
+    set_rule(schemas, "CreateLocation", "oneOf", pair);
+    // A pickup plan names the store.
+    set_rule(
+        schemas,
+        "SourcingDelivery",
+        "oneOf",
+        json!([
+            { "properties": { "type": { "const": "ship" } } },
+            { "properties": { "type": { "const": "pickup" }, "location_id": { "type": "string" } }, "required": ["location_id"] },
+        ]),
+    );
+    if schemas["TypeRuleDocument"]["properties"]["kind"].is_object() {
+        schemas["TypeRuleDocument"]["properties"]["kind"]["pattern"] =
+            json!("^[a-z][a-z0-9_]{0,39}$");
+    }
+    if schemas["TypeRuleDocument"]["properties"]["max_per_profile"].is_object() {
+        schemas["TypeRuleDocument"]["properties"]["max_per_profile"]["minimum"] = json!(1);
+        schemas["TypeRuleDocument"]["properties"]["max_per_profile"]["maximum"] = json!(10_000);
+    }
+    if schemas["TypeRuleDocument"]["properties"]["class"].is_object() {
+        schemas["TypeRuleDocument"]["properties"]["class"]["enum"] =
+            json!(["account", "device", "claimable", "other"]);
+    }
+    // Only a store offers pickup or ships from store.
+    set_rule(
+        schemas,
+        "CreateLocation",
+        "if",
+        json!({ "properties": { "kind": { "not": { "const": "store" } } } }),
+    );
+    set_rule(
+        schemas,
+        "CreateLocation",
+        "then",
+        json!({ "properties": {
+        "pickup_enabled": { "const": false }, "ship_from_store": { "const": false } } }),
+    );
+    // Only a POS channel has a location.
+    set_rule(
+        schemas,
+        "CreateChannel",
+        "if",
+        json!({ "properties": { "kind": { "not": { "const": "pos" } } } }),
+    );
+    set_rule(
+        schemas,
+        "CreateChannel",
+        "then",
+        json!({ "properties": { "location_id": { "type": "null" } } }),
+    );
+    // A ship needs an address, a pickup a location (and no address), sourced may have an address.
+    set_rule(
+        schemas,
+        "FulfilmentRequest",
+        "oneOf",
+        json!([
+            { "properties": { "type": { "const": "ship" }, "address": { "type": "object" }, "location_id": { "type": "null" } }, "required": ["address"] },
+            { "properties": { "type": { "const": "pickup" }, "address": { "type": "null" }, "location_id": { "type": "string" } }, "required": ["location_id"] },
+            { "properties": { "type": { "const": "sourced" }, "location_id": { "type": "null" } } },
+        ]),
+    );
+    // Quantities by reason: a signed change for adjustment, a new value for
+    // count and safety_stock, units moved otherwise.
+    set_rule(
+        schemas,
+        "MovementBody",
+        "allOf",
+        json!([
+            { "if": { "properties": { "reason": { "const": "adjustment" } } },
+              "then": { "properties": { "quantity": { "not": { "const": 0 }, "minimum": -crate::inventory::MAX_LINE_QUANTITY, "maximum": crate::inventory::MAX_LINE_QUANTITY } } } },
+            { "if": { "properties": { "reason": { "enum": ["count", "safety_stock"] } } },
+              "then": { "properties": { "quantity": { "minimum": 0, "maximum": crate::inventory::MAX_LINE_QUANTITY * 100 } } } },
+            { "if": { "properties": { "reason": { "enum": ["receipt", "sale", "damage", "expected", "return_restock"] } } },
+              "then": { "properties": { "quantity": { "minimum": 1, "maximum": crate::inventory::MAX_LINE_QUANTITY } } } },
+        ]),
+    );
+    // A cart belongs to a customer or to a guest: exactly one of the two.
+    set_rule(
+        schemas,
+        "CreateCart",
+        "oneOf",
+        json!([
+            { "required": ["customer_id"], "properties": { "customer_id": { "type": "string" } } },
+            { "required": ["anonymous_id"], "properties": { "anonymous_id": { "type": "string" } } },
+        ]),
+    );
+}
+
+/// Sets `key` of component schema `name`, when the document has it.
+fn set_rule(schemas: &mut serde_json::Value, name: &str, key: &str, value: serde_json::Value) {
+    if schemas[name].is_object() {
+        schemas[name][key] = value;
+    }
+}
+
 /// The problem+json media type of every error answer.
 const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -136,7 +320,15 @@ fn complete_errors(spec: &mut openapi::OpenApi) {
             if public {
                 continue;
             }
-            let mut codes = vec![E::Unauthorized, E::Forbidden, E::Internal, E::Unavailable];
+            // Every key check can be throttled (`http::limits`, failed
+            // authentications per address).
+            let mut codes = vec![
+                E::Unauthorized,
+                E::Forbidden,
+                E::TooManyRequests,
+                E::Internal,
+                E::Unavailable,
+            ];
             let parameters = operation.parameters.as_deref().unwrap_or_default();
             let has = |place: openapi::path::ParameterIn| {
                 parameters.iter().any(|p| p.parameter_in == place)
@@ -150,7 +342,12 @@ fn complete_errors(spec: &mut openapi::OpenApi) {
                 ]);
             }
             if has(openapi::path::ParameterIn::Query) {
-                codes.push(E::InvalidQuery);
+                // Malformed or unknown parameters are 400; values the
+                // handler checks (a SKU, a currency) are 422 with the field.
+                codes.extend([E::InvalidQuery, E::ValidationFailed]);
+            }
+            if parameters.iter().any(|p| p.name == "If-Match") {
+                codes.push(E::ValidationFailed);
             }
             if parameters
                 .iter()
@@ -206,7 +403,12 @@ fn add_errors(responses: &mut openapi::Responses, codes: &[super::problem::Error
 
 /// Pretty JSON of [`document`], as committed in `docs/openapi.json`.
 pub fn document_json() -> String {
-    document().to_pretty_json().unwrap_or_default()
+    let Ok(mut document) = serde_json::to_value(document()) else {
+        return String::new();
+    };
+    declare_tracking_bodies(&mut document);
+    declare_one_of_rules(&mut document);
+    serde_json::to_string_pretty(&document).unwrap_or_default()
 }
 
 /// The OpenAPI 3.1 document of this hub.

@@ -9,17 +9,35 @@ use utoipa::{IntoParams, ToSchema};
 use super::problem::{ApiError, ErrorCode};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
-/// Larger `limit`s are capped to this.
+/// The largest `limit`; a larger one is a 400 `invalid_query`.
 pub const MAX_PAGE_SIZE: u32 = 200;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageParams {
-    /// Items per page (1–200, default 50; larger values are capped).
+    /// Items per page, 1 to 200 [default: 50].
+    #[serde(default, deserialize_with = "deserialize_limit")]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
+}
+
+/// `limit` of a list: 1 to [`MAX_PAGE_SIZE`], or a query error (the
+/// document states the range, so the hub does not quietly cap it).
+pub fn deserialize_limit<'de, D>(deserializer: D) -> Result<Option<u32>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let limit = Option::<u32>::deserialize(deserializer)?;
+    match limit {
+        Some(n) if !(1..=MAX_PAGE_SIZE).contains(&n) => Err(serde::de::Error::custom(format!(
+            "limit must be 1 to {MAX_PAGE_SIZE}"
+        ))),
+        other => Ok(other),
+    }
 }
 
 impl PageParams {

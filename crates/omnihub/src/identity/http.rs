@@ -94,7 +94,15 @@ pub async fn put_rules(
 pub struct IdentifierReportParams {
     /// `quarantined` (default) or `shared`.
     pub status: Option<String>,
+    /// Items per page, 1 to 200 [default: 50].
+    #[serde(
+        default,
+        deserialize_with = "crate::http::pagination::deserialize_limit"
+    )]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 

@@ -143,6 +143,7 @@ impl From<&StockLevel> for LevelBody {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MovementBatch {
+    #[schema(min_items = 1, max_items = 500)]
     pub movements: Vec<MovementBody>,
 }
 
@@ -150,10 +151,16 @@ pub struct MovementBatch {
 #[serde(deny_unknown_fields)]
 pub struct MovementBody {
     /// Client-generated id, unique per channel (1–64 characters); a replay changes nothing.
+    #[schema(pattern = "^\\s*[!-~]([ -~]{0,62}[!-~])?\\s*$")]
     pub id: String,
+    #[schema(
+        pattern = "^\\s*[A-Za-z0-9._/-]+(\\s+[A-Za-z0-9._/-]+)*\\s*$",
+        max_length = 64
+    )]
     pub sku: String,
     pub location_id: LocationId,
     /// receipt, sale, adjustment, count, damage, safety_stock, expected or return_restock.
+    #[schema(value_type = crate::http::schema::MovementReasonName)]
     pub reason: String,
     /// Units (> 0); the signed change for `adjustment`; the new value for `count` and `safety_stock` (≥ 0).
     pub quantity: i64,
@@ -334,7 +341,15 @@ pub async fn list_incidents(
 #[serde(deny_unknown_fields)]
 pub struct LevelsParams {
     pub location_id: LocationId,
+    /// Items per page, 1 to 200 [default: 50].
+    #[serde(
+        default,
+        deserialize_with = "crate::http::pagination::deserialize_limit"
+    )]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 
@@ -383,6 +398,10 @@ pub async fn list_levels(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AvailabilityParams {
+    #[param(
+        pattern = "^\\s*[A-Za-z0-9._/-]+(\\s+[A-Za-z0-9._/-]+)*\\s*$",
+        max_length = 64
+    )]
     pub sku: String,
     /// The channel whose view to show [default: the caller's].
     pub channel_id: Option<ChannelId>,
@@ -452,12 +471,20 @@ pub async fn get_availability(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StoreAvailabilityParams {
+    #[param(
+        pattern = "^\\s*[A-Za-z0-9._/-]+(\\s+[A-Za-z0-9._/-]+)*\\s*$",
+        max_length = 64
+    )]
     pub sku: String,
     /// Units wanted [default: 1].
+    #[param(minimum = 1, maximum = 100000)]
     pub quantity: Option<i64>,
+    #[param(minimum = -90, maximum = 90)]
     pub latitude: Option<f64>,
+    #[param(minimum = -180, maximum = 180)]
     pub longitude: Option<f64>,
     /// Search radius around the point [default: 50 km].
+    #[param(minimum = 0, maximum = 20000)]
     pub radius_km: Option<f64>,
     pub channel_id: Option<ChannelId>,
 }
@@ -535,10 +562,12 @@ pub async fn get_store_availability(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateReservation {
+    #[schema(min_items = 1, max_items = 500)]
     pub lines: Vec<ReservationLineRequest>,
     /// Default location for lines that name none; without either a line is sourced.
     pub location_id: Option<LocationId>,
     /// Hold length [default: the channel policy's; at most 86400].
+    #[schema(minimum = 1, maximum = 86400)]
     pub hold_seconds: Option<i64>,
     /// Free text linking the hold to a cart or order.
     pub reference: Option<String>,
@@ -547,7 +576,12 @@ pub struct CreateReservation {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReservationLineRequest {
+    #[schema(
+        pattern = "^\\s*[A-Za-z0-9._/-]+(\\s+[A-Za-z0-9._/-]+)*\\s*$",
+        max_length = 64
+    )]
     pub sku: String,
+    #[schema(minimum = 1, maximum = 100000)]
     pub quantity: i64,
     pub location_id: Option<LocationId>,
 }
@@ -747,13 +781,19 @@ pub async fn fulfil_reservation(
 pub struct CreateTransfer {
     pub from_location_id: LocationId,
     pub to_location_id: LocationId,
+    #[schema(min_items = 1, max_items = 500)]
     pub lines: Vec<TransferLineBody>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferLineBody {
+    #[schema(
+        pattern = "^\\s*[A-Za-z0-9._/-]+(\\s+[A-Za-z0-9._/-]+)*\\s*$",
+        max_length = 64
+    )]
     pub sku: String,
+    #[schema(minimum = 1, maximum = 100000)]
     pub quantity: i64,
 }
 
@@ -884,6 +924,7 @@ pub async fn cancel_transfer(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourcingRequest {
+    #[schema(min_items = 1, max_items = 500)]
     pub lines: Vec<TransferLineBody>,
     pub delivery: DeliveryBody,
     /// The channel whose view and buffers apply [default: the caller's].
@@ -896,9 +937,12 @@ pub struct SourcingRequest {
 pub struct DeliveryBody {
     /// `ship` or `pickup`.
     #[serde(rename = "type")]
+    #[schema(value_type = crate::http::schema::SourcingDeliveryTypeName)]
     pub kind: String,
     /// For ship: where to (nearest stores are preferred).
+    #[schema(minimum = -90, maximum = 90)]
     pub latitude: Option<f64>,
+    #[schema(minimum = -180, maximum = 180)]
     pub longitude: Option<f64>,
     /// For pickup: the store.
     pub location_id: Option<LocationId>,
@@ -1038,13 +1082,16 @@ pub async fn plan_sourcing(
 #[serde(deny_unknown_fields)]
 pub struct PolicyBody {
     /// Location kinds the channel sees.
+    #[schema(value_type = Vec<crate::http::schema::LocationKindName>)]
     pub location_kinds: Vec<String>,
     /// When not empty, only these locations.
     #[serde(default)]
     pub location_ids: Vec<LocationId>,
     /// Units held back from the channel at every location.
+    #[schema(minimum = 0, maximum = 1000000)]
     pub buffer: i64,
     /// Default reservation length for the channel.
+    #[schema(minimum = 1, maximum = 86400)]
     pub hold_seconds: i64,
     /// False while the defaults of the channel kind apply (read only).
     #[serde(default)]

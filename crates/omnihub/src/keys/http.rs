@@ -18,8 +18,13 @@ use crate::ids::{ChannelId, KeyId};
 pub struct CreateKey {
     pub channel_id: ChannelId,
     /// A label for people, e.g. "POS terminal 3".
+    #[schema(
+        max_length = 100,
+        pattern = "^\\s*[^\\s\\u0000-\\u001f\\u007f-\\u009f]([^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f])?\\s*$"
+    )]
     pub name: String,
     /// Scopes, e.g. `["events:write", "customers:read"]`; `admin` implies all.
+    #[schema(value_type = Vec<crate::http::schema::ScopeName>, min_items = 1)]
     pub scopes: Vec<String>,
 }
 
@@ -134,7 +139,15 @@ pub async fn create_key(
 pub struct KeyFilter {
     /// Only keys of this channel.
     pub channel_id: Option<ChannelId>,
+    /// Items per page, 1 to 200 [default: 50].
+    #[serde(
+        default,
+        deserialize_with = "crate::http::pagination::deserialize_limit"
+    )]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 

@@ -27,6 +27,7 @@ pub struct AddressBody {
     pub postal_code: String,
     /// ISO 3166-1 alpha-2, e.g. `US`.
     #[serde(default)]
+    #[schema(pattern = "^\\s*([A-Za-z]{2}\\s*)?$")]
     pub country: String,
 }
 
@@ -34,23 +35,33 @@ pub struct AddressBody {
 #[serde(deny_unknown_fields)]
 pub struct CreateLocation {
     /// `warehouse`, `store`, `dropshipper` or `marketplace_buffer`.
+    #[schema(value_type = crate::http::schema::LocationKindName)]
     pub kind: String,
+    #[schema(
+        max_length = 100,
+        pattern = "^\\s*[^\\s\\u0000-\\u001f\\u007f-\\u009f]([^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f])?\\s*$"
+    )]
     pub name: String,
     #[serde(default)]
     pub address: AddressBody,
+    #[schema(minimum = -90, maximum = 90)]
     pub latitude: Option<f64>,
+    #[schema(minimum = -180, maximum = 180)]
     pub longitude: Option<f64>,
     /// IANA time zone [default: UTC].
+    #[schema(max_length = 64, pattern = "^(UTC|[A-Za-z0-9_+-]*/[A-Za-z0-9_+/-]*)$")]
     pub time_zone: Option<String>,
     /// Customers can pick up here (stores only).
     #[serde(default)]
     pub pickup_enabled: bool,
     /// Minutes until a pickup order is ready [default: 120].
+    #[schema(minimum = 0, maximum = 43200)]
     pub pickup_lead_minutes: Option<i64>,
     /// The store ships online orders.
     #[serde(default)]
     pub ship_from_store: bool,
     /// Minutes to hand an order to a carrier [default: 0; a drop-shipper's lead time].
+    #[schema(minimum = 0, maximum = 43200)]
     pub fulfilment_lead_minutes: Option<i64>,
 }
 

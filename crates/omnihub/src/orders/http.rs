@@ -131,6 +131,7 @@ fn address_body(a: &ShippingAddress) -> AddressBody {
 pub struct FulfilmentRequest {
     /// `ship` (needs `address`), `pickup` (needs `location_id`, a pickup store) or `sourced`.
     #[serde(rename = "type")]
+    #[schema(value_type = crate::http::schema::FulfilmentTypeName)]
     pub kind: String,
     pub address: Option<AddressBody>,
     #[schema(value_type = Option<String>, format = Uuid)]
@@ -160,9 +161,12 @@ fn parse_fulfilment(f: FulfilmentRequest) -> Result<Fulfilment, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct TenderBody {
     /// e.g. card, cash, gift_card, marketplace.
+    #[schema(min_length = 1, max_length = 32)]
     pub method: String,
     /// The payment provider's reference.
+    #[schema(min_length = 1, max_length = 128)]
     pub reference: String,
+    #[schema(minimum = 0, maximum = 100_000_000_000_f64)]
     pub amount_minor: i64,
 }
 
@@ -238,6 +242,7 @@ pub struct OrderBody {
     /// checkout, pos or marketplace.
     pub source: String,
     /// placed, allocated, ready_for_pickup, picked_up, partially_shipped, shipped, delivered, completed or cancelled.
+    #[schema(value_type = crate::http::schema::OrderStatusName)]
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub customer_id: Option<String>,
@@ -395,6 +400,7 @@ fn created(order: Order, new: bool) -> (StatusCode, axum::Json<OrderBody>) {
 pub struct CheckoutRequest {
     pub fulfilment: FulfilmentRequest,
     /// Payments taken elsewhere; together they must cover the total.
+    #[schema(max_items = 20)]
     pub tenders: Vec<TenderBody>,
 }
 
@@ -530,7 +536,9 @@ pub async fn mark_picked_up(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShipRequest {
+    #[schema(min_length = 1, max_length = 128)]
     pub carrier: String,
+    #[schema(min_length = 1, max_length = 128)]
     pub tracking: String,
     /// Ship only the group at this location [default: every open group].
     #[schema(value_type = Option<String>, format = Uuid)]
@@ -595,7 +603,12 @@ pub async fn cancel_order(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SaleLine {
+    #[schema(
+        pattern = "^\\s*[A-Za-z0-9._/-]+(\\s+[A-Za-z0-9._/-]+)*\\s*$",
+        max_length = 64
+    )]
     pub sku: String,
+    #[schema(minimum = 1, maximum = 100000)]
     pub quantity: i64,
 }
 
@@ -605,8 +618,11 @@ pub struct PosSaleRequest {
     /// The store [default: the POS channel's location].
     #[schema(value_type = Option<String>, format = Uuid)]
     pub location_id: Option<LocationId>,
+    #[schema(pattern = "^\\s*[A-Za-z]{3}\\s*$")]
     pub currency: String,
+    #[schema(min_items = 1, max_items = 500)]
     pub lines: Vec<SaleLine>,
+    #[schema(max_items = 20)]
     pub tenders: Vec<TenderBody>,
     /// The customer profile, when the till knows it (give this or `customer`).
     pub customer_id: Option<String>,
@@ -720,9 +736,15 @@ pub async fn create_pos_order(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportLine {
+    #[schema(
+        pattern = "^\\s*[A-Za-z0-9._/-]+(\\s+[A-Za-z0-9._/-]+)*\\s*$",
+        max_length = 64
+    )]
     pub sku: String,
+    #[schema(minimum = 1, maximum = 100000)]
     pub quantity: i64,
     /// The price the marketplace sold one unit at.
+    #[schema(minimum = 0, maximum = 100_000_000_000_f64)]
     pub unit_price_minor: i64,
 }
 
@@ -730,10 +752,13 @@ pub struct ImportLine {
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
     /// The marketplace's order id: an order is imported once per channel and id.
+    #[schema(min_length = 1, max_length = 128)]
     pub external_order_id: String,
     /// The marketplace's (masked) buyer; e-mails are masked further. Never linked to a profile.
     pub buyer_alias: Option<String>,
+    #[schema(pattern = "^\\s*[A-Za-z]{3}\\s*$")]
     pub currency: String,
+    #[schema(min_items = 1, max_items = 500)]
     pub lines: Vec<ImportLine>,
     pub shipping_address: Option<AddressBody>,
 }

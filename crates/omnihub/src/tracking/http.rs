@@ -419,6 +419,111 @@ pub fn is_tracking_path(path: &str) -> bool {
         .any(|(short, long)| path == *short || path == *long)
 }
 
+/// The JSON Schema of a Segment call of `kind` (`None`: a call of a batch,
+/// which names its `type`), as the OpenAPI document states it: the limits of
+/// [`parse_message`] (at least one of `userId`/`anonymousId`, lengths, the
+/// fields each type needs). Values the identity rules block (`null`,
+/// `anonymous`, … — configurable) cannot be stated here; such a call is a
+/// 400 `invalid_event`.
+pub fn call_schema(kind: Option<MessageType>) -> Value {
+    use serde_json::json;
+    let id = json!({
+        "type": ["string", "number", "null"],
+        "minLength": 1,
+        "maxLength": crate::identity::MAX_VALUE_CHARS,
+        "pattern": "\\S",
+    });
+    // The default blocked values (`identity::rules`; configurable, so a hub
+    // may block more): a call whose only ids are blocked is refused.
+    let mut blocked: Vec<Value> = crate::identity::rules::DEFAULT_BLOCKED_VALUES
+        .iter()
+        .map(|v| json!(v))
+        .collect();
+    blocked.extend([json!(0), json!(-1)]);
+    let present_id = json!({ "type": ["string", "number"], "minLength": 1, "pattern": "\\S",
+        "not": { "enum": blocked } });
+    let object = json!({ "type": ["object", "null"] });
+    let time = json!({ "type": ["string", "null"], "format": "date-time", "pattern": crate::http::schema::TIME_PATTERN });
+    let name = json!({ "type": ["string", "null"], "maxLength": MAX_NAME_CHARS });
+    let mut properties = json!({
+        "userId": id, "anonymousId": id,
+        "messageId": { "type": ["string", "null"], "minLength": 1, "maxLength": MAX_MESSAGE_ID_CHARS },
+        "timestamp": time, "originalTimestamp": time, "sentAt": time,
+        "context": object, "properties": object, "traits": object,
+        "integrations": object,
+        "writeKey": { "description": "The key (a string), when no Authorization header is sent; ignored otherwise." },
+    });
+    let mut required = vec![];
+    let mut all_of = vec![json!({ "anyOf": [
+        { "required": ["userId"], "properties": { "userId": present_id } },
+        { "required": ["anonymousId"], "properties": { "anonymousId": present_id } },
+    ]})];
+    let kinds = ["identify", "track", "page", "screen", "alias", "group"];
+    match kind {
+        None => {
+            properties["type"] = json!({ "type": "string", "enum": kinds });
+            required.push("type");
+            properties["event"] =
+                json!({ "type": ["string", "number", "null"], "maxLength": MAX_NAME_CHARS });
+            properties["name"] = name;
+            properties["previousId"] = id.clone();
+            properties["groupId"] = id.clone();
+            for (kind, field) in [
+                ("track", "event"),
+                ("alias", "previousId"),
+                ("group", "groupId"),
+            ] {
+                all_of.push(
+                    json!({ "if": { "properties": { "type": { "const": kind } } },
+                    "then": { "required": [field], "properties": { field: present_id } } }),
+                );
+            }
+        }
+        Some(kind) => {
+            properties["type"] =
+                json!({ "type": "string", "description": "Ignored: the path gives the type." });
+            match kind {
+                MessageType::Track => {
+                    properties["event"] = json!({ "type": ["string", "number"], "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": "\\S" });
+                    required.push("event");
+                }
+                MessageType::Page | MessageType::Screen => properties["name"] = name,
+                MessageType::Alias => {
+                    properties["previousId"] = present_id.clone();
+                    required.push("previousId");
+                }
+                MessageType::Group => {
+                    properties["groupId"] = present_id.clone();
+                    required.push("groupId");
+                }
+                MessageType::Identify => {}
+            }
+        }
+    }
+    json!({
+        "type": "object",
+        "description": "A Segment call (https://segment.com/docs/connections/spec/); at most 32 KB. Read as JSON whatever the Content-Type.",
+        "properties": properties,
+        "required": required,
+        "allOf": all_of,
+    })
+}
+
+/// The JSON Schema of a `/v1/batch` body.
+pub fn batch_schema() -> Value {
+    serde_json::json!({
+        "type": "object",
+        "description": "At most 500 KB; each call at most 32 KB.",
+        "properties": {
+            "batch": { "type": "array", "minItems": 1, "maxItems": MAX_BATCH_CALLS, "items": call_schema(None) },
+            "context": { "type": ["object", "null"] },
+            "sentAt": { "type": ["string", "null"], "format": "date-time", "pattern": crate::http::schema::TIME_PATTERN },
+            "writeKey": { "description": "The key (a string), when no Authorization header is sent; ignored otherwise." },
+        },
+        "required": ["batch"],
+    })
+}
+
 /// Parses a Segment call. `forced` is the endpoint's type (the body's `type`
 /// is then optional); `shared_context` is a batch's `context`, under each call's.
 pub fn parse_message(

@@ -22,24 +22,39 @@ const MAX_DESCRIPTION_CHARS: usize = 500;
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     /// The endpoint (http or https).
+    #[schema(
+        max_length = 2000,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/[!-~]*)?$"
+    )]
     pub url: String,
     /// Event types to deliver: exact (`order.placed`), prefixes (`cart.*`) or `*`.
+    #[schema(min_items = 1, max_items = 32, value_type = Vec<crate::http::schema::EventTypePattern>)]
     pub event_types: Vec<String>,
     #[serde(default)]
+    #[schema(max_length = 500, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub description: String,
     /// A `whsec_…` signing secret; generated when absent.
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/]{24,}={0,2}$")]
     pub secret: Option<String>,
     /// Deliver events from this feed position on; default: only new events.
+    #[schema(minimum = 0)]
     pub from_position: Option<i64>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
+    #[schema(
+        max_length = 2000,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/[!-~]*)?$"
+    )]
     pub url: Option<String>,
+    #[schema(min_items = 1, max_items = 32, value_type = Option<Vec<crate::http::schema::EventTypePattern>>)]
     pub event_types: Option<Vec<String>>,
+    #[schema(max_length = 500, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub description: Option<String>,
     /// `active` re-enables a disabled endpoint; `disabled` pauses it.
+    #[schema(value_type = Option<crate::http::schema::WebhookStatusName>)]
     pub status: Option<String>,
 }
 
@@ -413,8 +428,17 @@ pub async fn delete_webhook(
 #[serde(deny_unknown_fields)]
 pub struct DeliveryFilter {
     /// `succeeded`, `retrying` or `failed`.
+    #[param(value_type = Option<crate::http::schema::DeliveryStatusName>, inline)]
     pub status: Option<String>,
+    /// Items per page, 1 to 200 [default: 50].
+    #[serde(
+        default,
+        deserialize_with = "crate::http::pagination::deserialize_limit"
+    )]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 

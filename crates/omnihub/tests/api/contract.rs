@@ -11,7 +11,11 @@ use serde_json::Value;
 use crate::backend_tests;
 use crate::support::{Backend, TestApp, read};
 
-backend_tests!(required_scopes_in_the_document_are_enforced);
+backend_tests!(
+    required_scopes_in_the_document_are_enforced,
+    integral_floats_are_integers,
+    skus_are_at_most_64_characters_as_sent,
+);
 
 /// Every scope but `admin`.
 const SCOPES: &[&str] = &[
@@ -159,4 +163,109 @@ fn document_declares_what_clients_need() {
             }
         }
     }
+}
+
+/// The enums of the document are the values the domain parses, no more,
+/// no fewer.
+#[test]
+fn document_enums_match_the_domain() {
+    use omnihub::http::schema::*;
+    let names = |all: Vec<String>| all;
+    assert_eq!(
+        ChannelKindName::VALUES,
+        names(
+            omnihub::channels::ChannelKind::ALL
+                .iter()
+                .map(|k| k.as_str().to_string())
+                .collect()
+        )
+    );
+    assert_eq!(
+        ScopeName::VALUES,
+        names(
+            omnihub::keys::Scope::ALL
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect()
+        )
+    );
+    assert_eq!(
+        LocationKindName::VALUES,
+        names(
+            omnihub::locations::LocationKind::ALL
+                .iter()
+                .map(|k| k.as_str().to_string())
+                .collect()
+        )
+    );
+    for value in MovementReasonName::VALUES {
+        assert!(
+            value.parse::<omnihub::inventory::ClientReason>().is_ok(),
+            "{value}"
+        );
+    }
+    assert!(
+        "restock"
+            .parse::<omnihub::inventory::ClientReason>()
+            .is_err()
+    );
+    for value in CartMergePolicyName::VALUES {
+        assert!(
+            omnihub::carts::merge::MergePolicy::parse(value).is_ok(),
+            "{value}"
+        );
+    }
+    for value in WebhookStatusName::VALUES {
+        assert!(
+            omnihub::webhooks::WebhookStatus::parse(value).is_some(),
+            "{value}"
+        );
+    }
+}
+
+/// JSON Schema counts `60.0` as the integer 60; so does the hub (clients that
+/// write every number as a float are understood); `60.5` is still refused.
+async fn integral_floats_are_integers(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (status, body) = app
+        .post_json(
+            "/v1/locations",
+            &serde_json::json!({"kind": "store", "name": "Float St", "pickup_enabled": true,
+                                "pickup_lead_minutes": 60.0}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["pickup_lead_minutes"], 60);
+    let (status, body) = app
+        .post_json(
+            "/v1/locations",
+            &serde_json::json!({"kind": "store", "name": "Half St", "pickup_lead_minutes": 60.5}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "pickup_lead_minutes", "{body}");
+    app.stop().await;
+}
+
+/// The document says a SKU is at most 64 characters; so does the hub, for
+/// the SKU as sent (it used to count only after trimming and joining words).
+async fn skus_are_at_most_64_characters_as_sent(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let padded = format!("{}{}", "A".repeat(60), " ".repeat(10));
+    let (status, body) = app
+        .post_json(
+            "/v1/products",
+            &serde_json::json!({"titles": {"en": "Tee"}, "variants": [{"sku": padded}]}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "variants[0].sku", "{body}");
+    let (status, body) = app
+        .post_json(
+            "/v1/products",
+            &serde_json::json!({"titles": {"en": "Tee"}, "variants": [{"sku": "A".repeat(64)}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    app.stop().await;
 }

@@ -1,4 +1,4 @@
-//! Cursor pagination: every item exactly once, in order; capped page size;
+//! Cursor pagination: every item exactly once, in order; bounded page size;
 //! no `next_cursor` on the last page.
 
 use futures::StreamExt;
@@ -9,7 +9,7 @@ use crate::support::{Backend, TestApp};
 
 backend_tests!(
     walking_pages_yields_every_item_once_in_order,
-    page_size_is_capped_and_defaulted,
+    page_size_is_bounded_and_defaulted,
     event_feed_pages_by_position,
 );
 
@@ -117,31 +117,41 @@ async fn walking_pages_yields_every_item_once_in_order(backend: Backend) {
     app.stop().await;
 }
 
-async fn page_size_is_capped_and_defaulted(backend: Backend) {
+/// `limit` is 1 to 200 as the document says (50 by default); outside that
+/// range it is a 400 naming the range, not a silently different page.
+async fn page_size_is_bounded_and_defaulted(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     create_channels(&app, 210).await;
-    let (status, page) = app.get_json("/v1/channels?limit=100000").await;
+    let (status, page) = app.get_json("/v1/channels?limit=200").await;
     assert_eq!(status, 200);
-    assert_eq!(
-        page["items"].as_array().unwrap().len(),
-        200,
-        "capped at 200"
-    );
+    assert_eq!(page["items"].as_array().unwrap().len(), 200);
     assert!(page["next_cursor"].is_string());
     let (_, page) = app.get_json("/v1/channels").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 50, "default 50");
-    let (_, page) = app.get_json("/v1/channels?limit=0").await;
-    assert_eq!(page["items"].as_array().unwrap().len(), 1, "at least 1");
-    let (items, sizes) = walk(&app, "/v1/channels", 1_000).await;
+    let (_, page) = app.get_json("/v1/channels?limit=1").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    for path in [
+        "/v1/channels?limit=0",
+        "/v1/channels?limit=201",
+        "/v1/channels?limit=100000",
+        "/v1/events?limit=5000",
+        "/v1/keys?limit=0",
+        "/v1/locations?limit=201",
+    ] {
+        let (status, problem) = app.get_json(path).await;
+        assert_eq!(status, 400, "{path}: {problem}");
+        assert_eq!(problem["code"], "invalid_query", "{path}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("limit must be 1 to 200"),
+            "{path}: {problem}"
+        );
+    }
+    let (items, sizes) = walk(&app, "/v1/channels", 200).await;
     assert_eq!(items.len(), 211);
     assert_eq!(sizes, vec![200, 11]);
-    let (status, feed) = app.get_json("/v1/events?limit=5000").await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        feed["items"].as_array().unwrap().len(),
-        200,
-        "feed capped too"
-    );
     app.stop().await;
 }
 

@@ -257,23 +257,14 @@ pub async fn create_stream_token(
     use crate::keys::stream_token::{
         STREAM_TOKEN_DEFAULT_TTL_SECS, STREAM_TOKEN_MAX_TTL_SECS, mint,
     };
-    let ttl = body.ttl_seconds.unwrap_or(STREAM_TOKEN_DEFAULT_TTL_SECS);
-    if !(1..=STREAM_TOKEN_MAX_TTL_SECS).contains(&ttl) {
-        return Err(ApiError::invalid_field(
-            "ttl_seconds",
-            format!("must be 1 to {STREAM_TOKEN_MAX_TTL_SECS} seconds"),
-        ));
-    }
-    let Some((_, secret_hash)) =
-        crate::keys::store::principal_by_id(state.store.reader(), &caller.key_id.to_string())
-            .await?
-    else {
-        return Err(ApiError::new(
-            ErrorCode::Unauthorized,
-            "the API key is unknown or revoked",
-        ));
-    };
-    let expires_at = crate::time::now() + chrono::Duration::seconds(ttl);
+    let (secret_hash, expires_at) = crate::keys::signed::minting(
+        &state.store,
+        caller.key_id,
+        body.ttl_seconds,
+        STREAM_TOKEN_DEFAULT_TTL_SECS,
+        STREAM_TOKEN_MAX_TTL_SECS,
+    )
+    .await?;
     let token = mint(caller.key_id, &secret_hash, expires_at.timestamp());
     // A token is a secret: an idempotent replay withholds it.
     let secret_answer = crate::idempotency::SecretAnswer {

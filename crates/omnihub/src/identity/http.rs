@@ -291,13 +291,6 @@ pub async fn create_identity_token(
     use crate::keys::login_token::{
         LOGIN_TOKEN_DEFAULT_TTL_SECS, LOGIN_TOKEN_MAX_TTL_SECS, LoginClaims, mint,
     };
-    let ttl = body.ttl_seconds.unwrap_or(LOGIN_TOKEN_DEFAULT_TTL_SECS);
-    if !(1..=LOGIN_TOKEN_MAX_TTL_SECS).contains(&ttl) {
-        return Err(ApiError::invalid_field(
-            "ttl_seconds",
-            format!("must be 1 to {LOGIN_TOKEN_MAX_TTL_SECS} seconds"),
-        ));
-    }
     let rules = super::load_rules_from(state.store.reader()).await?;
     if !rules.is_trusted_kind(caller.channel_kind) {
         return Err(ApiError::new(
@@ -326,16 +319,14 @@ pub async fn create_identity_token(
             .map(|p| normalized("phone", "phone", p))
             .transpose()?,
     };
-    let Some((_, secret_hash)) =
-        crate::keys::store::principal_by_id(state.store.reader(), &caller.key_id.to_string())
-            .await?
-    else {
-        return Err(ApiError::new(
-            ErrorCode::Unauthorized,
-            "the API key is unknown or revoked",
-        ));
-    };
-    let expires_at = time::now() + chrono::Duration::seconds(ttl);
+    let (secret_hash, expires_at) = crate::keys::signed::minting(
+        &state.store,
+        caller.key_id,
+        body.ttl_seconds,
+        LOGIN_TOKEN_DEFAULT_TTL_SECS,
+        LOGIN_TOKEN_MAX_TTL_SECS,
+    )
+    .await?;
     let token = mint(caller.key_id, &secret_hash, expires_at.timestamp(), &claims);
     // A login token is a secret: an idempotent replay withholds it.
     let secret_answer = crate::idempotency::SecretAnswer {

@@ -216,3 +216,14 @@ pub async fn revoke_key(
     state.keys.clear();
     Ok(axum::Json(key.into()))
 }
+
+impl From<super::signed::MintError> for ApiError {
+    fn from(error: super::signed::MintError) -> Self {
+        use super::signed::MintError;
+        match error {
+            MintError::Lifetime(_) => ApiError::invalid_field("ttl_seconds", error.to_string()),
+            MintError::KeyGone => ApiError::new(ErrorCode::Unauthorized, error.to_string()),
+            MintError::Store(error) => error.into(),
+        }
+    }
+}

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod http;
 pub mod login_token;
 pub mod reach;
+pub mod signed;
 pub mod store;
 pub mod stream_token;
 

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use crate::backend_tests;
 use crate::support::{Backend, TestApp};
 use crate::tracking::{
-    accepted, customer, feed, lookup, send, server_key, timeline, trusted_key, write_key,
+    accepted, customer, feed, identifier_set, lookup, send, server_key, timeline, trusted_key,
+    write_key,
 };
 
 backend_tests!(
@@ -26,21 +27,6 @@ backend_tests!(
     rebuild_repairs_corrupt_groupings,
     rebuild_unlinks_values_blocked_later,
 );
-
-fn identifiers(profile: &Value) -> BTreeSet<String> {
-    profile["identifiers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            format!(
-                "{}:{}",
-                i["type"].as_str().unwrap(),
-                i["value"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
 
 async fn anonymous_browsing_then_login_merges(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -80,7 +66,7 @@ async fn anonymous_browsing_then_login_merges(backend: Backend) {
     .await;
     assert_eq!(after, account, "the oldest profile survives");
     let profile = customer(&app, &account).await;
-    let ids = identifiers(&profile);
+    let ids = identifier_set(&profile);
     assert!(
         ids.contains("anonymous_id:laptop-1") && ids.contains("anonymous_id:phone-1"),
         "{ids:?}"
@@ -161,7 +147,7 @@ async fn two_users_on_one_device_do_not_merge(backend: Backend) {
             context.contains(&("tablet-9".into(), "shared".into())),
             "{context:?}"
         );
-        assert!(!identifiers(&profile).contains("anonymous_id:kiosk-1"));
+        assert!(!identifier_set(&profile).contains("anonymous_id:kiosk-1"));
     }
     let (status, report) = app.get_json("/v1/identity/identifiers?status=shared").await;
     assert_eq!(status, 200, "{report}");
@@ -516,11 +502,11 @@ async fn unmerge_restores_both_profiles(backend: Backend) {
         "the merged profile is back under its own id"
     );
     assert_eq!(
-        identifiers(&leo),
+        identifier_set(&leo),
         BTreeSet::from(["user_id:leo".to_string()])
     );
     assert_eq!(
-        identifiers(&borrowed),
+        identifier_set(&borrowed),
         BTreeSet::from(["anonymous_id:borrowed".to_string()])
     );
     assert_eq!(leo["traits"]["tier"]["value"], "gold");

@@ -495,7 +495,7 @@ async fn batch_results(app: &TestApp, key: &str, calls: Value) -> Vec<(String, b
 }
 
 /// The identifiers (`type:value`) of a profile.
-fn identifier_set(profile: &Value) -> std::collections::BTreeSet<String> {
+pub(crate) fn identifier_set(profile: &Value) -> std::collections::BTreeSet<String> {
     profile["identifiers"]
         .as_array()
         .expect("identifiers")

@@ -100,8 +100,33 @@ impl Profile {
     }
 }
 
-/// Folds trait observations (oldest first) into the latest value per trait.
+/// Most distinct traits a profile shows: the most recently observed ones. A
+/// client that sends endless new trait names cannot grow the 360° view
+/// without bound (the timeline keeps every call).
+pub const MAX_PROFILE_TRAITS: usize = 500;
+
+/// Folds trait observations (oldest first) into the latest value per trait,
+/// keeping the [`MAX_PROFILE_TRAITS`] most recently observed names.
 pub fn fold_traits(
+    observations: Vec<(Value, i64, String, String)>,
+) -> BTreeMap<String, TraitValue> {
+    let mut traits = fold_all_traits(observations);
+    if traits.len() > MAX_PROFILE_TRAITS {
+        let mut by_age: Vec<(i64, String)> = traits
+            .iter()
+            .map(|(name, t)| (t.observed_at, name.clone()))
+            .collect();
+        // Oldest first, ties by name, so the cut is deterministic.
+        by_age.sort();
+        let excess = traits.len() - MAX_PROFILE_TRAITS;
+        for (_, name) in by_age.into_iter().take(excess) {
+            traits.remove(&name);
+        }
+    }
+    traits
+}
+
+fn fold_all_traits(
     observations: Vec<(Value, i64, String, String)>,
 ) -> BTreeMap<String, TraitValue> {
     let mut traits: BTreeMap<String, TraitValue> = BTreeMap::new();

@@ -46,6 +46,9 @@ pub const MAX_BATCH_CALLS: usize = 5_000;
 pub const MAX_MESSAGE_ID_CHARS: usize = 200;
 /// Longest event or page name.
 pub const MAX_NAME_CHARS: usize = 200;
+/// Most traits one call may set (`traits` and `context.traits` together);
+/// the others are listed in `ignored`.
+pub const MAX_TRAITS_PER_CALL: usize = 100;
 
 /// The Segment call types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -521,6 +524,19 @@ async fn ingest_one(
         })?;
     }
     let mut traits = merged_traits(message);
+    if traits.len() > MAX_TRAITS_PER_CALL {
+        let dropped: Vec<String> = traits.keys().skip(MAX_TRAITS_PER_CALL).cloned().collect();
+        for name in &dropped {
+            traits.remove(name);
+        }
+        ignored.push(Ignored {
+            field: "traits".into(),
+            reason: format!(
+                "at most {MAX_TRAITS_PER_CALL} traits per call; not kept: {}",
+                dropped.len()
+            ),
+        });
+    }
     if !reveal && !traits.is_empty() {
         traits.clear();
         ignored.push(Ignored {

@@ -88,6 +88,7 @@ pub async fn feed(app: &TestApp, types: &str) -> Vec<Value> {
 }
 
 backend_tests!(
+    trait_names_are_bounded_per_call_and_per_profile,
     identify_lands_on_a_profile_with_segment_answer,
     write_key_as_basic_auth_user_name,
     scope_events_write_is_required,
@@ -734,5 +735,59 @@ async fn concurrent_single_calls_each_get_their_own_answer(backend: Backend) {
     }
     assert_eq!(feed(&app, "tracking.track").await.len(), 40);
     assert_eq!(feed(&app, "customer.created").await.len(), 5);
+    app.stop().await;
+}
+
+/// Nobody grows a profile without bound by sending new trait names: a call
+/// keeps at most 100 traits, the 360° view the 500 most recently observed.
+async fn trait_names_are_bounded_per_call_and_per_profile(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let key = server_key(&app, "web").await;
+    let traits = |from: usize, count: usize| {
+        let map: serde_json::Map<String, Value> = (from..from + count)
+            .map(|i| (format!("t{i:04}"), json!(i)))
+            .collect();
+        Value::Object(map)
+    };
+    let (status, answer) = send(
+        &app,
+        &key,
+        "/v1/identify",
+        &json!({ "userId": "inflated", "traits": traits(0, 150),
+                 "timestamp": "2026-01-01T00:00:00Z" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["customer_id"].as_str().unwrap().to_string();
+    assert!(
+        answer["ignored"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["field"] == "traits"),
+        "{answer}"
+    );
+    assert_eq!(
+        customer(&app, &id).await["traits"]
+            .as_object()
+            .unwrap()
+            .len(),
+        100
+    );
+    // Five later calls with 100 new names each: 600 names seen in all.
+    let calls: Vec<Value> = (1..=5)
+        .map(|n| {
+            json!({ "type": "identify", "userId": "inflated", "traits": traits(1000 * n, 100),
+                    "timestamp": format!("2026-01-0{}T00:00:00Z", n + 1) })
+        })
+        .collect();
+    let (status, body) = send(&app, &key, "/v1/batch", &json!({ "batch": calls })).await;
+    assert_eq!(status, 200, "{body}");
+    let profile = customer(&app, &id).await;
+    let shown = profile["traits"].as_object().unwrap();
+    assert_eq!(shown.len(), 500);
+    // The oldest names gave way; the newest are all there.
+    assert!(shown.get("t0000").is_none());
+    assert!(shown.contains_key("t5099") && shown.contains_key("t1000"));
     app.stop().await;
 }

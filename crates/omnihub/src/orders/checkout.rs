@@ -95,7 +95,7 @@ impl CheckoutBatcher {
                         .write(move |tx| Box::pin(async move { apply_batch(tx, jobs).await }))
                         .await;
                     match outcome {
-                        Err(error) if is_deadlock(&error) && attempt < DEADLOCK_RETRIES => {
+                        Err(error) if error.is_transient_conflict() && attempt < DEADLOCK_RETRIES => {
                             attempt += 1;
                             tracing::warn!(%error, attempt, "checkout batch deadlocked; running it again");
                         }
@@ -147,17 +147,6 @@ impl CheckoutBatcher {
             Decided::Done(result) => *result,
             Decided::Alone => super::checkout(&self.store, cart_id, channel, request).await,
         }
-    }
-}
-
-/// PostgreSQL chose this transaction to break a deadlock (or a
-/// serialization failure): nothing was written, it can run again.
-fn is_deadlock(error: &StoreError) -> bool {
-    match error {
-        StoreError::Database(sqlx::Error::Database(e)) => {
-            matches!(e.code().as_deref(), Some("40P01") | Some("40001"))
-        }
-        _ => false,
     }
 }
 

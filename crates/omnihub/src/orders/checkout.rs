@@ -95,7 +95,9 @@ impl CheckoutBatcher {
                         .write(move |tx| Box::pin(async move { apply_batch(tx, jobs).await }))
                         .await;
                     match outcome {
-                        Err(error) if error.is_transient_conflict() && attempt < DEADLOCK_RETRIES => {
+                        Err(error)
+                            if error.is_transient_conflict() && attempt < DEADLOCK_RETRIES =>
+                        {
                             attempt += 1;
                             tracing::warn!(%error, attempt, "checkout batch deadlocked; running it again");
                         }

@@ -58,6 +58,41 @@ pub async fn add(app: &TestApp, key: &str, cart: &str, sku: &str, quantity: i64)
     (status, body)
 }
 
+/// Checks out `cart` with `key`, paid by one card tender; the order (201).
+pub async fn checkout(
+    app: &TestApp,
+    key: &str,
+    cart: &str,
+    fulfilment: Value,
+    amount_minor: i64,
+) -> Value {
+    let (status, order, _) = send(
+        app.client
+            .post(app.url(&format!("/v1/carts/{cart}/checkout")))
+            .bearer_auth(key)
+            .json(&json!({ "fulfilment": fulfilment,
+                "tenders": [{ "method": "card", "reference": "psp_1", "amount_minor": amount_minor }] })),
+    )
+    .await;
+    assert_eq!(status, 201, "{order}");
+    order
+}
+
+/// A pickup order of one SHIRT at `shop` for `customer`, placed with `key`.
+pub async fn pickup_order(app: &TestApp, key: &str, customer: &str, shop: &str) -> Value {
+    let cart = open_cart(
+        app,
+        key,
+        json!({ "customer_id": customer, "currency": "USD" }),
+    )
+    .await;
+    let cart = cart["id"].as_str().unwrap().to_string();
+    let (status, body) = add(app, key, &cart, "SHIRT", 1).await;
+    assert_eq!(status, 200, "{body}");
+    let fulfilment = json!({ "type": "pickup", "location_id": shop });
+    checkout(app, key, &cart, fulfilment, 2500).await
+}
+
 fn quantity_of(cart: &Value, sku: &str) -> i64 {
     cart["lines"]
         .as_array()

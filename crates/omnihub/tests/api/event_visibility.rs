@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::carts::{add, open_cart, send};
+use crate::carts::{pickup_order, send};
 use crate::inventory::{catalog, receive, store};
 use crate::sse::SseClient;
 use crate::support::{Backend, TestApp};
@@ -53,30 +53,6 @@ fn kinds(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
-async fn place_order(app: &TestApp, key: &str, customer: &str, shop: &str) -> Value {
-    let cart = open_cart(
-        app,
-        key,
-        json!({ "customer_id": customer, "currency": "USD" }),
-    )
-    .await;
-    let cart = cart["id"].as_str().unwrap().to_string();
-    let (status, body) = add(app, key, &cart, "SHIRT", 1).await;
-    assert_eq!(status, 200, "{body}");
-    let (status, order, _) = send(
-        app.client
-            .post(app.url(&format!("/v1/carts/{cart}/checkout")))
-            .bearer_auth(key)
-            .json(
-                &json!({ "fulfilment": { "type": "pickup", "location_id": shop },
-                "tenders": [{ "method": "card", "reference": "psp_1", "amount_minor": 2500 }] }),
-            ),
-    )
-    .await;
-    assert_eq!(status, 201, "{order}");
-    order
-}
-
 async fn track(app: &TestApp, key: &str, path: &str, body: Value) {
     let response = app
         .client
@@ -95,7 +71,7 @@ async fn the_feed_shows_each_key_what_it_may_read(backend: Backend) {
     let north = store(&app, "North", 40.8, -74.0).await;
     receive(&app, "SHIRT", &north, 5).await;
     let web_a = app.key("web", SHOP).await;
-    let order = place_order(&app, &web_a, "cus_a", &north).await;
+    let order = pickup_order(&app, &web_a, "cus_a", &north).await;
     track(
         &app,
         &web_a,
@@ -256,8 +232,8 @@ async fn the_stream_hides_other_channels_orders(backend: Backend) {
         None,
     )
     .await;
-    let theirs = place_order(&app, &web_a, "cus_a", &north).await;
-    let ours = place_order(&app, &web_b, "cus_b", &north).await;
+    let theirs = pickup_order(&app, &web_a, "cus_a", &north).await;
+    let ours = pickup_order(&app, &web_b, "cus_b", &north).await;
     let first = stream.next().await.expect("an event");
     assert_eq!(first.data["subjects"]["order_id"], ours["id"], "{first:?}");
     assert_ne!(first.data["subjects"]["order_id"], theirs["id"]);

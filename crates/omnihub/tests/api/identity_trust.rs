@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::carts::{CART_SCOPES, add, open_cart, send as send_request};
+use crate::carts::{CART_SCOPES, add, checkout, open_cart};
 use crate::inventory::{catalog, receive, warehouse};
 use crate::profile_commerce::{customer_cart, guest_cart, shop_key, skus};
 use crate::support::{Backend, TestApp};
@@ -40,19 +40,9 @@ async fn verification_required_between(app: &TestApp, a: &str, b: &str) -> usize
         .count()
 }
 
-async fn checkout_ship(app: &TestApp, key: &str, cart: &str) -> Value {
-    let (status, order, _) = send_request(
-        app.client
-            .post(app.url(&format!("/v1/carts/{cart}/checkout")))
-            .bearer_auth(key)
-            .json(&json!({
-                "fulfilment": { "type": "ship", "address": { "name": "Pat", "lines": ["1 Main St"],
-                    "city": "Springfield", "postal_code": "12345", "country": "US" } },
-                "tenders": [{ "method": "card", "reference": "psp_1", "amount_minor": 5000 }] })),
-    )
-    .await;
-    assert_eq!(status, 201, "{order}");
-    order
+fn ship_to_pat() -> Value {
+    json!({ "type": "ship", "address": { "name": "Pat", "lines": ["1 Main St"],
+        "city": "Springfield", "postal_code": "12345", "country": "US" } })
 }
 
 async fn unverified_claims_never_reach_a_verified_account(backend: Backend) {
@@ -146,7 +136,7 @@ async fn unverified_claims_never_reach_a_verified_account(backend: Backend) {
         let (_, hers) = customer_cart(&app, &ana).await;
         assert_eq!(skus(&hers), [("TEE".to_string(), 2)], "{hers}");
         // Its checkout is a guest order, not in her history.
-        let order = checkout_ship(&app, &public, &cart).await;
+        let order = checkout(&app, &public, &cart, ship_to_pat(), 5000).await;
         assert_eq!(order["customer_id"], Value::Null, "{order}");
         let (_, orders) = app.get_json(&format!("/v1/customers/{ana}/orders")).await;
         assert_eq!(orders["items"], json!([]), "{orders}");
@@ -363,7 +353,7 @@ async fn a_shared_device_keeps_each_person_and_their_orders(backend: Backend) {
     .await;
     let cart = cart["id"].as_str().unwrap().to_string();
     assert_eq!(add(&app, &server, &cart, "TEE", 1).await.0, 200);
-    let order = checkout_ship(&app, &server, &cart).await;
+    let order = checkout(&app, &server, &cart, ship_to_pat(), 5000).await;
 
     // Then Lou logs in on the same tablet.
     let lou = accepted(

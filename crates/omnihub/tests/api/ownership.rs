@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::carts::{add, open_cart, send};
+use crate::carts::{pickup_order, send};
 use crate::inventory::{catalog, level, receive, store};
 use crate::support::{Backend, TestApp, assert_problem};
 
@@ -60,29 +60,6 @@ async fn get(app: &TestApp, key: &str, path: &str) -> (u16, Value) {
 
 async fn post(app: &TestApp, key: &str, path: &str, body: Value) -> (u16, Value) {
     call(app, key, reqwest::Method::POST, path, body).await
-}
-
-/// A pickup order of one SHIRT at `shop`, placed with `key`.
-async fn pickup_order(app: &TestApp, key: &str, customer: &str, shop: &str) -> Value {
-    let cart = open_cart(
-        app,
-        key,
-        json!({ "customer_id": customer, "currency": "USD" }),
-    )
-    .await;
-    let cart = cart["id"].as_str().unwrap().to_string();
-    let (status, body) = add(app, key, &cart, "SHIRT", 1).await;
-    assert_eq!(status, 200, "{body}");
-    let (status, order) = post(
-        app,
-        key,
-        &format!("/v1/carts/{cart}/checkout"),
-        json!({ "fulfilment": { "type": "pickup", "location_id": shop },
-                "tenders": [{ "method": "card", "reference": "psp_1", "amount_minor": 2500 }] }),
-    )
-    .await;
-    assert_eq!(status, 201, "{order}");
-    order
 }
 
 struct World {

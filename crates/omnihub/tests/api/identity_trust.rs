@@ -20,6 +20,15 @@ backend_tests!(
     a_backend_vouches_for_a_browser_login_with_a_token,
 );
 
+/// The SKUs in the catalog, 20 of each in a warehouse.
+async fn stock(app: &TestApp, skus: &[&str]) {
+    catalog(app, skus).await;
+    let depot = warehouse(app, "Depot").await;
+    for sku in skus {
+        receive(app, sku, &depot, 20).await;
+    }
+}
+
 /// A browser/app SDK key: tracks and fills carts, but cannot verify anybody.
 async fn public_key(app: &TestApp) -> String {
     let mut scopes = vec!["events:write"];
@@ -47,10 +56,7 @@ fn ship_to_pat() -> Value {
 
 async fn unverified_claims_never_reach_a_verified_account(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    catalog(&app, &["TEE", "CAP"]).await;
-    let depot = warehouse(&app, "Depot").await;
-    receive(&app, "TEE", &depot, 20).await;
-    receive(&app, "CAP", &depot, 20).await;
+    stock(&app, &["TEE", "CAP"]).await;
     let server = shop_key(&app, "web").await;
     let public = public_key(&app).await;
 
@@ -171,9 +177,7 @@ async fn unverified_claims_never_reach_a_verified_account(backend: Backend) {
 
 async fn public_key_logins_are_claims(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    catalog(&app, &["TEE"]).await;
-    let depot = warehouse(&app, "Depot").await;
-    receive(&app, "TEE", &depot, 20).await;
+    stock(&app, &["TEE"]).await;
     let server = shop_key(&app, "web").await;
     let public = public_key(&app).await;
     let ana = accepted(
@@ -325,9 +329,7 @@ async fn group_traits_belong_to_the_group(backend: Backend) {
 
 async fn a_shared_device_keeps_each_person_and_their_orders(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    catalog(&app, &["TEE"]).await;
-    let depot = warehouse(&app, "Depot").await;
-    receive(&app, "TEE", &depot, 20).await;
+    stock(&app, &["TEE"]).await;
     let server = shop_key(&app, "app").await;
 
     // The family tablet: browsing, then Kim logs in and orders.

@@ -339,8 +339,10 @@ async fn insert_rows(
     let per_write = ROWS_PER_INSERT * INSERTS_PER_WRITE;
     for start in (0..count).step_by(per_write) {
         let chunk: Vec<Vec<Cell>> = (start..(start + per_write).min(count)).map(&row).collect();
+        let chunk = std::sync::Arc::new(chunk);
         store
             .write(move |tx| {
+                let chunk = chunk.clone();
                 Box::pin(async move {
                     for rows in chunk.chunks(ROWS_PER_INSERT) {
                         let width = rows[0].len();

@@ -143,6 +143,7 @@ pub async fn merge_guest_cart(
 ) -> Result<MergeOutcome, CartError> {
     store
         .write(move |tx| {
+            let (anonymous_id, customer_id) = (anonymous_id.clone(), customer_id.clone());
             Box::pin(async move {
                 let from = Owner::Anonymous(anonymous_id);
                 merge_in(tx, &from, &customer_id, policy, channel).await

@@ -459,6 +459,7 @@ pub async fn get_or_create(
         let (owner, currency) = (owner.clone(), currency.clone());
         let outcome = store
             .write(move |tx| {
+                let (currency, owner) = (currency.clone(), owner.clone());
                 Box::pin(async move {
                     let owner = current_owner(tx.conn(), owner).await?;
                     if let Some(existing) =
@@ -555,6 +556,7 @@ pub async fn add_line(
     }
     store
         .write(move |tx| {
+            let sku = sku.clone();
             Box::pin(async move {
                 let cart = load_for_change(tx, id, expected).await?;
                 let now = tx.now();
@@ -704,3 +706,5 @@ async fn rehold(
     });
     Ok(())
 }
+
+crate::storage::impl_op_error!(CartError);

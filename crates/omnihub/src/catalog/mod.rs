@@ -182,6 +182,7 @@ pub enum CatalogError {
 }
 
 /// A variant to create with a product.
+#[derive(Clone)]
 pub struct NewVariant {
     pub sku: Sku,
     pub barcode: Option<String>,
@@ -199,6 +200,7 @@ pub async fn create_product(
 ) -> Result<(Product, Vec<Variant>), CatalogError> {
     store
         .write(move |tx| {
+            let (titles, variants) = (titles.clone(), variants.clone());
             Box::pin(async move {
                 let now = tx.now();
                 let product = Product {
@@ -220,7 +222,7 @@ pub async fn create_product(
                             .await?
                             .is_some()
                         {
-                            return Err(CatalogError::BarcodeTaken(barcode.clone()));
+                            return Err(CatalogError::BarcodeTaken(barcode.to_string()));
                         }
                     }
                     for component in &new.components {
@@ -276,3 +278,5 @@ pub async fn create_product(
         })
         .await
 }
+
+crate::storage::impl_op_error!(CatalogError);

@@ -130,6 +130,7 @@ pub async fn create(
 ) -> Result<Channel, ChannelError> {
     store
         .write(move |tx| {
+            let name = name.clone();
             Box::pin(async move {
                 if store::find_by_name(tx.conn(), name.as_str())
                     .await?
@@ -172,3 +173,5 @@ pub async fn create(
         })
         .await
 }
+
+crate::storage::impl_op_error!(ChannelError);

@@ -376,6 +376,7 @@ pub async fn unmerge(
     let merge_id = merge.id.clone();
     let outcome = store
         .write(move |tx| {
+            let merge_id = merge_id.clone();
             Box::pin(async move {
                 let dialect = tx.dialect();
                 identity::store::lock_identity(tx.conn(), dialect).await?;

@@ -114,6 +114,15 @@ pub struct ApiError {
     pub errors: Vec<FieldError>,
     /// Extra members merged into the problem body (e.g. per-line availability).
     pub extensions: Map<String, Value>,
+    /// Made from a storage error that was a lock conflict: a write operation
+    /// that fails with it runs again (see `storage::writer`).
+    lock_conflict: bool,
+}
+
+impl crate::storage::OpError for ApiError {
+    fn is_lock_conflict(&self) -> bool {
+        self.lock_conflict
+    }
 }
 
 impl ApiError {
@@ -123,6 +132,7 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             extensions: Map::new(),
+            lock_conflict: false,
         }
     }
 
@@ -154,11 +164,13 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Closed => ApiError::new(ErrorCode::Unavailable, "the hub is shutting down"),
             error if error.is_transient_conflict() => {
-                tracing::warn!(%error, "a write was aborted by a lock conflict; answered 503");
-                ApiError::new(
+                tracing::warn!(%error, "a write was aborted by a lock conflict");
+                let mut answer = ApiError::new(
                     ErrorCode::Unavailable,
                     "the database aborted the write to resolve a lock conflict; nothing was changed; retry the request",
-                )
+                );
+                answer.lock_conflict = true;
+                answer
             }
             error => {
                 tracing::error!(%error, "storage error");

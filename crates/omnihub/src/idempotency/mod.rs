@@ -51,7 +51,7 @@ use tokio::sync::oneshot;
 use crate::http::AppState;
 use crate::http::problem::{ApiError, ErrorCode};
 use crate::keys::Principal;
-use crate::storage::{Store, StoreError, Tx};
+use crate::storage::{OpError, Store, StoreError, Tx};
 use crate::time;
 
 pub const HEADER: &str = "idempotency-key";
@@ -90,6 +90,7 @@ pub enum Reservation {
 }
 
 /// A stored response.
+#[derive(Clone)]
 pub struct Answer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -230,18 +231,37 @@ pub(crate) fn scope_for_write() -> Option<Arc<Scope>> {
 pub(crate) async fn held_write<T, E, F>(scope: Arc<Scope>, op: F) -> Result<T, E>
 where
     T: Send + 'static,
-    E: From<StoreError> + Send + 'static,
-    F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<T, E>> + Send + 'static,
+    E: OpError + Send + 'static,
+    F: for<'t> FnMut(&'t mut Tx) -> BoxFuture<'t, Result<T, E>> + Send + 'static,
 {
     let (value_tx, value_rx) = oneshot::channel::<T>();
     let (answer_tx, answer_rx) = oneshot::channel::<HeldAnswer>();
     let (key_id, key) = (scope.key_id.clone(), scope.key.clone());
     let store = scope.store.clone();
+    // The writer may run the operation again after a lock conflict (which
+    // happens before it has a value), so what the run hands on is taken from
+    // slots only once the operation succeeded.
+    let op = Arc::new(Mutex::new(op));
+    let value_slot = Arc::new(Mutex::new(Some(value_tx)));
+    let answer_slot = Arc::new(Mutex::new(Some(answer_rx)));
     let write = tokio::spawn(async move {
         store
             .write_plain(move |tx: &mut Tx| {
+                let (op, value_slot, answer_slot) =
+                    (op.clone(), value_slot.clone(), answer_slot.clone());
+                let (key_id, key) = (key_id.clone(), key.clone());
                 Box::pin(async move {
-                    let value = op(tx).await?;
+                    let run = {
+                        let mut op = op.lock().unwrap_or_else(|p| p.into_inner());
+                        (*op)(&mut *tx)
+                    };
+                    let value = run.await?;
+                    let (value_tx, answer_rx) = (take(&value_slot), take(&answer_slot));
+                    let (Some(value_tx), Some(answer_rx)) = (value_tx, answer_rx) else {
+                        return Err(E::from(StoreError::Corrupt(
+                            "a held write answered twice".into(),
+                        )));
+                    };
                     if value_tx.send(value).is_err() {
                         return Err(E::from(StoreError::Corrupt(
                             "the request ended before its write answered".into(),
@@ -291,6 +311,10 @@ where
             ))),
         },
     }
+}
+
+fn take<V>(slot: &Mutex<Option<V>>) -> Option<V> {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
 pub async fn middleware(

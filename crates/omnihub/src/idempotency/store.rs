@@ -17,6 +17,7 @@ pub async fn reserve(
     let (key_id, key, fingerprint) = (key_id.to_string(), key.to_string(), fingerprint.to_string());
     store
         .write_plain(move |tx| {
+            let (fingerprint, key, key_id) = (fingerprint.clone(), key.clone(), key_id.clone());
             Box::pin(async move {
                 let now = time::to_micros(tx.now());
                 let locked_until = now + IN_PROGRESS_TIMEOUT.as_micros() as i64;
@@ -121,6 +122,7 @@ pub async fn complete(
     };
     store
         .write_plain(move |tx| {
+            let (answer, key, key_id) = (answer.clone(), key.clone(), key_id.clone());
             Box::pin(async move { complete_in(tx.conn(), &key_id, &key, &answer).await })
         })
         .await
@@ -130,6 +132,7 @@ pub async fn release(store: &Store, key_id: &str, key: &str) -> Result<(), Store
     let (key_id, key) = (key_id.to_string(), key.to_string());
     store
         .write_plain(move |tx| {
+            let (key, key_id) = (key.clone(), key_id.clone());
             Box::pin(async move {
                 sqlx::query("DELETE FROM idempotency_keys WHERE key_id = $1 AND key = $2")
                     .bind(&key_id)

@@ -70,6 +70,7 @@ pub async fn put_rules(
     state
         .store
         .write(move |tx| {
+            let json = json.clone();
             Box::pin(async move {
                 let now = tx.now();
                 store::save_rules(tx.conn(), &json.to_string(), now).await?;

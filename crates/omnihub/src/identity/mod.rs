@@ -1054,3 +1054,5 @@ pub async fn keys_or_opaque(
             identified: false,
         }))
 }
+
+crate::storage::impl_op_error!(IdentityError);

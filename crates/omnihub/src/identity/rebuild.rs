@@ -517,6 +517,7 @@ pub async fn rebuild(
         let links = Arc::clone(&links);
         let outcome = store
             .write(move |tx| {
+                let (batch, links, rules) = (batch.clone(), links.clone(), rules.clone());
                 Box::pin(async move {
                     let outcome = write_batch(tx, &rules, &links, batch, channel_id).await?;
                     // The same follow-ups as a live merge (the guest's

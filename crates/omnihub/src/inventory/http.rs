@@ -1181,6 +1181,7 @@ pub async fn put_policy(
     state
         .store
         .write(move |tx| {
+            let saved = saved.clone();
             Box::pin(async move {
                 if crate::channels::store::get(tx.conn(), &id.to_string()).await?.is_none() {
                     return Err(ApiError::not_found("channel"));

@@ -274,3 +274,5 @@ fn describe(shortages: &[Shortage]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+crate::storage::impl_op_error!(InventoryError);

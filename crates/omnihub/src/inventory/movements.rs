@@ -56,7 +56,10 @@ pub async fn record(
     movements: Vec<ClientMovement>,
 ) -> Result<BatchOutcome, InventoryError> {
     store
-        .write(move |tx| Box::pin(async move { record_in(tx, channel, movements).await }))
+        .write(move |tx| {
+            let movements = movements.clone();
+            Box::pin(async move { record_in(tx, channel, movements).await })
+        })
         .await
 }
 

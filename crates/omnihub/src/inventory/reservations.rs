@@ -171,6 +171,7 @@ pub async fn candidates(
 
 /// A request resolved against the catalog, locations and channel policy,
 /// ready to be applied.
+#[derive(Clone)]
 pub struct Prepared {
     channel: ChannelId,
     policy: ChannelPolicy,
@@ -258,7 +259,10 @@ pub async fn reserve(
         return inventory.reservations.submit(prepared).await;
     }
     store
-        .write(move |tx| Box::pin(async move { apply_prepared(tx, prepared).await }))
+        .write(move |tx| {
+            let prepared = prepared.clone();
+            Box::pin(async move { apply_prepared(tx, prepared).await })
+        })
         .await
 }
 
@@ -561,6 +565,7 @@ pub async fn allocate(
 ) -> Result<Reservation, InventoryError> {
     store
         .write(move |tx| {
+            let reference = reference.clone();
             Box::pin(async move {
                 check_direct_change(tx, id, &reach).await?;
                 allocate_in(tx, id, reference).await
@@ -702,7 +707,7 @@ impl ReservationBatcher {
                 }
                 let (requests, replies): (Vec<Prepared>, Vec<Reply>) = batch.into_iter().unzip();
                 let outcome = store
-                    .write(move |tx| Box::pin(async move { apply_batch(tx, requests).await }))
+                    .write_once(move |tx| Box::pin(async move { apply_batch(tx, requests).await }))
                     .await;
                 match outcome {
                     Ok(results) => {

@@ -82,7 +82,10 @@ pub async fn create(
     lines: Vec<(Sku, i64)>,
 ) -> Result<Transfer, InventoryError> {
     store
-        .write(move |tx| Box::pin(async move { create_in(tx, channel, from, to, lines).await }))
+        .write(move |tx| {
+            let lines = lines.clone();
+            Box::pin(async move { create_in(tx, channel, from, to, lines).await })
+        })
         .await
 }
 

@@ -197,6 +197,7 @@ pub async fn create(
 ) -> Result<(ApiKey, String), KeyError> {
     store
         .write(move |tx| {
+            let (name, scopes) = (name.clone(), scopes.clone());
             Box::pin(async move {
                 let channel_str = channel_id.to_string();
                 if crate::channels::store::get(tx.conn(), &channel_str)
@@ -271,3 +272,5 @@ pub async fn revoke(
         })
         .await
 }
+
+crate::storage::impl_op_error!(KeyError);

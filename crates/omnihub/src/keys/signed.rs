@@ -87,3 +87,5 @@ mod tests {
         assert!(!verify("hash", "login", "a.b", "not base64!"));
     }
 }
+
+crate::storage::impl_op_error!(MintError);

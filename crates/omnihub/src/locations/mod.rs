@@ -119,11 +119,12 @@ pub enum LocationError {
 
 pub async fn create(
     store: &Store,
-    mut location: Location,
+    location: Location,
     channel: Option<ChannelId>,
 ) -> Result<Location, LocationError> {
     store
         .write(move |tx| {
+            let mut location = location.clone();
             Box::pin(async move {
                 if store::by_name(tx.conn(), &location.name).await?.is_some() {
                     return Err(LocationError::NameTaken(location.name.clone()));
@@ -144,3 +145,5 @@ pub async fn create(
         })
         .await
 }
+
+crate::storage::impl_op_error!(LocationError);

@@ -48,9 +48,6 @@ use crate::storage::{Store, StoreError, Tx};
 pub const MAX_CHECKOUT_BATCH: usize = 512;
 /// Checkouts waiting for the batcher; submitters wait when it is full.
 const CHECKOUT_QUEUE_DEPTH: usize = 8_192;
-/// Times a batch is run again after PostgreSQL aborted it to break a
-/// deadlock (another transaction locking carts or levels in another order).
-const DEADLOCK_RETRIES: usize = 2;
 
 #[derive(Clone)]
 struct Job {
@@ -88,22 +85,13 @@ impl CheckoutBatcher {
                     }
                 }
                 let (jobs, replies): (Vec<Job>, Vec<Reply>) = batch.into_iter().unzip();
-                let mut attempt = 0;
-                let outcome = loop {
-                    let jobs = jobs.clone();
-                    let outcome = writer
-                        .write(move |tx| Box::pin(async move { apply_batch(tx, jobs).await }))
-                        .await;
-                    match outcome {
-                        Err(error)
-                            if error.is_transient_conflict() && attempt < DEADLOCK_RETRIES =>
-                        {
-                            attempt += 1;
-                            tracing::warn!(%error, attempt, "checkout batch deadlocked; running it again");
-                        }
-                        other => break other,
-                    }
-                };
+                // The writer runs the batch again after a lock conflict.
+                let outcome = writer
+                    .write(move |tx| {
+                        let jobs = jobs.clone();
+                        Box::pin(async move { apply_batch(tx, jobs).await })
+                    })
+                    .await;
                 match outcome {
                     Ok(decided) => {
                         for (reply, decided) in replies.into_iter().zip(decided) {

@@ -799,7 +799,10 @@ pub async fn checkout(
     request: Checkout,
 ) -> Result<(Order, bool), OrderError> {
     store
-        .write(move |tx| Box::pin(async move { checkout_in(tx, cart_id, channel, request).await }))
+        .write(move |tx| {
+            let request = request.clone();
+            Box::pin(async move { checkout_in(tx, cart_id, channel, request).await })
+        })
         .await
 }
 
@@ -1000,6 +1003,7 @@ pub async fn record_pos_sale(
     check_lines(&sale.lines)?;
     store
         .write(move |tx| {
+            let sale = sale.clone();
             Box::pin(async move {
                 let order_id = OrderId::new();
                 // Identity first: its lock comes before any stock lock.
@@ -1105,6 +1109,7 @@ pub async fn import(
     check_lines(&lines)?;
     store
         .write(move |tx| {
+            let (imported, lines) = (imported.clone(), lines.clone());
             Box::pin(async move {
                 if let Some(existing) = store::by_external_id(
                     tx.conn(),
@@ -1197,7 +1202,10 @@ pub async fn transition(
     reach: Reach,
 ) -> Result<Order, OrderError> {
     store
-        .write(move |tx| Box::pin(async move { transition_in(tx, id, step, reach).await }))
+        .write(move |tx| {
+            let step = step.clone();
+            Box::pin(async move { transition_in(tx, id, step, reach).await })
+        })
         .await
 }
 
@@ -1415,3 +1423,5 @@ pub fn parse_tender(method: &str, reference: &str, amount_minor: i64) -> Result<
         amount_minor,
     })
 }
+
+crate::storage::impl_op_error!(OrderError);

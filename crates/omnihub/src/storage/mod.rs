@@ -23,7 +23,24 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use tokio::sync::watch;
 
-pub use writer::{Tx, WriteError};
+pub use writer::{OpError, Tx, WriteError};
+
+/// Implements [`OpError`] for domain error enums that hold storage errors in
+/// a `Store(StoreError)` variant.
+macro_rules! impl_op_error {
+    ($($error:ty),+ $(,)?) => {$(
+        impl $crate::storage::OpError for $error {
+            fn is_lock_conflict(&self) -> bool {
+                match self {
+                    Self::Store(error) => error.is_transient_conflict(),
+                    #[allow(unreachable_patterns)]
+                    _ => false,
+                }
+            }
+        }
+    )+};
+}
+pub(crate) use impl_op_error;
 
 /// Which SQL dialect a [`Store`] speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,11 +254,16 @@ impl Store {
     /// Inside a request with an `Idempotency-Key`, the write is *held*: the
     /// request's stored answer is written by the same transaction (see
     /// `idempotency`).
+    ///
+    /// `op` may run more than once: when the database aborts it to resolve a
+    /// lock conflict with another transaction, it is rolled back and runs
+    /// again in a later transaction (see [`writer`]). Only its last run's
+    /// writes and events are committed.
     pub async fn write<T, E, F>(&self, op: F) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<StoreError> + Send + 'static,
-        F: for<'t> FnOnce(&'t mut Tx) -> futures::future::BoxFuture<'t, Result<T, E>>
+        E: OpError + Send + 'static,
+        F: for<'t> FnMut(&'t mut Tx) -> futures::future::BoxFuture<'t, Result<T, E>>
             + Send
             + 'static,
     {
@@ -256,12 +278,27 @@ impl Store {
     pub(crate) async fn write_plain<T, E, F>(&self, op: F) -> Result<T, E>
     where
         T: Send + 'static,
+        E: OpError + Send + 'static,
+        F: for<'t> FnMut(&'t mut Tx) -> futures::future::BoxFuture<'t, Result<T, E>>
+            + Send
+            + 'static,
+    {
+        self.inner.writer.submit(op).await
+    }
+
+    /// Runs `op` exactly once in a group-committed transaction, never held:
+    /// for the batchers, whose operation hands its results to waiting
+    /// requests and so cannot run twice. A lock conflict is returned to the
+    /// caller, who may submit the batch again.
+    pub async fn write_once<T, E, F>(&self, op: F) -> Result<T, E>
+    where
+        T: Send + 'static,
         E: From<StoreError> + Send + 'static,
         F: for<'t> FnOnce(&'t mut Tx) -> futures::future::BoxFuture<'t, Result<T, E>>
             + Send
             + 'static,
     {
-        self.inner.writer.submit(op).await
+        self.inner.writer.submit_once(op).await
     }
 
     /// The connection URL (for PostgreSQL LISTEN connections).

@@ -11,6 +11,16 @@
 //! anyway). PostgreSQL has [`POSTGRES_WRITER_LANES`] lanes, each with its own
 //! connection; correctness across lanes and nodes comes from conditional
 //! updates and row locks in the operations themselves.
+//!
+//! **Lock conflicts are the writer's business.** Batches of two lanes (or two
+//! nodes) take row locks in the order their operations arrived, so they can
+//! deadlock, and PostgreSQL then aborts one statement (SQLSTATE 40P01; 40001
+//! for a serialization failure). The operation that got it is rolled back to
+//! its savepoint — the rest of its batch commits, which releases the locks the
+//! other transaction waits for — and runs again at the head of the lane's
+//! next batch, up to [`CONFLICT_RERUNS`] times. That is why an operation is an
+//! `FnMut`: it must be able to run again. Only after the last rerun does the
+//! caller see the conflict (a retryable 503 at the API).
 
 use std::any::Any as StdAny;
 use std::panic::AssertUnwindSafe;
@@ -32,13 +42,42 @@ pub const MAX_BATCH_OPS: usize = 512;
 pub const QUEUE_DEPTH: usize = 16_384;
 /// Parallel writer transactions per node on PostgreSQL.
 pub const POSTGRES_WRITER_LANES: usize = 4;
+/// How many times an operation aborted by a lock conflict runs again.
+pub const CONFLICT_RERUNS: u8 = 3;
 
 type Erased = Box<dyn StdAny + Send>;
-type JobFn = Box<dyn for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<Erased, Erased>> + Send>;
+type JobFn = Box<dyn for<'t> FnMut(&'t mut Tx) -> BoxFuture<'t, Result<Erased, Erased>> + Send>;
 
 struct Job {
     run: JobFn,
+    /// Whether an error of this job is a lock conflict worth a rerun.
+    is_conflict: fn(&Erased) -> bool,
+    /// Reruns left after a lock conflict.
+    reruns_left: u8,
     reply: oneshot::Sender<Outcome>,
+}
+
+/// The error type of a write operation. It can hold a [`StoreError`], which
+/// tells the writer when the database aborted the operation to resolve a lock
+/// conflict (see the module docs).
+pub trait OpError: From<StoreError> {
+    /// True when the database aborted the operation to resolve a lock
+    /// conflict ([`StoreError::is_transient_conflict`]).
+    fn is_lock_conflict(&self) -> bool;
+}
+
+impl OpError for StoreError {
+    fn is_lock_conflict(&self) -> bool {
+        self.is_transient_conflict()
+    }
+}
+
+fn is_conflict<E: OpError + 'static>(error: &Erased) -> bool {
+    error.downcast_ref::<E>().is_some_and(E::is_lock_conflict)
+}
+
+fn never_rerun(_: &Erased) -> bool {
+    false
 }
 
 enum Outcome {
@@ -99,23 +138,55 @@ pub(super) struct WriterHandle {
 }
 
 impl WriterHandle {
-    pub(super) async fn submit<T, E, F>(&self, op: F) -> Result<T, E>
+    /// Runs `op` in a batch; runs it again after a lock conflict.
+    pub(super) async fn submit<T, E, F>(&self, mut op: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: OpError + Send + 'static,
+        F: for<'t> FnMut(&'t mut Tx) -> BoxFuture<'t, Result<T, E>> + Send + 'static,
+    {
+        let run: JobFn = Box::new(move |tx: &mut Tx| erase(op(tx)));
+        self.enqueue(run, is_conflict::<E>, CONFLICT_RERUNS).await
+    }
+
+    /// Runs `op` once: for operations that cannot run twice (they hand
+    /// results to waiting callers); a lock conflict is their caller's.
+    pub(super) async fn submit_once<T, E, F>(&self, op: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
         F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<T, E>> + Send + 'static,
     {
-        let run: JobFn = Box::new(move |tx: &mut Tx| {
-            let fut = op(tx);
-            Box::pin(async move {
-                match fut.await {
-                    Ok(value) => Ok(Box::new(value) as Erased),
-                    Err(error) => Err(Box::new(error) as Erased),
-                }
-            })
+        let mut op = Some(op);
+        let run: JobFn = Box::new(move |tx: &mut Tx| match op.take() {
+            Some(op) => erase(op(tx)),
+            None => Box::pin(async {
+                Err(Box::new(E::from(StoreError::Corrupt(
+                    "a run-once operation ran twice".into(),
+                ))) as Erased)
+            }),
         });
+        self.enqueue(run, never_rerun, 0).await
+    }
+
+    async fn enqueue<T, E>(
+        &self,
+        run: JobFn,
+        is_conflict: fn(&Erased) -> bool,
+        reruns_left: u8,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
-        if self.queue.send(Job { run, reply }).await.is_err() {
+        let job = Job {
+            run,
+            is_conflict,
+            reruns_left,
+            reply,
+        };
+        if self.queue.send(job).await.is_err() {
             return Err(E::from(StoreError::Closed));
         }
         match answer.await {
@@ -139,6 +210,19 @@ impl WriterHandle {
     pub(super) async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+fn erase<'t, T, E>(fut: BoxFuture<'t, Result<T, E>>) -> BoxFuture<'t, Result<Erased, Erased>>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    Box::pin(async move {
+        match fut.await {
+            Ok(value) => Ok(Box::new(value) as Erased),
+            Err(error) => Err(Box::new(error) as Erased),
+        }
+    })
 }
 
 /// What the writer announces after a commit.
@@ -227,19 +311,31 @@ pub(super) fn spawn(
         let pool = pool.clone();
         let signals = signals.clone();
         tokio::spawn(async move {
-            while let Some(jobs) = next_batch(&receiver).await {
-                run_batch(dialect, &pool, jobs, &signals).await;
+            // Operations a lock conflict rolled back run first in the next batch.
+            let mut reruns = Vec::new();
+            while let Some(jobs) = next_batch(&receiver, reruns).await {
+                reruns = run_batch(dialect, &pool, jobs, &signals).await;
             }
         });
     }
     WriterHandle { queue, pool }
 }
 
-async fn next_batch(receiver: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
-    let mut receiver = receiver.lock().await;
-    let first = receiver.recv().await?;
-    let mut jobs = Vec::with_capacity(16);
-    jobs.push(first);
+async fn next_batch(receiver: &Mutex<mpsc::Receiver<Job>>, reruns: Vec<Job>) -> Option<Vec<Job>> {
+    let mut jobs = reruns;
+    let mut receiver = if jobs.is_empty() {
+        let mut receiver = receiver.lock().await;
+        jobs.reserve(16);
+        jobs.push(receiver.recv().await?);
+        receiver
+    } else {
+        // Reruns go now; another lane may hold the queue while it waits
+        // for work, and then they go alone.
+        match receiver.try_lock() {
+            Ok(receiver) => receiver,
+            Err(_) => return Some(jobs),
+        }
+    };
     while jobs.len() < MAX_BATCH_OPS {
         match receiver.try_recv() {
             Ok(job) => jobs.push(job),
@@ -255,13 +351,21 @@ fn fail_all(replies: Vec<oneshot::Sender<Outcome>>, error: &StoreError) {
     }
 }
 
-async fn run_batch(dialect: Dialect, pool: &AnyPool, jobs: Vec<Job>, signals: &Signals) {
+/// Runs one batch in one transaction; returns the operations that a lock
+/// conflict rolled back and that must run again.
+async fn run_batch(
+    dialect: Dialect,
+    pool: &AnyPool,
+    jobs: Vec<Job>,
+    signals: &Signals,
+) -> Vec<Job> {
     let conn = match pool.acquire().await {
         Ok(conn) => conn,
         Err(error) => {
             let error = StoreError::from(error);
             tracing::error!(%error, "writer could not get a connection");
-            return fail_all(jobs.into_iter().map(|j| j.reply).collect(), &error);
+            fail_all(jobs.into_iter().map(|j| j.reply).collect(), &error);
+            return Vec::new();
         }
     };
     let mut tx = Tx {
@@ -276,15 +380,17 @@ async fn run_batch(dialect: Dialect, pool: &AnyPool, jobs: Vec<Job>, signals: &S
     };
     if let Err(error) = tx.conn.execute(begin).await {
         let error = StoreError::from(error);
-        return fail_all(jobs.into_iter().map(|j| j.reply).collect(), &error);
+        fail_all(jobs.into_iter().map(|j| j.reply).collect(), &error);
+        return Vec::new();
     }
     // A lone operation needs no savepoint: its failure rolls back the transaction.
     let use_savepoints = jobs.len() > 1;
     let mut committed: Vec<(oneshot::Sender<Outcome>, Erased)> = Vec::with_capacity(jobs.len());
     let mut failed: Vec<(oneshot::Sender<Outcome>, Erased)> = Vec::new();
+    let mut reruns: Vec<Job> = Vec::new();
     let mut broken: Option<StoreError> = None;
     let mut pending = jobs.into_iter();
-    for job in pending.by_ref() {
+    for mut job in pending.by_ref() {
         if use_savepoints {
             if let Err(error) = tx.conn.execute("SAVEPOINT op").await {
                 broken = Some(error.into());
@@ -304,6 +410,26 @@ async fn run_batch(dialect: Dialect, pool: &AnyPool, jobs: Vec<Job>, signals: &S
                     }
                 }
                 committed.push((job.reply, value));
+            }
+            Ok(Err(error)) if job.reruns_left > 0 && (job.is_conflict)(&error) => {
+                tx.events.truncate(mark);
+                job.reruns_left -= 1;
+                tracing::info!(
+                    reruns_left = job.reruns_left,
+                    "a write operation was aborted by a lock conflict; it runs again"
+                );
+                if !use_savepoints {
+                    // The lone operation's transaction is aborted: roll it
+                    // back (releasing its locks) and run it again.
+                    let _ = tx.conn.execute("ROLLBACK").await;
+                    return vec![job];
+                }
+                if let Err(e) = rollback_savepoint(&mut tx).await {
+                    broken = Some(e);
+                    let _ = job.reply.send(Outcome::Failed(error));
+                    break;
+                }
+                reruns.push(job);
             }
             Ok(Err(error)) => {
                 tx.events.truncate(mark);
@@ -334,7 +460,7 @@ async fn run_batch(dialect: Dialect, pool: &AnyPool, jobs: Vec<Job>, signals: &S
         for (reply, error) in failed {
             let _ = reply.send(Outcome::Failed(error));
         }
-        return;
+        return reruns;
     }
     let wrote_events = !tx.events.is_empty();
     let mut last_position = 0;
@@ -350,10 +476,11 @@ async fn run_batch(dialect: Dialect, pool: &AnyPool, jobs: Vec<Job>, signals: &S
         tracing::error!(%error, "write batch rolled back");
         fail_all(committed.into_iter().map(|(r, _)| r).collect(), &error);
         fail_all(pending.map(|j| j.reply).collect(), &error);
+        fail_all(reruns.into_iter().map(|j| j.reply).collect(), &error);
         for (reply, error) in failed {
             let _ = reply.send(Outcome::Failed(error));
         }
-        return;
+        return Vec::new();
     }
     match tx.conn.execute("COMMIT").await {
         Ok(_) => {
@@ -390,11 +517,14 @@ async fn run_batch(dialect: Dialect, pool: &AnyPool, jobs: Vec<Job>, signals: &S
             tracing::error!(%error, "commit failed");
             let _ = tx.conn.execute("ROLLBACK").await;
             fail_all(committed.into_iter().map(|(r, _)| r).collect(), &error);
+            fail_all(reruns.into_iter().map(|j| j.reply).collect(), &error);
             for (reply, error) in failed {
                 let _ = reply.send(Outcome::Failed(error));
             }
+            return Vec::new();
         }
     }
+    reruns
 }
 
 fn failed_store(reply: oneshot::Sender<Outcome>, error: Option<&StoreError>) {

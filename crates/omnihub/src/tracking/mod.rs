@@ -303,6 +303,7 @@ async fn run(
 ) -> Result<Vec<Result<Accepted, Rejection>>, TrackingError> {
     store
         .write(move |tx| {
+            let calls = calls.clone();
             Box::pin(async move {
                 let dialect = tx.dialect();
                 identity::store::lock_identity(tx.conn(), dialect).await?;
@@ -926,3 +927,5 @@ fn extract(
         rest,
     })
 }
+
+crate::storage::impl_op_error!(TrackingError);

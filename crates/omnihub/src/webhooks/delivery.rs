@@ -137,6 +137,7 @@ async fn claim(d: &Dispatcher, id: WebhookId) -> Result<bool, StoreError> {
     let lease = d.settings.lease;
     d.store
         .write(move |tx| {
+            let node = node.clone();
             Box::pin(async move {
                 let now = tx.now();
                 store::claim_lease(tx.conn(), id, &node, now, now + lease).await
@@ -194,7 +195,10 @@ async fn run_worker(d: Arc<Dispatcher>, id: WebhookId) {
     let node = d.node.clone();
     let _ = d
         .store
-        .write(move |tx| Box::pin(async move { store::release_lease(tx.conn(), id, &node).await }))
+        .write(move |tx| {
+            let node = node.clone();
+            Box::pin(async move { store::release_lease(tx.conn(), id, &node).await })
+        })
         .await;
     tracing::debug!(webhook = %id, "webhook worker stopped");
 }
@@ -275,6 +279,7 @@ async fn give_up(d: &Dispatcher, gone: Vec<Delivery>) -> Result<(), StoreError> 
     }
     d.store
         .write(move |tx| {
+            let gone = gone.clone();
             Box::pin(async move {
                 for delivery in &gone {
                     store::update_delivery(tx.conn(), delivery).await?;
@@ -472,6 +477,7 @@ async fn record(
     let disabled = d
         .store
         .write(move |tx| {
+            let (fresh, node, retried) = (fresh.clone(), node.clone(), retried.clone());
             Box::pin(async move {
                 let now = tx.now();
                 if !store::claim_lease(tx.conn(), id, &node, now, now + lease).await? {
@@ -535,3 +541,5 @@ async fn disable(
     );
     Ok(())
 }
+
+crate::storage::impl_op_error!(StepError);

@@ -232,6 +232,7 @@ pub async fn create_webhook(
     let hook = state
         .store
         .write(move |tx| {
+            let (description, event_types, secret, url) = (description.clone(), event_types.clone(), secret.clone(), url.clone());
             Box::pin(async move {
                 let now = tx.now();
                 let hook = Webhook {
@@ -350,6 +351,7 @@ pub async fn update_webhook(
     let hook = state
         .store
         .write(move |tx| {
+            let (description, event_types, url) = (description.clone(), event_types.clone(), url.clone());
             Box::pin(async move {
                 let dialect = tx.dialect();
                 let Some(mut hook) = store::get_for_update(tx.conn(), dialect, id).await? else {

@@ -740,6 +740,7 @@ async fn corrupt(app: &TestApp, sql: String) {
     let store = &app.hub.as_ref().unwrap().state.store;
     store
         .write(move |tx| {
+            let sql = sql.clone();
             Box::pin(async move {
                 sqlx::query(&sql).execute(tx.conn()).await?;
                 Ok::<_, omnihub::storage::StoreError>(())

@@ -228,6 +228,7 @@ async fn apply(w: &mut World, op: &Op) {
             let placed = w
                 .store
                 .write(move |tx| {
+                    let request = request.clone();
                     Box::pin(async move { reservations::reserve_in(tx, request).await })
                 })
                 .await;

@@ -4,6 +4,7 @@
 //! once the lease (`webhook_lease_secs`) expires, with every event delivered.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -136,50 +137,129 @@ async fn a_dead_nodes_webhooks_are_taken_over_after_the_lease(backend: Backend) 
 }
 
 /// Two writer lanes that lock the same rows in opposite order deadlock;
-/// PostgreSQL aborts one. The aborted write is a retryable 503, not a 500
-/// (the writer cannot run it again itself: an operation is a `FnOnce`).
+/// PostgreSQL aborts one of them. The writer rolls the aborted operation back
+/// and runs it again in a later transaction: both writes succeed, and the
+/// aborted one ran twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deadlock_between_writer_lanes_is_a_retryable_error() {
+async fn a_deadlock_between_writer_lanes_runs_the_aborted_write_again() {
     if postgres_url().is_none() {
         eprintln!("skipped: PostgreSQL only");
         return;
     }
-    use omnihub::http::problem::ApiError;
     use omnihub::storage::StoreError;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let app = TestApp::spawn(Backend::Postgres).await;
     let (first, second) = (app.new_channel().await, app.new_channel().await);
     let store = app.hub.as_ref().unwrap().state.store.clone();
-    let lock_both = |one: String, other: String| {
-        let store = store.clone();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let rename_both = |one: String, other: String, name: &'static str| {
+        let (store, runs) = (store.clone(), runs.clone());
         async move {
             store
                 .write(move |tx| {
+                    let (one, other, runs) = (one.clone(), other.clone(), runs.clone());
                     Box::pin(async move {
-                        let lock = "SELECT id FROM channels WHERE id = $1 FOR UPDATE";
-                        sqlx::query(lock).bind(&one).execute(tx.conn()).await?;
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        let rename = "UPDATE channels SET name = name || $1 WHERE id = $2";
+                        sqlx::query(rename)
+                            .bind(name)
+                            .bind(&one)
+                            .execute(tx.conn())
+                            .await?;
                         sqlx::query("SELECT 1 FROM (SELECT pg_sleep(0.5)) AS s")
                             .execute(tx.conn())
                             .await?;
-                        sqlx::query(lock).bind(&other).execute(tx.conn()).await?;
+                        sqlx::query(rename)
+                            .bind(name)
+                            .bind(&other)
+                            .execute(tx.conn())
+                            .await?;
                         Ok::<_, StoreError>(())
                     })
                 })
                 .await
         }
     };
-    let a = tokio::spawn(lock_both(first.clone(), second.clone()));
+    let a = tokio::spawn(rename_both(first.clone(), second.clone(), "+a"));
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let b = tokio::spawn(lock_both(second, first));
+    let b = tokio::spawn(rename_both(second.clone(), first.clone(), "+b"));
     let results = [a.await.unwrap(), b.await.unwrap()];
-    let failed: Vec<&StoreError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-    assert_eq!(
-        failed.len(),
-        1,
-        "PostgreSQL aborts one of the two: {results:?}"
+    assert!(
+        results.iter().all(Result::is_ok),
+        "both writes succeed: {results:?}"
     );
-    assert!(failed[0].is_transient_conflict(), "{:?}", failed[0]);
-    let aborted = results.into_iter().find_map(Result::err).unwrap();
-    let answer = ApiError::from(aborted);
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        3,
+        "the aborted write ran again, once"
+    );
+    // Each write renamed each channel exactly once: the aborted run left
+    // nothing behind.
+    let reader = store.reader();
+    let mut seen = Vec::new();
+    for id in [&first, &second] {
+        let name: String = sqlx::query_scalar("SELECT name FROM channels WHERE id = $1")
+            .bind(id.clone())
+            .fetch_one(reader)
+            .await
+            .unwrap();
+        seen.push(name);
+    }
+    for name in &seen {
+        assert_eq!(name.matches("+a").count(), 1, "{seen:?}");
+        assert_eq!(name.matches("+b").count(), 1, "{seen:?}");
+    }
+    app.stop().await;
+}
+
+/// A write that the database aborts with a lock conflict on every run is
+/// run again a bounded number of times, then answered as a retryable 503
+/// (`unavailable`) with nothing of it committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_aborted_by_conflicts_every_time_is_a_retryable_error() {
+    if postgres_url().is_none() {
+        eprintln!("skipped: PostgreSQL only");
+        return;
+    }
+    use omnihub::http::problem::ApiError;
+    use omnihub::storage::StoreError;
+    use omnihub::storage::writer::CONFLICT_RERUNS;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let channel = app.new_channel().await;
+    let store = app.hub.as_ref().unwrap().state.store.clone();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let result = store
+        .write(move |tx| {
+            let (channel, runs) = (channel.clone(), counted.clone());
+            Box::pin(async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                sqlx::query("UPDATE channels SET name = 'changed' WHERE id = $1")
+                    .bind(&channel)
+                    .execute(tx.conn())
+                    .await?;
+                // What PostgreSQL raises on the victim of a deadlock.
+                let abort =
+                    "DO $$ BEGIN RAISE EXCEPTION 'provoked' USING ERRCODE = '40P01'; END $$";
+                sqlx::query(abort).execute(tx.conn()).await?;
+                Ok::<_, StoreError>(())
+            })
+        })
+        .await;
+    let error = result.expect_err("aborted every time");
+    assert!(error.is_transient_conflict(), "{error:?}");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1 + usize::from(CONFLICT_RERUNS)
+    );
+    let answer = ApiError::from(error);
     assert_eq!(answer.status().as_u16(), 503, "{answer:?}");
+    let (status, body) = app.get_json("/v1/channels?limit=200").await;
+    assert_eq!(status, 200);
+    assert!(
+        !body.to_string().contains("\"changed\""),
+        "nothing of the aborted write is committed"
+    );
     app.stop().await;
 }

@@ -13,69 +13,7 @@ pub mod stream;
 pub mod tail;
 pub mod visibility;
 
-use std::collections::BTreeMap;
-
-use serde_json::Value;
-
-use crate::ids::{ChannelId, EventId};
-use crate::time::Timestamp;
-
-/// An event about to be written. `kind` is a dotted name such as
-/// `channel.created`; `subjects` names the entities it is about
-/// (`{"channel_id": "…"}`), which lets erasure and filters find it.
-#[derive(Clone, Debug)]
-pub struct NewEvent {
-    pub id: EventId,
-    pub kind: String,
-    pub schema_version: i64,
-    pub occurred_at: Timestamp,
-    pub channel_id: Option<ChannelId>,
-    pub subjects: BTreeMap<String, String>,
-    pub payload: Value,
-}
-
-impl NewEvent {
-    /// A version-1 event of `kind` with `payload`, happening at `occurred_at`.
-    pub fn new(kind: &str, occurred_at: Timestamp, payload: Value) -> Self {
-        Self {
-            id: EventId::new(),
-            kind: kind.to_string(),
-            schema_version: 1,
-            occurred_at,
-            channel_id: None,
-            subjects: BTreeMap::new(),
-            payload,
-        }
-    }
-
-    pub fn channel(mut self, channel_id: Option<ChannelId>) -> Self {
-        self.channel_id = channel_id;
-        self
-    }
-
-    pub fn subject(mut self, name: &str, id: impl ToString) -> Self {
-        self.subjects.insert(name.to_string(), id.to_string());
-        self
-    }
-
-    pub fn version(mut self, schema_version: i64) -> Self {
-        self.schema_version = schema_version;
-        self
-    }
-}
-
-/// An event as stored, with its feed position.
-#[derive(Clone, Debug)]
-pub struct Event {
-    pub position: i64,
-    pub id: EventId,
-    pub kind: String,
-    pub schema_version: i64,
-    pub occurred_at: Timestamp,
-    pub channel_id: Option<ChannelId>,
-    pub subjects: BTreeMap<String, String>,
-    pub payload: Value,
-}
+pub use crate::storage::outbox::{Event, NewEvent};
 
 /// A filter on event types: exact names (`channel.created`) or prefixes
 /// ending in `.*` (`cart.*`). Empty matches everything.

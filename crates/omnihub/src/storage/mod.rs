@@ -11,6 +11,7 @@
 //! where both dialects agree and chosen by [`Dialect`] where they don't.
 
 pub mod migrate;
+pub mod outbox;
 pub mod sql;
 pub mod writer;
 

@@ -1,6 +1,10 @@
-//! Placeholder lists for statements built at run time (multi-row inserts and
-//! `IN (…)` lists), numbered `$1…` as both backends accept; and the
-//! PostgreSQL advisory locks and `NOTIFY` channel, namespaced by schema.
+//! The one home of SQL built at run time: placeholder lists for multi-row
+//! inserts and `IN (…)` lists (`$1…`, which both backends accept, or per
+//! dialect with `?` on SQLite where binding by name costs time), statement
+//! sizes that keep the prepared-statement caches small, and the PostgreSQL
+//! advisory locks and `NOTIFY` channel, namespaced by schema.
+
+use super::Dialect;
 
 /// Takes the advisory lock `$1` of the connection's schema until the
 /// transaction ends. Lock ids are database-wide, so the id is hashed with
@@ -37,9 +41,47 @@ pub fn push_rows(sql: &mut String, rows: usize, columns: usize) {
     }
 }
 
+/// Splits `total` rows into statement sizes: full chunks of `max` (a power
+/// of two), then powers of two, so that a connection's prepared-statement
+/// cache holds a handful of shapes instead of one per row count.
+pub fn chunk_sizes(total: usize, max: usize) -> Vec<usize> {
+    let max = max.max(1);
+    let mut sizes = vec![max; total / max];
+    let mut rest = total % max;
+    while rest > 0 {
+        // The largest power of two not above `rest`.
+        let size = 1 << (usize::BITS - 1 - rest.leading_zeros());
+        sizes.push(size);
+        rest -= size;
+    }
+    sizes
+}
+
+/// `count` parameters from `$first` (`?` on SQLite), comma-separated, in
+/// parentheses.
+pub fn value_tuple(dialect: Dialect, first: usize, count: usize) -> String {
+    let mut out = String::with_capacity(count * 5 + 2);
+    out.push('(');
+    for i in 0..count {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        match dialect {
+            Dialect::Sqlite => out.push('?'),
+            Dialect::Postgres => {
+                out.push('$');
+                out.push_str(&(first + i).to_string());
+            }
+        }
+    }
+    out.push(')');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::Dialect;
 
     #[test]
     fn numbers_run_on_across_rows() {
@@ -47,5 +89,27 @@ mod tests {
         let mut sql = String::from("VALUES ");
         push_rows(&mut sql, 2, 3);
         assert_eq!(sql, "VALUES ($1, $2, $3),($4, $5, $6)");
+    }
+
+    #[test]
+    fn chunk_sizes_cover_every_row_in_few_shapes() {
+        for max in [1, 7, 20, 64] {
+            for total in 0..300 {
+                let sizes = chunk_sizes(total, max);
+                assert_eq!(
+                    sizes.iter().sum::<usize>(),
+                    total,
+                    "{total} rows, chunks of {max}"
+                );
+                assert!(sizes.iter().all(|s| *s >= 1 && *s <= max));
+            }
+        }
+        assert_eq!(chunk_sizes(150, 64), vec![64, 64, 16, 4, 2]);
+    }
+
+    #[test]
+    fn value_tuples_per_dialect() {
+        assert_eq!(value_tuple(Dialect::Sqlite, 8, 3), "(?, ?, ?)");
+        assert_eq!(value_tuple(Dialect::Postgres, 8, 3), "($8, $9, $10)");
     }
 }

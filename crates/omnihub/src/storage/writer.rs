@@ -32,8 +32,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
+use super::outbox::{self, Event, NewEvent};
 use super::{Dialect, StoreError};
-use crate::events::{Event, NewEvent};
 use crate::time::{self, Timestamp};
 
 /// At most this many operations share one transaction.
@@ -466,7 +466,7 @@ async fn run_batch(
     let mut last_position = 0;
     let events = std::mem::take(&mut tx.events);
     if broken.is_none() && wrote_events {
-        match crate::events::store::append(&mut tx.conn, dialect, &events).await {
+        match outbox::append(&mut tx.conn, dialect, &events).await {
             Ok(position) => last_position = position,
             Err(error) => broken = Some(error),
         }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
-use crate::events::store::{chunk_sizes, value_tuple};
+use crate::storage::sql::{chunk_sizes, value_tuple};
 use crate::storage::{Dialect, StoreError};
 use crate::time::{self, Timestamp};
 
@@ -103,7 +103,7 @@ pub async fn stored_message_ids(
 const INSERT_CHUNK: usize = 10;
 /// Rows per multi-row insert on SQLite, with positional `?` parameters that
 /// bind in constant time (`$N` parameters cost time quadratic in their
-/// number per statement: see `events::store::SQLITE_APPEND_CHUNK`).
+/// number per statement: see `storage::outbox::SQLITE_APPEND_CHUNK`).
 const SQLITE_INSERT_CHUNK: usize = 32;
 
 /// Writes timeline rows, many per statement.

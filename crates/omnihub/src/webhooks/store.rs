@@ -231,7 +231,7 @@ const DELIVERY_COLUMNS: &str = "id, webhook_id, event_id, event_position, event_
     next_attempt_at, last_attempt_at, last_status_code, last_error, last_duration_ms, created_at";
 
 /// Rows per multi-row INSERT of deliveries (13 parameters each). Small for the
-/// same reason as `events::store::APPEND_CHUNK`: SQLite's parameter binding is
+/// same reason as `storage::outbox::APPEND_CHUNK`: SQLite's parameter binding is
 /// quadratic in the parameters of one statement.
 const DELIVERY_CHUNK: usize = 10;
 

@@ -142,7 +142,11 @@ async fn a_profile_with_many_calls_is_served_from_materialized_traits(backend: B
         folded_traits(&app, &id).await,
         "the same answer as the fold"
     );
-    let calls = count(&app, "SELECT COUNT(*) FROM tracking_events WHERE has_traits = 1").await;
+    let calls = count(
+        &app,
+        "SELECT COUNT(*) FROM tracking_events WHERE has_traits = 1",
+    )
+    .await;
     assert_eq!(calls, 1_999);
     let stored = count(&app, "SELECT COUNT(*) FROM identifier_traits").await;
     assert!(stored <= 2 * 500, "bounded per identifier: {stored} rows");
@@ -154,7 +158,11 @@ async fn a_profile_with_many_calls_is_served_from_materialized_traits(backend: B
     assert_eq!(most, 500);
     // The view does not fold the calls: with their traits erased from the
     // timeline it answers the same.
-    run_sql(&app, &["UPDATE tracking_events SET traits = '{}', has_traits = 0"]).await;
+    run_sql(
+        &app,
+        &["UPDATE tracking_events SET traits = '{}', has_traits = 0"],
+    )
+    .await;
     assert_eq!(served_traits(&app, &id).await, served);
     // A newer call still wins, and one older than everything shown changes
     // nothing.

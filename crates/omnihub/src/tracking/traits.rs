@@ -263,3 +263,155 @@ pub fn profile_traits(stored: Vec<StoredTrait>, max: usize) -> BTreeMap<String, 
     }
     traits
 }
+
+#[cfg(test)]
+mod tests {
+    //! The argument of the module doc, checked on random histories: each
+    //! identifier keeping its `cap` latest names (trimmed after every write
+    //! operation, as `write` does) and the profile taking the union loses
+    //! nothing the fold of every call would show.
+
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::tracking::store::NewTrackingRow;
+
+    /// (identifier, trait names, timestamp) per call, in arrival order.
+    type Call = (usize, Vec<usize>, i64);
+
+    fn row(identifier: usize, event_id: &str) -> NewTrackingRow {
+        NewTrackingRow {
+            id: event_id.to_string(),
+            channel_id: "c".into(),
+            message_id: format!("m{event_id}"),
+            kind: "identify",
+            name: None,
+            user_id: None,
+            anonymous_id: None,
+            anchor_id: format!("i{identifier}"),
+            timestamp: crate::time::now(),
+            received_at: crate::time::now(),
+            sent_at: None,
+            original_timestamp: None,
+            properties: "{}".into(),
+            traits: "{}".into(),
+            has_traits: true,
+            context: "{}".into(),
+            locale: None,
+            timezone: None,
+        }
+    }
+
+    /// What `write` leaves in the table after each operation.
+    fn materialize(
+        calls: &[Call],
+        event_ids: &[String],
+        op_size: usize,
+        cap: usize,
+    ) -> Vec<StoredTrait> {
+        let mut table: HashMap<(String, String), StoredTrait> = HashMap::new();
+        let numbered: Vec<(usize, &Call)> = calls.iter().enumerate().collect();
+        for op in numbered.chunks(op_size.max(1)) {
+            let mut pending = PendingTraits::default();
+            for (n, (identifier, names, ts)) in op {
+                let traits: Map<String, Value> =
+                    names.iter().map(|k| (format!("t{k}"), json!(n))).collect();
+                pending.observe(&row(*identifier, &event_ids[*n]), *ts, &traits);
+            }
+            let mut touched: Vec<String> = Vec::new();
+            for ((identifier, name), p) in pending.latest {
+                touched.push(identifier.clone());
+                let stored = StoredTrait {
+                    name: name.clone(),
+                    value: serde_json::from_str(&p.value).unwrap(),
+                    observed_at: p.observed_at,
+                    event_id: p.event_id,
+                    channel_id: p.channel_id,
+                    message_id: p.message_id,
+                };
+                let key = (identifier, name);
+                let newer = table.get(&key).is_none_or(|t| {
+                    (stored.observed_at, &stored.event_id) > (t.observed_at, &t.event_id)
+                });
+                if newer {
+                    table.insert(key, stored);
+                }
+            }
+            for identifier in touched {
+                let mut ranked: Vec<(i64, String)> = table
+                    .iter()
+                    .filter(|((id, _), _)| *id == identifier)
+                    .map(|((_, name), t)| (t.observed_at, name.clone()))
+                    .collect();
+                ranked.sort();
+                let excess = ranked.len().saturating_sub(cap);
+                for (_, name) in ranked.into_iter().take(excess) {
+                    table.remove(&(identifier.clone(), name));
+                }
+            }
+        }
+        table.into_values().collect()
+    }
+
+    /// The fold of every call (what `customers::fold_traits` does), with `cap`.
+    fn fold(calls: &[Call], event_ids: &[String], cap: usize) -> BTreeMap<String, (i64, String)> {
+        let mut order: Vec<usize> = (0..calls.len()).collect();
+        order.sort_by(|a, b| (calls[*a].2, &event_ids[*a]).cmp(&(calls[*b].2, &event_ids[*b])));
+        let mut latest: BTreeMap<String, (i64, String)> = BTreeMap::new();
+        for n in order {
+            for k in &calls[n].1 {
+                latest.insert(format!("t{k}"), (calls[n].2, event_ids[n].clone()));
+            }
+        }
+        let mut by_age: Vec<(i64, String)> = latest
+            .iter()
+            .map(|(name, (ts, _))| (*ts, name.clone()))
+            .collect();
+        by_age.sort();
+        let excess = by_age.len().saturating_sub(cap);
+        for (_, name) in by_age.into_iter().take(excess) {
+            latest.remove(&name);
+        }
+        latest
+    }
+
+    fn history() -> impl Strategy<Value = (Vec<Call>, Vec<u16>)> {
+        let call = (
+            0usize..3,
+            proptest::collection::vec(0usize..9, 0..4),
+            0i64..6,
+        );
+        proptest::collection::vec(call, 0..40).prop_flat_map(|calls| {
+            let n = calls.len();
+            // Event ids in any order relative to arrival (ties on time are
+            // broken by them, whatever order the calls arrived in).
+            let ids = Just((0..n as u16).collect::<Vec<u16>>()).prop_shuffle();
+            (Just(calls), ids)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn per_identifier_cut_and_union_equal_the_fold(
+            (calls, ids) in history(),
+            op_size in 1usize..6,
+            cap in 1usize..5,
+        ) {
+            // A name appears once per call (a JSON object's keys).
+            let calls: Vec<Call> = calls
+                .into_iter()
+                .map(|(i, mut names, ts)| { names.sort(); names.dedup(); (i, names, ts) })
+                .collect();
+            let event_ids: Vec<String> = ids.iter().map(|i| format!("e{i:05}")).collect();
+            let stored = materialize(&calls, &event_ids, op_size, cap);
+            let served: BTreeMap<String, (i64, String)> = profile_traits(stored, cap)
+                .into_iter()
+                .map(|(name, t)| (name, (t.observed_at, t.event_id)))
+                .collect();
+            prop_assert_eq!(served, fold(&calls, &event_ids, cap));
+        }
+    }
+}

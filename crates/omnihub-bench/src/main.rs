@@ -10,10 +10,16 @@
 //!   stream on a second process sharing one PostgreSQL database.
 //! * `webhook-throughput`: outbox-to-webhook delivery on SQLite, from the first
 //!   event written to the last one received by a local endpoint.
+//! * `profile-read`: the 360° view of a profile with many calls (materialized
+//!   traits against the fold of every call) and the trait upsert's cost.
+//! * `stream-catch-up`: a live stream whose filter matches nothing, opened at
+//!   the start of a large feed.
 
 mod bare;
 mod cart_sync;
+mod catch_up;
 mod live;
+mod profile;
 mod sse;
 mod webhooks;
 
@@ -45,6 +51,12 @@ enum Command {
     /// Measure how long a cart change made on one `omnihub serve` process
     /// takes to reach a live stream open on another (PostgreSQL).
     CartSync(cart_sync::Options),
+    /// Measure the 360° view of a profile with many calls, and the cost of
+    /// the trait upsert at ingest (SQLite).
+    ProfileRead(profile::Options),
+    /// Measure the catch-up of a live stream whose filter matches nothing,
+    /// opened at the start of a large feed (SQLite).
+    StreamCatchUp(catch_up::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,6 +70,8 @@ fn main() -> anyhow::Result<()> {
             Command::WebhookThroughput(options) => webhooks::run(options).await,
             Command::LiveAvailability(options) => live::run(options).await,
             Command::CartSync(options) => cart_sync::run(options).await,
+            Command::ProfileRead(options) => profile::run(options).await,
+            Command::StreamCatchUp(options) => catch_up::run(options).await,
         }
     })
 }

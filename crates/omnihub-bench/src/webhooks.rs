@@ -180,7 +180,7 @@ async fn start_hub(options: &Options, db: PathBuf) -> anyhow::Result<Hub> {
 }
 
 /// An admin key made through the library, as `tests/api/support.rs` does.
-async fn admin_key(hub: &Hub) -> anyhow::Result<String> {
+pub(crate) async fn admin_key(hub: &Hub) -> anyhow::Result<String> {
     let store = &hub.state.store;
     let name = ChannelName::parse("Bench back office").map_err(anyhow::Error::msg)?;
     let channel = channels::create(store, ChannelKind::Backoffice, name, None, None).await?;

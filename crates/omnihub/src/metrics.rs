@@ -51,6 +51,9 @@ pub struct Metrics {
     pub events_head: Gauge,
     pub db_pool_connections: Family<PoolLabels, Gauge>,
     pub sse_subscribers: Gauge,
+    /// Events live streams read from the database while catching up (those
+    /// of the stream's types only).
+    pub sse_catch_up_events: Counter,
 }
 
 impl Default for Metrics {
@@ -72,6 +75,7 @@ impl Metrics {
             events_head: Gauge::default(),
             db_pool_connections: Family::default(),
             sse_subscribers: Gauge::default(),
+            sse_catch_up_events: Counter::default(),
         };
         if let Ok(mut r) = metrics.registry.lock() {
             r.register(
@@ -118,6 +122,11 @@ impl Metrics {
                 "sse_subscribers",
                 "Open live-stream connections",
                 metrics.sse_subscribers.clone(),
+            );
+            r.register(
+                "sse_catch_up_events",
+                "Events live streams read from the database while catching up",
+                metrics.sse_catch_up_events.clone(),
             );
         }
         metrics

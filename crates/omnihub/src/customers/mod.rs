@@ -4,10 +4,10 @@
 //!
 //! A profile is derived, never copied: its identifiers are those whose
 //! `customer_id` is the profile; its events are those whose anchor identifier
-//! is one of them; its traits are folded from those events (latest
-//! timestamp wins per trait, the source event and channel kept). So a merge
-//! or unmerge re-attributes events and traits by source, and nothing is lost
-//! or counted twice.
+//! is one of them; its traits are the materialized traits of those
+//! identifiers (`tracking::traits`: latest timestamp wins per trait, the
+//! source event and channel kept). So a merge or unmerge re-attributes events
+//! and traits by source, and nothing is lost or counted twice.
 
 pub mod http;
 pub mod store;
@@ -102,11 +102,34 @@ impl Profile {
 
 /// Most distinct traits a profile shows: the most recently observed ones. A
 /// client that sends endless new trait names cannot grow the 360° view
-/// without bound (the timeline keeps every call).
-pub const MAX_PROFILE_TRAITS: usize = 500;
+/// without bound (the timeline keeps every call). The same bound as the
+/// names kept per identifier, which is what lets the view be read from the
+/// materialized traits (`tracking::traits`).
+pub const MAX_PROFILE_TRAITS: usize = crate::tracking::traits::MAX_IDENTIFIER_TRAITS;
+
+/// The traits a profile shows, from its identifiers' materialized traits.
+pub fn traits_of(
+    stored: Vec<crate::tracking::traits::StoredTrait>,
+) -> BTreeMap<String, TraitValue> {
+    crate::tracking::traits::profile_traits(stored, MAX_PROFILE_TRAITS)
+        .into_iter()
+        .map(|(name, t)| {
+            let value = TraitValue {
+                value: t.value,
+                observed_at: t.observed_at,
+                channel_id: t.channel_id,
+                message_id: t.message_id,
+            };
+            (name, value)
+        })
+        .collect()
+}
 
 /// Folds trait observations (oldest first) into the latest value per trait,
-/// keeping the [`MAX_PROFILE_TRAITS`] most recently observed names.
+/// keeping the [`MAX_PROFILE_TRAITS`] most recently observed names: the
+/// profile's traits computed from every call (O(calls)), as they were read
+/// before the traits were materialized. Kept as the reference the
+/// materialized traits are checked against (tests, `tracking_bench`).
 pub fn fold_traits(
     observations: Vec<(Value, i64, String, String)>,
 ) -> BTreeMap<String, TraitValue> {
@@ -173,7 +196,7 @@ pub async fn load_profile(store: &Store, id: &str) -> Result<Option<Profile>, St
     };
     let identifiers = identity::store::identifiers_of(db, &current).await?;
     let context_identifiers = store::context_identifiers(db, &current).await?;
-    let traits = fold_traits(crate::tracking::store::trait_observations(db, &current).await?);
+    let traits = traits_of(crate::tracking::traits::of_customer(db, &current).await?);
     let channels = crate::tracking::store::channel_activity(db, &current)
         .await?
         .into_iter()

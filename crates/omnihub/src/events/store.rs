@@ -27,10 +27,24 @@ pub async fn list_after(
     types: &super::TypeFilter,
     limit: i64,
 ) -> Result<Vec<Event>, StoreError> {
+    list_range(pool, after, i64::MAX, types, limit).await
+}
+
+/// Events in `(after, up_to]` whose type matches `types`, oldest first, at
+/// most `limit`. The filter runs in SQL (on the `(type, position)` index
+/// where the planner takes it), so events of other types are neither read
+/// nor parsed.
+pub async fn list_range(
+    pool: &AnyPool,
+    after: i64,
+    up_to: i64,
+    types: &super::TypeFilter,
+    limit: i64,
+) -> Result<Vec<Event>, StoreError> {
     let patterns = types.patterns();
     let mut sql = String::from(
         "SELECT position, id, type, schema_version, occurred_at, channel_id, subjects, payload \
-         FROM events WHERE position > $1",
+         FROM events WHERE position > $1 AND position <= $2",
     );
     if !patterns.is_empty() {
         let clauses: Vec<String> = patterns
@@ -38,16 +52,16 @@ pub async fn list_after(
             .enumerate()
             .map(|(i, p)| {
                 if p.ends_with('*') {
-                    format!("type LIKE ${} ESCAPE '\\'", i + 3)
+                    format!("type LIKE ${} ESCAPE '\\'", i + 4)
                 } else {
-                    format!("type = ${}", i + 3)
+                    format!("type = ${}", i + 4)
                 }
             })
             .collect();
         sql.push_str(&format!(" AND ({})", clauses.join(" OR ")));
     }
-    sql.push_str(" ORDER BY position LIMIT $2");
-    let mut query = sqlx::query(&sql).bind(after).bind(limit);
+    sql.push_str(" ORDER BY position LIMIT $3");
+    let mut query = sqlx::query(&sql).bind(after).bind(up_to).bind(limit);
     for p in &patterns {
         query = query.bind(match p.strip_suffix('*') {
             Some(prefix) => format!("{}%", escape_like(prefix)),

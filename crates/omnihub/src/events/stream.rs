@@ -168,25 +168,29 @@ impl Subscription {
                     }
                     self.pending.extend(events);
                 }
-                TailRead::Behind => {
-                    let everything = TypeFilter::default();
-                    let events = store::list_after(
+                TailRead::Behind { up_to } => {
+                    // The stream's own filter in SQL: events of other types
+                    // are neither read nor parsed, and a filter that matches
+                    // nothing reaches the ring in one query.
+                    let events = store::list_range(
                         self.state.store.reader(),
                         self.cursor,
-                        &everything,
+                        up_to,
+                        &self.filter,
                         CATCH_UP_BATCH,
                     )
                     .await
                     .ok()?;
-                    if let Some(last) = events.last() {
-                        self.cursor = last.position;
-                    }
-                    self.pending.extend(
-                        events
-                            .into_iter()
-                            .filter(|e| self.filter.matches(&e.kind))
-                            .map(Arc::new),
-                    );
+                    let full = events.len() as i64 == CATCH_UP_BATCH;
+                    self.cursor = match events.last() {
+                        Some(last) if full => last.position,
+                        _ => up_to,
+                    };
+                    self.state
+                        .metrics
+                        .sse_catch_up_events
+                        .inc_by(events.len() as u64);
+                    self.pending.extend(events.into_iter().map(Arc::new));
                 }
             }
         }

@@ -43,8 +43,10 @@ pub enum TailRead {
     /// Matching events after the cursor and the new cursor (which may be past
     /// the last returned event when others did not match).
     Events(Vec<Arc<Event>>, i64),
-    /// The cursor is older than memory holds: read the database.
-    Behind,
+    /// The cursor is older than memory holds: read the database up to
+    /// `up_to` (the ring's start: every event up to it is committed and
+    /// visible), then the ring again.
+    Behind { up_to: i64 },
 }
 
 impl Tail {
@@ -88,7 +90,7 @@ impl Tail {
             Err(poisoned) => poisoned.into_inner(),
         };
         if cursor < ring.start {
-            return TailRead::Behind;
+            return TailRead::Behind { up_to: ring.start };
         }
         // Positions increase but may have gaps (rolled-back sequence values).
         let first = ring.events.partition_point(|e| e.position <= cursor);

@@ -99,7 +99,7 @@ impl InventoryView {
                         }
                     }
                 }
-                TailRead::Behind => {
+                TailRead::Behind { .. } => {
                     // Fell out of the tail's memory: forget everything and reload lazily.
                     write(&self.levels).clear();
                     *write(&self.locations) = None;
@@ -236,7 +236,7 @@ impl InventoryView {
                     self.apply(event);
                 }
             }
-            TailRead::Behind => {
+            TailRead::Behind { .. } => {
                 write(&self.levels).remove(sku);
             }
         }

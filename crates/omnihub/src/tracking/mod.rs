@@ -16,6 +16,7 @@
 pub mod batcher;
 pub mod http;
 pub mod store;
+pub mod traits;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -312,6 +313,7 @@ async fn run(
                     stored: stored_message_ids(tx, &calls).await?,
                     seen: HashMap::new(),
                     rows: Vec::with_capacity(calls.len()),
+                    traits: traits::PendingTraits::default(),
                     identities: KnownIdentities::default(),
                 };
                 // Every call's identifiers, read in a few queries for the
@@ -331,6 +333,7 @@ async fn run(
                     results.push(result);
                 }
                 store::insert_many(tx.conn(), dialect, &state.rows).await?;
+                traits::write(tx.conn(), dialect, state.traits).await?;
                 Ok::<_, TrackingError>(results)
             })
         })
@@ -398,6 +401,9 @@ struct OperationState {
     /// Timeline rows of accepted calls, written together at the end of the
     /// operation (multi-row inserts instead of one per call).
     rows: Vec<store::NewTrackingRow>,
+    /// The latest trait values per (anchor, name) of accepted calls, upserted
+    /// into the materialized traits at the end of the operation.
+    traits: traits::PendingTraits,
     identities: KnownIdentities,
 }
 
@@ -570,6 +576,9 @@ async fn ingest_one(
         locale: string_at(&message.context, "locale"),
         timezone: string_at(&message.context, "timezone"),
     };
+    state
+        .traits
+        .observe(&row, crate::time::to_micros(timestamp), &traits);
     emit_call_events(
         tx,
         sender,

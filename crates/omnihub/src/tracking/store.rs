@@ -233,7 +233,9 @@ pub async fn timeline<'e>(
 }
 
 /// The trait observations of a profile, oldest first: (traits, timestamp,
-/// channel id, message id).
+/// channel id, message id). Reads every call of the profile that carried
+/// traits: the profile view reads the materialized traits instead
+/// (`tracking::traits`); this is the reference they are checked against.
 pub async fn trait_observations<'e>(
     db: impl Executor<'e, Database = Any>,
     customer_id: &str,

@@ -14,6 +14,7 @@ backend_tests!(
     resume_after_a_restart_reads_the_database,
     shutdown_ends_live_streams,
     writes_of_another_process_interleave_in_order,
+    a_filter_matching_nothing_catches_up_without_reading_other_events,
 );
 
 /// What the stream should say for feed events.
@@ -193,5 +194,71 @@ async fn writes_of_another_process_interleave_in_order(backend: Backend) {
     let events = app.events_after(head, "").await;
     assert_eq!(events.len(), 9);
     assert_eq!(received, expected(&events));
+    app.stop().await;
+}
+
+/// How many events live streams read from the database while catching up
+/// (`omnihub_sse_catch_up_events_total`).
+async fn catch_up_reads(app: &TestApp) -> u64 {
+    let text = app
+        .client
+        .get(app.metrics_url())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("omnihub_sse_catch_up_events_total "))
+        .expect("the catch-up counter is exposed")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A stream from the start of a long feed whose filter matches nothing there
+/// reads none of those events (the filter runs in SQL), still delivers the
+/// later matching events, and reads nothing again while it waits; one whose
+/// filter matches reads exactly the matching events.
+async fn a_filter_matching_nothing_catches_up_without_reading_other_events(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    let key = app.key("web", &["events:write"]).await;
+    for round in 0..4 {
+        let calls: Vec<Value> = (0..250)
+            .map(|i| {
+                json!({ "type": "track", "anonymousId": "stream-noise", "event": "Viewed",
+                             "messageId": format!("noise-{round}-{i}") })
+            })
+            .collect();
+        let (status, body) =
+            crate::tracking::send(&app, &key, "/v1/batch", &json!({ "batch": calls })).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // A new node: its memory starts at the head, the 1,000 calls' events are
+    // only in the database.
+    app.restart().await;
+    let head = app.head().await;
+    assert!(head > 1_000, "{head}");
+    let mut nothing_yet = SseClient::connect(&app, "?types=webhook.created", Some("0")).await;
+    let mut one_match = SseClient::connect(&app, "?types=customer.created", Some("0")).await;
+    let created = one_match.next().await.unwrap();
+    assert_eq!(created.event, "customer.created");
+    assert_eq!(
+        catch_up_reads(&app).await,
+        1,
+        "only the matching event was read"
+    );
+    let hook = app.webhook("http://127.0.0.1:9/", &["x.y"]).await;
+    let delivered = nothing_yet.next().await.unwrap();
+    assert_eq!(delivered.event, "webhook.created");
+    assert_eq!(delivered.data["data"]["id"], hook["id"]);
+    // Idle past a key re-check, then another matching event: delivered from
+    // memory, nothing read again.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let second = app.webhook("http://127.0.0.1:9/", &["x.y"]).await;
+    let next = nothing_yet.next().await.unwrap();
+    assert_eq!(next.data["data"]["id"], second["id"]);
+    assert_eq!(catch_up_reads(&app).await, 1, "no re-read");
     app.stop().await;
 }

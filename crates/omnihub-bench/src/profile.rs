@@ -270,9 +270,10 @@ async fn upsert_cost(options: &Options, hub: &Hub) -> anyhow::Result<()> {
             } else {
                 PendingTraits::default()
             };
+            // Runs once (no clone of the traits in what is measured).
             hub.state
                 .store
-                .write(move |tx| {
+                .write_once(move |tx| {
                     Box::pin(async move {
                         let dialect = tx.dialect();
                         traits::write(tx.conn(), dialect, pending).await?;

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value};
 use sqlx::{Any, AnyConnection, Executor, Row};
 
-use crate::events::store::{chunk_sizes, value_tuple};
+use crate::storage::sql::{chunk_sizes, value_tuple};
 use crate::storage::{Dialect, StoreError};
 
 /// Most trait names kept per identifier: the most recently observed ones.

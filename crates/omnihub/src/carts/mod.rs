@@ -576,6 +576,9 @@ pub async fn add_line(
                     let variant = catalog::store::variant_by_sku(tx.conn(), sku.as_str())
                         .await?
                         .ok_or_else(|| InventoryError::UnknownSku(sku.to_string()))?;
+                    if variant.archived().is_some() {
+                        return Err(InventoryError::SkuArchived(sku.to_string()).into());
+                    }
                     let unit_price_minor =
                         *variant.prices.get(&cart.currency).ok_or_else(|| {
                             CartError::PriceUnavailable {

@@ -278,6 +278,35 @@ fn declare_one_of_rules(document: &mut serde_json::Value) {
     );
 }
 
+/// What the identity rules require that their Rust types do not say: the
+/// default blocked values, the count of types (the built-in ones at least),
+/// ranges and the channel kinds a rules document names.
+fn declare_identity_rules(document: &mut serde_json::Value) {
+    use crate::identity::rules::{
+        BUILT_IN_TYPES, DEFAULT_BLOCKED_VALUES, MAX_BLOCKED_VALUES, MAX_FANOUT_LIMIT, MAX_TYPES,
+    };
+    use serde_json::json;
+    let schemas = &mut document["components"]["schemas"];
+    let user_id = &mut schemas["CreateIdentityToken"]["properties"]["user_id"];
+    if user_id.is_object() {
+        user_id["pattern"] = json!("\\S");
+        user_id["not"] = json!({ "enum": DEFAULT_BLOCKED_VALUES });
+    }
+    let rules = &mut schemas["RulesDocument"]["properties"];
+    if rules.is_object() {
+        rules["types"]["minItems"] = json!(BUILT_IN_TYPES.len());
+        rules["types"]["maxItems"] = json!(MAX_TYPES);
+        rules["blocked_values"]["maxItems"] = json!(MAX_BLOCKED_VALUES);
+        rules["max_fanout"]["minimum"] = json!(1);
+        rules["max_fanout"]["maximum"] = json!(MAX_FANOUT_LIMIT);
+        let kinds: Vec<&str> = crate::channels::ChannelKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        rules["trusted_channel_kinds"]["items"]["enum"] = json!(kinds);
+    }
+}
+
 /// Sets `key` of component schema `name`, when the document has it.
 fn set_rule(schemas: &mut serde_json::Value, name: &str, key: &str, value: serde_json::Value) {
     if schemas[name].is_object() {
@@ -408,6 +437,7 @@ pub fn document_json() -> String {
     };
     declare_tracking_bodies(&mut document);
     declare_one_of_rules(&mut document);
+    declare_identity_rules(&mut document);
     serde_json::to_string_pretty(&document).unwrap_or_default()
 }
 

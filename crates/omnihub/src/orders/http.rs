@@ -536,9 +536,11 @@ pub async fn mark_picked_up(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShipRequest {
-    #[schema(min_length = 1, max_length = 128)]
+    /// Trimmed; 1 to 128 characters.
+    #[schema(min_length = 1, max_length = 128, pattern = "\\S")]
     pub carrier: String,
-    #[schema(min_length = 1, max_length = 128)]
+    /// Trimmed; 1 to 128 characters.
+    #[schema(min_length = 1, max_length = 128, pattern = "\\S")]
     pub tracking: String,
     /// Ship only the group at this location [default: every open group].
     #[schema(value_type = Option<String>, format = Uuid)]
@@ -695,8 +697,11 @@ pub async fn create_pos_order(
 ) -> Result<(StatusCode, axum::Json<OrderBody>), ApiError> {
     if caller.channel_kind != ChannelKind::Pos {
         return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "only a pos channel records sales here",
+            ErrorCode::WrongChannelKind,
+            format!(
+                "only a pos channel's key records sales here; this key's channel is a {} channel (an admin key acts for its own channel)",
+                caller.channel_kind.as_str()
+            ),
         ));
     }
     let reach = Reach::of(&state.channels, &state.store, &caller).await?;
@@ -776,8 +781,11 @@ pub async fn import_order(
 ) -> Result<(StatusCode, axum::Json<OrderBody>), ApiError> {
     if caller.channel_kind != ChannelKind::Marketplace {
         return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "only a marketplace channel imports orders",
+            ErrorCode::WrongChannelKind,
+            format!(
+                "only a marketplace channel's key imports orders; this key's channel is a {} channel (an admin key acts for its own channel)",
+                caller.channel_kind.as_str()
+            ),
         ));
     }
     let external = body.external_order_id.trim();

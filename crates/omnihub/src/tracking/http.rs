@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 
 use super::{
     Accepted, Call, MAX_BATCH_BYTES, MAX_BATCH_CALLS, MAX_EVENT_BYTES, MAX_MESSAGE_ID_CHARS,
-    MAX_NAME_CHARS, Message, MessageType, Rejection, Sender, TrackingError, check_clock_skew,
+    MAX_NAME_CHARS, Message, MessageType, Rejection, Sender, TrackingError,
 };
 use crate::http::AppState;
 use crate::http::auth::{Authorized, scope};
@@ -150,7 +150,6 @@ async fn single(
     let bytes = read_body(body, MAX_EVENT_BYTES, ErrorCode::EventTooLarge)?;
     let object = parse_object(&bytes)?;
     let mut message = parse_message(Some(kind), object, None, None)
-        .and_then(|message| check_clock_skew(&message, received_at).map(|()| message))
         .map_err(|reason| ApiError::new(ErrorCode::InvalidEvent, reason))?;
     crate::tracking::vouch(&state.store, &mut message)
         .await
@@ -304,7 +303,6 @@ pub async fn batch(
             Value::Object(map) => {
                 let message_id = message_id_of_map(&map);
                 parse_message(None, map, shared_context, batch_sent_at)
-                    .and_then(|message| check_clock_skew(&message, received_at).map(|()| message))
                     .map_err(|reason| (message_id, reason))
             }
             other => Err((

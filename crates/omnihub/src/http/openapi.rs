@@ -167,22 +167,25 @@ fn declare_one_of_rules(document: &mut serde_json::Value) {
     use serde_json::json;
     let schemas = &mut document["components"]["schemas"];
     let language = json!({ "pattern": "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,3})?$" });
-    // Titles by language tag, prices by currency.
-    for name in ["CreateProduct", "CreateVariant"] {
+    // Titles by language tag (a title has a character besides spaces), prices
+    // by currency.
+    let titles = json!({ "type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S" });
+    for name in [
+        "CreateProduct",
+        "CreateVariant",
+        "UpdateProduct",
+        "UpdateVariant",
+    ] {
         if schemas[name]["properties"]["titles"].is_object() {
             schemas[name]["properties"]["titles"]["propertyNames"] = language.clone();
+            schemas[name]["properties"]["titles"]["additionalProperties"] = titles.clone();
         }
     }
-    if schemas["CreateVariant"]["properties"]["prices"].is_object() {
-        schemas["CreateVariant"]["properties"]["prices"]["propertyNames"] =
-            json!({ "pattern": "^\\s*[A-Za-z]{3}\\s*$" });
-        schemas["CreateVariant"]["properties"]["prices"]["additionalProperties"] =
-            json!({ "type": "integer", "minimum": 0, "maximum": crate::catalog::MAX_PRICE_MINOR });
-    }
-    let titles = json!({ "type": "string", "minLength": 1, "maxLength": 200 });
-    for name in ["CreateProduct", "CreateVariant"] {
-        if schemas[name]["properties"]["titles"].is_object() {
-            schemas[name]["properties"]["titles"]["additionalProperties"] = titles.clone();
+    for name in ["CreateVariant", "UpdateVariant"] {
+        if schemas[name]["properties"]["prices"].is_object() {
+            schemas[name]["properties"]["prices"]["propertyNames"] =
+                json!({ "pattern": "^\\s*[A-Za-z]{3}\\s*$" });
+            schemas[name]["properties"]["prices"]["additionalProperties"] = json!({ "type": "integer", "minimum": 0, "maximum": crate::catalog::MAX_PRICE_MINOR });
         }
     }
     // Coordinates come in pairs.
@@ -246,7 +249,7 @@ fn declare_one_of_rules(document: &mut serde_json::Value) {
         "FulfilmentRequest",
         "oneOf",
         json!([
-            { "properties": { "type": { "const": "ship" }, "address": { "type": "object" }, "location_id": { "type": "null" } }, "required": ["address"] },
+            { "properties": { "type": { "const": "ship" }, "address": { "$ref": "#/components/schemas/ShippingAddress" }, "location_id": { "type": "null" } }, "required": ["address"] },
             { "properties": { "type": { "const": "pickup" }, "address": { "type": "null" }, "location_id": { "type": "string" } }, "required": ["location_id"] },
             { "properties": { "type": { "const": "sourced" }, "location_id": { "type": "null" } } },
         ]),
@@ -304,6 +307,32 @@ fn declare_identity_rules(document: &mut serde_json::Value) {
             .map(|k| k.as_str())
             .collect();
         rules["trusted_channel_kinds"]["items"]["enum"] = json!(kinds);
+    }
+}
+
+/// A schema that says `type: object` and nothing of its members (event
+/// data, traits, problem details) takes any members; saying so explicitly
+/// (`additionalProperties: true`) is what generators need to type it as a
+/// map instead of an empty object (`Record<string, never>`).
+fn open_free_form_objects(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let is_object = match map.get("type") {
+                Some(Value::String(t)) => t == "object",
+                Some(Value::Array(types)) => types.iter().any(|t| t == "object"),
+                _ => false,
+            };
+            let described = ["properties", "additionalProperties", "$ref", "allOf", "oneOf", "anyOf"]
+                .iter()
+                .any(|k| map.contains_key(*k));
+            if is_object && !described {
+                map.insert("additionalProperties".into(), Value::Bool(true));
+            }
+            map.values_mut().for_each(open_free_form_objects);
+        }
+        Value::Array(items) => items.iter_mut().for_each(open_free_form_objects),
+        _ => {}
     }
 }
 
@@ -438,6 +467,7 @@ pub fn document_json() -> String {
     declare_tracking_bodies(&mut document);
     declare_one_of_rules(&mut document);
     declare_identity_rules(&mut document);
+    open_free_form_objects(&mut document);
     serde_json::to_string_pretty(&document).unwrap_or_default()
 }
 

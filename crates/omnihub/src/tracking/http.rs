@@ -440,7 +440,8 @@ pub fn call_schema(kind: Option<MessageType>) -> Value {
     blocked.extend([json!(0), json!(-1)]);
     let present_id = json!({ "type": ["string", "number"], "minLength": 1, "pattern": "\\S",
         "not": { "enum": blocked } });
-    let object = json!({ "type": ["object", "null"] });
+    // Free-form members: any keys (generated clients type them as maps).
+    let object = json!({ "type": ["object", "null"], "additionalProperties": true });
     let time = json!({ "type": ["string", "null"], "format": "date-time", "pattern": crate::http::schema::TIME_PATTERN });
     let name = json!({ "type": ["string", "null"], "maxLength": MAX_NAME_CHARS });
     let mut properties = json!({
@@ -514,7 +515,7 @@ pub fn batch_schema() -> Value {
         "description": "At most 500 KB; each call at most 32 KB.",
         "properties": {
             "batch": { "type": "array", "minItems": 1, "maxItems": MAX_BATCH_CALLS, "items": call_schema(None) },
-            "context": { "type": ["object", "null"] },
+            "context": { "type": ["object", "null"], "additionalProperties": true },
             "sentAt": { "type": ["string", "null"], "format": "date-time", "pattern": crate::http::schema::TIME_PATTERN },
             "writeKey": { "description": "The key (a string), when no Authorization header is sent; ignored otherwise." },
         },

@@ -188,70 +188,55 @@ fn declare_one_of_rules(document: &mut serde_json::Value) {
             schemas[name]["properties"]["prices"]["additionalProperties"] = json!({ "type": "integer", "minimum": 0, "maximum": crate::catalog::MAX_PRICE_MINOR });
         }
     }
-    // Coordinates come in pairs.
-    let pair = json!([
-        { "properties": { "latitude": { "type": "number" }, "longitude": { "type": "number" } }, "required": ["latitude", "longitude"] },
-        { "properties": { "latitude": { "type": "null" }, "longitude": { "type": "null" } } },
-    ]);
-    set_rule(schemas, "CreateLocation", "oneOf", pair);
+    // Rules between members are `if`/`then` inside `allOf`, never a `oneOf`
+    // of partial objects: generators (openapi-python-client,
+    // openapi-typescript) make each `oneOf` branch a type of its own that
+    // lacks the object's other members; `if`/`then` they leave alone, and
+    // validators read the same rule.
+    let pair = json!({
+        "if": { "properties": { "latitude": { "type": "number" } }, "required": ["latitude"] },
+        "then": { "properties": { "longitude": { "type": "number" } }, "required": ["longitude"] },
+        "else": { "properties": { "longitude": { "type": "null" } } },
+    });
+    // Only a store offers pickup or ships from store.
+    let store_only = json!({
+        "if": { "properties": { "kind": { "not": { "const": "store" } } } },
+        "then": { "properties": { "pickup_enabled": { "const": false }, "ship_from_store": { "const": false } } },
+    });
+    set_rule(schemas, "CreateLocation", "allOf", json!([pair, store_only]));
     // A pickup plan names the store.
     set_rule(
         schemas,
         "SourcingDelivery",
-        "oneOf",
-        json!([
-            { "properties": { "type": { "const": "ship" } } },
-            { "properties": { "type": { "const": "pickup" }, "location_id": { "type": "string" } }, "required": ["location_id"] },
-        ]),
-    );
-    if schemas["TypeRuleDocument"]["properties"]["kind"].is_object() {
-        schemas["TypeRuleDocument"]["properties"]["kind"]["pattern"] =
-            json!("^[a-z][a-z0-9_]{0,39}$");
-    }
-    if schemas["TypeRuleDocument"]["properties"]["max_per_profile"].is_object() {
-        schemas["TypeRuleDocument"]["properties"]["max_per_profile"]["minimum"] = json!(1);
-        schemas["TypeRuleDocument"]["properties"]["max_per_profile"]["maximum"] = json!(10_000);
-    }
-    if schemas["TypeRuleDocument"]["properties"]["class"].is_object() {
-        schemas["TypeRuleDocument"]["properties"]["class"]["enum"] =
-            json!(["account", "device", "claimable", "other"]);
-    }
-    // Only a store offers pickup or ships from store.
-    set_rule(
-        schemas,
-        "CreateLocation",
-        "if",
-        json!({ "properties": { "kind": { "not": { "const": "store" } } } }),
-    );
-    set_rule(
-        schemas,
-        "CreateLocation",
-        "then",
-        json!({ "properties": {
-        "pickup_enabled": { "const": false }, "ship_from_store": { "const": false } } }),
+        "allOf",
+        json!([{
+            "if": { "properties": { "type": { "const": "pickup" } } },
+            "then": { "properties": { "location_id": { "type": "string" } }, "required": ["location_id"] },
+        }]),
     );
     // Only a POS channel has a location.
     set_rule(
         schemas,
         "CreateChannel",
-        "if",
-        json!({ "properties": { "kind": { "not": { "const": "pos" } } } }),
+        "allOf",
+        json!([{
+            "if": { "properties": { "kind": { "not": { "const": "pos" } } } },
+            "then": { "properties": { "location_id": { "type": "null" } } },
+        }]),
     );
-    set_rule(
-        schemas,
-        "CreateChannel",
-        "then",
-        json!({ "properties": { "location_id": { "type": "null" } } }),
-    );
-    // A ship needs an address, a pickup a location (and no address), sourced may have an address.
+    // A ship needs an address, a pickup a location (and no address), sourced
+    // may have an address.
     set_rule(
         schemas,
         "FulfilmentRequest",
-        "oneOf",
+        "allOf",
         json!([
-            { "properties": { "type": { "const": "ship" }, "address": { "$ref": "#/components/schemas/ShippingAddress" }, "location_id": { "type": "null" } }, "required": ["address"] },
-            { "properties": { "type": { "const": "pickup" }, "address": { "type": "null" }, "location_id": { "type": "string" } }, "required": ["location_id"] },
-            { "properties": { "type": { "const": "sourced" }, "location_id": { "type": "null" } } },
+            { "if": { "properties": { "type": { "const": "ship" } } },
+              "then": { "properties": { "address": { "$ref": "#/components/schemas/ShippingAddress" }, "location_id": { "type": "null" } }, "required": ["address"] } },
+            { "if": { "properties": { "type": { "const": "pickup" } } },
+              "then": { "properties": { "address": { "type": "null" }, "location_id": { "type": "string" } }, "required": ["location_id"] } },
+            { "if": { "properties": { "type": { "const": "sourced" } } },
+              "then": { "properties": { "location_id": { "type": "null" } } } },
         ]),
     );
     // Quantities by reason: a signed change for adjustment, a new value for
@@ -273,11 +258,12 @@ fn declare_one_of_rules(document: &mut serde_json::Value) {
     set_rule(
         schemas,
         "CreateCart",
-        "oneOf",
-        json!([
-            { "required": ["customer_id"], "properties": { "customer_id": { "type": "string" } } },
-            { "required": ["anonymous_id"], "properties": { "anonymous_id": { "type": "string" } } },
-        ]),
+        "allOf",
+        json!([{
+            "if": { "properties": { "customer_id": { "type": "string" } }, "required": ["customer_id"] },
+            "then": { "properties": { "anonymous_id": { "type": "null" } } },
+            "else": { "properties": { "anonymous_id": { "type": "string" } }, "required": ["anonymous_id"] },
+        }]),
     );
 }
 
@@ -294,6 +280,13 @@ fn declare_identity_rules(document: &mut serde_json::Value) {
     if user_id.is_object() {
         user_id["pattern"] = json!("\\S");
         user_id["not"] = json!({ "enum": DEFAULT_BLOCKED_VALUES });
+    }
+    let types = &mut schemas["TypeRuleDocument"]["properties"];
+    if types.is_object() {
+        types["kind"]["pattern"] = json!("^[a-z][a-z0-9_]{0,39}$");
+        types["max_per_profile"]["minimum"] = json!(1);
+        types["max_per_profile"]["maximum"] = json!(crate::identity::rules::MAX_PER_PROFILE_LIMIT);
+        types["class"]["enum"] = json!(["account", "device", "claimable", "other"]);
     }
     let rules = &mut schemas["RulesDocument"]["properties"];
     if rules.is_object() {

@@ -285,7 +285,13 @@ pub async fn batch(
     }
     let shared_context = match object.get("context") {
         Some(Value::Object(c)) => Some(c),
-        _ => None,
+        None | Some(Value::Null) => None,
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "context",
+                "must be an object (the context every call of the batch shares)",
+            ));
+        }
     };
     let batch_sent_at = match object.get("sentAt") {
         Some(v) => parse_time(v).map_err(|e| ApiError::invalid_field("sentAt", e))?,
@@ -425,12 +431,10 @@ pub fn is_tracking_path(path: &str) -> bool {
 /// 400 `invalid_event`.
 pub fn call_schema(kind: Option<MessageType>) -> Value {
     use serde_json::json;
-    let id = json!({
-        "type": ["string", "number", "null"],
-        "minLength": 1,
-        "maxLength": crate::identity::MAX_VALUE_CHARS,
-        "pattern": "\\S",
-    });
+    // Any value: one that is empty, blank, too long or blocked is ignored
+    // (listed in the answer's `ignored`) when the call has another usable id;
+    // `present_id` below is what makes an id usable.
+    let id = json!({ "type": ["string", "number", "null"] });
     // The default blocked values (`identity::rules`; configurable, so a hub
     // may block more): a call whose only ids are blocked is refused.
     let mut blocked: Vec<Value> = crate::identity::rules::DEFAULT_BLOCKED_VALUES
@@ -438,7 +442,8 @@ pub fn call_schema(kind: Option<MessageType>) -> Value {
         .map(|v| json!(v))
         .collect();
     blocked.extend([json!(0), json!(-1)]);
-    let present_id = json!({ "type": ["string", "number"], "minLength": 1, "pattern": "\\S",
+    let present_id = json!({ "type": ["string", "number"], "minLength": 1,
+        "maxLength": crate::identity::MAX_VALUE_CHARS, "pattern": "\\S",
         "not": { "enum": blocked } });
     // Free-form members: any keys (generated clients type them as maps).
     let object = json!({ "type": ["object", "null"], "additionalProperties": true });

@@ -20,11 +20,15 @@ EXAMPLES="${SCHEMATHESIS_EXAMPLES:-25}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "schemathesis ${SCHEMATHESIS_VERSION} (in target/contract-venv)"
+step "schemathesis ${SCHEMATHESIS_VERSION} (pinned with its dependencies: .ci/contract/requirements.txt; in target/contract-venv)"
 venv="$root/target/contract-venv"
-if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+requirements="$root/.ci/contract/requirements.txt"
+if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null \
+    || ! "$venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==${SCHEMATHESIS_VERSION}"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$venv/requirements.txt"
 fi
 "$venv/bin/st" --version
 

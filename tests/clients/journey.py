@@ -14,7 +14,12 @@ from omnihub_client import AuthenticatedClient, Client
 from omnihub_client.api.carts import add_cart_line, create_cart
 from omnihub_client.api.catalog import archive_product, create_product, list_products
 from omnihub_client.api.channels import create_channel
-from omnihub_client.api.customers import find_customers, get_customer, list_customer_timeline
+from omnihub_client.api.customers import (
+    find_customers,
+    get_customer,
+    list_customer_merges,
+    list_customer_timeline,
+)
 from omnihub_client.api.inventory import create_location, get_store_availability, record_movements
 from omnihub_client.api.keys import create_key
 from omnihub_client.api.orders import checkout_cart, get_order, mark_picked_up, mark_ready
@@ -147,6 +152,8 @@ def main(hub: str, admin_key: str) -> None:
     check([c.id for c in customer.carts] == [cart.id], f"the cart on the profile: {customer.carts}")
     timeline = ok(list_customer_timeline.sync_detailed(customer_id, client=admin, limit=10))
     check(len(timeline.items) >= 3, f"page, track and identify on the timeline: {timeline.items}")
+    merges = ok(list_customer_merges.sync_detailed(customer_id, client=admin))
+    check(isinstance(merges.items, list), f"merges parse: {merges}")
 
     # Catalog upkeep: archived, the shirt is no longer for sale.
     archived = ok(archive_product.sync_detailed(product.id, client=admin))

@@ -447,7 +447,9 @@ pub fn call_schema(kind: Option<MessageType>) -> Value {
         "not": { "enum": blocked } });
     // Free-form members: any keys (generated clients type them as maps).
     let object = json!({ "type": ["object", "null"], "additionalProperties": true });
-    let time = json!({ "type": ["string", "null"], "format": "date-time", "pattern": crate::http::schema::TIME_PATTERN });
+    // No `format: date-time`: the hub reads more than RFC 3339 (a space for
+    // `T`, no offset = UTC, as SDKs send); the pattern is its exact rule.
+    let time = json!({ "type": ["string", "null"], "pattern": crate::http::schema::TIME_PATTERN });
     let name = json!({ "type": ["string", "null"], "maxLength": MAX_NAME_CHARS });
     let mut properties = json!({
         "userId": id, "anonymousId": id,
@@ -484,8 +486,7 @@ pub fn call_schema(kind: Option<MessageType>) -> Value {
             }
         }
         Some(kind) => {
-            properties["type"] =
-                json!({ "type": "string", "description": "Ignored: the path gives the type." });
+            properties["type"] = json!({ "description": "Ignored (any value): the path gives the type." });
             match kind {
                 MessageType::Track => {
                     properties["event"] = json!({ "type": ["string", "number"], "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": "\\S" });
@@ -521,7 +522,7 @@ pub fn batch_schema() -> Value {
         "properties": {
             "batch": { "type": "array", "minItems": 1, "maxItems": MAX_BATCH_CALLS, "items": call_schema(None) },
             "context": { "type": ["object", "null"], "additionalProperties": true },
-            "sentAt": { "type": ["string", "null"], "format": "date-time", "pattern": crate::http::schema::TIME_PATTERN },
+            "sentAt": { "type": ["string", "null"], "pattern": crate::http::schema::TIME_PATTERN },
             "writeKey": { "description": "The key (a string), when no Authorization header is sent; ignored otherwise." },
         },
         "required": ["batch"],

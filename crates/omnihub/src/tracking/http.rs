@@ -431,10 +431,11 @@ pub fn is_tracking_path(path: &str) -> bool {
 /// 400 `invalid_event`.
 pub fn call_schema(kind: Option<MessageType>) -> Value {
     use serde_json::json;
-    // Any value: one that is empty, blank, too long or blocked is ignored
-    // (listed in the answer's `ignored`) when the call has another usable id;
-    // `present_id` below is what makes an id usable.
-    let id = json!({ "type": ["string", "number", "null"] });
+    // An id is a string (at most `MAX_VALUE_CHARS`), a number or null; one
+    // that is empty, blank or blocked is ignored (listed in the answer's
+    // `ignored`) when the call has another usable id: `present_id` below is
+    // what makes an id usable.
+    let id = json!({ "type": ["string", "number", "null"], "maxLength": crate::identity::MAX_VALUE_CHARS });
     // The default blocked values (`identity::rules`; configurable, so a hub
     // may block more): a call whose only ids are blocked is refused.
     let mut blocked: Vec<Value> = crate::identity::rules::DEFAULT_BLOCKED_VALUES
@@ -445,18 +446,22 @@ pub fn call_schema(kind: Option<MessageType>) -> Value {
     let present_id = json!({ "type": ["string", "number"], "minLength": 1,
         "maxLength": crate::identity::MAX_VALUE_CHARS, "pattern": "\\S",
         "not": { "enum": blocked } });
+    // `previousId` and `groupId` are required and not null; any other value
+    // is taken as it is.
+    let named_id = json!({ "type": ["string", "number"], "maxLength": crate::identity::MAX_VALUE_CHARS });
+    let event = json!({ "type": ["string", "number"], "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": "\\S" });
     // Free-form members: any keys (generated clients type them as maps).
     let object = json!({ "type": ["object", "null"], "additionalProperties": true });
     // No `format: date-time`: the hub reads more than RFC 3339 (a space for
     // `T`, no offset = UTC, as SDKs send); the pattern is its exact rule.
     let time = json!({ "type": ["string", "null"], "pattern": crate::http::schema::TIME_PATTERN });
-    let name = json!({ "type": ["string", "null"], "maxLength": MAX_NAME_CHARS });
+    let name = json!({ "type": ["string", "number", "null"], "maxLength": MAX_NAME_CHARS });
     let mut properties = json!({
         "userId": id, "anonymousId": id,
-        "messageId": { "type": ["string", "null"], "minLength": 1, "maxLength": MAX_MESSAGE_ID_CHARS },
+        "messageId": { "type": ["string", "number", "null"], "minLength": 1, "maxLength": MAX_MESSAGE_ID_CHARS },
         "timestamp": time, "originalTimestamp": time, "sentAt": time,
         "context": object, "properties": object, "traits": object,
-        "integrations": object,
+        "integrations": { "description": "Ignored (any value): the hub sends nothing on." },
         "writeKey": { "description": "The key (a string), when no Authorization header is sent; ignored otherwise." },
     });
     let mut required = vec![];
@@ -474,14 +479,14 @@ pub fn call_schema(kind: Option<MessageType>) -> Value {
             properties["name"] = name;
             properties["previousId"] = id.clone();
             properties["groupId"] = id.clone();
-            for (kind, field) in [
-                ("track", "event"),
-                ("alias", "previousId"),
-                ("group", "groupId"),
+            for (kind, field, rule) in [
+                ("track", "event", &event),
+                ("alias", "previousId", &named_id),
+                ("group", "groupId", &named_id),
             ] {
                 all_of.push(
                     json!({ "if": { "properties": { "type": { "const": kind } } },
-                    "then": { "required": [field], "properties": { field: present_id } } }),
+                    "then": { "required": [field], "properties": { field: rule } } }),
                 );
             }
         }
@@ -489,16 +494,16 @@ pub fn call_schema(kind: Option<MessageType>) -> Value {
             properties["type"] = json!({ "description": "Ignored (any value): the path gives the type." });
             match kind {
                 MessageType::Track => {
-                    properties["event"] = json!({ "type": ["string", "number"], "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": "\\S" });
+                    properties["event"] = event;
                     required.push("event");
                 }
                 MessageType::Page | MessageType::Screen => properties["name"] = name,
                 MessageType::Alias => {
-                    properties["previousId"] = present_id.clone();
+                    properties["previousId"] = named_id;
                     required.push("previousId");
                 }
                 MessageType::Group => {
-                    properties["groupId"] = present_id.clone();
+                    properties["groupId"] = named_id;
                     required.push("groupId");
                 }
                 MessageType::Identify => {}

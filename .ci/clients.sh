@@ -20,7 +20,13 @@ step() { printf '\n==> %s\n' "$*"; }
 work=$(mktemp -d)
 hub_pid=""
 cleanup() {
-    if [ -n "$hub_pid" ]; then kill "$hub_pid" 2>/dev/null || true; wait "$hub_pid" 2>/dev/null || true; fi
+    if [ -n "$hub_pid" ]; then
+        kill "$hub_pid" 2>/dev/null || true
+        # A graceful stop, or after 10 s a forced one (the run is over).
+        for _ in $(seq 1 50); do kill -0 "$hub_pid" 2>/dev/null || break; sleep 0.2; done
+        kill -9 "$hub_pid" 2>/dev/null || true
+        wait "$hub_pid" 2>/dev/null || true
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT

@@ -44,7 +44,13 @@ bin="$OMNIHUB_BIN"
 work=$(mktemp -d)
 hub_pid=""
 cleanup() {
-    if [ -n "$hub_pid" ]; then kill "$hub_pid" 2>/dev/null || true; wait "$hub_pid" 2>/dev/null || true; fi
+    if [ -n "$hub_pid" ]; then
+        kill "$hub_pid" 2>/dev/null || true
+        # A graceful stop, or after 10 s a forced one (the run is over).
+        for _ in $(seq 1 50); do kill -0 "$hub_pid" 2>/dev/null || break; sleep 0.2; done
+        kill -9 "$hub_pid" 2>/dev/null || true
+        wait "$hub_pid" 2>/dev/null || true
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -55,9 +61,12 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 # requests without a key from one address on purpose (the throttle's 429 is
 # documented on every operation and tested in tests/api). Webhooks may point
 # anywhere: generated URLs name private and unspecified addresses, which the
-# destination guard refuses by configuration (tested in tests/api).
+# destination guard refuses by configuration (tested in tests/api). A short
+# shutdown grace: the deliveries in flight to those made-up endpoints would
+# otherwise hold the stop for the whole default grace period.
 "$bin" --data-dir "$work/data" --listen "127.0.0.1:$port" --log-level warn \
     --auth-failures-per-minute 0 --webhook-allowed-networks 0.0.0.0/0,::/0 \
+    --shutdown-grace-secs 2 \
     serve > "$work/serve.log" 2>&1 &
 hub_pid=$!
 for _ in $(seq 1 100); do

@@ -205,7 +205,9 @@ pub async fn variants_of<'e>(
     db: impl Executor<'e, Database = Any>,
     product_id: &str,
 ) -> Result<Vec<Variant>, StoreError> {
-    let sql = format!("SELECT {VARIANT_COLUMNS} FROM {VARIANT_FROM} WHERE v.product_id = $1 ORDER BY v.id");
+    let sql = format!(
+        "SELECT {VARIANT_COLUMNS} FROM {VARIANT_FROM} WHERE v.product_id = $1 ORDER BY v.id"
+    );
     let rows = sqlx::query(&sql).bind(product_id).fetch_all(db).await?;
     rows.iter().map(variant_from_row).collect()
 }

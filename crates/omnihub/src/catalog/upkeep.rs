@@ -123,7 +123,9 @@ pub async fn update_variant(
                     .await?
                     .ok_or(CatalogError::VariantNotFound)?;
                 let mut changed = Vec::new();
-                if let Some(barcode) = change.barcode.filter(|b| variant.barcode.as_ref() != Some(b))
+                if let Some(barcode) = change
+                    .barcode
+                    .filter(|b| variant.barcode.as_ref() != Some(b))
                 {
                     if store::variant_by_barcode(tx.conn(), &barcode)
                         .await?

@@ -115,10 +115,7 @@ pub async fn update_product(
     Json(body): Json<UpdateProduct>,
 ) -> Result<axum::Json<ProductBody>, ApiError> {
     let change = ProductChange {
-        titles: body
-            .titles
-            .map(|t| parse_titles("titles", t))
-            .transpose()?,
+        titles: body.titles.map(|t| parse_titles("titles", t)).transpose()?,
     };
     let (product, variants) =
         upkeep::update_product(&state.store, id, change, caller.channel_id).await?;
@@ -185,14 +182,8 @@ pub async fn update_variant(
             .barcode
             .map(|b| parse_barcode("barcode", &b))
             .transpose()?,
-        titles: body
-            .titles
-            .map(|t| parse_titles("titles", t))
-            .transpose()?,
-        prices: body
-            .prices
-            .map(|p| parse_prices("prices", p))
-            .transpose()?,
+        titles: body.titles.map(|t| parse_titles("titles", t)).transpose()?,
+        prices: body.prices.map(|p| parse_prices("prices", p)).transpose()?,
     };
     let variant = upkeep::update_variant(&state.store, id, change, caller.channel_id).await?;
     Ok(axum::Json(variant.into()))

@@ -63,7 +63,9 @@ pub struct FeedParams {
     pub after: Option<String>,
     /// Comma-separated types; `cart.*` matches a prefix, `*` everything
     /// (at most 32).
-    #[param(pattern = "^[ \\t]*(\\*|[a-z0-9_.]*\\.\\*|[a-z0-9_.]+)?[ \\t]*(,[ \\t]*(\\*|[a-z0-9_.]*\\.\\*|[a-z0-9_.]+)?[ \\t]*){0,31}$")]
+    #[param(
+        pattern = "^[ \\t]*(\\*|[a-z0-9_.]*\\.\\*|[a-z0-9_.]+)?[ \\t]*(,[ \\t]*(\\*|[a-z0-9_.]*\\.\\*|[a-z0-9_.]+)?[ \\t]*){0,31}$"
+    )]
     pub types: Option<String>,
     /// Items per page, 1 to 200 [default: 50].
     #[serde(

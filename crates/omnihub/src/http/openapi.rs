@@ -203,7 +203,12 @@ fn declare_one_of_rules(document: &mut serde_json::Value) {
         "if": { "properties": { "kind": { "not": { "const": "store" } } } },
         "then": { "properties": { "pickup_enabled": { "const": false }, "ship_from_store": { "const": false } } },
     });
-    set_rule(schemas, "CreateLocation", "allOf", json!([pair, store_only]));
+    set_rule(
+        schemas,
+        "CreateLocation",
+        "allOf",
+        json!([pair, store_only]),
+    );
     // A pickup plan names the store.
     set_rule(
         schemas,
@@ -316,9 +321,16 @@ fn open_free_form_objects(value: &mut serde_json::Value) {
                 Some(Value::Array(types)) => types.iter().any(|t| t == "object"),
                 _ => false,
             };
-            let described = ["properties", "additionalProperties", "$ref", "allOf", "oneOf", "anyOf"]
-                .iter()
-                .any(|k| map.contains_key(*k));
+            let described = [
+                "properties",
+                "additionalProperties",
+                "$ref",
+                "allOf",
+                "oneOf",
+                "anyOf",
+            ]
+            .iter()
+            .any(|k| map.contains_key(*k));
             if is_object && !described {
                 map.insert("additionalProperties".into(), Value::Bool(true));
             }

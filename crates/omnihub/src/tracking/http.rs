@@ -448,7 +448,8 @@ pub fn call_schema(kind: Option<MessageType>) -> Value {
         "not": { "enum": blocked } });
     // `previousId` and `groupId` are required and not null; any other value
     // is taken as it is.
-    let named_id = json!({ "type": ["string", "number"], "maxLength": crate::identity::MAX_VALUE_CHARS });
+    let named_id =
+        json!({ "type": ["string", "number"], "maxLength": crate::identity::MAX_VALUE_CHARS });
     let event = json!({ "type": ["string", "number"], "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": "\\S" });
     // Free-form members: any keys (generated clients type them as maps).
     let object = json!({ "type": ["object", "null"], "additionalProperties": true });
@@ -491,7 +492,8 @@ pub fn call_schema(kind: Option<MessageType>) -> Value {
             }
         }
         Some(kind) => {
-            properties["type"] = json!({ "description": "Ignored (any value): the path gives the type." });
+            properties["type"] =
+                json!({ "description": "Ignored (any value): the path gives the type." });
             match kind {
                 MessageType::Track => {
                     properties["event"] = event;

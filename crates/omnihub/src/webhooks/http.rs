@@ -35,7 +35,9 @@ pub struct CreateWebhook {
     pub description: String,
     /// A `whsec_…` signing secret (canonical, padded standard base64 of at
     /// least 18 bytes); generated when absent.
-    #[schema(pattern = "^whsec_([A-Za-z0-9+/]{4}){6,}([A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)?$")]
+    #[schema(
+        pattern = "^whsec_([A-Za-z0-9+/]{4}){6,}([A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)?$"
+    )]
     pub secret: Option<String>,
     /// Deliver events from this feed position on; default: only new events.
     #[schema(minimum = 0)]

@@ -69,7 +69,10 @@ async fn products_are_listed_in_pages_and_searched(backend: Backend) {
     assert_eq!(ids(&list(&app, "q=%20OXFORD%20").await), vec![id(&shirt)]);
     assert_eq!(ids(&list(&app, "q=sock_").await), vec![id(&socks)]);
     assert!(ids(&list(&app, "q=%25").await).is_empty());
-    assert!(ids(&list(&app, "q=_").await).len() == 1, "only SOCK_1 has _");
+    assert!(
+        ids(&list(&app, "q=_").await).len() == 1,
+        "only SOCK_1 has _"
+    );
     assert!(ids(&list(&app, "q=teapot").await).is_empty());
 
     // Bad queries name the parameter.
@@ -123,8 +126,11 @@ async fn products_and_variants_are_updated_with_events(backend: Backend) {
     assert_eq!(changed["sku"], "TEE-1", "the SKU never changes");
 
     // Errors: a bad title, a taken barcode, unknown ids, no SKU field.
-    let (status, problem) =
-        patch(format!("/v1/products/{id}"), json!({ "titles": { "en": " " } })).await;
+    let (status, problem) = patch(
+        format!("/v1/products/{id}"),
+        json!({ "titles": { "en": " " } }),
+    )
+    .await;
     assert_eq!(status, 422, "{problem}");
     assert_eq!(problem["errors"][0]["field"], "titles");
     let other = product(&app, "Other", &["OTHER-1"]).await;
@@ -141,8 +147,7 @@ async fn products_and_variants_are_updated_with_events(backend: Backend) {
     assert_eq!(status, 404);
     let (status, _) = patch(format!("/v1/variants/{missing}"), json!({})).await;
     assert_eq!(status, 404);
-    let (status, problem) =
-        patch(format!("/v1/variants/{variant}"), json!({ "sku": "NEW" })).await;
+    let (status, problem) = patch(format!("/v1/variants/{variant}"), json!({ "sku": "NEW" })).await;
     assert_eq!(status, 422, "{problem}");
 
     let events = app
@@ -209,8 +214,10 @@ async fn archived_products_are_not_for_sale(backend: Backend) {
         app.client
             .post(app.url(&format!("/v1/carts/{cart}/checkout")))
             .bearer_auth(&key)
-            .json(&json!({ "fulfilment": { "type": "pickup", "location_id": shop },
-                "tenders": [{ "method": "card", "reference": "psp_1", "amount_minor": 2500 }] })),
+            .json(
+                &json!({ "fulfilment": { "type": "pickup", "location_id": shop },
+                "tenders": [{ "method": "card", "reference": "psp_1", "amount_minor": 2500 }] }),
+            ),
     )
     .await;
     assert_eq!(status, 409, "{problem}");

@@ -155,6 +155,10 @@ async fn clock_skew_is_corrected_within_its_bound_and_ignored_beyond(backend: Ba
         .find_map(|e| e["timestamp"].as_str().or(e["observed_at"].as_str()))
         .unwrap_or_else(|| panic!("a timestamp in {entries:?}"));
     let stored: chrono::DateTime<chrono::Utc> = stored.parse().unwrap();
-    assert_eq!(stored.to_rfc3339(), "2026-01-01T00:00:00+00:00", "kept as sent");
+    assert_eq!(
+        stored.to_rfc3339(),
+        "2026-01-01T00:00:00+00:00",
+        "kept as sent"
+    );
     app.stop().await;
 }

@@ -11,7 +11,8 @@ use crate::tracking::{send, timeline, write_key};
 
 backend_tests!(
     bad_times_are_rejected_and_never_fail_neighbours,
-    clock_skew_is_corrected_within_its_bound_and_ignored_beyond
+    clock_skew_is_corrected_within_its_bound_and_ignored_beyond,
+    a_batch_context_that_is_no_object_is_refused,
 );
 
 /// The call that panicked: +262000 and −262000 are valid chrono years, and
@@ -160,5 +161,32 @@ async fn clock_skew_is_corrected_within_its_bound_and_ignored_beyond(backend: Ba
         "2026-01-01T00:00:00+00:00",
         "kept as sent"
     );
+    app.stop().await;
+}
+
+/// A batch's shared `context` is an object (or null), as the document says;
+/// anything else refuses the batch with the field named, instead of being
+/// dropped without a word.
+async fn a_batch_context_that_is_no_object_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let key = crate::tracking::server_key(&app, "app").await;
+    let calls = json!([{ "type": "track", "userId": "u-ctx", "event": "Opened" }]);
+    let (status, body) = send(
+        &app,
+        &key,
+        "/v1/batch",
+        &json!({ "batch": calls, "context": ["not", "an", "object"] }),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "context", "{body}");
+    let (status, body) = send(
+        &app,
+        &key,
+        "/v1/batch",
+        &json!({ "batch": calls, "context": null }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     app.stop().await;
 }

@@ -89,7 +89,7 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 "$bin" --data-dir "$work/data" --listen "127.0.0.1:$port" --log-level warn serve > "$work/serve.log" 2>&1 &
 hub_pid=$!
 for _ in $(seq 1 100); do
-    grep -q 'listening on' "$work/serve.log" && break
+    grep -qs 'listening on' "$work/serve.log" && break
     kill -0 "$hub_pid" 2>/dev/null || { cat "$work/serve.log"; exit 1; }
     sleep 0.1
 done

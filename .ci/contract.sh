@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The contract run: schemathesis (pinned) against a fresh `omnihub serve` on
-# SQLite, every operation of the served OpenAPI document, with its conformance
-# checks (status codes, content types, response headers and schemas, positive
-# and negative data acceptance, …). Fixed seed and a bounded number of
-# examples, so a failure reproduces and the run stays short enough for CI.
+# The contract run: schemathesis (pinned with every dependency in
+# .ci/contract/requirements.txt) against a fresh `omnihub serve` on SQLite,
+# every operation of the served OpenAPI document, with its conformance checks
+# (status codes, content types, response headers and schemas, positive and
+# negative data acceptance, …). Required by .ci/run at 0 failures. Fixed seed
+# and a bounded number of examples, so a failure reproduces and the run stays
+# short enough for CI.
 #
 #   bash .ci/contract.sh                 # SCHEMATHESIS_EXAMPLES=… to go deeper
 #

@@ -10,5 +10,7 @@ ALTER TABLE products ADD COLUMN search_text TEXT NOT NULL DEFAULT '';
 ALTER TABLE variants ADD COLUMN archived_at BIGINT;
 
 UPDATE products SET updated_at = created_at;
+-- SQLite's lower() folds ASCII only: a product created before this migration
+-- with a non-ASCII capital in a title is found by it once its titles change.
 UPDATE products SET search_text = lower(COALESCE(
     (SELECT group_concat(value, char(10)) FROM json_each(products.titles)), ''));

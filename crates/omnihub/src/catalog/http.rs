@@ -171,8 +171,10 @@ pub(super) fn parse_titles(field: &str, raw: BTreeMap<String, String>) -> Result
     raw.into_iter()
         .map(|(lang, title)| {
             let lang = parse_language(&lang).map_err(|e| ApiError::invalid_field(field, e))?;
+            // Counted as sent, like the document's `maxLength`.
+            let too_long = title.chars().count() > 200;
             let title = title.trim().to_string();
-            if title.is_empty() || title.chars().count() > 200 {
+            if title.is_empty() || too_long {
                 return Err(ApiError::invalid_field(
                     field,
                     "titles must be 1 to 200 characters",

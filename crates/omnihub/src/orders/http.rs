@@ -66,7 +66,8 @@ pub struct AddressBody {
 fn parse_address(field: &str, a: AddressBody) -> Result<ShippingAddress, ApiError> {
     let text = |name: &str, value: &str| -> Result<String, ApiError> {
         let v = value.trim();
-        if v.is_empty() || v.chars().count() > 200 {
+        // Counted as sent, like the document's `maxLength`.
+        if v.is_empty() || value.chars().count() > 200 {
             return Err(ApiError::invalid_field(
                 format!("{field}.{name}"),
                 "must be 1 to 200 characters",
@@ -558,9 +559,10 @@ pub async fn ship_order(
     Path(id): Path<OrderId>,
     Json(body): Json<ShipRequest>,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
-    let text = |field: &str, v: &str| -> Result<String, ApiError> {
-        let v = v.trim();
-        if v.is_empty() || v.chars().count() > MAX_REFERENCE_CHARS {
+    let text = |field: &str, raw: &str| -> Result<String, ApiError> {
+        let v = raw.trim();
+        // Counted as sent, like the document's `maxLength`.
+        if v.is_empty() || raw.chars().count() > MAX_REFERENCE_CHARS {
             return Err(ApiError::invalid_field(
                 field,
                 format!("must be 1 to {MAX_REFERENCE_CHARS} characters"),
@@ -789,7 +791,7 @@ pub async fn import_order(
         ));
     }
     let external = body.external_order_id.trim();
-    if external.is_empty() || external.chars().count() > MAX_REFERENCE_CHARS {
+    if external.is_empty() || body.external_order_id.chars().count() > MAX_REFERENCE_CHARS {
         return Err(ApiError::invalid_field(
             "external_order_id",
             format!("must be 1 to {MAX_REFERENCE_CHARS} characters"),

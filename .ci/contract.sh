@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The contract run: schemathesis (pinned) against a fresh `omnihub serve` on
-# SQLite, every operation of the served OpenAPI document, with its conformance
-# checks (status codes, content types, response headers and schemas, positive
-# and negative data acceptance, …). Fixed seed and a bounded number of
-# examples, so a failure reproduces and the run stays short enough for CI.
+# The contract run: schemathesis (pinned with every dependency in
+# .ci/contract/requirements.txt) against a fresh `omnihub serve` on SQLite,
+# every operation of the served OpenAPI document, with its conformance checks
+# (status codes, content types, response headers and schemas, positive and
+# negative data acceptance, …). Required by .ci/run at 0 failures. Fixed seed
+# and a bounded number of examples, so a failure reproduces and the run stays
+# short enough for CI.
 #
 #   bash .ci/contract.sh                 # SCHEMATHESIS_EXAMPLES=… to go deeper
 #
@@ -16,15 +18,19 @@ root=$PWD
 
 SCHEMATHESIS_VERSION=4.32.5
 SEED="${SCHEMATHESIS_SEED:-20261202}"
-EXAMPLES="${SCHEMATHESIS_EXAMPLES:-25}"
+EXAMPLES="${SCHEMATHESIS_EXAMPLES:-20}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "schemathesis ${SCHEMATHESIS_VERSION} (in target/contract-venv)"
+step "schemathesis ${SCHEMATHESIS_VERSION} (pinned with its dependencies: .ci/contract/requirements.txt; in target/contract-venv)"
 venv="$root/target/contract-venv"
-if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+requirements="$root/.ci/contract/requirements.txt"
+if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null \
+    || ! "$venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==${SCHEMATHESIS_VERSION}"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$venv/requirements.txt"
 fi
 "$venv/bin/st" --version
 
@@ -40,7 +46,13 @@ bin="$OMNIHUB_BIN"
 work=$(mktemp -d)
 hub_pid=""
 cleanup() {
-    if [ -n "$hub_pid" ]; then kill "$hub_pid" 2>/dev/null || true; wait "$hub_pid" 2>/dev/null || true; fi
+    if [ -n "$hub_pid" ]; then
+        kill "$hub_pid" 2>/dev/null || true
+        # A graceful stop, or after 10 s a forced one (the run is over).
+        for _ in $(seq 1 50); do kill -0 "$hub_pid" 2>/dev/null || break; sleep 0.2; done
+        kill -9 "$hub_pid" 2>/dev/null || true
+        wait "$hub_pid" 2>/dev/null || true
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -51,13 +63,16 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 # requests without a key from one address on purpose (the throttle's 429 is
 # documented on every operation and tested in tests/api). Webhooks may point
 # anywhere: generated URLs name private and unspecified addresses, which the
-# destination guard refuses by configuration (tested in tests/api).
+# destination guard refuses by configuration (tested in tests/api). A short
+# shutdown grace: the deliveries in flight to those made-up endpoints would
+# otherwise hold the stop for the whole default grace period.
 "$bin" --data-dir "$work/data" --listen "127.0.0.1:$port" --log-level warn \
     --auth-failures-per-minute 0 --webhook-allowed-networks 0.0.0.0/0,::/0 \
+    --shutdown-grace-secs 2 \
     serve > "$work/serve.log" 2>&1 &
 hub_pid=$!
 for _ in $(seq 1 100); do
-    grep -q 'listening on' "$work/serve.log" && break
+    grep -qs 'listening on' "$work/serve.log" && break
     kill -0 "$hub_pid" 2>/dev/null || { cat "$work/serve.log"; exit 1; }
     sleep 0.1
 done

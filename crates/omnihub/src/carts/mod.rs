@@ -560,6 +560,12 @@ pub async fn add_line(
             Box::pin(async move {
                 let cart = load_for_change(tx, id, expected).await?;
                 let now = tx.now();
+                let variant = catalog::store::variant_by_sku(tx.conn(), sku.as_str())
+                    .await?
+                    .ok_or_else(|| InventoryError::UnknownSku(sku.to_string()))?;
+                if variant.archived().is_some() {
+                    return Err(InventoryError::SkuArchived(sku.to_string()).into());
+                }
                 if let Some(line) = cart.lines.iter().find(|l| l.sku == sku) {
                     let mut line = line.clone();
                     let total = line.quantity + quantity;
@@ -575,9 +581,6 @@ pub async fn add_line(
                             "a cart holds at most {MAX_CART_LINES} lines"
                         )));
                     }
-                    let variant = catalog::store::variant_by_sku(tx.conn(), sku.as_str())
-                        .await?
-                        .ok_or_else(|| InventoryError::UnknownSku(sku.to_string()))?;
                     let unit_price_minor =
                         *variant.prices.get(&cart.currency).ok_or_else(|| {
                             CartError::PriceUnavailable {

@@ -36,6 +36,8 @@ pub struct CreateVariant {
         max_length = 64
     )]
     pub sku: String,
+    /// 1 to 64 letters or digits; unique.
+    #[schema(pattern = "^[ \\t\\r\\n]*[A-Za-z0-9]{1,64}[ \\t\\r\\n]*$")]
     pub barcode: Option<String>,
     #[serde(default)]
     pub titles: BTreeMap<String, String>,
@@ -60,6 +62,25 @@ pub struct ComponentBody {
     pub quantity: i64,
 }
 
+/// `active` products and variants are for sale; `archived` ones keep their
+/// stock, orders and history, but carts, checkout and POS sales refuse them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProductStatus {
+    Active,
+    Archived,
+}
+
+impl ProductStatus {
+    fn of(archived_at: Option<chrono::DateTime<chrono::Utc>>) -> Self {
+        if archived_at.is_some() {
+            ProductStatus::Archived
+        } else {
+            ProductStatus::Active
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct VariantBody {
     pub id: VariantId,
@@ -70,6 +91,10 @@ pub struct VariantBody {
     pub prices: BTreeMap<String, i64>,
     pub components: Vec<ComponentBody>,
     pub bundle: bool,
+    /// `archived` when the variant or its product is archived.
+    pub status: ProductStatus,
+    /// When it stopped being for sale (its own archiving or its product's).
+    pub archived_at: Option<chrono::DateTime<chrono::Utc>>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -78,12 +103,18 @@ pub struct ProductBody {
     pub id: ProductId,
     pub titles: BTreeMap<String, String>,
     pub variants: Vec<VariantBody>,
+    pub status: ProductStatus,
+    pub archived_at: Option<chrono::DateTime<chrono::Utc>>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl From<Variant> for VariantBody {
     fn from(v: Variant) -> Self {
+        let archived_at = v.archived();
         VariantBody {
+            status: ProductStatus::of(archived_at),
+            archived_at,
             id: v.id,
             product_id: v.product_id,
             bundle: v.is_bundle(),
@@ -108,12 +139,15 @@ impl From<Variant> for VariantBody {
     }
 }
 
-fn product_body(p: Product, variants: Vec<Variant>) -> ProductBody {
+pub(super) fn product_body(p: Product, variants: Vec<Variant>) -> ProductBody {
     ProductBody {
         id: p.id,
         titles: p.titles,
         variants: variants.into_iter().map(VariantBody::from).collect(),
+        status: ProductStatus::of(p.archived_at),
+        archived_at: p.archived_at,
         created_at: p.created_at,
+        updated_at: p.updated_at,
     }
 }
 
@@ -127,17 +161,20 @@ impl From<CatalogError> for ApiError {
                 ApiError::invalid_field("variants[].components", error.to_string())
             }
             CatalogError::NotFound => ApiError::not_found("product"),
+            CatalogError::VariantNotFound => ApiError::not_found("variant"),
             CatalogError::Store(e) => e.into(),
         }
     }
 }
 
-fn parse_titles(field: &str, raw: BTreeMap<String, String>) -> Result<Titles, ApiError> {
+pub(super) fn parse_titles(field: &str, raw: BTreeMap<String, String>) -> Result<Titles, ApiError> {
     raw.into_iter()
         .map(|(lang, title)| {
             let lang = parse_language(&lang).map_err(|e| ApiError::invalid_field(field, e))?;
+            // Counted as sent, like the document's `maxLength`.
+            let too_long = title.chars().count() > 200;
             let title = title.trim().to_string();
-            if title.is_empty() || title.chars().count() > 200 {
+            if title.is_empty() || too_long {
                 return Err(ApiError::invalid_field(
                     field,
                     "titles must be 1 to 200 characters",
@@ -148,32 +185,43 @@ fn parse_titles(field: &str, raw: BTreeMap<String, String>) -> Result<Titles, Ap
         .collect()
 }
 
-fn parse_variant(index: usize, raw: CreateVariant) -> Result<NewVariant, ApiError> {
-    let field = |name: &str| format!("variants[{index}].{name}");
-    let sku = Sku::parse(&raw.sku).map_err(|e| ApiError::invalid_field(field("sku"), e))?;
-    let barcode = match raw.barcode.map(|b| b.trim().to_string()) {
-        Some(b)
-            if b.is_empty() || b.len() > 64 || !b.chars().all(|c| c.is_ascii_alphanumeric()) =>
-        {
-            return Err(ApiError::invalid_field(
-                field("barcode"),
-                "must be 1 to 64 letters or digits",
-            ));
-        }
-        other => other,
-    };
+pub(super) fn parse_barcode(field: &str, raw: &str) -> Result<String, ApiError> {
+    let b = raw.trim();
+    if b.is_empty() || b.len() > 64 || !b.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(ApiError::invalid_field(
+            field,
+            "must be 1 to 64 letters or digits",
+        ));
+    }
+    Ok(b.to_string())
+}
+
+pub(super) fn parse_prices(
+    field: &str,
+    raw: BTreeMap<String, i64>,
+) -> Result<super::Prices, ApiError> {
     let mut prices = super::Prices::new();
-    for (currency, minor) in raw.prices {
-        let currency =
-            Currency::parse(&currency).map_err(|e| ApiError::invalid_field(field("prices"), e))?;
+    for (currency, minor) in raw {
+        let currency = Currency::parse(&currency).map_err(|e| ApiError::invalid_field(field, e))?;
         if !(0..=MAX_PRICE_MINOR).contains(&minor) {
             return Err(ApiError::invalid_field(
-                field("prices"),
+                field,
                 format!("a price is 0 to {MAX_PRICE_MINOR} minor units"),
             ));
         }
         prices.insert(currency, minor);
     }
+    Ok(prices)
+}
+
+fn parse_variant(index: usize, raw: CreateVariant) -> Result<NewVariant, ApiError> {
+    let field = |name: &str| format!("variants[{index}].{name}");
+    let sku = Sku::parse(&raw.sku).map_err(|e| ApiError::invalid_field(field("sku"), e))?;
+    let barcode = raw
+        .barcode
+        .map(|b| parse_barcode(&field("barcode"), &b))
+        .transpose()?;
+    let prices = parse_prices(&field("prices"), raw.prices)?;
     if raw.components.len() > MAX_BUNDLE_COMPONENTS {
         return Err(ApiError::invalid_field(
             field("components"),

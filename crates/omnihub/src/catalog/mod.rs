@@ -4,6 +4,8 @@
 
 pub mod http;
 pub mod store;
+pub mod upkeep;
+pub mod upkeep_http;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -136,11 +138,25 @@ pub struct Variant {
     /// Non-empty for a bundle: the items one unit consumes.
     pub components: Vec<Component>,
     pub created_at: Timestamp,
+    /// When the variant itself was archived.
+    pub archived_at: Option<Timestamp>,
+    /// When its product was archived (which archives every variant).
+    pub product_archived_at: Option<Timestamp>,
 }
 
 impl Variant {
     pub fn is_bundle(&self) -> bool {
         !self.components.is_empty()
+    }
+
+    /// When the variant stopped being for sale: its own archiving or its
+    /// product's, whichever came first. Archived variants keep their stock,
+    /// orders and history; carts, checkout and POS sales refuse them.
+    pub fn archived(&self) -> Option<Timestamp> {
+        match (self.archived_at, self.product_archived_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The stocked items `quantity` units of this variant consume: itself, or
@@ -163,6 +179,18 @@ pub struct Product {
     pub id: ProductId,
     pub titles: Titles,
     pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub archived_at: Option<Timestamp>,
+}
+
+/// What `q` of `GET /v1/products` searches in: every title, lower-cased,
+/// one per line (stored with the product; SKUs are searched in `variants`).
+pub fn search_text(titles: &Titles) -> String {
+    titles
+        .values()
+        .map(|t| t.to_lowercase())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +205,8 @@ pub enum CatalogError {
     NestedBundle(String),
     #[error("product not found")]
     NotFound,
+    #[error("variant not found")]
+    VariantNotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -207,6 +237,8 @@ pub async fn create_product(
                     id: ProductId::new(),
                     titles,
                     created_at: now,
+                    updated_at: now,
+                    archived_at: None,
                 };
                 store::insert_product(tx.conn(), &product).await?;
                 let mut created = Vec::with_capacity(variants.len());
@@ -257,6 +289,8 @@ pub async fn create_product(
                         prices: new.prices,
                         components: new.components,
                         created_at: now,
+                        archived_at: None,
+                        product_archived_at: None,
                     };
                     store::insert_variant(tx.conn(), &variant).await?;
                     created.push(variant);

@@ -83,7 +83,8 @@ impl ChannelName {
         if trimmed.is_empty() {
             return Err("must not be empty".into());
         }
-        if trimmed.chars().count() > Self::MAX_CHARS {
+        // Counted as sent, like the document's `maxLength`.
+        if raw.chars().count() > Self::MAX_CHARS {
             return Err(format!("must be at most {} characters", Self::MAX_CHARS));
         }
         if trimmed.chars().any(char::is_control) {

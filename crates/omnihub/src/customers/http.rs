@@ -316,7 +316,7 @@ pub async fn get_customer(
 pub struct LookupParams {
     /// `type:value`, e.g. `email:ana@example.com` or `phone:+14155550100`;
     /// the value is normalized like incoming identifiers.
-    #[param(pattern = "^[^:]+:.+$")]
+    #[param(pattern = "^[a-z][a-z0-9_]{0,39}:.*\\S")]
     pub identifier: String,
 }
 

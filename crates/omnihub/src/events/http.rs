@@ -61,7 +61,11 @@ pub struct FeedParams {
     /// Return events after this position (the `next_cursor` of the last page); 0 for the start.
     #[param(pattern = "^(\\+?[0-9]{1,18})?$")]
     pub after: Option<String>,
-    /// Comma-separated types; `cart.*` matches a prefix.
+    /// Comma-separated types; `cart.*` matches a prefix, `*` everything
+    /// (at most 32).
+    #[param(
+        pattern = "^[ \\t]*(\\*|[a-z0-9_.]*\\.\\*|[a-z0-9_.]+)?[ \\t]*(,[ \\t]*(\\*|[a-z0-9_.]*\\.\\*|[a-z0-9_.]+)?[ \\t]*){0,31}$"
+    )]
     pub types: Option<String>,
     /// Items per page, 1 to 200 [default: 50].
     #[serde(

@@ -128,9 +128,20 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(identity::http::identifier_report))
         .routes(routes!(identity::http::rebuild))
         .routes(routes!(identity::http::create_identity_token))
-        .routes(routes!(catalog::http::create_product))
-        .routes(routes!(catalog::http::get_product))
+        .routes(routes!(
+            catalog::http::create_product,
+            catalog::upkeep_http::list_products
+        ))
+        .routes(routes!(
+            catalog::http::get_product,
+            catalog::upkeep_http::update_product
+        ))
+        .routes(routes!(catalog::upkeep_http::archive_product))
+        .routes(routes!(catalog::upkeep_http::unarchive_product))
         .routes(routes!(catalog::http::list_variants))
+        .routes(routes!(catalog::upkeep_http::update_variant))
+        .routes(routes!(catalog::upkeep_http::archive_variant))
+        .routes(routes!(catalog::upkeep_http::unarchive_variant))
         .routes(routes!(
             locations::http::create_location,
             locations::http::list_locations

@@ -167,88 +167,81 @@ fn declare_one_of_rules(document: &mut serde_json::Value) {
     use serde_json::json;
     let schemas = &mut document["components"]["schemas"];
     let language = json!({ "pattern": "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,3})?$" });
-    // Titles by language tag, prices by currency.
-    for name in ["CreateProduct", "CreateVariant"] {
+    // Titles by language tag (a title has a character besides spaces), prices
+    // by currency.
+    let titles = json!({ "type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S" });
+    for name in [
+        "CreateProduct",
+        "CreateVariant",
+        "UpdateProduct",
+        "UpdateVariant",
+    ] {
         if schemas[name]["properties"]["titles"].is_object() {
             schemas[name]["properties"]["titles"]["propertyNames"] = language.clone();
-        }
-    }
-    if schemas["CreateVariant"]["properties"]["prices"].is_object() {
-        schemas["CreateVariant"]["properties"]["prices"]["propertyNames"] =
-            json!({ "pattern": "^\\s*[A-Za-z]{3}\\s*$" });
-        schemas["CreateVariant"]["properties"]["prices"]["additionalProperties"] =
-            json!({ "type": "integer", "minimum": 0, "maximum": crate::catalog::MAX_PRICE_MINOR });
-    }
-    let titles = json!({ "type": "string", "minLength": 1, "maxLength": 200 });
-    for name in ["CreateProduct", "CreateVariant"] {
-        if schemas[name]["properties"]["titles"].is_object() {
             schemas[name]["properties"]["titles"]["additionalProperties"] = titles.clone();
         }
     }
-    // Coordinates come in pairs.
-    let pair = json!([
-        { "properties": { "latitude": { "type": "number" }, "longitude": { "type": "number" } }, "required": ["latitude", "longitude"] },
-        { "properties": { "latitude": { "type": "null" }, "longitude": { "type": "null" } } },
-    ]);
-    set_rule(schemas, "CreateLocation", "oneOf", pair);
+    for name in ["CreateVariant", "UpdateVariant"] {
+        if schemas[name]["properties"]["prices"].is_object() {
+            schemas[name]["properties"]["prices"]["propertyNames"] =
+                json!({ "pattern": "^\\s*[A-Za-z]{3}\\s*$" });
+            schemas[name]["properties"]["prices"]["additionalProperties"] = json!({ "type": "integer", "minimum": 0, "maximum": crate::catalog::MAX_PRICE_MINOR });
+        }
+    }
+    // Rules between members are `if`/`then` inside `allOf`, never a `oneOf`
+    // of partial objects: generators (openapi-python-client,
+    // openapi-typescript) make each `oneOf` branch a type of its own that
+    // lacks the object's other members; `if`/`then` they leave alone, and
+    // validators read the same rule.
+    let pair = json!({
+        "if": { "properties": { "latitude": { "type": "number" } }, "required": ["latitude"] },
+        "then": { "properties": { "longitude": { "type": "number" } }, "required": ["longitude"] },
+        "else": { "properties": { "longitude": { "type": "null" } } },
+    });
+    // Only a store offers pickup or ships from store.
+    let store_only = json!({
+        "if": { "properties": { "kind": { "not": { "const": "store" } } } },
+        "then": { "properties": { "pickup_enabled": { "const": false }, "ship_from_store": { "const": false } } },
+    });
+    set_rule(
+        schemas,
+        "CreateLocation",
+        "allOf",
+        json!([pair, store_only]),
+    );
     // A pickup plan names the store.
     set_rule(
         schemas,
         "SourcingDelivery",
-        "oneOf",
-        json!([
-            { "properties": { "type": { "const": "ship" } } },
-            { "properties": { "type": { "const": "pickup" }, "location_id": { "type": "string" } }, "required": ["location_id"] },
-        ]),
-    );
-    if schemas["TypeRuleDocument"]["properties"]["kind"].is_object() {
-        schemas["TypeRuleDocument"]["properties"]["kind"]["pattern"] =
-            json!("^[a-z][a-z0-9_]{0,39}$");
-    }
-    if schemas["TypeRuleDocument"]["properties"]["max_per_profile"].is_object() {
-        schemas["TypeRuleDocument"]["properties"]["max_per_profile"]["minimum"] = json!(1);
-        schemas["TypeRuleDocument"]["properties"]["max_per_profile"]["maximum"] = json!(10_000);
-    }
-    if schemas["TypeRuleDocument"]["properties"]["class"].is_object() {
-        schemas["TypeRuleDocument"]["properties"]["class"]["enum"] =
-            json!(["account", "device", "claimable", "other"]);
-    }
-    // Only a store offers pickup or ships from store.
-    set_rule(
-        schemas,
-        "CreateLocation",
-        "if",
-        json!({ "properties": { "kind": { "not": { "const": "store" } } } }),
-    );
-    set_rule(
-        schemas,
-        "CreateLocation",
-        "then",
-        json!({ "properties": {
-        "pickup_enabled": { "const": false }, "ship_from_store": { "const": false } } }),
+        "allOf",
+        json!([{
+            "if": { "properties": { "type": { "const": "pickup" } } },
+            "then": { "properties": { "location_id": { "type": "string" } }, "required": ["location_id"] },
+        }]),
     );
     // Only a POS channel has a location.
     set_rule(
         schemas,
         "CreateChannel",
-        "if",
-        json!({ "properties": { "kind": { "not": { "const": "pos" } } } }),
+        "allOf",
+        json!([{
+            "if": { "properties": { "kind": { "not": { "const": "pos" } } } },
+            "then": { "properties": { "location_id": { "type": "null" } } },
+        }]),
     );
-    set_rule(
-        schemas,
-        "CreateChannel",
-        "then",
-        json!({ "properties": { "location_id": { "type": "null" } } }),
-    );
-    // A ship needs an address, a pickup a location (and no address), sourced may have an address.
+    // A ship needs an address, a pickup a location (and no address), sourced
+    // may have an address.
     set_rule(
         schemas,
         "FulfilmentRequest",
-        "oneOf",
+        "allOf",
         json!([
-            { "properties": { "type": { "const": "ship" }, "address": { "type": "object" }, "location_id": { "type": "null" } }, "required": ["address"] },
-            { "properties": { "type": { "const": "pickup" }, "address": { "type": "null" }, "location_id": { "type": "string" } }, "required": ["location_id"] },
-            { "properties": { "type": { "const": "sourced" }, "location_id": { "type": "null" } } },
+            { "if": { "properties": { "type": { "const": "ship" } } },
+              "then": { "properties": { "address": { "$ref": "#/components/schemas/ShippingAddress" }, "location_id": { "type": "null" } }, "required": ["address"] } },
+            { "if": { "properties": { "type": { "const": "pickup" } } },
+              "then": { "properties": { "address": { "type": "null" }, "location_id": { "type": "string" } }, "required": ["location_id"] } },
+            { "if": { "properties": { "type": { "const": "sourced" } } },
+              "then": { "properties": { "location_id": { "type": "null" } } } },
         ]),
     );
     // Quantities by reason: a signed change for adjustment, a new value for
@@ -270,12 +263,82 @@ fn declare_one_of_rules(document: &mut serde_json::Value) {
     set_rule(
         schemas,
         "CreateCart",
-        "oneOf",
-        json!([
-            { "required": ["customer_id"], "properties": { "customer_id": { "type": "string" } } },
-            { "required": ["anonymous_id"], "properties": { "anonymous_id": { "type": "string" } } },
-        ]),
+        "allOf",
+        json!([{
+            "if": { "properties": { "customer_id": { "type": "string" } }, "required": ["customer_id"] },
+            "then": { "properties": { "anonymous_id": { "type": "null" } } },
+            "else": { "properties": { "anonymous_id": { "type": "string" } }, "required": ["anonymous_id"] },
+        }]),
     );
+}
+
+/// What the identity rules require that their Rust types do not say: the
+/// default blocked values, the count of types (the built-in ones at least),
+/// ranges and the channel kinds a rules document names.
+fn declare_identity_rules(document: &mut serde_json::Value) {
+    use crate::identity::rules::{
+        BUILT_IN_TYPES, DEFAULT_BLOCKED_VALUES, MAX_BLOCKED_VALUES, MAX_FANOUT_LIMIT, MAX_TYPES,
+    };
+    use serde_json::json;
+    let schemas = &mut document["components"]["schemas"];
+    let user_id = &mut schemas["CreateIdentityToken"]["properties"]["user_id"];
+    if user_id.is_object() {
+        user_id["pattern"] = json!("\\S");
+        user_id["not"] = json!({ "enum": DEFAULT_BLOCKED_VALUES });
+    }
+    let types = &mut schemas["TypeRuleDocument"]["properties"];
+    if types.is_object() {
+        types["kind"]["pattern"] = json!("^[a-z][a-z0-9_]{0,39}$");
+        types["max_per_profile"]["minimum"] = json!(1);
+        types["max_per_profile"]["maximum"] = json!(crate::identity::rules::MAX_PER_PROFILE_LIMIT);
+        types["class"]["enum"] = json!(["account", "device", "claimable", "other"]);
+    }
+    let rules = &mut schemas["RulesDocument"]["properties"];
+    if rules.is_object() {
+        rules["types"]["minItems"] = json!(BUILT_IN_TYPES.len());
+        rules["types"]["maxItems"] = json!(MAX_TYPES);
+        rules["blocked_values"]["maxItems"] = json!(MAX_BLOCKED_VALUES);
+        rules["max_fanout"]["minimum"] = json!(1);
+        rules["max_fanout"]["maximum"] = json!(MAX_FANOUT_LIMIT);
+        let kinds: Vec<&str> = crate::channels::ChannelKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        rules["trusted_channel_kinds"]["items"]["enum"] = json!(kinds);
+    }
+}
+
+/// A schema that says `type: object` and nothing of its members (event
+/// data, traits, problem details) takes any members; saying so explicitly
+/// (`additionalProperties: true`) is what generators need to type it as a
+/// map instead of an empty object (`Record<string, never>`).
+fn open_free_form_objects(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let is_object = match map.get("type") {
+                Some(Value::String(t)) => t == "object",
+                Some(Value::Array(types)) => types.iter().any(|t| t == "object"),
+                _ => false,
+            };
+            let described = [
+                "properties",
+                "additionalProperties",
+                "$ref",
+                "allOf",
+                "oneOf",
+                "anyOf",
+            ]
+            .iter()
+            .any(|k| map.contains_key(*k));
+            if is_object && !described {
+                map.insert("additionalProperties".into(), Value::Bool(true));
+            }
+            map.values_mut().for_each(open_free_form_objects);
+        }
+        Value::Array(items) => items.iter_mut().for_each(open_free_form_objects),
+        _ => {}
+    }
 }
 
 /// Sets `key` of component schema `name`, when the document has it.
@@ -408,6 +471,8 @@ pub fn document_json() -> String {
     };
     declare_tracking_bodies(&mut document);
     declare_one_of_rules(&mut document);
+    declare_identity_rules(&mut document);
+    open_free_form_objects(&mut document);
     serde_json::to_string_pretty(&document).unwrap_or_default()
 }
 

@@ -84,5 +84,7 @@ impl utoipa::PartialSchema for EventTypePattern {
 impl utoipa::ToSchema for EventTypePattern {}
 
 /// An ISO 8601 time as the tracking API reads it (RFC 3339; without an
-/// offset, UTC).
-pub const TIME_PATTERN: &str = r"^\s*[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?\s*$";
+/// offset, UTC; a space instead of `T` only without an offset). The hub
+/// accepts the years 1970–9999 in UTC; the pattern states 1971–9998, which
+/// no offset takes out of that range.
+pub const TIME_PATTERN: &str = r"^[ \t\n\r]*(197[1-9]|19[89][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?| ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?)[ \t\n\r]*$";

@@ -49,6 +49,7 @@ impl From<InventoryError> for ApiError {
                     .with_extension("shortages", lines.into())
             }
             InventoryError::UnknownSku(_) => ApiError::new(ErrorCode::UnknownSku, detail),
+            InventoryError::SkuArchived(_) => ApiError::new(ErrorCode::SkuArchived, detail),
             InventoryError::UnknownLocation(_) => ApiError::new(ErrorCode::UnknownLocation, detail),
             InventoryError::LocationNotVisible(_) => {
                 ApiError::new(ErrorCode::LocationNotVisible, detail)

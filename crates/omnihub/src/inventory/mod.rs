@@ -226,6 +226,8 @@ pub enum InventoryError {
     InsufficientStock(Vec<Shortage>),
     #[error("unknown SKU {0}")]
     UnknownSku(String),
+    #[error("SKU {0} is archived: it is no longer for sale")]
+    SkuArchived(String),
     #[error("unknown location {0}")]
     UnknownLocation(String),
     #[error("location {0} is not visible to this channel")]

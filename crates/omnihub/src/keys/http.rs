@@ -100,8 +100,9 @@ pub async fn create_key(
     ApiError,
 > {
     let name = body.name.trim().to_string();
+    // Counted as sent, like the document's `maxLength`.
     if name.is_empty()
-        || name.chars().count() > MAX_NAME_CHARS
+        || body.name.chars().count() > MAX_NAME_CHARS
         || name.chars().any(char::is_control)
     {
         return Err(ApiError::invalid_field(

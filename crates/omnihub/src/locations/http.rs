@@ -161,7 +161,8 @@ pub async fn create_location(
         .parse()
         .map_err(|e: String| ApiError::invalid_field("kind", e))?;
     let name = body.name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 100 {
+    // Counted as sent, like the document's `maxLength`.
+    if name.is_empty() || body.name.chars().count() > 100 {
         return Err(ApiError::invalid_field(
             "name",
             "must be 1 to 100 characters",

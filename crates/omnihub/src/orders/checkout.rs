@@ -390,6 +390,9 @@ fn decide(
         let Some(Some(variant)) = lookups.variants.get(&line.sku) else {
             return Err(InventoryError::UnknownSku(line.sku.to_string()).into());
         };
+        if variant.archived().is_some() {
+            return Err(InventoryError::SkuArchived(line.sku.to_string()).into());
+        }
         for (sku, quantity) in variant.items(line.quantity) {
             *demand.entry(sku).or_default() += quantity;
         }

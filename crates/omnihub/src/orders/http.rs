@@ -66,7 +66,8 @@ pub struct AddressBody {
 fn parse_address(field: &str, a: AddressBody) -> Result<ShippingAddress, ApiError> {
     let text = |name: &str, value: &str| -> Result<String, ApiError> {
         let v = value.trim();
-        if v.is_empty() || v.chars().count() > 200 {
+        // Counted as sent, like the document's `maxLength`.
+        if v.is_empty() || value.chars().count() > 200 {
             return Err(ApiError::invalid_field(
                 format!("{field}.{name}"),
                 "must be 1 to 200 characters",
@@ -536,9 +537,11 @@ pub async fn mark_picked_up(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShipRequest {
-    #[schema(min_length = 1, max_length = 128)]
+    /// Trimmed; 1 to 128 characters.
+    #[schema(min_length = 1, max_length = 128, pattern = "\\S")]
     pub carrier: String,
-    #[schema(min_length = 1, max_length = 128)]
+    /// Trimmed; 1 to 128 characters.
+    #[schema(min_length = 1, max_length = 128, pattern = "\\S")]
     pub tracking: String,
     /// Ship only the group at this location [default: every open group].
     #[schema(value_type = Option<String>, format = Uuid)]
@@ -556,9 +559,10 @@ pub async fn ship_order(
     Path(id): Path<OrderId>,
     Json(body): Json<ShipRequest>,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
-    let text = |field: &str, v: &str| -> Result<String, ApiError> {
-        let v = v.trim();
-        if v.is_empty() || v.chars().count() > MAX_REFERENCE_CHARS {
+    let text = |field: &str, raw: &str| -> Result<String, ApiError> {
+        let v = raw.trim();
+        // Counted as sent, like the document's `maxLength`.
+        if v.is_empty() || raw.chars().count() > MAX_REFERENCE_CHARS {
             return Err(ApiError::invalid_field(
                 field,
                 format!("must be 1 to {MAX_REFERENCE_CHARS} characters"),
@@ -695,8 +699,11 @@ pub async fn create_pos_order(
 ) -> Result<(StatusCode, axum::Json<OrderBody>), ApiError> {
     if caller.channel_kind != ChannelKind::Pos {
         return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "only a pos channel records sales here",
+            ErrorCode::WrongChannelKind,
+            format!(
+                "only a pos channel's key records sales here; this key's channel is a {} channel (an admin key acts for its own channel)",
+                caller.channel_kind.as_str()
+            ),
         ));
     }
     let reach = Reach::of(&state.channels, &state.store, &caller).await?;
@@ -776,12 +783,15 @@ pub async fn import_order(
 ) -> Result<(StatusCode, axum::Json<OrderBody>), ApiError> {
     if caller.channel_kind != ChannelKind::Marketplace {
         return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "only a marketplace channel imports orders",
+            ErrorCode::WrongChannelKind,
+            format!(
+                "only a marketplace channel's key imports orders; this key's channel is a {} channel (an admin key acts for its own channel)",
+                caller.channel_kind.as_str()
+            ),
         ));
     }
     let external = body.external_order_id.trim();
-    if external.is_empty() || external.chars().count() > MAX_REFERENCE_CHARS {
+    if external.is_empty() || body.external_order_id.chars().count() > MAX_REFERENCE_CHARS {
         return Err(ApiError::invalid_field(
             "external_order_id",
             format!("must be 1 to {MAX_REFERENCE_CHARS} characters"),

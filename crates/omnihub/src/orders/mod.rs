@@ -1016,6 +1016,9 @@ pub async fn record_pos_sale(
                     let variant = catalog::store::variant_by_sku(tx.conn(), sku.as_str())
                         .await?
                         .ok_or_else(|| InventoryError::UnknownSku(sku.to_string()))?;
+                    if variant.archived().is_some() {
+                        return Err(InventoryError::SkuArchived(sku.to_string()).into());
+                    }
                     let unit_price_minor =
                         *variant.prices.get(&sale.currency).ok_or_else(|| {
                             CartError::PriceUnavailable {

@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 
 use super::{
     Accepted, Call, MAX_BATCH_BYTES, MAX_BATCH_CALLS, MAX_EVENT_BYTES, MAX_MESSAGE_ID_CHARS,
-    MAX_NAME_CHARS, Message, MessageType, Rejection, Sender, TrackingError, check_clock_skew,
+    MAX_NAME_CHARS, Message, MessageType, Rejection, Sender, TrackingError,
 };
 use crate::http::AppState;
 use crate::http::auth::{Authorized, scope};
@@ -150,7 +150,6 @@ async fn single(
     let bytes = read_body(body, MAX_EVENT_BYTES, ErrorCode::EventTooLarge)?;
     let object = parse_object(&bytes)?;
     let mut message = parse_message(Some(kind), object, None, None)
-        .and_then(|message| check_clock_skew(&message, received_at).map(|()| message))
         .map_err(|reason| ApiError::new(ErrorCode::InvalidEvent, reason))?;
     crate::tracking::vouch(&state.store, &mut message)
         .await
@@ -286,7 +285,13 @@ pub async fn batch(
     }
     let shared_context = match object.get("context") {
         Some(Value::Object(c)) => Some(c),
-        _ => None,
+        None | Some(Value::Null) => None,
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "context",
+                "must be an object (the context every call of the batch shares)",
+            ));
+        }
     };
     let batch_sent_at = match object.get("sentAt") {
         Some(v) => parse_time(v).map_err(|e| ApiError::invalid_field("sentAt", e))?,
@@ -304,7 +309,6 @@ pub async fn batch(
             Value::Object(map) => {
                 let message_id = message_id_of_map(&map);
                 parse_message(None, map, shared_context, batch_sent_at)
-                    .and_then(|message| check_clock_skew(&message, received_at).map(|()| message))
                     .map_err(|reason| (message_id, reason))
             }
             other => Err((
@@ -427,12 +431,11 @@ pub fn is_tracking_path(path: &str) -> bool {
 /// 400 `invalid_event`.
 pub fn call_schema(kind: Option<MessageType>) -> Value {
     use serde_json::json;
-    let id = json!({
-        "type": ["string", "number", "null"],
-        "minLength": 1,
-        "maxLength": crate::identity::MAX_VALUE_CHARS,
-        "pattern": "\\S",
-    });
+    // An id is a string (at most `MAX_VALUE_CHARS`), a number or null; one
+    // that is empty, blank or blocked is ignored (listed in the answer's
+    // `ignored`) when the call has another usable id: `present_id` below is
+    // what makes an id usable.
+    let id = json!({ "type": ["string", "number", "null"], "maxLength": crate::identity::MAX_VALUE_CHARS });
     // The default blocked values (`identity::rules`; configurable, so a hub
     // may block more): a call whose only ids are blocked is refused.
     let mut blocked: Vec<Value> = crate::identity::rules::DEFAULT_BLOCKED_VALUES
@@ -440,17 +443,26 @@ pub fn call_schema(kind: Option<MessageType>) -> Value {
         .map(|v| json!(v))
         .collect();
     blocked.extend([json!(0), json!(-1)]);
-    let present_id = json!({ "type": ["string", "number"], "minLength": 1, "pattern": "\\S",
+    let present_id = json!({ "type": ["string", "number"], "minLength": 1,
+        "maxLength": crate::identity::MAX_VALUE_CHARS, "pattern": "\\S",
         "not": { "enum": blocked } });
-    let object = json!({ "type": ["object", "null"] });
-    let time = json!({ "type": ["string", "null"], "format": "date-time", "pattern": crate::http::schema::TIME_PATTERN });
-    let name = json!({ "type": ["string", "null"], "maxLength": MAX_NAME_CHARS });
+    // `previousId` and `groupId` are required and not null; any other value
+    // is taken as it is.
+    let named_id =
+        json!({ "type": ["string", "number"], "maxLength": crate::identity::MAX_VALUE_CHARS });
+    let event = json!({ "type": ["string", "number"], "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": "\\S" });
+    // Free-form members: any keys (generated clients type them as maps).
+    let object = json!({ "type": ["object", "null"], "additionalProperties": true });
+    // No `format: date-time`: the hub reads more than RFC 3339 (a space for
+    // `T`, no offset = UTC, as SDKs send); the pattern is its exact rule.
+    let time = json!({ "type": ["string", "null"], "pattern": crate::http::schema::TIME_PATTERN });
+    let name = json!({ "type": ["string", "number", "null"], "maxLength": MAX_NAME_CHARS });
     let mut properties = json!({
         "userId": id, "anonymousId": id,
-        "messageId": { "type": ["string", "null"], "minLength": 1, "maxLength": MAX_MESSAGE_ID_CHARS },
+        "messageId": { "type": ["string", "number", "null"], "minLength": 1, "maxLength": MAX_MESSAGE_ID_CHARS },
         "timestamp": time, "originalTimestamp": time, "sentAt": time,
         "context": object, "properties": object, "traits": object,
-        "integrations": object,
+        "integrations": { "description": "Ignored (any value): the hub sends nothing on." },
         "writeKey": { "description": "The key (a string), when no Authorization header is sent; ignored otherwise." },
     });
     let mut required = vec![];
@@ -468,32 +480,32 @@ pub fn call_schema(kind: Option<MessageType>) -> Value {
             properties["name"] = name;
             properties["previousId"] = id.clone();
             properties["groupId"] = id.clone();
-            for (kind, field) in [
-                ("track", "event"),
-                ("alias", "previousId"),
-                ("group", "groupId"),
+            for (kind, field, rule) in [
+                ("track", "event", &event),
+                ("alias", "previousId", &named_id),
+                ("group", "groupId", &named_id),
             ] {
                 all_of.push(
                     json!({ "if": { "properties": { "type": { "const": kind } } },
-                    "then": { "required": [field], "properties": { field: present_id } } }),
+                    "then": { "required": [field], "properties": { field: rule } } }),
                 );
             }
         }
         Some(kind) => {
             properties["type"] =
-                json!({ "type": "string", "description": "Ignored: the path gives the type." });
+                json!({ "description": "Ignored (any value): the path gives the type." });
             match kind {
                 MessageType::Track => {
-                    properties["event"] = json!({ "type": ["string", "number"], "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": "\\S" });
+                    properties["event"] = event;
                     required.push("event");
                 }
                 MessageType::Page | MessageType::Screen => properties["name"] = name,
                 MessageType::Alias => {
-                    properties["previousId"] = present_id.clone();
+                    properties["previousId"] = named_id;
                     required.push("previousId");
                 }
                 MessageType::Group => {
-                    properties["groupId"] = present_id.clone();
+                    properties["groupId"] = named_id;
                     required.push("groupId");
                 }
                 MessageType::Identify => {}
@@ -516,8 +528,8 @@ pub fn batch_schema() -> Value {
         "description": "At most 500 KB; each call at most 32 KB.",
         "properties": {
             "batch": { "type": "array", "minItems": 1, "maxItems": MAX_BATCH_CALLS, "items": call_schema(None) },
-            "context": { "type": ["object", "null"] },
-            "sentAt": { "type": ["string", "null"], "format": "date-time", "pattern": crate::http::schema::TIME_PATTERN },
+            "context": { "type": ["object", "null"], "additionalProperties": true },
+            "sentAt": { "type": ["string", "null"], "pattern": crate::http::schema::TIME_PATTERN },
             "writeKey": { "description": "The key (a string), when no Authorization header is sent; ignored otherwise." },
         },
         "required": ["batch"],

@@ -663,7 +663,9 @@ pub const EARLIEST_YEAR: i32 = 1970;
 pub const LATEST_YEAR: i32 = 9999;
 /// The largest device clock error corrected (`receivedAt − sentAt`), in
 /// days: a century, so a device whose clock was reset to 1970 is still
-/// corrected; a call whose `sentAt` is further off is rejected.
+/// corrected. A `sentAt` further off says nothing usable about the device's
+/// clock: the call is kept with its own timestamp, uncorrected (rejecting it
+/// would lose a call whose ids and properties are fine).
 pub const MAX_CLOCK_SKEW_DAYS: i64 = 36_525;
 
 /// True when `t` lies in the accepted years.
@@ -672,27 +674,11 @@ pub fn time_in_range(t: Timestamp) -> bool {
     (EARLIEST_YEAR..=LATEST_YEAR).contains(&t.year())
 }
 
-/// `Err` with the reason when the call's `sentAt` is further from the hub's
-/// clock than [`MAX_CLOCK_SKEW_DAYS`].
-pub fn check_clock_skew(message: &Message, received_at: Timestamp) -> Result<(), String> {
-    let Some(sent) = message.sent_at else {
-        return Ok(());
-    };
-    let skew = received_at.signed_duration_since(sent);
-    if skew.num_days().abs() > MAX_CLOCK_SKEW_DAYS {
-        return Err(format!(
-            "sentAt is {} days from the hub's clock; a clock error of at most {MAX_CLOCK_SKEW_DAYS} days is corrected",
-            skew.num_days().abs()
-        ));
-    }
-    Ok(())
-}
-
 /// Segment's skew correction: the device clock's error is `sentAt` minus
 /// the time the hub received the call, so `timestamp + (receivedAt − sentAt)`.
 /// Without a timestamp the call happened when it was received. Checked: a
-/// correction that would leave the accepted years keeps the timestamp as
-/// sent (the edge rejects such calls already; this never panics).
+/// `sentAt` more than [`MAX_CLOCK_SKEW_DAYS`] off, or a correction that would
+/// leave the accepted years, keeps the timestamp as sent (never panics).
 pub fn corrected_timestamp(message: &Message, received_at: Timestamp) -> Timestamp {
     let base = message.timestamp.or(message.original_timestamp);
     match (base, message.sent_at) {

@@ -33,8 +33,11 @@ pub struct CreateWebhook {
     #[serde(default)]
     #[schema(max_length = 500, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub description: String,
-    /// A `whsec_…` signing secret; generated when absent.
-    #[schema(pattern = "^whsec_[A-Za-z0-9+/]{24,}={0,2}$")]
+    /// A `whsec_…` signing secret (canonical, padded standard base64 of at
+    /// least 18 bytes); generated when absent.
+    #[schema(
+        pattern = "^whsec_([A-Za-z0-9+/]{4}){6,}([A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)?$"
+    )]
     pub secret: Option<String>,
     /// Deliver events from this feed position on; default: only new events.
     #[schema(minimum = 0)]

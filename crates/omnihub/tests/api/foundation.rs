@@ -58,7 +58,8 @@ async fn migrate_reports_what_it_applied(backend: Backend) {
         String::from_utf8(output.stdout).unwrap()
     };
     let latest = omnihub::storage::migrate::latest_version();
-    // Numbers are reserved per branch, so the list may have gaps.
+    // Counted, not assumed to equal the latest version: numbers are reserved
+    // per branch, so the list may have gaps.
     let count = omnihub::storage::migrate::MIGRATIONS.len();
     assert_eq!(
         migrate().await.trim(),

@@ -9,6 +9,7 @@ mod support;
 mod auth;
 mod browser;
 mod carts;
+mod catalog;
 mod contract;
 mod conventions;
 mod event_visibility;

@@ -450,6 +450,21 @@ async fn pos_sale_and_customer_history(backend: Backend) {
     )
     .await;
     assert_eq!(status, 403);
+    // The admin key (a back-office channel's) is told the kind rule, not a
+    // missing scope.
+    let (status, problem, _) = send(
+        app.client
+            .post(app.url("/v1/orders"))
+            .bearer_auth(&app.admin_key)
+            .json(&sale),
+    )
+    .await;
+    assert_eq!(status, 403, "{problem}");
+    assert_eq!(problem["code"], "wrong_channel_kind", "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("backoffice"),
+        "{problem}"
+    );
     // The same customer checks out online: both orders in one history.
     let web_carts = app.key("web", CART_SCOPES).await;
     let cart = cart_with(&app, &web_carts, "cus_all", &[("SHIRT", 1)]).await;
@@ -515,6 +530,15 @@ async fn marketplace_import_is_idempotent(backend: Backend) {
     )
     .await;
     assert_eq!(status, 403);
+    let (status, problem, _) = send(
+        app.client
+            .post(app.url("/v1/orders/import"))
+            .bearer_auth(&app.admin_key)
+            .json(&body),
+    )
+    .await;
+    assert_eq!(status, 403, "{problem}");
+    assert_eq!(problem["code"], "wrong_channel_kind", "{problem}");
     let id = first["id"].as_str().unwrap();
     let (status, order) = app.get_json(&format!("/v1/orders/{id}")).await;
     assert_eq!(status, 200);

@@ -576,9 +576,11 @@ pub fn resolve(
             if verified {
                 *f |= F_VERIFIED;
             }
-            // Candidates for a shared device: two people named by unique
-            // identifiers, or by emails/phones through verified links.
-            let person = iy.unique || (verified && iy.class == IdentifierClass::Claimable);
+            // Candidates for a shared device: two links to identifiers that
+            // may name people (unique types, accounts and other identifiers,
+            // emails/phones through verified links).
+            let person = iy.unique
+                || super::resolver::names_person_on_device(iy.class, verified);
             if ix.class == IdentifierClass::Device && person {
                 *f |= if *f & F_UNIQUE_ONE != 0 {
                     F_UNIQUE_TWO
@@ -931,6 +933,10 @@ fn statuses(
         }
         drop(fill);
         let mut per_kind = vec![0u32; rules.info.len()];
+        // Devices the per-type rule left undecided (slot, distinct
+        // neighbours): their persons are counted once every quarantine is
+        // known.
+        let mut undecided: Vec<(usize, usize)> = Vec::new();
         for (k, &node) in slots.iter().enumerate() {
             let i = node as usize;
             let list = &mut adjacency[offsets[k] as usize..offsets[k + 1] as usize];
@@ -944,6 +950,8 @@ fn statuses(
                     verified |= list[run] & VERIFIED_BIT != 0;
                     run += 1;
                 }
+                // Distinct neighbours, with their verified flag, kept in front.
+                list[distinct] = y | if verified { VERIFIED_BIT } else { 0 };
                 distinct += 1;
                 let k = usize::from(kinds[y as usize]).min(per_kind.len() - 1);
                 let person = rules.info[k].unique
@@ -957,14 +965,96 @@ fn statuses(
                 flags[i] |= F_QUARANTINED;
             } else if class == IdentifierClass::Device && per_kind.iter().any(|&c| c >= 2) {
                 flags[i] |= F_SHARED;
+            } else if class == IdentifierClass::Device {
+                undecided.push((k, distinct));
             }
             per_kind.fill(0);
+        }
+        if !undecided.is_empty() {
+            let persons = person_components(rules, kinds, flags, ends);
+            let mut roots: Vec<u32> = Vec::new();
+            for (k, distinct) in undecided {
+                let start = offsets[k] as usize;
+                roots.clear();
+                for &entry in &adjacency[start..start + distinct] {
+                    let y = entry & NODE_MASK;
+                    let verified = entry & VERIFIED_BIT != 0;
+                    if flags[y as usize] & F_QUARANTINED == 0
+                        && super::resolver::names_person_on_device(info(y).class, verified)
+                    {
+                        roots.push(persons.root(y));
+                    }
+                }
+                roots.sort_unstable();
+                roots.dedup();
+                if roots.len() >= 2 {
+                    flags[slots[k] as usize] |= F_SHARED;
+                }
+            }
         }
     }
     for f in flags.iter_mut() {
         *f &= !(F_UNIQUE_ONE | F_UNIQUE_TWO | F_CANDIDATE);
     }
     Ok(())
+}
+
+/// Person identifiers tied together by strong links (as in the resolver's
+/// shared-device rule): both ends neither devices nor quarantined, the link
+/// trusted, and verified when it names an email or phone. Roots are found
+/// with path halving on a frozen copy (read-only after building).
+struct Persons {
+    parent: Vec<u32>,
+}
+
+impl Persons {
+    fn root(&self, mut x: u32) -> u32 {
+        while self.parent[x as usize] != x {
+            x = self.parent[x as usize];
+        }
+        x
+    }
+}
+
+fn person_components(
+    rules: &CompactRules,
+    kinds: &[u8],
+    flags: &[u8],
+    ends: &[[u32; 2]],
+) -> Persons {
+    let n = kinds.len();
+    let mut parent: Vec<u32> = (0..n as u32).collect();
+    let find = |parent: &mut Vec<u32>, mut x: u32| {
+        while parent[x as usize] != x {
+            let up = parent[parent[x as usize] as usize];
+            parent[x as usize] = up;
+            x = up;
+        }
+        x
+    };
+    for &[a, b] in ends {
+        let verified = a & VERIFIED_BIT != 0;
+        let trusted = b & CLAIM_BIT == 0;
+        let (a, b) = (a & NODE_MASK, b & NODE_MASK);
+        if a == b || !trusted {
+            continue;
+        }
+        let (ca, cb) = (
+            rules.info(kinds[a as usize]).class,
+            rules.info(kinds[b as usize]).class,
+        );
+        let device = ca == IdentifierClass::Device || cb == IdentifierClass::Device;
+        let claimable = ca == IdentifierClass::Claimable || cb == IdentifierClass::Claimable;
+        let quarantined = (flags[a as usize] | flags[b as usize]) & F_QUARANTINED != 0;
+        if device || quarantined || (claimable && !verified) {
+            continue;
+        }
+        let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+        if ra != rb {
+            parent[ra.max(rb) as usize] = ra.min(rb);
+        }
+    }
+    Persons { parent }
 }
 
 /// Runs the compact resolver on the resolver's own inputs and answers in the

@@ -579,8 +579,7 @@ pub fn resolve(
             // Candidates for a shared device: two links to identifiers that
             // may name people (unique types, accounts and other identifiers,
             // emails/phones through verified links).
-            let person = iy.unique
-                || super::resolver::names_person_on_device(iy.class, verified);
+            let person = iy.unique || super::resolver::names_person_on_device(iy.class, verified);
             if ix.class == IdentifierClass::Device && person {
                 *f |= if *f & F_UNIQUE_ONE != 0 {
                     F_UNIQUE_TWO

@@ -162,16 +162,75 @@ pub struct Observed {
     pub source: String,
 }
 
-/// What another domain does inside the transaction of a merge that no call
-/// of the customer made (an identity rebuild), for the profile that survived
-/// it, on behalf of a channel: commerce moves the guest's carts there.
-/// Identity announces the merge through it and never imports that domain;
-/// whoever assembles the hub passes it in (`server.rs`, `cli.rs`).
+/// Who a merge follow-up acts for: the channel of the call (or of the
+/// operator) that caused the merge, and its kind when a customer's own call
+/// did (a login): commerce then applies that channel's merge policy; an
+/// identity rebuild has no kind (nothing a guest added may be lost).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MergeContext {
+    pub channel: ChannelId,
+    pub channel_kind: Option<crate::channels::ChannelKind>,
+}
+
+/// What another domain does inside the transaction of a change to the
+/// identity graph that put `customer_id` (the surviving profile) together
+/// with others: commerce moves the guest's carts there. Identity announces
+/// the merge through it and never imports that domain; whoever assembles
+/// the hub passes it in (`server.rs`, `cli.rs`). The rules are those the
+/// change ran under.
 pub type MergeFollowUp = for<'t> fn(
     &'t mut Tx,
+    &'t IdentityRules,
     &'t str,
-    ChannelId,
+    MergeContext,
 ) -> futures::future::BoxFuture<'t, Result<(), StoreError>>;
+
+/// What another domain does inside the transaction of an unmerge, for the
+/// profiles the unmerged group became (`profiles`): commerce gives each one
+/// back the orders and cart lines attributed to it.
+pub type UnmergeFollowUp = for<'t> fn(
+    &'t mut Tx,
+    &'t IdentityRules,
+    &'t Unmerged,
+) -> futures::future::BoxFuture<'t, Result<(), StoreError>>;
+
+/// An unmerge, as its follow-ups see it.
+#[derive(Clone, Debug)]
+pub struct Unmerged {
+    pub merge_id: String,
+    /// Every profile of the regrouped part of the graph, after the unmerge.
+    pub profiles: Vec<String>,
+    pub channel_id: Option<ChannelId>,
+}
+
+/// The follow-ups of identity changes, registered by the hub.
+#[derive(Clone, Copy)]
+pub struct FollowUps {
+    pub merged: MergeFollowUp,
+    pub unmerged: UnmergeFollowUp,
+}
+
+impl FollowUps {
+    /// No follow-up (identity alone: benchmarks, tools).
+    pub fn none() -> FollowUps {
+        fn merged<'t>(
+            _: &'t mut Tx,
+            _: &'t IdentityRules,
+            _: &'t str,
+            _: MergeContext,
+        ) -> futures::future::BoxFuture<'t, Result<(), StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn unmerged<'t>(
+            _: &'t mut Tx,
+            _: &'t IdentityRules,
+            _: &'t Unmerged,
+        ) -> futures::future::BoxFuture<'t, Result<(), StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+        FollowUps { merged, unmerged }
+    }
+}
 
 /// How much a link is worth, weakest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -884,8 +943,9 @@ pub struct UnmergeReport {
 }
 
 /// Undoes a merge: retracts every active link between the merged side and
-/// the rest of the survivor, regroups, and marks the merge undone. With
-/// `preview`, computes the same and rolls it back
+/// the rest of the survivor, regroups, marks the merge undone and runs
+/// `follow_up` (commerce gives orders and cart lines back to their owners).
+/// With `preview`, computes the regrouping and rolls it back
 /// ([`IdentityError::Preview`] carries the report).
 pub async fn unmerge(
     tx: &mut Tx,
@@ -893,6 +953,7 @@ pub async fn unmerge(
     merge_id: &str,
     channel_id: Option<ChannelId>,
     preview: bool,
+    follow_up: UnmergeFollowUp,
 ) -> Result<UnmergeReport, IdentityError> {
     let now = tx.now();
     let merge = store::get_merge(&mut *tx.conn(), merge_id)
@@ -958,6 +1019,12 @@ pub async fn unmerge(
         .subject("customer_id", &report.survivor_id)
         .subject("unmerged_customer_id", &report.merged_id),
     );
+    let unmerged = Unmerged {
+        merge_id: report.merge_id.clone(),
+        profiles: report.profiles.keys().cloned().collect(),
+        channel_id,
+    };
+    follow_up(tx, rules, &unmerged).await?;
     Ok(report)
 }
 
@@ -996,9 +1063,12 @@ pub struct ProfileKeys {
 
 /// The keys of the profile `id` resolves to, or `None` for an id that was
 /// never a profile.
+///
+/// `rules`: the rules in force when the caller holds them (read otherwise).
 pub async fn profile_keys(
     conn: &mut sqlx::AnyConnection,
     id: &str,
+    rules: Option<&IdentityRules>,
 ) -> Result<Option<ProfileKeys>, StoreError> {
     let Some(row) = store::get_customer(&mut *conn, id).await? else {
         return Ok(None);
@@ -1015,7 +1085,14 @@ pub async fn profile_keys(
     // A person is named by an account, a verified email or phone, or
     // another person identifier (a loyalty id); an unverified email that
     // joined two guests names nobody yet, so their carts stay apart.
-    let rules = load_rules(&mut *conn).await?;
+    let loaded;
+    let rules = match rules {
+        Some(rules) => rules,
+        None => {
+            loaded = load_rules(&mut *conn).await?;
+            &loaded
+        }
+    };
     let identified = members.iter().any(|r| match rules.class(&r.kind) {
         IdentifierClass::Account | IdentifierClass::Other => {
             !GUEST_KINDS.contains(&r.kind.as_str())
@@ -1045,7 +1122,7 @@ pub async fn keys_or_opaque(
     id: &str,
 ) -> Result<ProfileKeys, StoreError> {
     let mut conn = store.reader().acquire().await?;
-    Ok(profile_keys(&mut conn, id)
+    Ok(profile_keys(&mut conn, id, None)
         .await?
         .unwrap_or_else(|| ProfileKeys {
             customer_id: id.to_string(),

@@ -522,8 +522,12 @@ pub async fn rebuild(
                     // The same follow-ups as a live merge (the guest's
                     // carts join the customer's), in the same transaction.
                     if let Some((follow, channel)) = follow_up {
+                        let context = super::MergeContext {
+                            channel,
+                            channel_kind: None,
+                        };
                         for survivor in &outcome.merged_into {
-                            follow(tx, survivor, channel).await?;
+                            follow(tx, &rules, survivor, context).await?;
                         }
                     }
                     Ok::<_, IdentityError>(outcome)

@@ -670,12 +670,9 @@ mod tests {
         ];
         let family = [edge("1", "t", "e", true), edge("2", "u", "t", true)];
         check(&nodes, &family, &[&["e"], &["t"], &["u"]]);
-        let compact = crate::identity::compact::resolve_inputs(
-            &IdentityRules::default(),
-            &nodes,
-            &family,
-        )
-        .unwrap();
+        let compact =
+            crate::identity::compact::resolve_inputs(&IdentityRules::default(), &nodes, &family)
+                .unwrap();
         assert_eq!(compact, resolve(&IdentityRules::default(), &nodes, &family));
         // An unverified email names nobody yet: one person, no sharing.
         check(
@@ -686,7 +683,11 @@ mod tests {
         // The same person: the account verified the email.
         check(
             &nodes,
-            &[family[0].clone(), family[1].clone(), edge("3", "u", "e", true)],
+            &[
+                family[0].clone(),
+                family[1].clone(),
+                edge("3", "u", "e", true),
+            ],
             &[&["e", "t", "u"]],
         );
         // A public key's claim never ties two persons together.

@@ -22,14 +22,13 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::carts::{self, CartError};
 use crate::channels::ChannelKind;
 use crate::events::NewEvent;
 use crate::groups;
 use crate::identity::rules::{IdentifierClass, IdentityRules};
 use crate::identity::{
-    self, Identifier, IdentityError, KnownIdentities, LinkTrust, NormalizeError, Observation,
-    Observed,
+    self, Identifier, IdentityError, KnownIdentities, LinkTrust, MergeFollowUp, NormalizeError,
+    Observation, Observed,
 };
 use crate::ids::{ChannelId, TrackingEventId};
 use crate::keys::{Principal, Scope, login_token};
@@ -281,17 +280,22 @@ pub struct Call {
 /// fails in identity resolution, the whole operation is rolled back and the
 /// calls run again, each in a savepoint, so only the failing call is lost; a
 /// lone call is answered with its rejection.
+///
+/// `follow_merge` runs in the transaction of a call that added trusted links
+/// (a login): the hub registers commerce's (the guest's carts move), so
+/// tracking never imports commerce.
 pub async fn ingest(
     store: &Store,
     calls: Vec<Call>,
+    follow_merge: MergeFollowUp,
 ) -> Result<Vec<Result<Accepted, Rejection>>, TrackingError> {
     let count = calls.len();
     let calls = Arc::new(calls);
-    match run(store, calls.clone(), false).await {
+    match run(store, calls.clone(), false, follow_merge).await {
         Err(TrackingError::Identity(error)) if count == 1 => {
             Ok(vec![Err(Rejection::Identity(error.to_string()))])
         }
-        Err(TrackingError::Identity(_)) => run(store, calls, true).await,
+        Err(TrackingError::Identity(_)) => run(store, calls, true, follow_merge).await,
         other => other,
     }
 }
@@ -300,6 +304,7 @@ async fn run(
     store: &Store,
     calls: Arc<Vec<Call>>,
     isolate: bool,
+    follow_merge: MergeFollowUp,
 ) -> Result<Vec<Result<Accepted, Rejection>>, TrackingError> {
     store
         .write(move |tx| {
@@ -312,6 +317,7 @@ async fn run(
                     seen: HashMap::new(),
                     rows: Vec::with_capacity(calls.len()),
                     identities: KnownIdentities::default(),
+                    follow_merge,
                 };
                 // Every call's identifiers, read in a few queries for the
                 // whole operation (with the links between them).
@@ -398,6 +404,7 @@ struct OperationState {
     /// operation (multi-row inserts instead of one per call).
     rows: Vec<store::NewTrackingRow>,
     identities: KnownIdentities,
+    follow_merge: MergeFollowUp,
 }
 
 /// One call inside a savepoint of its own: a failure rolls back this call only.
@@ -508,20 +515,11 @@ async fn ingest_one(
         // A login (or any new trusted link) may have made a guest known:
         // their carts join the customer's now, in this call's transaction.
         // A public key's claims join nobody, so they move no cart.
-        carts::merge::on_identity_change(
-            tx,
-            &placement.customer_id,
-            sender.channel_id,
-            sender.channel_kind,
-        )
-        .await
-        .map_err(|error| match error {
-            CartError::Store(error) => IdentityError::Store(error),
-            other => {
-                tracing::warn!(error = %other, "guest cart merge failed; the call is rolled back");
-                IdentityError::Store(StoreError::Corrupt(format!("guest cart merge: {other}")))
-            }
-        })?;
+        let context = identity::MergeContext {
+            channel: sender.channel_id,
+            channel_kind: Some(sender.channel_kind),
+        };
+        (state.follow_merge)(tx, rules, &placement.customer_id, context).await?;
     }
     let mut traits = merged_traits(message);
     if traits.len() > MAX_TRAITS_PER_CALL {

@@ -34,6 +34,7 @@ mod shared_database;
 mod stream;
 mod tracking;
 mod tracking_isolation;
+mod unmerge;
 mod webhook_destinations;
 mod webhooks;
 mod worked_example;

@@ -20,7 +20,11 @@
 //!   bucket, then the times are dropped;
 //! * fan-out and shared-device checks count raw degrees first and build an
 //!   adjacency list only for the few candidates (non-accounts above
-//!   `max_fanout` links, devices seen with two unique-type links);
+//!   `max_fanout` links, devices with two links to identifiers that may name
+//!   people); a device the per-type rule leaves undecided counts its persons
+//!   with a union-find over the strong links between person identifiers
+//!   (4 bytes per identifier, built only when such a device exists, dropped
+//!   before the grouping);
 //! * union-find with path halving, whose root is always the smallest member
 //!   index — as in the resolver, where the order of neighbouring groups of an
 //!   unverified email is the order of their roots; per-group per-type counters

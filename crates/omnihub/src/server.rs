@@ -15,14 +15,14 @@ use crate::events::tail::Tail;
 use crate::http::{self, AppState, AppStateInner};
 
 /// Commerce's follow-ups of identity changes: a merge moves the guest's
-/// carts into the customer's (`carts::merge::follow_merge`), an unmerge
-/// gives orders and cart lines back to the profiles they were made for
-/// (`orders::attribution::follow_unmerge`). Identity calls them without
+/// carts into the customer's (`carts::merge::follow_merge`), an unmerge or
+/// a split gives orders and cart lines back to the profiles they were made
+/// for (`orders::attribution::follow_separation`). Identity calls them without
 /// importing commerce.
 pub fn follow_ups() -> crate::identity::FollowUps {
     crate::identity::FollowUps {
         merged: crate::carts::merge::follow_merge,
-        unmerged: crate::orders::attribution::follow_unmerge,
+        separated: crate::orders::attribution::follow_separation,
     }
 }
 use crate::keys::cache::KeyCache;
@@ -96,15 +96,12 @@ impl Hub {
                 store.clone(),
             )),
             channels: Arc::new(ChannelCache::default()),
-            tracking: crate::tracking::batcher::Batcher::start(
-                store.clone(),
-                crate::server::follow_ups().merged,
-            ),
+            tracking: crate::tracking::batcher::Batcher::start(store.clone(), follow_ups()),
             metrics: metrics.clone(),
             guards: http::limits::Guards::new(&settings.limits),
             settings: Arc::new(settings.clone()),
             shutdown: shutdown.clone(),
-            follow_ups: crate::server::follow_ups(),
+            follow_ups: follow_ups(),
         });
         let dispatcher = crate::webhooks::delivery::spawn(
             store.clone(),

@@ -76,7 +76,7 @@ pub async fn give_back(
     tx: &mut Tx,
     rules: &IdentityRules,
     customer_ids: &[String],
-    merge_id: &str,
+    merge_id: Option<&str>,
     channel: Option<ChannelId>,
 ) -> Result<(), CartError> {
     let mut carts: Vec<String> = Vec::new();
@@ -102,7 +102,7 @@ pub async fn give_back(
 
 struct Back<'a> {
     rules: &'a IdentityRules,
-    merge_id: &'a str,
+    merge_id: Option<&'a str>,
     channel: Option<ChannelId>,
 }
 

@@ -598,7 +598,7 @@ pub async fn unmerge(
         target,
         caller.channel_id,
         body.preview,
-        state.follow_ups.unmerged,
+        state.follow_ups.separated,
     )
     .await?;
     Ok(axum::Json(UnmergeBody {

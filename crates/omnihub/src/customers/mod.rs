@@ -351,7 +351,7 @@ pub async fn unmerge(
     target: Option<UnmergeTarget>,
     channel_id: ChannelId,
     preview: bool,
-    follow_up: identity::UnmergeFollowUp,
+    follow_up: identity::SeparationFollowUp,
 ) -> Result<UnmergeReport, IdentityError> {
     let db = store.reader();
     let current = identity::resolve_customer(db, id)

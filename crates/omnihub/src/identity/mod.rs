@@ -185,20 +185,23 @@ pub type MergeFollowUp = for<'t> fn(
     MergeContext,
 ) -> futures::future::BoxFuture<'t, Result<(), StoreError>>;
 
-/// What another domain does inside the transaction of an unmerge, for the
-/// profiles the unmerged group became (`profiles`): commerce gives each one
-/// back the orders and cart lines attributed to it.
-pub type UnmergeFollowUp = for<'t> fn(
+/// What another domain does inside the transaction of a change that
+/// separated profiles (an unmerge, or a split: a device turned shared, a
+/// rebuild under stricter rules), for the profiles the separated group
+/// became: commerce gives each one back the orders and cart lines made for
+/// it.
+pub type SeparationFollowUp = for<'t> fn(
     &'t mut Tx,
     &'t IdentityRules,
-    &'t Unmerged,
+    &'t Separation,
 ) -> futures::future::BoxFuture<'t, Result<(), StoreError>>;
 
-/// An unmerge, as its follow-ups see it.
+/// An unmerge or a split, as its follow-ups see it.
 #[derive(Clone, Debug)]
-pub struct Unmerged {
-    pub merge_id: String,
-    /// Every profile of the regrouped part of the graph, after the unmerge.
+pub struct Separation {
+    /// The merge undone; `None` for a split.
+    pub merge_id: Option<String>,
+    /// The profiles of the regrouped part of the graph, after it.
     pub profiles: Vec<String>,
     pub channel_id: Option<ChannelId>,
 }
@@ -207,7 +210,7 @@ pub struct Unmerged {
 #[derive(Clone, Copy)]
 pub struct FollowUps {
     pub merged: MergeFollowUp,
-    pub unmerged: UnmergeFollowUp,
+    pub separated: SeparationFollowUp,
 }
 
 impl FollowUps {
@@ -221,14 +224,14 @@ impl FollowUps {
         ) -> futures::future::BoxFuture<'t, Result<(), StoreError>> {
             Box::pin(async { Ok(()) })
         }
-        fn unmerged<'t>(
+        fn separated<'t>(
             _: &'t mut Tx,
             _: &'t IdentityRules,
-            _: &'t Unmerged,
+            _: &'t Separation,
         ) -> futures::future::BoxFuture<'t, Result<(), StoreError>> {
             Box::pin(async { Ok(()) })
         }
-        FollowUps { merged, unmerged }
+        FollowUps { merged, separated }
     }
 }
 
@@ -285,6 +288,9 @@ pub struct Placement {
     pub anchor_id: String,
     /// Links this call added to the ledger.
     pub new_links: usize,
+    /// The profiles that profiles split into because of this call (a
+    /// device turned shared, an identifier quarantined); empty mostly.
+    pub split_into: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -438,6 +444,7 @@ pub async fn observe(
             customer_id: anchor.customer_id,
             anchor_id: anchor.id,
             new_links: 0,
+            split_into: Vec::new(),
         });
     }
     let cause = Cause::Event {
@@ -453,6 +460,7 @@ pub async fn observe(
             customer_id: anchor.customer_id,
             anchor_id: anchor.id,
             new_links: 0,
+            split_into: Vec::new(),
         });
     }
     let mut seeds: Vec<String> = vec![anchor.id.clone()];
@@ -468,6 +476,7 @@ pub async fn observe(
         customer_id,
         anchor_id: anchor.id,
         new_links: new_links.len(),
+        split_into: outcome.split_into.iter().cloned().collect(),
     })
 }
 
@@ -551,6 +560,8 @@ pub struct Recomputed {
     pub links: BTreeMap<String, LinkRow>,
     /// Merge records written.
     pub merges: Vec<String>,
+    /// The profiles that profiles split into here (`customer.split`).
+    pub split_into: BTreeSet<String>,
 }
 
 /// Loads the connected part of the identifier graph around `seeds` (through
@@ -762,7 +773,7 @@ async fn apply_resolution(
             out.merges.push(merge.id);
         }
     }
-    emit_splits(tx, cause, out, &old_active);
+    out.split_into = emit_splits(tx, cause, out, &old_active);
     emit_refusals(tx, cause, out);
     Ok(())
 }
@@ -854,9 +865,16 @@ fn emit_status_change(
 
 /// `customer.split` for every previously active profile whose identifiers
 /// now sit in more than one profile (not for unmerges: they emit their own).
-fn emit_splits(tx: &mut Tx, cause: &Cause, out: &Recomputed, old_active: &BTreeSet<String>) {
+/// Returns the profiles they split into.
+fn emit_splits(
+    tx: &mut Tx,
+    cause: &Cause,
+    out: &Recomputed,
+    old_active: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let mut split_into = BTreeSet::new();
     if matches!(cause, Cause::Unmerge { .. }) {
-        return;
+        return split_into;
     }
     let now = tx.now();
     for old in old_active {
@@ -867,6 +885,7 @@ fn emit_splits(tx: &mut Tx, cause: &Cause, out: &Recomputed, old_active: &BTreeS
             .filter_map(|r| out.customer_of.get(&r.id))
             .collect();
         if now_in.len() > 1 {
+            split_into.extend(now_in.iter().map(|c| (*c).clone()));
             tx.emit(
                 NewEvent::new(
                     "customer.split",
@@ -886,6 +905,7 @@ fn emit_splits(tx: &mut Tx, cause: &Cause, out: &Recomputed, old_active: &BTreeS
             );
         }
     }
+    split_into
 }
 
 /// `identity.conflict` / `identity.verification_required` for the links
@@ -953,7 +973,7 @@ pub async fn unmerge(
     merge_id: &str,
     channel_id: Option<ChannelId>,
     preview: bool,
-    follow_up: UnmergeFollowUp,
+    follow_up: SeparationFollowUp,
 ) -> Result<UnmergeReport, IdentityError> {
     let now = tx.now();
     let merge = store::get_merge(&mut *tx.conn(), merge_id)
@@ -1019,12 +1039,12 @@ pub async fn unmerge(
         .subject("customer_id", &report.survivor_id)
         .subject("unmerged_customer_id", &report.merged_id),
     );
-    let unmerged = Unmerged {
-        merge_id: report.merge_id.clone(),
+    let separation = Separation {
+        merge_id: Some(report.merge_id.clone()),
         profiles: report.profiles.keys().cloned().collect(),
         channel_id,
     };
-    follow_up(tx, rules, &unmerged).await?;
+    follow_up(tx, rules, &separation).await?;
     Ok(report)
 }
 

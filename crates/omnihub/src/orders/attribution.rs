@@ -2,7 +2,7 @@
 //! when it was placed (`customer_id`) and whom the channel placed it for
 //! (`origin`: the cart's origin, or the customer a till named). While two
 //! profiles are merged both names resolve to the survivor; once an unmerge
-//! separates them, [`follow_unmerge`] (commerce's `identity::UnmergeFollowUp`,
+//! separates them, [`follow_separation`] (commerce's `identity::UnmergeFollowUp`,
 //! registered by the hub) puts every order of the profiles involved back on
 //! the profile its origin names now, with an `order.reattributed` event,
 //! and gives carts and cart lines back (`carts::unmerge`). Guest orders
@@ -19,28 +19,30 @@ use crate::carts::{self, CartError, Origin};
 use crate::events::NewEvent;
 use crate::events::visibility::OWNER_SUBJECT;
 use crate::identity::rules::IdentityRules;
-use crate::identity::{self, Unmerged};
+use crate::identity::{self, Separation};
 use crate::ids::OrderId;
 use crate::storage::{StoreError, Tx};
 
 /// Commerce's follow-up of an unmerge, in its transaction: orders, carts and
 /// cart lines go back to the profiles their origins name now.
-pub fn follow_unmerge<'t>(
+pub fn follow_separation<'t>(
     tx: &'t mut Tx,
     rules: &'t IdentityRules,
-    unmerged: &'t Unmerged,
+    separation: &'t Separation,
 ) -> BoxFuture<'t, Result<(), StoreError>> {
     Box::pin(async move {
         let mut ids: BTreeSet<String> = BTreeSet::new();
-        for profile in &unmerged.profiles {
+        for profile in &separation.profiles {
             if let Some(keys) = identity::profile_keys(tx.conn(), profile, Some(rules)).await? {
                 ids.extend(keys.customer_ids);
             }
         }
         let ids: Vec<String> = ids.into_iter().collect();
-        reattribute(tx, &ids, unmerged).await?;
-        let channel = unmerged.channel_id;
-        match carts::unmerge::give_back(tx, rules, &ids, &unmerged.merge_id, channel).await {
+        reattribute(tx, &ids, separation).await?;
+        let channel = separation.channel_id;
+        match carts::unmerge::give_back(tx, rules, &ids, separation.merge_id.as_deref(), channel)
+            .await
+        {
             Ok(()) => Ok(()),
             Err(CartError::Store(error)) => Err(error),
             Err(other) => {
@@ -55,7 +57,7 @@ pub fn follow_unmerge<'t>(
 async fn reattribute(
     tx: &mut Tx,
     customer_ids: &[String],
-    unmerged: &Unmerged,
+    separation: &Separation,
 ) -> Result<(), StoreError> {
     for found in store::attributions(tx.conn(), customer_ids).await? {
         let Some(origin) = Origin::from_parts(Some(&found.origin_kind), Some(found.origin_id))
@@ -81,20 +83,20 @@ async fn reattribute(
             super::OrderError::Store(e) => e,
             other => StoreError::Corrupt(format!("order {id}: {other}")),
         })?;
-        announce(tx, &order, &found.customer_id, &origin, unmerged);
+        announce(tx, &order, &found.customer_id, &origin, separation);
     }
     Ok(())
 }
 
 /// `order.reattributed`: the order (now on its new profile), the profile it
 /// was on, whom it was placed for and the unmerge that moved it.
-fn announce(tx: &mut Tx, order: &Order, previous: &str, origin: &Origin, unmerged: &Unmerged) {
+fn announce(tx: &mut Tx, order: &Order, previous: &str, origin: &Origin, separation: &Separation) {
     let mut data = snapshot(order);
     data["previous_customer_id"] = json!(previous);
     data["origin"] = origin.json();
-    data["merge_id"] = json!(unmerged.merge_id);
+    data["merge_id"] = json!(separation.merge_id);
     let mut event = NewEvent::new("order.reattributed", tx.now(), data)
-        .channel(unmerged.channel_id)
+        .channel(separation.channel_id)
         .subject("order_id", order.id)
         .subject("previous_customer_id", previous)
         .subject(OWNER_SUBJECT, order.channel_id);

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Accepted, Call, Rejection, TrackingError};
-use crate::identity::MergeFollowUp;
+use crate::identity::FollowUps;
 use crate::storage::{Store, StoreError};
 
 /// Calls taken into one operation, at most (a request is never split, so
@@ -36,15 +36,15 @@ type Reply = oneshot::Sender<Results>;
 /// The handle requests are submitted through (one per hub).
 pub struct Batcher {
     store: Store,
-    follow_merge: MergeFollowUp,
+    follow_ups: FollowUps,
     queue: mpsc::Sender<(Vec<Call>, Reply)>,
 }
 
 impl Batcher {
-    /// Starts the task; it ends when the handle is dropped. `follow_merge`
-    /// runs in the transaction of a call that joined profiles (see
+    /// Starts the task; it ends when the handle is dropped. `follow_ups`
+    /// run in the transaction of a call that changed the identity graph (see
     /// [`super::ingest`]).
-    pub fn start(store: Store, follow_merge: MergeFollowUp) -> Batcher {
+    pub fn start(store: Store, follow_ups: FollowUps) -> Batcher {
         let (queue, mut receiver) = mpsc::channel::<(Vec<Call>, Reply)>(QUEUE_DEPTH);
         let handle = store.clone();
         tokio::spawn(async move {
@@ -61,12 +61,12 @@ impl Batcher {
                         Err(_) => break,
                     }
                 }
-                run(&store, follow_merge, requests, total, &mut last_logged).await;
+                run(&store, follow_ups, requests, total, &mut last_logged).await;
             }
         });
         Batcher {
             store: handle,
-            follow_merge,
+            follow_ups,
             queue,
         }
     }
@@ -76,7 +76,7 @@ impl Batcher {
     pub async fn ingest(&self, calls: Vec<Call>) -> Results {
         if crate::idempotency::holds_writes() {
             // An idempotent request's answer commits with its own write.
-            return super::ingest(&self.store, calls, self.follow_merge).await;
+            return super::ingest(&self.store, calls, self.follow_ups).await;
         }
         let (reply, answer) = oneshot::channel();
         self.queue
@@ -91,7 +91,7 @@ impl Batcher {
 
 async fn run(
     store: &Store,
-    follow: MergeFollowUp,
+    follow: FollowUps,
     requests: Vec<(Vec<Call>, Reply)>,
     total: usize,
     last_logged: &mut Option<Instant>,
@@ -137,7 +137,7 @@ async fn run(
 
 /// One request on its own; when it still fails and holds several calls,
 /// each call on its own, so a bad call costs only itself.
-async fn run_alone(store: &Store, follow: MergeFollowUp, calls: Vec<Call>) -> Results {
+async fn run_alone(store: &Store, follow: FollowUps, calls: Vec<Call>) -> Results {
     if calls.len() <= 1 {
         return super::ingest(store, calls, follow).await;
     }

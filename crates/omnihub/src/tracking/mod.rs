@@ -27,7 +27,7 @@ use crate::events::NewEvent;
 use crate::groups;
 use crate::identity::rules::{IdentifierClass, IdentityRules};
 use crate::identity::{
-    self, Identifier, IdentityError, KnownIdentities, LinkTrust, MergeFollowUp, NormalizeError,
+    self, FollowUps, Identifier, IdentityError, KnownIdentities, LinkTrust, NormalizeError,
     Observation, Observed,
 };
 use crate::ids::{ChannelId, TrackingEventId};
@@ -281,21 +281,23 @@ pub struct Call {
 /// calls run again, each in a savepoint, so only the failing call is lost; a
 /// lone call is answered with its rejection.
 ///
-/// `follow_merge` runs in the transaction of a call that added trusted links
-/// (a login): the hub registers commerce's (the guest's carts move), so
-/// tracking never imports commerce.
+/// `follow_ups` run in the transaction of a call that changed the identity
+/// graph: `merged` after a call that added trusted links (a login: the
+/// guest's carts move), `separated` after one that split profiles (orders
+/// and cart lines go back). The hub registers commerce's, so tracking never
+/// imports commerce.
 pub async fn ingest(
     store: &Store,
     calls: Vec<Call>,
-    follow_merge: MergeFollowUp,
+    follow_ups: FollowUps,
 ) -> Result<Vec<Result<Accepted, Rejection>>, TrackingError> {
     let count = calls.len();
     let calls = Arc::new(calls);
-    match run(store, calls.clone(), false, follow_merge).await {
+    match run(store, calls.clone(), false, follow_ups).await {
         Err(TrackingError::Identity(error)) if count == 1 => {
             Ok(vec![Err(Rejection::Identity(error.to_string()))])
         }
-        Err(TrackingError::Identity(_)) => run(store, calls, true, follow_merge).await,
+        Err(TrackingError::Identity(_)) => run(store, calls, true, follow_ups).await,
         other => other,
     }
 }
@@ -304,7 +306,7 @@ async fn run(
     store: &Store,
     calls: Arc<Vec<Call>>,
     isolate: bool,
-    follow_merge: MergeFollowUp,
+    follow_ups: FollowUps,
 ) -> Result<Vec<Result<Accepted, Rejection>>, TrackingError> {
     store
         .write(move |tx| {
@@ -317,7 +319,7 @@ async fn run(
                     seen: HashMap::new(),
                     rows: Vec::with_capacity(calls.len()),
                     identities: KnownIdentities::default(),
-                    follow_merge,
+                    follow_ups,
                 };
                 // Every call's identifiers, read in a few queries for the
                 // whole operation (with the links between them).
@@ -404,7 +406,7 @@ struct OperationState {
     /// operation (multi-row inserts instead of one per call).
     rows: Vec<store::NewTrackingRow>,
     identities: KnownIdentities,
-    follow_merge: MergeFollowUp,
+    follow_ups: FollowUps,
 }
 
 /// One call inside a savepoint of its own: a failure rolls back this call only.
@@ -519,7 +521,17 @@ async fn ingest_one(
             channel: sender.channel_id,
             channel_kind: Some(sender.channel_kind),
         };
-        (state.follow_merge)(tx, rules, &placement.customer_id, context).await?;
+        (state.follow_ups.merged)(tx, rules, &placement.customer_id, context).await?;
+    }
+    if !placement.split_into.is_empty() {
+        // A device turned shared or an identifier quarantined: what each
+        // person made goes back to them.
+        let separation = identity::Separation {
+            merge_id: None,
+            profiles: placement.split_into.clone(),
+            channel_id: Some(channel),
+        };
+        (state.follow_ups.separated)(tx, rules, &separation).await?;
     }
     let mut traits = merged_traits(message);
     if traits.len() > MAX_TRAITS_PER_CALL {

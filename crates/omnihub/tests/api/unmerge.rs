@@ -1,6 +1,7 @@
 //! Attribution across unmerge, and shared devices across identifier types:
-//! an unmerge gives orders, carts and cart lines back to the person they
-//! were made for (after live merges and after merges made by a rebuild), and
+//! an unmerge (or a split) gives orders, carts and cart lines back to the
+//! person they were made for (after live merges and after merges made by a
+//! rebuild), and
 //! a family tablet used by one person signing in by email and another by
 //! user id keeps both apart.
 
@@ -15,6 +16,7 @@ use crate::tracking::{accepted, feed, lookup, timeline};
 
 backend_tests!(
     unmerge_gives_orders_and_cart_lines_back,
+    a_rebuild_that_splits_gives_orders_and_lines_back,
     unmerge_of_a_rebuild_merge_gives_the_merged_cart_back,
     a_tablet_shared_by_email_and_user_id_keeps_both_apart,
 );
@@ -95,111 +97,143 @@ async fn unmerge(app: &TestApp, survivor: &str, body: Value) -> Value {
     done
 }
 
+/// Ann and Bob, merged by mistake, and what they did meanwhile.
+struct Family {
+    ann: String,
+    bob: String,
+    ann_order: String,
+    bob_order: String,
+    shared_cart: String,
+}
+
 /// Ann (the app's account) and Bob (the website's) are merged by a shared
 /// family mailbox both verified; while merged, Bob's cart becomes the
-/// survivor's and he orders from it, and both add to one pooled cart. The
-/// unmerge gives Bob his order and his line back; Ann keeps hers.
-async fn unmerge_gives_orders_and_cart_lines_back(backend: Backend) {
-    let app = stocked(backend).await;
-    user_ids_per_profile(&app, 2).await;
-    let phone = shop_key(&app, "app").await;
-    let web = shop_key(&app, "web").await;
+/// survivor's and he orders from it, and both add to one pooled cart.
+async fn merged_family(app: &TestApp) -> Family {
+    user_ids_per_profile(app, 2).await;
+    let phone = shop_key(app, "app").await;
+    let web = shop_key(app, "web").await;
     let ann = accepted(
-        &app,
+        app,
         &phone,
         "/v1/identify",
         &json!({ "userId": "app-ann", "anonymousId": "ann-phone" }),
     )
     .await;
     let bob = accepted(
-        &app,
+        app,
         &web,
         "/v1/identify",
         &json!({ "userId": "web-bob", "anonymousId": "bob-laptop" }),
     )
     .await;
     let anns = open_cart(
-        &app,
+        app,
         &phone,
         json!({ "customer_id": ann, "currency": "USD" }),
     )
     .await;
-    assert_eq!(add(&app, &phone, &cart_id(&anns), "TEE", 1).await.0, 200);
-    let ann_order = checkout(&app, &phone, &cart_id(&anns), ship(), 2500).await;
-    let bobs = open_cart(&app, &web, json!({ "customer_id": bob, "currency": "USD" })).await;
-    assert_eq!(add(&app, &web, &cart_id(&bobs), "CAP", 2).await.0, 200);
+    assert_eq!(add(app, &phone, &cart_id(&anns), "TEE", 1).await.0, 200);
+    let ann_order = checkout(app, &phone, &cart_id(&anns), ship(), 2500).await;
+    let bobs = open_cart(app, &web, json!({ "customer_id": bob, "currency": "USD" })).await;
+    assert_eq!(add(app, &web, &cart_id(&bobs), "CAP", 2).await.0, 200);
 
     // Both logins verify the family mailbox: one profile (Ann's id).
     for (key, user) in [(&phone, "app-ann"), (&web, "web-bob")] {
         accepted(
-            &app,
+            app,
             key,
             "/v1/identify",
             &json!({ "userId": user, "traits": { "email": "home@family.example" } }),
         )
         .await;
     }
-    assert_eq!(
-        lookup(&app, "user_id:web-bob").await.as_deref(),
-        Some(&*ann)
-    );
+    assert_eq!(lookup(app, "user_id:web-bob").await.as_deref(), Some(&*ann));
 
     // Merged: Bob's laptop opens his cart (now the survivor's) and orders.
     let pooled = open_cart(
-        &app,
+        app,
         &web,
         json!({ "anonymous_id": "bob-laptop", "currency": "USD" }),
     )
     .await;
     assert_eq!(cart_id(&pooled), cart_id(&bobs), "{pooled}");
     assert_eq!(pooled["customer_id"], json!(ann), "{pooled}");
-    let bob_order = checkout(&app, &web, &cart_id(&bobs), ship(), 5000).await;
+    let bob_order = checkout(app, &web, &cart_id(&bobs), ship(), 5000).await;
     assert_eq!(bob_order["customer_id"], json!(ann), "{bob_order}");
     // Then both fill one cart: Ann's phone opens it, Bob's laptop adds a
     // line for Bob.
     let shared = open_cart(
-        &app,
+        app,
         &phone,
         json!({ "anonymous_id": "ann-phone", "currency": "USD" }),
     )
     .await;
-    assert_eq!(add(&app, &phone, &cart_id(&shared), "HAT", 1).await.0, 200);
-    add_for(&app, &web, &cart_id(&shared), "SOCK", "bob-laptop").await;
-    let mut both = vec![
-        ann_order["id"].as_str().unwrap().to_string(),
-        bob_order["id"].as_str().unwrap().to_string(),
-    ];
+    assert_eq!(add(app, &phone, &cart_id(&shared), "HAT", 1).await.0, 200);
+    add_for(app, &web, &cart_id(&shared), "SOCK", "bob-laptop").await;
+    let family = Family {
+        ann,
+        bob,
+        ann_order: ann_order["id"].as_str().unwrap().to_string(),
+        bob_order: bob_order["id"].as_str().unwrap().to_string(),
+        shared_cart: cart_id(&shared),
+    };
+    let mut both = vec![family.ann_order.clone(), family.bob_order.clone()];
     both.sort();
-    assert_eq!(order_ids(&app, &bob).await, both);
+    assert_eq!(order_ids(app, &family.bob).await, both);
+    family
+}
 
-    unmerge(&app, &ann, json!({ "customer_id": bob })).await;
-
-    let bob_order_id = bob_order["id"].as_str().unwrap();
-    assert_eq!(order_ids(&app, &bob).await, [bob_order_id]);
-    assert_eq!(
-        order_ids(&app, &ann).await,
-        [ann_order["id"].as_str().unwrap()]
-    );
-    let (_, order) = app.get_json(&format!("/v1/orders/{bob_order_id}")).await;
+/// Once separated, Bob has his order and his line back; Ann keeps hers.
+async fn assert_given_back(app: &TestApp, f: &Family) {
+    let (ann, bob) = (&f.ann, &f.bob);
+    assert_eq!(order_ids(app, bob).await, [f.bob_order.as_str()]);
+    assert_eq!(order_ids(app, ann).await, [f.ann_order.as_str()]);
+    let (_, order) = app.get_json(&format!("/v1/orders/{}", f.bob_order)).await;
     assert_eq!(order["customer_id"], json!(bob), "{order}");
-    let moved = feed(&app, "order.reattributed").await;
+    let moved = feed(app, "order.reattributed").await;
     assert_eq!(moved.len(), 1, "{moved:?}");
     assert_eq!(moved[0]["subjects"]["customer_id"], json!(bob));
     assert_eq!(moved[0]["subjects"]["previous_customer_id"], json!(ann));
-    assert_eq!(timeline(&app, &bob, "&type=order").await.len(), 1);
-    assert_eq!(timeline(&app, &ann, "&type=order").await.len(), 1);
+    assert_eq!(timeline(app, bob, "&type=order").await.len(), 1);
+    assert_eq!(timeline(app, ann, "&type=order").await.len(), 1);
 
     // Carts: Ann keeps the cart with her hat; Bob's sock is in his own.
-    let (_, hers) = customer_cart(&app, &ann).await;
-    assert_eq!(cart_id(&hers), cart_id(&shared));
+    let (_, hers) = customer_cart(app, ann).await;
+    assert_eq!(cart_id(&hers), f.shared_cart);
     assert_eq!(skus(&hers), [("HAT".to_string(), 1)], "{hers}");
-    let (status, his) = customer_cart(&app, &bob).await;
+    let (status, his) = customer_cart(app, bob).await;
     assert_eq!(status, 200, "{his}");
     assert_eq!(his["customer_id"], json!(bob), "{his}");
     assert_eq!(skus(&his), [("SOCK".to_string(), 1)], "{his}");
-    let back = feed(&app, "cart.unmerged").await;
+    let back = feed(app, "cart.unmerged").await;
     assert_eq!(back.len(), 1, "{back:?}");
-    assert_eq!(back[0]["subjects"]["from_cart_id"], json!(cart_id(&shared)));
+    assert_eq!(back[0]["subjects"]["from_cart_id"], json!(f.shared_cart));
+}
+
+/// The unmerge gives Bob his order and his line back; Ann keeps hers.
+async fn unmerge_gives_orders_and_cart_lines_back(backend: Backend) {
+    let app = stocked(backend).await;
+    let family = merged_family(&app).await;
+    unmerge(&app, &family.ann, json!({ "customer_id": family.bob })).await;
+    assert_given_back(&app, &family).await;
+    app.stop().await;
+}
+
+/// Rules made strict again (one user id per profile) and a rebuild split
+/// Ann and Bob: the split gives back what the unmerge would.
+async fn a_rebuild_that_splits_gives_orders_and_lines_back(backend: Backend) {
+    let app = stocked(backend).await;
+    let family = merged_family(&app).await;
+    user_ids_per_profile(&app, 1).await;
+    let (status, report) = app.post_json("/v1/identity/rebuild", &json!({})).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["splits"], 1, "{report}");
+    assert_eq!(
+        lookup(&app, "user_id:web-bob").await.as_deref(),
+        Some(&*family.bob)
+    );
+    assert_given_back(&app, &family).await;
     app.stop().await;
 }
 

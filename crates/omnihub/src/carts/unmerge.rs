@@ -1,4 +1,5 @@
-//! An unmerge gives carts back: while two profiles were merged, their carts
+//! An unmerge (or a split) gives carts back: while two profiles were
+//! merged, their carts
 //! were one (the survivor's), and each line in it records whom it was added
 //! for ([`Origin`], as the channel named them). After the unmerge, inside
 //! its transaction, for every active cart of the profiles the unmerge left:

@@ -2,8 +2,9 @@
 //! when it was placed (`customer_id`) and whom the channel placed it for
 //! (`origin`: the cart's origin, or the customer a till named). While two
 //! profiles are merged both names resolve to the survivor; once an unmerge
-//! separates them, [`follow_separation`] (commerce's `identity::UnmergeFollowUp`,
-//! registered by the hub) puts every order of the profiles involved back on
+//! or a split separates them, [`follow_separation`] (commerce's
+//! `identity::SeparationFollowUp`, registered by the hub) puts every order
+//! of the profiles involved back on
 //! the profile its origin names now, with an `order.reattributed` event,
 //! and gives carts and cart lines back (`carts::unmerge`). Guest orders
 //! (keyed by their anonymous id) and tracking events (keyed by their anchor
@@ -23,8 +24,9 @@ use crate::identity::{self, Separation};
 use crate::ids::OrderId;
 use crate::storage::{StoreError, Tx};
 
-/// Commerce's follow-up of an unmerge, in its transaction: orders, carts and
-/// cart lines go back to the profiles their origins name now.
+/// Commerce's follow-up of an unmerge or a split, in its transaction:
+/// orders, carts and cart lines go back to the profiles their origins name
+/// now.
 pub fn follow_separation<'t>(
     tx: &'t mut Tx,
     rules: &'t IdentityRules,

@@ -284,7 +284,8 @@ pub struct AddLine {
     /// Whom the line is added for, as the channel knows them (a profile id;
     /// give at most one of this and `anonymous_id`) [default: whom the cart
     /// was opened for]. Matters when merged profiles share one cart: an
-    /// unmerge gives each line back to the person it was added for.
+    /// unmerge gives each line back to the person it was added for. Must
+    /// name somebody the cart belongs to now (422 otherwise).
     #[schema(pattern = "^\\s*[A-Za-z0-9_.:@-]{1,128}\\s*$")]
     pub customer_id: Option<String>,
     /// The anonymous id of the device the line is added from (see `customer_id`).

@@ -613,7 +613,8 @@ fn check_quantity(quantity: i64) -> Result<(), CartError> {
 /// Adds `quantity` of `sku` (to its line when the cart has one). `for_whom`:
 /// whom the channel adds it for, when it says (a pooled cart of merged
 /// profiles is shared by several people until an unmerge); else the cart's
-/// origin.
+/// origin. Only somebody the cart belongs to now may be named (so a line
+/// can never be sent into a stranger's cart by a later unmerge).
 #[allow(clippy::too_many_arguments)]
 pub async fn add_line(
     store: &Store,
@@ -633,6 +634,15 @@ pub async fn add_line(
         .write(move |tx| {
             Box::pin(async move {
                 let cart = load_for_change(tx, id, expected).await?;
+                if let Some(whom) = &for_whom
+                    && current_owner(tx.conn(), whom.clone()).await? != cart.owner
+                {
+                    return Err(CartError::Invalid(format!(
+                        "{}: the cart does not belong to {}",
+                        whom.subject(),
+                        whom.id()
+                    )));
+                }
                 let now = tx.now();
                 if let Some(line) = cart.lines.iter().find(|l| l.sku == sku) {
                     let mut line = line.clone();

@@ -171,6 +171,15 @@ async fn merged_family(app: &TestApp) -> Family {
     .await;
     assert_eq!(add(app, &phone, &cart_id(&shared), "HAT", 1).await.0, 200);
     add_for(app, &web, &cart_id(&shared), "SOCK", "bob-laptop").await;
+    // Nobody else may be named: a later unmerge would send them the line.
+    let (status, problem, _) = send(
+        app.client
+            .post(app.url(&format!("/v1/carts/{}/lines", cart_id(&shared))))
+            .bearer_auth(&web)
+            .json(&json!({ "sku": "MUG", "quantity": 1, "anonymous_id": "stranger" })),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
     let family = Family {
         ann,
         bob,

@@ -615,11 +615,12 @@ pub fn resolve(
     for w in starts.windows(2) {
         sort_by_time(&mut order[w[0]..w[1]], &times, &mut displaced, &mut merged);
     }
-    drop((times, displaced, merged));
+    drop((displaced, merged));
 
     // 2. Statuses: quarantine (fan-out) and shared devices. Raw degrees first;
     //    distinct neighbours only for the candidates.
-    statuses(rules, &kinds, &mut flags, &ends, degree)?;
+    statuses(rules, &kinds, &mut flags, &ends, &times, degree)?;
+    drop(times);
 
     // 3. Strong links in order; trusted unverified emails and phones kept
     //    for step 4, public keys' claims for step 5.
@@ -857,6 +858,7 @@ fn statuses(
     kinds: &[u8],
     flags: &mut [u8],
     ends: &[[u32; 2]],
+    times: &[i64],
     degree: Vec<u16>,
 ) -> Result<(), CompactError> {
     let n = kinds.len();
@@ -917,11 +919,13 @@ fn statuses(
         for i in 1..offsets.len() {
             offsets[i] += offsets[i - 1];
         }
-        let mut adjacency = vec![0u32; offsets[slots.len()] as usize];
+        // Each neighbour with the link's verified flag in its top bit, the
+        // link's time and whether it is trusted.
+        let mut adjacency = vec![(0u32, 0i64, false); offsets[slots.len()] as usize];
         let mut fill = offsets.clone();
-        // Each neighbour with the link's verified flag in its top bit.
-        for &[a, b] in ends {
+        for (e, &[a, b]) in ends.iter().enumerate() {
             let verified = a & VERIFIED_BIT;
+            let trusted = b & CLAIM_BIT == 0;
             let (a, b) = (a & NODE_MASK, b & NODE_MASK);
             if a == b {
                 continue;
@@ -929,32 +933,22 @@ fn statuses(
             for (x, y) in [(a, b), (b, a)] {
                 if candidate(x) {
                     let k = slot(x);
-                    adjacency[fill[k] as usize] = y | verified;
+                    adjacency[fill[k] as usize] = (y | verified, times[e], trusted);
                     fill[k] += 1;
                 }
             }
         }
         drop(fill);
         let mut per_kind = vec![0u32; rules.info.len()];
-        // Devices the per-type rule left undecided (slot, distinct
-        // neighbours): their persons are counted once every quarantine is
-        // known.
-        let mut undecided: Vec<(usize, usize)> = Vec::new();
+        // Devices the per-type rule left undecided: their persons are
+        // counted once every quarantine is known.
+        let mut undecided: Vec<usize> = Vec::new();
         for (k, &node) in slots.iter().enumerate() {
             let i = node as usize;
             let list = &mut adjacency[offsets[k] as usize..offsets[k + 1] as usize];
-            list.sort_unstable_by_key(|&y| y & NODE_MASK);
+            list.sort_unstable_by_key(|&(y, _, _)| y & NODE_MASK);
             let mut distinct = 0usize;
-            let mut run = 0usize;
-            while run < list.len() {
-                let y = list[run] & NODE_MASK;
-                let mut verified = false;
-                while run < list.len() && list[run] & NODE_MASK == y {
-                    verified |= list[run] & VERIFIED_BIT != 0;
-                    run += 1;
-                }
-                // Distinct neighbours, with their verified flag, kept in front.
-                list[distinct] = y | if verified { VERIFIED_BIT } else { 0 };
+            for (y, verified) in distinct_neighbours(list) {
                 distinct += 1;
                 let k = usize::from(kinds[y as usize]).min(per_kind.len() - 1);
                 let person = rules.info[k].unique
@@ -969,28 +963,15 @@ fn statuses(
             } else if class == IdentifierClass::Device && per_kind.iter().any(|&c| c >= 2) {
                 flags[i] |= F_SHARED;
             } else if class == IdentifierClass::Device {
-                undecided.push((k, distinct));
+                undecided.push(k);
             }
             per_kind.fill(0);
         }
         if !undecided.is_empty() {
             let persons = person_components(rules, kinds, flags, ends);
-            let mut roots: Vec<u32> = Vec::new();
-            for (k, distinct) in undecided {
-                let start = offsets[k] as usize;
-                roots.clear();
-                for &entry in &adjacency[start..start + distinct] {
-                    let y = entry & NODE_MASK;
-                    let verified = entry & VERIFIED_BIT != 0;
-                    if flags[y as usize] & F_QUARANTINED == 0
-                        && super::resolver::names_person_on_device(info(y).class, verified)
-                    {
-                        roots.push(persons.root(y));
-                    }
-                }
-                roots.sort_unstable();
-                roots.dedup();
-                if roots.len() >= 2 {
+            for k in undecided {
+                let list = &adjacency[offsets[k] as usize..offsets[k + 1] as usize];
+                if persons_on_device(rules, kinds, flags, &persons, list) >= 2 {
                     flags[slots[k] as usize] |= F_SHARED;
                 }
             }
@@ -1000,6 +981,69 @@ fn statuses(
         *f &= !(F_UNIQUE_ONE | F_UNIQUE_TWO | F_CANDIDATE);
     }
     Ok(())
+}
+
+/// The distinct neighbours of a candidate's adjacency list (sorted by
+/// neighbour), each with whether any of its links is verified.
+fn distinct_neighbours(list: &[(u32, i64, bool)]) -> impl Iterator<Item = (u32, bool)> + '_ {
+    let mut run = 0usize;
+    std::iter::from_fn(move || {
+        let y = list.get(run)?.0 & NODE_MASK;
+        let mut verified = false;
+        while run < list.len() && list[run].0 & NODE_MASK == y {
+            verified |= list[run].0 & VERIFIED_BIT != 0;
+            run += 1;
+        }
+        Some((y, verified))
+    })
+}
+
+/// How many persons a device names (the resolver's rule): its person
+/// identifiers, grouped by `persons` and by the device's trusted links of
+/// one call (same time).
+fn persons_on_device(
+    rules: &CompactRules,
+    kinds: &[u8],
+    flags: &[u8],
+    persons: &Persons,
+    list: &[(u32, i64, bool)],
+) -> usize {
+    let info = |i: u32| rules.info(kinds[i as usize]);
+    let free = |y: u32| flags[y as usize] & F_QUARANTINED == 0;
+    let mut calls: Vec<(i64, u32)> = list
+        .iter()
+        .filter(|&&(entry, _, trusted)| {
+            let (y, verified) = (entry & NODE_MASK, entry & VERIFIED_BIT != 0);
+            trusted && free(y) && super::resolver::names_person_on_device(info(y).class, verified)
+        })
+        .map(|&(entry, time, _)| (time, entry & NODE_MASK))
+        .collect();
+    calls.sort_unstable();
+    let mut local: BTreeMap<u32, u32> = BTreeMap::new();
+    let local_root = |local: &BTreeMap<u32, u32>, mut x: u32| {
+        while let Some(&up) = local.get(&x) {
+            x = up;
+        }
+        x
+    };
+    for pair in calls.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            let (ra, rb) = (persons.root(pair[0].1), persons.root(pair[1].1));
+            let (la, lb) = (local_root(&local, ra), local_root(&local, rb));
+            if la != lb {
+                local.insert(la.max(lb), la.min(lb));
+            }
+        }
+    }
+    let mut roots: Vec<u32> = distinct_neighbours(list)
+        .filter(|&(y, verified)| {
+            free(y) && super::resolver::names_person_on_device(info(y).class, verified)
+        })
+        .map(|(y, _)| local_root(&local, persons.root(y)))
+        .collect();
+    roots.sort_unstable();
+    roots.dedup();
+    roots.len()
 }
 
 /// Person identifiers tied together by strong links (as in the resolver's

@@ -20,9 +20,11 @@
 //!    unique type (limit 1), of class account or other, and of class
 //!    claimable through a verified link. Persons = the connected components
 //!    of those neighbours through *strong* links between non-device,
-//!    non-quarantined identifiers (the links that could join them anyway):
-//!    one person signing in by email and another by user id on one tablet
-//!    are two. Two values of one unique type are two persons even when
+//!    non-quarantined identifiers (the links that could join them anyway),
+//!    and through the device's own trusted links of one call (same time:
+//!    one call names one person): one person signing in by email and
+//!    another by user id on one tablet are two; a call naming an email and
+//!    a loyalty id on a browser names one. Two values of one unique type are two persons even when
 //!    linked to each other (that link is refused by the limit).
 //! 3. **Strong links** are applied first, sorted by (verified first, type
 //!    priority, time, id), each only when the union keeps every per-profile
@@ -425,11 +427,24 @@ fn node_statuses(
         }
         x
     }
+    // Each device's trusted links to identifiers that name a person on it,
+    // with their time: links of one call share it (and name one person).
+    let mut calls: Vec<Vec<(i64, usize)>> = vec![Vec::new(); n];
     for (e, a, b) in edges {
         if !quarantine[*a] && !quarantine[*b] && ties_persons(rules, nodes[*a], nodes[*b], e) {
             let (ra, rb) = (root(&mut persons, *a), root(&mut persons, *b));
             if ra != rb {
                 persons[ra.max(rb)] = ra.min(rb);
+            }
+        }
+        for (d, m) in [(*a, *b), (*b, *a)] {
+            let class = rules.class(&nodes[m].kind);
+            if rules.class(&nodes[d].kind) == IdentifierClass::Device
+                && (e.trusted || e.verified)
+                && !quarantine[m]
+                && names_person_on_device(class, e.verified)
+            {
+                calls[d].push((e.observed_at, m));
             }
         }
     }
@@ -457,13 +472,35 @@ fn node_statuses(
                     components.insert(root(&mut persons, m));
                 }
             }
-            if components.len() >= 2 || unique_values.values().any(|&count| count >= 2) {
+            // Identifiers one call named together on the device are one person.
+            calls[i].sort_unstable();
+            let mut local: BTreeMap<usize, usize> = BTreeMap::new();
+            for pair in calls[i].windows(2) {
+                if pair[0].0 == pair[1].0 {
+                    let (ra, rb) = (root(&mut persons, pair[0].1), root(&mut persons, pair[1].1));
+                    let (la, lb) = (local_root(&local, ra), local_root(&local, rb));
+                    if la != lb {
+                        local.insert(la.max(lb), la.min(lb));
+                    }
+                }
+            }
+            let persons_here: BTreeSet<usize> =
+                components.iter().map(|&r| local_root(&local, r)).collect();
+            if persons_here.len() >= 2 || unique_values.values().any(|&count| count >= 2) {
                 NodeStatus::Shared
             } else {
                 NodeStatus::Member
             }
         })
         .collect()
+}
+
+/// The representative of `x` among roots joined on one device.
+fn local_root(local: &BTreeMap<usize, usize>, mut x: usize) -> usize {
+    while let Some(&up) = local.get(&x) {
+        x = up;
+    }
+    x
 }
 
 /// Joins the groups of `a` and `b` unless that breaks a per-type limit.
@@ -668,7 +705,14 @@ mod tests {
             node("e", "email"),
             node("u", "user_id"),
         ];
-        let family = [edge("1", "t", "e", true), edge("2", "u", "t", true)];
+        // Two sign-ins: two calls, at two times.
+        let family = [
+            edge("1", "t", "e", true),
+            EdgeInput {
+                observed_at: 1,
+                ..edge("2", "u", "t", true)
+            },
+        ];
         check(&nodes, &family, &[&["e"], &["t"], &["u"]]);
         let compact =
             crate::identity::compact::resolve_inputs(&IdentityRules::default(), &nodes, &family)
@@ -696,6 +740,26 @@ mod tests {
             &[family[0].clone(), family[1].clone(), claim("3", "u", "e")],
             &[&["e"], &["t"], &["u"]],
         );
+        // One call naming an email and a loyalty id on a browser names one
+        // person (its links share the call's time); two calls, two persons.
+        let nodes = [
+            node("b", "anonymous_id"),
+            node("e", "email"),
+            node("l", "loyalty_id"),
+        ];
+        let at = |id: &str, to: &str, time: i64| EdgeInput {
+            observed_at: time,
+            ..edge(id, "b", to, true)
+        };
+        let one_call = [at("1", "e", 7), at("2", "l", 7)];
+        check(&nodes, &one_call, &[&["b", "e", "l"]]);
+        let two_calls = [at("1", "e", 7), at("2", "l", 8)];
+        check(&nodes, &two_calls, &[&["b"], &["e"], &["l"]]);
+        for edges in [&one_call[..], &two_calls[..]] {
+            let rules = IdentityRules::default();
+            let compact = crate::identity::compact::resolve_inputs(&rules, &nodes, edges).unwrap();
+            assert_eq!(compact, resolve(&rules, &nodes, edges));
+        }
     }
 
     #[test]

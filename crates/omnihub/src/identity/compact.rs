@@ -23,8 +23,9 @@
 //!   `max_fanout` links, devices with two links to identifiers that may name
 //!   people); a device the per-type rule leaves undecided counts its persons
 //!   with a union-find over the strong links between person identifiers
-//!   (4 bytes per identifier, built only when such a device exists, dropped
-//!   before the grouping);
+//!   (4 bytes per identifier, built only when such a device exists) and its
+//!   own links of one call (same time). The statuses are decided before the
+//!   links' sort order is allocated, while the times are still held;
 //! * union-find with path halving, whose root is always the smallest member
 //!   index — as in the resolver, where the order of neighbouring groups of an
 //!   unverified email is the order of their roots; per-group per-type counters
@@ -593,6 +594,11 @@ pub fn resolve(
             }
         }
     }
+    // 2. Statuses: quarantine (fan-out) and shared devices. Raw degrees first;
+    //    distinct neighbours only for the candidates. Before the links'
+    //    sort order is allocated: the shared-device rule reads link times.
+    statuses(rules, &kinds, &mut flags, &ends, &times, degree)?;
+
     for i in 1..starts.len() {
         starts[i] += starts[i - 1];
     }
@@ -615,12 +621,7 @@ pub fn resolve(
     for w in starts.windows(2) {
         sort_by_time(&mut order[w[0]..w[1]], &times, &mut displaced, &mut merged);
     }
-    drop((displaced, merged));
-
-    // 2. Statuses: quarantine (fan-out) and shared devices. Raw degrees first;
-    //    distinct neighbours only for the candidates.
-    statuses(rules, &kinds, &mut flags, &ends, &times, degree)?;
-    drop(times);
+    drop((times, displaced, merged));
 
     // 3. Strong links in order; trusted unverified emails and phones kept
     //    for step 4, public keys' claims for step 5.
@@ -919,21 +920,19 @@ fn statuses(
         for i in 1..offsets.len() {
             offsets[i] += offsets[i - 1];
         }
-        // Each neighbour with the link's verified flag in its top bit, the
-        // link's time and whether it is trusted.
-        let mut adjacency = vec![(0u32, 0i64, false); offsets[slots.len()] as usize];
+        // Each candidate's links, by index (the other end, the verified and
+        // claim bits and the time are read from the link).
+        let mut adjacency = vec![0u32; offsets[slots.len()] as usize];
         let mut fill = offsets.clone();
         for (e, &[a, b]) in ends.iter().enumerate() {
-            let verified = a & VERIFIED_BIT;
-            let trusted = b & CLAIM_BIT == 0;
             let (a, b) = (a & NODE_MASK, b & NODE_MASK);
             if a == b {
                 continue;
             }
-            for (x, y) in [(a, b), (b, a)] {
+            for x in [a, b] {
                 if candidate(x) {
                     let k = slot(x);
-                    adjacency[fill[k] as usize] = (y | verified, times[e], trusted);
+                    adjacency[fill[k] as usize] = e as u32;
                     fill[k] += 1;
                 }
             }
@@ -946,9 +945,10 @@ fn statuses(
         for (k, &node) in slots.iter().enumerate() {
             let i = node as usize;
             let list = &mut adjacency[offsets[k] as usize..offsets[k + 1] as usize];
-            list.sort_unstable_by_key(|&(y, _, _)| y & NODE_MASK);
+            let links = Links { ends, of: node };
+            list.sort_unstable_by_key(|&e| links.other(e));
             let mut distinct = 0usize;
-            for (y, verified) in distinct_neighbours(list) {
+            for (y, verified) in links.distinct(list) {
                 distinct += 1;
                 let k = usize::from(kinds[y as usize]).min(per_kind.len() - 1);
                 let person = rules.info[k].unique
@@ -971,7 +971,8 @@ fn statuses(
             let persons = person_components(rules, kinds, flags, ends);
             for k in undecided {
                 let list = &adjacency[offsets[k] as usize..offsets[k + 1] as usize];
-                if persons_on_device(rules, kinds, flags, &persons, list) >= 2 {
+                let links = Links { ends, of: slots[k] };
+                if persons_on_device(rules, kinds, flags, &persons, &links, times, list) >= 2 {
                     flags[slots[k] as usize] |= F_SHARED;
                 }
             }
@@ -983,19 +984,42 @@ fn statuses(
     Ok(())
 }
 
-/// The distinct neighbours of a candidate's adjacency list (sorted by
-/// neighbour), each with whether any of its links is verified.
-fn distinct_neighbours(list: &[(u32, i64, bool)]) -> impl Iterator<Item = (u32, bool)> + '_ {
-    let mut run = 0usize;
-    std::iter::from_fn(move || {
-        let y = list.get(run)?.0 & NODE_MASK;
-        let mut verified = false;
-        while run < list.len() && list[run].0 & NODE_MASK == y {
-            verified |= list[run].0 & VERIFIED_BIT != 0;
-            run += 1;
-        }
-        Some((y, verified))
-    })
+/// The links of one identifier (`of`), read by link index.
+struct Links<'a> {
+    ends: &'a [[u32; 2]],
+    of: u32,
+}
+
+impl Links<'_> {
+    /// The other end of link `e`.
+    fn other(&self, e: u32) -> u32 {
+        let [a, b] = self.ends[e as usize];
+        let (a, b) = (a & NODE_MASK, b & NODE_MASK);
+        if a == self.of { b } else { a }
+    }
+
+    fn verified(&self, e: u32) -> bool {
+        self.ends[e as usize][0] & VERIFIED_BIT != 0
+    }
+
+    fn trusted(&self, e: u32) -> bool {
+        self.ends[e as usize][1] & CLAIM_BIT == 0
+    }
+
+    /// The distinct neighbours of a list of links sorted by other end,
+    /// each with whether any of its links is verified.
+    fn distinct<'s>(&'s self, list: &'s [u32]) -> impl Iterator<Item = (u32, bool)> + 's {
+        let mut run = 0usize;
+        std::iter::from_fn(move || {
+            let y = self.other(*list.get(run)?);
+            let mut verified = false;
+            while run < list.len() && self.other(list[run]) == y {
+                verified |= self.verified(list[run]);
+                run += 1;
+            }
+            Some((y, verified))
+        })
+    }
 }
 
 /// How many persons a device names (the resolver's rule): its person
@@ -1006,17 +1030,21 @@ fn persons_on_device(
     kinds: &[u8],
     flags: &[u8],
     persons: &Persons,
-    list: &[(u32, i64, bool)],
+    links: &Links<'_>,
+    times: &[i64],
+    list: &[u32],
 ) -> usize {
     let info = |i: u32| rules.info(kinds[i as usize]);
     let free = |y: u32| flags[y as usize] & F_QUARANTINED == 0;
     let mut calls: Vec<(i64, u32)> = list
         .iter()
-        .filter(|&&(entry, _, trusted)| {
-            let (y, verified) = (entry & NODE_MASK, entry & VERIFIED_BIT != 0);
-            trusted && free(y) && super::resolver::names_person_on_device(info(y).class, verified)
+        .filter(|&&e| {
+            let y = links.other(e);
+            links.trusted(e)
+                && free(y)
+                && super::resolver::names_person_on_device(info(y).class, links.verified(e))
         })
-        .map(|&(entry, time, _)| (time, entry & NODE_MASK))
+        .map(|&e| (times[e as usize], links.other(e)))
         .collect();
     calls.sort_unstable();
     let mut local: BTreeMap<u32, u32> = BTreeMap::new();
@@ -1035,7 +1063,8 @@ fn persons_on_device(
             }
         }
     }
-    let mut roots: Vec<u32> = distinct_neighbours(list)
+    let mut roots: Vec<u32> = links
+        .distinct(list)
         .filter(|&(y, verified)| {
             free(y) && super::resolver::names_person_on_device(info(y).class, verified)
         })

@@ -404,5 +404,27 @@ async fn a_tablet_shared_by_email_and_user_id_keeps_both_apart(backend: Backend)
         order_ids(&app, &ned).await,
         [ned_order["id"].as_str().unwrap()]
     );
+
+    // One call naming an email and a loyalty id on a browser names one
+    // person: that browser is not shared.
+    let ivy = accepted(
+        &app,
+        &tablet,
+        "/v1/identify",
+        &json!({ "anonymousId": "ivy-laptop", "verified": true,
+                 "traits": { "email": "ivy@example.com", "loyalty_id": "LC-42" } }),
+    )
+    .await;
+    for identifier in [
+        "anonymous_id:ivy-laptop",
+        "email:ivy@example.com",
+        "loyalty_id:LC-42",
+    ] {
+        assert_eq!(
+            lookup(&app, identifier).await.as_deref(),
+            Some(&*ivy),
+            "{identifier}"
+        );
+    }
     app.stop().await;
 }

@@ -390,10 +390,7 @@ async fn identity_command(settings: Settings, command: IdentityCommand) -> anyho
             // Merges move guest carts as live ones do, on behalf of the
             // back-office channel.
             let channel = resolve_channel(&store, None).await?;
-            let follow_up = Some((
-                crate::carts::merge::follow_merge as crate::identity::MergeFollowUp,
-                channel,
-            ));
+            let follow_up = Some((crate::server::follow_ups(), channel));
             let report = crate::identity::rebuild(&store, None, &progress, follow_up).await?;
             out!(
                 "identifiers={} links={} components={} profiles={} changed_identifiers={} merges={} splits={} status_changes={} blocked={} retracted_links={} rechecked_groups={} batches={} resolve_ms={} duration_ms={}",

@@ -13,6 +13,18 @@ use crate::channels::cache::ChannelCache;
 use crate::config::Settings;
 use crate::events::tail::Tail;
 use crate::http::{self, AppState, AppStateInner};
+
+/// Commerce's follow-ups of identity changes: a merge moves the guest's
+/// carts into the customer's (`carts::merge::follow_merge`), an unmerge or
+/// a split gives orders and cart lines back to the profiles they were made
+/// for (`orders::attribution::follow_separation`). Identity calls them without
+/// importing commerce.
+pub fn follow_ups() -> crate::identity::FollowUps {
+    crate::identity::FollowUps {
+        merged: crate::carts::merge::follow_merge,
+        separated: crate::orders::attribution::follow_separation,
+    }
+}
 use crate::keys::cache::KeyCache;
 use crate::metrics::Metrics;
 use crate::storage::{Store, migrate};
@@ -84,12 +96,12 @@ impl Hub {
                 store.clone(),
             )),
             channels: Arc::new(ChannelCache::default()),
-            tracking: crate::tracking::batcher::Batcher::start(store.clone()),
+            tracking: crate::tracking::batcher::Batcher::start(store.clone(), follow_ups()),
             metrics: metrics.clone(),
             guards: http::limits::Guards::new(&settings.limits),
             settings: Arc::new(settings.clone()),
             shutdown: shutdown.clone(),
-            merge_follow_up: crate::carts::merge::follow_merge,
+            follow_ups: follow_ups(),
         });
         let dispatcher = crate::webhooks::delivery::spawn(
             store.clone(),

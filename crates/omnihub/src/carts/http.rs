@@ -281,6 +281,16 @@ pub struct AddLine {
     /// Hold the units with a reservation for the channel's hold time [default: false].
     #[serde(default)]
     pub hold: bool,
+    /// Whom the line is added for, as the channel knows them (a profile id;
+    /// give at most one of this and `anonymous_id`) [default: whom the cart
+    /// was opened for]. Matters when merged profiles share one cart: an
+    /// unmerge gives each line back to the person it was added for. Must
+    /// name somebody the cart belongs to now (422 otherwise).
+    #[schema(pattern = "^\\s*[A-Za-z0-9_.:@-]{1,128}\\s*$")]
+    pub customer_id: Option<String>,
+    /// The anonymous id of the device the line is added from (see `customer_id`).
+    #[schema(pattern = "^\\s*[A-Za-z0-9_.:@-]{1,128}\\s*$")]
+    pub anonymous_id: Option<String>,
 }
 
 /// Add a SKU to a cart. Send `If-Match` with the cart's `ETag` to make sure
@@ -303,6 +313,17 @@ pub async fn add_line(
 ) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
     let sku = Sku::parse(&body.sku).map_err(|e| ApiError::invalid_field("sku", e))?;
+    let for_whom = match (&body.customer_id, &body.anonymous_id) {
+        (None, None) => None,
+        (Some(c), None) => Some(Owner::Customer(parse_owner_id("customer_id", c)?)),
+        (None, Some(a)) => Some(Owner::Anonymous(parse_owner_id("anonymous_id", a)?)),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_field(
+                "customer_id",
+                "give at most one of customer_id and anonymous_id",
+            ));
+        }
+    };
     let cart = super::add_line(
         &state.store,
         id,
@@ -311,6 +332,7 @@ pub async fn add_line(
         sku,
         body.quantity,
         body.hold,
+        for_whom,
     )
     .await?;
     Ok(respond(StatusCode::OK, cart))

@@ -10,9 +10,10 @@
 //! * Holds of guest lines are released; merged lines hold nothing.
 //! * The guest cart ends `merged`, pointing at the cart it went into.
 //!
-//! Tracking calls [`on_identity_change`] when a call changed the identity
-//! graph (a login links an anonymous id to a known customer), so the merge
-//! never depends on the client; `POST /v1/carts/merge` exposes the same
+//! Identity calls [`follow_merge`] (registered by the hub as its
+//! `MergeFollowUp`) when a call or a rebuild changed the identity graph (a
+//! login links an anonymous id to a known customer), so the merge never
+//! depends on the client; `POST /v1/carts/merge` exposes the same
 //! merge for clients that manage customer ids themselves.
 
 use std::collections::BTreeMap;
@@ -24,6 +25,8 @@ use super::{Cart, CartError, CartLine, CartStatus, Owner, event, line_row, relea
 use crate::catalog::Sku;
 use crate::channels::ChannelKind;
 use crate::events::NewEvent;
+use crate::identity::MergeContext;
+use crate::identity::rules::IdentityRules;
 use crate::ids::{CartId, CartLineId, ChannelId};
 use crate::inventory::{policy, reservations};
 use crate::storage::{Store, StoreError, Tx};
@@ -152,40 +155,39 @@ pub async fn merge_guest_cart(
         .await
 }
 
-/// Called inside the transaction of a tracking call that changed the
-/// identity graph, with the profile the call landed on: once that profile
-/// names a person, the active carts of its anonymous ids (a guest's carts
-/// before login) and of the profiles merged into it move into the
-/// profile's own carts under the channel's default policy. Nothing to do
-/// (the common case) costs four indexed reads.
-pub async fn on_identity_change(
-    tx: &mut Tx,
-    customer_id: &str,
-    channel: ChannelId,
-    channel_kind: ChannelKind,
-) -> Result<MergeOutcome, CartError> {
-    merge_guest_carts(tx, customer_id, channel, default_policy(channel_kind)).await
-}
-
-/// The cart follow-up of a merge no call of the customer made (an identity
-/// rebuild; `identity::MergeFollowUp`): the guest's carts join the
-/// customer's under the `merge` policy, so nothing a guest added is lost.
+/// The cart follow-up of a change to the identity graph
+/// (`identity::MergeFollowUp`), in its transaction, with the profile it
+/// landed on: once that profile names a person, the active carts of its
+/// anonymous ids (a guest's carts before login) and of the profiles merged
+/// into it move into the profile's own carts. A customer's own call (a
+/// login) applies its channel's default policy; a merge no call of the
+/// customer made (an identity rebuild) the `merge` policy, so nothing a
+/// guest added is lost. Nothing to do (the common case) costs three
+/// indexed reads.
 pub fn follow_merge<'t>(
     tx: &'t mut Tx,
+    rules: &'t IdentityRules,
     customer_id: &'t str,
-    channel: ChannelId,
+    context: MergeContext,
 ) -> BoxFuture<'t, Result<(), StoreError>> {
+    let policy = context
+        .channel_kind
+        .map_or(MergePolicy::Merge, default_policy);
     Box::pin(async move {
-        match merge_guest_carts(tx, customer_id, channel, MergePolicy::Merge).await {
+        match merge_guest_carts(tx, rules, customer_id, context.channel, policy).await {
             Ok(_) => Ok(()),
             Err(CartError::Store(error)) => Err(error),
-            Err(other) => Err(StoreError::Corrupt(format!("guest cart merge: {other}"))),
+            Err(other) => {
+                tracing::warn!(error = %other, "guest cart merge failed; the change is rolled back");
+                Err(StoreError::Corrupt(format!("guest cart merge: {other}")))
+            }
         }
     })
 }
 
 async fn merge_guest_carts(
     tx: &mut Tx,
+    rules: &IdentityRules,
     customer_id: &str,
     channel: ChannelId,
     policy: MergePolicy,
@@ -194,7 +196,8 @@ async fn merge_guest_carts(
         reports: Vec::new(),
         carts: Vec::new(),
     };
-    let Some(keys) = crate::identity::profile_keys(tx.conn(), customer_id).await? else {
+    let Some(keys) = crate::identity::profile_keys(tx.conn(), customer_id, Some(rules)).await?
+    else {
         return Ok(outcome);
     };
     if !keys.identified {

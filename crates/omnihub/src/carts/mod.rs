@@ -21,6 +21,7 @@
 pub mod http;
 pub mod merge;
 pub mod store;
+pub mod unmerge;
 
 use serde_json::{Value, json};
 
@@ -94,6 +95,58 @@ impl Owner {
     }
 }
 
+/// Whom a cart, a cart line or an order was made for, *as the channel named
+/// them* (before identity resolved the name to a profile). Kept next to the
+/// owner, so that an unmerge gives each one back to the profile that name
+/// belongs to then ([`unmerge`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A profile id as given (a merged one keeps naming its own person).
+    Customer(String),
+    /// An anonymous id (a device or browser).
+    Anonymous(String),
+    /// An identifier given at a till, `type:value` (normalized).
+    Identifier(String),
+}
+
+impl Origin {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Origin::Customer(_) => "customer",
+            Origin::Anonymous(_) => "anonymous",
+            Origin::Identifier(_) => "identifier",
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Origin::Customer(id) | Origin::Anonymous(id) | Origin::Identifier(id) => id,
+        }
+    }
+
+    pub fn from_parts(kind: Option<&str>, id: Option<String>) -> Option<Origin> {
+        match (kind?, id?) {
+            ("customer", id) => Some(Origin::Customer(id)),
+            ("anonymous", id) => Some(Origin::Anonymous(id)),
+            ("identifier", id) => Some(Origin::Identifier(id)),
+            _ => None,
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        json!({"type": self.kind(), "id": self.id()})
+    }
+}
+
+impl From<&Owner> for Origin {
+    fn from(owner: &Owner) -> Origin {
+        match owner {
+            Owner::Customer(id) => Origin::Customer(id.clone()),
+            Owner::Anonymous(id) => Origin::Anonymous(id.clone()),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CartStatus {
     Active,
@@ -138,6 +191,8 @@ pub struct CartLine {
     pub hold: Option<Hold>,
     pub added_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Whom the line was added for (see [`Origin`]).
+    pub origin: Origin,
 }
 
 impl CartLine {
@@ -158,6 +213,8 @@ pub struct Cart {
     pub lines: Vec<CartLine>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Whom the cart was opened for (see [`Origin`]).
+    pub origin: Origin,
 }
 
 impl Cart {
@@ -177,9 +234,12 @@ impl TryFrom<CartRow> for Cart {
     type Error = StoreError;
     fn try_from(r: CartRow) -> Result<Self, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("carts.{what}"));
+        let owner = Owner::from_parts(&r.owner_kind, r.owner_id).ok_or_else(|| corrupt("owner"))?;
+        let origin = Origin::from_parts(r.origin_kind.as_deref(), r.origin_id)
+            .unwrap_or_else(|| Origin::from(&owner));
         Ok(Cart {
             id: r.id.parse().map_err(|_| corrupt("id"))?,
-            owner: Owner::from_parts(&r.owner_kind, r.owner_id).ok_or_else(|| corrupt("owner"))?,
+            owner,
             currency: Currency::parse(&r.currency).map_err(|_| corrupt("currency"))?,
             status: CartStatus::parse(&r.status).ok_or_else(|| corrupt("status"))?,
             version: r.version,
@@ -213,9 +273,12 @@ impl TryFrom<CartRow> for Cart {
                         hold,
                         added_at: l.added_at,
                         updated_at: l.updated_at,
+                        origin: Origin::from_parts(l.origin_kind.as_deref(), l.origin_id)
+                            .unwrap_or_else(|| origin.clone()),
                     })
                 })
                 .collect::<Result<_, StoreError>>()?,
+            origin,
         })
     }
 }
@@ -231,6 +294,8 @@ fn line_row(l: &CartLine) -> LineRow {
         hold_expires_at: l.hold.as_ref().map(|h| h.expires_at),
         added_at: l.added_at,
         updated_at: l.updated_at,
+        origin_kind: Some(l.origin.kind().to_string()),
+        origin_id: Some(l.origin.id().to_string()),
     }
 }
 
@@ -435,7 +500,7 @@ pub async fn current_owner(
             }
         }
     };
-    match crate::identity::profile_keys(conn, &profile).await? {
+    match crate::identity::profile_keys(conn, &profile, None).await? {
         Some(keys) if keys.identified || matches!(owner, Owner::Customer(_)) => {
             Ok(Owner::Customer(keys.customer_id))
         }
@@ -461,6 +526,8 @@ pub async fn get_or_create(
             .write(move |tx| {
                 let (currency, owner) = (currency.clone(), owner.clone());
                 Box::pin(async move {
+                    // The owner as named is the new cart's origin.
+                    let origin = Origin::from(&owner);
                     let owner = current_owner(tx.conn(), owner).await?;
                     if let Some(existing) =
                         store::active(tx.conn(), owner.kind(), owner.id(), Some(currency.as_str()))
@@ -468,7 +535,7 @@ pub async fn get_or_create(
                     {
                         return Ok((Cart::try_from(existing)?, false));
                     }
-                    let cart = create_in(tx, owner, currency, channel).await?;
+                    let cart = create_in(tx, owner, origin, currency, channel).await?;
                     Ok((cart, true))
                 })
             })
@@ -480,9 +547,10 @@ pub async fn get_or_create(
     }
 }
 
-async fn create_in(
+pub(crate) async fn create_in(
     tx: &mut Tx,
     owner: Owner,
+    origin: Origin,
     currency: Currency,
     channel: ChannelId,
 ) -> Result<Cart, CartError> {
@@ -490,6 +558,7 @@ async fn create_in(
     let cart = Cart {
         id: CartId::new(),
         owner,
+        origin,
         currency,
         status: CartStatus::Active,
         version: 1,
@@ -513,6 +582,8 @@ async fn create_in(
             created_at: now,
             updated_at: now,
             lines: Vec::new(),
+            origin_kind: Some(cart.origin.kind().into()),
+            origin_id: Some(cart.origin.id().into()),
         },
     )
     .await?;
@@ -540,7 +611,12 @@ fn check_quantity(quantity: i64) -> Result<(), CartError> {
     }
 }
 
-/// Adds `quantity` of `sku` (to its line when the cart has one).
+/// Adds `quantity` of `sku` (to its line when the cart has one). `for_whom`:
+/// whom the channel adds it for, when it says (a pooled cart of merged
+/// profiles is shared by several people until an unmerge); else the cart's
+/// origin. Only somebody the cart belongs to now may be named (so a line
+/// can never be sent into a stranger's cart by a later unmerge).
+#[allow(clippy::too_many_arguments)]
 pub async fn add_line(
     store: &Store,
     id: CartId,
@@ -549,6 +625,7 @@ pub async fn add_line(
     sku: Sku,
     quantity: i64,
     hold: bool,
+    for_whom: Option<Owner>,
 ) -> Result<Cart, CartError> {
     check_quantity(quantity)?;
     if hold && !holds_allowed(actor.kind) {
@@ -556,9 +633,18 @@ pub async fn add_line(
     }
     store
         .write(move |tx| {
-            let sku = sku.clone();
+            let (sku, for_whom) = (sku.clone(), for_whom.clone());
             Box::pin(async move {
                 let cart = load_for_change(tx, id, expected).await?;
+                if let Some(whom) = &for_whom
+                    && current_owner(tx.conn(), whom.clone()).await? != cart.owner
+                {
+                    return Err(CartError::Invalid(format!(
+                        "{}: the cart does not belong to {}",
+                        whom.subject(),
+                        whom.id()
+                    )));
+                }
                 let now = tx.now();
                 let variant = catalog::store::variant_by_sku(tx.conn(), sku.as_str())
                     .await?
@@ -588,6 +674,9 @@ pub async fn add_line(
                                 currency: cart.currency.as_str().into(),
                             }
                         })?;
+                    let origin = for_whom
+                        .as_ref()
+                        .map_or_else(|| cart.origin.clone(), Origin::from);
                     let mut line = CartLine {
                         id: CartLineId::new(),
                         sku,
@@ -597,6 +686,7 @@ pub async fn add_line(
                         hold: None,
                         added_at: now,
                         updated_at: now,
+                        origin,
                     };
                     rehold(tx, &cart, &mut line, hold, actor.channel).await?;
                     store::insert_line(tx.conn(), &cart.id.to_string(), &line_row(&line)).await?;

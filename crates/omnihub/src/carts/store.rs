@@ -20,6 +20,9 @@ pub struct CartRow {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub lines: Vec<LineRow>,
+    /// Whom the cart was opened for, as named (`None`: as its owner).
+    pub origin_kind: Option<String>,
+    pub origin_id: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -33,10 +36,13 @@ pub struct LineRow {
     pub hold_expires_at: Option<Timestamp>,
     pub added_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Whom the line was added for, as named (`None`: as its cart's origin).
+    pub origin_kind: Option<String>,
+    pub origin_id: Option<String>,
 }
 
-const CART_COLUMNS: &str = "id, owner_kind, owner_id, currency, status, version, order_id, merged_into, created_at, updated_at";
-const LINE_COLUMNS: &str = "id, sku, quantity, unit_price_minor, channel_id, hold_reservation_id, hold_expires_at, added_at, updated_at";
+const CART_COLUMNS: &str = "id, owner_kind, owner_id, currency, status, version, order_id, merged_into, created_at, updated_at, origin_kind, origin_id";
+const LINE_COLUMNS: &str = "id, sku, quantity, unit_price_minor, channel_id, hold_reservation_id, hold_expires_at, added_at, updated_at, origin_kind, origin_id";
 
 fn cart_from_row(row: &AnyRow) -> Result<CartRow, StoreError> {
     Ok(CartRow {
@@ -51,6 +57,8 @@ fn cart_from_row(row: &AnyRow) -> Result<CartRow, StoreError> {
         created_at: time::from_micros(row.try_get("created_at")?),
         updated_at: time::from_micros(row.try_get("updated_at")?),
         lines: Vec::new(),
+        origin_kind: row.try_get("origin_kind")?,
+        origin_id: row.try_get("origin_id")?,
     })
 }
 
@@ -66,6 +74,8 @@ fn line_from_row(row: &AnyRow) -> Result<LineRow, StoreError> {
         hold_expires_at: expires.map(time::from_micros),
         added_at: time::from_micros(row.try_get("added_at")?),
         updated_at: time::from_micros(row.try_get("updated_at")?),
+        origin_kind: row.try_get("origin_kind")?,
+        origin_id: row.try_get("origin_id")?,
     })
 }
 
@@ -220,7 +230,8 @@ pub async fn lines_for_owners<'e>(
     let n = 2 * owners.len();
     let sql = format!(
         "SELECT l.id, l.sku, l.quantity, l.unit_price_minor, l.channel_id, l.hold_reservation_id, \
-         l.hold_expires_at, l.added_at, l.updated_at, c.id AS cart_id, c.currency, c.status \
+         l.hold_expires_at, l.added_at, l.updated_at, l.origin_kind, l.origin_id, \
+         c.id AS cart_id, c.currency, c.status \
          FROM cart_lines l JOIN carts c ON c.id = l.cart_id \
          WHERE {} AND (${} = '' OR l.channel_id = ${}) \
            AND (l.added_at < ${} OR (l.added_at = ${} AND l.id < ${})) \
@@ -292,8 +303,8 @@ pub async fn set_cart_channel(
 
 pub async fn insert_cart(conn: &mut AnyConnection, c: &CartRow) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO carts (id, owner_kind, owner_id, currency, status, version, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO carts (id, owner_kind, owner_id, currency, status, version, created_at, updated_at, origin_kind, origin_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(c.id.as_str())
     .bind(c.owner_kind.as_str())
@@ -303,6 +314,8 @@ pub async fn insert_cart(conn: &mut AnyConnection, c: &CartRow) -> Result<(), St
     .bind(c.version)
     .bind(time::to_micros(c.created_at))
     .bind(time::to_micros(c.updated_at))
+    .bind(c.origin_kind.clone())
+    .bind(c.origin_id.clone())
     .execute(conn)
     .await?;
     Ok(())
@@ -375,14 +388,68 @@ pub async fn reassign(
     Ok(done.rows_affected() == 1)
 }
 
+/// Ids of the carts merged into `cart_id` (still `merged`).
+pub async fn merged_into_ids(
+    conn: &mut AnyConnection,
+    cart_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id FROM carts WHERE merged_into = $1 AND status = 'merged' ORDER BY id",
+    )
+    .bind(cart_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| r.try_get("id").map_err(StoreError::from))
+        .collect()
+}
+
+/// Makes a merged cart at `version` active again (an unmerge gives it back).
+pub async fn reactivate(
+    conn: &mut AnyConnection,
+    id: &str,
+    version: i64,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE carts SET status = 'active', merged_into = NULL, version = version + 1, updated_at = $1 \
+         WHERE id = $2 AND version = $3 AND status = 'merged'",
+    )
+    .bind(time::to_micros(now))
+    .bind(id)
+    .bind(version)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Moves a line to another cart, without its hold.
+pub async fn move_line(
+    conn: &mut AnyConnection,
+    id: &str,
+    cart_id: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE cart_lines SET cart_id = $1, hold_reservation_id = NULL, hold_expires_at = NULL, updated_at = $2 \
+         WHERE id = $3",
+    )
+    .bind(cart_id)
+    .bind(time::to_micros(now))
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn insert_line(
     conn: &mut AnyConnection,
     cart_id: &str,
     l: &LineRow,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO cart_lines (id, cart_id, sku, quantity, unit_price_minor, channel_id, hold_reservation_id, hold_expires_at, added_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO cart_lines (id, cart_id, sku, quantity, unit_price_minor, channel_id, hold_reservation_id, hold_expires_at, added_at, updated_at, origin_kind, origin_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(l.id.as_str())
     .bind(cart_id)
@@ -394,6 +461,8 @@ pub async fn insert_line(
     .bind(l.hold_expires_at.map(time::to_micros))
     .bind(time::to_micros(l.added_at))
     .bind(time::to_micros(l.updated_at))
+    .bind(l.origin_kind.clone())
+    .bind(l.origin_id.clone())
     .execute(conn)
     .await?;
     Ok(())

@@ -592,7 +592,15 @@ pub async fn unmerge(
         (None, Some(c)) => Some(UnmergeTarget::MergedCustomer(c)),
         (None, None) => None,
     };
-    let report = super::unmerge(&state.store, &id, target, caller.channel_id, body.preview).await?;
+    let report = super::unmerge(
+        &state.store,
+        &id,
+        target,
+        caller.channel_id,
+        body.preview,
+        state.follow_ups.separated,
+    )
+    .await?;
     Ok(axum::Json(UnmergeBody {
         preview: body.preview,
         merge_id: report.merge_id,

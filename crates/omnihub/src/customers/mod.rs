@@ -374,6 +374,7 @@ pub async fn unmerge(
     target: Option<UnmergeTarget>,
     channel_id: ChannelId,
     preview: bool,
+    follow_up: identity::SeparationFollowUp,
 ) -> Result<UnmergeReport, IdentityError> {
     let db = store.reader();
     let current = identity::resolve_customer(db, id)
@@ -404,7 +405,7 @@ pub async fn unmerge(
                 let dialect = tx.dialect();
                 identity::store::lock_identity(tx.conn(), dialect).await?;
                 let rules = identity::load_rules(tx.conn()).await?;
-                identity::unmerge(tx, &rules, &merge_id, Some(channel_id), preview).await
+                identity::unmerge(tx, &rules, &merge_id, Some(channel_id), preview, follow_up).await
             })
         })
         .await;

@@ -75,9 +75,10 @@ pub struct AppStateInner {
     pub settings: Arc<Settings>,
     /// Cancelled when the hub shuts down (ends live streams).
     pub shutdown: CancellationToken,
-    /// What commerce does when identity merges profiles outside a customer's
-    /// call (an identity rebuild): the guest's carts join the customer's.
-    pub merge_follow_up: crate::identity::MergeFollowUp,
+    /// What commerce does when identity merges or unmerges profiles (the
+    /// guest's carts join the customer's; an unmerge gives orders and cart
+    /// lines back), registered here so identity never imports commerce.
+    pub follow_ups: crate::identity::FollowUps,
 }
 
 /// The `/v1` API with its OpenAPI description.

@@ -20,7 +20,12 @@
 //!   bucket, then the times are dropped;
 //! * fan-out and shared-device checks count raw degrees first and build an
 //!   adjacency list only for the few candidates (non-accounts above
-//!   `max_fanout` links, devices seen with two unique-type links);
+//!   `max_fanout` links, devices with two links to identifiers that may name
+//!   people); a device the per-type rule leaves undecided counts its persons
+//!   with a union-find over the strong links between person identifiers
+//!   (4 bytes per identifier, built only when such a device exists) and its
+//!   own links of one call (same time). The statuses are decided before the
+//!   links' sort order is allocated, while the times are still held;
 //! * union-find with path halving, whose root is always the smallest member
 //!   index — as in the resolver, where the order of neighbouring groups of an
 //!   unverified email is the order of their roots; per-group per-type counters
@@ -576,9 +581,10 @@ pub fn resolve(
             if verified {
                 *f |= F_VERIFIED;
             }
-            // Candidates for a shared device: two people named by unique
-            // identifiers, or by emails/phones through verified links.
-            let person = iy.unique || (verified && iy.class == IdentifierClass::Claimable);
+            // Candidates for a shared device: two links to identifiers that
+            // may name people (unique types, accounts and other identifiers,
+            // emails/phones through verified links).
+            let person = iy.unique || super::resolver::names_person_on_device(iy.class, verified);
             if ix.class == IdentifierClass::Device && person {
                 *f |= if *f & F_UNIQUE_ONE != 0 {
                     F_UNIQUE_TWO
@@ -588,6 +594,11 @@ pub fn resolve(
             }
         }
     }
+    // 2. Statuses: quarantine (fan-out) and shared devices. Raw degrees first;
+    //    distinct neighbours only for the candidates. Before the links'
+    //    sort order is allocated: the shared-device rule reads link times.
+    statuses(rules, &kinds, &mut flags, &ends, &times, degree)?;
+
     for i in 1..starts.len() {
         starts[i] += starts[i - 1];
     }
@@ -611,10 +622,6 @@ pub fn resolve(
         sort_by_time(&mut order[w[0]..w[1]], &times, &mut displaced, &mut merged);
     }
     drop((times, displaced, merged));
-
-    // 2. Statuses: quarantine (fan-out) and shared devices. Raw degrees first;
-    //    distinct neighbours only for the candidates.
-    statuses(rules, &kinds, &mut flags, &ends, degree)?;
 
     // 3. Strong links in order; trusted unverified emails and phones kept
     //    for step 4, public keys' claims for step 5.
@@ -852,6 +859,7 @@ fn statuses(
     kinds: &[u8],
     flags: &mut [u8],
     ends: &[[u32; 2]],
+    times: &[i64],
     degree: Vec<u16>,
 ) -> Result<(), CompactError> {
     let n = kinds.len();
@@ -912,38 +920,35 @@ fn statuses(
         for i in 1..offsets.len() {
             offsets[i] += offsets[i - 1];
         }
+        // Each candidate's links, by index (the other end, the verified and
+        // claim bits and the time are read from the link).
         let mut adjacency = vec![0u32; offsets[slots.len()] as usize];
         let mut fill = offsets.clone();
-        // Each neighbour with the link's verified flag in its top bit.
-        for &[a, b] in ends {
-            let verified = a & VERIFIED_BIT;
+        for (e, &[a, b]) in ends.iter().enumerate() {
             let (a, b) = (a & NODE_MASK, b & NODE_MASK);
             if a == b {
                 continue;
             }
-            for (x, y) in [(a, b), (b, a)] {
+            for x in [a, b] {
                 if candidate(x) {
                     let k = slot(x);
-                    adjacency[fill[k] as usize] = y | verified;
+                    adjacency[fill[k] as usize] = e as u32;
                     fill[k] += 1;
                 }
             }
         }
         drop(fill);
         let mut per_kind = vec![0u32; rules.info.len()];
+        // Devices the per-type rule left undecided: their persons are
+        // counted once every quarantine is known.
+        let mut undecided: Vec<usize> = Vec::new();
         for (k, &node) in slots.iter().enumerate() {
             let i = node as usize;
             let list = &mut adjacency[offsets[k] as usize..offsets[k + 1] as usize];
-            list.sort_unstable_by_key(|&y| y & NODE_MASK);
+            let links = Links { ends, of: node };
+            list.sort_unstable_by_key(|&e| links.other(e));
             let mut distinct = 0usize;
-            let mut run = 0usize;
-            while run < list.len() {
-                let y = list[run] & NODE_MASK;
-                let mut verified = false;
-                while run < list.len() && list[run] & NODE_MASK == y {
-                    verified |= list[run] & VERIFIED_BIT != 0;
-                    run += 1;
-                }
+            for (y, verified) in links.distinct(list) {
                 distinct += 1;
                 let k = usize::from(kinds[y as usize]).min(per_kind.len() - 1);
                 let person = rules.info[k].unique
@@ -957,14 +962,175 @@ fn statuses(
                 flags[i] |= F_QUARANTINED;
             } else if class == IdentifierClass::Device && per_kind.iter().any(|&c| c >= 2) {
                 flags[i] |= F_SHARED;
+            } else if class == IdentifierClass::Device {
+                undecided.push(k);
             }
             per_kind.fill(0);
+        }
+        if !undecided.is_empty() {
+            let persons = person_components(rules, kinds, flags, ends);
+            for k in undecided {
+                let list = &adjacency[offsets[k] as usize..offsets[k + 1] as usize];
+                let links = Links { ends, of: slots[k] };
+                if persons_on_device(rules, kinds, flags, &persons, &links, times, list) >= 2 {
+                    flags[slots[k] as usize] |= F_SHARED;
+                }
+            }
         }
     }
     for f in flags.iter_mut() {
         *f &= !(F_UNIQUE_ONE | F_UNIQUE_TWO | F_CANDIDATE);
     }
     Ok(())
+}
+
+/// The links of one identifier (`of`), read by link index.
+struct Links<'a> {
+    ends: &'a [[u32; 2]],
+    of: u32,
+}
+
+impl Links<'_> {
+    /// The other end of link `e`.
+    fn other(&self, e: u32) -> u32 {
+        let [a, b] = self.ends[e as usize];
+        let (a, b) = (a & NODE_MASK, b & NODE_MASK);
+        if a == self.of { b } else { a }
+    }
+
+    fn verified(&self, e: u32) -> bool {
+        self.ends[e as usize][0] & VERIFIED_BIT != 0
+    }
+
+    fn trusted(&self, e: u32) -> bool {
+        self.ends[e as usize][1] & CLAIM_BIT == 0
+    }
+
+    /// The distinct neighbours of a list of links sorted by other end,
+    /// each with whether any of its links is verified.
+    fn distinct<'s>(&'s self, list: &'s [u32]) -> impl Iterator<Item = (u32, bool)> + 's {
+        let mut run = 0usize;
+        std::iter::from_fn(move || {
+            let y = self.other(*list.get(run)?);
+            let mut verified = false;
+            while run < list.len() && self.other(list[run]) == y {
+                verified |= self.verified(list[run]);
+                run += 1;
+            }
+            Some((y, verified))
+        })
+    }
+}
+
+/// How many persons a device names (the resolver's rule): its person
+/// identifiers, grouped by `persons` and by the device's trusted links of
+/// one call (same time).
+fn persons_on_device(
+    rules: &CompactRules,
+    kinds: &[u8],
+    flags: &[u8],
+    persons: &Persons,
+    links: &Links<'_>,
+    times: &[i64],
+    list: &[u32],
+) -> usize {
+    let info = |i: u32| rules.info(kinds[i as usize]);
+    let free = |y: u32| flags[y as usize] & F_QUARANTINED == 0;
+    let mut calls: Vec<(i64, u32)> = list
+        .iter()
+        .filter(|&&e| {
+            let y = links.other(e);
+            links.trusted(e)
+                && free(y)
+                && super::resolver::names_person_on_device(info(y).class, links.verified(e))
+        })
+        .map(|&e| (times[e as usize], links.other(e)))
+        .collect();
+    calls.sort_unstable();
+    let mut local: BTreeMap<u32, u32> = BTreeMap::new();
+    let local_root = |local: &BTreeMap<u32, u32>, mut x: u32| {
+        while let Some(&up) = local.get(&x) {
+            x = up;
+        }
+        x
+    };
+    for pair in calls.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            let (ra, rb) = (persons.root(pair[0].1), persons.root(pair[1].1));
+            let (la, lb) = (local_root(&local, ra), local_root(&local, rb));
+            if la != lb {
+                local.insert(la.max(lb), la.min(lb));
+            }
+        }
+    }
+    let mut roots: Vec<u32> = links
+        .distinct(list)
+        .filter(|&(y, verified)| {
+            free(y) && super::resolver::names_person_on_device(info(y).class, verified)
+        })
+        .map(|(y, _)| local_root(&local, persons.root(y)))
+        .collect();
+    roots.sort_unstable();
+    roots.dedup();
+    roots.len()
+}
+
+/// Person identifiers tied together by strong links (as in the resolver's
+/// shared-device rule): both ends neither devices nor quarantined, the link
+/// trusted, and verified when it names an email or phone. Roots are found
+/// with path halving on a frozen copy (read-only after building).
+struct Persons {
+    parent: Vec<u32>,
+}
+
+impl Persons {
+    fn root(&self, mut x: u32) -> u32 {
+        while self.parent[x as usize] != x {
+            x = self.parent[x as usize];
+        }
+        x
+    }
+}
+
+fn person_components(
+    rules: &CompactRules,
+    kinds: &[u8],
+    flags: &[u8],
+    ends: &[[u32; 2]],
+) -> Persons {
+    let n = kinds.len();
+    let mut parent: Vec<u32> = (0..n as u32).collect();
+    let find = |parent: &mut Vec<u32>, mut x: u32| {
+        while parent[x as usize] != x {
+            let up = parent[parent[x as usize] as usize];
+            parent[x as usize] = up;
+            x = up;
+        }
+        x
+    };
+    for &[a, b] in ends {
+        let verified = a & VERIFIED_BIT != 0;
+        let trusted = b & CLAIM_BIT == 0;
+        let (a, b) = (a & NODE_MASK, b & NODE_MASK);
+        if a == b || !trusted {
+            continue;
+        }
+        let (ca, cb) = (
+            rules.info(kinds[a as usize]).class,
+            rules.info(kinds[b as usize]).class,
+        );
+        let device = ca == IdentifierClass::Device || cb == IdentifierClass::Device;
+        let claimable = ca == IdentifierClass::Claimable || cb == IdentifierClass::Claimable;
+        let quarantined = (flags[a as usize] | flags[b as usize]) & F_QUARANTINED != 0;
+        if device || quarantined || (claimable && !verified) {
+            continue;
+        }
+        let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+        if ra != rb {
+            parent[ra.max(rb) as usize] = ra.min(rb);
+        }
+    }
+    Persons { parent }
 }
 
 /// Runs the compact resolver on the resolver's own inputs and answers in the

@@ -220,7 +220,7 @@ pub async fn rebuild(
     let progress = |phase: super::rebuild::RebuildPhase, done: usize| {
         tracing::info!(phase = phase.as_str(), done, "identity rebuild");
     };
-    let follow_up = Some((state.merge_follow_up, caller.channel_id));
+    let follow_up = Some((state.follow_ups, caller.channel_id));
     let report =
         super::rebuild(&state.store, Some(caller.channel_id), &progress, follow_up).await?;
     tracing::info!(?report, "identity rebuild done");

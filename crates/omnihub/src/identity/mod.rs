@@ -162,16 +162,78 @@ pub struct Observed {
     pub source: String,
 }
 
-/// What another domain does inside the transaction of a merge that no call
-/// of the customer made (an identity rebuild), for the profile that survived
-/// it, on behalf of a channel: commerce moves the guest's carts there.
-/// Identity announces the merge through it and never imports that domain;
-/// whoever assembles the hub passes it in (`server.rs`, `cli.rs`).
+/// Who a merge follow-up acts for: the channel of the call (or of the
+/// operator) that caused the merge, and its kind when a customer's own call
+/// did (a login): commerce then applies that channel's merge policy; an
+/// identity rebuild has no kind (nothing a guest added may be lost).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MergeContext {
+    pub channel: ChannelId,
+    pub channel_kind: Option<crate::channels::ChannelKind>,
+}
+
+/// What another domain does inside the transaction of a change to the
+/// identity graph that put `customer_id` (the surviving profile) together
+/// with others: commerce moves the guest's carts there. Identity announces
+/// the merge through it and never imports that domain; whoever assembles
+/// the hub passes it in (`server.rs`, `cli.rs`). The rules are those the
+/// change ran under.
 pub type MergeFollowUp = for<'t> fn(
     &'t mut Tx,
+    &'t IdentityRules,
     &'t str,
-    ChannelId,
+    MergeContext,
 ) -> futures::future::BoxFuture<'t, Result<(), StoreError>>;
+
+/// What another domain does inside the transaction of a change that
+/// separated profiles (an unmerge, or a split: a device turned shared, a
+/// rebuild under stricter rules), for the profiles the separated group
+/// became: commerce gives each one back the orders and cart lines made for
+/// it.
+pub type SeparationFollowUp = for<'t> fn(
+    &'t mut Tx,
+    &'t IdentityRules,
+    &'t Separation,
+) -> futures::future::BoxFuture<'t, Result<(), StoreError>>;
+
+/// An unmerge or a split, as its follow-ups see it.
+#[derive(Clone, Debug)]
+pub struct Separation {
+    /// The merge undone; `None` for a split.
+    pub merge_id: Option<String>,
+    /// The profiles of the regrouped part of the graph, after it.
+    pub profiles: Vec<String>,
+    pub channel_id: Option<ChannelId>,
+}
+
+/// The follow-ups of identity changes, registered by the hub.
+#[derive(Clone, Copy)]
+pub struct FollowUps {
+    pub merged: MergeFollowUp,
+    pub separated: SeparationFollowUp,
+}
+
+impl FollowUps {
+    /// No follow-up (identity alone: benchmarks, tools).
+    pub fn none() -> FollowUps {
+        fn merged<'t>(
+            _: &'t mut Tx,
+            _: &'t IdentityRules,
+            _: &'t str,
+            _: MergeContext,
+        ) -> futures::future::BoxFuture<'t, Result<(), StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn separated<'t>(
+            _: &'t mut Tx,
+            _: &'t IdentityRules,
+            _: &'t Separation,
+        ) -> futures::future::BoxFuture<'t, Result<(), StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+        FollowUps { merged, separated }
+    }
+}
 
 /// How much a link is worth, weakest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -226,6 +288,9 @@ pub struct Placement {
     pub anchor_id: String,
     /// Links this call added to the ledger.
     pub new_links: usize,
+    /// The profiles that profiles split into because of this call (a
+    /// device turned shared, an identifier quarantined); empty mostly.
+    pub split_into: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -379,6 +444,7 @@ pub async fn observe(
             customer_id: anchor.customer_id,
             anchor_id: anchor.id,
             new_links: 0,
+            split_into: Vec::new(),
         });
     }
     let cause = Cause::Event {
@@ -394,6 +460,7 @@ pub async fn observe(
             customer_id: anchor.customer_id,
             anchor_id: anchor.id,
             new_links: 0,
+            split_into: Vec::new(),
         });
     }
     let mut seeds: Vec<String> = vec![anchor.id.clone()];
@@ -409,6 +476,7 @@ pub async fn observe(
         customer_id,
         anchor_id: anchor.id,
         new_links: new_links.len(),
+        split_into: outcome.split_into.iter().cloned().collect(),
     })
 }
 
@@ -492,6 +560,8 @@ pub struct Recomputed {
     pub links: BTreeMap<String, LinkRow>,
     /// Merge records written.
     pub merges: Vec<String>,
+    /// The profiles that profiles split into here (`customer.split`).
+    pub split_into: BTreeSet<String>,
 }
 
 /// Loads the connected part of the identifier graph around `seeds` (through
@@ -703,7 +773,7 @@ async fn apply_resolution(
             out.merges.push(merge.id);
         }
     }
-    emit_splits(tx, cause, out, &old_active);
+    out.split_into = emit_splits(tx, cause, out, &old_active);
     emit_refusals(tx, cause, out);
     Ok(())
 }
@@ -795,9 +865,16 @@ fn emit_status_change(
 
 /// `customer.split` for every previously active profile whose identifiers
 /// now sit in more than one profile (not for unmerges: they emit their own).
-fn emit_splits(tx: &mut Tx, cause: &Cause, out: &Recomputed, old_active: &BTreeSet<String>) {
+/// Returns the profiles they split into.
+fn emit_splits(
+    tx: &mut Tx,
+    cause: &Cause,
+    out: &Recomputed,
+    old_active: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let mut split_into = BTreeSet::new();
     if matches!(cause, Cause::Unmerge { .. }) {
-        return;
+        return split_into;
     }
     let now = tx.now();
     for old in old_active {
@@ -808,6 +885,7 @@ fn emit_splits(tx: &mut Tx, cause: &Cause, out: &Recomputed, old_active: &BTreeS
             .filter_map(|r| out.customer_of.get(&r.id))
             .collect();
         if now_in.len() > 1 {
+            split_into.extend(now_in.iter().map(|c| (*c).clone()));
             tx.emit(
                 NewEvent::new(
                     "customer.split",
@@ -827,6 +905,7 @@ fn emit_splits(tx: &mut Tx, cause: &Cause, out: &Recomputed, old_active: &BTreeS
             );
         }
     }
+    split_into
 }
 
 /// `identity.conflict` / `identity.verification_required` for the links
@@ -884,8 +963,9 @@ pub struct UnmergeReport {
 }
 
 /// Undoes a merge: retracts every active link between the merged side and
-/// the rest of the survivor, regroups, and marks the merge undone. With
-/// `preview`, computes the same and rolls it back
+/// the rest of the survivor, regroups, marks the merge undone and runs
+/// `follow_up` (commerce gives orders and cart lines back to their owners).
+/// With `preview`, computes the regrouping and rolls it back
 /// ([`IdentityError::Preview`] carries the report).
 pub async fn unmerge(
     tx: &mut Tx,
@@ -893,6 +973,7 @@ pub async fn unmerge(
     merge_id: &str,
     channel_id: Option<ChannelId>,
     preview: bool,
+    follow_up: SeparationFollowUp,
 ) -> Result<UnmergeReport, IdentityError> {
     let now = tx.now();
     let merge = store::get_merge(&mut *tx.conn(), merge_id)
@@ -958,6 +1039,12 @@ pub async fn unmerge(
         .subject("customer_id", &report.survivor_id)
         .subject("unmerged_customer_id", &report.merged_id),
     );
+    let separation = Separation {
+        merge_id: Some(report.merge_id.clone()),
+        profiles: report.profiles.keys().cloned().collect(),
+        channel_id,
+    };
+    follow_up(tx, rules, &separation).await?;
     Ok(report)
 }
 
@@ -996,9 +1083,12 @@ pub struct ProfileKeys {
 
 /// The keys of the profile `id` resolves to, or `None` for an id that was
 /// never a profile.
+///
+/// `rules`: the rules in force when the caller holds them (read otherwise).
 pub async fn profile_keys(
     conn: &mut sqlx::AnyConnection,
     id: &str,
+    rules: Option<&IdentityRules>,
 ) -> Result<Option<ProfileKeys>, StoreError> {
     let Some(row) = store::get_customer(&mut *conn, id).await? else {
         return Ok(None);
@@ -1015,7 +1105,14 @@ pub async fn profile_keys(
     // A person is named by an account, a verified email or phone, or
     // another person identifier (a loyalty id); an unverified email that
     // joined two guests names nobody yet, so their carts stay apart.
-    let rules = load_rules(&mut *conn).await?;
+    let loaded;
+    let rules = match rules {
+        Some(rules) => rules,
+        None => {
+            loaded = load_rules(&mut *conn).await?;
+            &loaded
+        }
+    };
     let identified = members.iter().any(|r| match rules.class(&r.kind) {
         IdentifierClass::Account | IdentifierClass::Other => {
             !GUEST_KINDS.contains(&r.kind.as_str())
@@ -1045,7 +1142,7 @@ pub async fn keys_or_opaque(
     id: &str,
 ) -> Result<ProfileKeys, StoreError> {
     let mut conn = store.reader().acquire().await?;
-    Ok(profile_keys(&mut conn, id)
+    Ok(profile_keys(&mut conn, id, None)
         .await?
         .unwrap_or_else(|| ProfileKeys {
             customer_id: id.to_string(),

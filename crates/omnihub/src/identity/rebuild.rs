@@ -446,6 +446,8 @@ struct BatchOutcome {
     rechecked: usize,
     /// Profiles that gained a merge in this batch.
     merged_into: Vec<String>,
+    /// Profiles that profiles split into in this batch.
+    split_into: Vec<String>,
 }
 
 /// Regroups every identifier under the rules in force (after a rules
@@ -459,7 +461,7 @@ pub async fn rebuild(
     store: &Store,
     channel_id: Option<ChannelId>,
     progress: Progress<'_>,
-    follow_up: Option<(super::MergeFollowUp, ChannelId)>,
+    follow_up: Option<(super::FollowUps, ChannelId)>,
 ) -> Result<RebuildReport, IdentityError> {
     let rules = super::load_rules_from(store.reader()).await?;
     let crules = CompactRules::new(&rules)?;
@@ -511,6 +513,7 @@ pub async fn rebuild(
     let rules = Arc::new(rules);
     let links = Arc::new(snapshot.links);
     let mut written = 0usize;
+    let mut split_into: BTreeSet<String> = BTreeSet::new();
     for batch in batches {
         let size: usize = batch.iter().map(|g| g.members.len()).sum();
         let rules = Arc::clone(&rules);
@@ -523,8 +526,12 @@ pub async fn rebuild(
                     // The same follow-ups as a live merge (the guest's
                     // carts join the customer's), in the same transaction.
                     if let Some((follow, channel)) = follow_up {
+                        let context = super::MergeContext {
+                            channel,
+                            channel_kind: None,
+                        };
                         for survivor in &outcome.merged_into {
-                            follow(tx, survivor, channel).await?;
+                            (follow.merged)(tx, &rules, survivor, context).await?;
                         }
                     }
                     Ok::<_, IdentityError>(outcome)
@@ -539,13 +546,50 @@ pub async fn rebuild(
         report.blocked += outcome.blocked;
         report.retracted_links += outcome.retracted;
         report.rechecked_groups += outcome.rechecked;
+        split_into.extend(outcome.split_into);
         let before = written;
         written += size;
         if written / REBUILD_PROGRESS_EVERY > before / REBUILD_PROGRESS_EVERY {
             progress(RebuildPhase::Writing, written);
         }
     }
+    if let Some((follow, channel)) = follow_up {
+        separate(store, &rules, split_into, follow, channel).await?;
+    }
     Ok(report)
+}
+
+/// The follow-up of the rebuild's splits (orders and cart lines go back to
+/// whom they were made for), once every group is written: a split profile's
+/// parts may be written by different batches.
+async fn separate(
+    store: &Store,
+    rules: &Arc<IdentityRules>,
+    split_into: BTreeSet<String>,
+    follow: super::FollowUps,
+    channel: ChannelId,
+) -> Result<(), IdentityError> {
+    let profiles: Vec<String> = split_into.into_iter().collect();
+    for chunk in profiles.chunks(REBUILD_BATCH_IDENTIFIERS) {
+        let separation = super::Separation {
+            merge_id: None,
+            profiles: chunk.to_vec(),
+            channel_id: Some(channel),
+        };
+        let rules = Arc::clone(rules);
+        store
+            .write(move |tx| {
+                let (rules, separation) = (rules.clone(), separation.clone());
+                Box::pin(async move {
+                    let dialect = tx.dialect();
+                    store::lock_identity(tx.conn(), dialect).await?;
+                    (follow.separated)(tx, &rules, &separation).await?;
+                    Ok::<_, IdentityError>(())
+                })
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 fn find(parent: &mut [u32], mut x: u32) -> u32 {
@@ -782,6 +826,7 @@ async fn write_group(
         let out = recompute(tx, rules, &ids, &cause).await?;
         outcome.rechecked += 1;
         outcome.merges += out.merges.len();
+        outcome.split_into.extend(out.split_into.iter().cloned());
         if !out.merges.is_empty() {
             let survivors = out.resolution.groups.iter().map(|g| g.survivor.clone());
             outcome.merged_into.extend(survivors);
@@ -884,6 +929,7 @@ async fn write_group(
         outcome.merges += 1;
     }
     for (old, into) in group.splits {
+        outcome.split_into.extend(into.iter().cloned());
         tx.emit(
             NewEvent::new(
                 "customer.split",

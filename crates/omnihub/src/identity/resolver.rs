@@ -14,11 +14,18 @@
 //! The algorithm, for one connected part of the identifier graph:
 //! 1. **Quarantine**: an identifier that is not an account and is linked to
 //!    more than `max_fanout` distinct identifiers links nothing.
-//! 2. **Shared devices**: a device identifier linked to two different values
-//!    of a unique type (limit 1, e.g. two `user_id`s), or through verified
-//!    links to two values of one claimable type (two people who signed in
-//!    with their email on one tablet), is shared: it links nothing and stays
-//!    context on both profiles.
+//! 2. **Shared devices**: a device identifier is shared (it links nothing and
+//!    stays context on both profiles) when the persons it names are two or
+//!    more. The identifiers it names a person by are its neighbours of a
+//!    unique type (limit 1), of class account or other, and of class
+//!    claimable through a verified link. Persons = the connected components
+//!    of those neighbours through *strong* links between non-device,
+//!    non-quarantined identifiers (the links that could join them anyway),
+//!    and through the device's own trusted links of one call (same time:
+//!    one call names one person): one person signing in by email and
+//!    another by user id on one tablet are two; a call naming an email and
+//!    a loyalty id on a browser names one. Two values of one unique type are two persons even when
+//!    linked to each other (that link is refused by the limit).
 //! 3. **Strong links** are applied first, sorted by (verified first, type
 //!    priority, time, id), each only when the union keeps every per-profile
 //!    type limit; a refused link is a *conflict*. A link is strong when it is
@@ -208,9 +215,7 @@ pub fn resolve(rules: &IdentityRules, nodes: &[NodeInput], edges: &[EdgeInput]) 
     }
     let class = |i: usize| rules.class(&nodes[i].kind);
     let names_person = |i: usize| class(i) != IdentifierClass::Device;
-    let status: Vec<NodeStatus> = (0..nodes.len())
-        .map(|i| node_status(rules, &nodes, &neighbours, &verified_neighbours, i))
-        .collect();
+    let status = node_statuses(rules, &nodes, &edges, &neighbours, &verified_neighbours);
 
     // Strong links first, then trusted unverified emails and phones, then
     // public keys' claims; each sorted deterministically.
@@ -374,39 +379,128 @@ pub fn resolve(rules: &IdentityRules, nodes: &[NodeInput], edges: &[EdgeInput]) 
     resolution
 }
 
-fn node_status(
+/// Quarantined: not an account, and pinned or linked to more than
+/// `max_fanout` distinct identifiers.
+fn quarantined(rules: &IdentityRules, node: &NodeInput, neighbours: usize) -> bool {
+    rules.class(&node.kind) != IdentifierClass::Account
+        && (node.pinned_quarantine || neighbours > rules.max_fanout)
+}
+
+/// Whether a device's neighbour of class `class` names a person: an account
+/// or other identifier, or an email/phone through a verified link.
+pub(crate) fn names_person_on_device(class: IdentifierClass, verified: bool) -> bool {
+    match class {
+        IdentifierClass::Account | IdentifierClass::Other => true,
+        IdentifierClass::Claimable => verified,
+        IdentifierClass::Device => false,
+    }
+}
+
+/// Whether a link may tie two person identifiers together for the shared
+/// device rule: trusted, verified when it names an email or phone, between
+/// two identifiers that are neither devices nor quarantined.
+fn ties_persons(rules: &IdentityRules, a: &NodeInput, b: &NodeInput, e: &EdgeInput) -> bool {
+    let (ca, cb) = (rules.class(&a.kind), rules.class(&b.kind));
+    ca != IdentifierClass::Device
+        && cb != IdentifierClass::Device
+        && (e.trusted || e.verified)
+        && (e.verified || (ca != IdentifierClass::Claimable && cb != IdentifierClass::Claimable))
+}
+
+fn node_statuses(
     rules: &IdentityRules,
     nodes: &[&NodeInput],
+    edges: &[(&EdgeInput, usize, usize)],
     neighbours: &[BTreeSet<usize>],
     verified_neighbours: &[BTreeSet<usize>],
-    i: usize,
-) -> NodeStatus {
-    let class = rules.class(&nodes[i].kind);
-    if class != IdentifierClass::Account
-        && (nodes[i].pinned_quarantine || neighbours[i].len() > rules.max_fanout)
-    {
-        return NodeStatus::Quarantined;
+) -> Vec<NodeStatus> {
+    let n = nodes.len();
+    let quarantine: Vec<bool> = (0..n)
+        .map(|i| quarantined(rules, nodes[i], neighbours[i].len()))
+        .collect();
+    // Persons: person identifiers tied by strong links (not through devices).
+    let mut persons: Vec<usize> = (0..n).collect();
+    fn root(p: &mut [usize], mut x: usize) -> usize {
+        while p[x] != x {
+            p[x] = p[p[x]];
+            x = p[x];
+        }
+        x
     }
-    if class == IdentifierClass::Device {
-        let mut unique_values: BTreeMap<&str, usize> = BTreeMap::new();
-        for &n in &neighbours[i] {
-            let kind = nodes[n].kind.as_str();
-            if rules.max_per_profile(kind) == 1 {
-                *unique_values.entry(kind).or_default() += 1;
+    // Each device's trusted links to identifiers that name a person on it,
+    // with their time: links of one call share it (and name one person).
+    let mut calls: Vec<Vec<(i64, usize)>> = vec![Vec::new(); n];
+    for (e, a, b) in edges {
+        if !quarantine[*a] && !quarantine[*b] && ties_persons(rules, nodes[*a], nodes[*b], e) {
+            let (ra, rb) = (root(&mut persons, *a), root(&mut persons, *b));
+            if ra != rb {
+                persons[ra.max(rb)] = ra.min(rb);
             }
         }
-        // Two people who each signed in (verified) with an email or phone.
-        for &n in &verified_neighbours[i] {
-            let kind = nodes[n].kind.as_str();
-            if rules.max_per_profile(kind) != 1 && rules.class(kind) == IdentifierClass::Claimable {
-                *unique_values.entry(kind).or_default() += 1;
+        for (d, m) in [(*a, *b), (*b, *a)] {
+            let class = rules.class(&nodes[m].kind);
+            if rules.class(&nodes[d].kind) == IdentifierClass::Device
+                && (e.trusted || e.verified)
+                && !quarantine[m]
+                && names_person_on_device(class, e.verified)
+            {
+                calls[d].push((e.observed_at, m));
             }
         }
-        if unique_values.values().any(|&count| count >= 2) {
-            return NodeStatus::Shared;
-        }
     }
-    NodeStatus::Member
+    (0..n)
+        .map(|i| {
+            if quarantine[i] {
+                return NodeStatus::Quarantined;
+            }
+            if rules.class(&nodes[i].kind) != IdentifierClass::Device {
+                return NodeStatus::Member;
+            }
+            let mut unique_values: BTreeMap<&str, usize> = BTreeMap::new();
+            let mut components: BTreeSet<usize> = BTreeSet::new();
+            for &m in &neighbours[i] {
+                let kind = nodes[m].kind.as_str();
+                let class = rules.class(kind);
+                let verified = verified_neighbours[i].contains(&m);
+                // Two values of a unique type, or two verified emails (phones).
+                if rules.max_per_profile(kind) == 1
+                    || (verified && class == IdentifierClass::Claimable)
+                {
+                    *unique_values.entry(kind).or_default() += 1;
+                }
+                if names_person_on_device(class, verified) && !quarantine[m] {
+                    components.insert(root(&mut persons, m));
+                }
+            }
+            // Identifiers one call named together on the device are one person.
+            calls[i].sort_unstable();
+            let mut local: BTreeMap<usize, usize> = BTreeMap::new();
+            for pair in calls[i].windows(2) {
+                if pair[0].0 == pair[1].0 {
+                    let (ra, rb) = (root(&mut persons, pair[0].1), root(&mut persons, pair[1].1));
+                    let (la, lb) = (local_root(&local, ra), local_root(&local, rb));
+                    if la != lb {
+                        local.insert(la.max(lb), la.min(lb));
+                    }
+                }
+            }
+            let persons_here: BTreeSet<usize> =
+                components.iter().map(|&r| local_root(&local, r)).collect();
+            if persons_here.len() >= 2 || unique_values.values().any(|&count| count >= 2) {
+                NodeStatus::Shared
+            } else {
+                NodeStatus::Member
+            }
+        })
+        .collect()
+}
+
+/// The representative of `x` among roots joined on one device.
+fn local_root(local: &BTreeMap<usize, usize>, mut x: usize) -> usize {
+    while let Some(&up) = local.get(&x) {
+        x = up;
+    }
+    x
 }
 
 /// Joins the groups of `a` and `b` unless that breaks a per-type limit.
@@ -599,6 +693,73 @@ mod tests {
             &[edge("1", "t", "e1", true), edge("2", "t", "e2", true)],
             &[&["t"], &["e1"], &["e2"]],
         );
+    }
+
+    /// One person signs in by email only, another by user id only, on one
+    /// tablet: two persons, so the tablet is shared. Once the account
+    /// verifies that email, they are one person and the tablet joins them.
+    #[test]
+    fn shared_across_identifier_types() {
+        let nodes = [
+            node("t", "anonymous_id"),
+            node("e", "email"),
+            node("u", "user_id"),
+        ];
+        // Two sign-ins: two calls, at two times.
+        let family = [
+            edge("1", "t", "e", true),
+            EdgeInput {
+                observed_at: 1,
+                ..edge("2", "u", "t", true)
+            },
+        ];
+        check(&nodes, &family, &[&["e"], &["t"], &["u"]]);
+        let compact =
+            crate::identity::compact::resolve_inputs(&IdentityRules::default(), &nodes, &family)
+                .unwrap();
+        assert_eq!(compact, resolve(&IdentityRules::default(), &nodes, &family));
+        // An unverified email names nobody yet: one person, no sharing.
+        check(
+            &nodes,
+            &[edge("1", "t", "e", false), edge("2", "u", "t", true)],
+            &[&["e", "t", "u"]],
+        );
+        // The same person: the account verified the email.
+        check(
+            &nodes,
+            &[
+                family[0].clone(),
+                family[1].clone(),
+                edge("3", "u", "e", true),
+            ],
+            &[&["e", "t", "u"]],
+        );
+        // A public key's claim never ties two persons together.
+        check(
+            &nodes,
+            &[family[0].clone(), family[1].clone(), claim("3", "u", "e")],
+            &[&["e"], &["t"], &["u"]],
+        );
+        // One call naming an email and a loyalty id on a browser names one
+        // person (its links share the call's time); two calls, two persons.
+        let nodes = [
+            node("b", "anonymous_id"),
+            node("e", "email"),
+            node("l", "loyalty_id"),
+        ];
+        let at = |id: &str, to: &str, time: i64| EdgeInput {
+            observed_at: time,
+            ..edge(id, "b", to, true)
+        };
+        let one_call = [at("1", "e", 7), at("2", "l", 7)];
+        check(&nodes, &one_call, &[&["b", "e", "l"]]);
+        let two_calls = [at("1", "e", 7), at("2", "l", 8)];
+        check(&nodes, &two_calls, &[&["b"], &["e"], &["l"]]);
+        for edges in [&one_call[..], &two_calls[..]] {
+            let rules = IdentityRules::default();
+            let compact = crate::identity::compact::resolve_inputs(&rules, &nodes, edges).unwrap();
+            assert_eq!(compact, resolve(&rules, &nodes, edges));
+        }
     }
 
     #[test]

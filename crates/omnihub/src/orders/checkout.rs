@@ -549,6 +549,7 @@ fn decide(
         reservation_id: Some(allocated.id),
         created_at: now,
         updated_at: now,
+        origin: Some(cart.origin.clone()),
     };
     let mut closed = cart.clone();
     closed.status = CartStatus::CheckedOut;

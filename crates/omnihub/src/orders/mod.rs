@@ -19,6 +19,7 @@
 //! * Idempotent: a second checkout of a checked-out cart returns its order;
 //!   a marketplace order is imported once per (channel, external id).
 
+pub mod attribution;
 pub mod checkout;
 pub mod http;
 pub mod store;
@@ -285,6 +286,10 @@ pub struct Order {
     pub reservation_id: Option<ReservationId>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Whom the order was placed for, as the channel named them (the
+    /// cart's origin, or the till's customer): an unmerge puts the order on
+    /// the profile that name belongs to then (`attribution`).
+    pub origin: Option<carts::Origin>,
 }
 
 impl Order {
@@ -387,6 +392,8 @@ fn to_row(o: &Order) -> OrderRow {
         reservation_id: o.reservation_id.map(|r| r.to_string()),
         created_at: o.created_at,
         updated_at: o.updated_at,
+        origin_kind: o.origin.as_ref().map(|c| c.kind().to_string()),
+        origin_id: o.origin.as_ref().map(|c| c.id().to_string()),
         lines: o
             .lines
             .iter()
@@ -471,6 +478,7 @@ impl TryFrom<OrderRow> for Order {
                 .transpose()?,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            origin: carts::Origin::from_parts(r.origin_kind.as_deref(), r.origin_id),
             lines: r
                 .lines
                 .into_iter()
@@ -872,6 +880,7 @@ async fn checkout_in(
         reservation_id: Some(reservation.id),
         created_at: now,
         updated_at: now,
+        origin: Some(cart.origin.clone()),
     };
     emit(tx, "order.placed", &order, channel);
     order.status = OrderStatus::Allocated;
@@ -929,6 +938,16 @@ pub enum SaleCustomer {
     /// loyalty id): the sale goes on that identifier's profile, created when
     /// the identifier is new.
     Identifier(Identifier),
+}
+
+impl SaleCustomer {
+    /// Whom the till named: the profile id as given, or the identifier.
+    fn origin(&self) -> carts::Origin {
+        match self {
+            SaleCustomer::Profile(id) => carts::Origin::Customer(id.clone()),
+            SaleCustomer::Identifier(i) => carts::Origin::Identifier(i.to_string()),
+        }
+    }
 }
 
 /// A sale at a till.
@@ -1065,6 +1084,7 @@ pub async fn record_pos_sale(
                     reservation_id: Some(fulfilled.id),
                     created_at: now,
                     updated_at: now,
+                    origin: sale.customer.as_ref().map(SaleCustomer::origin),
                 };
                 store::insert(tx.conn(), &to_row(&order)).await?;
                 emit(tx, "order.completed", &order, channel);
@@ -1164,6 +1184,7 @@ pub async fn import(
                     reservation_id: Some(reservation.id),
                     created_at: now,
                     updated_at: now,
+                    origin: None,
                 };
                 store::insert(tx.conn(), &to_row(&order)).await?;
                 emit(tx, "order.imported", &order, channel);

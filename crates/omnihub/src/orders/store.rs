@@ -35,6 +35,9 @@ pub struct OrderRow {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub lines: Vec<LineRow>,
+    /// Whom the order was placed for, as named (`carts::Origin`).
+    pub origin_kind: Option<String>,
+    pub origin_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -73,7 +76,7 @@ pub struct GroupDoc {
 
 const COLUMNS: &str = "id, channel_id, source, customer_id, anonymous_id, cart_id, external_order_id, buyer_alias, \
     currency, status, fulfilment, pickup_location_id, address, total_minor, tendered_minor, tenders, groups, \
-    reservation_id, created_at, updated_at";
+    reservation_id, created_at, updated_at, origin_kind, origin_id";
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("orders.{what}"))
@@ -111,6 +114,8 @@ fn from_row(row: &AnyRow) -> Result<OrderRow, StoreError> {
         created_at: time::from_micros(row.try_get("created_at")?),
         updated_at: time::from_micros(row.try_get("updated_at")?),
         lines: Vec::new(),
+        origin_kind: row.try_get("origin_kind")?,
+        origin_id: row.try_get("origin_id")?,
     })
 }
 
@@ -270,7 +275,7 @@ pub async fn insert(conn: &mut AnyConnection, o: &OrderRow) -> Result<(), StoreE
     insert_many(conn, std::slice::from_ref(o)).await
 }
 
-/// Orders per multi-row INSERT (20 parameters each) and order lines per
+/// Orders per multi-row INSERT (22 parameters each) and order lines per
 /// multi-row INSERT (6 each): about 200 parameters per statement, since
 /// SQLite binds parameters in time quadratic in their number.
 const ORDER_CHUNK: usize = 10;
@@ -280,7 +285,7 @@ const ORDER_LINE_CHUNK: usize = 33;
 pub async fn insert_many(conn: &mut AnyConnection, orders: &[OrderRow]) -> Result<(), StoreError> {
     for chunk in orders.chunks(ORDER_CHUNK) {
         let mut sql = format!("INSERT INTO orders ({COLUMNS}) VALUES ");
-        push_rows(&mut sql, chunk.len(), 20);
+        push_rows(&mut sql, chunk.len(), 22);
         let mut query = sqlx::query(&sql);
         for o in chunk {
             query = query
@@ -303,7 +308,9 @@ pub async fn insert_many(conn: &mut AnyConnection, orders: &[OrderRow]) -> Resul
                 .bind(encode(&o.groups)?)
                 .bind(o.reservation_id.clone())
                 .bind(time::to_micros(o.created_at))
-                .bind(time::to_micros(o.updated_at));
+                .bind(time::to_micros(o.updated_at))
+                .bind(o.origin_kind.clone())
+                .bind(o.origin_id.clone());
         }
         query.execute(&mut *conn).await?;
     }
@@ -352,4 +359,57 @@ pub async fn transition(
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// An order's attribution: its profile and whom it was placed for.
+pub struct Attribution {
+    pub id: String,
+    pub customer_id: String,
+    pub origin_kind: String,
+    pub origin_id: String,
+}
+
+/// The attributions of the orders on `customer_ids` that record whom they
+/// were placed for (index `orders_customer`).
+pub async fn attributions(
+    conn: &mut AnyConnection,
+    customer_ids: &[String],
+) -> Result<Vec<Attribution>, StoreError> {
+    let mut found = Vec::new();
+    for chunk in customer_ids.chunks(100) {
+        let sql = format!(
+            "SELECT id, customer_id, origin_kind, origin_id FROM orders \
+             WHERE customer_id IN ({}) AND origin_kind IS NOT NULL ORDER BY id",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            found.push(Attribution {
+                id: row.try_get("id")?,
+                customer_id: row.try_get("customer_id")?,
+                origin_kind: row.try_get("origin_kind")?,
+                origin_id: row.try_get("origin_id")?,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Puts an order on another profile.
+pub async fn set_customer(
+    conn: &mut AnyConnection,
+    id: &str,
+    customer_id: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE orders SET customer_id = $1, updated_at = $2 WHERE id = $3")
+        .bind(customer_id)
+        .bind(time::to_micros(now))
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(5, "profile_commerce", "0005_profile_commerce.sql"),
     migration!(6, "identity_trust", "0006_identity_trust.sql"),
     migration!(7, "ownership", "0007_ownership.sql"),
+    migration!(8, "attribution", "0008_attribution.sql"),
     migration!(9, "materialized_traits", "0009_materialized_traits.sql"),
     migration!(10, "catalog_upkeep", "0010_catalog_upkeep.sql"),
 ];

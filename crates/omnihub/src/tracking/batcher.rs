@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Accepted, Call, Rejection, TrackingError};
+use crate::identity::FollowUps;
 use crate::storage::{Store, StoreError};
 
 /// Calls taken into one operation, at most (a request is never split, so
@@ -35,12 +36,15 @@ type Reply = oneshot::Sender<Results>;
 /// The handle requests are submitted through (one per hub).
 pub struct Batcher {
     store: Store,
+    follow_ups: FollowUps,
     queue: mpsc::Sender<(Vec<Call>, Reply)>,
 }
 
 impl Batcher {
-    /// Starts the task; it ends when the handle is dropped.
-    pub fn start(store: Store) -> Batcher {
+    /// Starts the task; it ends when the handle is dropped. `follow_ups`
+    /// run in the transaction of a call that changed the identity graph (see
+    /// [`super::ingest`]).
+    pub fn start(store: Store, follow_ups: FollowUps) -> Batcher {
         let (queue, mut receiver) = mpsc::channel::<(Vec<Call>, Reply)>(QUEUE_DEPTH);
         let handle = store.clone();
         tokio::spawn(async move {
@@ -57,11 +61,12 @@ impl Batcher {
                         Err(_) => break,
                     }
                 }
-                run(&store, requests, total, &mut last_logged).await;
+                run(&store, follow_ups, requests, total, &mut last_logged).await;
             }
         });
         Batcher {
             store: handle,
+            follow_ups,
             queue,
         }
     }
@@ -71,7 +76,7 @@ impl Batcher {
     pub async fn ingest(&self, calls: Vec<Call>) -> Results {
         if crate::idempotency::holds_writes() {
             // An idempotent request's answer commits with its own write.
-            return super::ingest(&self.store, calls).await;
+            return super::ingest(&self.store, calls, self.follow_ups).await;
         }
         let (reply, answer) = oneshot::channel();
         self.queue
@@ -86,13 +91,14 @@ impl Batcher {
 
 async fn run(
     store: &Store,
+    follow: FollowUps,
     requests: Vec<(Vec<Call>, Reply)>,
     total: usize,
     last_logged: &mut Option<Instant>,
 ) {
     if requests.len() == 1 {
         if let Some((calls, reply)) = requests.into_iter().next() {
-            let _ = reply.send(super::ingest(store, calls).await);
+            let _ = reply.send(super::ingest(store, calls, follow).await);
         }
         return;
     }
@@ -102,7 +108,7 @@ async fn run(
         sizes.push(request.len());
         all.extend(request.iter().cloned());
     }
-    match super::ingest(store, all).await {
+    match super::ingest(store, all, follow).await {
         Ok(results) => {
             let mut results = results.into_iter();
             for ((_, reply), size) in requests.into_iter().zip(sizes) {
@@ -123,7 +129,7 @@ async fn run(
                 tracing::error!(%error, "a coalesced tracking operation failed; its requests run again one by one");
             }
             for (calls, reply) in requests {
-                let _ = reply.send(run_alone(store, calls).await);
+                let _ = reply.send(run_alone(store, follow, calls).await);
             }
         }
     }
@@ -131,11 +137,11 @@ async fn run(
 
 /// One request on its own; when it still fails and holds several calls,
 /// each call on its own, so a bad call costs only itself.
-async fn run_alone(store: &Store, calls: Vec<Call>) -> Results {
+async fn run_alone(store: &Store, follow: FollowUps, calls: Vec<Call>) -> Results {
     if calls.len() <= 1 {
-        return super::ingest(store, calls).await;
+        return super::ingest(store, calls, follow).await;
     }
-    match super::ingest(store, calls.clone()).await {
+    match super::ingest(store, calls.clone(), follow).await {
         Ok(results) => Ok(results),
         Err(TrackingError::Store(StoreError::Closed)) => {
             Err(TrackingError::Store(StoreError::Closed))
@@ -143,7 +149,7 @@ async fn run_alone(store: &Store, calls: Vec<Call>) -> Results {
         Err(_) => {
             let mut results = Vec::with_capacity(calls.len());
             for call in calls {
-                let result = match super::ingest(store, vec![call]).await {
+                let result = match super::ingest(store, vec![call], follow).await {
                     Ok(mut one) => one.pop().unwrap_or_else(|| Err(unprocessable())),
                     Err(TrackingError::Store(StoreError::Closed)) => {
                         return Err(TrackingError::Store(StoreError::Closed));

@@ -23,14 +23,13 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::carts::{self, CartError};
 use crate::channels::ChannelKind;
 use crate::events::NewEvent;
 use crate::groups;
 use crate::identity::rules::{IdentifierClass, IdentityRules};
 use crate::identity::{
-    self, Identifier, IdentityError, KnownIdentities, LinkTrust, NormalizeError, Observation,
-    Observed,
+    self, FollowUps, Identifier, IdentityError, KnownIdentities, LinkTrust, NormalizeError,
+    Observation, Observed,
 };
 use crate::ids::{ChannelId, TrackingEventId};
 use crate::keys::{Principal, Scope, login_token};
@@ -282,17 +281,24 @@ pub struct Call {
 /// fails in identity resolution, the whole operation is rolled back and the
 /// calls run again, each in a savepoint, so only the failing call is lost; a
 /// lone call is answered with its rejection.
+///
+/// `follow_ups` run in the transaction of a call that changed the identity
+/// graph: `merged` after a call that added trusted links (a login: the
+/// guest's carts move), `separated` after one that split profiles (orders
+/// and cart lines go back). The hub registers commerce's, so tracking never
+/// imports commerce.
 pub async fn ingest(
     store: &Store,
     calls: Vec<Call>,
+    follow_ups: FollowUps,
 ) -> Result<Vec<Result<Accepted, Rejection>>, TrackingError> {
     let count = calls.len();
     let calls = Arc::new(calls);
-    match run(store, calls.clone(), false).await {
+    match run(store, calls.clone(), false, follow_ups).await {
         Err(TrackingError::Identity(error)) if count == 1 => {
             Ok(vec![Err(Rejection::Identity(error.to_string()))])
         }
-        Err(TrackingError::Identity(_)) => run(store, calls, true).await,
+        Err(TrackingError::Identity(_)) => run(store, calls, true, follow_ups).await,
         other => other,
     }
 }
@@ -301,6 +307,7 @@ async fn run(
     store: &Store,
     calls: Arc<Vec<Call>>,
     isolate: bool,
+    follow_ups: FollowUps,
 ) -> Result<Vec<Result<Accepted, Rejection>>, TrackingError> {
     store
         .write(move |tx| {
@@ -315,6 +322,7 @@ async fn run(
                     rows: Vec::with_capacity(calls.len()),
                     traits: traits::PendingTraits::default(),
                     identities: KnownIdentities::default(),
+                    follow_ups,
                 };
                 // Every call's identifiers, read in a few queries for the
                 // whole operation (with the links between them).
@@ -405,6 +413,7 @@ struct OperationState {
     /// into the materialized traits at the end of the operation.
     traits: traits::PendingTraits,
     identities: KnownIdentities,
+    follow_ups: FollowUps,
 }
 
 /// One call inside a savepoint of its own: a failure rolls back this call only.
@@ -515,20 +524,21 @@ async fn ingest_one(
         // A login (or any new trusted link) may have made a guest known:
         // their carts join the customer's now, in this call's transaction.
         // A public key's claims join nobody, so they move no cart.
-        carts::merge::on_identity_change(
-            tx,
-            &placement.customer_id,
-            sender.channel_id,
-            sender.channel_kind,
-        )
-        .await
-        .map_err(|error| match error {
-            CartError::Store(error) => IdentityError::Store(error),
-            other => {
-                tracing::warn!(error = %other, "guest cart merge failed; the call is rolled back");
-                IdentityError::Store(StoreError::Corrupt(format!("guest cart merge: {other}")))
-            }
-        })?;
+        let context = identity::MergeContext {
+            channel: sender.channel_id,
+            channel_kind: Some(sender.channel_kind),
+        };
+        (state.follow_ups.merged)(tx, rules, &placement.customer_id, context).await?;
+    }
+    if !placement.split_into.is_empty() {
+        // A device turned shared or an identifier quarantined: what each
+        // person made goes back to them.
+        let separation = identity::Separation {
+            merge_id: None,
+            profiles: placement.split_into.clone(),
+            channel_id: Some(channel),
+        };
+        (state.follow_ups.separated)(tx, rules, &separation).await?;
     }
     let mut traits = merged_traits(message);
     if traits.len() > MAX_TRAITS_PER_CALL {

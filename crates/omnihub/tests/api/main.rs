@@ -36,6 +36,7 @@ mod stream;
 mod tracking;
 mod tracking_isolation;
 mod traits;
+mod unmerge;
 mod webhook_destinations;
 mod webhooks;
 mod worked_example;

@@ -2,8 +2,9 @@
 # Carts and checkout benchmarks (see docs/benchmarks.md): add-to-cart at a
 # fixed arrival rate, a flash sale of 256 concurrent checkouts on one SKU,
 # and cart sync between two channels on the live stream. SQLite by default;
-# set OMNIHUB_DATABASE_URL for PostgreSQL. Usage: bench/carts.sh [flash]
-# (`flash`: only the flash sale).
+# set OMNIHUB_DATABASE_URL for PostgreSQL. Usage: bench/carts.sh [flash | flash-idempotent]
+# (`flash`: only the flash sale; `flash-idempotent`: only the flash sale, each
+# checkout with an Idempotency-Key).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT=${PORT:-18481}

@@ -50,6 +50,27 @@ impl Api {
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
+    /// A POST carrying an `Idempotency-Key`, as a client that retries safely sends it.
+    async fn post_once(
+        &self,
+        key: &str,
+        path: &str,
+        body: Value,
+        idempotency_key: &str,
+    ) -> Result<(u16, Value), Error> {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .header("idempotency-key", idempotency_key)
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
     async fn get(&self, key: &str, path: &str) -> Result<Value, Error> {
         let response = self
             .client
@@ -220,7 +241,15 @@ async fn add_to_cart(api: &Api, key: &str) -> Result<(), Error> {
     Ok(())
 }
 
-async fn flash_sale(api: &Api, key: &str, admin: &str, wh: &str) -> Result<(), Error> {
+/// With `idempotent`, every checkout carries an `Idempotency-Key` (as
+/// docs/quickstart.md recommends).
+async fn flash_sale(
+    api: &Api,
+    key: &str,
+    admin: &str,
+    wh: &str,
+    idempotent: bool,
+) -> Result<(), Error> {
     let carts = api
         .carts(key, "bench-flash", FLASH_CARTS, &[("FLASH", 1)])
         .await?;
@@ -235,9 +264,13 @@ async fn flash_sale(api: &Api, key: &str, admin: &str, wh: &str) -> Result<(), E
             let _permit = gate.acquire().await?;
             let body = json!({ "fulfilment": { "type": "sourced" },
                 "tenders": [{ "method": "card", "reference": "bench", "amount_minor": 1000 }] });
-            let (status, _) = api
-                .post(&key, &format!("/v1/carts/{cart}/checkout"), body)
-                .await?;
+            let path = format!("/v1/carts/{cart}/checkout");
+            let (status, _) = if idempotent {
+                let once = format!("checkout-{cart}");
+                api.post_once(&key, &path, body, &once).await?
+            } else {
+                api.post(&key, &path, body).await?
+            };
             Ok::<_, Error>((status, Instant::now()))
         }));
     }
@@ -270,9 +303,14 @@ async fn flash_sale(api: &Api, key: &str, admin: &str, wh: &str) -> Result<(), E
         .map(|l| l["level"].clone())
         .unwrap_or(Value::Null);
     println!(
-        "== 2. flash sale: {FLASH_CARTS} checkouts of 1 FLASH, {FLASH_CONCURRENCY} in flight, {FLASH_UNITS} units: \
+        "== 2. flash sale{}: {FLASH_CARTS} checkouts of 1 FLASH, {FLASH_CONCURRENCY} in flight, {FLASH_UNITS} units: \
          {placed} orders in {until_sold_out:.2} s ({:.0} orders/s), {refused} refused, {other} other, all answered in {all:.2} s \
          ({:.0} checkouts/s); level after: reserved {} available {} → oversold: {}",
+        if idempotent {
+            " with Idempotency-Key"
+        } else {
+            ""
+        },
         placed as f64 / until_sold_out.max(1e-9),
         FLASH_CARTS as f64 / all,
         at_wh["reserved"],
@@ -354,24 +392,28 @@ async fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
     let base = args
         .next()
-        .ok_or("usage: carts_bench <base url> <admin key> [flash]")?;
+        .ok_or("usage: carts_bench <base url> <admin key> [flash | flash-idempotent]")?;
     let admin = args
         .next()
-        .ok_or("usage: carts_bench <base url> <admin key> [flash]")?;
+        .ok_or("usage: carts_bench <base url> <admin key> [flash | flash-idempotent]")?;
     let api = Api {
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(512)
             .build()?,
         base,
     };
-    let only_flash = args.next().as_deref() == Some("flash");
+    // `flash`: only the flash sale; `flash-idempotent`: only the flash sale,
+    // every checkout with an Idempotency-Key.
+    let mode = args.next();
+    let idempotent = mode.as_deref() == Some("flash-idempotent");
+    let only_flash = idempotent || mode.as_deref() == Some("flash");
     let wh = setup(&api, &admin).await?;
     let web = api.key(&admin, "web").await?;
     let app = api.key(&admin, "app").await?;
     if !only_flash {
         add_to_cart(&api, &web).await?;
     }
-    flash_sale(&api, &web, &admin, &wh).await?;
+    flash_sale(&api, &web, &admin, &wh, idempotent).await?;
     if !only_flash {
         cart_sync(&api, &app, &web).await?;
     }

@@ -269,3 +269,35 @@ async fn skus_are_at_most_64_characters_as_sent(backend: Backend) {
     assert_eq!(status, 201, "{body}");
     app.stop().await;
 }
+
+/// ARCHITECTURE.md's error table is the list clients read: every code the
+/// hub can answer is in it once, with its status, and nothing else is.
+#[test]
+fn the_error_table_lists_every_code() {
+    use omnihub::http::problem::ErrorCode;
+    let architecture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../ARCHITECTURE.md"
+    ))
+    .unwrap();
+    let mut documented: Vec<(String, u16)> = Vec::new();
+    for row in architecture.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+        let Ok(status) = cells[1].parse::<u16>() else {
+            continue;
+        };
+        for code in cells[0].split('`').skip(1).step_by(2) {
+            documented.push((code.to_string(), status));
+        }
+    }
+    let mut in_code: Vec<(String, u16)> = ErrorCode::ALL
+        .iter()
+        .map(|c| (c.as_str().to_string(), c.status().as_u16()))
+        .collect();
+    documented.sort();
+    in_code.sort();
+    assert_eq!(
+        documented, in_code,
+        "ARCHITECTURE.md's error table (code, status) differs from http::problem::ErrorCode"
+    );
+}

@@ -504,7 +504,16 @@ pub async fn rebuild(
         .filter(|&i| find(&mut components, i) == i)
         .count();
     drop(components);
-    let resolution = compact::resolve(&crules, graph)?;
+    // Seconds of CPU at millions of identifiers: off the async runtime, so
+    // the node's requests and streams go on meanwhile.
+    let resolving_rules = crules.clone();
+    let resolution = tokio::task::spawn_blocking(move || compact::resolve(&resolving_rules, graph))
+        .await
+        .map_err(|_| {
+            IdentityError::Store(crate::storage::StoreError::Corrupt(
+                "the identity resolution panicked".into(),
+            ))
+        })??;
     report.resolve_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     progress(RebuildPhase::Resolved, n);
 

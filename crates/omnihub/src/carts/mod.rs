@@ -321,6 +321,8 @@ pub enum CartError {
     Store(#[from] StoreError),
 }
 
+crate::storage::impl_op_error!(CartError);
+
 /// Which channel kinds may hold stock for cart lines. Marketplaces and
 /// social storefronts sell from their own carts, so they never hold here.
 pub fn holds_allowed(kind: ChannelKind) -> bool {
@@ -799,5 +801,3 @@ async fn rehold(
     });
     Ok(())
 }
-
-crate::storage::impl_op_error!(CartError);

@@ -211,6 +211,8 @@ pub enum CatalogError {
     Store(#[from] StoreError),
 }
 
+crate::storage::impl_op_error!(CatalogError);
+
 /// A variant to create with a product.
 #[derive(Clone)]
 pub struct NewVariant {
@@ -312,5 +314,3 @@ pub async fn create_product(
         })
         .await
 }
-
-crate::storage::impl_op_error!(CatalogError);

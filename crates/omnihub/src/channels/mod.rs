@@ -121,6 +121,8 @@ pub enum ChannelError {
     Store(#[from] StoreError),
 }
 
+crate::storage::impl_op_error!(ChannelError);
+
 /// Creates a channel and emits `channel.created`.
 pub async fn create(
     store: &crate::storage::Store,
@@ -174,5 +176,3 @@ pub async fn create(
         })
         .await
 }
-
-crate::storage::impl_op_error!(ChannelError);

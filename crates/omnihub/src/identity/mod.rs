@@ -317,6 +317,8 @@ pub enum IdentityError {
     Store(#[from] StoreError),
 }
 
+crate::storage::impl_op_error!(IdentityError);
+
 /// Loads the rules in force (stored document or defaults).
 pub async fn load_rules(conn: &mut sqlx::AnyConnection) -> Result<IdentityRules, StoreError> {
     match store::load_rules(&mut *conn).await? {
@@ -1151,5 +1153,3 @@ pub async fn keys_or_opaque(
             identified: false,
         }))
 }
-
-crate::storage::impl_op_error!(IdentityError);

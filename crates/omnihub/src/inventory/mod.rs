@@ -264,6 +264,8 @@ pub enum InventoryError {
     Store(#[from] StoreError),
 }
 
+crate::storage::impl_op_error!(InventoryError);
+
 fn describe(shortages: &[Shortage]) -> String {
     shortages
         .iter()
@@ -276,5 +278,3 @@ fn describe(shortages: &[Shortage]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
-
-crate::storage::impl_op_error!(InventoryError);

@@ -186,6 +186,8 @@ pub enum KeyError {
     Store(#[from] StoreError),
 }
 
+crate::storage::impl_op_error!(KeyError);
+
 /// Creates a key for `channel_id`; returns the stored key and the secret,
 /// which is never available again.
 pub async fn create(
@@ -272,5 +274,3 @@ pub async fn revoke(
         })
         .await
 }
-
-crate::storage::impl_op_error!(KeyError);

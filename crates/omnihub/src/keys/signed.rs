@@ -48,6 +48,8 @@ pub enum MintError {
     Store(#[from] StoreError),
 }
 
+crate::storage::impl_op_error!(MintError);
+
 /// What minting a token for `key_id` needs: the key's stored hash and the
 /// expiry (unix seconds) of a token living `ttl_secs` (or `default_secs`),
 /// at most `max_secs`.
@@ -87,5 +89,3 @@ mod tests {
         assert!(!verify("hash", "login", "a.b", "not base64!"));
     }
 }
-
-crate::storage::impl_op_error!(MintError);

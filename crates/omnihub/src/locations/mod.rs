@@ -117,6 +117,8 @@ pub enum LocationError {
     Store(#[from] StoreError),
 }
 
+crate::storage::impl_op_error!(LocationError);
+
 pub async fn create(
     store: &Store,
     location: Location,
@@ -145,5 +147,3 @@ pub async fn create(
         })
         .await
 }
-
-crate::storage::impl_op_error!(LocationError);

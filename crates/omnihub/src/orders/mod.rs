@@ -318,6 +318,8 @@ pub enum OrderError {
     Store(#[from] StoreError),
 }
 
+crate::storage::impl_op_error!(OrderError);
+
 // ------------------------------------------------------------ conversions
 
 fn address_doc(a: &ShippingAddress) -> AddressDoc {
@@ -1447,5 +1449,3 @@ pub fn parse_tender(method: &str, reference: &str, amount_minor: i64) -> Result<
         amount_minor,
     })
 }
-
-crate::storage::impl_op_error!(OrderError);

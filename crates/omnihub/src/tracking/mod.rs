@@ -257,6 +257,8 @@ pub enum TrackingError {
     Store(#[from] StoreError),
 }
 
+crate::storage::impl_op_error!(TrackingError);
+
 impl From<IdentityError> for TrackingError {
     fn from(error: IdentityError) -> Self {
         match error {
@@ -932,5 +934,3 @@ fn extract(
         rest,
     })
 }
-
-crate::storage::impl_op_error!(TrackingError);

@@ -65,6 +65,8 @@ enum StepError {
     Store(#[from] StoreError),
 }
 
+crate::storage::impl_op_error!(StepError);
+
 /// Starts the supervisor. The returned handle finishes after shutdown once
 /// every worker has finished its batch in flight.
 pub fn spawn(
@@ -541,5 +543,3 @@ async fn disable(
     );
     Ok(())
 }
-
-crate::storage::impl_op_error!(StepError);

@@ -707,7 +707,12 @@ impl ReservationBatcher {
                 }
                 let (requests, replies): (Vec<Prepared>, Vec<Reply>) = batch.into_iter().unzip();
                 let outcome = store
-                    .write_once(move |tx| Box::pin(async move { apply_batch(tx, requests).await }))
+                    // The writer runs the batch again after a lock conflict,
+                    // as it does the checkout batcher's.
+                    .write(move |tx| {
+                        let requests = requests.clone();
+                        Box::pin(async move { apply_batch(tx, requests).await })
+                    })
                     .await;
                 match outcome {
                     Ok(results) => {

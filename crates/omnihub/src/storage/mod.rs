@@ -288,9 +288,9 @@ impl Store {
     }
 
     /// Runs `op` exactly once in a group-committed transaction, never held:
-    /// for the batchers, whose operation hands its results to waiting
-    /// requests and so cannot run twice. A lock conflict is returned to the
-    /// caller, who may submit the batch again.
+    /// for operations that cannot run twice (they own something they hand
+    /// on) or whose input is not worth cloning for a rerun (bulk loaders). A
+    /// lock conflict is returned to the caller.
     pub async fn write_once<T, E, F>(&self, op: F) -> Result<T, E>
     where
         T: Send + 'static,

@@ -11,25 +11,9 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-root=$PWD
+. .ci/hub.sh
 clients="$root/tests/clients"
 document="$root/docs/openapi.json"
-
-step() { printf '\n==> %s\n' "$*"; }
-
-work=$(mktemp -d)
-hub_pid=""
-cleanup() {
-    if [ -n "$hub_pid" ]; then
-        kill "$hub_pid" 2>/dev/null || true
-        # A graceful stop, or after 10 s a forced one (the run is over).
-        for _ in $(seq 1 50); do kill -0 "$hub_pid" 2>/dev/null || break; sleep 0.2; done
-        kill -9 "$hub_pid" 2>/dev/null || true
-        wait "$hub_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
 # Fails when a generator said more than its progress lines: a warning (its
 # exit status says only whether it produced something).
@@ -47,12 +31,7 @@ no_warnings() {
 
 step "openapi-python-client (pinned, in target/clients-venv)"
 venv="$root/target/clients-venv"
-if ! cmp -s "$clients/requirements.txt" "$venv/requirements.txt" 2>/dev/null; then
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$clients/requirements.txt"
-    cp "$clients/requirements.txt" "$venv/requirements.txt"
-fi
+pinned_venv "$venv" "$clients/requirements.txt"
 "$venv/bin/openapi-python-client" --version
 
 step "Python client from docs/openapi.json"
@@ -75,29 +54,9 @@ cp "$clients/journey.ts" "$work/ts/journey.ts"
     --moduleResolution bundler --skipLibCheck false "$work/ts/journey.ts"
 echo "tsc --strict: ok"
 
-step "omnihub debug binary"
-# OMNIHUB_BIN: a binary built already (.ci/run passes the one `cargo test` built).
-if [ -z "${OMNIHUB_BIN:-}" ]; then
-    export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
-    cargo build -p omnihub --bin omnihub
-    OMNIHUB_BIN="$root/target/debug/omnihub"
-fi
-bin="$OMNIHUB_BIN"
-
-step "a fresh hub on SQLite"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$bin" --data-dir "$work/data" --listen "127.0.0.1:$port" --log-level warn serve > "$work/serve.log" 2>&1 &
-hub_pid=$!
-for _ in $(seq 1 100); do
-    grep -qs 'listening on' "$work/serve.log" && break
-    kill -0 "$hub_pid" 2>/dev/null || { cat "$work/serve.log"; exit 1; }
-    sleep 0.1
-done
-admin_key=$("$bin" --data-dir "$work/data" keys create --scopes admin 2>/dev/null)
+omnihub_bin
+start_hub
 
 step "the quickstart journey through the generated Python client"
-PYTHONPATH="$work" "$venv/bin/python" "$clients/journey.py" "http://127.0.0.1:$port" "$admin_key"
-if grep -qiE 'panicked|status=5[0-9][0-9]' "$work/serve.log"; then
-    echo "the hub logged server errors:"; grep -iE 'panicked|status=5' "$work/serve.log" | head -20
-    exit 1
-fi
+PYTHONPATH="$work" "$venv/bin/python" "$clients/journey.py" "$base" "$admin_key"
+hub_served_no_errors

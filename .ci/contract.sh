@@ -14,51 +14,20 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-root=$PWD
+. .ci/hub.sh
 
 SCHEMATHESIS_VERSION=4.32.5
 SEED="${SCHEMATHESIS_SEED:-20261202}"
 EXAMPLES="${SCHEMATHESIS_EXAMPLES:-20}"
 
-step() { printf '\n==> %s\n' "$*"; }
-
 step "schemathesis ${SCHEMATHESIS_VERSION} (pinned with its dependencies: .ci/contract/requirements.txt; in target/contract-venv)"
 venv="$root/target/contract-venv"
 requirements="$root/.ci/contract/requirements.txt"
-if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null \
-    || ! "$venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
-    cp "$requirements" "$venv/requirements.txt"
-fi
+pinned_venv "$venv" "$requirements"
 "$venv/bin/st" --version
 
-step "omnihub debug binary"
-# OMNIHUB_BIN: a binary built already (.ci/run passes the one `cargo test` built).
-if [ -z "${OMNIHUB_BIN:-}" ]; then
-    export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
-    cargo build -p omnihub --bin omnihub
-    OMNIHUB_BIN="$root/target/debug/omnihub"
-fi
-bin="$OMNIHUB_BIN"
+omnihub_bin
 
-work=$(mktemp -d)
-hub_pid=""
-cleanup() {
-    if [ -n "$hub_pid" ]; then
-        kill "$hub_pid" 2>/dev/null || true
-        # A graceful stop, or after 10 s a forced one (the run is over).
-        for _ in $(seq 1 50); do kill -0 "$hub_pid" 2>/dev/null || break; sleep 0.2; done
-        kill -9 "$hub_pid" 2>/dev/null || true
-        wait "$hub_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-step "a fresh hub on SQLite"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # The failed-authentication throttle is off: schemathesis sends thousands of
 # requests without a key from one address on purpose (the throttle's 429 is
 # documented on every operation and tested in tests/api). Webhooks may point
@@ -66,19 +35,9 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 # destination guard refuses by configuration (tested in tests/api). A short
 # shutdown grace: the deliveries in flight to those made-up endpoints would
 # otherwise hold the stop for the whole default grace period.
-"$bin" --data-dir "$work/data" --listen "127.0.0.1:$port" --log-level warn \
-    --auth-failures-per-minute 0 --webhook-allowed-networks 0.0.0.0/0,::/0 \
-    --shutdown-grace-secs 2 \
-    serve > "$work/serve.log" 2>&1 &
-hub_pid=$!
-for _ in $(seq 1 100); do
-    grep -qs 'listening on' "$work/serve.log" && break
-    kill -0 "$hub_pid" 2>/dev/null || { cat "$work/serve.log"; exit 1; }
-    sleep 0.1
-done
-OMNIHUB_CONTRACT_KEY=$("$bin" --data-dir "$work/data" keys create --scopes admin 2>/dev/null)
-export OMNIHUB_CONTRACT_KEY
-base="http://127.0.0.1:$port"
+start_hub --auth-failures-per-minute 0 --webhook-allowed-networks 0.0.0.0/0,::/0 \
+    --shutdown-grace-secs 2
+export OMNIHUB_CONTRACT_KEY=$admin_key
 
 step "schemathesis run (seed ${SEED}, at most ${EXAMPLES} examples per operation)"
 status=0
@@ -93,8 +52,5 @@ status=0
     --request-timeout 10 \
     --report junit --report-dir "$root/target/contract-report") \
     || status=$?
-if grep -qiE 'panicked|status=5[0-9][0-9]' "$work/serve.log"; then
-    echo "the hub logged server errors:"; grep -iE 'panicked|status=5' "$work/serve.log" | head -20
-    status=1
-fi
+hub_served_no_errors || status=1
 exit "$status"

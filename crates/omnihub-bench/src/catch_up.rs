@@ -14,11 +14,11 @@
 
 use std::time::Instant;
 
-use omnihub::config::Settings;
-use omnihub::events::store::{head, list_after, list_range};
-use omnihub::events::{NewEvent, TypeFilter};
-use omnihub::server::Hub;
-use omnihub::storage::StoreError;
+use omnihub::app::server::Hub;
+use omnihub::platform::config::Settings;
+use omnihub::platform::events::store::{head, list_after, list_range};
+use omnihub::platform::events::{NewEvent, TypeFilter};
+use omnihub::platform::storage::StoreError;
 use serde_json::json;
 
 use crate::profile::{cpu_seconds, load_average};

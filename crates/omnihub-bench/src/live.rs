@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use omnihub::channels::{self, ChannelKind, ChannelName};
-use omnihub::config::Settings;
-use omnihub::keys::{self, Scopes};
-use omnihub::server::Hub;
+use omnihub::app::server::Hub;
+use omnihub::platform::channels::{self, ChannelKind, ChannelName};
+use omnihub::platform::config::Settings;
+use omnihub::platform::keys::{self, Scopes};
 
 #[derive(clap::Args)]
 pub struct Options {

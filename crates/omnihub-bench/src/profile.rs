@@ -17,14 +17,14 @@
 
 use std::time::{Duration, Instant};
 
-use omnihub::channels::{self, ChannelKind, ChannelName};
-use omnihub::config::Settings;
-use omnihub::events::NewEvent;
-use omnihub::keys::{self, Scopes};
-use omnihub::server::Hub;
-use omnihub::storage::StoreError;
-use omnihub::tracking::store::NewTrackingRow;
-use omnihub::tracking::traits::{self, PendingTraits};
+use omnihub::app::server::Hub;
+use omnihub::customers::tracking::store::NewTrackingRow;
+use omnihub::customers::tracking::traits::{self, PendingTraits};
+use omnihub::platform::channels::{self, ChannelKind, ChannelName};
+use omnihub::platform::config::Settings;
+use omnihub::platform::events::NewEvent;
+use omnihub::platform::keys::{self, Scopes};
+use omnihub::platform::storage::StoreError;
 use serde_json::{Map, Value, json};
 
 use crate::sse::percentiles;
@@ -175,7 +175,7 @@ fn call(i: usize, traits: usize) -> Value {
 
 /// An RFC 3339 time `minute` minutes after 2026-01-01.
 fn chrono_like(minute: i64) -> String {
-    let at = omnihub::time::from_micros(1_767_225_600_000_000 + minute * 60_000_000);
+    let at = omnihub::platform::time::from_micros(1_767_225_600_000_000 + minute * 60_000_000);
     at.to_rfc3339()
 }
 
@@ -227,7 +227,7 @@ async fn read_traits(options: &Options, hub: &Hub, id: &str) -> anyhow::Result<(
     let cpu = cpu_seconds();
     for _ in 0..options.reads {
         let started = Instant::now();
-        materialized = omnihub::customers::traits_of(traits::of_customer(db, id).await?);
+        materialized = omnihub::customers::profiles::traits_of(traits::of_customer(db, id).await?);
         new.push(started.elapsed());
     }
     let new_cpu = (cpu_seconds() - cpu) * 1e3 / options.reads as f64;
@@ -236,8 +236,8 @@ async fn read_traits(options: &Options, hub: &Hub, id: &str) -> anyhow::Result<(
     let cpu = cpu_seconds();
     for _ in 0..options.folds {
         let started = Instant::now();
-        let observations = omnihub::tracking::store::trait_observations(db, id).await?;
-        folded = omnihub::customers::fold_traits(observations);
+        let observations = omnihub::customers::tracking::store::trait_observations(db, id).await?;
+        folded = omnihub::customers::profiles::fold_traits(observations);
         old.push(started.elapsed());
     }
     let old_cpu = (cpu_seconds() - cpu) * 1e3 / options.folds.max(1) as f64;
@@ -326,8 +326,8 @@ fn pending_traits(op: usize, calls: usize) -> PendingTraits {
             user_id: None,
             anonymous_id: None,
             anchor_id: format!("visitor-{visitor}"),
-            timestamp: omnihub::time::now(),
-            received_at: omnihub::time::now(),
+            timestamp: omnihub::platform::time::now(),
+            received_at: omnihub::platform::time::now(),
             sent_at: None,
             original_timestamp: None,
             properties: "{}".into(),
@@ -340,7 +340,11 @@ fn pending_traits(op: usize, calls: usize) -> PendingTraits {
         let mut traits = Map::new();
         traits.insert("email".into(), json!(format!("user-{visitor}@example.com")));
         traits.insert("plan".into(), json!("gold"));
-        pending.observe(&row, omnihub::time::to_micros(row.timestamp), &traits);
+        pending.observe(
+            &row,
+            omnihub::platform::time::to_micros(row.timestamp),
+            &traits,
+        );
     }
     pending
 }

@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
-use omnihub::channels::{self, ChannelKind, ChannelName};
-use omnihub::config::Settings;
-use omnihub::events::NewEvent;
-use omnihub::keys::{self, Scopes};
-use omnihub::server::Hub;
-use omnihub::storage::StoreError;
+use omnihub::app::server::Hub;
+use omnihub::platform::channels::{self, ChannelKind, ChannelName};
+use omnihub::platform::config::Settings;
+use omnihub::platform::events::NewEvent;
+use omnihub::platform::keys::{self, Scopes};
+use omnihub::platform::storage::StoreError;
 use serde_json::json;
 use tokio::sync::Notify;
 

@@ -18,10 +18,10 @@
 
 use std::time::Instant;
 
-use omnihub::config::Settings;
-use omnihub::identity::compact::{self, CompactGraph, CompactRules};
-use omnihub::identity::rules::IdentityRules;
-use omnihub::storage::{Store, StoreError, migrate};
+use omnihub::customers::identity::compact::{self, CompactGraph, CompactRules};
+use omnihub::customers::identity::rules::IdentityRules;
+use omnihub::platform::config::Settings;
+use omnihub::platform::storage::{Store, StoreError, migrate};
 
 fn arg(n: usize, default: usize) -> usize {
     std::env::args()
@@ -289,9 +289,9 @@ fn memory(identifiers: usize, links: usize) -> anyhow::Result<()> {
             profiles += 1;
         }
         match out.status(i) {
-            omnihub::identity::resolver::NodeStatus::Shared => shared += 1,
-            omnihub::identity::resolver::NodeStatus::Quarantined => quarantined += 1,
-            omnihub::identity::resolver::NodeStatus::Member => {}
+            omnihub::customers::identity::resolver::NodeStatus::Shared => shared += 1,
+            omnihub::customers::identity::resolver::NodeStatus::Quarantined => quarantined += 1,
+            omnihub::customers::identity::resolver::NodeStatus::Member => {}
         }
     }
     let peak = peak_rss_kb();
@@ -474,7 +474,7 @@ async fn db(identifiers: usize, links: usize) -> anyhow::Result<()> {
     );
 
     let progress_started = Instant::now();
-    let progress = |phase: omnihub::identity::rebuild::RebuildPhase, done: usize| {
+    let progress = |phase: omnihub::customers::identity::rebuild::RebuildPhase, done: usize| {
         eprintln!(
             "{:>8.1} s  {}: {done}",
             progress_started.elapsed().as_secs_f64(),
@@ -486,7 +486,7 @@ async fn db(identifiers: usize, links: usize) -> anyhow::Result<()> {
         "rebuild again (nothing to do)",
     ] {
         let started = Instant::now();
-        let report = omnihub::identity::rebuild(&store, None, &progress, None).await?;
+        let report = omnihub::customers::identity::rebuild(&store, None, &progress, None).await?;
         println!(
             "{run}: {:.2} s — {report:?}",
             started.elapsed().as_secs_f64()

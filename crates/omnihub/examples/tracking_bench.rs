@@ -11,12 +11,12 @@
 
 use std::time::{Duration, Instant};
 
-use omnihub::channels::{self, ChannelKind, ChannelName};
-use omnihub::config::Settings;
-use omnihub::identity::resolver::{self, EdgeInput, NodeInput};
-use omnihub::identity::rules::IdentityRules;
-use omnihub::keys::{self, Scopes};
-use omnihub::server::Hub;
+use omnihub::app::server::Hub;
+use omnihub::customers::identity::resolver::{self, EdgeInput, NodeInput};
+use omnihub::customers::identity::rules::IdentityRules;
+use omnihub::platform::channels::{self, ChannelKind, ChannelName};
+use omnihub::platform::config::Settings;
+use omnihub::platform::keys::{self, Scopes};
 use serde_json::{Value, json};
 
 /// Distinct visitors the generated traffic comes from.

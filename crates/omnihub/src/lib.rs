@@ -1,34 +1,26 @@
 //! omnihub: the omnichannel commerce hub.
 //!
-//! The crate is laid out by domain. Each domain module (`channels`, `keys`,
-//! `events`, `webhooks`, …) holds its domain types in `mod.rs`, its SQL in
-//! `store.rs` and its HTTP handlers in `http.rs`. Cross-cutting pieces live in
-//! `storage` (connections, migrations, the group-commit writer) and `http`
-//! (router, errors, auth, idempotency, pagination, OpenAPI).
+//! The crate is laid out by bounded context, and dependencies point one way:
+//!
+//! - [`platform`]: what every capability stands on (storage and the
+//!   group-commit writer, the outbox and its consumers, HTTP plumbing,
+//!   authentication and API keys, channels, idempotency, metrics, settings).
+//!   It knows no domain.
+//! - [`customers`]: the people side (tracking, identity resolution, profiles,
+//!   groups). It stands on the platform and never imports commerce.
+//! - [`commerce`]: catalog, locations, inventory, carts and orders. It calls
+//!   the customers context's public API, never its storage.
+//! - [`app`]: the composition root (application state, the router, the
+//!   composite views such as the customer 360° view, the server and the CLI).
+//!
+//! Inside a context each domain folder holds `mod.rs` (types, rules, the
+//! functions that run a change inside `store.write`), a private `store.rs`
+//! (its SQL; no other domain can name it) and `http.rs` (handlers).
 //!
 //! See `ARCHITECTURE.md` at the repository root for the code map and the
 //! invariants the code keeps.
 
-pub mod carts;
-pub mod catalog;
-pub mod channels;
-pub mod cli;
-pub mod config;
+pub mod app;
+pub mod commerce;
 pub mod customers;
-pub mod events;
-pub mod groups;
-pub mod http;
-pub mod idempotency;
-pub mod identity;
-pub mod ids;
-pub mod inventory;
-pub mod keys;
-pub mod locations;
-pub mod metrics;
-pub mod orders;
-pub mod panic_log;
-pub mod server;
-pub mod storage;
-pub mod time;
-pub mod tracking;
-pub mod webhooks;
+pub mod platform;

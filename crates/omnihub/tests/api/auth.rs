@@ -310,7 +310,7 @@ async fn scope_matrix_over_every_endpoint(backend: Backend) {
     let probe = every_endpoint(&app).await;
     let head = app.head().await;
     let mut keys = Vec::new();
-    for scope in omnihub::keys::Scope::ALL {
+    for scope in omnihub::platform::keys::Scope::ALL {
         keys.push((scope.as_str(), app.key("web", &[scope.as_str()]).await));
     }
     let head_with_keys = app.head().await;

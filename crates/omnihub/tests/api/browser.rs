@@ -294,9 +294,10 @@ async fn write_key_in_the_body_authenticates_without_a_header(backend: Backend) 
 /// (with `Vary: Origin`); another gets a 403 preflight and no grant.
 async fn configured_origins_are_echoed_and_others_refused(backend: Backend) {
     let app = TestApp::spawn_with(backend, |settings| {
-        settings.cors_allowed_origins =
-            omnihub::http::browser::CorsOrigins::parse("https://a.example, http://b.example:8080")
-                .unwrap();
+        settings.cors_allowed_origins = omnihub::platform::http::browser::CorsOrigins::parse(
+            "https://a.example, http://b.example:8080",
+        )
+        .unwrap();
     })
     .await;
     let key = write_key(&app, "web").await;
@@ -347,8 +348,8 @@ async fn configured_origins_are_echoed_and_others_refused(backend: Backend) {
         header(&response, "access-control-allow-origin"),
         Some("https://a.example")
     );
-    assert!(omnihub::http::browser::CorsOrigins::parse("*, https://a.example").is_err());
-    assert!(omnihub::http::browser::CorsOrigins::parse("a.example").is_err());
+    assert!(omnihub::platform::http::browser::CorsOrigins::parse("*, https://a.example").is_err());
+    assert!(omnihub::platform::http::browser::CorsOrigins::parse("a.example").is_err());
     app.stop().await;
 }
 

@@ -142,7 +142,8 @@ async fn required_scopes_in_the_document_are_enforced(backend: Backend) {
 /// identifier and the document names a server.
 #[test]
 fn document_declares_what_clients_need() {
-    let document: Value = serde_json::from_str(&omnihub::http::openapi::document_json()).unwrap();
+    let document: Value =
+        serde_json::from_str(&omnihub::platform::http::openapi::document_json()).unwrap();
     assert_eq!(document["info"]["license"]["identifier"], "Apache-2.0");
     assert!(document["servers"][0]["url"].is_string());
     let mut ids = BTreeSet::new();
@@ -169,12 +170,12 @@ fn document_declares_what_clients_need() {
 /// no fewer.
 #[test]
 fn document_enums_match_the_domain() {
-    use omnihub::http::schema::*;
+    use omnihub::platform::http::schema::*;
     let names = |all: Vec<String>| all;
     assert_eq!(
         ChannelKindName::VALUES,
         names(
-            omnihub::channels::ChannelKind::ALL
+            omnihub::platform::channels::ChannelKind::ALL
                 .iter()
                 .map(|k| k.as_str().to_string())
                 .collect()
@@ -183,7 +184,7 @@ fn document_enums_match_the_domain() {
     assert_eq!(
         ScopeName::VALUES,
         names(
-            omnihub::keys::Scope::ALL
+            omnihub::platform::keys::Scope::ALL
                 .iter()
                 .map(|s| s.as_str().to_string())
                 .collect()
@@ -192,7 +193,7 @@ fn document_enums_match_the_domain() {
     assert_eq!(
         LocationKindName::VALUES,
         names(
-            omnihub::locations::LocationKind::ALL
+            omnihub::commerce::locations::LocationKind::ALL
                 .iter()
                 .map(|k| k.as_str().to_string())
                 .collect()
@@ -200,24 +201,26 @@ fn document_enums_match_the_domain() {
     );
     for value in MovementReasonName::VALUES {
         assert!(
-            value.parse::<omnihub::inventory::ClientReason>().is_ok(),
+            value
+                .parse::<omnihub::commerce::inventory::ClientReason>()
+                .is_ok(),
             "{value}"
         );
     }
     assert!(
         "restock"
-            .parse::<omnihub::inventory::ClientReason>()
+            .parse::<omnihub::commerce::inventory::ClientReason>()
             .is_err()
     );
     for value in CartMergePolicyName::VALUES {
         assert!(
-            omnihub::carts::merge::MergePolicy::parse(value).is_ok(),
+            omnihub::commerce::carts::merge::MergePolicy::parse(value).is_ok(),
             "{value}"
         );
     }
     for value in WebhookStatusName::VALUES {
         assert!(
-            omnihub::webhooks::WebhookStatus::parse(value).is_some(),
+            omnihub::platform::webhooks::WebhookStatus::parse(value).is_some(),
             "{value}"
         );
     }
@@ -274,7 +277,7 @@ async fn skus_are_at_most_64_characters_as_sent(backend: Backend) {
 /// hub can answer is in it once, with its status, and nothing else is.
 #[test]
 fn the_error_table_lists_every_code() {
-    use omnihub::http::problem::ErrorCode;
+    use omnihub::platform::http::problem::ErrorCode;
     let architecture = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../ARCHITECTURE.md"

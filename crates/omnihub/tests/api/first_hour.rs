@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use omnihub::server::Hub;
+use omnihub::app::server::Hub;
 use serde_json::json;
 
 use crate::backend_tests;

@@ -57,10 +57,10 @@ async fn migrate_reports_what_it_applied(backend: Backend) {
         assert!(output.status.success(), "{output:?}");
         String::from_utf8(output.stdout).unwrap()
     };
-    let latest = omnihub::storage::migrate::latest_version();
+    let latest = omnihub::platform::storage::migrate::latest_version();
     // Counted, not assumed to equal the latest version: numbers are reserved
     // per branch, so the list may have gaps.
-    let count = omnihub::storage::migrate::MIGRATIONS.len();
+    let count = omnihub::platform::storage::migrate::MIGRATIONS.len();
     assert_eq!(
         migrate().await.trim(),
         format!("schema at version {latest} ({count} applied now)")

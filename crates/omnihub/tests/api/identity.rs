@@ -743,7 +743,7 @@ async fn corrupt(app: &TestApp, sql: String) {
             let sql = sql.clone();
             Box::pin(async move {
                 sqlx::query(&sql).execute(tx.conn()).await?;
-                Ok::<_, omnihub::storage::StoreError>(())
+                Ok::<_, omnihub::platform::storage::StoreError>(())
             })
         })
         .await

@@ -584,7 +584,7 @@ async fn ledger_verify_and_rebuild(backend: Backend) {
                 sqlx::query("UPDATE stock_levels SET on_hand = 99 WHERE sku = 'LAMP'")
                     .execute(tx.conn())
                     .await?;
-                Ok::<_, omnihub::storage::StoreError>(())
+                Ok::<_, omnihub::platform::storage::StoreError>(())
             })
         })
         .await

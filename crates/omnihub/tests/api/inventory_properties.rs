@@ -5,17 +5,17 @@
 //! gives the live quantities. A fulfilment of units an oversold sale took is
 //! refused as unbacked and leaves everything as it was.
 
-use omnihub::catalog::{self, NewVariant, Sku};
-use omnihub::channels::{self, ChannelKind, ChannelName};
-use omnihub::ids::{ChannelId, LocationId, ReservationId, TransferId};
-use omnihub::inventory::movements::{self, ClientMovement};
-use omnihub::inventory::reservations::{self, RequestLine, ReservationRequest};
-use omnihub::inventory::{
+use omnihub::commerce::catalog::{self, NewVariant, Sku};
+use omnihub::commerce::inventory::movements::{self, ClientMovement};
+use omnihub::commerce::inventory::reservations::{self, RequestLine, ReservationRequest};
+use omnihub::commerce::inventory::{
     ClientReason, InventoryError, ledger, store as inventory_store, transfers,
 };
-use omnihub::keys::reach::Reach;
-use omnihub::locations::{self, Address, Location, LocationKind};
-use omnihub::storage::{Store, migrate};
+use omnihub::commerce::locations::{self, Address, Location, LocationKind};
+use omnihub::platform::channels::{self, ChannelKind, ChannelName};
+use omnihub::platform::ids::{ChannelId, LocationId, ReservationId, TransferId};
+use omnihub::platform::keys::reach::Reach;
+use omnihub::platform::storage::{Store, migrate};
 use proptest::prelude::*;
 
 use crate::support::{Backend, TestDatabase};
@@ -145,7 +145,7 @@ async fn world(db: &TestDatabase) -> World {
             pickup_lead_minutes: 0,
             ship_from_store: false,
             fulfilment_lead_minutes: 0,
-            created_at: omnihub::time::now(),
+            created_at: omnihub::platform::time::now(),
         };
         ids.push(locations::create(&store, location, None).await.unwrap().id);
     }
@@ -197,7 +197,7 @@ async fn apply(w: &mut World, op: &Op) {
                 location: w.locations[at],
                 reason,
                 quantity,
-                occurred_at: omnihub::time::now(),
+                occurred_at: omnihub::platform::time::now(),
             };
             tolerated(
                 movements::record(&w.store, w.channel, vec![movement])

@@ -150,9 +150,9 @@ async fn a_flood_of_made_up_keys_keeps_memory_bounded(backend: Backend) {
     }
     drop(requests);
     let (known, unknown) = keys.len();
-    assert!(known <= omnihub::keys::cache::KEY_CACHE_CAPACITY);
+    assert!(known <= omnihub::platform::keys::cache::KEY_CACHE_CAPACITY);
     assert!(
-        unknown <= omnihub::keys::cache::UNKNOWN_KEY_CACHE_CAPACITY,
+        unknown <= omnihub::platform::keys::cache::UNKNOWN_KEY_CACHE_CAPACITY,
         "{unknown} unknown keys cached"
     );
     let grown_mib = rss_kib().saturating_sub(before) / 1024;

@@ -129,7 +129,8 @@ async fn served_document_covers_every_route(backend: Backend) {
         .unwrap();
     let (status, served) = read(response).await;
     assert_eq!(status, 200);
-    let generated: Value = serde_json::from_str(&omnihub::http::openapi::document_json()).unwrap();
+    let generated: Value =
+        serde_json::from_str(&omnihub::platform::http::openapi::document_json()).unwrap();
     assert_eq!(served, generated, "the hub serves the generated document");
     assert!(
         served["openapi"].as_str().unwrap().starts_with("3.1"),
@@ -277,7 +278,7 @@ fn repo_root() -> PathBuf {
 #[test]
 fn committed_document_matches_the_code() {
     let path = repo_root().join("docs/openapi.json");
-    let generated = format!("{}\n", omnihub::http::openapi::document_json());
+    let generated = format!("{}\n", omnihub::platform::http::openapi::document_json());
     if std::env::var("OMNIHUB_UPDATE_OPENAPI").is_ok_and(|v| v == "1") {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &generated).unwrap();
@@ -304,12 +305,12 @@ fn migration_sets_match_and_are_registered() {
     let sqlite = migration_files("sqlite");
     let postgres = migration_files("postgres");
     assert_eq!(sqlite, postgres, "the same migrations for both backends");
-    let registered: BTreeSet<String> = omnihub::storage::migrate::MIGRATIONS
+    let registered: BTreeSet<String> = omnihub::platform::storage::migrate::MIGRATIONS
         .iter()
         .map(|m| format!("{:04}_{}.sql", m.version, m.name))
         .collect();
     assert_eq!(registered, sqlite, "every file is registered in MIGRATIONS");
-    let versions: Vec<i64> = omnihub::storage::migrate::MIGRATIONS
+    let versions: Vec<i64> = omnihub::platform::storage::migrate::MIGRATIONS
         .iter()
         .map(|m| m.version)
         .collect();
@@ -317,7 +318,7 @@ fn migration_sets_match_and_are_registered() {
         versions.windows(2).all(|w| w[0] < w[1]),
         "registered in order: {versions:?}"
     );
-    for migration in omnihub::storage::migrate::MIGRATIONS {
+    for migration in omnihub::platform::storage::migrate::MIGRATIONS {
         assert!(!migration.sqlite.trim().is_empty());
         assert!(!migration.postgres.trim().is_empty());
     }

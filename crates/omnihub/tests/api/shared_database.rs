@@ -33,7 +33,7 @@ async fn two_schemas_of_one_database_share_no_lock_or_channel() {
         sqlx::query(&statement).execute(&mut holder).await.unwrap();
     }
     // Hold hub A's outbox lock, as A's writer takes it before appending.
-    omnihub::events::store::lock_outbox(&mut holder)
+    omnihub::platform::events::store::lock_outbox(&mut holder)
         .await
         .unwrap();
     // Hub B writes events all the same.
@@ -53,7 +53,11 @@ async fn two_schemas_of_one_database_share_no_lock_or_channel() {
     // Each hub notifies on a channel of its own schema.
     let channel = |app: &TestApp| {
         let pool = app.hub.as_ref().unwrap().state.store.reader().clone();
-        async move { omnihub::events::store::notify_channel(&pool).await.unwrap() }
+        async move {
+            omnihub::platform::events::store::notify_channel(&pool)
+                .await
+                .unwrap()
+        }
     };
     let (channel_a, channel_b) = (channel(&a).await, channel(&b).await);
     assert_ne!(channel_a, channel_b);
@@ -146,7 +150,7 @@ async fn a_deadlock_between_writer_lanes_runs_the_aborted_write_again() {
         eprintln!("skipped: PostgreSQL only");
         return;
     }
-    use omnihub::storage::StoreError;
+    use omnihub::platform::storage::StoreError;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let app = TestApp::spawn(Backend::Postgres).await;
     let (first, second) = (app.new_channel().await, app.new_channel().await);
@@ -221,9 +225,9 @@ async fn a_write_aborted_by_conflicts_every_time_is_a_retryable_error() {
         eprintln!("skipped: PostgreSQL only");
         return;
     }
-    use omnihub::http::problem::ApiError;
-    use omnihub::storage::StoreError;
-    use omnihub::storage::writer::CONFLICT_RERUNS;
+    use omnihub::platform::http::problem::ApiError;
+    use omnihub::platform::storage::StoreError;
+    use omnihub::platform::storage::writer::CONFLICT_RERUNS;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let app = TestApp::spawn(Backend::Postgres).await;
     let channel = app.new_channel().await;

@@ -7,10 +7,10 @@
 
 use std::path::PathBuf;
 
-use omnihub::channels::{self, ChannelKind, ChannelName};
-use omnihub::config::Settings;
-use omnihub::keys::{self, Scopes};
-use omnihub::server::Hub;
+use omnihub::app::server::Hub;
+use omnihub::platform::channels::{self, ChannelKind, ChannelName};
+use omnihub::platform::config::Settings;
+use omnihub::platform::keys::{self, Scopes};
 use serde_json::Value;
 
 /// The environment variable naming the PostgreSQL database for tests.
@@ -88,7 +88,7 @@ impl TestDatabase {
         // here; by default the hub refuses loopback destinations.
         settings.webhooks.allowed_networks = ["127.0.0.0/8", "::1/128"]
             .iter()
-            .map(|n| omnihub::webhooks::destination::Network::parse(n).expect("network"))
+            .map(|n| omnihub::platform::webhooks::destination::Network::parse(n).expect("network"))
             .collect();
         // Every test client shares 127.0.0.1, and several tests send hundreds
         // of requests without a key on purpose; the throttle has its own test.

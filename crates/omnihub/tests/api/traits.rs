@@ -19,19 +19,20 @@ backend_tests!(
 /// answered before the traits were materialized), in the view's JSON shape.
 async fn folded_traits(app: &TestApp, id: &str) -> BTreeMap<String, Value> {
     let store = &app.hub.as_ref().unwrap().state.store;
-    let current = omnihub::identity::resolve_customer(store.reader(), id)
+    let current = omnihub::customers::identity::resolve_customer(store.reader(), id)
         .await
         .unwrap()
         .unwrap();
-    let observations = omnihub::tracking::store::trait_observations(store.reader(), &current)
-        .await
-        .unwrap();
-    omnihub::customers::fold_traits(observations)
+    let observations =
+        omnihub::customers::tracking::store::trait_observations(store.reader(), &current)
+            .await
+            .unwrap();
+    omnihub::customers::profiles::fold_traits(observations)
         .into_iter()
         .map(|(name, t)| {
             let body = json!({
                 "value": t.value,
-                "observed_at": omnihub::time::from_micros(t.observed_at),
+                "observed_at": omnihub::platform::time::from_micros(t.observed_at),
                 "channel_id": t.channel_id,
                 "message_id": t.message_id,
             });

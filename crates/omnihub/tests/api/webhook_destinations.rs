@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use omnihub::server::Hub;
+use omnihub::app::server::Hub;
 use serde_json::{Value, json};
 
 use crate::backend_tests;

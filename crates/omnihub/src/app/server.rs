@@ -1,0 +1,266 @@
+//! Starting and stopping a hub: connect, migrate, start the background tasks
+//! (event tail, webhook delivery, housekeeping) and serve HTTP until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::platform::channels::cache::ChannelCache;
+use crate::platform::config::Settings;
+use crate::platform::events::tail::Tail;
+use crate::platform::http::{self, AppState, AppStateInner};
+
+/// Commerce's follow-ups of identity changes: a merge moves the guest's
+/// carts into the customer's (`carts::merge::follow_merge`), an unmerge or
+/// a split gives orders and cart lines back to the profiles they were made
+/// for (`orders::attribution::follow_separation`). Identity calls them without
+/// importing commerce.
+pub fn follow_ups() -> crate::customers::identity::FollowUps {
+    crate::customers::identity::FollowUps {
+        merged: crate::commerce::carts::merge::follow_merge,
+        separated: crate::commerce::orders::attribution::follow_separation,
+    }
+}
+use crate::platform::keys::cache::KeyCache;
+use crate::platform::metrics::Metrics;
+use crate::platform::storage::{Store, migrate};
+
+/// How often housekeeping prunes idempotency keys and old delivery logs.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(600);
+/// Succeeded and failed deliveries are kept this long in the log.
+const DELIVERY_LOG_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A running hub.
+pub struct Hub {
+    pub addr: SocketAddr,
+    /// Where `/metrics` is served (`metrics_listen`), if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
+    pub state: AppState,
+    server: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+    /// On SQLite: another hub was already serving the same database file
+    /// when this one started (supported; `serve` says so).
+    pub shares_sqlite_database: bool,
+    /// On SQLite: a shared lock on `<database>.lock` while the hub runs.
+    _data_lock: Option<std::fs::File>,
+}
+
+impl Hub {
+    /// Connects, migrates and starts serving on `settings.listen`.
+    pub async fn start(settings: Settings) -> anyhow::Result<Hub> {
+        let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {}: {e}; choose another address with --listen or OMNIHUB_LISTEN",
+                settings.listen
+            )
+        })?;
+        Self::start_on(settings, listener).await
+    }
+
+    pub async fn start_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Hub> {
+        // Bound first, so a taken port fails the start before anything runs.
+        let metrics_listener = match settings.metrics_listen {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {address}: {e}"))?,
+            ),
+            None => None,
+        };
+        let (data_lock, shares_sqlite_database) = lock_sqlite_database(&settings.database_url)?;
+        if shares_sqlite_database {
+            tracing::warn!(
+                database = %crate::platform::storage::describe_location(&settings.database_url),
+                "another omnihub is already serving this SQLite database; both will serve it"
+            );
+        }
+        let store = Store::connect(&settings.store_options()).await?;
+        migrate::run(&store).await?;
+        let shutdown = CancellationToken::new();
+        let tail = Tail::start(store.clone(), shutdown.clone()).await?;
+        let metrics = Arc::new(Metrics::new());
+        let state = AppState::new(AppStateInner {
+            store: store.clone(),
+            tail: tail.clone(),
+            keys: Arc::new(KeyCache::default()),
+            inventory: Arc::new(crate::commerce::inventory::Inventory::start(
+                store.clone(),
+                tail.clone(),
+                shutdown.clone(),
+            )),
+            checkouts: Arc::new(crate::commerce::orders::checkout::CheckoutBatcher::start(
+                store.clone(),
+            )),
+            channels: Arc::new(ChannelCache::default()),
+            tracking: crate::customers::tracking::batcher::Batcher::start(
+                store.clone(),
+                follow_ups(),
+            ),
+            metrics: metrics.clone(),
+            guards: http::limits::Guards::new(&settings.limits),
+            settings: Arc::new(settings.clone()),
+            shutdown: shutdown.clone(),
+            follow_ups: follow_ups(),
+        });
+        let dispatcher = crate::platform::webhooks::delivery::spawn(
+            store.clone(),
+            tail,
+            settings.webhooks.clone(),
+            metrics,
+            shutdown.clone(),
+        )?;
+        let housekeeping = tokio::spawn(housekeeping(state.clone()));
+        let expiry = crate::commerce::inventory::expiry::spawn(store.clone(), shutdown.clone());
+        let addr = listener.local_addr()?;
+        let mut background = vec![dispatcher, housekeeping, expiry];
+        let metrics_addr = match metrics_listener {
+            Some(listener) => {
+                let metrics_addr = listener.local_addr()?;
+                let app = http::metrics_router(state.clone());
+                let stop = shutdown.clone();
+                background.push(tokio::spawn(async move {
+                    let served = axum::serve(listener, app)
+                        .with_graceful_shutdown(async move { stop.cancelled().await })
+                        .await;
+                    if let Err(error) = served {
+                        tracing::error!(%error, "the metrics listener stopped");
+                    }
+                }));
+                Some(metrics_addr)
+            }
+            None => None,
+        };
+        let app = http::router(state.clone());
+        let server = tokio::spawn(http::serve::serve(
+            listener,
+            app,
+            settings.limits.clone(),
+            shutdown.clone(),
+        ));
+        Ok(Hub {
+            addr,
+            metrics_addr,
+            state,
+            server,
+            background,
+            shares_sqlite_database,
+            _data_lock: data_lock,
+        })
+    }
+
+    /// Stops accepting requests, drains those in flight and the webhook
+    /// deliveries in flight (up to the grace period), then closes the database.
+    pub async fn shutdown(self) {
+        let grace = self.state.settings.shutdown_grace;
+        self.state.shutdown.cancel();
+        let drain = async {
+            let _ = self.server.await;
+            for task in self.background {
+                let _ = task.await;
+            }
+        };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::warn!("shutdown grace period over; stopping with work in flight");
+        }
+        self.state.store.close().await;
+    }
+
+    /// Waits until the server stops (after [`Hub::shutdown`] is triggered elsewhere).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+}
+
+/// Hubs on one SQLite file: supported (they take turns at SQLite's write
+/// lock, and each one's live stream and inventory view follow the others'
+/// commits within the tail's 200 ms poll), but rarely what a newcomer meant,
+/// so the second one says so. Every hub holds a shared `flock` on
+/// `<database>.lock`; a hub that cannot take it exclusively first knows
+/// another one is running. Returns the lock (held while the hub runs) and
+/// whether the database is shared.
+fn lock_sqlite_database(url: &str) -> anyhow::Result<(Option<std::fs::File>, bool)> {
+    let Some(database) = crate::platform::storage::sqlite_file(url) else {
+        return Ok((None, false));
+    };
+    if let Some(parent) = database.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
+    }
+    let mut path = database.into_os_string();
+    path.push(".lock");
+    let path = std::path::PathBuf::from(path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot open the lock file {}: {e}", path.display()))?;
+    let alone = try_flock(&file, FlockMode::Exclusive)
+        .map_err(|e| anyhow::anyhow!("cannot lock {}: {e}", path.display()))?;
+    // Downgrade (or join the others): shared, so the next hub can tell.
+    let held = try_flock(&file, FlockMode::Shared).unwrap_or(false);
+    Ok((held.then_some(file), !alone))
+}
+
+#[derive(Clone, Copy)]
+enum FlockMode {
+    Exclusive,
+    Shared,
+}
+
+/// `flock(… | LOCK_NB)`: false when another open file holds a conflicting
+/// lock. (`File::try_lock` needs Rust 1.89; the MSRV is 1.85.)
+#[cfg(unix)]
+fn try_flock(file: &std::fs::File, mode: FlockMode) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let operation = match mode {
+        FlockMode::Exclusive => libc::LOCK_EX,
+        FlockMode::Shared => libc::LOCK_SH,
+    };
+    // SAFETY: flock only reads the descriptor, which `file` keeps open.
+    let result = unsafe { libc::flock(file.as_raw_fd(), operation | libc::LOCK_NB) };
+    if result == 0 {
+        return Ok(true);
+    }
+    let error = std::io::Error::last_os_error();
+    if error.kind() == std::io::ErrorKind::WouldBlock {
+        Ok(false)
+    } else {
+        Err(error)
+    }
+}
+
+#[cfg(not(unix))]
+fn try_flock(_file: &std::fs::File, _mode: FlockMode) -> std::io::Result<bool> {
+    Ok(true)
+}
+
+async fn housekeeping(state: AppState) {
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(HOUSEKEEPING_INTERVAL) => {}
+        }
+        match crate::platform::idempotency::prune(&state).await {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned expired idempotency keys"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "could not prune idempotency keys"),
+        }
+        let before = crate::platform::time::now() - DELIVERY_LOG_RETENTION;
+        let pruned = state
+            .store
+            .write(move |tx| {
+                Box::pin(async move {
+                    crate::platform::webhooks::store::prune_deliveries(tx.conn(), before).await
+                })
+            })
+            .await;
+        if let Err(error) = pruned {
+            tracing::warn!(%error, "could not prune the webhook delivery log");
+        }
+    }
+}

@@ -1,0 +1,845 @@
+//! Reservations: all-or-nothing holds on stock.
+//!
+//! A request's lines are expanded (a bundle becomes its components) and
+//! summed per item and location before anything is checked, so two lines
+//! sharing an item are checked against the stock once, together. Lines
+//! without a location are sourced inside the same transaction. Each
+//! (SKU, location) is then reserved by a conditional update, in sorted order
+//! — one lock order for every request, so concurrent reservations never
+//! deadlock on PostgreSQL. Any shortage rolls the whole operation back.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::Duration;
+
+use super::ledger::{self, Changes, Movement};
+use super::policy::{self, ChannelPolicy};
+use super::promises;
+use super::sourcing::{self, Candidate, Delivery};
+use super::store::{self, ReservationRow};
+use super::{InventoryError, Quantity, Reason, Shortage};
+use crate::commerce::catalog::{self, Sku};
+use crate::commerce::locations::{self, Location};
+use crate::platform::events::NewEvent;
+use crate::platform::ids::{ChannelId, LocationId, ReservationId};
+use crate::platform::keys::reach::Reach;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::platform::storage::{Store, StoreError, Tx};
+use crate::platform::time::Timestamp;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReservationStatus {
+    /// Holding stock until `expires_at`.
+    Active,
+    /// Converted into an order's allocation: holds until fulfilled or released.
+    Allocated,
+    Released,
+    Expired,
+    Fulfilled,
+}
+
+impl ReservationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservationStatus::Active => "active",
+            ReservationStatus::Allocated => "allocated",
+            ReservationStatus::Released => "released",
+            ReservationStatus::Expired => "expired",
+            ReservationStatus::Fulfilled => "fulfilled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            ReservationStatus::Active,
+            ReservationStatus::Allocated,
+            ReservationStatus::Released,
+            ReservationStatus::Expired,
+            ReservationStatus::Fulfilled,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+const OPEN: [&str; 2] = ["active", "allocated"];
+
+/// One requested line: a SKU (maybe a bundle), units and maybe a location.
+#[derive(Clone, Debug)]
+pub struct RequestLine {
+    pub sku: Sku,
+    pub quantity: i64,
+    pub location: Option<LocationId>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReservationRequest {
+    pub channel: ChannelId,
+    pub lines: Vec<RequestLine>,
+    /// Overrides the channel policy's hold time.
+    pub hold_seconds: Option<i64>,
+    pub reference: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReservedLine {
+    pub line_no: i64,
+    pub sku: Sku,
+    pub location_id: LocationId,
+    pub quantity: i64,
+    pub fulfilled: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Reservation {
+    pub id: ReservationId,
+    pub channel_id: ChannelId,
+    pub status: ReservationStatus,
+    pub reference: Option<String>,
+    pub expires_at: Option<Timestamp>,
+    pub lines: Vec<ReservedLine>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl TryFrom<ReservationRow> for Reservation {
+    type Error = crate::platform::storage::StoreError;
+    fn try_from(r: ReservationRow) -> Result<Self, Self::Error> {
+        let corrupt = |what: &str| {
+            crate::platform::storage::StoreError::Corrupt(format!("reservations.{what}"))
+        };
+        Ok(Reservation {
+            id: r.id.parse().map_err(|_| corrupt("id"))?,
+            channel_id: r.channel_id.parse().map_err(|_| corrupt("channel_id"))?,
+            status: ReservationStatus::parse(&r.status).ok_or_else(|| corrupt("status"))?,
+            reference: r.reference,
+            expires_at: r.expires_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            lines: r
+                .lines
+                .into_iter()
+                .map(|(line_no, sku, location, quantity, fulfilled)| {
+                    Ok(ReservedLine {
+                        line_no,
+                        sku: Sku::from_trusted(sku),
+                        location_id: location.parse().map_err(|_| corrupt("location_id"))?,
+                        quantity,
+                        fulfilled,
+                    })
+                })
+                .collect::<Result<_, crate::platform::storage::StoreError>>()?,
+        })
+    }
+}
+
+/// Expands bundles into their components and sums demand per item and
+/// (requested) location.
+pub async fn expand(
+    tx: &mut Tx,
+    lines: &[RequestLine],
+) -> Result<BTreeMap<(Sku, Option<LocationId>), i64>, InventoryError> {
+    let mut demand: BTreeMap<(Sku, Option<LocationId>), i64> = BTreeMap::new();
+    for line in lines {
+        let Some(variant) = catalog::store::variant_by_sku(tx.conn(), line.sku.as_str()).await?
+        else {
+            return Err(InventoryError::UnknownSku(line.sku.to_string()));
+        };
+        for (sku, quantity) in variant.items(line.quantity) {
+            *demand.entry((sku, line.location)).or_default() += quantity;
+        }
+    }
+    Ok(demand)
+}
+
+/// The candidate locations of a channel with what each can promise of `skus`
+/// (available less the channel buffer), read inside the transaction.
+pub async fn candidates(
+    tx: &mut Tx,
+    policy: &ChannelPolicy,
+    skus: &[Sku],
+) -> Result<Vec<Candidate>, InventoryError> {
+    let visible: Vec<Location> = locations::store::all(tx.conn())
+        .await?
+        .into_iter()
+        .filter(|l| policy.sees(l))
+        .collect();
+    let names: Vec<String> = skus.iter().map(|s| s.to_string()).collect();
+    let levels = store::levels_for_skus(tx.conn(), &names).await?;
+    Ok(Candidate::from_levels(visible, &levels, policy.buffer))
+}
+
+/// A request resolved against the catalog, locations and channel policy,
+/// ready to be applied.
+#[derive(Clone)]
+pub struct Prepared {
+    channel: ChannelId,
+    policy: ChannelPolicy,
+    located: BTreeMap<(Sku, LocationId), i64>,
+    unlocated: BTreeMap<Sku, i64>,
+    hold_seconds: Option<i64>,
+    reference: Option<String>,
+}
+
+fn split(
+    request: ReservationRequest,
+    policy: ChannelPolicy,
+    demand: BTreeMap<(Sku, Option<LocationId>), i64>,
+) -> Prepared {
+    let mut located: BTreeMap<(Sku, LocationId), i64> = BTreeMap::new();
+    let mut unlocated: BTreeMap<Sku, i64> = BTreeMap::new();
+    for ((sku, location), quantity) in demand {
+        match location {
+            Some(location) => *located.entry((sku, location)).or_default() += quantity,
+            None => *unlocated.entry(sku).or_default() += quantity,
+        }
+    }
+    Prepared {
+        channel: request.channel,
+        policy,
+        located,
+        unlocated,
+        hold_seconds: request.hold_seconds,
+        reference: request.reference,
+    }
+}
+
+fn check_locations(prepared: &Prepared, known: &[Location]) -> Result<(), InventoryError> {
+    for (_, location) in prepared.located.keys() {
+        let Some(found) = known.iter().find(|l| l.id == *location) else {
+            return Err(InventoryError::UnknownLocation(location.to_string()));
+        };
+        if !prepared.policy.sees(found) {
+            return Err(InventoryError::LocationNotVisible(location.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Places a reservation: everything or nothing.
+///
+/// Lookups (catalog, locations, policy) come from the node's view, and a
+/// request the view already shows as short is refused without a write: only
+/// a reservation that may succeed reaches the storage layer, where the
+/// conditional update decides.
+pub async fn reserve(
+    inventory: &super::Inventory,
+    request: ReservationRequest,
+) -> Result<Reservation, InventoryError> {
+    let (store, view) = (&inventory.store, &inventory.view);
+    view.sync().await;
+    let policy = view.policy(request.channel).await?;
+    let mut demand: BTreeMap<(Sku, Option<LocationId>), i64> = BTreeMap::new();
+    for line in &request.lines {
+        let variant = view.variant(&line.sku).await?;
+        for (sku, quantity) in variant.items(line.quantity) {
+            *demand.entry((sku, line.location)).or_default() += quantity;
+        }
+    }
+    let prepared = split(request, policy, demand);
+    check_locations(&prepared, &view.locations().await?)?;
+    let mut shortages = Vec::new();
+    for ((sku, location), quantity) in &prepared.located {
+        let available =
+            view.level(sku.as_str(), *location).await?.available() - prepared.policy.buffer;
+        if available < *quantity {
+            shortages.push(Shortage {
+                sku: sku.clone(),
+                location_id: Some(*location),
+                requested: *quantity,
+                available: available.max(0),
+            });
+        }
+    }
+    if !shortages.is_empty() {
+        return Err(InventoryError::InsufficientStock(shortages));
+    }
+    // An idempotent request's answer commits with its own write: no batch.
+    if prepared.unlocated.is_empty() && !crate::platform::idempotency::holds_writes() {
+        return inventory.reservations.submit(prepared).await;
+    }
+    store
+        .write(move |tx| {
+            let prepared = prepared.clone();
+            Box::pin(async move { apply_prepared(tx, prepared).await })
+        })
+        .await
+}
+
+/// [`reserve`] entirely inside a caller's transaction (checkout uses it).
+pub async fn reserve_in(
+    tx: &mut Tx,
+    request: ReservationRequest,
+) -> Result<Reservation, InventoryError> {
+    let policy = policy::load(tx.conn(), request.channel).await?;
+    let demand = expand(tx, &request.lines).await?;
+    let prepared = split(request, policy, demand);
+    let known = locations::store::all(tx.conn()).await?;
+    check_locations(&prepared, &known)?;
+    apply_prepared(tx, prepared).await
+}
+
+async fn apply_prepared(tx: &mut Tx, prepared: Prepared) -> Result<Reservation, InventoryError> {
+    let now = tx.now();
+    let Prepared {
+        channel,
+        policy,
+        mut located,
+        unlocated,
+        hold_seconds,
+        reference,
+    } = prepared;
+    if !unlocated.is_empty() {
+        let skus: Vec<Sku> = unlocated.keys().cloned().collect();
+        let candidates = candidates(tx, &policy, &skus).await?;
+        let plan = sourcing::plan(&unlocated, &candidates, &Delivery::Unspecified, now)
+            .map_err(|_| InventoryError::Invalid("sourcing failed".into()))?;
+        if !plan.is_complete() {
+            let shortages = plan
+                .unfulfilled
+                .iter()
+                .map(|(sku, missing)| {
+                    let requested = unlocated.get(sku).copied().unwrap_or(0);
+                    Shortage {
+                        sku: sku.clone(),
+                        location_id: None,
+                        requested,
+                        available: requested - missing,
+                    }
+                })
+                .collect();
+            return Err(InventoryError::InsufficientStock(shortages));
+        }
+        for assignment in plan.assignments {
+            for (sku, quantity) in assignment.lines {
+                *located.entry((sku, assignment.location_id)).or_default() += quantity;
+            }
+        }
+    }
+
+    // Reserve in sorted (SKU, location) order: one lock order for everyone.
+    let id = ReservationId::new();
+    let movement_reference = format!("reservation:{id}");
+    let mut changes = Changes::new(Some(channel));
+    let mut shortages = Vec::new();
+    for ((sku, location), quantity) in &located {
+        let reserved = ledger::reserve(
+            tx,
+            &mut changes,
+            sku,
+            *location,
+            *quantity,
+            policy.buffer,
+            &movement_reference,
+        )
+        .await?;
+        if reserved.is_none() {
+            let level = store::level(tx.conn(), sku.as_str(), &location.to_string())
+                .await?
+                .unwrap_or_default();
+            shortages.push(Shortage {
+                sku: sku.clone(),
+                location_id: Some(*location),
+                requested: *quantity,
+                available: (level.available() - policy.buffer).max(0),
+            });
+        }
+    }
+    if !shortages.is_empty() {
+        return Err(InventoryError::InsufficientStock(shortages));
+    }
+    let hold = hold_seconds.unwrap_or(policy.hold_seconds);
+    let row = ReservationRow {
+        id: id.to_string(),
+        channel_id: channel.to_string(),
+        status: ReservationStatus::Active.as_str().into(),
+        reference,
+        expires_at: Some(now + Duration::seconds(hold)),
+        created_at: now,
+        updated_at: now,
+        lines: located
+            .iter()
+            .enumerate()
+            .map(|(i, ((sku, location), quantity))| {
+                (
+                    i as i64,
+                    sku.to_string(),
+                    location.to_string(),
+                    *quantity,
+                    0,
+                )
+            })
+            .collect(),
+    };
+    store::insert_reservation(tx.conn(), &row).await?;
+    let reservation = Reservation::try_from(row)?;
+    changes.emit(tx);
+    tx.emit(event("reservation.created", &reservation, now));
+    Ok(reservation)
+}
+
+pub(crate) fn event(kind: &str, r: &Reservation, now: Timestamp) -> NewEvent {
+    NewEvent::new(
+        kind,
+        now,
+        serde_json::json!({
+            "id": r.id,
+            "status": r.status.as_str(),
+            "reference": r.reference,
+            "expires_at": r.expires_at,
+            "lines": r.lines.iter().map(|l| serde_json::json!({
+                "sku": l.sku.as_str(), "location_id": l.location_id, "quantity": l.quantity, "fulfilled": l.fulfilled,
+            })).collect::<Vec<_>>(),
+        }),
+    )
+    .channel(Some(r.channel_id))
+    .subject("reservation_id", r.id)
+    .subject(crate::platform::events::visibility::OWNER_SUBJECT, r.channel_id)
+}
+
+async fn load(tx: &mut Tx, id: ReservationId) -> Result<Reservation, InventoryError> {
+    let row = store::reservation(tx.conn(), &id.to_string())
+        .await?
+        .ok_or(InventoryError::ReservationNotFound)?;
+    Ok(Reservation::try_from(row)?)
+}
+
+/// Reads a reservation.
+pub async fn get(store: &Store, id: ReservationId) -> Result<Option<Reservation>, InventoryError> {
+    let mut conn = store
+        .reader()
+        .acquire()
+        .await
+        .map_err(crate::platform::storage::StoreError::from)?;
+    match store::reservation(&mut conn, &id.to_string()).await? {
+        Some(row) => Ok(Some(Reservation::try_from(row)?)),
+        None => Ok(None),
+    }
+}
+
+/// Gives the unfulfilled units back to available. `expired` marks a hold
+/// that ran out rather than one released on request.
+pub async fn release_in(
+    tx: &mut Tx,
+    id: ReservationId,
+    expired: bool,
+    channel: Option<ChannelId>,
+) -> Result<Reservation, InventoryError> {
+    let now = tx.now();
+    let mut reservation = load(tx, id).await?;
+    let (to, reason, kind) = if expired {
+        (
+            ReservationStatus::Expired,
+            Reason::Expiry,
+            "reservation.expired",
+        )
+    } else {
+        (
+            ReservationStatus::Released,
+            Reason::Release,
+            "reservation.released",
+        )
+    };
+    let from: &[&str] = if expired { &["active"] } else { &OPEN };
+    if !store::transition_reservation(
+        tx.conn(),
+        &id.to_string(),
+        from,
+        to.as_str(),
+        None,
+        None,
+        now,
+    )
+    .await?
+    {
+        return Err(InventoryError::ReservationClosed(
+            reservation.status.as_str().into(),
+        ));
+    }
+    let reference = format!("reservation:{id}");
+    let mut changes = Changes::new(channel.or(Some(reservation.channel_id)));
+    store::clear_unbacked(tx.conn(), &id.to_string()).await?;
+    for line in &reservation.lines {
+        let open = line.quantity - line.fulfilled;
+        if open > 0 {
+            let level = ledger::apply(
+                tx,
+                &mut changes,
+                Movement {
+                    sku: &line.sku,
+                    location: line.location_id,
+                    quantity: Quantity::Reserved,
+                    delta: -open,
+                    reason,
+                    reference: Some(&reference),
+                    occurred_at: now,
+                },
+            )
+            .await?;
+            // Units given back may back another reservation left unbacked.
+            promises::recheck(tx, &line.sku, line.location_id, &level).await?;
+        }
+    }
+    reservation.status = to;
+    reservation.expires_at = None;
+    reservation.updated_at = now;
+    changes.emit(tx);
+    tx.emit(event(kind, &reservation, now));
+    Ok(reservation)
+}
+
+/// Checks that a caller may change reservation `id` directly: it is out of
+/// reach (another channel's: not found, like a missing one), or it backs an
+/// order and changes only through the order.
+async fn check_direct_change(
+    tx: &mut Tx,
+    id: ReservationId,
+    reach: &Reach,
+) -> Result<(), InventoryError> {
+    let reservation = load(tx, id).await?;
+    if !reach.owns(Some(reservation.channel_id)) {
+        return Err(InventoryError::ReservationNotFound);
+    }
+    if let Some(order) = store::order_backed_by(tx.conn(), &id.to_string()).await? {
+        return Err(InventoryError::BacksOrder(format!("order {order}")));
+    }
+    Ok(())
+}
+
+pub async fn release(
+    store: &Store,
+    id: ReservationId,
+    reach: Reach,
+) -> Result<Reservation, InventoryError> {
+    store
+        .write(move |tx| {
+            Box::pin(async move {
+                check_direct_change(tx, id, &reach).await?;
+                release_in(tx, id, false, Some(reach.channel)).await
+            })
+        })
+        .await
+}
+
+/// Converts an active hold into an order's allocation: no expiry any more.
+pub async fn allocate_in(
+    tx: &mut Tx,
+    id: ReservationId,
+    reference: Option<String>,
+) -> Result<Reservation, InventoryError> {
+    let now = tx.now();
+    let mut reservation = load(tx, id).await?;
+    if reservation.status == ReservationStatus::Allocated {
+        return Ok(reservation);
+    }
+    let moved = store::transition_reservation(
+        tx.conn(),
+        &id.to_string(),
+        &["active"],
+        ReservationStatus::Allocated.as_str(),
+        None,
+        reference.as_deref(),
+        now,
+    )
+    .await?;
+    if !moved {
+        return Err(InventoryError::ReservationClosed(
+            reservation.status.as_str().into(),
+        ));
+    }
+    reservation.status = ReservationStatus::Allocated;
+    reservation.expires_at = None;
+    if reference.is_some() {
+        reservation.reference = reference;
+    }
+    reservation.updated_at = now;
+    tx.emit(event("reservation.allocated", &reservation, now));
+    Ok(reservation)
+}
+
+pub async fn allocate(
+    store: &Store,
+    id: ReservationId,
+    reference: Option<String>,
+    reach: Reach,
+) -> Result<Reservation, InventoryError> {
+    store
+        .write(move |tx| {
+            let reference = reference.clone();
+            Box::pin(async move {
+                check_direct_change(tx, id, &reach).await?;
+                allocate_in(tx, id, reference).await
+            })
+        })
+        .await
+}
+
+/// Fulfils the open lines (all, or those at `location`): the units leave
+/// `on_hand` and `reserved` together. The reservation is `fulfilled` once
+/// every line is.
+pub async fn fulfil_in(
+    tx: &mut Tx,
+    id: ReservationId,
+    location: Option<LocationId>,
+    channel: Option<ChannelId>,
+) -> Result<Reservation, InventoryError> {
+    let now = tx.now();
+    let mut reservation = load(tx, id).await?;
+    if !matches!(
+        reservation.status,
+        ReservationStatus::Active | ReservationStatus::Allocated
+    ) {
+        return Err(InventoryError::ReservationClosed(
+            reservation.status.as_str().into(),
+        ));
+    }
+    let reference = format!("reservation:{id}");
+    let mut changes = Changes::new(channel.or(Some(reservation.channel_id)));
+    // Units an oversold sale took are not on hand: they cannot leave.
+    let unbacked = store::unbacked_lines(tx.conn(), &id.to_string()).await?;
+    for line in reservation.lines.iter_mut() {
+        let open = line.quantity - line.fulfilled;
+        if open == 0 || location.is_some_and(|l| l != line.location_id) {
+            continue;
+        }
+        let location_text = line.location_id.to_string();
+        if let Some((_, _, units)) = unbacked
+            .iter()
+            .find(|(sku, at, _)| sku == line.sku.as_str() && *at == location_text)
+        {
+            return Err(InventoryError::Unbacked {
+                sku: line.sku.to_string(),
+                location: location_text,
+                units: *units,
+            });
+        }
+        for quantity in [Quantity::OnHand, Quantity::Reserved] {
+            let level = ledger::apply(
+                tx,
+                &mut changes,
+                Movement {
+                    sku: &line.sku,
+                    location: line.location_id,
+                    quantity,
+                    delta: -open,
+                    reason: Reason::Fulfilment,
+                    reference: Some(&reference),
+                    occurred_at: now,
+                },
+            )
+            .await?;
+            if quantity == Quantity::OnHand && level.on_hand < 0 {
+                // Never below zero through a fulfilment.
+                return Err(InventoryError::Unbacked {
+                    sku: line.sku.to_string(),
+                    location: location_text.clone(),
+                    units: -level.on_hand,
+                });
+            }
+        }
+        line.fulfilled = line.quantity;
+        store::set_line_fulfilled(tx.conn(), &id.to_string(), line.line_no, line.fulfilled).await?;
+    }
+    if reservation.lines.iter().all(|l| l.fulfilled == l.quantity) {
+        let from: Vec<&str> = vec![reservation.status.as_str()];
+        store::transition_reservation(
+            tx.conn(),
+            &id.to_string(),
+            &from,
+            "fulfilled",
+            None,
+            None,
+            now,
+        )
+        .await?;
+        reservation.status = ReservationStatus::Fulfilled;
+        reservation.expires_at = None;
+    }
+    reservation.updated_at = now;
+    changes.emit(tx);
+    tx.emit(event("reservation.fulfilled", &reservation, now));
+    Ok(reservation)
+}
+
+pub async fn fulfil(
+    store: &Store,
+    id: ReservationId,
+    location: Option<LocationId>,
+    reach: Reach,
+) -> Result<Reservation, InventoryError> {
+    store
+        .write(move |tx| {
+            Box::pin(async move {
+                check_direct_change(tx, id, &reach).await?;
+                fulfil_in(tx, id, location, Some(reach.channel)).await
+            })
+        })
+        .await
+}
+
+/// Most reservations decided in one batch.
+pub const MAX_BATCH: usize = 512;
+/// Requests waiting for the batcher; submitters wait when it is full.
+const BATCH_QUEUE_DEPTH: usize = 8_192;
+
+type Reply = oneshot::Sender<Result<Reservation, InventoryError>>;
+
+/// Coalesces concurrent located reservations into one write: one locked read
+/// and one conditional update per (SKU, location) for the whole batch, and
+/// multi-row inserts for reservations, lines and ledger rows. A flash sale on
+/// one SKU then costs a handful of statements per commit instead of several
+/// per reservation.
+pub struct ReservationBatcher {
+    queue: mpsc::Sender<(Prepared, Reply)>,
+}
+
+impl ReservationBatcher {
+    pub fn start(store: Store) -> ReservationBatcher {
+        let (queue, mut receiver) = mpsc::channel::<(Prepared, Reply)>(BATCH_QUEUE_DEPTH);
+        tokio::spawn(async move {
+            while let Some(first) = receiver.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match receiver.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let (requests, replies): (Vec<Prepared>, Vec<Reply>) = batch.into_iter().unzip();
+                let outcome = store
+                    // The writer runs the batch again after a lock conflict,
+                    // as it does the checkout batcher's.
+                    .write(move |tx| {
+                        let requests = requests.clone();
+                        Box::pin(async move { apply_batch(tx, requests).await })
+                    })
+                    .await;
+                match outcome {
+                    Ok(results) => {
+                        for (reply, result) in replies.into_iter().zip(results) {
+                            let _ = reply.send(result);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "reservation batch failed");
+                        for reply in replies {
+                            let _ = reply.send(Err(InventoryError::Store(StoreError::Corrupt(
+                                error.to_string(),
+                            ))));
+                        }
+                    }
+                }
+            }
+        });
+        ReservationBatcher { queue }
+    }
+
+    async fn submit(&self, prepared: Prepared) -> Result<Reservation, InventoryError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((prepared, reply))
+            .await
+            .map_err(|_| InventoryError::Store(StoreError::Closed))?;
+        answer
+            .await
+            .map_err(|_| InventoryError::Store(StoreError::Closed))?
+    }
+}
+
+/// Decides a batch of located reservations against levels locked once, in
+/// sorted order, then writes what was accepted.
+async fn apply_batch(
+    tx: &mut Tx,
+    batch: Vec<Prepared>,
+) -> Result<Vec<Result<Reservation, InventoryError>>, StoreError> {
+    let now = tx.now();
+    let keys: BTreeSet<(Sku, LocationId)> = batch
+        .iter()
+        .flat_map(|p| p.located.keys().cloned())
+        .collect();
+    let key_text: Vec<(String, String)> = keys
+        .iter()
+        .map(|(s, l)| (s.to_string(), l.to_string()))
+        .collect();
+    let dialect = tx.dialect();
+    let mut levels = store::lock_levels(tx.conn(), dialect, &key_text).await?;
+    let mut totals: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut results = Vec::with_capacity(batch.len());
+    let mut rows = Vec::new();
+    let mut ledger_lines: Vec<(String, String, i64, String, ChannelId)> = Vec::new();
+    for prepared in batch {
+        let mut shortages = Vec::new();
+        for ((sku, location), quantity) in &prepared.located {
+            let key = (sku.to_string(), location.to_string());
+            let available = levels.get(&key).map_or(0, |l| l.available()) - prepared.policy.buffer;
+            if available < *quantity {
+                shortages.push(Shortage {
+                    sku: sku.clone(),
+                    location_id: Some(*location),
+                    requested: *quantity,
+                    available: available.max(0),
+                });
+            }
+        }
+        if !shortages.is_empty() {
+            results.push(Err(InventoryError::InsufficientStock(shortages)));
+            continue;
+        }
+        let id = ReservationId::new();
+        for ((sku, location), quantity) in &prepared.located {
+            let key = (sku.to_string(), location.to_string());
+            if let Some(level) = levels.get_mut(&key) {
+                level.reserved += quantity;
+            }
+            *totals.entry(key.clone()).or_default() += quantity;
+            ledger_lines.push((
+                key.0,
+                key.1,
+                *quantity,
+                format!("reservation:{id}"),
+                prepared.channel,
+            ));
+        }
+        let hold = prepared
+            .hold_seconds
+            .unwrap_or(prepared.policy.hold_seconds);
+        let row = ReservationRow {
+            id: id.to_string(),
+            channel_id: prepared.channel.to_string(),
+            status: ReservationStatus::Active.as_str().into(),
+            reference: prepared.reference,
+            expires_at: Some(now + Duration::seconds(hold)),
+            created_at: now,
+            updated_at: now,
+            lines: prepared
+                .located
+                .iter()
+                .enumerate()
+                .map(|(i, ((sku, location), quantity))| {
+                    (
+                        i as i64,
+                        sku.to_string(),
+                        location.to_string(),
+                        *quantity,
+                        0,
+                    )
+                })
+                .collect(),
+        };
+        let reservation = Reservation::try_from(row.clone())?;
+        results.push(Ok(reservation));
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        return Ok(results);
+    }
+    let mut changes = Changes::new(None);
+    ledger::reserve_decided(tx, &mut changes, &totals, &ledger_lines).await?;
+    store::insert_reservations(tx.conn(), &rows).await?;
+    changes.emit(tx);
+    for reservation in results.iter().flatten() {
+        tx.emit(event("reservation.created", reservation, now));
+    }
+    Ok(results)
+}

@@ -1,0 +1,905 @@
+//! SQL for stock levels, the ledger, reservations, transfers, policies and
+//! incidents.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Executor, Row};
+
+use super::{Quantity, StockLevel};
+use crate::platform::storage::StoreError;
+use crate::platform::storage::sql::push_rows;
+use crate::platform::time::{self, Timestamp};
+
+const LEVEL_COLUMNS: &str = "on_hand, reserved, incoming, unsellable, safety_stock";
+
+pub fn level_from_row(row: &AnyRow) -> Result<StockLevel, StoreError> {
+    Ok(StockLevel {
+        on_hand: row.try_get("on_hand")?,
+        reserved: row.try_get("reserved")?,
+        incoming: row.try_get("incoming")?,
+        unsellable: row.try_get("unsellable")?,
+        safety_stock: row.try_get("safety_stock")?,
+    })
+}
+
+/// Makes sure a level row exists (all zero) so conditional updates can lock it.
+pub async fn ensure_level(
+    conn: &mut AnyConnection,
+    sku: &str,
+    location: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO stock_levels (sku, location_id, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (sku, location_id) DO NOTHING",
+    )
+    .bind(sku)
+    .bind(location)
+    .bind(time::to_micros(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Adds `delta` to one quantity unconditionally; returns the new level.
+/// Adds `delta` to one quantity of a level, only if the result stays within
+/// `-bound..=bound`; `None` when it would not (nothing changes).
+pub async fn add(
+    conn: &mut AnyConnection,
+    sku: &str,
+    location: &str,
+    quantity: Quantity,
+    delta: i64,
+    bound: i64,
+    now: Timestamp,
+) -> Result<Option<StockLevel>, StoreError> {
+    let column = quantity.column();
+    let sql = format!(
+        "UPDATE stock_levels SET {column} = {column} + $1, updated_at = $2 \
+         WHERE sku = $3 AND location_id = $4 AND {column} + $1 BETWEEN $5 AND $6 \
+         RETURNING {LEVEL_COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(delta)
+        .bind(time::to_micros(now))
+        .bind(sku)
+        .bind(location)
+        .bind(-bound)
+        .bind(bound)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|row| level_from_row(&row)).transpose()
+}
+
+/// Reserves `quantity` only if that leaves `available − buffer ≥ 0`: the
+/// check and the change are one statement, atomic under the row lock.
+/// Returns the new level, or `None` when the stock does not cover it.
+pub async fn try_reserve(
+    conn: &mut AnyConnection,
+    sku: &str,
+    location: &str,
+    quantity: i64,
+    buffer: i64,
+    now: Timestamp,
+) -> Result<Option<StockLevel>, StoreError> {
+    let sql = format!(
+        "UPDATE stock_levels SET reserved = reserved + $1, updated_at = $2 \
+         WHERE sku = $3 AND location_id = $4 AND on_hand - reserved - safety_stock - $5 >= $1 \
+         RETURNING {LEVEL_COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(quantity)
+        .bind(time::to_micros(now))
+        .bind(sku)
+        .bind(location)
+        .bind(buffer)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(level_from_row).transpose()
+}
+
+pub async fn level<'e>(
+    db: impl Executor<'e, Database = Any>,
+    sku: &str,
+    location: &str,
+) -> Result<Option<StockLevel>, StoreError> {
+    let sql =
+        format!("SELECT {LEVEL_COLUMNS} FROM stock_levels WHERE sku = $1 AND location_id = $2");
+    let row = sqlx::query(&sql)
+        .bind(sku)
+        .bind(location)
+        .fetch_optional(db)
+        .await?;
+    row.as_ref().map(level_from_row).transpose()
+}
+
+/// Levels of these SKUs at every location: `(sku, location_id, level)`.
+pub async fn levels_for_skus<'e>(
+    db: impl Executor<'e, Database = Any>,
+    skus: &[String],
+) -> Result<Vec<(String, String, StockLevel)>, StoreError> {
+    if skus.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=skus.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT sku, location_id, {LEVEL_COLUMNS} FROM stock_levels WHERE sku IN ({}) ORDER BY sku, location_id",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for sku in skus {
+        query = query.bind(sku.as_str());
+    }
+    let rows = query.fetch_all(db).await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("sku")?,
+                row.try_get("location_id")?,
+                level_from_row(row)?,
+            ))
+        })
+        .collect()
+}
+
+/// Levels at one location, after `after_sku`, by SKU.
+pub async fn levels_at<'e>(
+    db: impl Executor<'e, Database = Any>,
+    location: &str,
+    after_sku: Option<&str>,
+    limit: i64,
+) -> Result<Vec<(String, StockLevel)>, StoreError> {
+    let sql = format!(
+        "SELECT sku, {LEVEL_COLUMNS} FROM stock_levels WHERE location_id = $1 AND sku > $2 ORDER BY sku LIMIT $3"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(location)
+        .bind(after_sku.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("sku")?, level_from_row(row)?)))
+        .collect()
+}
+
+/// One ledger row to write.
+pub struct MovementRow<'a> {
+    pub id: String,
+    pub sku: &'a str,
+    pub location: &'a str,
+    pub quantity: Quantity,
+    pub delta: i64,
+    pub reason: &'a str,
+    pub reference: Option<&'a str>,
+    pub channel: Option<String>,
+    pub occurred_at: Timestamp,
+    pub recorded_at: Timestamp,
+}
+
+pub async fn insert_movement(
+    conn: &mut AnyConnection,
+    m: &MovementRow<'_>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO stock_movements (id, sku, location_id, quantity, delta, reason, reference, channel_id, \
+         occurred_at, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(m.id.as_str())
+    .bind(m.sku)
+    .bind(m.location)
+    .bind(m.quantity.column())
+    .bind(m.delta)
+    .bind(m.reason)
+    .bind(m.reference)
+    .bind(m.channel.clone())
+    .bind(time::to_micros(m.occurred_at))
+    .bind(time::to_micros(m.recorded_at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The ledger's sums: `(sku, location_id, quantity, sum)` for every item.
+pub async fn ledger_sums<'e>(
+    db: impl Executor<'e, Database = Any>,
+) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT sku, location_id, quantity, CAST(SUM(delta) AS BIGINT) AS total FROM stock_movements \
+         GROUP BY sku, location_id, quantity ORDER BY sku, location_id, quantity",
+    )
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("sku")?,
+                r.try_get("location_id")?,
+                r.try_get("quantity")?,
+                r.try_get("total")?,
+            ))
+        })
+        .collect()
+}
+
+/// Every level row: `(sku, location_id, level)`.
+pub async fn all_levels<'e>(
+    db: impl Executor<'e, Database = Any>,
+) -> Result<Vec<(String, String, StockLevel)>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT sku, location_id, {LEVEL_COLUMNS} FROM stock_levels ORDER BY sku, location_id"
+    ))
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("sku")?,
+                row.try_get("location_id")?,
+                level_from_row(row)?,
+            ))
+        })
+        .collect()
+}
+
+/// Overwrites a level (rebuild only).
+pub async fn set_level(
+    conn: &mut AnyConnection,
+    sku: &str,
+    location: &str,
+    level: &StockLevel,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO stock_levels (sku, location_id, on_hand, reserved, incoming, unsellable, safety_stock, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (sku, location_id) DO UPDATE SET \
+         on_hand = $3, reserved = $4, incoming = $5, unsellable = $6, safety_stock = $7, updated_at = $8",
+    )
+    .bind(sku)
+    .bind(location)
+    .bind(level.on_hand)
+    .bind(level.reserved)
+    .bind(level.incoming)
+    .bind(level.unsellable)
+    .bind(level.safety_stock)
+    .bind(time::to_micros(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a client movement id; false when it was applied before.
+pub async fn claim_client_movement(
+    conn: &mut AnyConnection,
+    channel: &str,
+    client_id: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query(
+        "INSERT INTO applied_client_movements (channel_id, client_id, applied_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (channel_id, client_id) DO NOTHING",
+    )
+    .bind(channel)
+    .bind(client_id)
+    .bind(time::to_micros(now))
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn insert_incident(
+    conn: &mut AnyConnection,
+    incident: &IncidentRow,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO inventory_incidents (id, kind, sku, location_id, details, channel_id, occurred_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(incident.id.as_str())
+    .bind(incident.kind.as_str())
+    .bind(incident.sku.as_str())
+    .bind(incident.location_id.as_str())
+    .bind(incident.details.to_string())
+    .bind(incident.channel_id.clone())
+    .bind(time::to_micros(incident.occurred_at))
+    .bind(time::to_micros(incident.created_at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An inventory incident as stored.
+pub struct IncidentRow {
+    pub id: String,
+    pub kind: String,
+    pub sku: String,
+    pub location_id: String,
+    pub details: serde_json::Value,
+    pub channel_id: Option<String>,
+    pub occurred_at: Timestamp,
+    pub created_at: Timestamp,
+}
+
+pub async fn list_incidents<'e>(
+    db: impl Executor<'e, Database = Any>,
+    after_id: Option<&str>,
+    limit: i64,
+) -> Result<Vec<IncidentRow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, kind, sku, location_id, details, channel_id, occurred_at, created_at FROM inventory_incidents \
+         WHERE id > $1 ORDER BY id LIMIT $2",
+    )
+    .bind(after_id.unwrap_or(""))
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let details: String = r.try_get("details")?;
+            Ok(IncidentRow {
+                id: r.try_get("id")?,
+                kind: r.try_get("kind")?,
+                sku: r.try_get("sku")?,
+                location_id: r.try_get("location_id")?,
+                details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+                channel_id: r.try_get("channel_id")?,
+                occurred_at: time::from_micros(r.try_get("occurred_at")?),
+                created_at: time::from_micros(r.try_get("created_at")?),
+            })
+        })
+        .collect()
+}
+
+/// A reservation line: `(line_no, sku, location_id, quantity, fulfilled)`.
+pub type LineRow = (i64, String, String, i64, i64);
+
+/// A reservation row with its lines.
+#[derive(Clone)]
+pub struct ReservationRow {
+    pub id: String,
+    pub channel_id: String,
+    pub status: String,
+    pub reference: Option<String>,
+    pub expires_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub lines: Vec<LineRow>,
+}
+
+pub async fn insert_reservation(
+    conn: &mut AnyConnection,
+    r: &ReservationRow,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO reservations (id, channel_id, status, reference, expires_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(r.id.as_str())
+    .bind(r.channel_id.as_str())
+    .bind(r.status.as_str())
+    .bind(r.reference.clone())
+    .bind(r.expires_at.map(time::to_micros))
+    .bind(time::to_micros(r.created_at))
+    .bind(time::to_micros(r.updated_at))
+    .execute(&mut *conn)
+    .await?;
+    for (line_no, sku, location, quantity, fulfilled) in &r.lines {
+        sqlx::query(
+            "INSERT INTO reservation_lines (reservation_id, line_no, sku, location_id, quantity, fulfilled) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(r.id.as_str())
+        .bind(*line_no)
+        .bind(sku.as_str())
+        .bind(location.as_str())
+        .bind(*quantity)
+        .bind(*fulfilled)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn reservation(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<ReservationRow>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, channel_id, status, reference, expires_at, created_at, updated_at FROM reservations WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let lines = sqlx::query(
+        "SELECT line_no, sku, location_id, quantity, fulfilled FROM reservation_lines \
+         WHERE reservation_id = $1 ORDER BY line_no",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let expires_at: Option<i64> = row.try_get("expires_at")?;
+    Ok(Some(ReservationRow {
+        id: row.try_get("id")?,
+        channel_id: row.try_get("channel_id")?,
+        status: row.try_get("status")?,
+        reference: row.try_get("reference")?,
+        expires_at: expires_at.map(time::from_micros),
+        created_at: time::from_micros(row.try_get("created_at")?),
+        updated_at: time::from_micros(row.try_get("updated_at")?),
+        lines: lines
+            .iter()
+            .map(|l| {
+                Ok((
+                    l.try_get("line_no")?,
+                    l.try_get("sku")?,
+                    l.try_get("location_id")?,
+                    l.try_get("quantity")?,
+                    l.try_get("fulfilled")?,
+                ))
+            })
+            .collect::<Result<_, StoreError>>()?,
+    }))
+}
+
+/// Moves a reservation from one of `from` to `to`; false when it was not in
+/// one of them (another request or node changed it first).
+pub async fn transition_reservation(
+    conn: &mut AnyConnection,
+    id: &str,
+    from: &[&str],
+    to: &str,
+    expires_at: Option<Timestamp>,
+    reference: Option<&str>,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let allowed: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 6)).collect();
+    let sql = format!(
+        "UPDATE reservations SET status = $1, expires_at = $2, reference = COALESCE($3, reference), updated_at = $4 \
+         WHERE id = $5 AND status IN ({})",
+        allowed.join(", ")
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(to)
+        .bind(expires_at.map(time::to_micros))
+        .bind(reference)
+        .bind(time::to_micros(now))
+        .bind(id);
+    for status in from {
+        query = query.bind(*status);
+    }
+    Ok(query.execute(conn).await?.rows_affected() == 1)
+}
+
+pub async fn set_line_fulfilled(
+    conn: &mut AnyConnection,
+    id: &str,
+    line_no: i64,
+    fulfilled: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE reservation_lines SET fulfilled = $1 WHERE reservation_id = $2 AND line_no = $3",
+    )
+    .bind(fulfilled)
+    .bind(id)
+    .bind(line_no)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ids of active reservations whose hold ended by `now`.
+pub async fn expired_reservations<'e>(
+    db: impl Executor<'e, Database = Any>,
+    now: Timestamp,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id FROM reservations WHERE status = 'active' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+    )
+    .bind(time::to_micros(now))
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+}
+
+/// Sum of unfulfilled quantities held by open reservations per SKU and
+/// location: what `reserved` must equal.
+pub async fn open_reservation_sums<'e>(
+    db: impl Executor<'e, Database = Any>,
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT l.sku, l.location_id, CAST(SUM(l.quantity - l.fulfilled) AS BIGINT) AS held FROM reservation_lines l \
+         JOIN reservations r ON r.id = l.reservation_id WHERE r.status IN ('active', 'allocated') \
+         GROUP BY l.sku, l.location_id",
+    )
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("sku")?,
+                r.try_get("location_id")?,
+                r.try_get("held")?,
+            ))
+        })
+        .collect()
+}
+
+/// Takes `quantity` out of `on_hand` only if it is available (not held and
+/// not safety stock). Returns the new level, or `None` when short.
+pub async fn try_take(
+    conn: &mut AnyConnection,
+    sku: &str,
+    location: &str,
+    quantity: i64,
+    now: Timestamp,
+) -> Result<Option<StockLevel>, StoreError> {
+    let sql = format!(
+        "UPDATE stock_levels SET on_hand = on_hand - $1, updated_at = $2 \
+         WHERE sku = $3 AND location_id = $4 AND on_hand - reserved - safety_stock >= $1 \
+         RETURNING {LEVEL_COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(quantity)
+        .bind(time::to_micros(now))
+        .bind(sku)
+        .bind(location)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(level_from_row).transpose()
+}
+
+/// A transfer as stored; `lines` is `[(sku, quantity)]`.
+/// The hub's order whose stock reservation `reservation_id` is, if any. (The
+/// one read of the orders table here: a reservation that backs an order
+/// changes only through the order, checked inside the same transaction.)
+pub async fn order_backed_by(
+    conn: &mut AnyConnection,
+    reservation_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT id FROM orders WHERE reservation_id = $1 LIMIT 1")
+        .bind(reservation_id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|r| r.try_get("id")).transpose()?)
+}
+
+/// An open reservation line at one spot, for [`super::promises`].
+pub struct OpenLine {
+    pub reservation_id: String,
+    /// The channel that owns the reservation.
+    pub channel_id: String,
+    pub line_no: i64,
+    pub open: i64,
+    pub unbacked: i64,
+}
+
+/// Whether any reservation line at (`sku`, `location`) is unbacked (the
+/// partial index `reservation_lines_unbacked` answers it).
+pub async fn has_unbacked(
+    conn: &mut AnyConnection,
+    sku: &str,
+    location: &str,
+) -> Result<bool, StoreError> {
+    let row = sqlx::query(
+        "SELECT 1 AS one FROM reservation_lines WHERE sku = $1 AND location_id = $2 AND unbacked > 0 LIMIT 1",
+    )
+    .bind(sku)
+    .bind(location)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// The open lines of open reservations at (`sku`, `location`), newest
+/// reservation first.
+pub async fn open_lines_at(
+    conn: &mut AnyConnection,
+    sku: &str,
+    location: &str,
+) -> Result<Vec<OpenLine>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT l.reservation_id, r.channel_id, l.line_no, l.quantity - l.fulfilled AS open, l.unbacked \
+         FROM reservation_lines l JOIN reservations r ON r.id = l.reservation_id \
+         WHERE l.sku = $1 AND l.location_id = $2 AND l.quantity > l.fulfilled \
+           AND r.status IN ('active', 'allocated') \
+         ORDER BY r.created_at DESC, l.reservation_id DESC, l.line_no DESC",
+    )
+    .bind(sku)
+    .bind(location)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(OpenLine {
+                reservation_id: r.try_get("reservation_id")?,
+                channel_id: r.try_get("channel_id")?,
+                line_no: r.try_get("line_no")?,
+                open: r.try_get("open")?,
+                unbacked: r.try_get("unbacked")?,
+            })
+        })
+        .collect()
+}
+
+/// A reservation no longer open holds nothing unbacked.
+pub async fn clear_unbacked(
+    conn: &mut AnyConnection,
+    reservation_id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE reservation_lines SET unbacked = 0 WHERE reservation_id = $1 AND unbacked > 0",
+    )
+    .bind(reservation_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_line_unbacked(
+    conn: &mut AnyConnection,
+    reservation_id: &str,
+    line_no: i64,
+    unbacked: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE reservation_lines SET unbacked = $1 WHERE reservation_id = $2 AND line_no = $3",
+    )
+    .bind(unbacked)
+    .bind(reservation_id)
+    .bind(line_no)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The unbacked lines of a reservation: (SKU, location, units).
+pub async fn unbacked_lines<'e>(
+    conn: impl sqlx::Executor<'e, Database = Any>,
+    reservation_id: &str,
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT sku, location_id, unbacked FROM reservation_lines \
+         WHERE reservation_id = $1 AND unbacked > 0 ORDER BY line_no",
+    )
+    .bind(reservation_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("sku")?,
+                r.try_get("location_id")?,
+                r.try_get("unbacked")?,
+            ))
+        })
+        .collect()
+}
+
+pub struct TransferRow {
+    pub id: String,
+    pub from_location_id: String,
+    pub to_location_id: String,
+    pub status: String,
+    pub lines: Vec<(String, i64)>,
+    pub channel_id: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+pub async fn insert_transfer(conn: &mut AnyConnection, t: &TransferRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO transfers (id, from_location_id, to_location_id, status, lines, channel_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(t.id.as_str())
+    .bind(t.from_location_id.as_str())
+    .bind(t.to_location_id.as_str())
+    .bind(t.status.as_str())
+    .bind(serde_json::to_string(&t.lines).unwrap_or_default())
+    .bind(t.channel_id.clone())
+    .bind(time::to_micros(t.created_at))
+    .bind(time::to_micros(t.updated_at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn transfer<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: &str,
+) -> Result<Option<TransferRow>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, from_location_id, to_location_id, status, lines, channel_id, created_at, updated_at \
+         FROM transfers WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let lines: String = row.try_get("lines")?;
+    Ok(Some(TransferRow {
+        id: row.try_get("id")?,
+        from_location_id: row.try_get("from_location_id")?,
+        to_location_id: row.try_get("to_location_id")?,
+        status: row.try_get("status")?,
+        lines: serde_json::from_str(&lines)
+            .map_err(|_| StoreError::Corrupt("transfers.lines".into()))?,
+        channel_id: row.try_get("channel_id")?,
+        created_at: time::from_micros(row.try_get("created_at")?),
+        updated_at: time::from_micros(row.try_get("updated_at")?),
+    }))
+}
+
+/// Moves a transfer from `from` to `to`; false when it was not `from`.
+pub async fn transition_transfer(
+    conn: &mut AnyConnection,
+    id: &str,
+    from: &str,
+    to: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query(
+        "UPDATE transfers SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
+    )
+    .bind(to)
+    .bind(time::to_micros(now))
+    .bind(id)
+    .bind(from)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Reads levels for update, in the order given (callers sort the keys: one
+/// lock order). Missing rows are absent from the result.
+pub async fn lock_levels(
+    conn: &mut AnyConnection,
+    dialect: crate::platform::storage::Dialect,
+    keys: &[(String, String)],
+) -> Result<std::collections::HashMap<(String, String), StockLevel>, StoreError> {
+    let lock = match dialect {
+        crate::platform::storage::Dialect::Postgres => " FOR UPDATE",
+        crate::platform::storage::Dialect::Sqlite => "",
+    };
+    let sql = format!(
+        "SELECT {LEVEL_COLUMNS} FROM stock_levels WHERE sku = $1 AND location_id = $2{lock}"
+    );
+    let mut levels = std::collections::HashMap::with_capacity(keys.len());
+    for (sku, location) in keys {
+        let row = sqlx::query(&sql)
+            .bind(sku.as_str())
+            .bind(location.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(row) = row {
+            levels.insert((sku.clone(), location.clone()), level_from_row(&row)?);
+        }
+    }
+    Ok(levels)
+}
+
+/// Rows per multi-row INSERT of movements (10 parameters each; SQLite binds
+/// parameters in time quadratic in their number, so statements stay small).
+const MOVEMENT_CHUNK: usize = 20;
+
+pub async fn insert_movements(
+    conn: &mut AnyConnection,
+    rows: &[MovementRow<'_>],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(MOVEMENT_CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO stock_movements (id, sku, location_id, quantity, delta, reason, reference, channel_id, \
+             occurred_at, recorded_at) VALUES ",
+        );
+        push_rows(&mut sql, chunk.len(), 10);
+        let mut query = sqlx::query(&sql);
+        for m in chunk {
+            query = query
+                .bind(m.id.as_str())
+                .bind(m.sku)
+                .bind(m.location)
+                .bind(m.quantity.column())
+                .bind(m.delta)
+                .bind(m.reason)
+                .bind(m.reference)
+                .bind(m.channel.clone())
+                .bind(time::to_micros(m.occurred_at))
+                .bind(time::to_micros(m.recorded_at));
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Rows per multi-row INSERT of reservations (7 parameters) and lines (6).
+const RESERVATION_CHUNK: usize = 20;
+
+/// Inserts many reservations and their lines with a few statements.
+pub async fn insert_reservations(
+    conn: &mut AnyConnection,
+    rows: &[ReservationRow],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(RESERVATION_CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO reservations (id, channel_id, status, reference, expires_at, created_at, updated_at) VALUES ",
+        );
+        push_rows(&mut sql, chunk.len(), 7);
+        let mut query = sqlx::query(&sql);
+        for r in chunk {
+            query = query
+                .bind(r.id.as_str())
+                .bind(r.channel_id.as_str())
+                .bind(r.status.as_str())
+                .bind(r.reference.clone())
+                .bind(r.expires_at.map(time::to_micros))
+                .bind(time::to_micros(r.created_at))
+                .bind(time::to_micros(r.updated_at));
+        }
+        query.execute(&mut *conn).await?;
+    }
+    let lines: Vec<(&str, &LineRow)> = rows
+        .iter()
+        .flat_map(|r| r.lines.iter().map(move |l| (r.id.as_str(), l)))
+        .collect();
+    for chunk in lines.chunks(RESERVATION_CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO reservation_lines (reservation_id, line_no, sku, location_id, quantity, fulfilled) VALUES ",
+        );
+        push_rows(&mut sql, chunk.len(), 6);
+        let mut query = sqlx::query(&sql);
+        for (id, (line_no, sku, location, quantity, fulfilled)) in chunk {
+            query = query
+                .bind(*id)
+                .bind(*line_no)
+                .bind(sku.as_str())
+                .bind(location.as_str())
+                .bind(*quantity)
+                .bind(*fulfilled);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// SKUs per statement when levels are read for a batch.
+const LEVEL_SKU_CHUNK: usize = 200;
+
+/// Every level of `skus` at every location, sorted by (SKU, location) in
+/// byte order — on PostgreSQL locked in that order (`FOR UPDATE`), the same
+/// order every reservation takes its rows in, so batches never deadlock with
+/// each other or with single reservations. `skus` must be sorted.
+pub async fn lock_levels_of_skus(
+    conn: &mut AnyConnection,
+    dialect: crate::platform::storage::Dialect,
+    skus: &[String],
+) -> Result<Vec<(String, String, StockLevel)>, StoreError> {
+    let (order, lock) = match dialect {
+        crate::platform::storage::Dialect::Postgres => (
+            "ORDER BY sku COLLATE \"C\", location_id COLLATE \"C\"",
+            " FOR UPDATE",
+        ),
+        crate::platform::storage::Dialect::Sqlite => ("ORDER BY sku, location_id", ""),
+    };
+    let mut levels = Vec::new();
+    for chunk in skus.chunks(LEVEL_SKU_CHUNK) {
+        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT sku, location_id, {LEVEL_COLUMNS} FROM stock_levels WHERE sku IN ({}) {order}{lock}",
+            list.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for sku in chunk {
+            query = query.bind(sku.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            levels.push((
+                row.try_get("sku")?,
+                row.try_get("location_id")?,
+                level_from_row(&row)?,
+            ));
+        }
+    }
+    Ok(levels)
+}

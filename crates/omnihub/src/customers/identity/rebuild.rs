@@ -1,0 +1,959 @@
+//! The full identity rebuild: every identifier regrouped under the rules in
+//! force, with the compact resolver.
+//!
+//! 1. **Read** (read pool, pages of [`REBUILD_PAGE`] rows in id order):
+//!    identifiers (id, type, value, profile, home, status, verified), the
+//!    profile rows (merged or not) and the active links. Ids are held as
+//!    16-byte integers (UUIDs), profiles and types as indexes. Identifiers
+//!    whose value is blocked by the rules in force are marked.
+//! 2. **Resolve** the whole graph in memory ([`compact::resolve`], the same
+//!    result as the production resolver on each connected part). A blocked
+//!    identifier is resolved without its links and pinned quarantined (an
+//!    account stays a member, alone).
+//! 3. **Write only the differences**: the groups with an identifier that
+//!    moves, changes status or verification, loses its links (blocked), or
+//!    whose profile row is missing or marked merged. They are written in
+//!    operations of the group-commit writer of at most
+//!    [`REBUILD_BATCH_IDENTIFIERS`] identifiers, so tracking goes on
+//!    meanwhile, with the events of an incremental regrouping
+//!    (`customer.created`, `customer.merged` with its link and reason,
+//!    `customer.split`, `identity.quarantined`, `identity.shared`) plus
+//!    `identity.blocked`.
+//!
+//! Concurrency: each write re-reads the group's identifiers and the active
+//! links touching them; when a tracking call or an unmerge changed them
+//! since the read (a row differs, or a link is not among those read), the
+//! group is regrouped from the database by the incremental path instead
+//! ([`super::recompute`], as the previous rebuild did for every part). A
+//! change of the rules during the rebuild stops it
+//! ([`IdentityError::RulesChanged`]); what was written is consistent.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::compact::{self, CompactGraph, CompactRules};
+use super::resolver::NodeStatus;
+use super::rules::IdentityRules;
+use super::store::{self, IdentifierRow, MergeRow};
+use super::{
+    Cause, IdentityError, LinkTrust, emit_status_change, link_json, load_rules, recompute,
+};
+use crate::platform::events::NewEvent;
+use crate::platform::ids::{ChannelId, MergeId};
+use crate::platform::storage::{Store, Tx};
+use crate::platform::time;
+
+/// Rows read per page while loading the graph.
+pub const REBUILD_PAGE: i64 = 5_000;
+/// At most this many identifiers are written per writer operation (a larger
+/// group is written alone).
+pub const REBUILD_BATCH_IDENTIFIERS: usize = 500;
+/// Progress is reported every this many rows read or identifiers written.
+pub const REBUILD_PROGRESS_EVERY: usize = 100_000;
+/// `retracted_by` of the links of an identifier whose value is blocked.
+pub const BLOCKED_RETRACTION: &str = "rebuild:blocked_value";
+
+/// What a rebuild did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RebuildReport {
+    /// Identifiers read.
+    pub identifiers: usize,
+    /// Active links read.
+    pub links: usize,
+    /// Connected parts of the graph (through active links).
+    pub components: usize,
+    /// Profiles after the rebuild.
+    pub profiles: usize,
+    /// Identifiers written (moved, status or verification changed, unlinked).
+    pub changed_identifiers: usize,
+    pub merges: usize,
+    pub splits: usize,
+    /// Identifiers that became (or stopped being) shared or quarantined.
+    pub status_changes: usize,
+    /// Identifiers whose value is blocked by the rules and had links.
+    pub blocked: usize,
+    pub retracted_links: usize,
+    /// Groups changed concurrently, regrouped from the database instead.
+    pub rechecked_groups: usize,
+    /// Writer operations.
+    pub batches: usize,
+    /// Time spent in the in-memory resolution.
+    pub resolve_ms: u64,
+}
+
+/// Where a rebuild is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RebuildPhase {
+    Identifiers,
+    Profiles,
+    Links,
+    Resolved,
+    Writing,
+}
+
+impl RebuildPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RebuildPhase::Identifiers => "reading identifiers",
+            RebuildPhase::Profiles => "reading profiles",
+            RebuildPhase::Links => "reading links",
+            RebuildPhase::Resolved => "resolved",
+            RebuildPhase::Writing => "writing",
+        }
+    }
+}
+
+/// Progress callback: phase and rows (or identifiers) done so far.
+pub type Progress<'a> = &'a (dyn Fn(RebuildPhase, usize) + Send + Sync);
+
+/// A column of ids: 16 bytes each while every id is a canonical UUID in
+/// lower case (whose numeric order is the text order), text otherwise.
+#[derive(Clone, Debug)]
+enum IdColumn {
+    Uuids(Vec<u128>),
+    Text(Vec<String>),
+}
+
+fn parse_uuid(s: &str) -> Option<u128> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 36 {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for (i, &c) in bytes.iter().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            if c != b'-' {
+                return None;
+            }
+            continue;
+        }
+        let digit = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        value = (value << 4) | u128::from(digit);
+    }
+    Some(value)
+}
+
+fn format_uuid(value: u128) -> String {
+    let s = format!("{value:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &s[0..8],
+        &s[8..12],
+        &s[12..16],
+        &s[16..20],
+        &s[20..32]
+    )
+}
+
+impl IdColumn {
+    fn new() -> IdColumn {
+        IdColumn::Uuids(Vec::new())
+    }
+
+    fn push(&mut self, s: &str) {
+        if let IdColumn::Uuids(values) = self {
+            if let Some(u) = parse_uuid(s) {
+                values.push(u);
+                return;
+            }
+            let text = values.iter().map(|&u| format_uuid(u)).collect();
+            *self = IdColumn::Text(text);
+        }
+        if let IdColumn::Text(values) = self {
+            values.push(s.to_string());
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            IdColumn::Uuids(v) => v.len(),
+            IdColumn::Text(v) => v.len(),
+        }
+    }
+
+    fn get(&self, i: u32) -> String {
+        match self {
+            IdColumn::Uuids(v) => format_uuid(v[i as usize]),
+            IdColumn::Text(v) => v[i as usize].clone(),
+        }
+    }
+
+    fn strictly_sorted(&self) -> bool {
+        match self {
+            IdColumn::Uuids(v) => v.windows(2).all(|w| w[0] < w[1]),
+            IdColumn::Text(v) => v.windows(2).all(|w| w[0] < w[1]),
+        }
+    }
+
+    /// The order that sorts the column (byte order of the text).
+    fn sorting_permutation(&self) -> Vec<u32> {
+        let mut perm: Vec<u32> = (0..self.len() as u32).collect();
+        match self {
+            IdColumn::Uuids(v) => perm.sort_by_key(|&i| v[i as usize]),
+            IdColumn::Text(v) => perm.sort_by(|&a, &b| v[a as usize].cmp(&v[b as usize])),
+        }
+        perm
+    }
+
+    fn permute(&mut self, perm: &[u32]) {
+        match self {
+            IdColumn::Uuids(v) => *v = permute(v, perm),
+            IdColumn::Text(v) => *v = permute(v, perm),
+        }
+    }
+
+    fn sort_dedup(&mut self) {
+        match self {
+            IdColumn::Uuids(v) => {
+                v.sort_unstable();
+                v.dedup();
+            }
+            IdColumn::Text(v) => {
+                v.sort_unstable();
+                v.dedup();
+            }
+        }
+    }
+
+    fn append(&mut self, other: &IdColumn) {
+        for i in 0..other.len() as u32 {
+            match other {
+                IdColumn::Uuids(v) => match self {
+                    IdColumn::Uuids(mine) => mine.push(v[i as usize]),
+                    IdColumn::Text(_) => self.push(&format_uuid(v[i as usize])),
+                },
+                IdColumn::Text(v) => self.push(&v[i as usize]),
+            }
+        }
+    }
+
+    /// The index of `s` in a sorted column.
+    fn position(&self, s: &str) -> Option<u32> {
+        let found = match self {
+            IdColumn::Uuids(v) => v.binary_search(&parse_uuid(s)?).ok()?,
+            IdColumn::Text(v) => v.binary_search_by(|x| x.as_str().cmp(s)).ok()?,
+        };
+        u32::try_from(found).ok()
+    }
+
+    /// The index in this sorted column of entry `i` of `other`.
+    fn position_of(&self, other: &IdColumn, i: u32) -> Option<u32> {
+        let found = match (self, other) {
+            (IdColumn::Uuids(mine), IdColumn::Uuids(theirs)) => {
+                mine.binary_search(&theirs[i as usize]).ok()?
+            }
+            _ => return self.position(&other.get(i)),
+        };
+        u32::try_from(found).ok()
+    }
+
+    fn contains(&self, s: &str) -> bool {
+        self.position(s).is_some()
+    }
+}
+
+fn permute<T: Clone>(values: &[T], perm: &[u32]) -> Vec<T> {
+    perm.iter().map(|&i| values[i as usize].clone()).collect()
+}
+
+/// The graph as read, indexed by identifier (id order) and link (id order).
+struct Snapshot {
+    ids: IdColumn,
+    kinds: Vec<u8>,
+    /// Profile rank of the current profile and of the home profile.
+    customer: Vec<u32>,
+    home: Vec<u32>,
+    status: Vec<NodeStatus>,
+    verified: Vec<bool>,
+    blocked: Vec<bool>,
+    /// Every profile id named as current or home profile, sorted.
+    profiles: IdColumn,
+    /// The profile row exists and is not merged.
+    profile_active: Vec<bool>,
+    links: IdColumn,
+    ends: Vec<(u32, u32)>,
+    link_verified: Vec<super::LinkTrust>,
+    link_times: Vec<i64>,
+}
+
+async fn read_snapshot(
+    store: &Store,
+    rules: &IdentityRules,
+    crules: &CompactRules,
+    progress: Progress<'_>,
+) -> Result<Snapshot, IdentityError> {
+    let mut ids = IdColumn::new();
+    let mut homes = IdColumn::new();
+    let mut customers = IdColumn::new();
+    let (mut kinds, mut status, mut verified, mut blocked) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut after = String::new();
+    loop {
+        let page = store::rebuild_identifiers_page(store.reader(), &after, REBUILD_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id.clone();
+        for row in &page {
+            ids.push(&row.id);
+            homes.push(&row.home_customer_id);
+            customers.push(&row.customer_id);
+            kinds.push(crules.kind(&row.kind));
+            status.push(row.status);
+            verified.push(row.verified);
+            blocked.push(rules.is_blocked(&row.value));
+        }
+        if ids.len() % REBUILD_PROGRESS_EVERY < page.len() {
+            progress(RebuildPhase::Identifiers, ids.len());
+        }
+    }
+    // The database's text order is byte order for our ids; if it was not,
+    // sort here (indexes must follow id order).
+    if !ids.strictly_sorted() {
+        let perm = ids.sorting_permutation();
+        ids.permute(&perm);
+        homes.permute(&perm);
+        customers.permute(&perm);
+        kinds = permute(&kinds, &perm);
+        status = permute(&status, &perm);
+        verified = permute(&verified, &perm);
+        blocked = permute(&blocked, &perm);
+    }
+    let mut profiles = homes.clone();
+    profiles.append(&customers);
+    profiles.sort_dedup();
+    let rank = |column: &IdColumn, i: u32| -> Result<u32, IdentityError> {
+        profiles.position_of(column, i).ok_or_else(|| {
+            crate::platform::storage::StoreError::Corrupt("profile rank".into()).into()
+        })
+    };
+    let n = ids.len() as u32;
+    let home: Vec<u32> = (0..n).map(|i| rank(&homes, i)).collect::<Result<_, _>>()?;
+    let customer: Vec<u32> = (0..n)
+        .map(|i| rank(&customers, i))
+        .collect::<Result<_, _>>()?;
+    drop((homes, customers));
+
+    let mut profile_active = vec![false; profiles.len()];
+    let mut after = String::new();
+    let mut read = 0usize;
+    loop {
+        let page = store::rebuild_customers_page(store.reader(), &after, REBUILD_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.0.clone();
+        for (id, active) in &page {
+            if let Some(r) = profiles.position(id) {
+                profile_active[r as usize] = *active;
+            }
+        }
+        read += page.len();
+        if read % REBUILD_PROGRESS_EVERY < page.len() {
+            progress(RebuildPhase::Profiles, read);
+        }
+    }
+
+    let mut links = IdColumn::new();
+    let (mut ends, mut link_verified, mut link_times) = (Vec::new(), Vec::new(), Vec::new());
+    let mut after = String::new();
+    loop {
+        let page = store::rebuild_links_page(store.reader(), &after, REBUILD_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id.clone();
+        for link in &page {
+            // A link to an identifier created after the identifiers were
+            // read is left out: its group is re-checked when written.
+            let (Some(a), Some(b)) = (ids.position(&link.from_id), ids.position(&link.to_id))
+            else {
+                continue;
+            };
+            links.push(&link.id);
+            ends.push((a, b));
+            link_verified.push(LinkTrust::of(link.verified, link.trusted));
+            link_times.push(link.observed_at);
+        }
+        if links.len() % REBUILD_PROGRESS_EVERY < page.len() {
+            progress(RebuildPhase::Links, links.len());
+        }
+    }
+    if !links.strictly_sorted() {
+        let perm = links.sorting_permutation();
+        links.permute(&perm);
+        ends = permute(&ends, &perm);
+        link_verified = permute(&link_verified, &perm);
+        link_times = permute(&link_times, &perm);
+    }
+    Ok(Snapshot {
+        ids,
+        kinds,
+        customer,
+        home,
+        status,
+        verified,
+        blocked,
+        profiles,
+        profile_active,
+        links,
+        ends,
+        link_verified,
+        link_times,
+    })
+}
+
+/// One identifier of a group to write.
+#[derive(Clone, Debug)]
+struct PlannedMember {
+    id: String,
+    old_customer: String,
+    old_status: NodeStatus,
+    old_verified: bool,
+    status: NodeStatus,
+    verified: bool,
+    blocked: bool,
+}
+
+#[derive(Clone, Debug)]
+struct PlannedMerge {
+    merged: String,
+    side: Vec<String>,
+    link: Option<String>,
+    reason: &'static str,
+}
+
+/// One group (a profile after the rebuild) whose rows change.
+#[derive(Clone, Debug)]
+struct PlannedGroup {
+    survivor: String,
+    members: Vec<PlannedMember>,
+    merges: Vec<PlannedMerge>,
+    /// Previously active profiles now spread over several profiles.
+    splits: Vec<(String, Vec<String>)>,
+    /// Active links of blocked members, to retract.
+    retract: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct BatchOutcome {
+    changed: usize,
+    merges: usize,
+    splits: usize,
+    status_changes: usize,
+    blocked: usize,
+    retracted: usize,
+    rechecked: usize,
+    /// Profiles that gained a merge in this batch.
+    merged_into: Vec<String>,
+    /// Profiles that profiles split into in this batch.
+    split_into: Vec<String>,
+}
+
+/// Regroups every identifier under the rules in force (after a rules
+/// change, or to repair groupings): reads the graph, resolves it in memory
+/// with the compact resolver and writes only the differences, in bounded
+/// operations of the group-commit writer (tracking goes on meanwhile).
+/// Quarantines and shared devices are re-evaluated, and identifiers whose
+/// value the rules now block lose their links (retracted, kept in the
+/// ledger) and stay alone, quarantined unless they are accounts.
+pub async fn rebuild(
+    store: &Store,
+    channel_id: Option<ChannelId>,
+    progress: Progress<'_>,
+    follow_up: Option<(super::FollowUps, ChannelId)>,
+) -> Result<RebuildReport, IdentityError> {
+    let rules = super::load_rules_from(store.reader()).await?;
+    let crules = CompactRules::new(&rules)?;
+    let snapshot = read_snapshot(store, &rules, &crules, progress).await?;
+    let mut report = RebuildReport {
+        identifiers: snapshot.ids.len(),
+        links: snapshot.links.len(),
+        ..Default::default()
+    };
+
+    // Resolve: blocked identifiers pinned, their links left out (pushed as
+    // self-links, which resolution ignores, so link indexes stay aligned).
+    let started = std::time::Instant::now();
+    let n = snapshot.ids.len();
+    let mut graph = CompactGraph::with_capacity(n, snapshot.ends.len());
+    for i in 0..n {
+        graph.push_node(snapshot.kinds[i], snapshot.home[i], snapshot.blocked[i]);
+    }
+    let mut retract: Vec<(u32, u32)> = Vec::new();
+    let mut components: Vec<u32> = (0..n as u32).collect();
+    for (e, &(a, b)) in snapshot.ends.iter().enumerate() {
+        let (trust, at) = (snapshot.link_verified[e], snapshot.link_times[e]);
+        let (verified, trusted) = (trust.verified(), trust.trusted());
+        if snapshot.blocked[a as usize] || snapshot.blocked[b as usize] {
+            for end in [a, b] {
+                if snapshot.blocked[end as usize] {
+                    retract.push((end, e as u32));
+                }
+            }
+            graph.push_edge(a, a, verified, trusted, at);
+            continue;
+        }
+        graph.push_edge(a, b, verified, trusted, at);
+        let (ra, rb) = (find(&mut components, a), find(&mut components, b));
+        if ra != rb {
+            components[ra.max(rb) as usize] = ra.min(rb);
+        }
+    }
+    report.components = (0..n as u32)
+        .filter(|&i| find(&mut components, i) == i)
+        .count();
+    drop(components);
+    // Seconds of CPU at millions of identifiers: off the async runtime, so
+    // the node's requests and streams go on meanwhile.
+    let resolving_rules = crules.clone();
+    let resolution = tokio::task::spawn_blocking(move || compact::resolve(&resolving_rules, graph))
+        .await
+        .map_err(|_| {
+            IdentityError::Store(crate::platform::storage::StoreError::Corrupt(
+                "the identity resolution panicked".into(),
+            ))
+        })??;
+    report.resolve_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    progress(RebuildPhase::Resolved, n);
+
+    let batches = plan(&snapshot, &crules, &resolution, &retract, &mut report);
+    drop(resolution);
+    let rules = Arc::new(rules);
+    let links = Arc::new(snapshot.links);
+    let mut written = 0usize;
+    let mut split_into: BTreeSet<String> = BTreeSet::new();
+    for batch in batches {
+        let size: usize = batch.iter().map(|g| g.members.len()).sum();
+        let rules = Arc::clone(&rules);
+        let links = Arc::clone(&links);
+        let outcome = store
+            .write(move |tx| {
+                let (batch, links, rules) = (batch.clone(), links.clone(), rules.clone());
+                Box::pin(async move {
+                    let outcome = write_batch(tx, &rules, &links, batch, channel_id).await?;
+                    // The same follow-ups as a live merge (the guest's
+                    // carts join the customer's), in the same transaction.
+                    if let Some((follow, channel)) = follow_up {
+                        let context = super::MergeContext {
+                            channel,
+                            channel_kind: None,
+                        };
+                        for survivor in &outcome.merged_into {
+                            (follow.merged)(tx, &rules, survivor, context).await?;
+                        }
+                    }
+                    Ok::<_, IdentityError>(outcome)
+                })
+            })
+            .await?;
+        report.batches += 1;
+        report.changed_identifiers += outcome.changed;
+        report.merges += outcome.merges;
+        report.splits += outcome.splits;
+        report.status_changes += outcome.status_changes;
+        report.blocked += outcome.blocked;
+        report.retracted_links += outcome.retracted;
+        report.rechecked_groups += outcome.rechecked;
+        split_into.extend(outcome.split_into);
+        let before = written;
+        written += size;
+        if written / REBUILD_PROGRESS_EVERY > before / REBUILD_PROGRESS_EVERY {
+            progress(RebuildPhase::Writing, written);
+        }
+    }
+    if let Some((follow, channel)) = follow_up {
+        separate(store, &rules, split_into, follow, channel).await?;
+    }
+    Ok(report)
+}
+
+/// The follow-up of the rebuild's splits (orders and cart lines go back to
+/// whom they were made for), once every group is written: a split profile's
+/// parts may be written by different batches.
+async fn separate(
+    store: &Store,
+    rules: &Arc<IdentityRules>,
+    split_into: BTreeSet<String>,
+    follow: super::FollowUps,
+    channel: ChannelId,
+) -> Result<(), IdentityError> {
+    let profiles: Vec<String> = split_into.into_iter().collect();
+    for chunk in profiles.chunks(REBUILD_BATCH_IDENTIFIERS) {
+        let separation = super::Separation {
+            merge_id: None,
+            profiles: chunk.to_vec(),
+            channel_id: Some(channel),
+        };
+        let rules = Arc::clone(rules);
+        store
+            .write(move |tx| {
+                let (rules, separation) = (rules.clone(), separation.clone());
+                Box::pin(async move {
+                    let dialect = tx.dialect();
+                    store::lock_identity(tx.conn(), dialect).await?;
+                    (follow.separated)(tx, &rules, &separation).await?;
+                    Ok::<_, IdentityError>(())
+                })
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+fn find(parent: &mut [u32], mut x: u32) -> u32 {
+    while parent[x as usize] != x {
+        let gp = parent[parent[x as usize] as usize];
+        parent[x as usize] = gp;
+        x = gp;
+    }
+    x
+}
+
+/// The groups to write, in batches, with their merges and splits.
+fn plan(
+    snapshot: &Snapshot,
+    crules: &CompactRules,
+    resolution: &compact::CompactResolution,
+    retract: &[(u32, u32)],
+    report: &mut RebuildReport,
+) -> Vec<Vec<PlannedGroup>> {
+    let n = snapshot.ids.len();
+    let p = snapshot.profiles.len();
+    let mut has_links_to_retract = vec![false; n];
+    let mut retract_of: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for &(node, e) in retract {
+        has_links_to_retract[node as usize] = true;
+        retract_of.entry(node).or_default().push(e);
+    }
+    let mut is_survivor = vec![false; p];
+    let mut changed_group = vec![false; n];
+    for i in 0..n as u32 {
+        let survivor = resolution.survivor_of(i);
+        let root = resolution.group_of(i);
+        if root == i {
+            report.profiles += 1;
+            is_survivor[survivor as usize] = true;
+            if !snapshot.profile_active[survivor as usize] {
+                changed_group[i as usize] = true;
+            }
+        }
+        let x = i as usize;
+        if snapshot.customer[x] != survivor
+            || snapshot.status[x] != resolution.status(i)
+            || snapshot.verified[x] != resolution.verified(crules, i)
+            || has_links_to_retract[x]
+        {
+            changed_group[root as usize] = true;
+        }
+    }
+    // Splits: previously active profiles whose identifiers now sit in
+    // several profiles.
+    let mut first_new = vec![u32::MAX; p];
+    let mut split = vec![false; p];
+    for i in 0..n as u32 {
+        let c = snapshot.customer[i as usize] as usize;
+        if !snapshot.profile_active[c] {
+            continue;
+        }
+        let s = resolution.survivor_of(i);
+        if first_new[c] == u32::MAX {
+            first_new[c] = s;
+        } else if first_new[c] != s {
+            split[c] = true;
+        }
+    }
+    drop(first_new);
+    let mut split_into: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+    for i in 0..n as u32 {
+        let c = snapshot.customer[i as usize];
+        if split[c as usize] {
+            split_into
+                .entry(c)
+                .or_default()
+                .insert(resolution.survivor_of(i));
+        }
+    }
+
+    // Members of the changed groups, group by group (roots ascending).
+    let mut members: Vec<(u32, u32)> = (0..n as u32)
+        .filter(|&i| changed_group[resolution.group_of(i) as usize])
+        .map(|i| (resolution.group_of(i), i))
+        .collect();
+    members.sort_by_key(|&(root, _)| root);
+    drop(changed_group);
+
+    // Merges: per (group, previous active profile that survives nowhere),
+    // the first applied link with exactly one end on that side.
+    let mut merge_links: HashMap<(u32, u32), Option<(u32, &'static str)>> = HashMap::new();
+    for &(root, i) in &members {
+        let c = snapshot.customer[i as usize];
+        if c != resolution.survivor_of(i)
+            && snapshot.profile_active[c as usize]
+            && !is_survivor[c as usize]
+        {
+            merge_links.insert((root, c), None);
+        }
+    }
+    if !merge_links.is_empty() {
+        for (e, reason) in resolution.joins() {
+            let (a, b) = resolution.edge(e);
+            let (ca, cb) = (snapshot.customer[a as usize], snapshot.customer[b as usize]);
+            if ca == cb {
+                continue;
+            }
+            let root = resolution.group_of(a);
+            for c in [ca, cb] {
+                if let Some(slot @ None) = merge_links.get_mut(&(root, c)) {
+                    *slot = Some((e, reason.as_str()));
+                }
+            }
+        }
+    }
+
+    let mut batches: Vec<Vec<PlannedGroup>> = Vec::new();
+    let mut batch: Vec<PlannedGroup> = Vec::new();
+    let mut batch_size = 0usize;
+    let mut splits_done: BTreeSet<u32> = BTreeSet::new();
+    let profile = |r: u32| snapshot.profiles.get(r);
+    for run in members.chunk_by(|x, y| x.0 == y.0) {
+        let root = run[0].0;
+        let survivor = resolution.survivor_of(root);
+        let mut group = PlannedGroup {
+            survivor: profile(survivor),
+            members: Vec::with_capacity(run.len()),
+            merges: Vec::new(),
+            splits: Vec::new(),
+            retract: Vec::new(),
+        };
+        let mut sides: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for &(_, i) in run {
+            let x = i as usize;
+            let id = snapshot.ids.get(i);
+            let c = snapshot.customer[x];
+            if merge_links.contains_key(&(root, c)) {
+                sides.entry(c).or_default().push(id.clone());
+            }
+            if split[c as usize] && splits_done.insert(c) {
+                let into = split_into
+                    .get(&c)
+                    .map(|s| s.iter().map(|&r| profile(r)).collect())
+                    .unwrap_or_default();
+                group.splits.push((profile(c), into));
+            }
+            if let Some(edges) = retract_of.get(&i) {
+                group
+                    .retract
+                    .extend(edges.iter().map(|&e| snapshot.links.get(e)));
+            }
+            group.members.push(PlannedMember {
+                id,
+                old_customer: profile(c),
+                old_status: snapshot.status[x],
+                old_verified: snapshot.verified[x],
+                status: resolution.status(i),
+                verified: resolution.verified(crules, i),
+                blocked: has_links_to_retract[x],
+            });
+        }
+        for (c, side) in sides {
+            let (link, reason) = match merge_links.get(&(root, c)).copied().flatten() {
+                Some((e, reason)) => (Some(snapshot.links.get(e)), reason),
+                None => (None, "regrouped"),
+            };
+            group.merges.push(PlannedMerge {
+                merged: profile(c),
+                side,
+                link,
+                reason,
+            });
+        }
+        if batch_size > 0 && batch_size + group.members.len() > REBUILD_BATCH_IDENTIFIERS {
+            batches.push(std::mem::take(&mut batch));
+            batch_size = 0;
+        }
+        batch_size += group.members.len();
+        batch.push(group);
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
+}
+
+/// Writes one batch of groups (one writer operation).
+async fn write_batch(
+    tx: &mut Tx,
+    rules: &IdentityRules,
+    links: &IdColumn,
+    batch: Vec<PlannedGroup>,
+    channel_id: Option<ChannelId>,
+) -> Result<BatchOutcome, IdentityError> {
+    let dialect = tx.dialect();
+    store::lock_identity(tx.conn(), dialect).await?;
+    if load_rules(tx.conn()).await? != *rules {
+        return Err(IdentityError::RulesChanged);
+    }
+    let mut outcome = BatchOutcome::default();
+    for group in batch {
+        write_group(tx, rules, links, group, channel_id, &mut outcome).await?;
+    }
+    Ok(outcome)
+}
+
+async fn write_group(
+    tx: &mut Tx,
+    rules: &IdentityRules,
+    links: &IdColumn,
+    group: PlannedGroup,
+    channel_id: Option<ChannelId>,
+    outcome: &mut BatchOutcome,
+) -> Result<(), IdentityError> {
+    let cause = Cause::Rebuild { channel_id };
+    let now = tx.now();
+    let ids: Vec<String> = group.members.iter().map(|m| m.id.clone()).collect();
+    let rows: BTreeMap<String, IdentifierRow> = store::identifiers_by_ids(tx.conn(), &ids)
+        .await?
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
+    // Changed since the read (a tracking call, an unmerge)? Then regroup
+    // this part from the database instead.
+    let unchanged = rows.len() == group.members.len()
+        && group.members.iter().all(|m| {
+            rows.get(&m.id).is_some_and(|r| {
+                r.customer_id == m.old_customer
+                    && r.status == m.old_status
+                    && r.verified == m.old_verified
+            })
+        })
+        && store::active_links_touching(tx.conn(), &ids)
+            .await?
+            .iter()
+            .all(|l| links.contains(&l.id));
+    if !unchanged {
+        let out = recompute(tx, rules, &ids, &cause).await?;
+        outcome.rechecked += 1;
+        outcome.merges += out.merges.len();
+        outcome.split_into.extend(out.split_into.iter().cloned());
+        if !out.merges.is_empty() {
+            let survivors = out.resolution.groups.iter().map(|g| g.survivor.clone());
+            outcome.merged_into.extend(survivors);
+        }
+        return Ok(());
+    }
+    if !group.retract.is_empty() {
+        store::retract_links(tx.conn(), &group.retract, BLOCKED_RETRACTION, now).await?;
+        outcome.retracted += group.retract.len();
+    }
+    let survivor = &group.survivor;
+    let created = super::activate_profile(tx, survivor).await?;
+    let channel = cause.channel();
+    for m in &group.members {
+        let Some(row) = rows.get(&m.id) else { continue };
+        if row.customer_id != *survivor || row.status != m.status || row.verified != m.verified {
+            store::update_identifier(tx.conn(), &m.id, survivor, m.status, m.verified, now).await?;
+            outcome.changed += 1;
+        }
+        if row.status != m.status {
+            outcome.status_changes += 1;
+            if m.status != NodeStatus::Member {
+                emit_status_change(tx, row, m.status, survivor, channel, &cause);
+            }
+        }
+        if m.blocked {
+            outcome.blocked += 1;
+            let retracted: Vec<&String> = group.retract.iter().collect();
+            tx.emit(
+                NewEvent::new(
+                    "identity.blocked",
+                    now,
+                    json!({
+                        "identifier": {"type": row.kind, "value": row.value},
+                        "customer_id": survivor,
+                        "status": m.status.as_str(),
+                        "retracted_links": retracted,
+                        "cause": cause.describe(),
+                    }),
+                )
+                .channel(channel)
+                .subject("customer_id", survivor),
+            );
+        }
+    }
+    if created {
+        tx.emit(
+            NewEvent::new(
+                "customer.created",
+                now,
+                json!({
+                    "customer_id": survivor,
+                    "identifiers": group.members.iter().filter_map(|m| rows.get(&m.id))
+                        .map(|r| json!({"type": r.kind, "value": r.value})).collect::<Vec<_>>(),
+                    "cause": cause.describe(),
+                }),
+            )
+            .channel(channel)
+            .subject("customer_id", survivor),
+        );
+    }
+    if !group.merges.is_empty() {
+        outcome.merged_into.push(survivor.clone());
+    }
+    for merge in group.merges {
+        let record = MergeRow {
+            id: MergeId::new().to_string(),
+            survivor_id: survivor.clone(),
+            merged_id: merge.merged.clone(),
+            link_id: merge.link.clone(),
+            reason: merge.reason.to_string(),
+            merged_side: merge.side,
+            created_at: time::to_micros(now),
+            undone_at: None,
+            undone_by: None,
+        };
+        store::insert_merge(tx.conn(), &record).await?;
+        store::set_merged_into(tx.conn(), &merge.merged, Some(survivor), now).await?;
+        let link = match &merge.link {
+            Some(id) => store::get_link(&mut *tx.conn(), id).await?,
+            None => None,
+        };
+        tx.emit(
+            NewEvent::new(
+                "customer.merged",
+                now,
+                json!({
+                    "merge_id": record.id,
+                    "customer_id": survivor,
+                    "merged_customer_id": merge.merged,
+                    "reason": merge.reason,
+                    "link": link.as_ref().map(|l| link_json(l, &rows)),
+                    "cause": cause.describe(),
+                }),
+            )
+            .channel(channel)
+            .subject("customer_id", survivor)
+            .subject("merged_customer_id", &merge.merged),
+        );
+        outcome.merges += 1;
+    }
+    for (old, into) in group.splits {
+        outcome.split_into.extend(into.iter().cloned());
+        tx.emit(
+            NewEvent::new(
+                "customer.split",
+                now,
+                json!({
+                    "customer_id": old,
+                    "into": into,
+                    "reason": "regrouped under the rules in force",
+                    "cause": cause.describe(),
+                }),
+            )
+            .channel(channel)
+            .subject("customer_id", &old),
+        );
+        outcome.splits += 1;
+    }
+    Ok(())
+}

@@ -1,0 +1,775 @@
+//! SQL for identifiers, the identity ledger (links), merges, customers rows
+//! and the rules document.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Executor, Row};
+
+use super::LinkTrust;
+use super::resolver::NodeStatus;
+use crate::platform::storage::StoreError;
+use crate::platform::storage::sql::placeholders;
+use crate::platform::time::{self, Timestamp};
+
+/// The PostgreSQL advisory lock that serializes identity resolution across
+/// writer lanes and nodes (held until the transaction ends).
+const IDENTITY_LOCK_ID: i64 = 0x6f6d_6e69_6964;
+
+/// Serializes identity changes: on PostgreSQL several writer lanes (and
+/// nodes) run transactions in parallel, and two regroupings of overlapping
+/// parts of the graph must not interleave. SQLite has one writer already.
+pub async fn lock_identity(
+    conn: &mut AnyConnection,
+    dialect: crate::platform::storage::Dialect,
+) -> Result<(), StoreError> {
+    if dialect == crate::platform::storage::Dialect::Postgres {
+        sqlx::query(crate::platform::storage::sql::PG_XACT_LOCK)
+            .bind(IDENTITY_LOCK_ID)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Bound parameters per statement when a list is expanded into `IN (…)`.
+const IN_CHUNK: usize = 400;
+
+/// An identifier as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentifierRow {
+    pub id: String,
+    pub kind: String,
+    pub value: String,
+    pub customer_id: String,
+    pub home_customer_id: String,
+    pub status: NodeStatus,
+    pub verified: bool,
+    pub first_seen_at: i64,
+}
+
+const IDENTIFIER_COLUMNS: &str =
+    "id, kind, value, customer_id, home_customer_id, status, verified, first_seen_at";
+
+/// An `identifiers` row selected with [`IDENTIFIER_COLUMNS`] (any table alias).
+pub(crate) fn identifier_from_row(row: &AnyRow) -> Result<IdentifierRow, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(IdentifierRow {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        value: row.try_get("value")?,
+        customer_id: row.try_get("customer_id")?,
+        home_customer_id: row.try_get("home_customer_id")?,
+        status: NodeStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt("identifiers.status".into()))?,
+        verified: row.try_get::<i64, _>("verified")? != 0,
+        first_seen_at: row.try_get("first_seen_at")?,
+    })
+}
+
+/// Distinct values per lookup statement in [`find_identifiers`] (plus a few
+/// kinds): well under the ~200 parameters past which SQLite's quadratic
+/// parameter binding shows.
+const LOOKUP_CHUNK: usize = 128;
+/// Id pairs per statement in [`active_links_among`] (2 parameters each).
+const LINK_PAIR_CHUNK: usize = 64;
+
+/// `count` rounded up to a power of two: lists are padded (by repeating their
+/// last element) to one of a few lengths, so the connection's prepared
+/// statement cache holds a handful of statements instead of one per length.
+fn padded(count: usize) -> usize {
+    count.max(1).next_power_of_two()
+}
+
+/// The stored identifiers among `(kind, value)` pairs: one statement per
+/// [`LOOKUP_CHUNK`] values (`kind IN (…) AND value IN (…)` on the unique
+/// `(kind, value)` index, exact pairs kept).
+pub async fn find_identifiers(
+    conn: &mut AnyConnection,
+    pairs: &[(String, String)],
+) -> Result<Vec<IdentifierRow>, StoreError> {
+    let mut out = Vec::new();
+    let mut sorted: Vec<&(String, String)> = pairs.iter().collect();
+    sorted.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    sorted.dedup();
+    let wanted: std::collections::HashSet<(&str, &str)> = sorted
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut values: Vec<&str> = sorted.iter().map(|(_, v)| v.as_str()).collect();
+    values.dedup();
+    for chunk in values.chunks(LOOKUP_CHUNK) {
+        let chunk_values: std::collections::HashSet<&str> = chunk.iter().copied().collect();
+        let mut kinds: Vec<&str> = sorted
+            .iter()
+            .filter(|(_, v)| chunk_values.contains(v.as_str()))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        let (nk, nv) = (padded(kinds.len()), padded(chunk.len()));
+        let sql = format!(
+            "SELECT {IDENTIFIER_COLUMNS} FROM identifiers WHERE kind IN ({}) AND value IN ({})",
+            placeholders(1, nk),
+            placeholders(1 + nk, nv)
+        );
+        let mut query = sqlx::query(&sql);
+        for i in 0..nk {
+            query = query.bind(kinds[i.min(kinds.len() - 1)]);
+        }
+        for i in 0..nv {
+            query = query.bind(chunk[i.min(chunk.len() - 1)]);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let row = identifier_from_row(&row)?;
+            if wanted.contains(&(row.kind.as_str(), row.value.as_str())) {
+                out.push(row);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The active links joining any of the identifier id pairs (either
+/// direction), as (from, to, trust).
+pub async fn active_links_among(
+    conn: &mut AnyConnection,
+    pairs: &[(String, String)],
+) -> Result<Vec<(String, String, LinkTrust)>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in pairs.chunks(LINK_PAIR_CHUNK) {
+        let n = padded(chunk.len());
+        let cond = (0..n)
+            .map(|i| {
+                let (a, b) = (2 * i + 1, 2 * i + 2);
+                format!("(from_id = ${a} AND to_id = ${b}) OR (from_id = ${b} AND to_id = ${a})")
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let sql = format!(
+            "SELECT from_id, to_id, verified, trusted FROM identity_links WHERE retracted_at IS NULL AND ({cond})"
+        );
+        let mut query = sqlx::query(&sql);
+        for i in 0..n {
+            let (a, b) = &chunk[i.min(chunk.len() - 1)];
+            query = query.bind(a.as_str()).bind(b.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            out.push((
+                row.try_get("from_id")?,
+                row.try_get("to_id")?,
+                LinkTrust::of(
+                    row.try_get::<i64, _>("verified")? != 0,
+                    row.try_get::<i64, _>("trusted")? != 0,
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+pub async fn find_identifier<'e>(
+    db: impl Executor<'e, Database = Any>,
+    kind: &str,
+    value: &str,
+) -> Result<Option<IdentifierRow>, StoreError> {
+    let sql =
+        format!("SELECT {IDENTIFIER_COLUMNS} FROM identifiers WHERE kind = $1 AND value = $2");
+    let row = sqlx::query(&sql)
+        .bind(kind)
+        .bind(value)
+        .fetch_optional(db)
+        .await?;
+    row.as_ref().map(identifier_from_row).transpose()
+}
+
+pub async fn identifiers_by_ids(
+    conn: &mut AnyConnection,
+    ids: &[String],
+) -> Result<Vec<IdentifierRow>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT {IDENTIFIER_COLUMNS} FROM identifiers WHERE id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            out.push(identifier_from_row(&row)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Every identifier currently in one of `customer_ids`.
+pub async fn identifiers_of_customers(
+    conn: &mut AnyConnection,
+    customer_ids: &[String],
+) -> Result<Vec<IdentifierRow>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in customer_ids.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT {IDENTIFIER_COLUMNS} FROM identifiers WHERE customer_id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            out.push(identifier_from_row(&row)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The identifiers of one profile (read side), ordered by kind and value.
+pub async fn identifiers_of<'e>(
+    db: impl Executor<'e, Database = Any>,
+    customer_id: &str,
+) -> Result<Vec<IdentifierRow>, StoreError> {
+    let sql = format!(
+        "SELECT {IDENTIFIER_COLUMNS} FROM identifiers WHERE customer_id = $1 ORDER BY kind, value"
+    );
+    let rows = sqlx::query(&sql).bind(customer_id).fetch_all(db).await?;
+    rows.iter().map(identifier_from_row).collect()
+}
+
+/// Identifiers by status (quarantine and shared-device report), after `after_id`.
+pub async fn identifiers_with_status<'e>(
+    db: impl Executor<'e, Database = Any>,
+    status: NodeStatus,
+    after_id: Option<&str>,
+    limit: i64,
+) -> Result<Vec<IdentifierRow>, StoreError> {
+    let sql = format!(
+        "SELECT {IDENTIFIER_COLUMNS} FROM identifiers WHERE status = $1 AND id > $2 ORDER BY id LIMIT $3"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(status.as_str())
+        .bind(after_id.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    rows.iter().map(identifier_from_row).collect()
+}
+
+pub async fn insert_identifier(
+    conn: &mut AnyConnection,
+    row: &IdentifierRow,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO identifiers (id, kind, value, customer_id, home_customer_id, status, verified, first_seen_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(row.id.as_str())
+    .bind(row.kind.as_str())
+    .bind(row.value.as_str())
+    .bind(row.customer_id.as_str())
+    .bind(row.home_customer_id.as_str())
+    .bind(row.status.as_str())
+    .bind(i64::from(row.verified))
+    .bind(row.first_seen_at)
+    .bind(time::to_micros(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn update_identifier(
+    conn: &mut AnyConnection,
+    id: &str,
+    customer_id: &str,
+    status: NodeStatus,
+    verified: bool,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE identifiers SET customer_id = $1, status = $2, verified = $3, updated_at = $4 WHERE id = $5",
+    )
+    .bind(customer_id)
+    .bind(status.as_str())
+    .bind(i64::from(verified))
+    .bind(time::to_micros(now))
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One link of the identity ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkRow {
+    pub id: String,
+    pub from_id: String,
+    pub to_id: String,
+    pub rule: String,
+    pub verified: bool,
+    /// Asserted by a trusted key (false: a public key's claim).
+    pub trusted: bool,
+    pub tracking_event_id: String,
+    pub message_id: String,
+    pub channel_id: Option<String>,
+    pub observed_at: i64,
+    pub created_at: i64,
+    pub retracted_at: Option<i64>,
+    pub retracted_by: Option<String>,
+}
+
+const LINK_COLUMNS: &str = "id, from_id, to_id, rule, verified, trusted, tracking_event_id, message_id, channel_id, observed_at, created_at, retracted_at, retracted_by";
+
+fn link_from_row(row: &AnyRow) -> Result<LinkRow, StoreError> {
+    Ok(LinkRow {
+        id: row.try_get("id")?,
+        from_id: row.try_get("from_id")?,
+        to_id: row.try_get("to_id")?,
+        rule: row.try_get("rule")?,
+        verified: row.try_get::<i64, _>("verified")? != 0,
+        trusted: row.try_get::<i64, _>("trusted")? != 0,
+        tracking_event_id: row.try_get("tracking_event_id")?,
+        message_id: row.try_get("message_id")?,
+        channel_id: row.try_get("channel_id")?,
+        observed_at: row.try_get("observed_at")?,
+        created_at: row.try_get("created_at")?,
+        retracted_at: row.try_get("retracted_at")?,
+        retracted_by: row.try_get("retracted_by")?,
+    })
+}
+
+pub async fn insert_link(conn: &mut AnyConnection, link: &LinkRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO identity_links (id, from_id, to_id, rule, verified, tracking_event_id, message_id, channel_id, observed_at, created_at, trusted)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(link.id.as_str())
+    .bind(link.from_id.as_str())
+    .bind(link.to_id.as_str())
+    .bind(link.rule.as_str())
+    .bind(i64::from(link.verified))
+    .bind(link.tracking_event_id.as_str())
+    .bind(link.message_id.as_str())
+    .bind(link.channel_id.as_deref())
+    .bind(link.observed_at)
+    .bind(link.created_at)
+    .bind(i64::from(link.trusted || link.verified))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Active links touching any of `ids`.
+pub async fn active_links_touching(
+    conn: &mut AnyConnection,
+    ids: &[String],
+) -> Result<Vec<LinkRow>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(IN_CHUNK) {
+        let list = placeholders(1, chunk.len());
+        let sql = format!(
+            "SELECT {LINK_COLUMNS} FROM identity_links WHERE retracted_at IS NULL AND
+             (from_id IN ({list}) OR to_id IN ({list}))"
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            out.push(link_from_row(&row)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Every link (active or retracted) touching a profile's identifiers, newest
+/// first (read side: the ledger of a profile).
+pub async fn links_of_customer<'e>(
+    db: impl Executor<'e, Database = Any>,
+    customer_id: &str,
+    limit: i64,
+) -> Result<Vec<LinkRow>, StoreError> {
+    let sql = format!(
+        "SELECT {LINK_COLUMNS} FROM identity_links WHERE from_id IN (SELECT id FROM identifiers WHERE customer_id = $1)
+         OR to_id IN (SELECT id FROM identifiers WHERE customer_id = $1)
+         ORDER BY created_at DESC, id DESC LIMIT $2"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(customer_id)
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    rows.iter().map(link_from_row).collect()
+}
+
+pub async fn get_link<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: &str,
+) -> Result<Option<LinkRow>, StoreError> {
+    let sql = format!("SELECT {LINK_COLUMNS} FROM identity_links WHERE id = $1");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(db).await?;
+    row.as_ref().map(link_from_row).transpose()
+}
+
+pub async fn retract_links(
+    conn: &mut AnyConnection,
+    ids: &[String],
+    by: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    for chunk in ids.chunks(IN_CHUNK) {
+        let sql = format!(
+            "UPDATE identity_links SET retracted_at = $1, retracted_by = $2 WHERE retracted_at IS NULL AND id IN ({})",
+            placeholders(3, chunk.len())
+        );
+        let mut query = sqlx::query(&sql).bind(time::to_micros(now)).bind(by);
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// A customers row: `merged_into` is set while the profile is merged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomerRow {
+    pub id: String,
+    pub merged_into: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub async fn get_customer<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: &str,
+) -> Result<Option<CustomerRow>, StoreError> {
+    let row =
+        sqlx::query("SELECT id, merged_into, created_at, updated_at FROM customers WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?;
+    row.map(|row| {
+        Ok(CustomerRow {
+            id: row.try_get("id")?,
+            merged_into: row.try_get("merged_into")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    })
+    .transpose()
+}
+
+pub async fn insert_customer(
+    conn: &mut AnyConnection,
+    id: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO customers (id, merged_into, created_at, updated_at) VALUES ($1, NULL, $2, $2)",
+    )
+    .bind(id)
+    .bind(time::to_micros(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Points `id`, and every profile merged into it, at `into` (or clears the
+/// pointer of `id` alone when `into` is none).
+pub async fn set_merged_into(
+    conn: &mut AnyConnection,
+    id: &str,
+    into: Option<&str>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let now = time::to_micros(now);
+    sqlx::query("UPDATE customers SET merged_into = $1, updated_at = $2 WHERE id = $3")
+        .bind(into)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    if let Some(into) = into {
+        sqlx::query(
+            "UPDATE customers SET merged_into = $1, updated_at = $2 WHERE merged_into = $3",
+        )
+        .bind(into)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn touch_customer(
+    conn: &mut AnyConnection,
+    id: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE customers SET updated_at = $1 WHERE id = $2")
+        .bind(time::to_micros(now))
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Ids of the profiles merged into `id`.
+pub async fn merged_ids<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: &str,
+) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query("SELECT id FROM customers WHERE merged_into = $1 ORDER BY id")
+        .bind(id)
+        .fetch_all(db)
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>("id").map_err(StoreError::from))
+        .collect()
+}
+
+/// A merge record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MergeRow {
+    pub id: String,
+    pub survivor_id: String,
+    pub merged_id: String,
+    pub link_id: Option<String>,
+    pub reason: String,
+    /// Identifier ids of the merged side at merge time.
+    pub merged_side: Vec<String>,
+    pub created_at: i64,
+    pub undone_at: Option<i64>,
+    pub undone_by: Option<String>,
+}
+
+const MERGE_COLUMNS: &str =
+    "id, survivor_id, merged_id, link_id, reason, merged_side, created_at, undone_at, undone_by";
+
+fn merge_from_row(row: &AnyRow) -> Result<MergeRow, StoreError> {
+    let side: String = row.try_get("merged_side")?;
+    Ok(MergeRow {
+        id: row.try_get("id")?,
+        survivor_id: row.try_get("survivor_id")?,
+        merged_id: row.try_get("merged_id")?,
+        link_id: row.try_get("link_id")?,
+        reason: row.try_get("reason")?,
+        merged_side: side
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        created_at: row.try_get("created_at")?,
+        undone_at: row.try_get("undone_at")?,
+        undone_by: row.try_get("undone_by")?,
+    })
+}
+
+pub async fn insert_merge(conn: &mut AnyConnection, merge: &MergeRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO customer_merges (id, survivor_id, merged_id, link_id, reason, merged_side, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(merge.id.as_str())
+    .bind(merge.survivor_id.as_str())
+    .bind(merge.merged_id.as_str())
+    .bind(merge.link_id.as_deref())
+    .bind(merge.reason.as_str())
+    .bind(merge.merged_side.join(","))
+    .bind(merge.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Merges where `ids` contains the survivor or the merged profile, newest first.
+pub async fn merges_involving<'e>(
+    db: impl Executor<'e, Database = Any>,
+    ids: &[String],
+) -> Result<Vec<MergeRow>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = &ids[..ids.len().min(IN_CHUNK / 2)];
+    let list_a = placeholders(1, ids.len());
+    let list_b = placeholders(1 + ids.len(), ids.len());
+    let sql = format!(
+        "SELECT {MERGE_COLUMNS} FROM customer_merges WHERE survivor_id IN ({list_a}) OR merged_id IN ({list_b})
+         ORDER BY created_at DESC, id DESC"
+    );
+    let mut query = sqlx::query(&sql);
+    for id in ids.iter().chain(ids.iter()) {
+        query = query.bind(id.as_str());
+    }
+    let rows = query.fetch_all(db).await?;
+    rows.iter().map(merge_from_row).collect()
+}
+
+pub async fn get_merge<'e>(
+    db: impl Executor<'e, Database = Any>,
+    id: &str,
+) -> Result<Option<MergeRow>, StoreError> {
+    let sql = format!("SELECT {MERGE_COLUMNS} FROM customer_merges WHERE id = $1");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(db).await?;
+    row.as_ref().map(merge_from_row).transpose()
+}
+
+/// The latest merge not undone whose merged profile is `merged_id`.
+pub async fn active_merge_of<'e>(
+    db: impl Executor<'e, Database = Any>,
+    merged_id: &str,
+) -> Result<Option<MergeRow>, StoreError> {
+    let sql = format!(
+        "SELECT {MERGE_COLUMNS} FROM customer_merges WHERE merged_id = $1 AND undone_at IS NULL
+         ORDER BY created_at DESC, id DESC LIMIT 1"
+    );
+    let row = sqlx::query(&sql).bind(merged_id).fetch_optional(db).await?;
+    row.as_ref().map(merge_from_row).transpose()
+}
+
+pub async fn mark_merge_undone(
+    conn: &mut AnyConnection,
+    id: &str,
+    by: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE customer_merges SET undone_at = $1, undone_by = $2 WHERE id = $3")
+        .bind(time::to_micros(now))
+        .bind(by)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The stored rules document (JSON), if any.
+pub async fn load_rules<'e>(
+    db: impl Executor<'e, Database = Any>,
+) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT rules FROM identity_rules WHERE id = 1")
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(|r| r.try_get("rules")).transpose()?)
+}
+
+pub async fn save_rules(
+    conn: &mut AnyConnection,
+    json: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO identity_rules (id, rules, updated_at) VALUES (1, $1, $2)
+         ON CONFLICT (id) DO UPDATE SET rules = excluded.rules, updated_at = excluded.updated_at",
+    )
+    .bind(json)
+    .bind(time::to_micros(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+// ---- Full rebuild (`identity::rebuild`): streaming reads in id order. ----
+
+/// One identifier as the full rebuild reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RebuildIdentifier {
+    pub id: String,
+    pub kind: String,
+    pub value: String,
+    pub customer_id: String,
+    pub home_customer_id: String,
+    pub status: NodeStatus,
+    pub verified: bool,
+}
+
+/// Identifiers after `after` in id order (one page of the rebuild's scan).
+pub async fn rebuild_identifiers_page<'e>(
+    db: impl Executor<'e, Database = Any>,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<RebuildIdentifier>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, kind, value, customer_id, home_customer_id, status, verified
+         FROM identifiers WHERE id > $1 ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let status: String = row.try_get("status")?;
+            Ok(RebuildIdentifier {
+                id: row.try_get("id")?,
+                kind: row.try_get("kind")?,
+                value: row.try_get("value")?,
+                customer_id: row.try_get("customer_id")?,
+                home_customer_id: row.try_get("home_customer_id")?,
+                status: NodeStatus::parse(&status)
+                    .ok_or_else(|| StoreError::Corrupt("identifiers.status".into()))?,
+                verified: row.try_get::<i64, _>("verified")? != 0,
+            })
+        })
+        .collect()
+}
+
+/// One active link as the full rebuild reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RebuildLink {
+    pub id: String,
+    pub from_id: String,
+    pub to_id: String,
+    pub verified: bool,
+    pub trusted: bool,
+    pub observed_at: i64,
+}
+
+/// Active links after `after` in id order (one page of the rebuild's scan).
+pub async fn rebuild_links_page<'e>(
+    db: impl Executor<'e, Database = Any>,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<RebuildLink>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, from_id, to_id, verified, trusted, observed_at FROM identity_links
+         WHERE id > $1 AND retracted_at IS NULL ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(RebuildLink {
+                id: row.try_get("id")?,
+                from_id: row.try_get("from_id")?,
+                to_id: row.try_get("to_id")?,
+                verified: row.try_get::<i64, _>("verified")? != 0,
+                trusted: row.try_get::<i64, _>("trusted")? != 0,
+                observed_at: row.try_get("observed_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Profile rows after `after` in id order: (id, active = not merged).
+pub async fn rebuild_customers_page<'e>(
+    db: impl Executor<'e, Database = Any>,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<(String, bool)>, StoreError> {
+    let rows =
+        sqlx::query("SELECT id, merged_into FROM customers WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(db)
+            .await?;
+    rows.iter()
+        .map(|row| {
+            let merged: Option<String> = row.try_get("merged_into")?;
+            Ok((row.try_get("id")?, merged.is_none()))
+        })
+        .collect()
+}

@@ -1,0 +1,726 @@
+//! The Segment-compatible tracking endpoints: `POST /v1/identify`, `/v1/track`,
+//! `/v1/page`, `/v1/screen`, `/v1/alias`, `/v1/group` and `/v1/batch`.
+//!
+//! Same field names and limits as Segment's HTTP Tracking API; the write key
+//! goes as `Authorization: Bearer <key>`, as the HTTP Basic user name (what
+//! Segment's SDKs send) or, without an `Authorization` header, as `writeKey`
+//! in the body (beacon-style browser clients). The key needs `events:write`.
+//! The body is read as JSON whatever its `Content-Type` (browser SDKs send
+//! `text/plain` to spare a preflight). Segment's browser SDK posts to the
+//! short paths of [`short_routes`]; CORS for all of them is in
+//! `http::browser`. Answers are Segment's `{"success": true}` plus omnihub's
+//! details (profile, duplicates, rejected calls of a batch by index).
+
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::{
+    Accepted, Call, MAX_BATCH_BYTES, MAX_BATCH_CALLS, MAX_EVENT_BYTES, MAX_MESSAGE_ID_CHARS,
+    MAX_NAME_CHARS, Message, MessageType, Rejection, Sender, TrackingError,
+};
+use crate::platform::http::AppState;
+use crate::platform::http::auth::{Authorized, scope};
+use crate::platform::http::extract::body_rejection;
+use crate::platform::http::problem::{ApiError, ErrorCode};
+use crate::platform::time::{self, Timestamp};
+
+impl From<TrackingError> for ApiError {
+    fn from(error: TrackingError) -> Self {
+        match error {
+            TrackingError::Store(e) => e.into(),
+            TrackingError::Identity(e) => e.into(),
+        }
+    }
+}
+
+/// An identifier of a call that was not used.
+#[derive(Serialize, ToSchema)]
+pub struct IgnoredBody {
+    /// The field it came from, e.g. `traits.email`.
+    pub field: String,
+    pub reason: String,
+}
+
+/// The answer to one tracking call.
+#[derive(Serialize, ToSchema)]
+pub struct TrackResponse {
+    /// Always true on a 200, as Segment answers.
+    pub success: bool,
+    pub message_id: String,
+    /// The profile the call landed on; `null` when a public key named a
+    /// person by `userId` without an `anonymousId` (a public key never
+    /// learns another person's profile id).
+    pub customer_id: Option<String>,
+    /// The `messageId` was already received from this channel; nothing changed.
+    pub duplicate: bool,
+    /// Identifiers that were not used (blocked, invalid), with the reason.
+    pub ignored: Vec<IgnoredBody>,
+}
+
+/// A call of a batch that was rejected.
+#[derive(Serialize, ToSchema)]
+pub struct RejectedCall {
+    /// Position of the call in `batch`, from 0.
+    pub index: usize,
+    pub message_id: Option<String>,
+    pub reason: String,
+}
+
+/// A call of a batch that was accepted.
+#[derive(Serialize, ToSchema)]
+pub struct AcceptedCall {
+    pub index: usize,
+    pub message_id: String,
+    /// As in a single call's answer.
+    pub customer_id: Option<String>,
+    pub duplicate: bool,
+    pub ignored: Vec<IgnoredBody>,
+}
+
+/// The answer to a batch: the accepted calls are stored, the rejected ones
+/// are listed with the reason.
+#[derive(Serialize, ToSchema)]
+pub struct BatchResponse {
+    pub success: bool,
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub rejected: Vec<RejectedCall>,
+    pub results: Vec<AcceptedCall>,
+}
+
+fn ignored_body(accepted: &Accepted) -> Vec<IgnoredBody> {
+    accepted
+        .ignored
+        .iter()
+        .map(|i| IgnoredBody {
+            field: i.field.clone(),
+            reason: i.reason.clone(),
+        })
+        .collect()
+}
+
+fn read_body(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+    code: ErrorCode,
+) -> Result<Bytes, ApiError> {
+    let bytes = body.map_err(|rejection| {
+        let error = body_rejection(rejection);
+        if error.code == ErrorCode::PayloadTooLarge {
+            ApiError::new(code, format!("the body is larger than {limit} bytes"))
+        } else {
+            error
+        }
+    })?;
+    if bytes.len() > limit {
+        return Err(ApiError::new(
+            code,
+            format!(
+                "the body is {} bytes; at most {limit} are accepted",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::new(
+            ErrorCode::InvalidEvent,
+            "the body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::new(ErrorCode::MalformedJson, e.to_string())),
+    }
+}
+
+async fn single(
+    state: AppState,
+    caller: &crate::platform::keys::Principal,
+    kind: MessageType,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<TrackResponse>, ApiError> {
+    let received_at = time::now();
+    let bytes = read_body(body, MAX_EVENT_BYTES, ErrorCode::EventTooLarge)?;
+    let object = parse_object(&bytes)?;
+    let mut message = parse_message(Some(kind), object, None, None)
+        .map_err(|reason| ApiError::new(ErrorCode::InvalidEvent, reason))?;
+    crate::customers::tracking::vouch(&state.store, &mut message)
+        .await
+        .map_err(|reason| ApiError::new(ErrorCode::InvalidEvent, reason))?;
+    let sender = Sender::from_principal(caller, received_at);
+    let mut results = state
+        .tracking
+        .ingest(vec![Call { sender, message }])
+        .await?;
+    match results.pop() {
+        Some(Ok(accepted)) => Ok(axum::Json(TrackResponse {
+            success: true,
+            ignored: ignored_body(&accepted),
+            message_id: accepted.message_id,
+            customer_id: accepted.customer_id,
+            duplicate: accepted.duplicate,
+        })),
+        Some(Err(rejection)) => Err(rejection_error(rejection)),
+        None => Err(ApiError::new(ErrorCode::Internal, "no result for the call")),
+    }
+}
+
+fn rejection_error(rejection: Rejection) -> ApiError {
+    match rejection {
+        Rejection::TooLarge(_) => ApiError::new(ErrorCode::EventTooLarge, rejection.to_string()),
+        Rejection::Invalid(_) | Rejection::Identity(_) => {
+            ApiError::new(ErrorCode::InvalidEvent, rejection.to_string())
+        }
+    }
+}
+
+macro_rules! single_endpoint {
+    ($fn:ident, $operation_id:literal, $path:literal, $kind:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(post, operation_id = $operation_id, extensions(("x-required-scopes" = json!(["events:write"]))), path = $path, tag = "tracking",
+            request_body(content = Object, description = "A Segment call (identify, track, page, screen, alias or group), at most 32 KB."),
+            responses(
+                (status = 200, body = TrackResponse),
+                (status = 400, body = crate::platform::http::problem::Problem, description = "invalid call, e.g. neither userId nor anonymousId"),
+                (status = 401, body = crate::platform::http::problem::Problem),
+                (status = 403, body = crate::platform::http::problem::Problem),
+                (status = 413, body = crate::platform::http::problem::Problem, description = "larger than 32 KB"),
+            ))]
+        pub async fn $fn(
+            State(state): State<AppState>,
+            caller: Authorized<scope::EventsWrite>,
+            body: Result<Bytes, BytesRejection>,
+        ) -> Result<axum::Json<TrackResponse>, ApiError> {
+            single(state, &caller.principal, $kind, body).await
+        }
+    };
+}
+
+single_endpoint!(
+    identify,
+    "track_identify",
+    "/v1/identify",
+    MessageType::Identify,
+    "Identify a user and record their traits (Segment `identify`)."
+);
+single_endpoint!(
+    track,
+    "track_event",
+    "/v1/track",
+    MessageType::Track,
+    "Record an action (Segment `track`)."
+);
+single_endpoint!(
+    page,
+    "track_page",
+    "/v1/page",
+    MessageType::Page,
+    "Record a page view (Segment `page`)."
+);
+single_endpoint!(
+    screen,
+    "track_screen",
+    "/v1/screen",
+    MessageType::Screen,
+    "Record a screen view (Segment `screen`)."
+);
+single_endpoint!(
+    alias,
+    "track_alias",
+    "/v1/alias",
+    MessageType::Alias,
+    "Link a previous id to a user (Segment `alias`)."
+);
+single_endpoint!(
+    group,
+    "track_group",
+    "/v1/group",
+    MessageType::Group,
+    "Associate a user with a group or account (Segment `group`)."
+);
+
+/// Send many calls at once (Segment `batch`): at most 500 KB, each call at
+/// most 32 KB. Invalid calls are reported by index; the others are stored.
+#[utoipa::path(post, operation_id = "track_batch", extensions(("x-required-scopes" = json!(["events:write"]))), path = "/v1/batch", tag = "tracking",
+    request_body(content = Object, description = "`{\"batch\": [calls…], \"context\": {…}, \"sentAt\": \"…\"}`"),
+    responses(
+        (status = 200, body = BatchResponse),
+        (status = 400, body = crate::platform::http::problem::Problem, description = "no call could be accepted"),
+        (status = 401, body = crate::platform::http::problem::Problem),
+        (status = 403, body = crate::platform::http::problem::Problem),
+        (status = 413, body = crate::platform::http::problem::Problem, description = "larger than 500 KB"),
+    ))]
+pub async fn batch(
+    State(state): State<AppState>,
+    caller: Authorized<scope::EventsWrite>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<BatchResponse>, ApiError> {
+    let received_at = time::now();
+    let bytes = read_body(body, MAX_BATCH_BYTES, ErrorCode::BatchTooLarge)?;
+    let mut object = parse_object(&bytes)?;
+    let Some(Value::Array(calls)) = object.remove("batch") else {
+        return Err(ApiError::invalid_field(
+            "batch",
+            "must be an array of calls",
+        ));
+    };
+    if calls.is_empty() {
+        return Err(ApiError::invalid_field(
+            "batch",
+            "must hold at least one call",
+        ));
+    }
+    if calls.len() > MAX_BATCH_CALLS {
+        return Err(ApiError::new(
+            ErrorCode::BatchTooLarge,
+            format!("at most {MAX_BATCH_CALLS} calls in one batch"),
+        ));
+    }
+    let shared_context = match object.get("context") {
+        Some(Value::Object(c)) => Some(c),
+        None | Some(Value::Null) => None,
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "context",
+                "must be an object (the context every call of the batch shares)",
+            ));
+        }
+    };
+    let batch_sent_at = match object.get("sentAt") {
+        Some(v) => parse_time(v).map_err(|e| ApiError::invalid_field("sentAt", e))?,
+        None => None,
+    };
+    let mut rejected = Vec::new();
+    let mut messages = Vec::with_capacity(calls.len());
+    let mut positions = Vec::with_capacity(calls.len());
+    for (index, call) in calls.into_iter().enumerate() {
+        let size = serialized_len(&call);
+        let parsed = match call {
+            _ if size > MAX_EVENT_BYTES => {
+                Err((message_id_of(&call), Rejection::TooLarge(size).to_string()))
+            }
+            Value::Object(map) => {
+                let message_id = message_id_of_map(&map);
+                parse_message(None, map, shared_context, batch_sent_at)
+                    .map_err(|reason| (message_id, reason))
+            }
+            other => Err((
+                message_id_of(&other),
+                "a call must be a JSON object".to_string(),
+            )),
+        };
+        match parsed {
+            Ok(mut message) => {
+                match crate::customers::tracking::vouch(&state.store, &mut message).await {
+                    Ok(()) => {
+                        messages.push(message);
+                        positions.push(index);
+                    }
+                    Err(reason) => rejected.push(RejectedCall {
+                        index,
+                        message_id: message.message_id.clone(),
+                        reason,
+                    }),
+                }
+            }
+            Err((message_id, reason)) => rejected.push(RejectedCall {
+                index,
+                message_id,
+                reason,
+            }),
+        }
+    }
+    let sender = Sender::from_principal(&caller.principal, received_at);
+    let message_ids: Vec<Option<String>> = messages.iter().map(|m| m.message_id.clone()).collect();
+    let outcomes = if messages.is_empty() {
+        Vec::new()
+    } else {
+        let calls = messages
+            .into_iter()
+            .map(|message| Call {
+                sender: sender.clone(),
+                message,
+            })
+            .collect();
+        state.tracking.ingest(calls).await?
+    };
+    let mut results = Vec::new();
+    for ((index, outcome), message_id) in positions.into_iter().zip(outcomes).zip(message_ids) {
+        match outcome {
+            Ok(accepted) => results.push(AcceptedCall {
+                index,
+                ignored: ignored_body(&accepted),
+                message_id: accepted.message_id,
+                customer_id: accepted.customer_id,
+                duplicate: accepted.duplicate,
+            }),
+            Err(rejection) => rejected.push(RejectedCall {
+                index,
+                message_id,
+                reason: rejection.to_string(),
+            }),
+        }
+    }
+    rejected.sort_by_key(|r| r.index);
+    if results.is_empty() {
+        let detail = rejected
+            .iter()
+            .map(|r| format!("[{}] {}", r.index, r.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(ApiError::new(
+            ErrorCode::InvalidEvent,
+            format!("no call of the batch was accepted: {detail}"),
+        )
+        .with_extension(
+            "rejected",
+            serde_json::to_value(&rejected).unwrap_or(Value::Null),
+        ));
+    }
+    Ok(axum::Json(BatchResponse {
+        success: true,
+        accepted: results.len(),
+        duplicates: results.iter().filter(|r| r.duplicate).count(),
+        rejected,
+        results,
+    }))
+}
+
+/// The short paths Segment's browser SDK (analytics.js) posts to, aliases of
+/// the long ones; they are not repeated in the OpenAPI document.
+pub const SHORT_PATHS: [(&str, &str); 7] = [
+    ("/v1/p", "/v1/page"),
+    ("/v1/t", "/v1/track"),
+    ("/v1/i", "/v1/identify"),
+    ("/v1/g", "/v1/group"),
+    ("/v1/a", "/v1/alias"),
+    ("/v1/s", "/v1/screen"),
+    ("/v1/b", "/v1/batch"),
+];
+
+/// The tracking routes under their short paths.
+pub fn short_routes() -> axum::Router<AppState> {
+    use axum::routing::post;
+    axum::Router::new()
+        .route("/v1/p", post(page))
+        .route("/v1/t", post(track))
+        .route("/v1/i", post(identify))
+        .route("/v1/g", post(group))
+        .route("/v1/a", post(alias))
+        .route("/v1/s", post(screen))
+        .route("/v1/b", post(batch))
+}
+
+/// Whether `path` is a tracking route (long or short).
+pub fn is_tracking_path(path: &str) -> bool {
+    SHORT_PATHS
+        .iter()
+        .any(|(short, long)| path == *short || path == *long)
+}
+
+/// The JSON Schema of a Segment call of `kind` (`None`: a call of a batch,
+/// which names its `type`), as the OpenAPI document states it: the limits of
+/// [`parse_message`] (at least one of `userId`/`anonymousId`, lengths, the
+/// fields each type needs). Values the identity rules block (`null`,
+/// `anonymous`, … — configurable) cannot be stated here; such a call is a
+/// 400 `invalid_event`.
+pub fn call_schema(kind: Option<MessageType>) -> Value {
+    use serde_json::json;
+    // An id is a string (at most `MAX_VALUE_CHARS`), a number or null; one
+    // that is empty, blank or blocked is ignored (listed in the answer's
+    // `ignored`) when the call has another usable id: `present_id` below is
+    // what makes an id usable.
+    let id = json!({ "type": ["string", "number", "null"], "maxLength": crate::customers::identity::MAX_VALUE_CHARS });
+    // The default blocked values (`identity::rules`; configurable, so a hub
+    // may block more): a call whose only ids are blocked is refused.
+    let mut blocked: Vec<Value> = crate::customers::identity::rules::DEFAULT_BLOCKED_VALUES
+        .iter()
+        .map(|v| json!(v))
+        .collect();
+    blocked.extend([json!(0), json!(-1)]);
+    let present_id = json!({ "type": ["string", "number"], "minLength": 1,
+        "maxLength": crate::customers::identity::MAX_VALUE_CHARS, "pattern": "\\S",
+        "not": { "enum": blocked } });
+    // `previousId` and `groupId` are required and not null; any other value
+    // is taken as it is.
+    let named_id = json!({ "type": ["string", "number"], "maxLength": crate::customers::identity::MAX_VALUE_CHARS });
+    let event = json!({ "type": ["string", "number"], "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": "\\S" });
+    // Free-form members: any keys (generated clients type them as maps).
+    let object = json!({ "type": ["object", "null"], "additionalProperties": true });
+    // No `format: date-time`: the hub reads more than RFC 3339 (a space for
+    // `T`, no offset = UTC, as SDKs send); the pattern is its exact rule.
+    let time = json!({ "type": ["string", "null"], "pattern": crate::platform::http::schema::TIME_PATTERN });
+    let name = json!({ "type": ["string", "number", "null"], "maxLength": MAX_NAME_CHARS });
+    let mut properties = json!({
+        "userId": id, "anonymousId": id,
+        "messageId": { "type": ["string", "number", "null"], "minLength": 1, "maxLength": MAX_MESSAGE_ID_CHARS },
+        "timestamp": time, "originalTimestamp": time, "sentAt": time,
+        "context": object, "properties": object, "traits": object,
+        "integrations": { "description": "Ignored (any value): the hub sends nothing on." },
+        "writeKey": { "description": "The key (a string), when no Authorization header is sent; ignored otherwise." },
+    });
+    let mut required = vec![];
+    let mut all_of = vec![json!({ "anyOf": [
+        { "required": ["userId"], "properties": { "userId": present_id } },
+        { "required": ["anonymousId"], "properties": { "anonymousId": present_id } },
+    ]})];
+    let kinds = ["identify", "track", "page", "screen", "alias", "group"];
+    match kind {
+        None => {
+            properties["type"] = json!({ "type": "string", "enum": kinds });
+            required.push("type");
+            properties["event"] =
+                json!({ "type": ["string", "number", "null"], "maxLength": MAX_NAME_CHARS });
+            properties["name"] = name;
+            properties["previousId"] = id.clone();
+            properties["groupId"] = id.clone();
+            for (kind, field, rule) in [
+                ("track", "event", &event),
+                ("alias", "previousId", &named_id),
+                ("group", "groupId", &named_id),
+            ] {
+                all_of.push(
+                    json!({ "if": { "properties": { "type": { "const": kind } } },
+                    "then": { "required": [field], "properties": { field: rule } } }),
+                );
+            }
+        }
+        Some(kind) => {
+            properties["type"] =
+                json!({ "description": "Ignored (any value): the path gives the type." });
+            match kind {
+                MessageType::Track => {
+                    properties["event"] = event;
+                    required.push("event");
+                }
+                MessageType::Page | MessageType::Screen => properties["name"] = name,
+                MessageType::Alias => {
+                    properties["previousId"] = named_id;
+                    required.push("previousId");
+                }
+                MessageType::Group => {
+                    properties["groupId"] = named_id;
+                    required.push("groupId");
+                }
+                MessageType::Identify => {}
+            }
+        }
+    }
+    json!({
+        "type": "object",
+        "description": "A Segment call (https://segment.com/docs/connections/spec/); at most 32 KB. Read as JSON whatever the Content-Type.",
+        "properties": properties,
+        "required": required,
+        "allOf": all_of,
+    })
+}
+
+/// The JSON Schema of a `/v1/batch` body.
+pub fn batch_schema() -> Value {
+    serde_json::json!({
+        "type": "object",
+        "description": "At most 500 KB; each call at most 32 KB.",
+        "properties": {
+            "batch": { "type": "array", "minItems": 1, "maxItems": MAX_BATCH_CALLS, "items": call_schema(None) },
+            "context": { "type": ["object", "null"], "additionalProperties": true },
+            "sentAt": { "type": ["string", "null"], "pattern": crate::platform::http::schema::TIME_PATTERN },
+            "writeKey": { "description": "The key (a string), when no Authorization header is sent; ignored otherwise." },
+        },
+        "required": ["batch"],
+    })
+}
+
+/// Parses a Segment call. `forced` is the endpoint's type (the body's `type`
+/// is then optional); `shared_context` is a batch's `context`, under each call's.
+pub fn parse_message(
+    forced: Option<MessageType>,
+    mut call: Map<String, Value>,
+    shared_context: Option<&Map<String, Value>>,
+    batch_sent_at: Option<Timestamp>,
+) -> Result<Message, String> {
+    let kind = match (forced, call.get("type").and_then(Value::as_str)) {
+        (Some(kind), _) => kind,
+        (None, Some(name)) => MessageType::parse(name).ok_or_else(|| {
+            format!("unknown type {name:?}; expected identify, track, page, screen, alias or group")
+        })?,
+        (None, None) => return Err("type is required in a batch call".into()),
+    };
+    let id_field = |name: &str| -> Result<Option<String>, String> {
+        match call.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s))
+                if s.chars().count() <= crate::customers::identity::MAX_VALUE_CHARS =>
+            {
+                Ok(Some(s.clone()))
+            }
+            Some(Value::String(_)) => Err(format!(
+                "{name} is longer than {} characters",
+                crate::customers::identity::MAX_VALUE_CHARS
+            )),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(_) => Err(format!("{name} must be a string")),
+        }
+    };
+    let user_id = id_field("userId")?;
+    let anonymous_id = id_field("anonymousId")?;
+    if user_id.is_none() && anonymous_id.is_none() {
+        return Err("the call has neither userId nor anonymousId; send at least one".into());
+    }
+    let message_id = id_field("messageId")?;
+    if message_id
+        .as_ref()
+        .is_some_and(|m| m.is_empty() || m.chars().count() > MAX_MESSAGE_ID_CHARS)
+    {
+        return Err(format!(
+            "messageId must be 1 to {MAX_MESSAGE_ID_CHARS} characters"
+        ));
+    }
+    let name = match kind {
+        MessageType::Track => Some(
+            id_field("event")?
+                .filter(|e| !e.trim().is_empty())
+                .ok_or("a track call needs an event name")?,
+        ),
+        MessageType::Page | MessageType::Screen => id_field("name")?,
+        _ => None,
+    };
+    if name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NAME_CHARS)
+    {
+        return Err(format!(
+            "the event name is longer than {MAX_NAME_CHARS} characters"
+        ));
+    }
+    let previous_id = id_field("previousId")?;
+    if kind == MessageType::Alias && previous_id.is_none() {
+        return Err("an alias call needs a previousId".into());
+    }
+    let group_id = id_field("groupId")?;
+    if kind == MessageType::Group && group_id.is_none() {
+        return Err("a group call needs a groupId".into());
+    }
+    let mut object_field = |name: &str| -> Result<Map<String, Value>, String> {
+        match call.remove(name) {
+            None | Some(Value::Null) => Ok(Map::new()),
+            Some(Value::Object(m)) => Ok(m),
+            Some(_) => Err(format!("{name} must be an object")),
+        }
+    };
+    let own_context = object_field("context")?;
+    let mut properties = object_field("properties")?;
+    let context = match shared_context {
+        None => own_context,
+        Some(shared) => {
+            let mut context = shared.clone();
+            context.extend(own_context);
+            context
+        }
+    };
+    if let Some(group_id) = &group_id {
+        properties.insert("groupId".into(), Value::String(group_id.clone()));
+    }
+    if let Some(previous_id) = &previous_id {
+        properties.insert("previousId".into(), Value::String(previous_id.clone()));
+    }
+    let verified_flag = call.get("verified") == Some(&Value::Bool(true))
+        || context.get("verified") == Some(&Value::Bool(true))
+        || context.get("traits").and_then(|t| t.get("verified")) == Some(&Value::Bool(true));
+    let traits = match call.remove("traits") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err("traits must be an object".into()),
+    };
+    let time_field = |name: &str| -> Result<Option<Timestamp>, String> {
+        match call.get(name) {
+            None => Ok(None),
+            Some(v) => parse_time(v).map_err(|e| format!("{name}: {e}")),
+        }
+    };
+    Ok(Message {
+        kind,
+        message_id,
+        user_id,
+        anonymous_id,
+        name,
+        previous_id,
+        group_id,
+        traits,
+        properties,
+        context,
+        timestamp: time_field("timestamp")?,
+        original_timestamp: time_field("originalTimestamp")?,
+        sent_at: time_field("sentAt")?.or(batch_sent_at),
+        verified_flag,
+        login_vouched_by: None,
+    })
+}
+
+/// The length of `value` serialized compactly, without building the text.
+fn serialized_len(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+fn message_id_of_map(call: &Map<String, Value>) -> Option<String> {
+    call.get("messageId")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+fn message_id_of(call: &Value) -> Option<String> {
+    call.as_object().and_then(message_id_of_map)
+}
+
+/// An ISO 8601 / RFC 3339 time; without an offset it is taken as UTC. Only
+/// the years [`super::EARLIEST_YEAR`]–[`super::LATEST_YEAR`] are accepted.
+fn parse_time(value: &Value) -> Result<Option<Timestamp>, String> {
+    let parsed = parse_any_time(value)?;
+    match parsed {
+        Some(t) if !super::time_in_range(t) => Err(format!(
+            "must lie in the years {}–{}",
+            super::EARLIEST_YEAR,
+            super::LATEST_YEAR
+        )),
+        other => Ok(other),
+    }
+}
+
+fn parse_any_time(value: &Value) -> Result<Option<Timestamp>, String> {
+    let text = match value {
+        Value::Null => return Ok(None),
+        Value::String(s) => s.trim(),
+        _ => return Err("must be an ISO 8601 time string".into()),
+    };
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(Some(time::from_micros(
+            t.with_timezone(&Utc).timestamp_micros(),
+        )));
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+            return Ok(Some(time::from_micros(t.and_utc().timestamp_micros())));
+        }
+    }
+    Err(format!("{text:?} is not an ISO 8601 time"))
+}

@@ -208,7 +208,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(metrics) = hub.metrics_addr {
         say(format!("metrics on http://{metrics}/metrics"));
     }
-    if keys::store::count_active(hub.state.store.reader()).await? == 0 {
+    if keys::count_active(hub.state.store.reader()).await? == 0 {
         let data_dir = match crate::platform::storage::sqlite_file(&settings.database_url) {
             Some(file) => file
                 .parent()
@@ -271,7 +271,7 @@ async fn channels_command(settings: Settings, command: ChannelsCommand) -> anyho
             );
         }
         ChannelsCommand::List => {
-            for channel in channels::store::list(store.reader(), None, i64::MAX).await? {
+            for channel in channels::list(store.reader(), None, i64::MAX).await? {
                 out!(
                     "{}\t{}\t{}",
                     channel.id,
@@ -306,7 +306,7 @@ async fn keys_command(settings: Settings, command: KeysCommand) -> anyhow::Resul
             out!("{secret}");
         }
         KeysCommand::List => {
-            for key in keys::store::list(store.reader(), None, None, i64::MAX).await? {
+            for key in keys::list(store.reader(), None, None, i64::MAX).await? {
                 let state = if key.revoked_at.is_some() {
                     "revoked"
                 } else {
@@ -421,12 +421,12 @@ async fn identity_command(settings: Settings, command: IdentityCommand) -> anyho
 async fn resolve_channel(store: &Store, channel: Option<&str>) -> anyhow::Result<ChannelId> {
     let name = channel.unwrap_or(BACKOFFICE_CHANNEL_NAME);
     if let Ok(id) = name.parse::<ChannelId>() {
-        return match channels::store::get(store.reader(), &id.to_string()).await? {
+        return match channels::get(store.reader(), &id.to_string()).await? {
             Some(_) => Ok(id),
             None => anyhow::bail!("no channel with id {id}"),
         };
     }
-    if let Some(found) = channels::store::find_by_name(store.reader(), name).await? {
+    if let Some(found) = channels::find_by_name(store.reader(), name).await? {
         return Ok(found.id);
     }
     if channel.is_some() {

@@ -255,7 +255,7 @@ async fn housekeeping(state: AppState) {
             .store
             .write(move |tx| {
                 Box::pin(async move {
-                    crate::platform::webhooks::store::prune_deliveries(tx.conn(), before).await
+                    crate::platform::webhooks::prune_deliveries(tx.conn(), before).await
                 })
             })
             .await;

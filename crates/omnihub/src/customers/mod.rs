@@ -7,5 +7,4 @@
 
 pub mod groups;
 pub mod identity;
-pub mod profiles;
 pub mod tracking;

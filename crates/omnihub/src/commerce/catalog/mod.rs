@@ -3,7 +3,9 @@
 //! minor units, titles per language, and bundles.
 
 pub mod http;
-pub mod store;
+mod store;
+// The variant behind a SKU, for inventory, carts and orders.
+pub use store::variant_by_sku;
 pub mod upkeep;
 pub mod upkeep_http;
 

@@ -1121,7 +1121,7 @@ pub async fn get_policy(
     _caller: Authorized<scope::Admin>,
     Path(id): Path<ChannelId>,
 ) -> Result<axum::Json<PolicyBody>, ApiError> {
-    if crate::platform::channels::store::get(state.store.reader(), &id.to_string())
+    if crate::platform::channels::get(state.store.reader(), &id.to_string())
         .await?
         .is_none()
     {
@@ -1181,7 +1181,7 @@ pub async fn put_policy(
         .write(move |tx| {
             let saved = saved.clone();
             Box::pin(async move {
-                if crate::platform::channels::store::get(tx.conn(), &id.to_string()).await?.is_none() {
+                if crate::platform::channels::get(tx.conn(), &id.to_string()).await?.is_none() {
                     return Err(ApiError::not_found("channel"));
                 }
                 let now = tx.now();

@@ -142,8 +142,7 @@ pub async fn expand(
 ) -> Result<BTreeMap<(Sku, Option<LocationId>), i64>, InventoryError> {
     let mut demand: BTreeMap<(Sku, Option<LocationId>), i64> = BTreeMap::new();
     for line in lines {
-        let Some(variant) = catalog::store::variant_by_sku(tx.conn(), line.sku.as_str()).await?
-        else {
+        let Some(variant) = catalog::variant_by_sku(tx.conn(), line.sku.as_str()).await? else {
             return Err(InventoryError::UnknownSku(line.sku.to_string()));
         };
         for (sku, quantity) in variant.items(line.quantity) {
@@ -160,7 +159,7 @@ pub async fn candidates(
     policy: &ChannelPolicy,
     skus: &[Sku],
 ) -> Result<Vec<Candidate>, InventoryError> {
-    let visible: Vec<Location> = locations::store::all(tx.conn())
+    let visible: Vec<Location> = locations::all(tx.conn())
         .await?
         .into_iter()
         .filter(|l| policy.sees(l))
@@ -275,7 +274,7 @@ pub async fn reserve_in(
     let policy = policy::load(tx.conn(), request.channel).await?;
     let demand = expand(tx, &request.lines).await?;
     let prepared = split(request, policy, demand);
-    let known = locations::store::all(tx.conn()).await?;
+    let known = locations::all(tx.conn()).await?;
     check_locations(&prepared, &known)?;
     apply_prepared(tx, prepared).await
 }

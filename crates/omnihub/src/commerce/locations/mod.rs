@@ -3,7 +3,17 @@
 //! times).
 
 pub mod http;
-pub mod store;
+mod store;
+// Every location (sourcing, reservations, the availability view) and one by id.
+pub use store::all;
+
+/// The location `id`, if it exists.
+pub async fn get<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    id: LocationId,
+) -> Result<Option<Location>, StoreError> {
+    store::get(db, &id.to_string()).await
+}
 
 use std::str::FromStr;
 

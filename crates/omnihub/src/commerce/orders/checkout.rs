@@ -34,13 +34,13 @@ use super::{
 };
 use crate::commerce::carts::{self, Cart, CartError, CartStatus};
 use crate::commerce::catalog::{self, Sku, Variant};
+use crate::commerce::inventory::ReservationRow;
 use crate::commerce::inventory::ledger::{self, Changes};
 use crate::commerce::inventory::policy::{self, ChannelPolicy};
 use crate::commerce::inventory::reservations::{
     self, Reservation, ReservationStatus, ReservedLine,
 };
 use crate::commerce::inventory::sourcing::{self, Candidate, Delivery};
-use crate::commerce::inventory::store::ReservationRow;
 use crate::commerce::inventory::{InventoryError, Shortage, StockLevel};
 use crate::commerce::locations::{self, Location, LocationKind};
 use crate::platform::ids::{CartId, ChannelId, LocationId, OrderId, ReservationId};
@@ -172,19 +172,19 @@ async fn apply_batch(tx: &mut Tx, jobs: Vec<Job>) -> Result<Vec<Decided>, StoreE
         .into_iter()
         .collect();
     let mut carts: HashMap<CartId, Cart> = HashMap::with_capacity(ids.len());
-    for row in carts::store::carts_for_checkout(tx.conn(), dialect, &ids).await? {
+    for row in carts::carts_for_checkout(tx.conn(), dialect, &ids).await? {
         let cart = Cart::try_from(row)?;
         carts.insert(cart.id, cart);
     }
     let mut lookups = Lookups {
         variants: HashMap::new(),
         policies: HashMap::new(),
-        locations: locations::store::all(tx.conn()).await?,
+        locations: locations::all(tx.conn()).await?,
     };
     for cart in carts.values() {
         for line in &cart.lines {
             if let Entry::Vacant(entry) = lookups.variants.entry(line.sku.clone()) {
-                entry.insert(catalog::store::variant_by_sku(tx.conn(), line.sku.as_str()).await?);
+                entry.insert(catalog::variant_by_sku(tx.conn(), line.sku.as_str()).await?);
             }
         }
     }
@@ -205,7 +205,7 @@ async fn apply_batch(tx: &mut Tx, jobs: Vec<Job>) -> Result<Vec<Decided>, StoreE
         .into_iter()
         .collect();
     let mut levels: BTreeMap<(String, String), StockLevel> =
-        crate::commerce::inventory::store::lock_levels_of_skus(tx.conn(), dialect, &skus)
+        crate::commerce::inventory::lock_levels_of_skus(tx.conn(), dialect, &skus)
             .await?
             .into_iter()
             .map(|(sku, location, level)| ((sku, location), level))
@@ -282,7 +282,7 @@ async fn apply_batch(tx: &mut Tx, jobs: Vec<Job>) -> Result<Vec<Decided>, StoreE
         .iter()
         .map(|a| reservation_row(&a.allocated))
         .collect();
-    crate::commerce::inventory::store::insert_reservations(tx.conn(), &reservation_rows).await?;
+    crate::commerce::inventory::insert_reservations(tx.conn(), &reservation_rows).await?;
     let order_rows: Vec<_> = accepted.iter().map(|a| to_row(&a.order)).collect();
     super::store::insert_many(tx.conn(), &order_rows).await?;
     let closes: Vec<(String, i64, String)> = accepted
@@ -295,7 +295,7 @@ async fn apply_batch(tx: &mut Tx, jobs: Vec<Job>) -> Result<Vec<Decided>, StoreE
             )
         })
         .collect();
-    let moved = carts::store::close_checked_out(tx.conn(), &closes, now).await?;
+    let moved = carts::close_checked_out(tx.conn(), &closes, now).await?;
     if moved != closes.len() as u64 {
         // The carts were read (locked) in this transaction: this cannot happen.
         return Err(StoreError::Corrupt(format!(

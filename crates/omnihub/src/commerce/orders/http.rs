@@ -709,15 +709,17 @@ pub async fn create_pos_order(
     let reach = Reach::of(&state.channels, &state.store, &caller).await?;
     let location = match body.location_id.or(reach.store) {
         Some(l) => l,
-        None => crate::platform::channels::store::get(
-            state.store.reader(),
-            &caller.channel_id.to_string(),
-        )
-        .await?
-        .and_then(|c| c.location_id)
-        .ok_or_else(|| {
-            ApiError::invalid_field("location_id", "the POS channel has no location; give one")
-        })?,
+        None => {
+            crate::platform::channels::get(state.store.reader(), &caller.channel_id.to_string())
+                .await?
+                .and_then(|c| c.location_id)
+                .ok_or_else(|| {
+                    ApiError::invalid_field(
+                        "location_id",
+                        "the POS channel has no location; give one",
+                    )
+                })?
+        }
     };
     if !reach.at(location) {
         return Err(ApiError::new(

@@ -22,7 +22,7 @@
 pub mod attribution;
 pub mod checkout;
 pub mod http;
-pub mod store;
+mod store;
 
 use std::collections::BTreeMap;
 
@@ -30,11 +30,11 @@ use serde_json::{Value, json};
 
 use crate::commerce::carts::{self, Cart, CartError, CartStatus};
 use crate::commerce::catalog::{self, Currency, Sku};
+use crate::commerce::inventory as inventory_store;
 use crate::commerce::inventory::reservations::{
     self, RequestLine, Reservation, ReservationRequest,
 };
 use crate::commerce::inventory::sourcing::{self, Delivery};
-use crate::commerce::inventory::store as inventory_store;
 use crate::commerce::inventory::{InventoryError, MAX_LINE_QUANTITY, MAX_LINES, Shortage, policy};
 use crate::commerce::locations::{self, Coordinates, LocationKind};
 use crate::customers::identity::{self, Identifier, ProfileKeys};
@@ -695,7 +695,7 @@ async fn reserve_for(
 ) -> Result<Reservation, OrderError> {
     let request_lines: Vec<RequestLine> = match fulfilment.location() {
         Some(location) => {
-            let found = locations::store::get(tx.conn(), &location.to_string())
+            let found = locations::get(tx.conn(), location)
                 .await?
                 .ok_or_else(|| InventoryError::UnknownLocation(location.to_string()))?;
             if matches!(fulfilment, Fulfilment::Pickup(_))
@@ -851,7 +851,7 @@ async fn checkout_in(
     let now = tx.now();
     let mut groups = groups_of(&reservation);
     if let Fulfilment::Pickup(location) = &request.fulfilment {
-        let store = locations::store::get(&mut *tx.conn(), &location.to_string())
+        let store = locations::get(&mut *tx.conn(), *location)
             .await?
             .ok_or_else(|| InventoryError::UnknownLocation(location.to_string()))?;
         groups = promise_pickup(groups, &store, now);
@@ -890,7 +890,7 @@ async fn checkout_in(
     order.status = OrderStatus::Allocated;
     store::insert(tx.conn(), &to_row(&order)).await?;
     emit(tx, "order.allocated", &order, channel);
-    let closed = carts::store::close(
+    let closed = carts::close(
         tx.conn(),
         &cart.id.to_string(),
         cart.version,
@@ -981,11 +981,9 @@ async fn sale_customer(
         }
         SaleCustomer::Identifier(identifier) => identifier,
     };
-    let dialect = tx.dialect();
-    identity::store::lock_identity(tx.conn(), dialect).await?;
+    identity::lock_graph(tx).await?;
     if let Some(row) =
-        identity::store::find_identifier(&mut *tx.conn(), &identifier.kind, &identifier.value)
-            .await?
+        identity::find_identifier(&mut *tx.conn(), &identifier.kind, &identifier.value).await?
     {
         if row.status != identity::resolver::NodeStatus::Member {
             return Ok(None);
@@ -1036,7 +1034,7 @@ pub async fn record_pos_sale(
                 };
                 let mut lines = Vec::with_capacity(sale.lines.len());
                 for (sku, quantity) in &sale.lines {
-                    let variant = catalog::store::variant_by_sku(tx.conn(), sku.as_str())
+                    let variant = catalog::variant_by_sku(tx.conn(), sku.as_str())
                         .await?
                         .ok_or_else(|| InventoryError::UnknownSku(sku.to_string()))?;
                     if variant.archived().is_some() {

@@ -201,7 +201,7 @@ impl Subscription {
     /// Whether the stream's key still exists unrevoked (read from the
     /// database, so a revocation on any node counts).
     async fn key_still_valid(&self) -> bool {
-        match crate::platform::keys::store::get(self.state.store.reader(), &self.key_id).await {
+        match crate::platform::keys::get(self.state.store.reader(), &self.key_id).await {
             Ok(Some(key)) => key.revoked_at.is_none(),
             Ok(None) => false,
             // A failed read does not end a stream; the next check decides.

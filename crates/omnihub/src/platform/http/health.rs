@@ -59,8 +59,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .set(size as i64 - idle as i64);
     let head = state.tail.head();
     m.events_head.set(head);
-    if let Ok(lowest) =
-        crate::platform::webhooks::store::lowest_active_cursor(state.store.reader()).await
+    if let Ok(lowest) = crate::platform::webhooks::lowest_active_cursor(state.store.reader()).await
     {
         m.outbox_lag
             .set(lowest.map_or(0, |cursor| (head - cursor).max(0)));

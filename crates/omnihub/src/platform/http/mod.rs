@@ -84,10 +84,9 @@ pub struct AppStateInner {
 /// The `/v1` API with its OpenAPI description.
 pub fn api_router() -> OpenApiRouter<AppState> {
     use crate::{
-        commerce::carts, commerce::catalog, commerce::inventory, commerce::locations,
-        commerce::orders, customers::identity, customers::profiles as customers,
-        customers::tracking, platform::channels, platform::events, platform::keys,
-        platform::webhooks,
+        app::customer_view as customers, commerce::carts, commerce::catalog, commerce::inventory,
+        commerce::locations, commerce::orders, customers::identity, customers::tracking,
+        platform::channels, platform::events, platform::keys, platform::webhooks,
     };
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(

@@ -34,7 +34,7 @@
 //! Only 2xx–4xx answers are stored; a 5xx answer rolls the held write back and
 //! frees the key. Keys are kept for [`RETENTION`].
 
-pub mod store;
+mod store;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -227,7 +227,7 @@ pub async fn create_webhook(
     }
     // The committed head, not this node's tail (which may not have read the
     // latest commits yet): events acknowledged before this request are not new.
-    let head = crate::platform::events::store::head(state.store.reader()).await?;
+    let head = crate::platform::events::head(state.store.reader()).await?;
     let cursor = body
         .from_position
         .map_or(head, |p| p.saturating_sub(1).min(head));

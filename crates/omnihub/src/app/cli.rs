@@ -140,7 +140,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inventory(command) => inventory_command(settings, command).await,
         Command::Identity(command) => identity_command(settings, command).await,
         Command::Openapi => {
-            out!("{}", crate::platform::http::openapi::document_json());
+            out!("{}", crate::app::openapi::document_json());
             Ok(())
         }
     }

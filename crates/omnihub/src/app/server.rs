@@ -9,10 +9,18 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::{AppParts, AppState};
+use crate::commerce::inventory::Inventory;
+use crate::commerce::orders::checkout::CheckoutBatcher;
+use crate::commerce::state::{CommerceParts, CommerceState};
+use crate::customers::state::{CustomersParts, CustomersState};
+use crate::customers::tracking::batcher::Batcher;
 use crate::platform::channels::cache::ChannelCache;
 use crate::platform::config::Settings;
 use crate::platform::events::tail::Tail;
-use crate::platform::http::{self, AppState, AppStateInner};
+use crate::platform::http;
+use crate::platform::http::limits::Guards;
+use crate::platform::state::{BrowserRoutes, Platform, PlatformParts};
 
 /// Commerce's follow-ups of identity changes: a merge moves the guest's
 /// carts into the customer's (`carts::merge::follow_merge`), an unmerge or
@@ -83,29 +91,7 @@ impl Hub {
         let shutdown = CancellationToken::new();
         let tail = Tail::start(store.clone(), shutdown.clone()).await?;
         let metrics = Arc::new(Metrics::new());
-        let state = AppState::new(AppStateInner {
-            store: store.clone(),
-            tail: tail.clone(),
-            keys: Arc::new(KeyCache::default()),
-            inventory: Arc::new(crate::commerce::inventory::Inventory::start(
-                store.clone(),
-                tail.clone(),
-                shutdown.clone(),
-            )),
-            checkouts: Arc::new(crate::commerce::orders::checkout::CheckoutBatcher::start(
-                store.clone(),
-            )),
-            channels: Arc::new(ChannelCache::default()),
-            tracking: crate::customers::tracking::batcher::Batcher::start(
-                store.clone(),
-                follow_ups(),
-            ),
-            metrics: metrics.clone(),
-            guards: http::limits::Guards::new(&settings.limits),
-            settings: Arc::new(settings.clone()),
-            shutdown: shutdown.clone(),
-            follow_ups: follow_ups(),
-        });
+        let state = application_state(&settings, &store, &tail, &metrics, &shutdown);
         let dispatcher = crate::platform::webhooks::delivery::spawn(
             store.clone(),
             tail,
@@ -120,7 +106,7 @@ impl Hub {
         let metrics_addr = match metrics_listener {
             Some(listener) => {
                 let metrics_addr = listener.local_addr()?;
-                let app = http::metrics_router(state.clone());
+                let app = http::metrics_router(state.platform.clone());
                 let stop = shutdown.clone();
                 background.push(tokio::spawn(async move {
                     let served = axum::serve(listener, app)
@@ -134,7 +120,7 @@ impl Hub {
             }
             None => None,
         };
-        let app = http::router(state.clone());
+        let app = super::router::router(state.clone());
         let server = tokio::spawn(http::serve::serve(
             listener,
             app,
@@ -173,6 +159,51 @@ impl Hub {
     pub fn shutdown_token(&self) -> CancellationToken {
         self.state.shutdown.clone()
     }
+}
+
+/// Every context's state, wired together: the platform's parts, the
+/// tracking coalescer and identity follow-ups, the inventory view and the
+/// checkout batcher (each starts its task here).
+fn application_state(
+    settings: &Settings,
+    store: &Store,
+    tail: &Tail,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> AppState {
+    let platform = Platform::new(PlatformParts {
+        store: store.clone(),
+        tail: tail.clone(),
+        keys: Arc::new(KeyCache::default()),
+        channels: Arc::new(ChannelCache::default()),
+        metrics: metrics.clone(),
+        guards: Guards::new(&settings.limits),
+        settings: Arc::new(settings.clone()),
+        shutdown: shutdown.clone(),
+        browser_routes: BrowserRoutes {
+            accepts_write_key: crate::customers::tracking::http::is_tracking_path,
+            write_key_body_limit: crate::customers::tracking::MAX_BATCH_BYTES,
+        },
+    });
+    let customers = CustomersState::new(CustomersParts {
+        platform: platform.clone(),
+        tracking: Batcher::start(store.clone(), follow_ups()),
+        follow_ups: follow_ups(),
+    });
+    let commerce = CommerceState::new(CommerceParts {
+        platform: platform.clone(),
+        inventory: Arc::new(Inventory::start(
+            store.clone(),
+            tail.clone(),
+            shutdown.clone(),
+        )),
+        checkouts: Arc::new(CheckoutBatcher::start(store.clone())),
+    });
+    AppState::new(AppParts {
+        platform,
+        customers,
+        commerce,
+    })
 }
 
 /// Hubs on one SQLite file: supported (they take turns at SQLite's write
@@ -245,7 +276,7 @@ async fn housekeeping(state: AppState) {
             _ = state.shutdown.cancelled() => return,
             _ = tokio::time::sleep(HOUSEKEEPING_INTERVAL) => {}
         }
-        match crate::platform::idempotency::prune(&state).await {
+        match crate::platform::idempotency::prune(&state.platform).await {
             Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned expired idempotency keys"),
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "could not prune idempotency keys"),

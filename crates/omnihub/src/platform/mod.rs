@@ -10,6 +10,7 @@ pub mod ids;
 pub mod keys;
 pub mod metrics;
 pub mod panic_log;
+pub mod state;
 pub mod storage;
 pub mod time;
 pub mod webhooks;

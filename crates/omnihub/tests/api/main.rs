@@ -6,6 +6,7 @@ mod receiver;
 mod sse;
 mod support;
 
+mod architecture;
 mod auth;
 mod browser;
 mod carts;

@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{Interaction, Profile, UnmergeTarget};
+use crate::app::AppState;
 use crate::commerce::carts::http::CartBody;
 use crate::commerce::orders::http::OrderBody;
 use crate::customers::identity::{IdentifierRow, LinkRow, MergeRow};
 use crate::customers::tracking::{TimelineFilter, TrackingRow};
-use crate::platform::http::AppState;
 use crate::platform::http::auth::{Authorized, scope};
 use crate::platform::http::extract::{Json, Path, Query};
 use crate::platform::http::pagination::{MAX_PAGE_SIZE, Page};
@@ -598,7 +598,7 @@ pub async fn unmerge(
         target,
         caller.channel_id,
         body.preview,
-        state.follow_ups.separated,
+        state.customers.follow_ups.separated,
     )
     .await?;
     Ok(axum::Json(UnmergeBody {

@@ -419,3 +419,14 @@ pub async fn identifiers_by_ids(
     let mut conn = store.reader().acquire().await?;
     identity::identifiers_by_ids(&mut conn, ids).await
 }
+
+/// The customer 360° view's `/v1` routes.
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::app::AppState> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(routes!(http::find_customers))
+        .routes(routes!(http::get_customer))
+        .routes(routes!(http::timeline))
+        .routes(routes!(http::merges))
+        .routes(routes!(http::unmerge))
+}

@@ -10,12 +10,12 @@ use super::{
     Checkout, Fulfilment, MAX_REFERENCE_CHARS, MAX_TENDERS, MarketplaceOrder, Order, OrderError,
     PosSale, SaleCustomer, ShippingAddress, Transition,
 };
+use crate::commerce::CommerceState;
 use crate::commerce::carts::Owner;
 use crate::commerce::carts::http::if_match;
 use crate::commerce::catalog::{Currency, MAX_PRICE_MINOR, Sku};
 use crate::commerce::locations::Coordinates;
 use crate::platform::channels::ChannelKind;
-use crate::platform::http::AppState;
 use crate::platform::http::auth::{Authorized, scope};
 use crate::platform::http::extract::{Json, Path, Query};
 use crate::platform::http::pagination::{Page, PageParams};
@@ -295,7 +295,10 @@ pub struct UnbackedLineBody {
 
 impl OrderBody {
     /// The body with the order's attention flag (see [`super::attention`]).
-    async fn with_attention(order: super::Order, state: &AppState) -> Result<OrderBody, ApiError> {
+    async fn with_attention(
+        order: super::Order,
+        state: &CommerceState,
+    ) -> Result<OrderBody, ApiError> {
         let lines = super::attention(&state.store, &order).await?;
         let mut body = OrderBody::from(order);
         if !lines.is_empty() {
@@ -421,7 +424,7 @@ pub struct CheckoutRequest {
         (status = 422, body = Problem, description = "cart_empty, insufficient_tender or invalid input"),
     ))]
 pub async fn checkout_cart(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::CartsWrite>,
     Path(id): Path<CartId>,
     headers: HeaderMap,
@@ -446,7 +449,7 @@ pub async fn checkout_cart(
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = OrderBody), (status = 404, body = Problem)))]
 pub async fn get_order(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::OrdersRead>,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
@@ -466,7 +469,7 @@ pub async fn get_order(
     params(("id" = String, Path), PageParams),
     responses((status = 200, body = Page<OrderBody>)))]
 pub async fn list_customer_orders(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::OrdersRead>,
     Path(id): Path<String>,
     Query(page): Query<PageParams>,
@@ -500,7 +503,7 @@ pub async fn list_customer_orders(
 // ---------------------------------------------------------------- lifecycle
 
 async fn step(
-    state: &AppState,
+    state: &CommerceState,
     id: OrderId,
     caller: &Principal,
     transition: Transition,
@@ -515,7 +518,7 @@ async fn step(
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = OrderBody), (status = 409, body = Problem)))]
 pub async fn mark_ready(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::OrdersWrite>,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
@@ -527,7 +530,7 @@ pub async fn mark_ready(
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = OrderBody), (status = 409, body = Problem)))]
 pub async fn mark_picked_up(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::OrdersWrite>,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
@@ -554,7 +557,7 @@ pub struct ShipRequest {
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = OrderBody), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn ship_order(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::OrdersWrite>,
     Path(id): Path<OrderId>,
     Json(body): Json<ShipRequest>,
@@ -583,7 +586,7 @@ pub async fn ship_order(
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = OrderBody), (status = 409, body = Problem)))]
 pub async fn mark_delivered(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::OrdersWrite>,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
@@ -595,7 +598,7 @@ pub async fn mark_delivered(
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = OrderBody), (status = 409, body = Problem)))]
 pub async fn cancel_order(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::OrdersWrite>,
     Path(id): Path<OrderId>,
 ) -> Result<axum::Json<OrderBody>, ApiError> {
@@ -646,7 +649,7 @@ pub struct SaleCustomerBody {
 }
 
 async fn parse_sale_customer(
-    state: &AppState,
+    state: &CommerceState,
     customer_id: Option<String>,
     customer: Option<SaleCustomerBody>,
 ) -> Result<Option<SaleCustomer>, ApiError> {
@@ -693,7 +696,7 @@ fn parse_sku(field: String, raw: &str) -> Result<Sku, ApiError> {
     request_body = PosSaleRequest,
     responses((status = 201, body = OrderBody), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_pos_order(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::OrdersWrite>,
     Json(body): Json<PosSaleRequest>,
 ) -> Result<(StatusCode, axum::Json<OrderBody>), ApiError> {
@@ -782,7 +785,7 @@ pub struct ImportRequest {
     responses((status = 201, body = OrderBody), (status = 200, body = OrderBody, description = "already imported"),
         (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn import_order(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::OrdersWrite>,
     Json(body): Json<ImportRequest>,
 ) -> Result<(StatusCode, axum::Json<OrderBody>), ApiError> {

@@ -23,7 +23,7 @@ use super::{
     Accepted, Call, MAX_BATCH_BYTES, MAX_BATCH_CALLS, MAX_EVENT_BYTES, MAX_MESSAGE_ID_CHARS,
     MAX_NAME_CHARS, Message, MessageType, Rejection, Sender, TrackingError,
 };
-use crate::platform::http::AppState;
+use crate::customers::CustomersState;
 use crate::platform::http::auth::{Authorized, scope};
 use crate::platform::http::extract::body_rejection;
 use crate::platform::http::problem::{ApiError, ErrorCode};
@@ -141,7 +141,7 @@ fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
 }
 
 async fn single(
-    state: AppState,
+    state: CustomersState,
     caller: &crate::platform::keys::Principal,
     kind: MessageType,
     body: Result<Bytes, BytesRejection>,
@@ -194,7 +194,7 @@ macro_rules! single_endpoint {
                 (status = 413, body = crate::platform::http::problem::Problem, description = "larger than 32 KB"),
             ))]
         pub async fn $fn(
-            State(state): State<AppState>,
+            State(state): State<CustomersState>,
             caller: Authorized<scope::EventsWrite>,
             body: Result<Bytes, BytesRejection>,
         ) -> Result<axum::Json<TrackResponse>, ApiError> {
@@ -258,7 +258,7 @@ single_endpoint!(
         (status = 413, body = crate::platform::http::problem::Problem, description = "larger than 500 KB"),
     ))]
 pub async fn batch(
-    State(state): State<AppState>,
+    State(state): State<CustomersState>,
     caller: Authorized<scope::EventsWrite>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<BatchResponse>, ApiError> {
@@ -406,7 +406,7 @@ pub const SHORT_PATHS: [(&str, &str); 7] = [
 ];
 
 /// The tracking routes under their short paths.
-pub fn short_routes() -> axum::Router<AppState> {
+pub fn short_routes() -> axum::Router<CustomersState> {
     use axum::routing::post;
     axum::Router::new()
         .route("/v1/p", post(page))

@@ -5,8 +5,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::AppState;
 use crate::platform::metrics::PoolLabels;
+use crate::platform::state::Platform;
 use crate::platform::storage::migrate;
 
 /// Liveness: the process answers.
@@ -21,7 +21,7 @@ pub async fn healthz() -> impl IntoResponse {
     responses(
         (status = 200, description = "Ready to serve", content_type = "application/json"),
         (status = 503, description = "Database unreachable, schema not current or shutting down", content_type = "application/json")))]
-pub async fn readyz(State(state): State<AppState>) -> Response {
+pub async fn readyz(State(state): State<Platform>) -> Response {
     let database = state.store.ping().await;
     let version = migrate::current_version(&state.store).await.unwrap_or(-1);
     let latest = migrate::latest_version();
@@ -44,7 +44,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// Prometheus metrics in the OpenMetrics text format.
 #[utoipa::path(get, operation_id = "get_metrics", extensions(("x-required-scopes" = json!([]))), path = "/metrics", tag = "operations", security(()),
     responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text")))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(State(state): State<Platform>) -> Response {
     let (size, idle) = state.store.pool_size();
     let m = &state.metrics;
     m.db_pool_connections

@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi};
     ),
     servers((url = "http://127.0.0.1:8080", description = "A hub on its default address (`omnihub serve`)")),
     modifiers(&Security),
-    components(schemas(super::problem::Problem, super::problem::FieldError)),
+    components(schemas(crate::platform::http::problem::Problem, crate::platform::http::problem::FieldError)),
     security(("api_key" = [])),
     tags(
         (name = "channels", description = "Sales and service channels"),
@@ -57,8 +57,8 @@ pub fn base() -> openapi::OpenApi {
 
 /// The full document: the `/v1` API and the operational endpoints.
 pub fn document() -> openapi::OpenApi {
-    let (_, mut spec) = super::api_router()
-        .merge(super::public_router())
+    let (_, mut spec) = super::router::api_router()
+        .merge(super::router::public_router())
         .split_for_parts();
     complete_errors(&mut spec);
     declare_idempotency_key(&mut spec);
@@ -356,7 +356,7 @@ const PROBLEM_JSON: &str = "application/problem+json";
 /// with (auth, body parsing, queries, idempotency, storage), not only those
 /// its handler names, and gives problem bodies their real media type.
 fn complete_errors(spec: &mut openapi::OpenApi) {
-    use super::problem::ErrorCode as E;
+    use crate::platform::http::problem::ErrorCode as E;
     for (path, item) in spec.paths.paths.iter_mut() {
         let public = !path.starts_with("/v1/") || path == "/v1/openapi.json";
         let operations = [
@@ -440,7 +440,10 @@ fn is_problem(content: &openapi::Content) -> bool {
 
 /// Adds a problem answer for each status of `codes` the operation lacks,
 /// naming the codes it stands for.
-fn add_errors(responses: &mut openapi::Responses, codes: &[super::problem::ErrorCode]) {
+fn add_errors(
+    responses: &mut openapi::Responses,
+    codes: &[crate::platform::http::problem::ErrorCode],
+) {
     let mut by_status: std::collections::BTreeMap<u16, Vec<&str>> = Default::default();
     for code in codes {
         by_status

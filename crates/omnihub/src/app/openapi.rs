@@ -164,8 +164,15 @@ fn declare_idempotency_key(spec: &mut openapi::OpenApi) {
 
 /// Rules between fields that the typed document cannot hold.
 fn declare_one_of_rules(document: &mut serde_json::Value) {
-    use serde_json::json;
     let schemas = &mut document["components"]["schemas"];
+    declare_catalog_maps(schemas);
+    declare_place_rules(schemas);
+    declare_order_rules(schemas);
+}
+
+/// Titles by language tag, prices by currency.
+fn declare_catalog_maps(schemas: &mut serde_json::Value) {
+    use serde_json::json;
     let language = json!({ "pattern": "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,3})?$" });
     // Titles by language tag (a title has a character besides spaces), prices
     // by currency.
@@ -188,6 +195,11 @@ fn declare_one_of_rules(document: &mut serde_json::Value) {
             schemas[name]["properties"]["prices"]["additionalProperties"] = json!({ "type": "integer", "minimum": 0, "maximum": crate::commerce::catalog::MAX_PRICE_MINOR });
         }
     }
+}
+
+/// Locations, channels and pickup plans.
+fn declare_place_rules(schemas: &mut serde_json::Value) {
+    use serde_json::json;
     // Rules between members are `if`/`then` inside `allOf`, never a `oneOf`
     // of partial objects: generators (openapi-python-client,
     // openapi-typescript) make each `oneOf` branch a type of its own that
@@ -229,6 +241,11 @@ fn declare_one_of_rules(document: &mut serde_json::Value) {
             "then": { "properties": { "location_id": { "type": "null" } } },
         }]),
     );
+}
+
+/// Fulfilment requests, stock movements and carts.
+fn declare_order_rules(schemas: &mut serde_json::Value) {
+    use serde_json::json;
     // A ship needs an address, a pickup a location (and no address), sourced
     // may have an address.
     set_rule(

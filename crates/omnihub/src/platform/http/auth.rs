@@ -41,20 +41,10 @@ pub async fn authenticate(
             && !request.headers().contains_key(header::AUTHORIZATION) =>
         {
             if let Some(token) = stream_token(request.uri().query()) {
-                let now = crate::platform::time::now().timestamp();
-                return match crate::platform::keys::stream_token::verify(&state.store, &token, now)
-                    .await?
-                {
-                    Some(principal) => {
-                        let mut request = request;
-                        request.extensions_mut().insert(principal);
-                        Ok(next.run(request).await)
-                    }
-                    None => Err(ApiError::new(
-                        ErrorCode::Unauthorized,
-                        "the stream token is invalid or expired, or its key was revoked; mint a new one with POST /v1/stream/tokens",
-                    )),
-                };
+                let principal = stream_token_principal(&state, &token).await?;
+                let mut request = request;
+                request.extensions_mut().insert(principal);
+                return Ok(next.run(request).await);
             }
             (None, request)
         }
@@ -95,6 +85,20 @@ pub async fn authenticate(
             ))
         }
     }
+}
+
+/// The key a live-stream token (`?token=`, minted by
+/// `POST /v1/stream/tokens`) stands for, if it is valid and its key active.
+async fn stream_token_principal(state: &Platform, token: &str) -> Result<Principal, ApiError> {
+    let now = crate::platform::time::now().timestamp();
+    crate::platform::keys::stream_token::verify(&state.store, token, now)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unauthorized,
+                "the stream token is invalid or expired, or its key was revoked; mint a new one with POST /v1/stream/tokens",
+            )
+        })
 }
 
 /// 429 with the seconds until the address may try again.

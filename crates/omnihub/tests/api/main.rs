@@ -7,6 +7,7 @@ mod sse;
 mod support;
 
 mod auth;
+mod backup;
 mod browser;
 mod carts;
 mod catalog;
@@ -37,6 +38,7 @@ mod tracking;
 mod tracking_isolation;
 mod traits;
 mod unmerge;
+mod upgrade;
 mod webhook_destinations;
 mod webhooks;
 mod worked_example;

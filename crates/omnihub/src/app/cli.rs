@@ -40,9 +40,10 @@ pub enum Command {
     /// Take a consistent snapshot of the SQLite database while the hub
     /// serves (see docs/operations.md; PostgreSQL has its own tools).
     Backup {
-        /// An existing directory; the snapshot is a new directory in it.
+        /// An existing directory; the snapshot is a new directory in it
+        /// [default: the scheduled backups' `backup_dir`].
         #[arg(long)]
-        to: std::path::PathBuf,
+        to: Option<std::path::PathBuf>,
         /// Remove the oldest snapshots in the directory beyond this many.
         #[arg(long)]
         keep: Option<usize>,
@@ -158,7 +159,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate { check: true } => super::operations::migrate_check(&settings).await,
-        Command::Backup { to, keep } => super::operations::backup(&settings, &to, keep).await,
+        Command::Backup { to, keep } => super::operations::backup(&settings, to, keep).await,
         Command::Restore { from } => super::operations::restore(&settings, &from).await,
         Command::Channels(command) => channels_command(settings, command).await,
         Command::Keys(command) => keys_command(settings, command).await,

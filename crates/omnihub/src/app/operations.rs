@@ -60,7 +60,12 @@ pub async fn migrate_check(settings: &Settings) -> anyhow::Result<()> {
 
 /// `omnihub backup --to DIR`: one snapshot, printed as
 /// `path<TAB>outbox_position<TAB>schema_version<TAB>size_bytes<TAB>sha256`.
-pub async fn backup(settings: &Settings, to: &Path, keep: Option<usize>) -> anyhow::Result<()> {
+/// Without `--to`, the snapshot goes where scheduled ones go (`backup_dir`).
+pub async fn backup(
+    settings: &Settings,
+    to: Option<std::path::PathBuf>,
+    keep: Option<usize>,
+) -> anyhow::Result<()> {
     let Some(database) = sqlite_file(&settings.database_url) else {
         anyhow::bail!(
             "omnihub backup copies the embedded SQLite database; this hub uses {}. Back \
@@ -70,8 +75,11 @@ pub async fn backup(settings: &Settings, to: &Path, keep: Option<usize>) -> anyh
             location(settings)
         );
     };
+    let Some(to) = to.or_else(|| settings.backup.as_ref().map(|b| b.dir.clone())) else {
+        anyhow::bail!("say where the snapshot goes: --to DIR (or set backup_dir)");
+    };
     eprintln!("database: {}", database.display());
-    let report = backup::take(&database, to, keep).await?;
+    let report = backup::take(&database, &to, keep).await?;
     let manifest = &report.snapshot.manifest;
     eprintln!(
         "snapshot complete: copy {} ms (a read transaction; writers were not blocked), total {} ms",

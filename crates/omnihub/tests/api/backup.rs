@@ -67,6 +67,63 @@ fn snapshot_of(output: &Output) -> PathBuf {
     PathBuf::from(stdout.split('\t').next().expect("path"))
 }
 
+/// A receipt of one unit at `location`: a ledger movement, a level and an event.
+fn receipt(location: &str) -> Value {
+    json!({ "movements": [{ "id": uuid::Uuid::now_v7().to_string(),
+        "sku": "BK-1", "location_id": location, "reason": "receipt", "quantity": 1 }] })
+}
+
+/// Receipts one after another until `stop`; returns when each was sent and
+/// answered.
+fn write_load(
+    app: &TestApp,
+    location: &str,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<(Instant, Instant)>> {
+    let (client, url, key, location) = (
+        app.client.clone(),
+        app.url("/v1/inventory/movements"),
+        app.admin_key.clone(),
+        location.to_string(),
+    );
+    tokio::spawn(async move {
+        let mut finished = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let sent = Instant::now();
+            let request = client
+                .post(&url)
+                .bearer_auth(&key)
+                .json(&receipt(&location));
+            assert_eq!(request.send().await.expect("request").status(), 200);
+            finished.push((sent, Instant::now()));
+        }
+        finished
+    })
+}
+
+/// Every event after `after` in the feed at `base`.
+async fn feed(client: &reqwest::Client, base: &str, key: &str, after: i64) -> Vec<Value> {
+    let mut events: Vec<Value> = Vec::new();
+    let mut after = after;
+    loop {
+        let page: Value = client
+            .get(format!("{base}/v1/events?after={after}&limit=200"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let items = page["items"].as_array().unwrap().clone();
+        let Some(last) = items.last() else {
+            return events;
+        };
+        after = last["position"].as_i64().unwrap();
+        events.extend(items);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_under_write_load_restores_and_the_feed_continues() {
     let app = TestApp::spawn(Backend::Sqlite).await;
@@ -74,31 +131,8 @@ async fn backup_under_write_load_restores_and_the_feed_continues() {
     let wh = warehouse(&app, "Central").await;
     receive(&app, "BK-1", &wh, 10).await;
     let backups = fresh_dir("backups");
-
-    // Receipts of one unit, one after another, while the backup runs: each
-    // writes a ledger movement, a level and an event.
     let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn({
-        let (client, url, key, wh) = (
-            app.client.clone(),
-            app.url("/v1/inventory/movements"),
-            app.admin_key.clone(),
-            wh.clone(),
-        );
-        let stop = stop.clone();
-        async move {
-            let mut finished = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let body = json!({ "movements": [{ "id": uuid::Uuid::now_v7().to_string(),
-                    "sku": "BK-1", "location_id": wh, "reason": "receipt", "quantity": 1 }] });
-                let sent = Instant::now();
-                let response = client.post(&url).bearer_auth(&key).json(&body).send().await;
-                assert_eq!(response.expect("request").status(), 200);
-                finished.push((sent, Instant::now()));
-            }
-            finished
-        }
-    });
+    let load = write_load(&app, &wh, stop.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     let output = take_backup(&app.db.url, &backups).await;
@@ -108,25 +142,19 @@ async fn backup_under_write_load_restores_and_the_feed_continues() {
     let writes = load.await.expect("load");
     let snapshot = snapshot_of(&output);
     // The writer kept committing while the copy ran.
-    let during = writes
+    let overlapping = writes
         .iter()
-        .filter(|(sent, done)| *sent >= started && *done <= ended)
+        .filter(|(sent, done)| *sent < ended && *done > started)
         .count();
     let slowest = writes.iter().map(|(s, d)| *d - *s).max().expect("writes");
     eprintln!(
-        "backup took {:?}; {during} writes completed inside it; slowest write {slowest:?}; {}",
+        "backup took {:?}; {overlapping} writes overlapped it; slowest write {slowest:?}; {}",
         ended - started,
         text(&output.stderr).trim()
     );
-    assert!(
-        writes
-            .iter()
-            .any(|(sent, done)| *sent < ended && *done > started),
-        "no write overlapped the backup"
-    );
+    assert!(overlapping > 0, "no write overlapped the backup");
     let manifest = backup::read_manifest(&snapshot).expect("manifest");
-    let head = app.head().await;
-    assert!(manifest.outbox_position > 0 && manifest.outbox_position <= head);
+    assert!(manifest.outbox_position > 0 && manifest.outbox_position <= app.head().await);
     assert_eq!(
         manifest.schema_version,
         omnihub::platform::storage::migrate::latest_version()
@@ -139,21 +167,27 @@ async fn backup_under_write_load_restores_and_the_feed_continues() {
         .collect();
     let key = app.admin_key.clone();
     app.stop().await;
+    restored_hub_continues(&snapshot, &key, &wh, manifest.outbox_position, &before).await;
+    let _ = std::fs::remove_dir_all(&backups);
+}
 
-    // Restore into an empty place: the ledger verifies, the feed is the
-    // snapshot's, and the next event follows the manifest's position.
+/// Restores `snapshot` into an empty place: the ledger verifies, the feed
+/// is the snapshot's (`before`), and the next event follows the manifest's
+/// position, with no gap and no replay.
+async fn restored_hub_continues(
+    snapshot: &Path,
+    key: &str,
+    location: &str,
+    position: i64,
+    before: &[Value],
+) {
     let target = TestDatabase::new(Backend::Sqlite);
-    let restored = omnihub(&target.url)
-        .args(["restore", "--from"])
-        .arg(&snapshot)
-        .output()
-        .await
-        .expect("run restore");
+    let restored = restore_into(snapshot, &target).await;
     assert!(restored.status.success(), "{}", text(&restored.stderr));
     let line = text(&restored.stdout);
     assert!(line.contains("drifts=0\thold_mismatches=0"), "{line}");
     assert!(
-        line.contains(&format!("outbox_position={}", manifest.outbox_position)),
+        line.contains(&format!("outbox_position={position}")),
         "{line}"
     );
     let verify = omnihub(&target.url)
@@ -166,53 +200,28 @@ async fn backup_under_write_load_restores_and_the_feed_continues() {
     let hub = Hub::start(target.settings()).await.expect("restored hub");
     let base = format!("http://{}", hub.addr);
     let client = reqwest::Client::new();
-    let feed = |after: i64| {
-        let request = client
-            .get(format!("{base}/v1/events?after={after}&limit=200"))
-            .bearer_auth(&key);
-        async move {
-            let body: Value = request.send().await.unwrap().json().await.unwrap();
-            body["items"].as_array().unwrap().clone()
-        }
-    };
-    let mut restored_events = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = feed(after).await;
-        let Some(last) = page.last() else { break };
-        after = last["position"].as_i64().unwrap();
-        restored_events.extend(page);
-    }
     assert_eq!(
-        restored_events, before,
-        "the restored feed is the snapshot's"
+        feed(&client, &base, key, 0).await,
+        before,
+        "the snapshot's feed"
     );
-    // A consumer that read up to the manifest's position sees the next
-    // event, and only it, at the very next position.
     let response = client
         .post(format!("{base}/v1/inventory/movements"))
-        .bearer_auth(&key)
-        .json(
-            &json!({ "movements": [{ "id": uuid::Uuid::now_v7().to_string(),
-            "sku": "BK-1", "location_id": wh, "reason": "receipt", "quantity": 1 }] }),
-        )
+        .bearer_auth(key)
+        .json(&receipt(location))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let next = feed(manifest.outbox_position).await;
+    // A consumer that read up to the manifest's position sees the new
+    // events, and only them, from the very next position.
+    let next = feed(&client, &base, key, position).await;
     assert!(!next.is_empty(), "the new write's events");
-    assert_eq!(next[0]["position"], manifest.outbox_position + 1);
     for (offset, event) in next.iter().enumerate() {
-        assert_eq!(
-            event["position"],
-            manifest.outbox_position + 1 + offset as i64,
-            "no gap"
-        );
+        assert_eq!(event["position"], position + 1 + offset as i64, "no gap");
         assert!(before.iter().all(|b| b["id"] != event["id"]), "no replay");
     }
     hub.shutdown().await;
-    let _ = std::fs::remove_dir_all(&backups);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,6 +284,20 @@ async fn bad_backup_input_is_refused_precisely() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     backup::restore::check(&good, omnihub::platform::storage::migrate::latest_version())
         .expect("the earlier snapshot still verifies");
+
+    // Without --to, the snapshot goes to backup_dir; with neither, the
+    // command says what is missing.
+    let nowhere = omnihub(&url).arg("backup").output().await.unwrap();
+    assert!(!nowhere.status.success());
+    assert!(
+        text(&nowhere.stderr).contains("--to DIR"),
+        "{}",
+        text(&nowhere.stderr)
+    );
+    let mut by_setting = omnihub(&url);
+    by_setting.env("OMNIHUB_BACKUP_DIR", &backups).arg("backup");
+    let configured = snapshot_of(&by_setting.output().await.unwrap());
+    assert_eq!(configured.parent(), Some(backups.as_path()));
     app.stop().await;
 }
 

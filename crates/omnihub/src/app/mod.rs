@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod customer_view;
 pub mod openapi;
+pub mod operations;
 pub mod router;
 pub mod server;
 pub mod state;

@@ -79,6 +79,7 @@ impl Hub {
             ),
             None => None,
         };
+        let backup_database = backup_database(&settings)?;
         let (data_lock, shares_sqlite_database) = lock_sqlite_database(&settings.database_url)?;
         if shares_sqlite_database {
             tracing::warn!(
@@ -103,6 +104,14 @@ impl Hub {
         let expiry = crate::commerce::inventory::expiry::spawn(store.clone(), shutdown.clone());
         let addr = listener.local_addr()?;
         let mut background = vec![dispatcher, housekeeping, expiry];
+        if let (Some(database), Some(backup)) = (backup_database, settings.backup.clone()) {
+            background.push(tokio::spawn(crate::platform::backup::schedule::run(
+                database,
+                backup,
+                state.metrics.clone(),
+                shutdown.clone(),
+            )));
+        }
         let metrics_addr = match metrics_listener {
             Some(listener) => {
                 let metrics_addr = listener.local_addr()?;
@@ -204,6 +213,32 @@ fn application_state(
         customers,
         commerce,
     })
+}
+
+/// The SQLite file scheduled backups copy, when `--backup-dir` is set.
+/// Checked before anything starts: a backup directory that is missing, or
+/// set on PostgreSQL (which has its own tools), fails the start rather than
+/// leaving the operator believing backups run.
+fn backup_database(settings: &Settings) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let Some(backup) = &settings.backup else {
+        return Ok(None);
+    };
+    let Some(database) = crate::platform::storage::sqlite_file(&settings.database_url) else {
+        anyhow::bail!(
+            "--backup-dir / OMNIHUB_BACKUP_DIR schedules backups of the embedded SQLite database; \
+             this hub uses {}: back PostgreSQL up with its own tools (pg_basebackup and WAL \
+             archiving, see docs/operations.md) and unset the backup directory",
+            crate::platform::storage::describe_location(&settings.database_url)
+        );
+    };
+    if !backup.dir.is_dir() {
+        anyhow::bail!(
+            "the backup directory {} does not exist or is not a directory; create it (mkdir -p) \
+             or mount it first",
+            backup.dir.display()
+        );
+    }
+    Ok(Some(database))
 }
 
 /// Hubs on one SQLite file: supported (they take turns at SQLite's write

@@ -23,16 +23,31 @@ pub async fn healthz() -> impl IntoResponse {
         (status = 503, description = "Database unreachable, schema not current or shutting down", content_type = "application/json")))]
 pub async fn readyz(State(state): State<Platform>) -> Response {
     let database = state.store.ping().await;
-    let version = migrate::current_version(&state.store).await.unwrap_or(-1);
+    let schema = migrate::status(&state.store).await.ok();
+    let version = schema.as_ref().map_or(-1, |s| s.version());
+    // Current: nothing pending and nothing unknown (a newer omnihub that
+    // migrated the database while this one runs makes it not ready).
+    let current = schema
+        .as_ref()
+        .is_some_and(|s| s.pending.is_empty() && s.unknown.is_empty());
     let latest = migrate::latest_version();
-    let ready = database.is_ok() && version == latest && !state.shutdown.is_cancelled();
-    let body = json!({
+    let ready = database.is_ok() && current && !state.shutdown.is_cancelled();
+    let mut body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "database": if database.is_ok() { "ok" } else { "unreachable" },
         "schema_version": version,
         "expected_schema_version": latest,
         "shutting_down": state.shutdown.is_cancelled(),
     });
+    // A late backup is a warning for the operator, not a reason to stop
+    // sending traffic here.
+    if let Some(backup) = &state.settings.backup {
+        let backup = crate::platform::backup::schedule::readiness(backup, &state.metrics);
+        if backup["status"] != "ok" {
+            body["warnings"] = json!(["backup_stale"]);
+        }
+        body["backup"] = backup;
+    }
     let status = if ready {
         StatusCode::OK
     } else {

@@ -59,6 +59,12 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is shutting down")]
     Closed,
+    #[error(
+        "the database schema has migrations this omnihub does not know (versions {unknown:?}; \
+         it knows up to {known}): a newer omnihub migrated it. Run that version or a newer one; \
+         this binary refuses to start rather than misread the data"
+    )]
+    UnknownSchema { unknown: Vec<i64>, known: i64 },
 }
 
 impl StoreError {

@@ -98,7 +98,7 @@ fn declare_if_match(spec: &mut openapi::OpenApi) {
 /// `text/plain` listed beside `application/json`. Applied to the JSON form.
 fn declare_tracking_bodies(document: &mut serde_json::Value) {
     use crate::customers::tracking::MessageType as M;
-    use crate::customers::tracking::http::{batch_schema, call_schema};
+    use crate::customers::tracking::schema::{batch_schema, call_schema};
     let bodies = [
         (
             "/v1/identify",

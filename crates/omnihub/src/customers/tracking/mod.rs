@@ -15,6 +15,8 @@
 
 pub mod batcher;
 pub mod http;
+mod parse;
+pub mod schema;
 mod store;
 // Tracking as others read it (the customer 360° view, benchmarks): the
 // timeline and the channel activity of a profile. The SQL stays in `store`.

@@ -18,12 +18,11 @@
 //! * `merge` moves a guest cart into the customer's cart under an explicit
 //!   [`MergePolicy`] and reports every decision.
 
+pub mod events;
 pub mod http;
 pub mod merge;
 pub mod store;
 pub mod unmerge;
-
-use serde_json::{Value, json};
 
 use crate::commerce::catalog::{self, Currency, Sku};
 use crate::commerce::inventory::reservations::{self, RequestLine, ReservationRequest};
@@ -34,6 +33,7 @@ use crate::platform::events::NewEvent;
 use crate::platform::ids::{CartId, CartLineId, ChannelId, OrderId, ReservationId};
 use crate::platform::storage::{Store, StoreError, Tx};
 use crate::platform::time::Timestamp;
+use events::{CartEvent, CartSnapshot};
 use store::{CartRow, LineRow};
 
 /// Most lines in one cart.
@@ -131,10 +131,6 @@ impl Origin {
             ("identifier", id) => Some(Origin::Identifier(id)),
             _ => None,
         }
-    }
-
-    pub fn json(&self) -> Value {
-        json!({"type": self.kind(), "id": self.id()})
     }
 }
 
@@ -343,33 +339,15 @@ pub struct Actor {
     pub kind: ChannelKind,
 }
 
-/// The cart as it appears in events (and, shaped the same, in the API).
-pub fn snapshot(cart: &Cart) -> Value {
-    json!({
-        "id": cart.id,
-        cart.owner.subject(): cart.owner.id(),
-        "currency": cart.currency.as_str(),
-        "status": cart.status.as_str(),
-        "version": cart.version,
-        "order_id": cart.order_id,
-        "merged_into": cart.merged_into,
-        "total_minor": cart.total_minor(),
-        "lines": cart.lines.iter().map(|l| json!({
-            "id": l.id,
-            "sku": l.sku.as_str(),
-            "quantity": l.quantity,
-            "unit_price_minor": l.unit_price_minor,
-            "total_minor": l.total_minor(),
-            "channel_id": l.channel_id,
-            "hold": l.hold.as_ref().map(|h| json!({"reservation_id": h.reservation_id, "expires_at": h.expires_at})),
-        })).collect::<Vec<_>>(),
-        "updated_at": cart.updated_at,
-    })
-}
-
-/// An event about a cart, with the cart and its owner as subjects.
-pub fn event(kind: &str, cart: &Cart, channel: Option<ChannelId>, now: Timestamp) -> NewEvent {
-    NewEvent::new(kind, now, snapshot(cart))
+/// An event about a cart (`CartEvent::Created`, …: its payload is the cart
+/// as it appears in events), with the cart and its owner as subjects.
+pub fn event(
+    kind: fn(CartSnapshot) -> CartEvent,
+    cart: &Cart,
+    channel: Option<ChannelId>,
+    now: Timestamp,
+) -> NewEvent {
+    NewEvent::of(&kind(CartSnapshot::of(cart)), now)
         .channel(channel)
         .subject("cart_id", cart.id)
         .subject(cart.owner.subject(), cart.owner.id())
@@ -426,7 +404,7 @@ async fn finish_change(
         });
     }
     let updated = load_in(tx, cart.id).await?;
-    tx.emit(event("cart.updated", &updated, channel, now));
+    tx.emit(event(CartEvent::Updated, &updated, channel, now));
     Ok(updated)
 }
 
@@ -594,7 +572,7 @@ pub(crate) async fn create_in(
     )
     .await?;
     store::set_cart_channel(tx.conn(), &cart.id.to_string(), &channel.to_string()).await?;
-    tx.emit(event("cart.created", &cart, Some(channel), now));
+    tx.emit(event(CartEvent::Created, &cart, Some(channel), now));
     Ok(cart)
 }
 

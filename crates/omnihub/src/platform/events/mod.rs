@@ -11,9 +11,12 @@ pub mod http;
 pub mod store;
 pub mod stream;
 pub mod tail;
+pub mod types;
 pub mod visibility;
 
 pub use crate::platform::storage::outbox::{Event, NewEvent};
+pub(crate) use types::event_types;
+pub use types::{DomainEvent, EventTypeInfo};
 
 /// A filter on event types: exact names (`channel.created`) or prefixes
 /// ending in `.*` (`cart.*`). Empty matches everything.

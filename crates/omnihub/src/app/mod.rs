@@ -2,4 +2,5 @@
 //! (the server, the CLI). Nothing below imports it.
 
 pub mod cli;
+pub mod event_catalog;
 pub mod server;

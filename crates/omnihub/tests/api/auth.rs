@@ -254,6 +254,13 @@ async fn every_endpoint(app: &TestApp) -> Vec<Call> {
             200,
         ),
         call(Method::GET, "/v1/events".into(), None, "events:read", 200),
+        call(
+            Method::GET,
+            "/v1/events/types".into(),
+            None,
+            "events:read",
+            200,
+        ),
         call(Method::GET, "/v1/stream".into(), None, "events:read", 200),
         call(
             Method::POST,

@@ -99,6 +99,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::http::get_key))
         .routes(routes!(keys::http::revoke_key))
         .routes(routes!(events::http::list_events))
+        .routes(routes!(crate::app::event_catalog::list_event_types))
         .routes(routes!(events::stream::stream))
         .routes(routes!(events::stream::create_stream_token))
         .routes(routes!(

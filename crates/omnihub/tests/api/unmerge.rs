@@ -218,6 +218,7 @@ async fn assert_given_back(app: &TestApp, f: &Family) {
     let back = feed(app, "cart.unmerged").await;
     assert_eq!(back.len(), 1, "{back:?}");
     assert_eq!(back[0]["subjects"]["from_cart_id"], json!(f.shared_cart));
+    crate::event_catalog::assert_events_match_catalog(app).await;
 }
 
 /// The unmerge gives Bob his order and his line back; Ann keeps hers.

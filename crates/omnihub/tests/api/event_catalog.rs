@@ -125,7 +125,8 @@ async fn the_catalog_is_served_with_a_schema_per_type(backend: Backend) {
 /// and identity, catalog upkeep, stock, a channel policy, transfers,
 /// reservations, carts and a pickup order. (The tests that end with
 /// [`assert_events_match_catalog`] add merges, unmerges, identity conflicts,
-/// oversold sales, shipping and cancelling, disabled webhooks.)
+/// oversold sales, shipping and cancelling, disabled webhooks.) One long
+/// function on purpose: one hub, one story, read top to bottom.
 async fn a_journey_emits_only_events_that_match_their_schemas(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let web = app.channel("web", "Web").await;

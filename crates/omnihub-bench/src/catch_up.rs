@@ -63,7 +63,10 @@ async fn measure(options: &Options, hub: &Hub) -> anyhow::Result<()> {
         let Some(last) = events.last() else { break };
         cursor = last.position;
         read += events.len();
-        let _matching = events.iter().filter(|e| nothing.matches(&e.kind)).count();
+        let _matching = events
+            .iter()
+            .filter(|e| nothing.matches(&e.event_type))
+            .count();
     }
     println!(
         "catch-up, every event read and parsed (before): {read} events in {:.2} s, {:.2} s CPU",

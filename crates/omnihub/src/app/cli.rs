@@ -69,6 +69,8 @@ pub enum Command {
     Identity(IdentityCommand),
     /// Print the OpenAPI document.
     Openapi,
+    /// Print the AsyncAPI document of the events (`docs/asyncapi.json`).
+    Asyncapi,
 }
 
 #[derive(Subcommand)]
@@ -167,6 +169,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Identity(command) => identity_command(settings, command).await,
         Command::Openapi => {
             out!("{}", crate::app::openapi::document_json());
+            Ok(())
+        }
+        Command::Asyncapi => {
+            out!("{}", crate::app::event_catalog::asyncapi_json().trim_end());
             Ok(())
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod customer_view;
+pub mod event_catalog;
 pub mod openapi;
 pub mod operations;
 pub mod router;

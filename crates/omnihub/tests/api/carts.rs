@@ -393,6 +393,7 @@ async fn merge_sums_capped_by_availability(backend: Backend) {
         .find(|e| e["type"] == "cart.merged")
         .expect("cart.merged event");
     assert_eq!(merged["data"]["policy"], "merge");
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 

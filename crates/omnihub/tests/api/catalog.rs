@@ -165,6 +165,7 @@ async fn products_and_variants_are_updated_with_events(backend: Backend) {
     assert_eq!(events[0].1["changed"], json!(["titles"]));
     assert_eq!(events[1].1["variant_id"], variant);
     assert_eq!(events[1].1["changed"], json!(["barcode", "prices"]));
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 
@@ -247,6 +248,7 @@ async fn archived_products_are_not_for_sale(backend: Backend) {
         .map(|e| e["type"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(kinds, vec!["product.archived", "product.unarchived"]);
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 

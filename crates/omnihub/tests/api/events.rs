@@ -136,6 +136,7 @@ async fn every_state_change_emits_its_event_with_the_callers_channel(backend: Ba
         assert_eq!(event["subjects"]["webhook_id"], hook_id.as_str());
     }
     assert_eq!(events[4]["data"]["status"], "disabled");
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 

@@ -163,6 +163,7 @@ async fn two_users_on_one_device_do_not_merge(backend: Backend) {
     .await;
     let carol = lookup(&app, "user_id:carol").await.unwrap();
     assert!(carol != alice && carol != bob);
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 
@@ -255,6 +256,7 @@ async fn per_type_limit_stops_a_merge(backend: Backend) {
         lookup(&app, "loyalty_id:L-2").await
     );
     assert_ne!(a, b);
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 
@@ -314,6 +316,7 @@ async fn fan_out_quarantines_an_identifier(backend: Backend) {
         "store@shop.example"
     );
     assert_eq!(feed(&app, "customer.split").await.len(), 1);
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 
@@ -408,6 +411,7 @@ async fn guest_checkout_joins_only_after_verification(backend: Backend) {
     assert_eq!(orders.len(), 1);
     let (_, merges) = app.get_json(&format!("/v1/customers/{now}/merges")).await;
     assert_eq!(merges["items"][0]["reason"], "verified_identifier");
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 
@@ -544,6 +548,7 @@ async fn unmerge_restores_both_profiles(backend: Backend) {
         account
     );
     assert_eq!(timeline(&app, &account, "").await.len(), 7);
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 
@@ -808,6 +813,7 @@ async fn rebuild_repairs_corrupt_groupings(backend: Backend) {
     let (_, again) = app.post_json("/v1/identity/rebuild", &json!({})).await;
     assert_eq!(again["changed_identifiers"], 0, "{again}");
     assert_eq!(again["batches"], 0, "{again}");
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 
@@ -897,5 +903,6 @@ async fn rebuild_unlinks_values_blocked_later(backend: Backend) {
     let (_, again) = app.post_json("/v1/identity/rebuild", &json!({})).await;
     assert_eq!(again["changed_identifiers"], 0, "{again}");
     assert_eq!(again["blocked"], 0, "{again}");
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }

@@ -262,6 +262,7 @@ async fn holds_expire_and_release_stock(backend: Backend) {
         status, 409,
         "an expired hold cannot be released again: {problem}"
     );
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 
@@ -310,6 +311,7 @@ async fn offline_pos_sale_is_kept_and_reported(backend: Backend) {
     assert_eq!(replay["applied"], json!([]));
     assert_eq!(event_count(&app).await, before);
     assert_eq!(level(&app, "SHOE-42", &shop).await["on_hand"], 0);
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 
@@ -598,6 +600,7 @@ async fn ledger_verify_and_rebuild(backend: Backend) {
     let (_, report) = app.post_json("/v1/inventory/verify", &json!({})).await;
     assert_eq!(report["consistent"], true, "{report}");
     assert_eq!(level(&app, "LAMP", &wh).await["on_hand"], 7);
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 

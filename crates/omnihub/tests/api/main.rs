@@ -14,6 +14,7 @@ mod carts;
 mod catalog;
 mod contract;
 mod conventions;
+mod event_catalog;
 mod event_visibility;
 mod events;
 mod first_hour;

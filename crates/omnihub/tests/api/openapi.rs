@@ -26,6 +26,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/keys/{id}"),
     ("POST", "/v1/keys/{id}/revoke"),
     ("GET", "/v1/events"),
+    ("GET", "/v1/events/types"),
     ("GET", "/v1/stream"),
     ("POST", "/v1/stream/tokens"),
     ("POST", "/v1/webhooks"),

@@ -215,6 +215,7 @@ async fn checkout_ships_and_cancel_releases(backend: Backend) {
             "order.delivered"
         ]
     );
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 
@@ -487,6 +488,7 @@ async fn pos_sale_and_customer_history(backend: Backend) {
         .await;
     assert_eq!(rest["items"][0]["id"], order["id"]);
     assert!(rest["next_cursor"].is_null());
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 
@@ -543,6 +545,7 @@ async fn marketplace_import_is_idempotent(backend: Backend) {
     let (status, order) = app.get_json(&format!("/v1/orders/{id}")).await;
     assert_eq!(status, 200);
     assert_eq!(order["external_order_id"], "AMZ-111-222");
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 
@@ -634,6 +637,7 @@ async fn partial_shipment_then_cancel(backend: Backend) {
     assert_eq!(cap["on_hand"], 1);
     let (_, report) = app.post_json("/v1/inventory/verify", &json!({})).await;
     assert_eq!(report["consistent"], true, "{report}");
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 

@@ -250,6 +250,7 @@ async fn merged_profiles_pool_their_carts(backend: Backend) {
     let merged = crate::tracking::feed(&app, "cart.merged").await;
     assert_eq!(merged.len(), 1, "{merged:?}");
     assert!(merged[0]["subjects"]["merged_customer_id"].is_string());
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 

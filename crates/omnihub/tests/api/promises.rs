@@ -196,6 +196,7 @@ async fn an_offline_sale_of_reserved_units_flags_the_orders(backend: Backend) {
     );
     let (_, report) = app.post_json("/v1/inventory/verify", &json!({})).await;
     assert_eq!(report["consistent"], true, "{report}");
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 

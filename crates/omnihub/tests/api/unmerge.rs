@@ -218,6 +218,7 @@ async fn assert_given_back(app: &TestApp, f: &Family) {
     let back = feed(app, "cart.unmerged").await;
     assert_eq!(back.len(), 1, "{back:?}");
     assert_eq!(back[0]["subjects"]["from_cart_id"], json!(f.shared_cart));
+    crate::event_catalog::assert_events_match_catalog(app).await;
 }
 
 /// The unmerge gives Bob his order and his line back; Ann keeps hers.
@@ -323,6 +324,7 @@ async fn unmerge_of_a_rebuild_merge_gives_the_merged_cart_back(backend: Backend)
     assert_eq!(back.len(), 1, "{back:?}");
     assert_eq!(back[0]["subjects"]["cart_id"], json!(cart_id(&bobs)));
     assert_eq!(back[0]["data"]["merge_id"], json!(merge_id));
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 
@@ -426,5 +428,6 @@ async fn a_tablet_shared_by_email_and_user_id_keeps_both_apart(backend: Backend)
             "{identifier}"
         );
     }
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }

@@ -279,6 +279,7 @@ async fn failing_endpoint_is_disabled_and_can_be_re_enabled(backend: Backend) {
     }
     let state = app.webhook_state(&hook_id).await;
     assert_eq!(state["status"], "active");
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }
 

@@ -321,5 +321,6 @@ async fn shopper_browses_logs_in_and_picks_up_in_store(backend: Backend) {
             "{kind} missing from {about_ana:?}"
         );
     }
+    crate::event_catalog::assert_events_match_catalog(&app).await;
     app.stop().await;
 }

@@ -18,8 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::json;
-
+use super::events::{CartEvent, CartMerged};
 use super::store::{self, LineRow};
 use super::{Cart, CartError, CartLine, CartStatus, Owner, event, line_row, release_hold};
 use crate::commerce::catalog::Sku;
@@ -271,7 +270,7 @@ pub async fn merge_in(
             Owner::Customer(_) => "merged_customer_id",
         };
         tx.emit(
-            NewEvent::new("cart.merged", now, report_json(&report))
+            NewEvent::of(&CartEvent::Merged(CartMerged::of(&report)), now)
                 .channel(Some(channel))
                 .subject("cart_id", report.cart_id)
                 .subject("guest_cart_id", report.guest_cart_id)
@@ -316,7 +315,7 @@ async fn adopt(
         }
     }
     let cart = super::load_in(tx, guest.id).await?;
-    tx.emit(event("cart.updated", &cart, Some(channel), now));
+    tx.emit(event(CartEvent::Updated, &cart, Some(channel), now));
     let changes = guest
         .lines
         .iter()
@@ -534,8 +533,8 @@ async fn combine(
     }
     let cart = super::load_in(tx, registered.id).await?;
     let closed = super::load_in(tx, guest.id).await?;
-    tx.emit(event("cart.updated", &cart, Some(channel), now));
-    tx.emit(event("cart.updated", &closed, Some(channel), now));
+    tx.emit(event(CartEvent::Updated, &cart, Some(channel), now));
+    tx.emit(event(CartEvent::Updated, &closed, Some(channel), now));
     Ok((
         MergeReport {
             policy,
@@ -546,21 +545,4 @@ async fn combine(
         },
         cart,
     ))
-}
-
-pub fn report_json(report: &MergeReport) -> serde_json::Value {
-    json!({
-        "policy": report.policy.as_str(),
-        "guest_cart_id": report.guest_cart_id,
-        "cart_id": report.cart_id,
-        "currency": report.currency,
-        "changes": report.changes.iter().map(|c| json!({
-            "sku": c.sku.as_str(),
-            "action": c.action.as_str(),
-            "guest_quantity": c.guest_quantity,
-            "registered_quantity": c.registered_quantity,
-            "result_quantity": c.result_quantity,
-            "reason": c.reason,
-        })).collect::<Vec<_>>(),
-    })
 }

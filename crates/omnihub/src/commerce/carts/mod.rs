@@ -18,6 +18,7 @@
 //! * `merge` moves a guest cart into the customer's cart under an explicit
 //!   [`MergePolicy`] and reports every decision.
 
+pub mod events;
 pub mod http;
 pub mod merge;
 mod store;
@@ -28,8 +29,6 @@ pub use store::{AddedLine, lines_for_owners};
 pub use store::{carts_for_checkout, close, close_checked_out};
 pub mod unmerge;
 
-use serde_json::{Value, json};
-
 use crate::commerce::catalog::{self, Currency, Sku};
 use crate::commerce::inventory::reservations::{self, RequestLine, ReservationRequest};
 use crate::commerce::inventory::{InventoryError, MAX_LINE_QUANTITY};
@@ -39,6 +38,7 @@ use crate::platform::events::NewEvent;
 use crate::platform::ids::{CartId, CartLineId, ChannelId, OrderId, ReservationId};
 use crate::platform::storage::{Store, StoreError, Tx};
 use crate::platform::time::Timestamp;
+use events::{CartEvent, CartSnapshot};
 use store::{CartRow, LineRow};
 
 /// Most lines in one cart.
@@ -136,10 +136,6 @@ impl Origin {
             ("identifier", id) => Some(Origin::Identifier(id)),
             _ => None,
         }
-    }
-
-    pub fn json(&self) -> Value {
-        json!({"type": self.kind(), "id": self.id()})
     }
 }
 
@@ -348,33 +344,15 @@ pub struct Actor {
     pub kind: ChannelKind,
 }
 
-/// The cart as it appears in events (and, shaped the same, in the API).
-pub fn snapshot(cart: &Cart) -> Value {
-    json!({
-        "id": cart.id,
-        cart.owner.subject(): cart.owner.id(),
-        "currency": cart.currency.as_str(),
-        "status": cart.status.as_str(),
-        "version": cart.version,
-        "order_id": cart.order_id,
-        "merged_into": cart.merged_into,
-        "total_minor": cart.total_minor(),
-        "lines": cart.lines.iter().map(|l| json!({
-            "id": l.id,
-            "sku": l.sku.as_str(),
-            "quantity": l.quantity,
-            "unit_price_minor": l.unit_price_minor,
-            "total_minor": l.total_minor(),
-            "channel_id": l.channel_id,
-            "hold": l.hold.as_ref().map(|h| json!({"reservation_id": h.reservation_id, "expires_at": h.expires_at})),
-        })).collect::<Vec<_>>(),
-        "updated_at": cart.updated_at,
-    })
-}
-
-/// An event about a cart, with the cart and its owner as subjects.
-pub fn event(kind: &str, cart: &Cart, channel: Option<ChannelId>, now: Timestamp) -> NewEvent {
-    NewEvent::new(kind, now, snapshot(cart))
+/// An event about a cart (`CartEvent::Created`, …: its payload is the cart
+/// as it appears in events), with the cart and its owner as subjects.
+pub fn event(
+    kind: fn(CartSnapshot) -> CartEvent,
+    cart: &Cart,
+    channel: Option<ChannelId>,
+    now: Timestamp,
+) -> NewEvent {
+    NewEvent::of(&kind(CartSnapshot::of(cart)), now)
         .channel(channel)
         .subject("cart_id", cart.id)
         .subject(cart.owner.subject(), cart.owner.id())
@@ -431,7 +409,7 @@ async fn finish_change(
         });
     }
     let updated = load_in(tx, cart.id).await?;
-    tx.emit(event("cart.updated", &updated, channel, now));
+    tx.emit(event(CartEvent::Updated, &updated, channel, now));
     Ok(updated)
 }
 
@@ -599,7 +577,7 @@ pub(crate) async fn create_in(
     )
     .await?;
     store::set_cart_channel(tx.conn(), &cart.id.to_string(), &channel.to_string()).await?;
-    tx.emit(event("cart.created", &cart, Some(channel), now));
+    tx.emit(event(CartEvent::Created, &cart, Some(channel), now));
     Ok(cart)
 }
 

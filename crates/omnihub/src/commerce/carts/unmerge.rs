@@ -22,8 +22,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::json;
-
+use super::events::{CartEvent, CartSnapshot, CartUnmerged, CartUnmergedLine};
 use super::store;
 use super::{Cart, CartError, CartLine, CartStatus, Origin, Owner, event, line_row, release_hold};
 use crate::commerce::inventory::MAX_LINE_QUANTITY;
@@ -313,7 +312,7 @@ impl Back<'_> {
             });
         }
         *cart = super::load_in(tx, cart.id).await?;
-        tx.emit(event("cart.updated", cart, self.channel, now));
+        tx.emit(event(CartEvent::Updated, cart, self.channel, now));
         Ok(())
     }
 
@@ -326,16 +325,21 @@ impl Back<'_> {
         lines: &[(String, i64)],
     ) {
         let now = tx.now();
-        let mut event = NewEvent::new(
-            "cart.unmerged",
-            now,
-            json!({
-                "cart": super::snapshot(cart),
-                "from_cart_id": from,
-                "customer_id": customer,
-                "lines": lines.iter().map(|(sku, q)| json!({"sku": sku, "quantity": q})).collect::<Vec<_>>(),
-                "merge_id": self.merge_id,
+        let mut event = NewEvent::of(
+            &CartEvent::Unmerged(CartUnmerged {
+                cart: CartSnapshot::of(cart),
+                from_cart_id: from,
+                customer_id: customer.to_string(),
+                lines: lines
+                    .iter()
+                    .map(|(sku, quantity)| CartUnmergedLine {
+                        sku: sku.clone(),
+                        quantity: *quantity,
+                    })
+                    .collect(),
+                merge_id: self.merge_id.map(str::to_string),
             }),
+            now,
         )
         .channel(self.channel)
         .subject("cart_id", cart.id)

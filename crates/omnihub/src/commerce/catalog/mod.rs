@@ -2,6 +2,7 @@
 //! variants with normalized SKUs, barcodes, prices per currency in integer
 //! minor units, titles per language, and bundles.
 
+pub mod events;
 pub mod http;
 mod store;
 // The variant behind a SKU, for inventory, carts and orders.
@@ -300,13 +301,12 @@ pub async fn create_product(
                     created.push(variant);
                 }
                 tx.emit(
-                    crate::platform::events::NewEvent::new(
-                        "product.created",
-                        now,
-                        serde_json::json!({
-                            "id": product.id,
-                            "skus": created.iter().map(|v| v.sku.as_str()).collect::<Vec<_>>(),
+                    crate::platform::events::NewEvent::of(
+                        &events::CatalogEvent::ProductCreated(events::ProductSkus {
+                            id: product.id,
+                            skus: created.iter().map(|v| v.sku.as_str().to_string()).collect(),
                         }),
+                        now,
                     )
                     .channel(channel)
                     .subject("product_id", product.id),

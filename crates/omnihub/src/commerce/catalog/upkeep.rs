@@ -5,8 +5,7 @@
 //! nothing (archiving what is archived, a patch with the current values)
 //! answers the current state and emits nothing.
 
-use serde_json::json;
-
+use super::events::{CatalogEvent, ProductSkus, ProductUpdated, VariantRef};
 use super::{CatalogError, Prices, Product, Titles, Variant, store};
 use crate::platform::events::NewEvent;
 use crate::platform::ids::{ChannelId, ProductId, VariantId};
@@ -50,10 +49,14 @@ pub async fn update_product(
                     product.updated_at = tx.now();
                     store::update_product(tx.conn(), &product).await?;
                     tx.emit(
-                        NewEvent::new(
-                            "product.updated",
+                        NewEvent::of(
+                            &CatalogEvent::ProductUpdated(ProductUpdated {
+                                id: product.id,
+                                variant_id: None,
+                                sku: None,
+                                changed,
+                            }),
                             product.updated_at,
-                            json!({ "id": product.id, "changed": changed }),
                         )
                         .channel(Some(channel))
                         .subject("product_id", product.id),
@@ -92,14 +95,20 @@ pub async fn set_product_archived(
                         .map(|v| v.sku.to_string())
                         .collect();
                     let kind = if archived {
-                        "product.archived"
+                        CatalogEvent::ProductArchived
                     } else {
-                        "product.unarchived"
+                        CatalogEvent::ProductUnarchived
                     };
                     tx.emit(
-                        NewEvent::new(kind, now, json!({ "id": product.id, "skus": skus }))
-                            .channel(Some(channel))
-                            .subject("product_id", product.id),
+                        NewEvent::of(
+                            &kind(ProductSkus {
+                                id: product.id,
+                                skus,
+                            }),
+                            now,
+                        )
+                        .channel(Some(channel))
+                        .subject("product_id", product.id),
                     );
                 }
                 let variants = store::variants_of(tx.conn(), &key).await?;
@@ -148,7 +157,13 @@ pub async fn update_variant(
                 }
                 if !changed.is_empty() {
                     store::update_variant(tx.conn(), &variant).await?;
-                    emit_variant(tx, "product.updated", &variant, channel, &changed);
+                    let event = CatalogEvent::ProductUpdated(ProductUpdated {
+                        id: variant.product_id,
+                        variant_id: Some(variant.id),
+                        sku: Some(variant.sku.as_str().to_string()),
+                        changed,
+                    });
+                    emit_variant(tx, event, &variant, channel);
                 }
                 Ok(variant)
             })
@@ -174,11 +189,16 @@ pub async fn set_variant_archived(
                     variant.archived_at = archived.then_some(tx.now());
                     store::update_variant(tx.conn(), &variant).await?;
                     let kind = if archived {
-                        "variant.archived"
+                        CatalogEvent::VariantArchived
                     } else {
-                        "variant.unarchived"
+                        CatalogEvent::VariantUnarchived
                     };
-                    emit_variant(tx, kind, &variant, channel, &[]);
+                    let event = kind(VariantRef {
+                        id: variant.product_id,
+                        variant_id: variant.id,
+                        sku: variant.sku.as_str().to_string(),
+                    });
+                    emit_variant(tx, event, &variant, channel);
                 }
                 Ok(variant)
             })
@@ -188,22 +208,13 @@ pub async fn set_variant_archived(
 
 fn emit_variant(
     tx: &mut crate::platform::storage::Tx,
-    kind: &str,
+    event: CatalogEvent,
     variant: &Variant,
     channel: ChannelId,
-    changed: &[&str],
 ) {
-    let mut data = json!({
-        "id": variant.product_id,
-        "variant_id": variant.id,
-        "sku": variant.sku.as_str(),
-    });
-    if !changed.is_empty() {
-        data["changed"] = json!(changed);
-    }
     let now = tx.now();
     tx.emit(
-        NewEvent::new(kind, now, data)
+        NewEvent::of(&event, now)
             .channel(Some(channel))
             .subject("product_id", variant.product_id),
     );

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use super::events::{AvailabilityChanged, InventoryEvent, Rebuilt};
 use super::{InventoryError, MAX_LEVEL_QUANTITY, Quantity, Reason, StockLevel, store};
 use crate::commerce::catalog::Sku;
 use crate::platform::events::NewEvent;
@@ -49,19 +50,18 @@ impl Changes {
         let now = tx.now();
         for ((sku, location), level) in self.levels {
             tx.emit(
-                NewEvent::new(
-                    "inventory.availability_changed",
-                    now,
-                    serde_json::json!({
-                        "sku": sku,
-                        "location_id": location,
-                        "available": level.available(),
-                        "on_hand": level.on_hand,
-                        "reserved": level.reserved,
-                        "incoming": level.incoming,
-                        "unsellable": level.unsellable,
-                        "safety_stock": level.safety_stock,
+                NewEvent::of(
+                    &InventoryEvent::AvailabilityChanged(AvailabilityChanged {
+                        sku: sku.clone(),
+                        location_id: location,
+                        available: level.available(),
+                        on_hand: level.on_hand,
+                        reserved: level.reserved,
+                        incoming: level.incoming,
+                        unsellable: level.unsellable,
+                        safety_stock: level.safety_stock,
                     }),
+                    now,
                 )
                 .channel(self.channel)
                 .subject("sku", &sku)
@@ -257,10 +257,11 @@ pub async fn rebuild(store: &Store) -> Result<Vec<Drift>, StoreError> {
                     .await?;
                 }
                 if !drifts.is_empty() {
-                    tx.emit(NewEvent::new(
-                        "inventory.rebuilt",
+                    tx.emit(NewEvent::of(
+                        &InventoryEvent::Rebuilt(Rebuilt {
+                            repaired: drifts.len(),
+                        }),
                         now,
-                        serde_json::json!({ "repaired": drifts.len() }),
                     ));
                 }
                 Ok::<_, StoreError>(drifts)

@@ -12,6 +12,7 @@
 //! * `availability`, `sourcing` — reads and plans built on the same numbers.
 
 pub mod availability;
+pub mod events;
 pub mod expiry;
 pub mod http;
 pub mod ledger;

@@ -7,14 +7,13 @@
 //! elsewhere; if it drives available below zero, an `oversold` incident is
 //! recorded and an `inventory.oversold` event raised for someone to act on.
 
-use serde_json::json;
-
+use super::events::{InventoryEvent, Oversold, OversoldDetails, UnbackedReservation};
 use super::ledger::{self, Changes, Movement};
 use super::promises;
 use super::{ClientReason, InventoryError, Quantity, Reason, store};
 use crate::commerce::catalog::{self, Sku};
 use crate::commerce::locations;
-use crate::platform::events::NewEvent;
+use crate::platform::events::{self, NewEvent};
 use crate::platform::ids::{ChannelId, IncidentId, LocationId};
 use crate::platform::storage::{Store, Tx};
 use crate::platform::time::Timestamp;
@@ -225,22 +224,24 @@ async fn oversold(
     let now = tx.now();
     let id = IncidentId::new();
     // Every reservation (and the order behind it) the sale left unbacked.
-    let unbacked: Vec<serde_json::Value> = unbacked
+    let unbacked: Vec<UnbackedReservation> = unbacked
         .iter()
-        .map(|u| {
-            json!({ "reservation_id": u.reservation_id, "order_id": u.order_id,
-                    "channel_id": u.channel_id, "units": u.quantity })
+        .map(|u| UnbackedReservation {
+            reservation_id: u.reservation_id.clone(),
+            order_id: u.order_id.clone(),
+            channel_id: u.channel_id.clone(),
+            units: u.quantity,
         })
         .collect();
-    let details = json!({
-        "client_id": m.client_id,
-        "sold": quantity,
-        "available_after": level.available(),
-        "on_hand_after": level.on_hand,
-        "reserved": level.reserved,
-        "sold_at": m.occurred_at,
-        "unbacked": unbacked,
-    });
+    let details = OversoldDetails {
+        client_id: m.client_id.clone(),
+        sold: quantity,
+        available_after: level.available(),
+        on_hand_after: level.on_hand,
+        reserved: level.reserved,
+        sold_at: m.occurred_at,
+        unbacked,
+    };
     store::insert_incident(
         tx.conn(),
         &store::IncidentRow {
@@ -248,7 +249,7 @@ async fn oversold(
             kind: "oversold".into(),
             sku: sku.to_string(),
             location_id: m.location.to_string(),
-            details: details.clone(),
+            details: events::types::to_payload(&details),
             channel_id: Some(channel.to_string()),
             occurred_at: m.occurred_at,
             created_at: now,
@@ -256,10 +257,14 @@ async fn oversold(
     )
     .await?;
     tx.emit(
-        NewEvent::new(
-            "inventory.oversold",
+        NewEvent::of(
+            &InventoryEvent::Oversold(Oversold {
+                incident_id: id,
+                sku: sku.as_str().to_string(),
+                location_id: m.location,
+                details,
+            }),
             now,
-            json!({ "incident_id": id, "sku": sku.as_str(), "location_id": m.location, "details": details }),
         )
         .channel(Some(channel))
         .subject("sku", sku)

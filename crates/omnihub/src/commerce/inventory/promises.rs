@@ -13,8 +13,10 @@
 //! transfer in) or another reservation released there re-checks the spot and
 //! backs the lines again, oldest first; cancelling the order releases its own.
 
-use serde_json::json;
-
+use super::events::{
+    InventoryEvent, OrderAttentionResolved, OrderNeedsAttention, ReservationBacked,
+    ReservationUnbacked,
+};
 use super::{InventoryError, StockLevel, store};
 use crate::commerce::catalog::Sku;
 use crate::platform::events::NewEvent;
@@ -91,12 +93,16 @@ pub async fn recheck(
 pub fn emit_unbacked(tx: &mut Tx, unbacked: &[Unbacked], incident_id: Option<&str>) {
     let now = tx.now();
     for u in unbacked {
-        let details = json!({
-            "reservation_id": u.reservation_id, "order_id": u.order_id, "sku": u.sku.as_str(),
-            "location_id": u.location, "unbacked": u.quantity, "incident_id": incident_id,
-        });
+        let details = ReservationUnbacked {
+            reservation_id: u.reservation_id.clone(),
+            order_id: u.order_id.clone(),
+            sku: u.sku.as_str().to_string(),
+            location_id: u.location,
+            unbacked: u.quantity,
+            incident_id: incident_id.map(str::to_string),
+        };
         tx.emit(
-            NewEvent::new("reservation.unbacked", now, details.clone())
+            NewEvent::of(&InventoryEvent::ReservationUnbacked(details.clone()), now)
                 .subject(OWNER_SUBJECT, &u.channel_id)
                 .subject("reservation_id", &u.reservation_id)
                 .subject("sku", &u.sku)
@@ -104,10 +110,13 @@ pub fn emit_unbacked(tx: &mut Tx, unbacked: &[Unbacked], incident_id: Option<&st
         );
         if let Some(order) = &u.order_id {
             tx.emit(
-                NewEvent::new(
-                    "order.needs_attention",
+                NewEvent::of(
+                    &InventoryEvent::OrderNeedsAttention(OrderNeedsAttention {
+                        order_id: order.clone(),
+                        reason: "stock_unbacked",
+                        details,
+                    }),
                     now,
-                    json!({ "order_id": order, "reason": "stock_unbacked", "details": details }),
                 )
                 .subject("order_id", order)
                 .subject(OWNER_SUBJECT, &u.channel_id)
@@ -126,11 +135,14 @@ fn emit_backed(
     location: LocationId,
 ) {
     let now = tx.now();
-    let details = json!({
-        "reservation_id": reservation, "order_id": order, "sku": sku.as_str(), "location_id": location,
-    });
+    let details = ReservationBacked {
+        reservation_id: reservation.to_string(),
+        order_id: order.map(str::to_string),
+        sku: sku.as_str().to_string(),
+        location_id: location,
+    };
     tx.emit(
-        NewEvent::new("reservation.backed", now, details.clone())
+        NewEvent::of(&InventoryEvent::ReservationBacked(details.clone()), now)
             .subject(OWNER_SUBJECT, owner)
             .subject("reservation_id", reservation)
             .subject("sku", sku)
@@ -138,10 +150,13 @@ fn emit_backed(
     );
     if let Some(order) = order {
         tx.emit(
-            NewEvent::new(
-                "order.attention_resolved",
+            NewEvent::of(
+                &InventoryEvent::OrderAttentionResolved(OrderAttentionResolved {
+                    order_id: order.to_string(),
+                    reason: "stock_unbacked",
+                    details,
+                }),
                 now,
-                json!({ "order_id": order, "reason": "stock_unbacked", "details": details }),
             )
             .subject(OWNER_SUBJECT, owner)
             .subject("order_id", order),

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Duration;
 
+use super::events::{InventoryEvent, ReservationSnapshot};
 use super::ledger::{self, Changes, Movement};
 use super::policy::{self, ChannelPolicy};
 use super::promises;
@@ -374,27 +375,22 @@ async fn apply_prepared(tx: &mut Tx, prepared: Prepared) -> Result<Reservation, 
     store::insert_reservation(tx.conn(), &row).await?;
     let reservation = Reservation::try_from(row)?;
     changes.emit(tx);
-    tx.emit(event("reservation.created", &reservation, now));
+    tx.emit(event(InventoryEvent::ReservationCreated, &reservation, now));
     Ok(reservation)
 }
 
-pub(crate) fn event(kind: &str, r: &Reservation, now: Timestamp) -> NewEvent {
-    NewEvent::new(
-        kind,
-        now,
-        serde_json::json!({
-            "id": r.id,
-            "status": r.status.as_str(),
-            "reference": r.reference,
-            "expires_at": r.expires_at,
-            "lines": r.lines.iter().map(|l| serde_json::json!({
-                "sku": l.sku.as_str(), "location_id": l.location_id, "quantity": l.quantity, "fulfilled": l.fulfilled,
-            })).collect::<Vec<_>>(),
-        }),
-    )
-    .channel(Some(r.channel_id))
-    .subject("reservation_id", r.id)
-    .subject(crate::platform::events::visibility::OWNER_SUBJECT, r.channel_id)
+pub(crate) fn event(
+    kind: fn(ReservationSnapshot) -> InventoryEvent,
+    r: &Reservation,
+    now: Timestamp,
+) -> NewEvent {
+    NewEvent::of(&kind(ReservationSnapshot::of(r)), now)
+        .channel(Some(r.channel_id))
+        .subject("reservation_id", r.id)
+        .subject(
+            crate::platform::events::visibility::OWNER_SUBJECT,
+            r.channel_id,
+        )
 }
 
 async fn load(tx: &mut Tx, id: ReservationId) -> Result<Reservation, InventoryError> {
@@ -427,17 +423,17 @@ pub async fn release_in(
 ) -> Result<Reservation, InventoryError> {
     let now = tx.now();
     let mut reservation = load(tx, id).await?;
-    let (to, reason, kind) = if expired {
+    let (to, reason, kind): (_, _, fn(ReservationSnapshot) -> InventoryEvent) = if expired {
         (
             ReservationStatus::Expired,
             Reason::Expiry,
-            "reservation.expired",
+            InventoryEvent::ReservationExpired,
         )
     } else {
         (
             ReservationStatus::Released,
             Reason::Release,
-            "reservation.released",
+            InventoryEvent::ReservationReleased,
         )
     };
     let from: &[&str] = if expired { &["active"] } else { &OPEN };
@@ -553,7 +549,11 @@ pub async fn allocate_in(
         reservation.reference = reference;
     }
     reservation.updated_at = now;
-    tx.emit(event("reservation.allocated", &reservation, now));
+    tx.emit(event(
+        InventoryEvent::ReservationAllocated,
+        &reservation,
+        now,
+    ));
     Ok(reservation)
 }
 
@@ -657,7 +657,11 @@ pub async fn fulfil_in(
     }
     reservation.updated_at = now;
     changes.emit(tx);
-    tx.emit(event("reservation.fulfilled", &reservation, now));
+    tx.emit(event(
+        InventoryEvent::ReservationFulfilled,
+        &reservation,
+        now,
+    ));
     Ok(reservation)
 }
 
@@ -838,7 +842,7 @@ async fn apply_batch(
     store::insert_reservations(tx.conn(), &rows).await?;
     changes.emit(tx);
     for reservation in results.iter().flatten() {
-        tx.emit(event("reservation.created", reservation, now));
+        tx.emit(event(InventoryEvent::ReservationCreated, reservation, now));
     }
     Ok(results)
 }

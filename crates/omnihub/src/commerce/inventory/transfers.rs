@@ -3,6 +3,7 @@
 //! destination; receiving turns `incoming` into `on_hand`; cancelling an
 //! in-transit transfer puts everything back.
 
+use super::events::{InventoryEvent, TransferSnapshot};
 use super::ledger::{self, Changes, Movement};
 use super::promises;
 use super::store::{self, TransferRow};
@@ -57,17 +58,15 @@ impl TryFrom<TransferRow> for Transfer {
     }
 }
 
-fn event(kind: &str, t: &Transfer, channel: ChannelId, now: Timestamp) -> NewEvent {
-    let event = NewEvent::new(
-        kind,
-        now,
-        serde_json::json!({
-            "id": t.id, "from_location_id": t.from, "to_location_id": t.to, "status": t.status,
-            "lines": t.lines.iter().map(|(s, q)| serde_json::json!({"sku": s.as_str(), "quantity": q})).collect::<Vec<_>>(),
-        }),
-    )
-    .channel(Some(channel))
-    .subject("transfer_id", t.id);
+fn event(
+    kind: fn(TransferSnapshot) -> InventoryEvent,
+    t: &Transfer,
+    channel: ChannelId,
+    now: Timestamp,
+) -> NewEvent {
+    let event = NewEvent::of(&kind(TransferSnapshot::of(t)), now)
+        .channel(Some(channel))
+        .subject("transfer_id", t.id);
     match t.channel_id {
         Some(owner) => event.subject(crate::platform::events::visibility::OWNER_SUBJECT, owner),
         None => event,
@@ -168,7 +167,12 @@ async fn create_in(
     store::insert_transfer(tx.conn(), &row).await?;
     let transfer = Transfer::try_from(row)?;
     changes.emit(tx);
-    tx.emit(event("transfer.shipped", &transfer, channel, now));
+    tx.emit(event(
+        InventoryEvent::TransferShipped,
+        &transfer,
+        channel,
+        now,
+    ));
     Ok(transfer)
 }
 
@@ -252,9 +256,9 @@ pub async fn finish(
                 transfer.updated_at = now;
                 changes.emit(tx);
                 let kind = if cancel {
-                    "transfer.cancelled"
+                    InventoryEvent::TransferCancelled
                 } else {
-                    "transfer.received"
+                    InventoryEvent::TransferReceived
                 };
                 tx.emit(event(kind, &transfer, channel, now));
                 Ok(transfer)

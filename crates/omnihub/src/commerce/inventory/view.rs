@@ -112,7 +112,7 @@ impl InventoryView {
     }
 
     fn apply(&self, event: &Event) {
-        match event.kind.as_str() {
+        match event.event_type.as_str() {
             "inventory.availability_changed" => {
                 let p = &event.payload;
                 let (Some(sku), Some(location)) = (

@@ -2,6 +2,7 @@
 //! with the facts sourcing needs (coordinates, pickup, ship-from-store, lead
 //! times).
 
+pub mod events;
 pub mod http;
 mod store;
 // Every location (sourcing, reservations, the availability view) and one by id.
@@ -144,10 +145,13 @@ pub async fn create(
                 location.created_at = tx.now();
                 store::insert(tx.conn(), &location).await?;
                 tx.emit(
-                    crate::platform::events::NewEvent::new(
-                        "location.created",
+                    crate::platform::events::NewEvent::of(
+                        &events::LocationEvent::Created(events::LocationCreated {
+                            id: location.id,
+                            kind: location.kind.as_str(),
+                            name: location.name.clone(),
+                        }),
                         location.created_at,
-                        serde_json::json!({ "id": location.id, "kind": location.kind.as_str(), "name": location.name }),
                     )
                     .channel(channel)
                     .subject("location_id", location.id),

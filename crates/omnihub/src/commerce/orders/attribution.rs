@@ -13,9 +13,10 @@
 use std::collections::BTreeSet;
 
 use futures::future::BoxFuture;
-use serde_json::json;
 
-use super::{Order, snapshot, store};
+use super::events::{OrderEvent, OrderReattributed, OrderSnapshot};
+use super::{Order, store};
+use crate::commerce::carts::events::OriginBody;
 use crate::commerce::carts::{self, CartError, Origin};
 use crate::customers::identity::rules::IdentityRules;
 use crate::customers::identity::{self, Separation};
@@ -93,11 +94,13 @@ async fn reattribute(
 /// `order.reattributed`: the order (now on its new profile), the profile it
 /// was on, whom it was placed for and the unmerge that moved it.
 fn announce(tx: &mut Tx, order: &Order, previous: &str, origin: &Origin, separation: &Separation) {
-    let mut data = snapshot(order);
-    data["previous_customer_id"] = json!(previous);
-    data["origin"] = origin.json();
-    data["merge_id"] = json!(separation.merge_id);
-    let mut event = NewEvent::new("order.reattributed", tx.now(), data)
+    let payload = OrderReattributed {
+        order: OrderSnapshot::of(order),
+        previous_customer_id: previous.to_string(),
+        origin: OriginBody::of(origin),
+        merge_id: separation.merge_id.clone(),
+    };
+    let mut event = NewEvent::of(&OrderEvent::Reattributed(payload), tx.now())
         .channel(separation.channel_id)
         .subject("order_id", order.id)
         .subject("previous_customer_id", previous)

@@ -28,13 +28,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::events::OrderEvent;
 use super::{
     Checkout, Fulfilment, Order, OrderError, OrderLine, OrderStatus, Source, check_tenders, emit,
     groups_of, owner_ids, promise_pickup, to_row,
 };
+use crate::commerce::carts::events::CartEvent;
 use crate::commerce::carts::{self, Cart, CartError, CartStatus};
 use crate::commerce::catalog::{self, Sku, Variant};
 use crate::commerce::inventory::ReservationRow;
+use crate::commerce::inventory::events::InventoryEvent;
 use crate::commerce::inventory::ledger::{self, Changes};
 use crate::commerce::inventory::policy::{self, ChannelPolicy};
 use crate::commerce::inventory::reservations::{
@@ -306,18 +309,22 @@ async fn apply_batch(tx: &mut Tx, jobs: Vec<Job>) -> Result<Vec<Decided>, StoreE
     changes.emit(tx);
     for a in &accepted {
         let channel = a.order.channel_id;
-        tx.emit(reservations::event("reservation.created", &a.created, now));
         tx.emit(reservations::event(
-            "reservation.allocated",
+            InventoryEvent::ReservationCreated,
+            &a.created,
+            now,
+        ));
+        tx.emit(reservations::event(
+            InventoryEvent::ReservationAllocated,
             &a.allocated,
             now,
         ));
         let mut placed = a.order.clone();
         placed.status = OrderStatus::Placed;
-        emit(tx, "order.placed", &placed, channel);
-        emit(tx, "order.allocated", &a.order, channel);
+        emit(tx, OrderEvent::Placed, &placed, channel);
+        emit(tx, OrderEvent::Allocated, &a.order, channel);
         tx.emit(carts::event(
-            "cart.checked_out",
+            CartEvent::CheckedOut,
             &a.cart,
             Some(channel),
             now,

@@ -21,13 +21,13 @@
 
 pub mod attribution;
 pub mod checkout;
+pub mod events;
 pub mod http;
 mod store;
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
-
+use crate::commerce::carts::events::CartEvent;
 use crate::commerce::carts::{self, Cart, CartError, CartStatus};
 use crate::commerce::catalog::{self, Currency, Sku};
 use crate::commerce::inventory as inventory_store;
@@ -44,6 +44,7 @@ use crate::platform::ids::{CartId, ChannelId, LocationId, OrderId, ReservationId
 use crate::platform::keys::reach::Reach;
 use crate::platform::storage::{Store, StoreError, Tx};
 use crate::platform::time::Timestamp;
+use events::{OrderEvent, OrderSnapshot};
 use store::{AddressDoc, GroupDoc, OrderRow, TenderDoc};
 
 /// Most tenders on one order.
@@ -498,31 +499,8 @@ impl TryFrom<OrderRow> for Order {
 
 // ------------------------------------------------------------ events
 
-pub fn snapshot(o: &Order) -> Value {
-    json!({
-        "id": o.id,
-        "source": o.source.as_str(),
-        "status": o.status.as_str(),
-        "customer_id": o.customer_id,
-        "cart_id": o.cart_id,
-        "external_order_id": o.external_order_id,
-        "currency": o.currency.as_str(),
-        "total_minor": o.total_minor,
-        "fulfilment": o.fulfilment.kind(),
-        "lines": o.lines.iter().map(|l| json!({
-            "sku": l.sku.as_str(), "quantity": l.quantity, "unit_price_minor": l.unit_price_minor,
-        })).collect::<Vec<_>>(),
-        "groups": o.groups.iter().map(|g| json!({
-            "location_id": g.location_id, "status": g.status.as_str(),
-            "carrier": g.carrier, "tracking": g.tracking,
-            "ready_by": g.ready_by, "ready_at": g.ready_at, "ready_late": g.ready_late(),
-            "lines": g.lines.iter().map(|(s, q)| json!({"sku": s.as_str(), "quantity": q})).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
-}
-
-fn emit(tx: &mut Tx, kind: &str, o: &Order, channel: ChannelId) {
-    let mut event = NewEvent::new(kind, tx.now(), snapshot(o))
+fn emit(tx: &mut Tx, kind: fn(OrderSnapshot) -> OrderEvent, o: &Order, channel: ChannelId) {
+    let mut event = NewEvent::of(&kind(OrderSnapshot::of(o)), tx.now())
         .channel(Some(channel))
         .subject("order_id", o.id);
     if let Some(customer) = &o.customer_id {
@@ -886,10 +864,10 @@ async fn checkout_in(
         updated_at: now,
         origin: Some(cart.origin.clone()),
     };
-    emit(tx, "order.placed", &order, channel);
+    emit(tx, OrderEvent::Placed, &order, channel);
     order.status = OrderStatus::Allocated;
     store::insert(tx.conn(), &to_row(&order)).await?;
-    emit(tx, "order.allocated", &order, channel);
+    emit(tx, OrderEvent::Allocated, &order, channel);
     let closed = carts::close(
         tx.conn(),
         &cart.id.to_string(),
@@ -907,7 +885,12 @@ async fn checkout_in(
         .into());
     }
     let cart = carts::load_in(tx, cart.id).await?;
-    tx.emit(carts::event("cart.checked_out", &cart, Some(channel), now));
+    tx.emit(carts::event(
+        CartEvent::CheckedOut,
+        &cart,
+        Some(channel),
+        now,
+    ));
     Ok((order, true))
 }
 
@@ -1089,7 +1072,7 @@ pub async fn record_pos_sale(
                     origin: sale.customer.as_ref().map(SaleCustomer::origin),
                 };
                 store::insert(tx.conn(), &to_row(&order)).await?;
-                emit(tx, "order.completed", &order, channel);
+                emit(tx, OrderEvent::Completed, &order, channel);
                 Ok(order)
             })
         })
@@ -1189,8 +1172,8 @@ pub async fn import(
                     origin: None,
                 };
                 store::insert(tx.conn(), &to_row(&order)).await?;
-                emit(tx, "order.imported", &order, channel);
-                emit(tx, "order.allocated", &order, channel);
+                emit(tx, OrderEvent::Imported, &order, channel);
+                emit(tx, OrderEvent::Allocated, &order, channel);
                 Ok((order, true))
             })
         })
@@ -1267,7 +1250,7 @@ async fn transition_in(
     let from = order.status;
     let status = from.as_str();
     let pickup = matches!(order.fulfilment, Fulfilment::Pickup(_));
-    let (to, kind) = match &step {
+    let (to, kind): (OrderStatus, fn(OrderSnapshot) -> OrderEvent) = match &step {
         Transition::Ready => {
             if !pickup || from != OrderStatus::Allocated {
                 return Err(OrderError::InvalidTransition(
@@ -1293,7 +1276,7 @@ async fn transition_in(
                 g.status = GroupStatus::Ready;
                 g.ready_at = Some(now);
             }
-            (OrderStatus::ReadyForPickup, "order.ready_for_pickup")
+            (OrderStatus::ReadyForPickup, OrderEvent::ReadyForPickup)
         }
         Transition::PickedUp => {
             if from != OrderStatus::ReadyForPickup {
@@ -1303,7 +1286,7 @@ async fn transition_in(
                 ));
             }
             fulfil_groups(tx, &mut order, None, channel, GroupStatus::PickedUp).await?;
-            (OrderStatus::PickedUp, "order.picked_up")
+            (OrderStatus::PickedUp, OrderEvent::PickedUp)
         }
         Transition::Ship {
             carrier,
@@ -1334,9 +1317,9 @@ async fn transition_in(
                 .iter()
                 .all(|g| g.status == GroupStatus::Shipped)
             {
-                (OrderStatus::Shipped, "order.shipped")
+                (OrderStatus::Shipped, OrderEvent::Shipped)
             } else {
-                (OrderStatus::PartiallyShipped, "order.partially_shipped")
+                (OrderStatus::PartiallyShipped, OrderEvent::PartiallyShipped)
             }
         }
         Transition::Deliver => {
@@ -1349,7 +1332,7 @@ async fn transition_in(
             for g in &mut order.groups {
                 g.status = GroupStatus::Delivered;
             }
-            (OrderStatus::Delivered, "order.delivered")
+            (OrderStatus::Delivered, OrderEvent::Delivered)
         }
         Transition::Cancel => {
             if !matches!(
@@ -1375,7 +1358,7 @@ async fn transition_in(
                     g.status = GroupStatus::Cancelled;
                 }
             }
-            (OrderStatus::Cancelled, "order.cancelled")
+            (OrderStatus::Cancelled, OrderEvent::Cancelled)
         }
     };
     let now = tx.now();

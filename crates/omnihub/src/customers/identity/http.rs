@@ -5,6 +5,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::events::{IdentityEvent, RulesUpdated};
 use super::resolver::NodeStatus;
 use super::rules::RulesDocument;
 use super::store;
@@ -75,10 +76,9 @@ pub async fn put_rules(
                 let now = tx.now();
                 store::save_rules(tx.conn(), &json.to_string(), now).await?;
                 tx.emit(
-                    NewEvent::new(
-                        "identity.rules_updated",
+                    NewEvent::of(
+                        &IdentityEvent::RulesUpdated(RulesUpdated { rules: json }),
                         now,
-                        serde_json::json!({"rules": json}),
                     )
                     .channel(Some(channel)),
                 );

@@ -20,6 +20,7 @@
 //! `identity.shared`, `identity.verification_required`.
 
 pub mod compact;
+pub mod events;
 pub mod http;
 pub mod known;
 pub mod rebuild;
@@ -29,12 +30,11 @@ mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::json;
-
 use crate::platform::events::NewEvent;
 use crate::platform::ids::{ChannelId, CustomerId, IdentifierId, LinkId, MergeId};
 use crate::platform::storage::{StoreError, Tx};
 use crate::platform::time::{self, Timestamp};
+use events::{IdentifierValue, IdentityEvent, LinkBody};
 pub use known::KnownIdentities;
 use resolver::{EdgeInput, NodeInput, NodeStatus, Refusal, Resolution};
 use rules::{IdentifierClass, IdentityRules};
@@ -511,14 +511,13 @@ async fn create_lone_profile(
     debug_assert_eq!(row.customer_id, row.home_customer_id);
     store::insert_customer(tx.conn(), &row.customer_id, now).await?;
     tx.emit(
-        NewEvent::new(
-            "customer.created",
-            now,
-            json!({
-                "customer_id": row.customer_id,
-                "identifiers": [{"type": row.kind, "value": row.value}],
-                "cause": cause.describe(),
+        NewEvent::of(
+            &IdentityEvent::CustomerCreated(events::CustomerCreated {
+                customer_id: row.customer_id.clone(),
+                identifiers: vec![IdentifierValue::of(row)],
+                cause: cause.describe(),
             }),
+            now,
         )
         .channel(cause.channel())
         .subject("customer_id", &row.customer_id),
@@ -558,12 +557,8 @@ impl Cause {
         }
     }
 
-    fn describe(&self) -> serde_json::Value {
-        match self {
-            Cause::Event { message_id, .. } => json!({"kind": "event", "message_id": message_id}),
-            Cause::Unmerge { merge_id, .. } => json!({"kind": "unmerge", "merge_id": merge_id}),
-            Cause::Rebuild { .. } => json!({"kind": "rebuild"}),
-        }
+    fn describe(&self) -> events::CauseBody {
+        events::CauseBody::of(self)
     }
 }
 
@@ -727,15 +722,18 @@ async fn apply_resolution(
         }
         if created {
             tx.emit(
-                NewEvent::new(
-                    "customer.created",
-                    now,
-                    json!({
-                        "customer_id": survivor,
-                        "identifiers": group.members.iter().filter_map(|m| out.rows.get(m))
-                            .map(|r| json!({"type": r.kind, "value": r.value})).collect::<Vec<_>>(),
-                        "cause": cause.describe(),
+                NewEvent::of(
+                    &IdentityEvent::CustomerCreated(events::CustomerCreated {
+                        customer_id: survivor.clone(),
+                        identifiers: group
+                            .members
+                            .iter()
+                            .filter_map(|m| out.rows.get(m))
+                            .map(IdentifierValue::of)
+                            .collect(),
+                        cause: cause.describe(),
                     }),
+                    now,
                 )
                 .channel(channel)
                 .subject("customer_id", survivor),
@@ -771,17 +769,16 @@ async fn apply_resolution(
             store::set_merged_into(tx.conn(), &merged, Some(survivor), now).await?;
             let link = link_id.as_ref().and_then(|l| out.links.get(l));
             tx.emit(
-                NewEvent::new(
-                    "customer.merged",
-                    now,
-                    json!({
-                        "merge_id": merge.id,
-                        "customer_id": survivor,
-                        "merged_customer_id": merged,
-                        "reason": reason,
-                        "link": link.map(|l| link_json(l, &out.rows)),
-                        "cause": cause.describe(),
+                NewEvent::of(
+                    &IdentityEvent::CustomerMerged(events::CustomerMerged {
+                        merge_id: merge.id.clone(),
+                        customer_id: survivor.clone(),
+                        merged_customer_id: merged.clone(),
+                        reason: reason.to_string(),
+                        link: link.map(|l| LinkBody::of(l, &out.rows)),
+                        cause: cause.describe(),
                     }),
+                    now,
                 )
                 .channel(channel)
                 .subject("customer_id", survivor)
@@ -832,25 +829,6 @@ fn cause_link(
     (None, "regrouped")
 }
 
-fn link_json(link: &LinkRow, rows: &BTreeMap<String, IdentifierRow>) -> serde_json::Value {
-    let ident = |id: &str| {
-        rows.get(id)
-            .map(|r| json!({"type": r.kind, "value": r.value}))
-            .unwrap_or(serde_json::Value::Null)
-    };
-    json!({
-        "id": link.id,
-        "from": ident(&link.from_id),
-        "to": ident(&link.to_id),
-        "rule": link.rule,
-        "verified": link.verified,
-        "trusted": link.trusted,
-        "message_id": link.message_id,
-        "channel_id": link.channel_id,
-        "observed_at": time::from_micros(link.observed_at),
-    })
-}
-
 fn emit_status_change(
     tx: &mut Tx,
     row: &IdentifierRow,
@@ -860,20 +838,19 @@ fn emit_status_change(
     cause: &Cause,
 ) {
     let kind = match status {
-        NodeStatus::Quarantined => "identity.quarantined",
-        NodeStatus::Shared => "identity.shared",
+        NodeStatus::Quarantined => IdentityEvent::Quarantined,
+        NodeStatus::Shared => IdentityEvent::Shared,
         NodeStatus::Member => return,
     };
     let now = tx.now();
     tx.emit(
-        NewEvent::new(
-            kind,
-            now,
-            json!({
-                "identifier": {"type": row.kind, "value": row.value},
-                "customer_id": customer,
-                "cause": cause.describe(),
+        NewEvent::of(
+            &kind(events::IdentifierStatusChanged {
+                identifier: IdentifierValue::of(row),
+                customer_id: customer.to_string(),
+                cause: cause.describe(),
             }),
+            now,
         )
         .channel(channel)
         .subject("customer_id", customer),
@@ -904,18 +881,17 @@ fn emit_splits(
         if now_in.len() > 1 {
             split_into.extend(now_in.iter().map(|c| (*c).clone()));
             tx.emit(
-                NewEvent::new(
-                    "customer.split",
-                    now,
-                    json!({
-                        "customer_id": old,
-                        "into": now_in,
-                        "reason": match cause {
+                NewEvent::of(
+                    &IdentityEvent::CustomerSplit(events::CustomerSplit {
+                        customer_id: old.clone(),
+                        into: now_in.iter().map(|c| (*c).clone()).collect(),
+                        reason: match cause {
                             Cause::Rebuild { .. } => "regrouped under the rules in force",
                             _ => "an identifier became shared or quarantined",
                         },
-                        "cause": cause.describe(),
+                        cause: cause.describe(),
                     }),
+                    now,
                 )
                 .channel(cause.channel())
                 .subject("customer_id", old),
@@ -940,25 +916,32 @@ fn emit_refusals(tx: &mut Tx, cause: &Cause, out: &Recomputed) {
             .into_iter()
             .filter_map(|id| out.customer_of.get(id))
             .collect();
-        let (kind, detail) = match refusal {
+        let (kind, refused) = match refusal {
             Refusal::LimitExceeded { kind, limit } => (
-                "identity.conflict",
-                json!({"rule": "max_per_profile", "type": kind, "limit": limit}),
+                IdentityEvent::Conflict as fn(_) -> _,
+                events::Refused {
+                    rule: "max_per_profile",
+                    kind: Some(kind.clone()),
+                    limit: Some(*limit),
+                },
             ),
             Refusal::NeedsVerification => (
-                "identity.verification_required",
-                json!({"rule": "verified_identifier_required"}),
+                IdentityEvent::VerificationRequired as fn(_) -> _,
+                events::Refused {
+                    rule: "verified_identifier_required",
+                    kind: None,
+                    limit: None,
+                },
             ),
         };
-        let mut event = NewEvent::new(
-            kind,
-            now,
-            json!({
-                "link": link_json(link, &out.rows),
-                "customer_ids": customers,
-                "refused": detail,
-                "cause": cause.describe(),
+        let mut event = NewEvent::of(
+            &kind(events::LinkRefused {
+                link: LinkBody::of(link, &out.rows),
+                customer_ids: customers.iter().map(|c| (*c).clone()).collect(),
+                refused,
+                cause: cause.describe(),
             }),
+            now,
         )
         .channel(cause.channel());
         if let Some(first) = customers.iter().next() {
@@ -1041,16 +1024,15 @@ pub async fn unmerge(
         return Err(IdentityError::Preview(Box::new(report)));
     }
     tx.emit(
-        NewEvent::new(
-            "customer.unmerged",
-            now,
-            json!({
-                "merge_id": report.merge_id,
-                "customer_id": report.survivor_id,
-                "unmerged_customer_id": report.merged_id,
-                "retracted_links": report.retracted_links,
-                "profiles": report.profiles,
+        NewEvent::of(
+            &IdentityEvent::CustomerUnmerged(events::CustomerUnmerged {
+                merge_id: report.merge_id.clone(),
+                customer_id: report.survivor_id.clone(),
+                unmerged_customer_id: report.merged_id.clone(),
+                retracted_links: report.retracted_links.clone(),
+                profiles: report.profiles.clone(),
             }),
+            now,
         )
         .channel(channel_id)
         .subject("customer_id", &report.survivor_id)

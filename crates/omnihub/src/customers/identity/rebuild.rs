@@ -31,15 +31,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use serde_json::json;
-
 use super::compact::{self, CompactGraph, CompactRules};
+use super::events::{self, IdentifierValue, IdentityEvent, LinkBody};
 use super::resolver::NodeStatus;
 use super::rules::IdentityRules;
 use super::store::{self, IdentifierRow, MergeRow};
-use super::{
-    Cause, IdentityError, LinkTrust, emit_status_change, link_json, load_rules, recompute,
-};
+use super::{Cause, IdentityError, LinkTrust, emit_status_change, load_rules, recompute};
 use crate::platform::events::NewEvent;
 use crate::platform::ids::{ChannelId, MergeId};
 use crate::platform::storage::{Store, Tx};
@@ -863,18 +860,16 @@ async fn write_group(
         }
         if m.blocked {
             outcome.blocked += 1;
-            let retracted: Vec<&String> = group.retract.iter().collect();
             tx.emit(
-                NewEvent::new(
-                    "identity.blocked",
-                    now,
-                    json!({
-                        "identifier": {"type": row.kind, "value": row.value},
-                        "customer_id": survivor,
-                        "status": m.status.as_str(),
-                        "retracted_links": retracted,
-                        "cause": cause.describe(),
+                NewEvent::of(
+                    &IdentityEvent::Blocked(events::IdentifierBlocked {
+                        identifier: IdentifierValue::of(row),
+                        customer_id: survivor.clone(),
+                        status: m.status.as_str(),
+                        retracted_links: group.retract.clone(),
+                        cause: cause.describe(),
                     }),
+                    now,
                 )
                 .channel(channel)
                 .subject("customer_id", survivor),
@@ -883,15 +878,18 @@ async fn write_group(
     }
     if created {
         tx.emit(
-            NewEvent::new(
-                "customer.created",
-                now,
-                json!({
-                    "customer_id": survivor,
-                    "identifiers": group.members.iter().filter_map(|m| rows.get(&m.id))
-                        .map(|r| json!({"type": r.kind, "value": r.value})).collect::<Vec<_>>(),
-                    "cause": cause.describe(),
+            NewEvent::of(
+                &IdentityEvent::CustomerCreated(events::CustomerCreated {
+                    customer_id: survivor.clone(),
+                    identifiers: group
+                        .members
+                        .iter()
+                        .filter_map(|m| rows.get(&m.id))
+                        .map(IdentifierValue::of)
+                        .collect(),
+                    cause: cause.describe(),
                 }),
+                now,
             )
             .channel(channel)
             .subject("customer_id", survivor),
@@ -919,17 +917,16 @@ async fn write_group(
             None => None,
         };
         tx.emit(
-            NewEvent::new(
-                "customer.merged",
-                now,
-                json!({
-                    "merge_id": record.id,
-                    "customer_id": survivor,
-                    "merged_customer_id": merge.merged,
-                    "reason": merge.reason,
-                    "link": link.as_ref().map(|l| link_json(l, &rows)),
-                    "cause": cause.describe(),
+            NewEvent::of(
+                &IdentityEvent::CustomerMerged(events::CustomerMerged {
+                    merge_id: record.id.clone(),
+                    customer_id: survivor.clone(),
+                    merged_customer_id: merge.merged.clone(),
+                    reason: merge.reason.to_string(),
+                    link: link.as_ref().map(|l| LinkBody::of(l, &rows)),
+                    cause: cause.describe(),
                 }),
+                now,
             )
             .channel(channel)
             .subject("customer_id", survivor)
@@ -940,15 +937,14 @@ async fn write_group(
     for (old, into) in group.splits {
         outcome.split_into.extend(into.iter().cloned());
         tx.emit(
-            NewEvent::new(
-                "customer.split",
-                now,
-                json!({
-                    "customer_id": old,
-                    "into": into,
-                    "reason": "regrouped under the rules in force",
-                    "cause": cause.describe(),
+            NewEvent::of(
+                &IdentityEvent::CustomerSplit(events::CustomerSplit {
+                    customer_id: old.clone(),
+                    into,
+                    reason: "regrouped under the rules in force",
+                    cause: cause.describe(),
                 }),
+                now,
             )
             .channel(channel)
             .subject("customer_id", &old),

@@ -14,6 +14,7 @@
 //! every accepted call, and `customer.updated` for a call carrying traits.
 
 pub mod batcher;
+pub mod events;
 pub mod http;
 mod parse;
 pub mod schema;
@@ -29,7 +30,7 @@ pub mod traits;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::customers::groups;
 use crate::customers::identity::rules::{IdentifierClass, IdentityRules};
@@ -43,6 +44,7 @@ use crate::platform::ids::{ChannelId, TrackingEventId};
 use crate::platform::keys::{Principal, Scope, login_token};
 use crate::platform::storage::{Store, StoreError, Tx};
 use crate::platform::time::Timestamp;
+use events::{CustomerUpdated, TrackingCall, TrackingEvent};
 
 /// Largest accepted single call, and largest call inside a batch (Segment's limit).
 pub const MAX_EVENT_BYTES: usize = 32 * 1024;
@@ -92,18 +94,6 @@ impl MessageType {
 
     pub fn parse(s: &str) -> Option<Self> {
         MessageType::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-
-    /// The domain event emitted for an accepted call of this type.
-    pub fn event_kind(self) -> &'static str {
-        match self {
-            MessageType::Identify => "tracking.identify",
-            MessageType::Track => "tracking.track",
-            MessageType::Page => "tracking.page",
-            MessageType::Screen => "tracking.screen",
-            MessageType::Alias => "tracking.alias",
-            MessageType::Group => "tracking.group",
-        }
     }
 }
 
@@ -639,20 +629,22 @@ fn emit_call_events(
 ) {
     let now = tx.now();
     tx.emit(
-        NewEvent::new(
-            message.kind.event_kind(),
+        NewEvent::of(
+            &TrackingEvent::call(
+                message.kind,
+                TrackingCall {
+                    customer_id,
+                    tracking_event_id: &row.id,
+                    message_id: &row.message_id,
+                    kind: row.kind,
+                    name: row.name.as_deref(),
+                    user_id: row.user_id.as_deref(),
+                    anonymous_id: row.anonymous_id.as_deref(),
+                    timestamp: row.timestamp,
+                    properties: &message.properties,
+                },
+            ),
             row.timestamp,
-            json!({
-                "customer_id": customer_id,
-                "tracking_event_id": row.id,
-                "message_id": row.message_id,
-                "type": row.kind,
-                "name": row.name,
-                "user_id": row.user_id,
-                "anonymous_id": row.anonymous_id,
-                "timestamp": row.timestamp,
-                "properties": message.properties,
-            }),
         )
         .channel(Some(sender.channel_id))
         .subject("customer_id", customer_id)
@@ -660,16 +652,15 @@ fn emit_call_events(
     );
     if !traits.is_empty() {
         tx.emit(
-            NewEvent::new(
-                "customer.updated",
-                now,
-                json!({
-                    "customer_id": customer_id,
-                    "traits": traits,
-                    "observed_at": row.timestamp,
-                    "message_id": row.message_id,
-                    "verified": verified,
+            NewEvent::of(
+                &TrackingEvent::CustomerUpdated(CustomerUpdated {
+                    customer_id,
+                    traits,
+                    observed_at: row.timestamp,
+                    message_id: &row.message_id,
+                    verified,
                 }),
+                now,
             )
             .channel(Some(sender.channel_id))
             .subject("customer_id", customer_id),

@@ -3,6 +3,7 @@
 //! channel and every write records the channel it came from.
 
 pub mod cache;
+pub mod events;
 pub mod http;
 mod store;
 // Channel lookups for other domains and the CLI (by id, by name, all).
@@ -160,15 +161,14 @@ pub async fn create(
                     }
                 })?;
                 tx.emit(
-                    crate::platform::events::NewEvent::new(
-                        "channel.created",
-                        channel.created_at,
-                        serde_json::json!({
-                            "id": channel.id,
-                            "kind": channel.kind.as_str(),
-                            "name": channel.name.as_str(),
-                            "location_id": channel.location_id,
+                    crate::platform::events::NewEvent::of(
+                        &events::ChannelEvent::Created(events::ChannelCreated {
+                            id: channel.id,
+                            kind: channel.kind.as_str(),
+                            name: channel.name.as_str().to_string(),
+                            location_id: channel.location_id,
                         }),
+                        channel.created_at,
                     )
                     .channel(by_channel)
                     .subject("channel_id", channel.id),

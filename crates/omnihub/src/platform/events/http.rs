@@ -24,7 +24,7 @@ pub struct EventBody {
     pub id: EventId,
     /// Dotted type, e.g. `channel.created`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub event_type: String,
     /// Version of the payload schema of this type.
     pub schema_version: i64,
     pub occurred_at: chrono::DateTime<chrono::Utc>,
@@ -42,7 +42,7 @@ impl From<&Event> for EventBody {
         EventBody {
             position: e.position,
             id: e.id,
-            kind: e.kind.clone(),
+            event_type: e.event_type.clone(),
             schema_version: e.schema_version,
             occurred_at: e.occurred_at,
             channel_id: e.channel_id,

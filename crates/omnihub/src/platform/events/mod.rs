@@ -14,9 +14,12 @@ mod store;
 pub use store::{by_positions, head, list_after, list_range, notify_channel};
 pub mod stream;
 pub mod tail;
+pub mod types;
 pub mod visibility;
 
 pub use crate::platform::storage::outbox::{Event, NewEvent};
+pub(crate) use types::event_types;
+pub use types::{DomainEvent, EventTypeInfo};
 
 /// A filter on event types: exact names (`channel.created`) or prefixes
 /// ending in `.*` (`cart.*`). Empty matches everything.

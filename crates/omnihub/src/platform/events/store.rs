@@ -103,7 +103,7 @@ pub fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
     Ok(Event {
         position: row.try_get("position")?,
         id: id.parse::<EventId>().map_err(|_| corrupt("id"))?,
-        kind: row.try_get("type")?,
+        event_type: row.try_get("type")?,
         schema_version: row.try_get("schema_version")?,
         occurred_at: time::from_micros(row.try_get("occurred_at")?),
         channel_id: channel_id

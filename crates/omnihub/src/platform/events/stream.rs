@@ -215,7 +215,7 @@ impl Subscription {
         };
         SseEvent::default()
             .id(event.position.to_string())
-            .event(event.kind.clone())
+            .event(event.event_type.clone())
             .json_data(&body)
             .unwrap_or_else(|_| SseEvent::default().comment("unserializable event"))
     }

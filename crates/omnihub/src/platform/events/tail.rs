@@ -98,7 +98,7 @@ impl Tail {
         let mut new_cursor = cursor;
         for event in ring.events.iter().skip(first) {
             new_cursor = event.position;
-            if filter.matches(&event.kind) {
+            if filter.matches(&event.event_type) {
                 out.push(event.clone());
                 if out.len() >= max {
                     break;

@@ -72,7 +72,7 @@ impl Reader {
 
     /// Whether the reader may see `event` at all.
     pub fn sees(&self, event: &Event) -> bool {
-        let kind = event.kind.as_str();
+        let kind = event.event_type.as_str();
         if ADMIN_FAMILIES.iter().any(|f| kind.starts_with(f)) {
             return self.admin;
         }
@@ -93,7 +93,10 @@ impl Reader {
         }
         let mut body = EventBody::from(event);
         if !self.personal {
-            if PERSONAL_FAMILIES.iter().any(|f| event.kind.starts_with(f)) {
+            if PERSONAL_FAMILIES
+                .iter()
+                .any(|f| event.event_type.starts_with(f))
+            {
                 body.data = Value::Object(Default::default());
             } else {
                 remove_personal(&mut body.data);

@@ -2,6 +2,7 @@
 //! SHA-256 hash, each belonging to one channel and carrying scopes.
 
 pub mod cache;
+pub mod events;
 pub mod http;
 pub mod login_token;
 pub mod reach;
@@ -222,16 +223,15 @@ pub async fn create(
                 };
                 store::insert(tx.conn(), &key, &secret.hash).await?;
                 tx.emit(
-                    crate::platform::events::NewEvent::new(
-                        "key.created",
-                        key.created_at,
-                        serde_json::json!({
-                            "id": key.id,
-                            "channel_id": key.channel_id,
-                            "name": key.name,
-                            "prefix": key.prefix,
-                            "scopes": key.scopes.names(),
+                    crate::platform::events::NewEvent::of(
+                        &events::KeyEvent::Created(events::KeyCreated {
+                            id: key.id,
+                            channel_id: key.channel_id,
+                            name: key.name.clone(),
+                            prefix: key.prefix.clone(),
+                            scopes: key.scopes.names(),
                         }),
+                        key.created_at,
                     )
                     .channel(by_channel)
                     .subject("key_id", key.id)
@@ -262,10 +262,12 @@ pub async fn revoke(
                 store::revoke(tx.conn(), &key_id.to_string(), now).await?;
                 key.revoked_at = Some(now);
                 tx.emit(
-                    crate::platform::events::NewEvent::new(
-                        "key.revoked",
+                    crate::platform::events::NewEvent::of(
+                        &events::KeyEvent::Revoked(events::KeyRevoked {
+                            id: key.id,
+                            channel_id: key.channel_id,
+                        }),
                         now,
-                        serde_json::json!({ "id": key.id, "channel_id": key.channel_id }),
                     )
                     .channel(by_channel)
                     .subject("key_id", key.id)

@@ -10,6 +10,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::sql::{chunk_sizes, value_tuple};
 use super::{Dialect, StoreError};
+use crate::platform::events::DomainEvent;
 use crate::platform::ids::{ChannelId, EventId};
 use crate::platform::time::{self, Timestamp};
 
@@ -27,13 +28,14 @@ const APPEND_CHUNK: usize = 20;
 /// (fewer round trips to sqlx's SQLite thread) are cheap.
 const SQLITE_APPEND_CHUNK: usize = 64;
 
-/// An event about to be written. `kind` is a dotted name such as
-/// `channel.created`; `subjects` names the entities it is about
-/// (`{"channel_id": "…"}`), which lets erasure and filters find it.
+/// An event about to be written. `event_type` is a dotted name such as
+/// `channel.created` (`type` on the wire and in the table); `subjects` names
+/// the entities it is about (`{"channel_id": "…"}`), which lets erasure and
+/// filters find it.
 #[derive(Clone, Debug)]
 pub struct NewEvent {
     pub id: EventId,
-    pub kind: String,
+    pub event_type: String,
     pub schema_version: i64,
     pub occurred_at: Timestamp,
     pub channel_id: Option<ChannelId>,
@@ -42,11 +44,20 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    /// A version-1 event of `kind` with `payload`, happening at `occurred_at`.
-    pub fn new(kind: &str, occurred_at: Timestamp, payload: Value) -> Self {
+    /// The event `event` of a declared type (`events::event_types!`),
+    /// happening at `occurred_at`: how the hub's operations emit events.
+    pub fn of(event: &impl DomainEvent, occurred_at: Timestamp) -> Self {
+        Self::new(event.event_type(), occurred_at, event.payload()).version(event.schema_version())
+    }
+
+    /// A version-1 event of any type with any payload: for benchmarks and
+    /// tests that write synthetic events. The hub's own code emits only
+    /// declared types ([`NewEvent::of`]; the test
+    /// `events::every_emitted_type_is_declared` keeps it so).
+    pub fn new(event_type: &str, occurred_at: Timestamp, payload: Value) -> Self {
         Self {
             id: EventId::new(),
-            kind: kind.to_string(),
+            event_type: event_type.to_string(),
             schema_version: 1,
             occurred_at,
             channel_id: None,
@@ -76,7 +87,7 @@ impl NewEvent {
 pub struct Event {
     pub position: i64,
     pub id: EventId,
-    pub kind: String,
+    pub event_type: String,
     pub schema_version: i64,
     pub occurred_at: Timestamp,
     pub channel_id: Option<ChannelId>,
@@ -127,7 +138,7 @@ pub async fn append(
         for event in chunk {
             query = query
                 .bind(event.id.to_string())
-                .bind(event.kind.clone())
+                .bind(event.event_type.clone())
                 .bind(event.schema_version)
                 .bind(time::to_micros(event.occurred_at))
                 .bind(event.channel_id.map(|c| c.to_string()))

@@ -287,7 +287,7 @@ fn committed_events(events: Vec<NewEvent>, last: i64) -> Vec<Event> {
         .map(|(e, position)| Event {
             position,
             id: e.id,
-            kind: e.kind,
+            event_type: e.event_type,
             schema_version: e.schema_version,
             // As stored: microseconds.
             occurred_at: time::from_micros(time::to_micros(e.occurred_at)),

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::events::{WebhookDisabled, WebhookEvent};
 use super::store::{self, Delivery};
 use super::{DeliveryStatus, Webhook, WebhookStatus, signature};
 use crate::platform::config::WebhookSettings;
@@ -457,7 +458,7 @@ async fn record(
             webhook_id: hook.id,
             event_id: event.id.to_string(),
             event_position: event.position,
-            event_type: event.kind.clone(),
+            event_type: event.event_type.clone(),
             status,
             attempts: attempts_made,
             next_attempt_at,
@@ -533,10 +534,13 @@ async fn disable(
     store::update(tx.conn(), hook).await?;
     store::fail_pending(tx.conn(), hook.id).await?;
     tx.emit(
-        NewEvent::new(
-            "webhook.disabled",
+        NewEvent::of(
+            &WebhookEvent::Disabled(WebhookDisabled {
+                id: hook.id,
+                url: hook.url.clone(),
+                reason,
+            }),
             now,
-            serde_json::json!({ "id": hook.id, "url": hook.url, "reason": reason }),
         )
         .subject("webhook_id", hook.id),
     );

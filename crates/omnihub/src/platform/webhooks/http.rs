@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::events::{WebhookCreated, WebhookDeleted, WebhookEvent, WebhookUpdated};
 use super::store::{self, Delivery};
 use super::{DeliveryStatus, Webhook, WebhookStatus, generate_secret, signature, validate_url};
 use crate::platform::events::{NewEvent, TypeFilter};
@@ -235,7 +236,12 @@ pub async fn create_webhook(
     let hook = state
         .store
         .write(move |tx| {
-            let (description, event_types, secret, url) = (description.clone(), event_types.clone(), secret.clone(), url.clone());
+            let (description, event_types, secret, url) = (
+                description.clone(),
+                event_types.clone(),
+                secret.clone(),
+                url.clone(),
+            );
             Box::pin(async move {
                 let now = tx.now();
                 let hook = Webhook {
@@ -254,10 +260,13 @@ pub async fn create_webhook(
                 };
                 store::insert(tx.conn(), &hook).await?;
                 tx.emit(
-                    NewEvent::new(
-                        "webhook.created",
+                    NewEvent::of(
+                        &WebhookEvent::Created(WebhookCreated {
+                            id: hook.id,
+                            url: hook.url.clone(),
+                            event_types: hook.event_types.patterns(),
+                        }),
                         now,
-                        serde_json::json!({ "id": hook.id, "url": hook.url, "event_types": hook.event_types.patterns() }),
                     )
                     .channel(Some(channel_id))
                     .subject("webhook_id", hook.id),
@@ -354,7 +363,8 @@ pub async fn update_webhook(
     let hook = state
         .store
         .write(move |tx| {
-            let (description, event_types, url) = (description.clone(), event_types.clone(), url.clone());
+            let (description, event_types, url) =
+                (description.clone(), event_types.clone(), url.clone());
             Box::pin(async move {
                 let dialect = tx.dialect();
                 let Some(mut hook) = store::get_for_update(tx.conn(), dialect, id).await? else {
@@ -382,10 +392,13 @@ pub async fn update_webhook(
                 hook.updated_at = tx.now();
                 store::update(tx.conn(), &hook).await?;
                 tx.emit(
-                    NewEvent::new(
-                        "webhook.updated",
+                    NewEvent::of(
+                        &WebhookEvent::Updated(WebhookUpdated {
+                            id: hook.id,
+                            url: hook.url.clone(),
+                            status: hook.status.as_str(),
+                        }),
                         hook.updated_at,
-                        serde_json::json!({ "id": hook.id, "url": hook.url, "status": hook.status.as_str() }),
                     )
                     .channel(Some(channel_id))
                     .subject("webhook_id", hook.id),
@@ -417,7 +430,7 @@ pub async fn delete_webhook(
                 }
                 let now = tx.now();
                 tx.emit(
-                    NewEvent::new("webhook.deleted", now, serde_json::json!({ "id": id }))
+                    NewEvent::of(&WebhookEvent::Deleted(WebhookDeleted { id }), now)
                         .channel(Some(channel_id))
                         .subject("webhook_id", id),
                 );

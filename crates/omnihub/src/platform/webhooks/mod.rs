@@ -10,6 +10,7 @@
 
 pub mod delivery;
 pub mod destination;
+pub mod events;
 pub mod http;
 pub mod signature;
 mod store;

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::availability::{self, LocationAvailability};
+use super::events::{InventoryEvent, PolicyChanged};
 use super::movements::{self, ClientMovement};
 use super::policy::{self, ChannelPolicy, MAX_BUFFER};
 use super::reservations::{self, RequestLine, Reservation, ReservationRequest};

@@ -107,16 +107,22 @@ pub async fn put_policy(
         .write(move |tx| {
             let saved = saved.clone();
             Box::pin(async move {
-                if crate::platform::channels::get(tx.conn(), &id.to_string()).await?.is_none() {
+                if crate::platform::channels::get(tx.conn(), &id.to_string())
+                    .await?
+                    .is_none()
+                {
                     return Err(ApiError::not_found("channel"));
                 }
                 let now = tx.now();
                 policy::save(tx.conn(), id, &saved, now).await?;
                 tx.emit(
-                    crate::platform::events::NewEvent::new(
-                        "channel.inventory_policy_changed",
+                    crate::platform::events::NewEvent::of(
+                        &InventoryEvent::PolicyChanged(PolicyChanged {
+                            channel_id: id,
+                            buffer: saved.buffer,
+                            hold_seconds: saved.hold_seconds,
+                        }),
                         now,
-                        serde_json::json!({ "channel_id": id, "buffer": saved.buffer, "hold_seconds": saved.hold_seconds }),
                     )
                     .channel(Some(by))
                     .subject("channel_id", id),

@@ -805,3 +805,26 @@ async fn rehold(
     });
     Ok(())
 }
+
+/// The carts `ids` with their lines, for a checkout batch: locked on
+/// PostgreSQL, in id order (one lock order for every batch). A missing id
+/// is simply absent.
+pub async fn for_checkout(tx: &mut Tx, ids: &[String]) -> Result<Vec<Cart>, StoreError> {
+    let dialect = tx.dialect();
+    store::carts_for_checkout(tx.conn(), dialect, ids)
+        .await?
+        .into_iter()
+        .map(Cart::try_from)
+        .collect()
+}
+
+/// Closes checked-out carts: each `(id, version it was read at, order id)`
+/// moves to `checked_out` with its order, only if still active at that
+/// version. Returns how many moved.
+pub async fn close_checked_out(
+    tx: &mut Tx,
+    closes: &[(String, i64, String)],
+) -> Result<u64, StoreError> {
+    let now = tx.now();
+    store::close_checked_out(tx.conn(), closes, now).await
+}

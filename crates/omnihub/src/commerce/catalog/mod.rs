@@ -314,3 +314,12 @@ pub async fn create_product(
         })
         .await
 }
+
+/// The variant sold under `sku`, if any: for other domains, which never read
+/// the catalog's tables themselves.
+pub async fn variant_by_sku<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    sku: &str,
+) -> Result<Option<Variant>, StoreError> {
+    store::variant_by_sku(db, sku).await
+}

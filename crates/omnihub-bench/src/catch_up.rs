@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use omnihub::app::server::Hub;
 use omnihub::platform::config::Settings;
-use omnihub::platform::events::store::{head, list_after, list_range};
 use omnihub::platform::events::{NewEvent, TypeFilter};
+use omnihub::platform::events::{head, list_after, list_range};
 use omnihub::platform::storage::StoreError;
 use serde_json::json;
 

@@ -18,7 +18,7 @@
 use std::time::{Duration, Instant};
 
 use omnihub::app::server::Hub;
-use omnihub::customers::tracking::store::NewTrackingRow;
+use omnihub::customers::tracking::NewTrackingRow;
 use omnihub::customers::tracking::traits::{self, PendingTraits};
 use omnihub::platform::channels::{self, ChannelKind, ChannelName};
 use omnihub::platform::config::Settings;
@@ -227,7 +227,7 @@ async fn read_traits(options: &Options, hub: &Hub, id: &str) -> anyhow::Result<(
     let cpu = cpu_seconds();
     for _ in 0..options.reads {
         let started = Instant::now();
-        materialized = omnihub::customers::profiles::traits_of(traits::of_customer(db, id).await?);
+        materialized = omnihub::app::customer_view::traits_of(traits::of_customer(db, id).await?);
         new.push(started.elapsed());
     }
     let new_cpu = (cpu_seconds() - cpu) * 1e3 / options.reads as f64;
@@ -236,8 +236,8 @@ async fn read_traits(options: &Options, hub: &Hub, id: &str) -> anyhow::Result<(
     let cpu = cpu_seconds();
     for _ in 0..options.folds {
         let started = Instant::now();
-        let observations = omnihub::customers::tracking::store::trait_observations(db, id).await?;
-        folded = omnihub::customers::profiles::fold_traits(observations);
+        let observations = omnihub::customers::tracking::trait_observations(db, id).await?;
+        folded = omnihub::app::customer_view::fold_traits(observations);
         old.push(started.elapsed());
     }
     let old_cpu = (cpu_seconds() - cpu) * 1e3 / options.folds.max(1) as f64;

@@ -31,7 +31,30 @@ pub enum Command {
     /// Run the hub (HTTP API, live stream, webhook delivery).
     Serve,
     /// Apply pending database migrations and exit.
-    Migrate,
+    Migrate {
+        /// Only say what would run, changing nothing (exit status 1 when
+        /// migrations are pending, 0 when the schema is current).
+        #[arg(long)]
+        check: bool,
+    },
+    /// Take a consistent snapshot of the SQLite database while the hub
+    /// serves (see docs/operations.md; PostgreSQL has its own tools).
+    Backup {
+        /// An existing directory; the snapshot is a new directory in it
+        /// [default: the scheduled backups' `backup_dir`].
+        #[arg(long)]
+        to: Option<std::path::PathBuf>,
+        /// Remove the oldest snapshots in the directory beyond this many.
+        #[arg(long)]
+        keep: Option<usize>,
+    },
+    /// Restore a snapshot into an empty data directory, check it, and
+    /// verify the ledgers.
+    Restore {
+        /// The snapshot directory (BACKUP_DIR/omnihub-…).
+        #[arg(long)]
+        from: std::path::PathBuf,
+    },
     /// Manage channels.
     #[command(subcommand)]
     Channels(ChannelsCommand),
@@ -107,7 +130,7 @@ macro_rules! out {
     };
 }
 
-fn write_stdout(line: &str) {
+pub(crate) fn write_stdout(line: &str) {
     let mut stdout = std::io::stdout().lock();
     let written = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
     if let Err(error) = written {
@@ -124,7 +147,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(&settings);
     match cli.command {
         Command::Serve => serve(settings).await,
-        Command::Migrate => {
+        Command::Migrate { check: false } => {
             eprintln!("database: {}", location(&settings));
             let store = Store::connect(&settings.store_options()).await?;
             let applied = migrate::run(&store).await?;
@@ -135,12 +158,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Migrate { check: true } => super::operations::migrate_check(&settings).await,
+        Command::Backup { to, keep } => super::operations::backup(&settings, to, keep).await,
+        Command::Restore { from } => super::operations::restore(&settings, &from).await,
         Command::Channels(command) => channels_command(settings, command).await,
         Command::Keys(command) => keys_command(settings, command).await,
         Command::Inventory(command) => inventory_command(settings, command).await,
         Command::Identity(command) => identity_command(settings, command).await,
         Command::Openapi => {
-            out!("{}", crate::platform::http::openapi::document_json());
+            out!("{}", crate::app::openapi::document_json());
             Ok(())
         }
     }
@@ -160,7 +186,7 @@ fn init_logging(settings: &Settings) {
     };
 }
 
-fn location(settings: &Settings) -> String {
+pub(crate) fn location(settings: &Settings) -> String {
     crate::platform::storage::describe_location(&settings.database_url)
 }
 
@@ -208,7 +234,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(metrics) = hub.metrics_addr {
         say(format!("metrics on http://{metrics}/metrics"));
     }
-    if keys::store::count_active(hub.state.store.reader()).await? == 0 {
+    if keys::count_active(hub.state.store.reader()).await? == 0 {
         let data_dir = match crate::platform::storage::sqlite_file(&settings.database_url) {
             Some(file) => file
                 .parent()
@@ -271,7 +297,7 @@ async fn channels_command(settings: Settings, command: ChannelsCommand) -> anyho
             );
         }
         ChannelsCommand::List => {
-            for channel in channels::store::list(store.reader(), None, i64::MAX).await? {
+            for channel in channels::list(store.reader(), None, i64::MAX).await? {
                 out!(
                     "{}\t{}\t{}",
                     channel.id,
@@ -306,7 +332,7 @@ async fn keys_command(settings: Settings, command: KeysCommand) -> anyhow::Resul
             out!("{secret}");
         }
         KeysCommand::List => {
-            for key in keys::store::list(store.reader(), None, None, i64::MAX).await? {
+            for key in keys::list(store.reader(), None, None, i64::MAX).await? {
                 let state = if key.revoked_at.is_some() {
                     "revoked"
                 } else {
@@ -421,12 +447,12 @@ async fn identity_command(settings: Settings, command: IdentityCommand) -> anyho
 async fn resolve_channel(store: &Store, channel: Option<&str>) -> anyhow::Result<ChannelId> {
     let name = channel.unwrap_or(BACKOFFICE_CHANNEL_NAME);
     if let Ok(id) = name.parse::<ChannelId>() {
-        return match channels::store::get(store.reader(), &id.to_string()).await? {
+        return match channels::get(store.reader(), &id.to_string()).await? {
             Some(_) => Ok(id),
             None => anyhow::bail!("no channel with id {id}"),
         };
     }
-    if let Some(found) = channels::store::find_by_name(store.reader(), name).await? {
+    if let Some(found) = channels::find_by_name(store.reader(), name).await? {
         return Ok(found.id);
     }
     if channel.is_some() {

@@ -1,5 +1,13 @@
 //! The composition root: it knows every context and wires them together
-//! (the server, the CLI). Nothing below imports it.
+//! (state, router, OpenAPI document, the customer 360° view, the server and
+//! the CLI). Nothing below imports it.
 
 pub mod cli;
+pub mod customer_view;
+pub mod openapi;
+pub mod operations;
+pub mod router;
 pub mod server;
+pub mod state;
+
+pub use state::{AppParts, AppState};

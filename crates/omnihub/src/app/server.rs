@@ -9,10 +9,18 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::{AppParts, AppState};
+use crate::commerce::inventory::Inventory;
+use crate::commerce::orders::checkout::CheckoutBatcher;
+use crate::commerce::state::{CommerceParts, CommerceState};
+use crate::customers::state::{CustomersParts, CustomersState};
+use crate::customers::tracking::batcher::Batcher;
 use crate::platform::channels::cache::ChannelCache;
 use crate::platform::config::Settings;
 use crate::platform::events::tail::Tail;
-use crate::platform::http::{self, AppState, AppStateInner};
+use crate::platform::http;
+use crate::platform::http::limits::Guards;
+use crate::platform::state::{BrowserRoutes, Platform, PlatformParts};
 
 /// Commerce's follow-ups of identity changes: a merge moves the guest's
 /// carts into the customer's (`carts::merge::follow_merge`), an unmerge or
@@ -71,6 +79,7 @@ impl Hub {
             ),
             None => None,
         };
+        let backup_database = backup_database(&settings)?;
         let (data_lock, shares_sqlite_database) = lock_sqlite_database(&settings.database_url)?;
         if shares_sqlite_database {
             tracing::warn!(
@@ -83,29 +92,7 @@ impl Hub {
         let shutdown = CancellationToken::new();
         let tail = Tail::start(store.clone(), shutdown.clone()).await?;
         let metrics = Arc::new(Metrics::new());
-        let state = AppState::new(AppStateInner {
-            store: store.clone(),
-            tail: tail.clone(),
-            keys: Arc::new(KeyCache::default()),
-            inventory: Arc::new(crate::commerce::inventory::Inventory::start(
-                store.clone(),
-                tail.clone(),
-                shutdown.clone(),
-            )),
-            checkouts: Arc::new(crate::commerce::orders::checkout::CheckoutBatcher::start(
-                store.clone(),
-            )),
-            channels: Arc::new(ChannelCache::default()),
-            tracking: crate::customers::tracking::batcher::Batcher::start(
-                store.clone(),
-                follow_ups(),
-            ),
-            metrics: metrics.clone(),
-            guards: http::limits::Guards::new(&settings.limits),
-            settings: Arc::new(settings.clone()),
-            shutdown: shutdown.clone(),
-            follow_ups: follow_ups(),
-        });
+        let state = application_state(&settings, &store, &tail, &metrics, &shutdown);
         let dispatcher = crate::platform::webhooks::delivery::spawn(
             store.clone(),
             tail,
@@ -117,10 +104,18 @@ impl Hub {
         let expiry = crate::commerce::inventory::expiry::spawn(store.clone(), shutdown.clone());
         let addr = listener.local_addr()?;
         let mut background = vec![dispatcher, housekeeping, expiry];
+        if let (Some(database), Some(backup)) = (backup_database, settings.backup.clone()) {
+            background.push(tokio::spawn(crate::platform::backup::schedule::run(
+                database,
+                backup,
+                state.metrics.clone(),
+                shutdown.clone(),
+            )));
+        }
         let metrics_addr = match metrics_listener {
             Some(listener) => {
                 let metrics_addr = listener.local_addr()?;
-                let app = http::metrics_router(state.clone());
+                let app = http::metrics_router(state.platform.clone());
                 let stop = shutdown.clone();
                 background.push(tokio::spawn(async move {
                     let served = axum::serve(listener, app)
@@ -134,7 +129,7 @@ impl Hub {
             }
             None => None,
         };
-        let app = http::router(state.clone());
+        let app = super::router::router(state.clone());
         let server = tokio::spawn(http::serve::serve(
             listener,
             app,
@@ -173,6 +168,77 @@ impl Hub {
     pub fn shutdown_token(&self) -> CancellationToken {
         self.state.shutdown.clone()
     }
+}
+
+/// Every context's state, wired together: the platform's parts, the
+/// tracking coalescer and identity follow-ups, the inventory view and the
+/// checkout batcher (each starts its task here).
+fn application_state(
+    settings: &Settings,
+    store: &Store,
+    tail: &Tail,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> AppState {
+    let platform = Platform::new(PlatformParts {
+        store: store.clone(),
+        tail: tail.clone(),
+        keys: Arc::new(KeyCache::default()),
+        channels: Arc::new(ChannelCache::default()),
+        metrics: metrics.clone(),
+        guards: Guards::new(&settings.limits),
+        settings: Arc::new(settings.clone()),
+        shutdown: shutdown.clone(),
+        browser_routes: BrowserRoutes {
+            accepts_write_key: crate::customers::tracking::http::is_tracking_path,
+            write_key_body_limit: crate::customers::tracking::MAX_BATCH_BYTES,
+        },
+    });
+    let customers = CustomersState::new(CustomersParts {
+        platform: platform.clone(),
+        tracking: Batcher::start(store.clone(), follow_ups()),
+        follow_ups: follow_ups(),
+    });
+    let commerce = CommerceState::new(CommerceParts {
+        platform: platform.clone(),
+        inventory: Arc::new(Inventory::start(
+            store.clone(),
+            tail.clone(),
+            shutdown.clone(),
+        )),
+        checkouts: Arc::new(CheckoutBatcher::start(store.clone())),
+    });
+    AppState::new(AppParts {
+        platform,
+        customers,
+        commerce,
+    })
+}
+
+/// The SQLite file scheduled backups copy, when `--backup-dir` is set.
+/// Checked before anything starts: a backup directory that is missing, or
+/// set on PostgreSQL (which has its own tools), fails the start rather than
+/// leaving the operator believing backups run.
+fn backup_database(settings: &Settings) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let Some(backup) = &settings.backup else {
+        return Ok(None);
+    };
+    let Some(database) = crate::platform::storage::sqlite_file(&settings.database_url) else {
+        anyhow::bail!(
+            "--backup-dir / OMNIHUB_BACKUP_DIR schedules backups of the embedded SQLite database; \
+             this hub uses {}: back PostgreSQL up with its own tools (pg_basebackup and WAL \
+             archiving, see docs/operations.md) and unset the backup directory",
+            crate::platform::storage::describe_location(&settings.database_url)
+        );
+    };
+    if !backup.dir.is_dir() {
+        anyhow::bail!(
+            "the backup directory {} does not exist or is not a directory; create it (mkdir -p) \
+             or mount it first",
+            backup.dir.display()
+        );
+    }
+    Ok(Some(database))
 }
 
 /// Hubs on one SQLite file: supported (they take turns at SQLite's write
@@ -245,7 +311,7 @@ async fn housekeeping(state: AppState) {
             _ = state.shutdown.cancelled() => return,
             _ = tokio::time::sleep(HOUSEKEEPING_INTERVAL) => {}
         }
-        match crate::platform::idempotency::prune(&state).await {
+        match crate::platform::idempotency::prune(&state.platform).await {
             Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned expired idempotency keys"),
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "could not prune idempotency keys"),
@@ -255,7 +321,7 @@ async fn housekeeping(state: AppState) {
             .store
             .write(move |tx| {
                 Box::pin(async move {
-                    crate::platform::webhooks::store::prune_deliveries(tx.conn(), before).await
+                    crate::platform::webhooks::prune_deliveries(tx.conn(), before).await
                 })
             })
             .await;

@@ -40,6 +40,9 @@ pub struct FileSettings {
     pub auth_failures_per_minute: Option<u32>,
     pub webhook_allowed_networks: Option<Vec<String>>,
     pub webhook_lease_secs: Option<u64>,
+    pub backup_dir: Option<PathBuf>,
+    pub backup_every: Option<String>,
+    pub backup_keep: Option<usize>,
 }
 
 impl FileSettings {
@@ -71,7 +74,21 @@ pub struct Settings {
     /// Where `/metrics` is served; `None`: not served at all (never on the API port).
     pub metrics_listen: Option<SocketAddr>,
     pub limits: Limits,
+    /// Scheduled backups of the SQLite database (`None`: not scheduled).
+    pub backup: Option<BackupSettings>,
 }
+
+/// Scheduled backups (docs/operations.md): a snapshot into `dir` every
+/// `every`, the newest `keep` kept.
+#[derive(Clone, Debug)]
+pub struct BackupSettings {
+    pub dir: PathBuf,
+    pub every: Duration,
+    pub keep: usize,
+}
+
+pub const DEFAULT_BACKUP_EVERY: &str = "1h";
+pub const DEFAULT_BACKUP_KEEP: usize = 48;
 
 /// What one client, or all of them, may hold of the hub (docs/security.md).
 #[derive(Clone, Debug)]
@@ -218,15 +235,50 @@ pub struct SettingsArgs {
     /// Seconds a node holds a webhook subscription's lease without renewing it [default: 30].
     #[arg(long, env = "OMNIHUB_WEBHOOK_LEASE_SECS", global = true)]
     pub webhook_lease_secs: Option<u64>,
+    /// Directory for scheduled backups of the SQLite database, which must
+    /// exist [default: no scheduled backups].
+    #[arg(long, env = "OMNIHUB_BACKUP_DIR", global = true)]
+    pub backup_dir: Option<PathBuf>,
+    /// Interval between scheduled backups: 90s, 30m, 1h, 2d [default: 1h].
+    #[arg(long, env = "OMNIHUB_BACKUP_EVERY", global = true)]
+    pub backup_every: Option<String>,
+    /// Scheduled snapshots kept; older ones are removed [default: 48].
+    #[arg(long, env = "OMNIHUB_BACKUP_KEEP", global = true)]
+    pub backup_keep: Option<usize>,
 }
 
 impl SettingsArgs {
+    /// The backup schedule, when a backup directory is set.
+    fn backup(&self, file: &FileSettings) -> anyhow::Result<Option<BackupSettings>> {
+        let Some(dir) = self.backup_dir.clone().or(file.backup_dir.clone()) else {
+            return Ok(None);
+        };
+        let every = self
+            .backup_every
+            .clone()
+            .or(file.backup_every.clone())
+            .unwrap_or_else(|| DEFAULT_BACKUP_EVERY.into());
+        let every: crate::platform::backup::Interval = every
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid backup_every: {e}"))?;
+        Ok(Some(BackupSettings {
+            dir,
+            every: every.0,
+            keep: self
+                .backup_keep
+                .or(file.backup_keep)
+                .unwrap_or(DEFAULT_BACKUP_KEEP)
+                .max(1),
+        }))
+    }
+
     /// Applies the precedence: these values, then the file, then defaults.
     pub fn resolve(&self) -> anyhow::Result<Settings> {
         let file = match &self.config {
             Some(path) => FileSettings::load(path)?,
             None => FileSettings::default(),
         };
+        let backup = self.backup(&file)?;
         let data_dir = self
             .data_dir
             .clone()
@@ -383,6 +435,7 @@ impl SettingsArgs {
             ),
             metrics_listen,
             limits,
+            backup,
         })
     }
 }

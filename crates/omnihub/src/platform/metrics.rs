@@ -2,6 +2,7 @@
 //! run many hubs in one process). Served at `/metrics`.
 
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -54,6 +55,12 @@ pub struct Metrics {
     /// Events live streams read from the database while catching up (those
     /// of the stream's types only).
     pub sse_catch_up_events: Counter,
+    /// Scheduled backups (see `backup::schedule`): the last success as a
+    /// Unix time (0: none yet), its duration and size, and failures.
+    pub backup_last_success: Gauge,
+    pub backup_duration_seconds: Gauge<f64, AtomicU64>,
+    pub backup_size_bytes: Gauge,
+    pub backup_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -76,6 +83,10 @@ impl Metrics {
             db_pool_connections: Family::default(),
             sse_subscribers: Gauge::default(),
             sse_catch_up_events: Counter::default(),
+            backup_last_success: Gauge::default(),
+            backup_duration_seconds: Gauge::default(),
+            backup_size_bytes: Gauge::default(),
+            backup_failures: Counter::default(),
         };
         if let Ok(mut r) = metrics.registry.lock() {
             r.register(
@@ -127,6 +138,26 @@ impl Metrics {
                 "sse_catch_up_events",
                 "Events live streams read from the database while catching up",
                 metrics.sse_catch_up_events.clone(),
+            );
+            r.register(
+                "backup_last_success_timestamp_seconds",
+                "Unix time of the last successful scheduled backup (0: none yet)",
+                metrics.backup_last_success.clone(),
+            );
+            r.register(
+                "backup_duration_seconds",
+                "Duration of the last successful scheduled backup",
+                metrics.backup_duration_seconds.clone(),
+            );
+            r.register(
+                "backup_size_bytes",
+                "Size of the last successful scheduled backup",
+                metrics.backup_size_bytes.clone(),
+            );
+            r.register(
+                "backup_failures",
+                "Scheduled backups that failed",
+                metrics.backup_failures.clone(),
             );
         }
         metrics

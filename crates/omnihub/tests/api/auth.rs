@@ -1,6 +1,8 @@
 //! Authentication and scopes: 401 for a missing, malformed, unknown or revoked
 //! key; 403 for a valid key without the scope, over every endpoint and every
-//! scope.
+//! scope. The routes and the scope each needs are read from the OpenAPI
+//! document (`x-required-scopes`), so a new route is covered the day it is
+//! added.
 
 use base64::Engine;
 use reqwest::Method;
@@ -14,6 +16,7 @@ backend_tests!(
     revoked_key_fails_at_once_on_the_same_node,
     basic_auth_with_the_key_as_user_name,
     scope_matrix_over_every_endpoint,
+    every_operation_of_the_spec_enforces_the_scopes_it_declares,
 );
 
 async fn missing_malformed_and_unknown_keys_are_401(backend: Backend) {
@@ -354,6 +357,116 @@ async fn scope_matrix_over_every_endpoint(backend: Backend) {
                 status, call.success,
                 "{} {} with {scope}: {body}",
                 call.method, call.path
+            );
+        }
+    }
+    app.stop().await;
+}
+
+/// `{id}`-style parameters of `path` filled with a fresh UUIDv7, which every
+/// parameter of the API accepts in form (ids, SKUs, identifier values).
+fn concrete(path: &str) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}').unwrap() + open;
+        out.push_str(&uuid::Uuid::now_v7().to_string());
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Every operation the OpenAPI document lists with the scopes it declares
+/// (public operations, with none, are left to the other tests).
+fn operations_with_scopes() -> Vec<(Method, String, Vec<String>)> {
+    let spec: Value = serde_json::from_str(&omnihub::app::openapi::document_json()).unwrap();
+    let mut operations = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Ok(method) = method.to_uppercase().parse::<Method>() else {
+                continue;
+            };
+            if operation.get("responses").is_none() {
+                continue;
+            }
+            let required: Vec<String> = operation["x-required-scopes"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{method} {path} declares no x-required-scopes"))
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect();
+            if !required.is_empty() {
+                operations.push((method, path.clone(), required));
+            }
+        }
+    }
+    operations
+}
+
+/// The status and body of an answer; a live stream's body (which never
+/// ends) is not read.
+async fn outcome(response: reqwest::Response) -> (u16, Value) {
+    let streaming = response
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap_or("").starts_with("text/event-stream"));
+    if streaming {
+        return (response.status().as_u16(), Value::Null);
+    }
+    read(response).await
+}
+
+/// Each operation of the spec, with a key holding any other single scope,
+/// answers 403 `forbidden` naming the scope it needs (before its path or
+/// body are looked at) and writes nothing; with a key holding the declared
+/// scope it is never refused for its scope.
+async fn every_operation_of_the_spec_enforces_the_scopes_it_declares(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let operations = operations_with_scopes();
+    assert!(
+        operations.len() >= 80,
+        "only {} operations",
+        operations.len()
+    );
+    let mut keys = Vec::new();
+    for scope in omnihub::platform::keys::Scope::ALL {
+        keys.push((scope.as_str(), app.key("web", &[scope.as_str()]).await));
+    }
+    let call = |method: &Method, path: &str| Call {
+        method: method.clone(),
+        path: concrete(path),
+        body: (method != Method::GET && method != Method::DELETE).then(|| json!({})),
+        scope: "",
+        success: 0,
+    };
+    let head = app.head().await;
+    for (method, path, required) in &operations {
+        for (scope, secret) in &keys {
+            if *scope == "admin" || required.iter().any(|r| r == scope) {
+                continue;
+            }
+            let (status, body) = outcome(send(&app, &call(method, path), secret).await).await;
+            let detail = body["detail"].as_str().unwrap_or("");
+            assert!(
+                status == 403
+                    && body["code"] == "forbidden"
+                    && required.iter().any(|r| detail.contains(r.as_str())),
+                "{method} {path} with only `{scope}` (needs {required:?}): {status} {body}"
+            );
+        }
+    }
+    assert_eq!(app.head().await, head, "refused calls wrote nothing");
+    for (method, path, required) in &operations {
+        for (scope, secret) in &keys {
+            if *scope != "admin" && !required.iter().any(|r| r == scope) {
+                continue;
+            }
+            let (status, body) = outcome(send(&app, &call(method, path), secret).await).await;
+            assert!(
+                status != 401 && !(status == 403 && body["code"] == "forbidden"),
+                "{method} {path} refused a key with `{scope}`: {status} {body}"
             );
         }
     }

@@ -142,8 +142,7 @@ async fn required_scopes_in_the_document_are_enforced(backend: Backend) {
 /// identifier and the document names a server.
 #[test]
 fn document_declares_what_clients_need() {
-    let document: Value =
-        serde_json::from_str(&omnihub::platform::http::openapi::document_json()).unwrap();
+    let document: Value = serde_json::from_str(&omnihub::app::openapi::document_json()).unwrap();
     assert_eq!(document["info"]["license"]["identifier"], "Apache-2.0");
     assert!(document["servers"][0]["url"].is_string());
     let mut ids = BTreeSet::new();

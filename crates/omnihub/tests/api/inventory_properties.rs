@@ -9,7 +9,7 @@ use omnihub::commerce::catalog::{self, NewVariant, Sku};
 use omnihub::commerce::inventory::movements::{self, ClientMovement};
 use omnihub::commerce::inventory::reservations::{self, RequestLine, ReservationRequest};
 use omnihub::commerce::inventory::{
-    ClientReason, InventoryError, ledger, store as inventory_store, transfers,
+    self as inventory_store, ClientReason, InventoryError, ledger, transfers,
 };
 use omnihub::commerce::locations::{self, Address, Location, LocationKind};
 use omnihub::platform::channels::{self, ChannelKind, ChannelName};

@@ -6,7 +6,9 @@ mod receiver;
 mod sse;
 mod support;
 
+mod architecture;
 mod auth;
+mod backup;
 mod browser;
 mod carts;
 mod catalog;
@@ -37,6 +39,7 @@ mod tracking;
 mod tracking_isolation;
 mod traits;
 mod unmerge;
+mod upgrade;
 mod webhook_destinations;
 mod webhooks;
 mod worked_example;

@@ -129,8 +129,7 @@ async fn served_document_covers_every_route(backend: Backend) {
         .unwrap();
     let (status, served) = read(response).await;
     assert_eq!(status, 200);
-    let generated: Value =
-        serde_json::from_str(&omnihub::platform::http::openapi::document_json()).unwrap();
+    let generated: Value = serde_json::from_str(&omnihub::app::openapi::document_json()).unwrap();
     assert_eq!(served, generated, "the hub serves the generated document");
     assert!(
         served["openapi"].as_str().unwrap().starts_with("3.1"),
@@ -278,7 +277,7 @@ fn repo_root() -> PathBuf {
 #[test]
 fn committed_document_matches_the_code() {
     let path = repo_root().join("docs/openapi.json");
-    let generated = format!("{}\n", omnihub::platform::http::openapi::document_json());
+    let generated = format!("{}\n", omnihub::app::openapi::document_json());
     if std::env::var("OMNIHUB_UPDATE_OPENAPI").is_ok_and(|v| v == "1") {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &generated).unwrap();

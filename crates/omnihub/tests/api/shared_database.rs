@@ -33,7 +33,7 @@ async fn two_schemas_of_one_database_share_no_lock_or_channel() {
         sqlx::query(&statement).execute(&mut holder).await.unwrap();
     }
     // Hold hub A's outbox lock, as A's writer takes it before appending.
-    omnihub::platform::events::store::lock_outbox(&mut holder)
+    omnihub::platform::storage::outbox::lock_outbox(&mut holder)
         .await
         .unwrap();
     // Hub B writes events all the same.
@@ -54,7 +54,7 @@ async fn two_schemas_of_one_database_share_no_lock_or_channel() {
     let channel = |app: &TestApp| {
         let pool = app.hub.as_ref().unwrap().state.store.reader().clone();
         async move {
-            omnihub::platform::events::store::notify_channel(&pool)
+            omnihub::platform::events::notify_channel(&pool)
                 .await
                 .unwrap()
         }

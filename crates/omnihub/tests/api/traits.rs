@@ -23,11 +23,10 @@ async fn folded_traits(app: &TestApp, id: &str) -> BTreeMap<String, Value> {
         .await
         .unwrap()
         .unwrap();
-    let observations =
-        omnihub::customers::tracking::store::trait_observations(store.reader(), &current)
-            .await
-            .unwrap();
-    omnihub::customers::profiles::fold_traits(observations)
+    let observations = omnihub::customers::tracking::trait_observations(store.reader(), &current)
+        .await
+        .unwrap();
+    omnihub::app::customer_view::fold_traits(observations)
         .into_iter()
         .map(|(name, t)| {
             let body = json!({

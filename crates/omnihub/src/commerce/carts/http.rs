@@ -9,8 +9,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::merge::{self, MergePolicy, MergeReport};
 use super::{Actor, Cart, CartError, LineChange, Owner};
+use crate::commerce::CommerceState;
 use crate::commerce::catalog::{Currency, Sku};
-use crate::platform::http::AppState;
 use crate::platform::http::auth::{Authorized, scope};
 use crate::platform::http::extract::{Json, Path, Query};
 use crate::platform::http::problem::{ApiError, ErrorCode, Problem};
@@ -198,7 +198,7 @@ pub struct CreateCart {
         (status = 422, body = Problem),
     ))]
 pub async fn create_cart(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::CartsWrite>,
     Json(body): Json<CreateCart>,
 ) -> Result<Response, ApiError> {
@@ -228,7 +228,7 @@ pub async fn create_cart(
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = CartBody), (status = 404, body = Problem)))]
 pub async fn get_cart(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     _caller: Authorized<scope::CartsRead>,
     Path(id): Path<CartId>,
 ) -> Result<Response, ApiError> {
@@ -249,7 +249,7 @@ pub struct CustomerCartQuery {
     params(("id" = String, Path), CustomerCartQuery),
     responses((status = 200, body = CartBody), (status = 404, body = Problem)))]
 pub async fn get_customer_cart(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     _caller: Authorized<scope::CartsRead>,
     Path(id): Path<String>,
     Query(query): Query<CustomerCartQuery>,
@@ -305,7 +305,7 @@ pub struct AddLine {
         (status = 422, body = Problem),
     ))]
 pub async fn add_line(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::CartsWrite>,
     Path(id): Path<CartId>,
     headers: HeaderMap,
@@ -355,7 +355,7 @@ pub struct UpdateLine {
         ("If-Match" = Option<String>, Header, description = "The ETag the change is based on")),
     responses((status = 200, body = CartBody), (status = 404, body = Problem), (status = 409, body = Problem, description = "cart_closed"), (status = 412, body = Problem)))]
 pub async fn update_line(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::CartsWrite>,
     Path((id, line_id)): Path<(CartId, CartLineId)>,
     headers: HeaderMap,
@@ -377,7 +377,7 @@ pub async fn update_line(
         ("If-Match" = Option<String>, Header, description = "The ETag the change is based on")),
     responses((status = 200, body = CartBody), (status = 404, body = Problem), (status = 409, body = Problem, description = "cart_closed"), (status = 412, body = Problem)))]
 pub async fn delete_line(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::CartsWrite>,
     Path((id, line_id)): Path<(CartId, CartLineId)>,
     headers: HeaderMap,
@@ -455,7 +455,7 @@ fn report_body(r: MergeReport) -> MergeReportBody {
     request_body = MergeRequest,
     responses((status = 200, body = MergeBody), (status = 422, body = Problem)))]
 pub async fn merge_carts(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::CartsWrite>,
     Json(body): Json<MergeRequest>,
 ) -> Result<axum::Json<MergeBody>, ApiError> {

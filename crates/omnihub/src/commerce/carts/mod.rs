@@ -20,7 +20,12 @@
 
 pub mod http;
 pub mod merge;
-pub mod store;
+mod store;
+// What the customer 360° view reads of carts; the SQL stays in `store`.
+pub use store::{AddedLine, lines_for_owners};
+// What checkout does to carts inside its transaction: load them locked,
+// close them as checked out (or as closed by a POS sale).
+pub use store::{carts_for_checkout, close, close_checked_out};
 pub mod unmerge;
 
 use serde_json::{Value, json};
@@ -494,7 +499,7 @@ pub async fn current_owner(
     let profile = match &owner {
         Owner::Customer(id) => id.clone(),
         Owner::Anonymous(id) => {
-            match crate::customers::identity::store::find_identifier(&mut *conn, "anonymous_id", id)
+            match crate::customers::identity::find_identifier(&mut *conn, "anonymous_id", id)
                 .await?
             {
                 Some(row)
@@ -652,7 +657,7 @@ pub async fn add_line(
                     )));
                 }
                 let now = tx.now();
-                let variant = catalog::store::variant_by_sku(tx.conn(), sku.as_str())
+                let variant = catalog::variant_by_sku(tx.conn(), sku.as_str())
                     .await?
                     .ok_or_else(|| InventoryError::UnknownSku(sku.to_string()))?;
                 if variant.archived().is_some() {
@@ -816,15 +821,4 @@ pub async fn for_checkout(tx: &mut Tx, ids: &[String]) -> Result<Vec<Cart>, Stor
         .into_iter()
         .map(Cart::try_from)
         .collect()
-}
-
-/// Closes checked-out carts: each `(id, version it was read at, order id)`
-/// moves to `checked_out` with its order, only if still active at that
-/// version. Returns how many moved.
-pub async fn close_checked_out(
-    tx: &mut Tx,
-    closes: &[(String, i64, String)],
-) -> Result<u64, StoreError> {
-    let now = tx.now();
-    store::close_checked_out(tx.conn(), closes, now).await
 }

@@ -48,7 +48,7 @@ pub async fn origin_profile(
             None => return Ok(None),
         },
     };
-    Ok(identity::store::find_identifier(&mut *conn, kind, value)
+    Ok(identity::find_identifier(&mut *conn, kind, value)
         .await?
         .filter(|row| row.status == NodeStatus::Member)
         .map(|row| row.customer_id))

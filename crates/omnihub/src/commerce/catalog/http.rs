@@ -11,7 +11,7 @@ use super::{
     CatalogError, Component, Currency, MAX_BUNDLE_COMPONENTS, MAX_COMPONENT_UNITS, MAX_PRICE_MINOR,
     MAX_VARIANTS_PER_PRODUCT, NewVariant, Product, Sku, Titles, Variant, parse_language, store,
 };
-use crate::platform::http::AppState;
+use crate::commerce::CommerceState;
 use crate::platform::http::auth::{Authorized, scope};
 use crate::platform::http::extract::{Json, Path, Query};
 use crate::platform::http::pagination::{Page, PageParams};
@@ -270,7 +270,7 @@ fn parse_variant(index: usize, raw: CreateVariant) -> Result<NewVariant, ApiErro
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
     responses((status = 201, body = ProductBody), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_product(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::CatalogWrite>,
     Json(body): Json<CreateProduct>,
 ) -> Result<(StatusCode, axum::Json<ProductBody>), ApiError> {
@@ -308,7 +308,7 @@ pub async fn create_product(
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = ProductBody), (status = 404, body = Problem)))]
 pub async fn get_product(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     _caller: Authorized<scope::CatalogRead>,
     Path(id): Path<ProductId>,
 ) -> Result<axum::Json<ProductBody>, ApiError> {
@@ -349,7 +349,7 @@ pub struct VariantFilter {
     params(VariantFilter),
     responses((status = 200, body = Page<VariantBody>), (status = 422, body = Problem)))]
 pub async fn list_variants(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     _caller: Authorized<scope::CatalogRead>,
     Query(filter): Query<VariantFilter>,
 ) -> Result<axum::Json<Page<VariantBody>>, ApiError> {

@@ -3,7 +3,9 @@
 //! minor units, titles per language, and bundles.
 
 pub mod http;
-pub mod store;
+mod store;
+// The variant behind a SKU, for inventory, carts and orders.
+pub use store::variant_by_sku;
 pub mod upkeep;
 pub mod upkeep_http;
 
@@ -313,13 +315,4 @@ pub async fn create_product(
             })
         })
         .await
-}
-
-/// The variant sold under `sku`, if any: for other domains, which never read
-/// the catalog's tables themselves.
-pub async fn variant_by_sku<'e>(
-    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
-    sku: &str,
-) -> Result<Option<Variant>, StoreError> {
-    store::variant_by_sku(db, sku).await
 }

@@ -17,7 +17,7 @@ use super::http::{
 };
 use super::upkeep::{self, ProductChange, VariantChange};
 use super::{Product, store};
-use crate::platform::http::AppState;
+use crate::commerce::CommerceState;
 use crate::platform::http::auth::{Authorized, scope};
 use crate::platform::http::extract::{Json, Path, Query};
 use crate::platform::http::pagination::{Page, PageParams};
@@ -54,7 +54,7 @@ pub struct ProductFilter {
     params(ProductFilter),
     responses((status = 200, body = Page<ProductBody>), (status = 422, body = Problem)))]
 pub async fn list_products(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     _caller: Authorized<scope::CatalogRead>,
     Query(filter): Query<ProductFilter>,
 ) -> Result<axum::Json<Page<ProductBody>>, ApiError> {
@@ -109,7 +109,7 @@ pub struct UpdateProduct {
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = ProductBody), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_product(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::CatalogWrite>,
     Path(id): Path<ProductId>,
     Json(body): Json<UpdateProduct>,
@@ -129,7 +129,7 @@ pub async fn update_product(
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = ProductBody), (status = 404, body = Problem)))]
 pub async fn archive_product(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::CatalogWrite>,
     Path(id): Path<ProductId>,
 ) -> Result<axum::Json<ProductBody>, ApiError> {
@@ -143,7 +143,7 @@ pub async fn archive_product(
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = ProductBody), (status = 404, body = Problem)))]
 pub async fn unarchive_product(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::CatalogWrite>,
     Path(id): Path<ProductId>,
 ) -> Result<axum::Json<ProductBody>, ApiError> {
@@ -172,7 +172,7 @@ pub struct UpdateVariant {
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = VariantBody), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_variant(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::CatalogWrite>,
     Path(id): Path<VariantId>,
     Json(body): Json<UpdateVariant>,
@@ -194,7 +194,7 @@ pub async fn update_variant(
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = VariantBody), (status = 404, body = Problem)))]
 pub async fn archive_variant(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::CatalogWrite>,
     Path(id): Path<VariantId>,
 ) -> Result<axum::Json<VariantBody>, ApiError> {
@@ -208,7 +208,7 @@ pub async fn archive_variant(
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = VariantBody), (status = 404, body = Problem)))]
 pub async fn unarchive_variant(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::CatalogWrite>,
     Path(id): Path<VariantId>,
 ) -> Result<axum::Json<VariantBody>, ApiError> {

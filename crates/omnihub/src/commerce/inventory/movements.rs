@@ -73,13 +73,10 @@ async fn record_in(
     let mut outcome = BatchOutcome::default();
     let mut changes = Changes::new(Some(channel));
     for m in movements {
-        if locations::store::get(tx.conn(), &m.location.to_string())
-            .await?
-            .is_none()
-        {
+        if locations::get(tx.conn(), m.location).await?.is_none() {
             return Err(InventoryError::UnknownLocation(m.location.to_string()));
         }
-        let Some(variant) = catalog::store::variant_by_sku(tx.conn(), m.sku.as_str()).await? else {
+        let Some(variant) = catalog::variant_by_sku(tx.conn(), m.sku.as_str()).await? else {
             return Err(InventoryError::UnknownSku(m.sku.to_string()));
         };
         if !store::claim_client_movement(tx.conn(), &channel_text, &m.client_id, now).await? {

@@ -70,7 +70,7 @@ pub async fn load(
     if let Some(policy) = stored(&mut *conn, &channel_text).await? {
         return Ok(policy);
     }
-    let kind = crate::platform::channels::store::get(&mut *conn, &channel_text)
+    let kind = crate::platform::channels::get(&mut *conn, &channel_text)
         .await?
         .map_or(ChannelKind::Web, |c| c.kind);
     Ok(ChannelPolicy::default_for(kind))

@@ -99,16 +99,13 @@ async fn create_in(
 ) -> Result<Transfer, InventoryError> {
     let now = tx.now();
     for location in [from, to] {
-        if locations::store::get(tx.conn(), &location.to_string())
-            .await?
-            .is_none()
-        {
+        if locations::get(tx.conn(), location).await?.is_none() {
             return Err(InventoryError::UnknownLocation(location.to_string()));
         }
     }
     let mut merged: std::collections::BTreeMap<Sku, i64> = std::collections::BTreeMap::new();
     for (sku, quantity) in lines {
-        match catalog::store::variant_by_sku(tx.conn(), sku.as_str()).await? {
+        match catalog::variant_by_sku(tx.conn(), sku.as_str()).await? {
             None => return Err(InventoryError::UnknownSku(sku.to_string())),
             Some(v) if v.is_bundle() => {
                 return Err(InventoryError::Invalid(format!(

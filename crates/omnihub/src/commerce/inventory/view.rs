@@ -169,7 +169,7 @@ impl InventoryView {
         if let Some(v) = read(&self.variants).get(sku.as_str()) {
             return Ok(v.clone());
         }
-        let variant = catalog::store::variant_by_sku(self.store.reader(), sku.as_str())
+        let variant = catalog::variant_by_sku(self.store.reader(), sku.as_str())
             .await?
             .ok_or_else(|| InventoryError::UnknownSku(sku.to_string()))?;
         let variant = Arc::new(variant);
@@ -181,7 +181,7 @@ impl InventoryView {
         if let Some(all) = read(&self.locations).as_ref() {
             return Ok(all.clone());
         }
-        let all = Arc::new(locations::store::all(self.store.reader()).await?);
+        let all = Arc::new(locations::all(self.store.reader()).await?);
         *write(&self.locations) = Some(all.clone());
         Ok(all)
     }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{Address, Coordinates, Location, LocationError, LocationKind, MAX_LEAD_MINUTES, store};
-use crate::platform::http::AppState;
+use crate::commerce::CommerceState;
 use crate::platform::http::auth::{Authorized, scope};
 use crate::platform::http::extract::{Json, Path, Query};
 use crate::platform::http::pagination::{Page, PageParams};
@@ -152,7 +152,7 @@ fn parse_time_zone(raw: Option<String>) -> Result<String, ApiError> {
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
     responses((status = 201, body = LocationBody), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_location(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     caller: Authorized<scope::InventoryWrite>,
     Json(body): Json<CreateLocation>,
 ) -> Result<(StatusCode, axum::Json<LocationBody>), ApiError> {
@@ -227,7 +227,7 @@ pub async fn create_location(
     params(PageParams),
     responses((status = 200, body = Page<LocationBody>)))]
 pub async fn list_locations(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     _caller: Authorized<scope::InventoryRead>,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<Page<LocationBody>>, ApiError> {
@@ -251,7 +251,7 @@ pub async fn list_locations(
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = LocationBody), (status = 404, body = Problem)))]
 pub async fn get_location(
-    State(state): State<AppState>,
+    State(state): State<CommerceState>,
     _caller: Authorized<scope::InventoryRead>,
     Path(id): Path<LocationId>,
 ) -> Result<axum::Json<LocationBody>, ApiError> {

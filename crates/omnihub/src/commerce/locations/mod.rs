@@ -3,7 +3,17 @@
 //! times).
 
 pub mod http;
-pub mod store;
+mod store;
+// Every location (sourcing, reservations, the availability view) and one by id.
+pub use store::all;
+
+/// The location `id`, if it exists.
+pub async fn get<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    id: LocationId,
+) -> Result<Option<Location>, StoreError> {
+    store::get(db, &id.to_string()).await
+}
 
 use std::str::FromStr;
 
@@ -146,20 +156,4 @@ pub async fn create(
             })
         })
         .await
-}
-
-/// Every location, by id: for other domains, which never read the
-/// locations table themselves.
-pub async fn all<'e>(
-    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
-) -> Result<Vec<Location>, StoreError> {
-    store::all(db).await
-}
-
-/// One location, if it exists.
-pub async fn get<'e>(
-    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
-    id: LocationId,
-) -> Result<Option<Location>, StoreError> {
-    store::get(db, &id.to_string()).await
 }

@@ -470,7 +470,8 @@ async fn write_accepted(tx: &mut Tx, accepted: &[Accepted]) -> Result<(), StoreE
             (id.0, a.cart_version, id.1)
         })
         .collect();
-    let moved = carts::close_checked_out(tx, &closes).await?;
+    let now = tx.now();
+    let moved = carts::close_checked_out(tx.conn(), &closes, now).await?;
     if moved != closes.len() as u64 {
         // The carts were read (locked) in this transaction: this cannot happen.
         return Err(StoreError::Corrupt(format!(
@@ -478,7 +479,6 @@ async fn write_accepted(tx: &mut Tx, accepted: &[Accepted]) -> Result<(), StoreE
             closes.len()
         )));
     }
-    let now = tx.now();
     for a in accepted {
         let channel = a.order.channel_id;
         tx.emit(reservations::event("reservation.created", &a.created, now));

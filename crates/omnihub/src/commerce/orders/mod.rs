@@ -22,7 +22,7 @@
 pub mod attribution;
 pub mod checkout;
 pub mod http;
-pub mod store;
+mod store;
 
 use std::collections::BTreeMap;
 
@@ -30,11 +30,11 @@ use serde_json::{Value, json};
 
 use crate::commerce::carts::{self, Cart, CartError};
 use crate::commerce::catalog::{self, Currency, Sku};
+use crate::commerce::inventory as inventory_store;
 use crate::commerce::inventory::reservations::{
     self, RequestLine, Reservation, ReservationRequest,
 };
 use crate::commerce::inventory::sourcing::{self, Delivery};
-use crate::commerce::inventory::store as inventory_store;
 use crate::commerce::inventory::{InventoryError, MAX_LINE_QUANTITY, MAX_LINES, Shortage, policy};
 use crate::commerce::locations::{self, Coordinates, LocationKind};
 use crate::customers::identity::{self, Identifier, ProfileKeys};
@@ -882,11 +882,9 @@ async fn sale_customer(
         }
         SaleCustomer::Identifier(identifier) => identifier,
     };
-    let dialect = tx.dialect();
-    identity::store::lock_identity(tx.conn(), dialect).await?;
+    identity::lock_graph(tx).await?;
     if let Some(row) =
-        identity::store::find_identifier(&mut *tx.conn(), &identifier.kind, &identifier.value)
-            .await?
+        identity::find_identifier(&mut *tx.conn(), &identifier.kind, &identifier.value).await?
     {
         if row.status != identity::resolver::NodeStatus::Member {
             return Ok(None);
@@ -937,7 +935,7 @@ pub async fn record_pos_sale(
                 };
                 let mut lines = Vec::with_capacity(sale.lines.len());
                 for (sku, quantity) in &sale.lines {
-                    let variant = catalog::store::variant_by_sku(tx.conn(), sku.as_str())
+                    let variant = catalog::variant_by_sku(tx.conn(), sku.as_str())
                         .await?
                         .ok_or_else(|| InventoryError::UnknownSku(sku.to_string()))?;
                     if variant.archived().is_some() {

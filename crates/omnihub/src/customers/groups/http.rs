@@ -10,7 +10,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::{Group, Member};
-use crate::platform::http::AppState;
+use crate::customers::CustomersState;
 use crate::platform::http::auth::{Authorized, scope};
 use crate::platform::http::extract::Path;
 use crate::platform::http::problem::ApiError;
@@ -75,7 +75,7 @@ impl From<Member> for GroupMemberBody {
     params(("id" = String, Path, description = "The groupId of the group calls")),
     responses((status = 200, body = GroupBody), (status = 404, body = crate::platform::http::problem::Problem)))]
 pub async fn get_group(
-    State(state): State<AppState>,
+    State(state): State<CustomersState>,
     _caller: Authorized<scope::CustomersRead>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<GroupBody>, ApiError> {

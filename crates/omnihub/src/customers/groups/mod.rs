@@ -9,7 +9,8 @@
 //! follows that identifier through merges and unmerges.
 
 pub mod http;
-pub mod store;
+mod store;
+pub use store::groups_of_customer;
 
 use serde_json::{Map, Value};
 

@@ -525,6 +525,12 @@ impl Groups<'_> {
 
 /// Resolves the whole graph: the same result as [`resolver::resolve`] on
 /// the same identifiers and links (see [`resolve_inputs`]).
+///
+/// Long on purpose: one pass over flat arrays of tens of millions of
+/// entries whose phases share and free those arrays in a set order (the
+/// memory figure in the module comment depends on it); split into
+/// functions, each would take half a dozen `&mut` slices and the drops
+/// between phases would be harder to see.
 pub fn resolve(
     rules: &CompactRules,
     graph: CompactGraph,
@@ -854,6 +860,7 @@ fn sort_by_time(part: &mut [u32], times: &[i64], displaced: &mut Vec<u32>, merge
 /// `max_fanout` distinct neighbours), shared (a device seen with two values
 /// of one unique type). `degree` holds the raw link counts (saturated) and
 /// the flags the raw count of unique-type neighbours of devices (one, two+).
+/// Long for the same reason as [`resolve`]: phases over shared flat arrays.
 fn statuses(
     rules: &CompactRules,
     kinds: &[u8],

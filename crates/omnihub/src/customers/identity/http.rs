@@ -8,8 +8,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::resolver::NodeStatus;
 use super::rules::RulesDocument;
 use super::store;
+use crate::customers::CustomersState;
 use crate::platform::events::NewEvent;
-use crate::platform::http::AppState;
 use crate::platform::http::auth::{Authorized, scope};
 use crate::platform::http::extract::{Json, Query};
 use crate::platform::http::pagination::{MAX_PAGE_SIZE, Page};
@@ -39,7 +39,7 @@ impl From<super::IdentityError> for ApiError {
 #[utoipa::path(get, operation_id = "get_identity_rules", extensions(("x-required-scopes" = json!(["admin"]))), path = "/v1/identity/rules", tag = "identity",
     responses((status = 200, body = RulesDocument), (status = 403, body = crate::platform::http::problem::Problem)))]
 pub async fn get_rules(
-    State(state): State<AppState>,
+    State(state): State<CustomersState>,
     _caller: Authorized<scope::Admin>,
 ) -> Result<axum::Json<RulesDocument>, ApiError> {
     let rules = super::load_rules_from(state.store.reader()).await?;
@@ -56,7 +56,7 @@ pub async fn get_rules(
         (status = 422, body = crate::platform::http::problem::Problem),
     ))]
 pub async fn put_rules(
-    State(state): State<AppState>,
+    State(state): State<CustomersState>,
     caller: Authorized<scope::Admin>,
     Json(document): Json<RulesDocument>,
 ) -> Result<axum::Json<RulesDocument>, ApiError> {
@@ -126,7 +126,7 @@ pub struct ReportedIdentifier {
     params(IdentifierReportParams),
     responses((status = 200, body = Page<ReportedIdentifier>), (status = 403, body = crate::platform::http::problem::Problem)))]
 pub async fn identifier_report(
-    State(state): State<AppState>,
+    State(state): State<CustomersState>,
     _caller: Authorized<scope::CustomersRead>,
     Query(params): Query<IdentifierReportParams>,
 ) -> Result<axum::Json<Page<ReportedIdentifier>>, ApiError> {
@@ -211,7 +211,7 @@ pub struct RebuildBody {
         (status = 409, body = crate::platform::http::problem::Problem),
     ))]
 pub async fn rebuild(
-    State(state): State<AppState>,
+    State(state): State<CustomersState>,
     caller: Authorized<scope::Admin>,
 ) -> Result<axum::Json<RebuildBody>, ApiError> {
     // Many writes: the answer is stored once they all committed.
@@ -278,7 +278,7 @@ pub struct IdentityTokenBody {
         (status = 401, body = crate::platform::http::problem::Problem), (status = 403, body = crate::platform::http::problem::Problem),
         (status = 422, body = crate::platform::http::problem::Problem)))]
 pub async fn create_identity_token(
-    State(state): State<AppState>,
+    State(state): State<CustomersState>,
     caller: Authorized<scope::CustomersWrite>,
     Json(body): Json<CreateIdentityToken>,
 ) -> Result<

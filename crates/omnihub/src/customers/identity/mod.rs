@@ -25,7 +25,7 @@ pub mod known;
 pub mod rebuild;
 pub mod resolver;
 pub mod rules;
-pub mod store;
+mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,9 +38,24 @@ use crate::platform::time::{self, Timestamp};
 pub use known::KnownIdentities;
 use resolver::{EdgeInput, NodeInput, NodeStatus, Refusal, Resolution};
 use rules::{IdentifierClass, IdentityRules};
-use store::{IdentifierRow, LinkRow};
 
 pub use rebuild::{RebuildReport, rebuild};
+// Identity as other domains read it (the customer 360° view, commerce's
+// ownership checks): rows and queries answered from identity's own tables.
+// The SQL stays private in `store`; nothing outside this domain names it.
+pub use store::{
+    IdentifierRow, LinkRow, MergeRow, active_merge_of, context_identifiers, find_identifier,
+    get_customer, get_link, get_merge, identifiers_by_ids, identifiers_of, links_of_customer,
+    merged_ids, merges_involving, profiles_linked_to,
+};
+
+/// Takes the identity graph's lock for the rest of the transaction, so that a
+/// change that depends on who an identifier belongs to (an order claimed by a
+/// customer, an unmerge) runs in the same order as identity's own changes.
+pub async fn lock_graph(tx: &mut Tx) -> Result<(), StoreError> {
+    let dialect = tx.dialect();
+    store::lock_identity(tx.conn(), dialect).await
+}
 
 /// Longest identifier value, in characters.
 pub const MAX_VALUE_CHARS: usize = 256;

@@ -252,6 +252,45 @@ pub fn valid_kind_name(kind: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+impl TypeRuleDocument {
+    /// Checks the `i`-th type of a rules document (`seen`: the kinds before
+    /// it) and builds its rule.
+    fn into_rule(
+        self,
+        i: usize,
+        seen: &mut BTreeSet<String>,
+    ) -> Result<TypeRule, (String, String)> {
+        let field = |f: &str| format!("types[{i}].{f}");
+        if !valid_kind_name(&self.kind) {
+            return Err((field("kind"), "use [a-z][a-z0-9_]*, 40 characters".into()));
+        }
+        if !seen.insert(self.kind.clone()) {
+            return Err((field("kind"), format!("{} is listed twice", self.kind)));
+        }
+        let class = IdentifierClass::parse(&self.class).map_err(|e| (field("class"), e))?;
+        if self.max_per_profile == 0 || self.max_per_profile > MAX_PER_PROFILE_LIMIT {
+            return Err((
+                field("max_per_profile"),
+                format!("must be 1..={MAX_PER_PROFILE_LIMIT}"),
+            ));
+        }
+        let built_in_class = match self.kind.as_str() {
+            "user_id" => Some(IdentifierClass::Account),
+            "anonymous_id" | "device_id" => Some(IdentifierClass::Device),
+            _ => None,
+        };
+        if built_in_class.is_some_and(|c| c != class) {
+            return Err((field("class"), format!("{} has a fixed class", self.kind)));
+        }
+        Ok(TypeRule {
+            kind: self.kind,
+            class,
+            max_per_profile: self.max_per_profile,
+            traits: self.traits,
+        })
+    }
+}
+
 impl RulesDocument {
     /// Checks the document and builds the rules; errors name the field.
     pub fn into_rules(self) -> Result<IdentityRules, (String, String)> {
@@ -261,34 +300,7 @@ impl RulesDocument {
         let mut types = Vec::with_capacity(self.types.len());
         let mut seen = BTreeSet::new();
         for (i, t) in self.types.into_iter().enumerate() {
-            let field = |f: &str| format!("types[{i}].{f}");
-            if !valid_kind_name(&t.kind) {
-                return Err((field("kind"), "use [a-z][a-z0-9_]*, 40 characters".into()));
-            }
-            if !seen.insert(t.kind.clone()) {
-                return Err((field("kind"), format!("{} is listed twice", t.kind)));
-            }
-            let class = IdentifierClass::parse(&t.class).map_err(|e| (field("class"), e))?;
-            if t.max_per_profile == 0 || t.max_per_profile > MAX_PER_PROFILE_LIMIT {
-                return Err((
-                    field("max_per_profile"),
-                    format!("must be 1..={MAX_PER_PROFILE_LIMIT}"),
-                ));
-            }
-            let built_in_class = match t.kind.as_str() {
-                "user_id" => Some(IdentifierClass::Account),
-                "anonymous_id" | "device_id" => Some(IdentifierClass::Device),
-                _ => None,
-            };
-            if built_in_class.is_some_and(|c| c != class) {
-                return Err((field("class"), format!("{} has a fixed class", t.kind)));
-            }
-            types.push(TypeRule {
-                kind: t.kind,
-                class,
-                max_per_profile: t.max_per_profile,
-                traits: t.traits,
-            });
+            types.push(t.into_rule(i, &mut seen)?);
         }
         for built_in in BUILT_IN_TYPES {
             if !seen.contains(*built_in) {

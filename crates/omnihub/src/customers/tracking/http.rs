@@ -14,20 +14,20 @@
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use bytes::Bytes;
-use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use super::parse::{message_id_of, message_id_of_map, parse_message, parse_time, serialized_len};
 use super::{
-    Accepted, Call, MAX_BATCH_BYTES, MAX_BATCH_CALLS, MAX_EVENT_BYTES, MAX_MESSAGE_ID_CHARS,
-    MAX_NAME_CHARS, Message, MessageType, Rejection, Sender, TrackingError,
+    Accepted, Call, MAX_BATCH_BYTES, MAX_BATCH_CALLS, MAX_EVENT_BYTES, MessageType, Rejection,
+    Sender, TrackingError,
 };
-use crate::platform::http::AppState;
+use crate::customers::CustomersState;
 use crate::platform::http::auth::{Authorized, scope};
 use crate::platform::http::extract::body_rejection;
 use crate::platform::http::problem::{ApiError, ErrorCode};
-use crate::platform::time::{self, Timestamp};
+use crate::platform::time;
 
 impl From<TrackingError> for ApiError {
     fn from(error: TrackingError) -> Self {
@@ -141,7 +141,7 @@ fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
 }
 
 async fn single(
-    state: AppState,
+    state: CustomersState,
     caller: &crate::platform::keys::Principal,
     kind: MessageType,
     body: Result<Bytes, BytesRejection>,
@@ -194,7 +194,7 @@ macro_rules! single_endpoint {
                 (status = 413, body = crate::platform::http::problem::Problem, description = "larger than 32 KB"),
             ))]
         pub async fn $fn(
-            State(state): State<AppState>,
+            State(state): State<CustomersState>,
             caller: Authorized<scope::EventsWrite>,
             body: Result<Bytes, BytesRejection>,
         ) -> Result<axum::Json<TrackResponse>, ApiError> {
@@ -258,7 +258,7 @@ single_endpoint!(
         (status = 413, body = crate::platform::http::problem::Problem, description = "larger than 500 KB"),
     ))]
 pub async fn batch(
-    State(state): State<AppState>,
+    State(state): State<CustomersState>,
     caller: Authorized<scope::EventsWrite>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<BatchResponse>, ApiError> {
@@ -406,7 +406,7 @@ pub const SHORT_PATHS: [(&str, &str); 7] = [
 ];
 
 /// The tracking routes under their short paths.
-pub fn short_routes() -> axum::Router<AppState> {
+pub fn short_routes() -> axum::Router<CustomersState> {
     use axum::routing::post;
     axum::Router::new()
         .route("/v1/p", post(page))
@@ -423,304 +423,4 @@ pub fn is_tracking_path(path: &str) -> bool {
     SHORT_PATHS
         .iter()
         .any(|(short, long)| path == *short || path == *long)
-}
-
-/// The JSON Schema of a Segment call of `kind` (`None`: a call of a batch,
-/// which names its `type`), as the OpenAPI document states it: the limits of
-/// [`parse_message`] (at least one of `userId`/`anonymousId`, lengths, the
-/// fields each type needs). Values the identity rules block (`null`,
-/// `anonymous`, … — configurable) cannot be stated here; such a call is a
-/// 400 `invalid_event`.
-pub fn call_schema(kind: Option<MessageType>) -> Value {
-    use serde_json::json;
-    // An id is a string (at most `MAX_VALUE_CHARS`), a number or null; one
-    // that is empty, blank or blocked is ignored (listed in the answer's
-    // `ignored`) when the call has another usable id: `present_id` below is
-    // what makes an id usable.
-    let id = json!({ "type": ["string", "number", "null"], "maxLength": crate::customers::identity::MAX_VALUE_CHARS });
-    // The default blocked values (`identity::rules`; configurable, so a hub
-    // may block more): a call whose only ids are blocked is refused.
-    let mut blocked: Vec<Value> = crate::customers::identity::rules::DEFAULT_BLOCKED_VALUES
-        .iter()
-        .map(|v| json!(v))
-        .collect();
-    blocked.extend([json!(0), json!(-1)]);
-    let present_id = json!({ "type": ["string", "number"], "minLength": 1,
-        "maxLength": crate::customers::identity::MAX_VALUE_CHARS, "pattern": "\\S",
-        "not": { "enum": blocked } });
-    // `previousId` and `groupId` are required and not null; any other value
-    // is taken as it is.
-    let named_id = json!({ "type": ["string", "number"], "maxLength": crate::customers::identity::MAX_VALUE_CHARS });
-    let event = json!({ "type": ["string", "number"], "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": "\\S" });
-    // Free-form members: any keys (generated clients type them as maps).
-    let object = json!({ "type": ["object", "null"], "additionalProperties": true });
-    // No `format: date-time`: the hub reads more than RFC 3339 (a space for
-    // `T`, no offset = UTC, as SDKs send); the pattern is its exact rule.
-    let time = json!({ "type": ["string", "null"], "pattern": crate::platform::http::schema::TIME_PATTERN });
-    let name = json!({ "type": ["string", "number", "null"], "maxLength": MAX_NAME_CHARS });
-    let mut properties = json!({
-        "userId": id, "anonymousId": id,
-        "messageId": { "type": ["string", "number", "null"], "minLength": 1, "maxLength": MAX_MESSAGE_ID_CHARS },
-        "timestamp": time, "originalTimestamp": time, "sentAt": time,
-        "context": object, "properties": object, "traits": object,
-        "integrations": { "description": "Ignored (any value): the hub sends nothing on." },
-        "writeKey": { "description": "The key (a string), when no Authorization header is sent; ignored otherwise." },
-    });
-    let mut required = vec![];
-    let mut all_of = vec![json!({ "anyOf": [
-        { "required": ["userId"], "properties": { "userId": present_id } },
-        { "required": ["anonymousId"], "properties": { "anonymousId": present_id } },
-    ]})];
-    let kinds = ["identify", "track", "page", "screen", "alias", "group"];
-    match kind {
-        None => {
-            properties["type"] = json!({ "type": "string", "enum": kinds });
-            required.push("type");
-            properties["event"] =
-                json!({ "type": ["string", "number", "null"], "maxLength": MAX_NAME_CHARS });
-            properties["name"] = name;
-            properties["previousId"] = id.clone();
-            properties["groupId"] = id.clone();
-            for (kind, field, rule) in [
-                ("track", "event", &event),
-                ("alias", "previousId", &named_id),
-                ("group", "groupId", &named_id),
-            ] {
-                all_of.push(
-                    json!({ "if": { "properties": { "type": { "const": kind } } },
-                    "then": { "required": [field], "properties": { field: rule } } }),
-                );
-            }
-        }
-        Some(kind) => {
-            properties["type"] =
-                json!({ "description": "Ignored (any value): the path gives the type." });
-            match kind {
-                MessageType::Track => {
-                    properties["event"] = event;
-                    required.push("event");
-                }
-                MessageType::Page | MessageType::Screen => properties["name"] = name,
-                MessageType::Alias => {
-                    properties["previousId"] = named_id;
-                    required.push("previousId");
-                }
-                MessageType::Group => {
-                    properties["groupId"] = named_id;
-                    required.push("groupId");
-                }
-                MessageType::Identify => {}
-            }
-        }
-    }
-    json!({
-        "type": "object",
-        "description": "A Segment call (https://segment.com/docs/connections/spec/); at most 32 KB. Read as JSON whatever the Content-Type.",
-        "properties": properties,
-        "required": required,
-        "allOf": all_of,
-    })
-}
-
-/// The JSON Schema of a `/v1/batch` body.
-pub fn batch_schema() -> Value {
-    serde_json::json!({
-        "type": "object",
-        "description": "At most 500 KB; each call at most 32 KB.",
-        "properties": {
-            "batch": { "type": "array", "minItems": 1, "maxItems": MAX_BATCH_CALLS, "items": call_schema(None) },
-            "context": { "type": ["object", "null"], "additionalProperties": true },
-            "sentAt": { "type": ["string", "null"], "pattern": crate::platform::http::schema::TIME_PATTERN },
-            "writeKey": { "description": "The key (a string), when no Authorization header is sent; ignored otherwise." },
-        },
-        "required": ["batch"],
-    })
-}
-
-/// Parses a Segment call. `forced` is the endpoint's type (the body's `type`
-/// is then optional); `shared_context` is a batch's `context`, under each call's.
-pub fn parse_message(
-    forced: Option<MessageType>,
-    mut call: Map<String, Value>,
-    shared_context: Option<&Map<String, Value>>,
-    batch_sent_at: Option<Timestamp>,
-) -> Result<Message, String> {
-    let kind = match (forced, call.get("type").and_then(Value::as_str)) {
-        (Some(kind), _) => kind,
-        (None, Some(name)) => MessageType::parse(name).ok_or_else(|| {
-            format!("unknown type {name:?}; expected identify, track, page, screen, alias or group")
-        })?,
-        (None, None) => return Err("type is required in a batch call".into()),
-    };
-    let id_field = |name: &str| -> Result<Option<String>, String> {
-        match call.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s))
-                if s.chars().count() <= crate::customers::identity::MAX_VALUE_CHARS =>
-            {
-                Ok(Some(s.clone()))
-            }
-            Some(Value::String(_)) => Err(format!(
-                "{name} is longer than {} characters",
-                crate::customers::identity::MAX_VALUE_CHARS
-            )),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(_) => Err(format!("{name} must be a string")),
-        }
-    };
-    let user_id = id_field("userId")?;
-    let anonymous_id = id_field("anonymousId")?;
-    if user_id.is_none() && anonymous_id.is_none() {
-        return Err("the call has neither userId nor anonymousId; send at least one".into());
-    }
-    let message_id = id_field("messageId")?;
-    if message_id
-        .as_ref()
-        .is_some_and(|m| m.is_empty() || m.chars().count() > MAX_MESSAGE_ID_CHARS)
-    {
-        return Err(format!(
-            "messageId must be 1 to {MAX_MESSAGE_ID_CHARS} characters"
-        ));
-    }
-    let name = match kind {
-        MessageType::Track => Some(
-            id_field("event")?
-                .filter(|e| !e.trim().is_empty())
-                .ok_or("a track call needs an event name")?,
-        ),
-        MessageType::Page | MessageType::Screen => id_field("name")?,
-        _ => None,
-    };
-    if name
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > MAX_NAME_CHARS)
-    {
-        return Err(format!(
-            "the event name is longer than {MAX_NAME_CHARS} characters"
-        ));
-    }
-    let previous_id = id_field("previousId")?;
-    if kind == MessageType::Alias && previous_id.is_none() {
-        return Err("an alias call needs a previousId".into());
-    }
-    let group_id = id_field("groupId")?;
-    if kind == MessageType::Group && group_id.is_none() {
-        return Err("a group call needs a groupId".into());
-    }
-    let mut object_field = |name: &str| -> Result<Map<String, Value>, String> {
-        match call.remove(name) {
-            None | Some(Value::Null) => Ok(Map::new()),
-            Some(Value::Object(m)) => Ok(m),
-            Some(_) => Err(format!("{name} must be an object")),
-        }
-    };
-    let own_context = object_field("context")?;
-    let mut properties = object_field("properties")?;
-    let context = match shared_context {
-        None => own_context,
-        Some(shared) => {
-            let mut context = shared.clone();
-            context.extend(own_context);
-            context
-        }
-    };
-    if let Some(group_id) = &group_id {
-        properties.insert("groupId".into(), Value::String(group_id.clone()));
-    }
-    if let Some(previous_id) = &previous_id {
-        properties.insert("previousId".into(), Value::String(previous_id.clone()));
-    }
-    let verified_flag = call.get("verified") == Some(&Value::Bool(true))
-        || context.get("verified") == Some(&Value::Bool(true))
-        || context.get("traits").and_then(|t| t.get("verified")) == Some(&Value::Bool(true));
-    let traits = match call.remove("traits") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(m)) => m,
-        Some(_) => return Err("traits must be an object".into()),
-    };
-    let time_field = |name: &str| -> Result<Option<Timestamp>, String> {
-        match call.get(name) {
-            None => Ok(None),
-            Some(v) => parse_time(v).map_err(|e| format!("{name}: {e}")),
-        }
-    };
-    Ok(Message {
-        kind,
-        message_id,
-        user_id,
-        anonymous_id,
-        name,
-        previous_id,
-        group_id,
-        traits,
-        properties,
-        context,
-        timestamp: time_field("timestamp")?,
-        original_timestamp: time_field("originalTimestamp")?,
-        sent_at: time_field("sentAt")?.or(batch_sent_at),
-        verified_flag,
-        login_vouched_by: None,
-    })
-}
-
-/// The length of `value` serialized compactly, without building the text.
-fn serialized_len(value: &Value) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    match serde_json::to_writer(&mut counter, value) {
-        Ok(()) => counter.0,
-        Err(_) => usize::MAX,
-    }
-}
-
-fn message_id_of_map(call: &Map<String, Value>) -> Option<String> {
-    call.get("messageId")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-}
-
-fn message_id_of(call: &Value) -> Option<String> {
-    call.as_object().and_then(message_id_of_map)
-}
-
-/// An ISO 8601 / RFC 3339 time; without an offset it is taken as UTC. Only
-/// the years [`super::EARLIEST_YEAR`]–[`super::LATEST_YEAR`] are accepted.
-fn parse_time(value: &Value) -> Result<Option<Timestamp>, String> {
-    let parsed = parse_any_time(value)?;
-    match parsed {
-        Some(t) if !super::time_in_range(t) => Err(format!(
-            "must lie in the years {}–{}",
-            super::EARLIEST_YEAR,
-            super::LATEST_YEAR
-        )),
-        other => Ok(other),
-    }
-}
-
-fn parse_any_time(value: &Value) -> Result<Option<Timestamp>, String> {
-    let text = match value {
-        Value::Null => return Ok(None),
-        Value::String(s) => s.trim(),
-        _ => return Err("must be an ISO 8601 time string".into()),
-    };
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(Some(time::from_micros(
-            t.with_timezone(&Utc).timestamp_micros(),
-        )));
-    }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-            return Ok(Some(time::from_micros(t.and_utc().timestamp_micros())));
-        }
-    }
-    Err(format!("{text:?} is not an ISO 8601 time"))
 }

@@ -15,7 +15,15 @@
 
 pub mod batcher;
 pub mod http;
-pub mod store;
+mod parse;
+pub mod schema;
+mod store;
+// Tracking as others read it (the customer 360° view, benchmarks): the
+// timeline and the channel activity of a profile. The SQL stays in `store`.
+pub use store::{
+    NewTrackingRow, TimelineFilter, TrackingRow, channel_activity, latest_locale_timezone,
+    timeline, trait_observations,
+};
 pub mod traits;
 
 use std::collections::{HashMap, HashSet};
@@ -316,7 +324,7 @@ async fn run(
             let calls = calls.clone();
             Box::pin(async move {
                 let dialect = tx.dialect();
-                identity::store::lock_identity(tx.conn(), dialect).await?;
+                identity::lock_graph(tx).await?;
                 let rules = identity::load_rules(tx.conn()).await?;
                 let mut state = OperationState {
                     stored: stored_message_ids(tx, &calls).await?,

@@ -98,7 +98,7 @@ impl PendingTraits {
 /// Rows per multi-row upsert (7 parameters each) on PostgreSQL.
 const UPSERT_CHUNK: usize = 32;
 /// Rows per upsert on SQLite, whose positional `?` parameters bind in
-/// constant time (see `events::store::SQLITE_APPEND_CHUNK`).
+/// constant time (see `events::SQLITE_APPEND_CHUNK`).
 const SQLITE_UPSERT_CHUNK: usize = 64;
 /// Identifiers per trim statement.
 const TRIM_CHUNK: usize = 64;

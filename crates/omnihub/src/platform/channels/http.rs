@@ -6,12 +6,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{Channel, ChannelError, ChannelKind, ChannelName, store};
-use crate::platform::http::AppState;
 use crate::platform::http::auth::{Authorized, scope};
 use crate::platform::http::extract::{Json, Path, Query};
 use crate::platform::http::pagination::{Page, PageParams};
 use crate::platform::http::problem::{ApiError, ErrorCode};
 use crate::platform::ids::{ChannelId, LocationId};
+use crate::platform::state::Platform;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -76,7 +76,7 @@ impl From<ChannelError> for ApiError {
         (status = 422, body = crate::platform::http::problem::Problem),
     ))]
 pub async fn create_channel(
-    State(state): State<AppState>,
+    State(state): State<Platform>,
     caller: Authorized<scope::Admin>,
     Json(body): Json<CreateChannel>,
 ) -> Result<(StatusCode, axum::Json<ChannelBody>), ApiError> {
@@ -107,7 +107,7 @@ pub async fn create_channel(
     params(PageParams),
     responses((status = 200, body = Page<ChannelBody>), (status = 401, body = crate::platform::http::problem::Problem)))]
 pub async fn list_channels(
-    State(state): State<AppState>,
+    State(state): State<Platform>,
     _caller: Authorized<scope::Admin>,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<Page<ChannelBody>>, ApiError> {
@@ -131,7 +131,7 @@ pub async fn list_channels(
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = ChannelBody), (status = 404, body = crate::platform::http::problem::Problem)))]
 pub async fn get_channel(
-    State(state): State<AppState>,
+    State(state): State<Platform>,
     _caller: Authorized<scope::Admin>,
     Path(id): Path<ChannelId>,
 ) -> Result<axum::Json<ChannelBody>, ApiError> {

@@ -4,7 +4,9 @@
 
 pub mod cache;
 pub mod http;
-pub mod store;
+mod store;
+// Channel lookups for other domains and the CLI (by id, by name, all).
+pub use store::{find_by_name, get, list};
 
 use std::fmt;
 use std::str::FromStr;

@@ -8,12 +8,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::visibility::Reader;
 use super::{Event, TypeFilter, store};
-use crate::platform::http::AppState;
 use crate::platform::http::auth::{Authorized, scope};
 use crate::platform::http::extract::Query;
 use crate::platform::http::pagination::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::platform::http::problem::{ApiError, ErrorCode, Problem};
 use crate::platform::ids::{ChannelId, EventId};
+use crate::platform::state::Platform;
 
 /// A domain event as every consumer sees it: in the feed, on the live stream
 /// and in webhook bodies.
@@ -110,7 +110,7 @@ pub fn parse_types(raw: Option<&str>) -> Result<TypeFilter, ApiError> {
     params(FeedParams),
     responses((status = 200, body = EventPage), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn list_events(
-    State(state): State<AppState>,
+    State(state): State<Platform>,
     caller: Authorized<scope::EventsRead>,
     Query(params): Query<FeedParams>,
 ) -> Result<axum::Json<EventPage>, ApiError> {

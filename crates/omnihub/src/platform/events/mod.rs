@@ -8,7 +8,10 @@
 //! fed by the per-node [`tail::Tail`]) and webhooks (`crate::platform::webhooks`).
 
 pub mod http;
-pub mod store;
+mod store;
+// The feed as the platform's consumers read it (webhook delivery, the
+// catch-up of the live stream, benchmarks).
+pub use store::{by_positions, head, list_after, list_range, notify_channel};
 pub mod stream;
 pub mod tail;
 pub mod visibility;

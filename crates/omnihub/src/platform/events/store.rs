@@ -10,8 +10,6 @@ use crate::platform::ids::{ChannelId, EventId};
 use crate::platform::storage::StoreError;
 use crate::platform::time;
 
-pub use crate::platform::storage::outbox::{append, lock_outbox};
-
 /// The PostgreSQL NOTIFY channel other nodes of this schema LISTEN on.
 pub async fn notify_channel(pool: &AnyPool) -> Result<String, StoreError> {
     let sql = format!(

@@ -29,11 +29,11 @@ use super::http::{parse_position, parse_types};
 use super::tail::TailRead;
 use super::visibility::Reader;
 use super::{Event, TypeFilter, store};
-use crate::platform::http::AppState;
 use crate::platform::http::auth::{Authorized, scope};
 use crate::platform::http::extract::{Json, Query};
 use crate::platform::http::limits::{StreamLimit, StreamSlot};
 use crate::platform::http::problem::{ApiError, ErrorCode, Problem};
+use crate::platform::state::Platform;
 
 /// Events fetched per step while catching up.
 const CATCH_UP_BATCH: i64 = 500;
@@ -65,7 +65,7 @@ pub struct StreamParams {
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 429, body = Problem, description = "Too many live streams open (`too_many_streams`)")))]
 pub async fn stream(
-    State(state): State<AppState>,
+    State(state): State<Platform>,
     caller: Authorized<scope::EventsRead>,
     headers: HeaderMap,
     Query(params): Query<StreamParams>,
@@ -113,7 +113,7 @@ pub async fn stream(
 }
 
 struct Subscription {
-    state: AppState,
+    state: Platform,
     head: tokio::sync::watch::Receiver<i64>,
     cursor: i64,
     filter: TypeFilter,
@@ -201,7 +201,7 @@ impl Subscription {
     /// Whether the stream's key still exists unrevoked (read from the
     /// database, so a revocation on any node counts).
     async fn key_still_valid(&self) -> bool {
-        match crate::platform::keys::store::get(self.state.store.reader(), &self.key_id).await {
+        match crate::platform::keys::get(self.state.store.reader(), &self.key_id).await {
             Ok(Some(key)) => key.revoked_at.is_none(),
             Ok(None) => false,
             // A failed read does not end a stream; the next check decides.
@@ -247,7 +247,7 @@ pub struct StreamTokenBody {
         (status = 201, body = StreamTokenBody),
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_stream_token(
-    State(state): State<AppState>,
+    State(state): State<Platform>,
     caller: Authorized<scope::EventsRead>,
     Json(body): Json<CreateStreamToken>,
 ) -> Result<

@@ -17,12 +17,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
-use super::AppState;
 use super::problem::{ApiError, ErrorCode};
 use crate::platform::keys::{Principal, Scope};
+use crate::platform::state::Platform;
 
 pub async fn authenticate(
-    State(state): State<AppState>,
+    State(state): State<Platform>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -32,29 +32,19 @@ pub async fn authenticate(
         .map(|info| info.0.ip());
     let (secret, mut request) = match secret_from_headers(request.headers()) {
         Some(secret) => (Some(secret), request),
-        None if crate::customers::tracking::http::is_tracking_path(request.uri().path())
+        None if (state.browser_routes.accepts_write_key)(request.uri().path())
             && !request.headers().contains_key(header::AUTHORIZATION) =>
         {
-            write_key_from_body(request).await?
+            write_key_from_body(request, state.browser_routes.write_key_body_limit).await?
         }
         None if request.uri().path() == super::browser::STREAM_PATH
             && !request.headers().contains_key(header::AUTHORIZATION) =>
         {
             if let Some(token) = stream_token(request.uri().query()) {
-                let now = crate::platform::time::now().timestamp();
-                return match crate::platform::keys::stream_token::verify(&state.store, &token, now)
-                    .await?
-                {
-                    Some(principal) => {
-                        let mut request = request;
-                        request.extensions_mut().insert(principal);
-                        Ok(next.run(request).await)
-                    }
-                    None => Err(ApiError::new(
-                        ErrorCode::Unauthorized,
-                        "the stream token is invalid or expired, or its key was revoked; mint a new one with POST /v1/stream/tokens",
-                    )),
-                };
+                let principal = stream_token_principal(&state, &token).await?;
+                let mut request = request;
+                request.extensions_mut().insert(principal);
+                return Ok(next.run(request).await);
             }
             (None, request)
         }
@@ -97,6 +87,20 @@ pub async fn authenticate(
     }
 }
 
+/// The key a live-stream token (`?token=`, minted by
+/// `POST /v1/stream/tokens`) stands for, if it is valid and its key active.
+async fn stream_token_principal(state: &Platform, token: &str) -> Result<Principal, ApiError> {
+    let now = crate::platform::time::now().timestamp();
+    crate::platform::keys::stream_token::verify(&state.store, token, now)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unauthorized,
+                "the stream token is invalid or expired, or its key was revoked; mint a new one with POST /v1/stream/tokens",
+            )
+        })
+}
+
 /// 429 with the seconds until the address may try again.
 fn throttled(wait: std::time::Duration) -> Response {
     let mut response = ApiError::new(
@@ -122,13 +126,15 @@ fn stream_token(query: Option<&str>) -> Option<String> {
 
 /// Reads the body (at most a tracking batch) and takes its `writeKey`; the
 /// request is rebuilt with the same body for the handler.
-async fn write_key_from_body(request: Request) -> Result<(Option<String>, Request), ApiError> {
+async fn write_key_from_body(
+    request: Request,
+    limit: usize,
+) -> Result<(Option<String>, Request), ApiError> {
     #[derive(serde::Deserialize)]
     struct WriteKey {
         #[serde(rename = "writeKey")]
         write_key: Option<String>,
     }
-    let limit = crate::customers::tracking::MAX_BATCH_BYTES;
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::new(

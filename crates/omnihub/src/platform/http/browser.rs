@@ -18,8 +18,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
 use super::problem::{ApiError, ErrorCode};
+use crate::platform::state::Platform;
 
 /// How long a browser may cache a preflight answer.
 pub const CORS_PREFLIGHT_MAX_AGE_SECS: u64 = 600;
@@ -34,8 +34,8 @@ pub const CORS_EXPOSED_HEADERS: &str = "retry-after, idempotency-replayed";
 pub const STREAM_PATH: &str = "/v1/stream";
 
 /// The routes served to pages on other origins.
-pub fn is_browser_path(path: &str) -> bool {
-    crate::customers::tracking::http::is_tracking_path(path) || path == STREAM_PATH
+pub fn is_browser_path(platform: &Platform, path: &str) -> bool {
+    (platform.browser_routes.accepts_write_key)(path) || path == STREAM_PATH
 }
 
 /// The origins allowed to call the browser routes.
@@ -88,8 +88,8 @@ impl CorsOrigins {
 
 /// CORS for [`is_browser_path`] routes: answers preflights (before
 /// authentication) and adds the CORS headers to every answer.
-pub async fn cors(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if !is_browser_path(request.uri().path()) {
+pub async fn cors(State(state): State<Platform>, request: Request, next: Next) -> Response {
+    if !is_browser_path(&state, request.uri().path()) {
         return next.run(request).await;
     }
     let origins = &state.settings.cors_allowed_origins;
@@ -147,7 +147,7 @@ fn preflight(path: &str, allowed: bool) -> Response {
 /// Decompresses `Content-Encoding: gzip` request bodies (the decompressed
 /// size capped at `max_body_bytes`); any other encoding but `identity` is 415.
 pub async fn decode_body(
-    State(state): State<AppState>,
+    State(state): State<Platform>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {

@@ -1,95 +1,44 @@
-//! The HTTP API: router, shared state and cross-cutting layers.
+//! HTTP plumbing: the cross-cutting layers every route runs behind
+//! (authentication, idempotency, CORS, body limits, metrics, panics as
+//! problems), the platform's own routes, errors, extractors and pagination.
 //!
-//! Every resource's handlers live in its domain module (`channels::http`, …);
-//! this module assembles them under `/v1`, behind authentication and
-//! idempotency, and adds health, metrics and the OpenAPI document.
+//! Each context lists its routes (`platform::http::routes`,
+//! `customers::routes`, `commerce::routes`); `app::router` assembles them
+//! under `/v1` and wraps them with [`layered`].
 
 pub mod auth;
 pub mod browser;
 pub mod extract;
 pub mod health;
 pub mod limits;
-pub mod openapi;
 pub mod pagination;
 pub mod problem;
 pub mod schema;
 pub mod serve;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::platform::channels::cache::ChannelCache;
-use crate::platform::config::Settings;
-use crate::platform::events::tail::Tail;
-use crate::platform::keys::cache::KeyCache;
-use crate::platform::metrics::{Metrics, RequestLabels, RouteLabels};
-use crate::platform::storage::Store;
+use crate::platform::metrics::{RequestLabels, RouteLabels};
+use crate::platform::state::Platform;
 use problem::{ApiError, ErrorCode};
 
-/// What every handler can reach: a reference-counted [`AppStateInner`]
-/// (fields are reached through `Deref`, e.g. `state.store`).
-///
-/// axum clones the state for every middleware and `State` extractor of every
-/// request, so a clone must be one reference count, not one per field: cloning
-/// the fields one by one cost about a tenth of the CPU of an authenticated read
-/// (see docs/benchmarks.md).
-#[derive(Clone)]
-pub struct AppState(Arc<AppStateInner>);
-
-impl AppState {
-    pub fn new(inner: AppStateInner) -> Self {
-        Self(Arc::new(inner))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = AppStateInner;
-    fn deref(&self) -> &AppStateInner {
-        &self.0
-    }
-}
-
-pub struct AppStateInner {
-    pub store: Store,
-    pub tail: Tail,
-    pub keys: Arc<KeyCache>,
-    /// The node's inventory view (availability, denials) and reservation batcher.
-    pub inventory: Arc<crate::commerce::inventory::Inventory>,
-    /// Decides concurrent checkouts together (`orders::checkout`).
-    pub checkouts: Arc<crate::commerce::orders::checkout::CheckoutBatcher>,
-    pub channels: Arc<ChannelCache>,
-    /// Coalesces concurrent tracking requests into one write operation.
-    pub tracking: crate::customers::tracking::batcher::Batcher,
-    pub metrics: Arc<Metrics>,
-    /// Failed-authentication throttle and live-stream slots.
-    pub guards: limits::Guards,
-    pub settings: Arc<Settings>,
-    /// Cancelled when the hub shuts down (ends live streams).
-    pub shutdown: CancellationToken,
-    /// What commerce does when identity merges or unmerges profiles (the
-    /// guest's carts join the customer's; an unmerge gives orders and cart
-    /// lines back), registered here so identity never imports commerce.
-    pub follow_ups: crate::customers::identity::FollowUps,
-}
-
-/// The `/v1` API with its OpenAPI description.
-pub fn api_router() -> OpenApiRouter<AppState> {
-    use crate::{
-        commerce::carts, commerce::catalog, commerce::inventory, commerce::locations,
-        commerce::orders, customers::identity, customers::profiles as customers,
-        customers::tracking, platform::channels, platform::events, platform::keys,
-        platform::webhooks,
-    };
-    OpenApiRouter::with_openapi(openapi::base())
+/// The platform's `/v1` routes: channels, keys, the event feed and live
+/// stream, webhooks.
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Platform: FromRef<S>,
+{
+    use crate::platform::{channels, events, keys, webhooks};
+    OpenApiRouter::new()
         .routes(routes!(
             channels::http::create_channel,
             channels::http::list_channels
@@ -111,132 +60,57 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             webhooks::http::delete_webhook
         ))
         .routes(routes!(webhooks::http::list_deliveries))
-        .routes(routes!(tracking::http::identify))
-        .routes(routes!(tracking::http::track))
-        .routes(routes!(tracking::http::page))
-        .routes(routes!(tracking::http::screen))
-        .routes(routes!(tracking::http::alias))
-        .routes(routes!(tracking::http::group))
-        .routes(routes!(tracking::http::batch))
-        .routes(routes!(customers::http::find_customers))
-        .routes(routes!(customers::http::get_customer))
-        .routes(routes!(customers::http::timeline))
-        .routes(routes!(customers::http::merges))
-        .routes(routes!(customers::http::unmerge))
-        .routes(routes!(crate::customers::groups::http::get_group))
-        .routes(routes!(
-            identity::http::get_rules,
-            identity::http::put_rules
-        ))
-        .routes(routes!(identity::http::identifier_report))
-        .routes(routes!(identity::http::rebuild))
-        .routes(routes!(identity::http::create_identity_token))
-        .routes(routes!(
-            catalog::http::create_product,
-            catalog::upkeep_http::list_products
-        ))
-        .routes(routes!(
-            catalog::http::get_product,
-            catalog::upkeep_http::update_product
-        ))
-        .routes(routes!(catalog::upkeep_http::archive_product))
-        .routes(routes!(catalog::upkeep_http::unarchive_product))
-        .routes(routes!(catalog::http::list_variants))
-        .routes(routes!(catalog::upkeep_http::update_variant))
-        .routes(routes!(catalog::upkeep_http::archive_variant))
-        .routes(routes!(catalog::upkeep_http::unarchive_variant))
-        .routes(routes!(
-            locations::http::create_location,
-            locations::http::list_locations
-        ))
-        .routes(routes!(locations::http::get_location))
-        .routes(routes!(inventory::http::record_movements))
-        .routes(routes!(inventory::http::list_levels))
-        .routes(routes!(inventory::http::list_incidents))
-        .routes(routes!(inventory::http::verify_ledger))
-        .routes(routes!(inventory::http::rebuild_ledger))
-        .routes(routes!(inventory::http::get_availability))
-        .routes(routes!(inventory::http::get_store_availability))
-        .routes(routes!(inventory::http::create_reservation))
-        .routes(routes!(inventory::http::get_reservation))
-        .routes(routes!(inventory::http::release_reservation))
-        .routes(routes!(inventory::http::allocate_reservation))
-        .routes(routes!(inventory::http::fulfil_reservation))
-        .routes(routes!(inventory::http::create_transfer))
-        .routes(routes!(inventory::http::get_transfer))
-        .routes(routes!(inventory::http::receive_transfer))
-        .routes(routes!(inventory::http::cancel_transfer))
-        .routes(routes!(inventory::http::plan_sourcing))
-        .routes(routes!(
-            inventory::http::get_policy,
-            inventory::http::put_policy
-        ))
-        .routes(routes!(carts::http::create_cart))
-        .routes(routes!(carts::http::merge_carts))
-        .routes(routes!(carts::http::get_cart))
-        .routes(routes!(carts::http::get_customer_cart))
-        .routes(routes!(carts::http::add_line))
-        .routes(routes!(carts::http::update_line, carts::http::delete_line))
-        .routes(routes!(orders::http::checkout_cart))
-        .routes(routes!(orders::http::create_pos_order))
-        .routes(routes!(orders::http::import_order))
-        .routes(routes!(orders::http::get_order))
-        .routes(routes!(orders::http::list_customer_orders))
-        .routes(routes!(orders::http::mark_ready))
-        .routes(routes!(orders::http::mark_picked_up))
-        .routes(routes!(orders::http::ship_order))
-        .routes(routes!(orders::http::mark_delivered))
-        .routes(routes!(orders::http::cancel_order))
 }
 
-/// The operational endpoints, public (no key): health, readiness and the
-/// OpenAPI document. `/metrics` is not among them: it is served on a
-/// listener of its own ([`metrics_router`]).
-pub fn public_router() -> OpenApiRouter<AppState> {
+/// The operational endpoints, public (no key): health and readiness.
+/// `/metrics` is not among them: it is served on a listener of its own
+/// ([`metrics_router`]).
+pub fn public_routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Platform: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
-        .routes(routes!(openapi::serve_document))
 }
 
 /// `/metrics` alone, for the `metrics_listen` address.
-pub fn metrics_router(state: AppState) -> Router {
+pub fn metrics_router(platform: Platform) -> Router {
     Router::new()
         .route("/metrics", axum::routing::get(health::metrics))
         .fallback(not_found)
-        .with_state(state)
+        .with_state(platform)
 }
 
-/// The whole application: `/v1` behind auth and idempotency, plus the public
-/// operational endpoints.
-pub fn router(state: AppState) -> Router {
-    let (api, _) = api_router().split_for_parts();
-    let (public, _) = public_router().split_for_parts();
+/// The whole application: `api` (`/v1`) behind authentication and
+/// idempotency, `public` beside it, and the layers every request runs
+/// through (CORS, metrics, panics as problems, body limits and decoding).
+pub fn layered(api: Router, public: Router, platform: Platform) -> Router {
     let api = api
-        .merge(crate::customers::tracking::http::short_routes())
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            platform.clone(),
             crate::platform::idempotency::middleware,
         ))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            platform.clone(),
             auth::authenticate,
         ));
-    let max_body = state.settings.max_body_bytes;
+    let max_body = platform.settings.max_body_bytes;
     public
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            platform.clone(),
             browser::decode_body,
         ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            state.settings.limits.request_body_timeout,
+            platform.settings.limits.request_body_timeout,
         ))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            platform.clone(),
             record_metrics,
         ))
         .layer(CatchPanicLayer::custom(|_| {
@@ -245,8 +119,7 @@ pub fn router(state: AppState) -> Router {
                 "an internal error occurred; it was logged",
             ))
         }))
-        .layer(middleware::from_fn_with_state(state.clone(), browser::cors))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(platform, browser::cors))
 }
 
 async fn not_found() -> ApiError {
@@ -279,7 +152,7 @@ fn method_label(method: &axum::http::Method) -> &'static str {
     }
 }
 
-async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn record_metrics(State(state): State<Platform>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = method_label(request.method()).to_string();
     let route = request

@@ -2,10 +2,10 @@
 //!
 //! A POST with an `Idempotency-Key` header belongs to the API key that sent it
 //! (not to its channel): another key, even of the same channel, never sees its
-//! answer. The key is reserved only after authorization: the middleware
+//! answer. The key is claimed only after authorization: the middleware
 //! ([`middleware`]) makes a [`Scope`] and runs the request inside it; the
 //! `Authorized<S>` extractor checks the handler's scope first (403 without it)
-//! and only then calls [`admit`], which reserves the key or answers with the
+//! and only then calls [`admit`], which claims the key or answers with the
 //! stored response (`Idempotency-Replayed: true`), `idempotency_key_reused`
 //! for a different request or `idempotency_request_in_progress`.
 //!
@@ -34,7 +34,7 @@
 //! Only 2xx–4xx answers are stored; a 5xx answer rolls the held write back and
 //! frees the key. Keys are kept for [`RETENTION`].
 
-pub mod store;
+mod store;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,9 +48,9 @@ use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
-use crate::platform::http::AppState;
 use crate::platform::http::problem::{ApiError, ErrorCode};
 use crate::platform::keys::Principal;
+use crate::platform::state::Platform;
 use crate::platform::storage::{OpError, Store, StoreError, Tx};
 use crate::platform::time;
 
@@ -60,7 +60,7 @@ pub const REPLAYED_HEADER: &str = "idempotency-replayed";
 pub const MAX_KEY_CHARS: usize = 255;
 /// How long a stored response can be replayed.
 pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
-/// How long a reservation blocks the key before a crashed request's key can be
+/// How long a claim blocks the key before a crashed request's key can be
 /// used again.
 pub const IN_PROGRESS_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a held write waits for its handler's answer before it rolls back
@@ -77,10 +77,10 @@ tokio::task_local! {
     static CURRENT: Arc<Scope>;
 }
 
-/// The outcome of trying to reserve a key.
-pub enum Reservation {
+/// The outcome of trying to claim a key (the first request with it runs; later ones replay or wait).
+pub enum KeyClaim {
     /// The key is ours: run the request.
-    Reserved,
+    Claimed,
     /// A finished request with the same fingerprint: replay it.
     Replay(Answer),
     /// The key was used for a different request.
@@ -128,8 +128,8 @@ enum Admission {
     /// Authorization has not admitted the key yet (or never will: 401, 403).
     #[default]
     Pending,
-    /// The key is reserved for this request.
-    Reserved,
+    /// The key is claimed for this request.
+    Claimed,
     /// Answered without running (replay, reuse, in progress, storage error).
     Answered,
 }
@@ -155,7 +155,7 @@ impl Scope {
     }
 }
 
-/// Reserves the current request's Idempotency-Key, after authorization: an
+/// Claims the current request's Idempotency-Key, after authorization: an
 /// `Err` is the answer to send instead of running the handler (a replay, or
 /// an idempotency error). Called by `Authorized<S>` once the scope check
 /// passed; without a key (or called again) it does nothing.
@@ -166,20 +166,20 @@ pub async fn admit() -> Result<(), Response> {
     if scope.lock().admission != Admission::Pending {
         return Ok(());
     }
-    let outcome = store::reserve(&scope.store, &scope.key_id, &scope.key, &scope.fingerprint).await;
+    let outcome = store::claim(&scope.store, &scope.key_id, &scope.key, &scope.fingerprint).await;
     let mut state = scope.lock();
     let refusal = match outcome {
-        Ok(Reservation::Reserved) => {
-            state.admission = Admission::Reserved;
+        Ok(KeyClaim::Claimed) => {
+            state.admission = Admission::Claimed;
             return Ok(());
         }
-        Ok(Reservation::Replay(answer)) => replay(answer),
-        Ok(Reservation::Mismatch) => ApiError::new(
+        Ok(KeyClaim::Replay(answer)) => replay(answer),
+        Ok(KeyClaim::Mismatch) => ApiError::new(
             ErrorCode::IdempotencyKeyReused,
             "this Idempotency-Key was used with a different request; use a new key",
         )
         .into_response(),
-        Ok(Reservation::InProgress) => ApiError::new(
+        Ok(KeyClaim::InProgress) => ApiError::new(
             ErrorCode::IdempotencyRequestInProgress,
             "a request with this Idempotency-Key is still being processed; retry later",
         )
@@ -203,7 +203,7 @@ pub fn holds_writes() -> bool {
     CURRENT
         .try_with(|scope| {
             let state = scope.lock();
-            state.admission == Admission::Reserved && !state.separate
+            state.admission == Admission::Claimed && !state.separate
         })
         .unwrap_or(false)
 }
@@ -214,7 +214,7 @@ pub(crate) fn scope_for_write() -> Option<Arc<Scope>> {
     let scope = CURRENT.try_with(Arc::clone).ok()?;
     let previous = {
         let mut state = scope.lock();
-        if state.admission != Admission::Reserved || state.separate {
+        if state.admission != Admission::Claimed || state.separate {
             return None;
         }
         state.held.take()
@@ -318,7 +318,7 @@ fn take<V>(slot: &Mutex<Option<V>>) -> Option<V> {
 }
 
 pub async fn middleware(
-    State(state): State<AppState>,
+    State(state): State<Platform>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -334,7 +334,7 @@ pub async fn middleware(
     };
     // The rest runs in a task of its own. A client that hangs up drops this
     // future, but a write it submitted still commits; abandoned here, the key
-    // would stay reserved without its answer (409 for a minute, then the
+    // would stay claimed without its answer (409 for a minute, then the
     // retry writes a second time). The task finishes and stores the answer.
     tokio::spawn(run_with_key(state, principal, key, request, next))
         .await
@@ -343,7 +343,7 @@ pub async fn middleware(
 
 /// Runs the request inside its key's scope and stores its answer.
 async fn run_with_key(
-    state: AppState,
+    state: Platform,
     principal: Principal,
     key: String,
     request: Request,
@@ -376,7 +376,7 @@ async fn run_with_key(
         let mut state = scope.lock();
         (state.admission, state.held.take())
     };
-    if admission != Admission::Reserved {
+    if admission != Admission::Claimed {
         // Not admitted (401, 403, 404 before authorization) or answered
         // without running: nothing to store.
         return Ok(response);
@@ -511,7 +511,7 @@ fn crash_point(point: &str) {
 }
 
 /// Deletes keys older than [`RETENTION`]; run periodically.
-pub async fn prune(state: &AppState) -> Result<u64, crate::platform::storage::StoreError> {
+pub async fn prune(state: &Platform) -> Result<u64, crate::platform::storage::StoreError> {
     let cutoff = time::to_micros(time::now()) - RETENTION.as_micros() as i64;
     store::prune(&state.store, cutoff).await
 }

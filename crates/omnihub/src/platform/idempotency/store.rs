@@ -4,16 +4,16 @@
 
 use sqlx::{AnyConnection, Row};
 
-use super::{Answer, IN_PROGRESS_TIMEOUT, Reservation};
+use super::{Answer, IN_PROGRESS_TIMEOUT, KeyClaim};
 use crate::platform::storage::{Store, StoreError};
 use crate::platform::time;
 
-pub async fn reserve(
+pub async fn claim(
     store: &Store,
     key_id: &str,
     key: &str,
     fingerprint: &str,
-) -> Result<Reservation, StoreError> {
+) -> Result<KeyClaim, StoreError> {
     let (key_id, key, fingerprint) = (key_id.to_string(), key.to_string(), fingerprint.to_string());
     store
         .write_plain(move |tx| {
@@ -35,7 +35,7 @@ pub async fn reserve(
                 .execute(tx.conn())
                 .await?;
                 if inserted.rows_affected() == 1 {
-                    return Ok(Reservation::Reserved);
+                    return Ok(KeyClaim::Claimed);
                 }
                 let row = sqlx::query(
                     "SELECT request_hash, state, response_status, response_headers, response_body, locked_until \
@@ -47,7 +47,7 @@ pub async fn reserve(
                 .await?;
                 let stored_hash: String = row.try_get("request_hash")?;
                 if stored_hash != fingerprint {
-                    return Ok(Reservation::Mismatch);
+                    return Ok(KeyClaim::Mismatch);
                 }
                 let state: String = row.try_get("state")?;
                 if state == "done" {
@@ -57,7 +57,7 @@ pub async fn reserve(
                     let headers = headers
                         .and_then(|h| serde_json::from_str(&h).ok())
                         .unwrap_or_default();
-                    return Ok(Reservation::Replay(Answer {
+                    return Ok(KeyClaim::Replay(Answer {
                         status: status.and_then(|s| u16::try_from(s).ok()).unwrap_or(200),
                         headers,
                         body: body.unwrap_or_default(),
@@ -65,7 +65,7 @@ pub async fn reserve(
                 }
                 let previous_lock: i64 = row.try_get("locked_until")?;
                 if previous_lock > now {
-                    return Ok(Reservation::InProgress);
+                    return Ok(KeyClaim::InProgress);
                 }
                 // The first request died without answering (and so, its write
                 // held, without committing): take the key over.
@@ -77,7 +77,7 @@ pub async fn reserve(
                 .bind(&key)
                 .execute(tx.conn())
                 .await?;
-                Ok(Reservation::Reserved)
+                Ok(KeyClaim::Claimed)
             })
         })
         .await

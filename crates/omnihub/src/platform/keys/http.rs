@@ -6,12 +6,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiKey, KeyError, Scopes, store};
-use crate::platform::http::AppState;
 use crate::platform::http::auth::{Authorized, scope};
 use crate::platform::http::extract::{Json, Path, Query};
 use crate::platform::http::pagination::{Page, PageParams};
 use crate::platform::http::problem::{ApiError, ErrorCode, Problem};
 use crate::platform::ids::{ChannelId, KeyId};
+use crate::platform::state::Platform;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -88,7 +88,7 @@ const MAX_NAME_CHARS: usize = 100;
         (status = 422, body = Problem),
     ))]
 pub async fn create_key(
-    State(state): State<AppState>,
+    State(state): State<Platform>,
     caller: Authorized<scope::Admin>,
     Json(body): Json<CreateKey>,
 ) -> Result<
@@ -157,7 +157,7 @@ pub struct KeyFilter {
     params(KeyFilter),
     responses((status = 200, body = Page<KeyBody>), (status = 401, body = Problem)))]
 pub async fn list_keys(
-    State(state): State<AppState>,
+    State(state): State<Platform>,
     _caller: Authorized<scope::Admin>,
     Query(filter): Query<KeyFilter>,
 ) -> Result<axum::Json<Page<KeyBody>>, ApiError> {
@@ -187,7 +187,7 @@ pub async fn list_keys(
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = KeyBody), (status = 404, body = Problem)))]
 pub async fn get_key(
-    State(state): State<AppState>,
+    State(state): State<Platform>,
     _caller: Authorized<scope::Admin>,
     Path(id): Path<KeyId>,
 ) -> Result<axum::Json<KeyBody>, ApiError> {
@@ -203,7 +203,7 @@ pub async fn get_key(
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = KeyBody), (status = 404, body = Problem)))]
 pub async fn revoke_key(
-    State(state): State<AppState>,
+    State(state): State<Platform>,
     caller: Authorized<scope::Admin>,
     Path(id): Path<KeyId>,
 ) -> Result<axum::Json<KeyBody>, ApiError> {

@@ -6,7 +6,9 @@ pub mod http;
 pub mod login_token;
 pub mod reach;
 pub mod signed;
-pub mod store;
+mod store;
+// Key listings for the CLI and the live stream's revocation check.
+pub use store::{count_active, get, list};
 pub mod stream_token;
 
 use std::fmt;
@@ -202,7 +204,7 @@ pub async fn create(
             let (name, scopes) = (name.clone(), scopes.clone());
             Box::pin(async move {
                 let channel_str = channel_id.to_string();
-                if crate::platform::channels::store::get(tx.conn(), &channel_str)
+                if crate::platform::channels::get(tx.conn(), &channel_str)
                     .await?
                     .is_none()
                 {

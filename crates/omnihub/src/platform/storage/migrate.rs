@@ -4,12 +4,20 @@
 //! name (a test checks the folders match). Migrations run on start and with
 //! `omnihub migrate`; on PostgreSQL an advisory lock makes concurrent starts of
 //! several nodes safe.
+//!
+//! A binary never runs on a schema it does not know: when the database holds a
+//! migration that is not in [`MIGRATIONS`] (a newer omnihub migrated it), the
+//! start is refused with [`StoreError::UnknownSchema`] instead of serving with
+//! queries written for an older schema. A rolling upgrade therefore replaces
+//! nodes: once a new node has migrated, old nodes that restart refuse, and
+//! those still running report not ready in `/readyz` (docs/operations.md).
 
 use sqlx::{Acquire, Executor, Row};
 
 use super::{Dialect, Store, StoreError};
 use crate::platform::time;
 
+#[derive(Debug)]
 pub struct Migration {
     pub version: i64,
     pub name: &'static str,
@@ -52,6 +60,12 @@ pub fn latest_version() -> i64 {
 
 /// Applies every pending migration. Returns the versions applied.
 pub async fn run(store: &Store) -> Result<Vec<i64>, StoreError> {
+    run_to(store, i64::MAX).await
+}
+
+/// Applies the pending migrations up to `target` (for upgrade tests, which
+/// stop at each earlier version, load data, then run the rest).
+pub async fn run_to(store: &Store, target: i64) -> Result<Vec<i64>, StoreError> {
     let mut conn = store.inner.writer_pool().acquire().await?;
     if store.dialect() == Dialect::Postgres {
         sqlx::query(super::sql::PG_SESSION_LOCK)
@@ -59,7 +73,7 @@ pub async fn run(store: &Store) -> Result<Vec<i64>, StoreError> {
             .execute(&mut *conn)
             .await?;
     }
-    let result = apply_pending(store.dialect(), &mut conn).await;
+    let result = apply_pending(store.dialect(), &mut conn, target).await;
     if store.dialect() == Dialect::Postgres {
         sqlx::query(super::sql::PG_SESSION_UNLOCK)
             .bind(MIGRATION_LOCK_ID)
@@ -72,6 +86,7 @@ pub async fn run(store: &Store) -> Result<Vec<i64>, StoreError> {
 async fn apply_pending(
     dialect: Dialect,
     conn: &mut sqlx::AnyConnection,
+    target: i64,
 ) -> Result<Vec<i64>, StoreError> {
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -89,8 +104,12 @@ async fn apply_pending(
         .iter()
         .map(|row| row.try_get::<i64, _>("version"))
         .collect::<Result<_, _>>()?;
+    refuse_unknown(&done)?;
     let mut applied = Vec::new();
-    for migration in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
+    let pending = MIGRATIONS
+        .iter()
+        .filter(|m| !done.contains(&m.version) && m.version <= target);
+    for migration in pending {
         let script = match dialect {
             Dialect::Sqlite => migration.sqlite,
             Dialect::Postgres => migration.postgres,
@@ -116,18 +135,78 @@ async fn apply_pending(
     Ok(applied)
 }
 
-/// The schema version of the database: the highest version up to which every
-/// known migration is applied (0 when never migrated).
-pub async fn current_version(store: &Store) -> Result<i64, StoreError> {
-    let done: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
-        .fetch_all(store.reader())
-        .await?
+/// Fails with [`StoreError::UnknownSchema`] when `applied` holds versions
+/// this binary does not know.
+fn refuse_unknown(applied: &[i64]) -> Result<(), StoreError> {
+    let unknown: Vec<i64> = applied
         .iter()
-        .map(|row| row.try_get::<i64, _>("version"))
-        .collect::<Result<_, _>>()?;
-    Ok(MIGRATIONS
+        .copied()
+        .filter(|v| MIGRATIONS.iter().all(|m| m.version != *v))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::UnknownSchema {
+        unknown,
+        known: latest_version(),
+    })
+}
+
+/// Where the database's schema stands against this binary's migrations.
+#[derive(Debug)]
+pub struct SchemaStatus {
+    /// Versions recorded in `schema_migrations`, ascending.
+    pub applied: Vec<i64>,
+    /// Migrations of this binary not applied yet, in order.
+    pub pending: Vec<&'static Migration>,
+    /// Applied versions this binary does not know (a newer omnihub's).
+    pub unknown: Vec<i64>,
+}
+
+impl SchemaStatus {
+    /// The highest applied version (0 when never migrated).
+    pub fn version(&self) -> i64 {
+        self.applied.last().copied().unwrap_or(0)
+    }
+}
+
+/// Reads the schema's state without changing anything (not even creating
+/// `schema_migrations`): for `omnihub migrate --check` and `/readyz`.
+pub async fn status(store: &Store) -> Result<SchemaStatus, StoreError> {
+    let exists = match store.dialect() {
+        Dialect::Sqlite => sqlx::query(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+        ),
+        Dialect::Postgres => {
+            sqlx::query("SELECT 1 WHERE to_regclass('schema_migrations') IS NOT NULL")
+        }
+    }
+    .fetch_optional(store.reader())
+    .await?
+    .is_some();
+    let mut applied: Vec<i64> = if exists {
+        sqlx::query("SELECT version FROM schema_migrations")
+            .fetch_all(store.reader())
+            .await?
+            .iter()
+            .map(|row| row.try_get::<i64, _>("version"))
+            .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
+    applied.sort_unstable();
+    let pending = MIGRATIONS
         .iter()
-        .take_while(|m| done.contains(&m.version))
-        .last()
-        .map_or(0, |m| m.version))
+        .filter(|m| !applied.contains(&m.version))
+        .collect();
+    let unknown = applied
+        .iter()
+        .copied()
+        .filter(|v| MIGRATIONS.iter().all(|m| m.version != *v))
+        .collect();
+    Ok(SchemaStatus {
+        applied,
+        pending,
+        unknown,
+    })
 }

@@ -64,6 +64,12 @@ pub enum StoreError {
     /// the request may be sent again after a moment.
     #[error("too many writes are waiting")]
     Busy,
+    #[error(
+        "the database schema has migrations this omnihub does not know (versions {unknown:?}; \
+         it knows up to {known}): a newer omnihub migrated it. Run that version or a newer one; \
+         this binary refuses to start rather than misread the data"
+    )]
+    UnknownSchema { unknown: Vec<i64>, known: i64 },
 }
 
 impl StoreError {
@@ -138,6 +144,80 @@ struct StoreInner {
     handoff: Arc<writer::Handoff>,
 }
 
+/// The read pool, the write pool and the writer lanes of a database.
+type Pools = (AnyPool, AnyPool, usize);
+
+/// SQLite: one writer connection in WAL mode (SQLite allows one writer at a
+/// time and the group-commit writer makes the most of it) and query-only
+/// readers.
+async fn open_sqlite(options: &StoreOptions) -> Result<Pools, StoreError> {
+    ensure_sqlite_parent_dir(&options.url);
+    let url = with_sqlite_create_mode(&options.url);
+    let connect = AnyConnectOptions::from_str(&url)?;
+    let sync = options.sqlite_synchronous.clone();
+    let sync_w = sync.clone();
+    let write_pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .after_connect(move |conn, _| {
+            let sync = sync_w.clone();
+            Box::pin(async move {
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.execute(format!("PRAGMA synchronous = {sync}").as_str())
+                    .await?;
+                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                Ok(())
+            })
+        })
+        .connect_with(connect.clone())
+        .await?;
+    let reader = AnyPoolOptions::new()
+        .max_connections(options.max_read_connections.max(1))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                conn.execute("PRAGMA query_only = ON").await?;
+                Ok(())
+            })
+        })
+        .connect_with(connect)
+        .await?;
+    Ok((reader, write_pool, 1))
+}
+
+/// PostgreSQL: the schema created when missing, then readers and one
+/// connection per writer lane, each set up for the schema.
+async fn open_postgres(options: &StoreOptions) -> Result<Pools, StoreError> {
+    let connect = AnyConnectOptions::from_str(&options.url)?;
+    if let Some(schema) = &options.schema {
+        validate_schema_name(schema)?;
+        let bootstrap = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect_with(connect.clone())
+            .await?;
+        bootstrap
+            .execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str())
+            .await?;
+        bootstrap.close().await;
+    }
+    let after_connect = postgres_session_setup(options.schema.clone());
+    let reader = AnyPoolOptions::new()
+        .max_connections(options.max_read_connections.max(1))
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(after_connect.clone())
+        .connect_with(connect.clone())
+        .await?;
+    let lanes = writer::POSTGRES_WRITER_LANES;
+    let write_pool = AnyPoolOptions::new()
+        .max_connections(lanes as u32)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(after_connect)
+        .connect_with(connect)
+        .await?;
+    Ok((reader, write_pool, lanes))
+}
+
 impl Store {
     /// Opens the database, creating the SQLite file or PostgreSQL schema when
     /// missing. Does not migrate; see [`migrate::run`].
@@ -154,72 +234,8 @@ impl Store {
             )));
         };
         let (reader, write_pool, lanes) = match dialect {
-            Dialect::Sqlite => {
-                ensure_sqlite_parent_dir(&options.url);
-                let url = with_sqlite_create_mode(&options.url);
-                let connect = AnyConnectOptions::from_str(&url)?;
-                let sync = options.sqlite_synchronous.clone();
-                // One writer connection: SQLite allows one writer at a time and
-                // the group-commit writer makes the most of it.
-                let sync_w = sync.clone();
-                let write_pool = AnyPoolOptions::new()
-                    .max_connections(1)
-                    .min_connections(1)
-                    .after_connect(move |conn, _| {
-                        let sync = sync_w.clone();
-                        Box::pin(async move {
-                            conn.execute("PRAGMA journal_mode = WAL").await?;
-                            conn.execute(format!("PRAGMA synchronous = {sync}").as_str())
-                                .await?;
-                            conn.execute("PRAGMA busy_timeout = 10000").await?;
-                            conn.execute("PRAGMA foreign_keys = ON").await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(connect.clone())
-                    .await?;
-                let reader = AnyPoolOptions::new()
-                    .max_connections(options.max_read_connections.max(1))
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute("PRAGMA busy_timeout = 10000").await?;
-                            conn.execute("PRAGMA query_only = ON").await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(connect)
-                    .await?;
-                (reader, write_pool, 1)
-            }
-            Dialect::Postgres => {
-                let connect = AnyConnectOptions::from_str(&options.url)?;
-                if let Some(schema) = &options.schema {
-                    validate_schema_name(schema)?;
-                    let bootstrap = AnyPoolOptions::new()
-                        .max_connections(1)
-                        .connect_with(connect.clone())
-                        .await?;
-                    bootstrap
-                        .execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str())
-                        .await?;
-                    bootstrap.close().await;
-                }
-                let after_connect = postgres_session_setup(options.schema.clone());
-                let reader = AnyPoolOptions::new()
-                    .max_connections(options.max_read_connections.max(1))
-                    .acquire_timeout(Duration::from_secs(10))
-                    .after_connect(after_connect.clone())
-                    .connect_with(connect.clone())
-                    .await?;
-                let lanes = writer::POSTGRES_WRITER_LANES;
-                let write_pool = AnyPoolOptions::new()
-                    .max_connections(lanes as u32)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .after_connect(after_connect)
-                    .connect_with(connect)
-                    .await?;
-                (reader, write_pool, lanes)
-            }
+            Dialect::Sqlite => open_sqlite(options).await?,
+            Dialect::Postgres => open_postgres(options).await?,
         };
         let (events_committed, _) = watch::channel(0u64);
         let (committed_position, _) = watch::channel(0i64);

@@ -210,7 +210,7 @@ async fn step(d: &Dispatcher, hook: &Webhook) -> Result<bool, StepError> {
     let head = d.tail.head();
     let now = time::now();
     let retries = store::due_retries(d.store.reader(), hook.id, now, RETRY_BATCH).await?;
-    let fresh = events::store::list_after(
+    let fresh = events::list_after(
         d.store.reader(),
         hook.cursor,
         &hook.event_types,
@@ -235,12 +235,11 @@ async fn step(d: &Dispatcher, hook: &Webhook) -> Result<bool, StepError> {
         return Ok(false);
     }
     let positions: Vec<i64> = retries.iter().map(|r| r.event_position).collect();
-    let retry_events: HashMap<i64, Event> =
-        events::store::by_positions(d.store.reader(), &positions)
-            .await?
-            .into_iter()
-            .map(|e| (e.position, e))
-            .collect();
+    let retry_events: HashMap<i64, Event> = events::by_positions(d.store.reader(), &positions)
+        .await?
+        .into_iter()
+        .map(|e| (e.position, e))
+        .collect();
 
     let mut jobs: Vec<(Option<Delivery>, Event)> = Vec::with_capacity(fresh.len() + retries.len());
     let mut gone = Vec::new();

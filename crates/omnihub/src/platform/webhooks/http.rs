@@ -8,12 +8,12 @@ use utoipa::{IntoParams, ToSchema};
 use super::store::{self, Delivery};
 use super::{DeliveryStatus, Webhook, WebhookStatus, generate_secret, signature, validate_url};
 use crate::platform::events::{NewEvent, TypeFilter};
-use crate::platform::http::AppState;
 use crate::platform::http::auth::{Authorized, scope};
 use crate::platform::http::extract::{Json, Path, Query};
 use crate::platform::http::pagination::{Page, PageParams};
 use crate::platform::http::problem::{ApiError, Problem};
 use crate::platform::ids::{DeliveryId, WebhookId};
+use crate::platform::state::Platform;
 use crate::platform::storage::StoreError;
 
 const MAX_DESCRIPTION_CHARS: usize = 500;
@@ -148,7 +148,7 @@ fn parse_types(types: &[String]) -> Result<TypeFilter, ApiError> {
 }
 
 /// Refuses a URL that is, or resolves to, an internal address (422).
-async fn check_destination(state: &AppState, url: &str) -> Result<(), ApiError> {
+async fn check_destination(state: &Platform, url: &str) -> Result<(), ApiError> {
     super::destination::check_url(url, &state.settings.webhooks.allowed_networks)
         .await
         .map_err(|reason| ApiError::invalid_field("url", reason))
@@ -197,7 +197,7 @@ fn parse_description(description: &str) -> Result<String, ApiError> {
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
     responses((status = 201, body = WebhookBody), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_webhook(
-    State(state): State<AppState>,
+    State(state): State<Platform>,
     caller: Authorized<scope::Admin>,
     Json(body): Json<CreateWebhook>,
 ) -> Result<
@@ -227,7 +227,7 @@ pub async fn create_webhook(
     }
     // The committed head, not this node's tail (which may not have read the
     // latest commits yet): events acknowledged before this request are not new.
-    let head = crate::platform::events::store::head(state.store.reader()).await?;
+    let head = crate::platform::events::head(state.store.reader()).await?;
     let cursor = body
         .from_position
         .map_or(head, |p| p.saturating_sub(1).min(head));
@@ -282,7 +282,7 @@ pub async fn create_webhook(
     params(PageParams),
     responses((status = 200, body = Page<WebhookBody>), (status = 401, body = Problem)))]
 pub async fn list_webhooks(
-    State(state): State<AppState>,
+    State(state): State<Platform>,
     _caller: Authorized<scope::Admin>,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<Page<WebhookBody>>, ApiError> {
@@ -306,7 +306,7 @@ pub async fn list_webhooks(
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = WebhookBody), (status = 404, body = Problem)))]
 pub async fn get_webhook(
-    State(state): State<AppState>,
+    State(state): State<Platform>,
     _caller: Authorized<scope::Admin>,
     Path(id): Path<WebhookId>,
 ) -> Result<axum::Json<WebhookBody>, ApiError> {
@@ -322,7 +322,7 @@ pub async fn get_webhook(
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = WebhookBody), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_webhook(
-    State(state): State<AppState>,
+    State(state): State<Platform>,
     caller: Authorized<scope::Admin>,
     Path(id): Path<WebhookId>,
     Json(body): Json<UpdateWebhook>,
@@ -402,7 +402,7 @@ pub async fn update_webhook(
     params(("id" = String, Path, format = Uuid)),
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn delete_webhook(
-    State(state): State<AppState>,
+    State(state): State<Platform>,
     caller: Authorized<scope::Admin>,
     Path(id): Path<WebhookId>,
 ) -> Result<StatusCode, ApiError> {
@@ -452,7 +452,7 @@ pub struct DeliveryFilter {
     params(("id" = String, Path, format = Uuid), DeliveryFilter),
     responses((status = 200, body = Page<DeliveryBody>), (status = 404, body = Problem)))]
 pub async fn list_deliveries(
-    State(state): State<AppState>,
+    State(state): State<Platform>,
     _caller: Authorized<scope::Admin>,
     Path(id): Path<WebhookId>,
     Query(filter): Query<DeliveryFilter>,

@@ -12,7 +12,10 @@ pub mod delivery;
 pub mod destination;
 pub mod http;
 pub mod signature;
-pub mod store;
+mod store;
+// Read by readiness (how far behind the slowest subscription is) and by the
+// server's housekeeping (pruning old delivery records).
+pub use store::{lowest_active_cursor, prune_deliveries};
 
 use base64::Engine;
 use rand::RngCore;

@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi};
     ),
     servers((url = "http://127.0.0.1:8080", description = "A hub on its default address (`omnihub serve`)")),
     modifiers(&Security),
-    components(schemas(super::problem::Problem, super::problem::FieldError)),
+    components(schemas(crate::platform::http::problem::Problem, crate::platform::http::problem::FieldError)),
     security(("api_key" = [])),
     tags(
         (name = "channels", description = "Sales and service channels"),
@@ -57,8 +57,8 @@ pub fn base() -> openapi::OpenApi {
 
 /// The full document: the `/v1` API and the operational endpoints.
 pub fn document() -> openapi::OpenApi {
-    let (_, mut spec) = super::api_router()
-        .merge(super::public_router())
+    let (_, mut spec) = super::router::api_router()
+        .merge(super::router::public_router())
         .split_for_parts();
     complete_errors(&mut spec);
     declare_idempotency_key(&mut spec);
@@ -98,7 +98,7 @@ fn declare_if_match(spec: &mut openapi::OpenApi) {
 /// `text/plain` listed beside `application/json`. Applied to the JSON form.
 fn declare_tracking_bodies(document: &mut serde_json::Value) {
     use crate::customers::tracking::MessageType as M;
-    use crate::customers::tracking::http::{batch_schema, call_schema};
+    use crate::customers::tracking::schema::{batch_schema, call_schema};
     let bodies = [
         (
             "/v1/identify",
@@ -164,8 +164,15 @@ fn declare_idempotency_key(spec: &mut openapi::OpenApi) {
 
 /// Rules between fields that the typed document cannot hold.
 fn declare_one_of_rules(document: &mut serde_json::Value) {
-    use serde_json::json;
     let schemas = &mut document["components"]["schemas"];
+    declare_catalog_maps(schemas);
+    declare_place_rules(schemas);
+    declare_order_rules(schemas);
+}
+
+/// Titles by language tag, prices by currency.
+fn declare_catalog_maps(schemas: &mut serde_json::Value) {
+    use serde_json::json;
     let language = json!({ "pattern": "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,3})?$" });
     // Titles by language tag (a title has a character besides spaces), prices
     // by currency.
@@ -188,6 +195,11 @@ fn declare_one_of_rules(document: &mut serde_json::Value) {
             schemas[name]["properties"]["prices"]["additionalProperties"] = json!({ "type": "integer", "minimum": 0, "maximum": crate::commerce::catalog::MAX_PRICE_MINOR });
         }
     }
+}
+
+/// Locations, channels and pickup plans.
+fn declare_place_rules(schemas: &mut serde_json::Value) {
+    use serde_json::json;
     // Rules between members are `if`/`then` inside `allOf`, never a `oneOf`
     // of partial objects: generators (openapi-python-client,
     // openapi-typescript) make each `oneOf` branch a type of its own that
@@ -229,6 +241,11 @@ fn declare_one_of_rules(document: &mut serde_json::Value) {
             "then": { "properties": { "location_id": { "type": "null" } } },
         }]),
     );
+}
+
+/// Fulfilment requests, stock movements and carts.
+fn declare_order_rules(schemas: &mut serde_json::Value) {
+    use serde_json::json;
     // A ship needs an address, a pickup a location (and no address), sourced
     // may have an address.
     set_rule(
@@ -356,7 +373,7 @@ const PROBLEM_JSON: &str = "application/problem+json";
 /// with (auth, body parsing, queries, idempotency, storage), not only those
 /// its handler names, and gives problem bodies their real media type.
 fn complete_errors(spec: &mut openapi::OpenApi) {
-    use super::problem::ErrorCode as E;
+    use crate::platform::http::problem::ErrorCode as E;
     for (path, item) in spec.paths.paths.iter_mut() {
         let public = !path.starts_with("/v1/") || path == "/v1/openapi.json";
         let operations = [
@@ -440,7 +457,10 @@ fn is_problem(content: &openapi::Content) -> bool {
 
 /// Adds a problem answer for each status of `codes` the operation lacks,
 /// naming the codes it stands for.
-fn add_errors(responses: &mut openapi::Responses, codes: &[super::problem::ErrorCode]) {
+fn add_errors(
+    responses: &mut openapi::Responses,
+    codes: &[crate::platform::http::problem::ErrorCode],
+) {
     let mut by_status: std::collections::BTreeMap<u16, Vec<&str>> = Default::default();
     for code in codes {
         by_status

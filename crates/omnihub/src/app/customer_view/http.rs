@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{Interaction, Profile, UnmergeTarget};
+use crate::app::AppState;
 use crate::commerce::carts::http::CartBody;
 use crate::commerce::orders::http::OrderBody;
-use crate::customers::identity::store::{IdentifierRow, LinkRow, MergeRow};
-use crate::customers::tracking::store::{TimelineFilter, TrackingRow};
-use crate::platform::http::AppState;
+use crate::customers::identity::{IdentifierRow, LinkRow, MergeRow};
+use crate::customers::tracking::{TimelineFilter, TrackingRow};
 use crate::platform::http::auth::{Authorized, scope};
 use crate::platform::http::extract::{Json, Path, Query};
 use crate::platform::http::pagination::{MAX_PAGE_SIZE, Page};
@@ -478,7 +478,7 @@ pub struct MergesBody {
 async fn merge_body(state: &AppState, merge: MergeRow) -> Result<MergeBody, ApiError> {
     let db = state.store.reader();
     let link = match &merge.link_id {
-        Some(id) => crate::customers::identity::store::get_link(db, id).await?,
+        Some(id) => crate::customers::identity::get_link(db, id).await?,
         None => None,
     };
     let mut ids: Vec<String> = merge.merged_side.clone();
@@ -524,10 +524,10 @@ pub async fn merges(
         .await?
         .ok_or_else(|| ApiError::not_found("customer"))?;
     let mut ids = vec![current.clone(), id.clone()];
-    ids.extend(crate::customers::identity::store::merged_ids(db, &current).await?);
+    ids.extend(crate::customers::identity::merged_ids(db, &current).await?);
     ids.sort();
     ids.dedup();
-    let rows = crate::customers::identity::store::merges_involving(db, &ids).await?;
+    let rows = crate::customers::identity::merges_involving(db, &ids).await?;
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
         items.push(merge_body(&state, row).await?);
@@ -598,7 +598,7 @@ pub async fn unmerge(
         target,
         caller.channel_id,
         body.preview,
-        state.follow_ups.separated,
+        state.customers.follow_ups.separated,
     )
     .await?;
     Ok(axum::Json(UnmergeBody {

@@ -10,18 +10,17 @@
 //! and traits by source, and nothing is lost or counted twice.
 
 pub mod http;
-pub mod store;
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::commerce::carts::store::AddedLine;
+use crate::commerce::carts::AddedLine;
 use crate::commerce::carts::{self, Cart};
 use crate::commerce::orders::{self, Order};
-use crate::customers::identity::store::IdentifierRow;
+use crate::customers::identity::IdentifierRow;
 use crate::customers::identity::{self, IdentityError, ProfileKeys, UnmergeReport};
-use crate::customers::tracking::store::{TimelineFilter, TrackingRow};
+use crate::customers::tracking::{TimelineFilter, TrackingRow};
 use crate::platform::ids::ChannelId;
 use crate::platform::storage::{Store, StoreError};
 use crate::platform::time;
@@ -78,7 +77,7 @@ pub struct Profile {
     pub carts: Vec<Cart>,
     /// The profile's orders from every channel, newest first.
     pub orders: Vec<Order>,
-    pub links: Vec<identity::store::LinkRow>,
+    pub links: Vec<identity::LinkRow>,
     /// The groups (companies, households) the profile belongs to.
     pub groups: Vec<crate::customers::groups::Group>,
 }
@@ -191,13 +190,13 @@ pub async fn load_profile(store: &Store, id: &str) -> Result<Option<Profile>, St
     let Some(current) = identity::resolve_customer(db, id).await? else {
         return Ok(None);
     };
-    let Some(row) = identity::store::get_customer(db, &current).await? else {
+    let Some(row) = identity::get_customer(db, &current).await? else {
         return Ok(None);
     };
-    let identifiers = identity::store::identifiers_of(db, &current).await?;
-    let context_identifiers = store::context_identifiers(db, &current).await?;
+    let identifiers = identity::identifiers_of(db, &current).await?;
+    let context_identifiers = identity::context_identifiers(db, &current).await?;
     let traits = traits_of(crate::customers::tracking::traits::of_customer(db, &current).await?);
-    let channels = crate::customers::tracking::store::channel_activity(db, &current)
+    let channels = crate::customers::tracking::channel_activity(db, &current)
         .await?
         .into_iter()
         .map(|(channel_id, kind, name, events, first, last)| ChannelUse {
@@ -210,7 +209,7 @@ pub async fn load_profile(store: &Store, id: &str) -> Result<Option<Profile>, St
         })
         .collect();
     let (locale, timezone) =
-        crate::customers::tracking::store::latest_locale_timezone(db, &current).await?;
+        crate::customers::tracking::latest_locale_timezone(db, &current).await?;
     let language = trait_string(&traits, &["language", "locale"]).or(locale);
     let time_zone = trait_string(&traits, &["timezone", "time_zone", "timeZone"]).or(timezone);
     let keys = identity::keys_or_opaque(store, &current).await?;
@@ -221,10 +220,10 @@ pub async fn load_profile(store: &Store, id: &str) -> Result<Option<Profile>, St
     let orders = orders::for_customer(store, &keys, None, PROFILE_ORDERS)
         .await
         .map_err(read_error)?;
-    let links = identity::store::links_of_customer(db, &current, PROFILE_LINKS).await?;
-    let groups = crate::customers::groups::store::groups_of_customer(db, &current).await?;
+    let links = identity::links_of_customer(db, &current, PROFILE_LINKS).await?;
+    let groups = crate::customers::groups::groups_of_customer(db, &current).await?;
     Ok(Some(Profile {
-        merged_ids: identity::store::merged_ids(db, &current).await?,
+        merged_ids: identity::merged_ids(db, &current).await?,
         id: current,
         requested_id: id.to_string(),
         created_at: row.created_at,
@@ -302,18 +301,14 @@ pub async fn interactions(
         .as_deref()
         .is_none_or(|k| k != CART_ADD_TYPE && k != ORDER_TYPE);
     if calls_wanted {
-        let rows = crate::customers::tracking::store::timeline(
-            store.reader(),
-            &keys.customer_id,
-            filter,
-            limit,
-        )
-        .await?;
+        let rows =
+            crate::customers::tracking::timeline(store.reader(), &keys.customer_id, filter, limit)
+                .await?;
         found.extend(rows.into_iter().map(Interaction::Call));
     }
     if wants(CART_ADD_TYPE, CART_ADD_NAME) {
         let owners = carts::owners_of(keys);
-        let lines = carts::store::lines_for_owners(
+        let lines = carts::lines_for_owners(
             store.reader(),
             &owners,
             channel,
@@ -352,13 +347,12 @@ pub async fn lookup(
         Err(e) => return Ok(Err(e)),
     };
     let Some(row) =
-        identity::store::find_identifier(store.reader(), &identifier.kind, &identifier.value)
-            .await?
+        identity::find_identifier(store.reader(), &identifier.kind, &identifier.value).await?
     else {
         return Ok(Ok(Vec::new()));
     };
     let mut found = vec![(row.customer_id.clone(), "member")];
-    for other in store::profiles_linked_to(store.reader(), &row.id).await? {
+    for other in identity::profiles_linked_to(store.reader(), &row.id).await? {
         if !found.iter().any(|(c, _)| *c == other) {
             found.push((other, "context"));
         }
@@ -386,15 +380,13 @@ pub async fn unmerge(
         .await?
         .ok_or(IdentityError::CustomerNotFound)?;
     let merge = match target {
-        Some(UnmergeTarget::Merge(merge_id)) => identity::store::get_merge(db, &merge_id)
+        Some(UnmergeTarget::Merge(merge_id)) => identity::get_merge(db, &merge_id)
             .await?
             .ok_or(IdentityError::MergeNotFound)?,
-        Some(UnmergeTarget::MergedCustomer(merged)) => {
-            identity::store::active_merge_of(db, &merged)
-                .await?
-                .ok_or(IdentityError::NotMerged(merged))?
-        }
-        None => identity::store::active_merge_of(db, id)
+        Some(UnmergeTarget::MergedCustomer(merged)) => identity::active_merge_of(db, &merged)
+            .await?
+            .ok_or(IdentityError::NotMerged(merged))?,
+        None => identity::active_merge_of(db, id)
             .await?
             .ok_or_else(|| IdentityError::NotMerged(id.to_string()))?,
     };
@@ -407,8 +399,7 @@ pub async fn unmerge(
         .write(move |tx| {
             let merge_id = merge_id.clone();
             Box::pin(async move {
-                let dialect = tx.dialect();
-                identity::store::lock_identity(tx.conn(), dialect).await?;
+                identity::lock_graph(tx).await?;
                 let rules = identity::load_rules(tx.conn()).await?;
                 identity::unmerge(tx, &rules, &merge_id, Some(channel_id), preview, follow_up).await
             })
@@ -426,5 +417,16 @@ pub async fn identifiers_by_ids(
     ids: &[String],
 ) -> Result<Vec<IdentifierRow>, StoreError> {
     let mut conn = store.reader().acquire().await?;
-    identity::store::identifiers_by_ids(&mut conn, ids).await
+    identity::identifiers_by_ids(&mut conn, ids).await
+}
+
+/// The customer 360° view's `/v1` routes.
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::app::AppState> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(routes!(http::find_customers))
+        .routes(routes!(http::get_customer))
+        .routes(routes!(http::timeline))
+        .routes(routes!(http::merges))
+        .routes(routes!(http::unmerge))
 }

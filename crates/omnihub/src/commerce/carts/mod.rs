@@ -788,3 +788,15 @@ async fn rehold(
     });
     Ok(())
 }
+
+/// The carts `ids` with their lines, for a checkout batch: locked on
+/// PostgreSQL, in id order (one lock order for every batch). A missing id
+/// is simply absent.
+pub async fn for_checkout(tx: &mut Tx, ids: &[String]) -> Result<Vec<Cart>, StoreError> {
+    let dialect = tx.dialect();
+    store::carts_for_checkout(tx.conn(), dialect, ids)
+        .await?
+        .into_iter()
+        .map(Cart::try_from)
+        .collect()
+}

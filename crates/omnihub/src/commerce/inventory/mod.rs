@@ -17,6 +17,7 @@ pub mod expiry;
 pub mod http;
 pub mod ledger;
 pub mod movements;
+pub mod placement;
 pub mod policy;
 pub mod promises;
 pub mod reservations;
@@ -44,7 +45,7 @@ use crate::platform::storage::StoreError;
 pub struct Inventory {
     pub store: crate::platform::storage::Store,
     pub view: std::sync::Arc<view::InventoryView>,
-    pub reservations: reservations::ReservationBatcher,
+    pub reservations: placement::ReservationBatcher,
 }
 
 impl Inventory {
@@ -55,7 +56,7 @@ impl Inventory {
     ) -> Inventory {
         Inventory {
             view: view::InventoryView::start(store.clone(), tail, shutdown),
-            reservations: reservations::ReservationBatcher::start(store.clone()),
+            reservations: placement::ReservationBatcher::start(store.clone()),
             store,
         }
     }
@@ -226,6 +227,39 @@ pub struct Shortage {
     pub location_id: Option<LocationId>,
     pub requested: i64,
     pub available: i64,
+}
+
+impl Shortage {
+    /// `requested` units of `sku` at `location`, where a channel may take
+    /// only `available` (reported as zero when the buffer exceeds it).
+    pub fn at(sku: Sku, location: LocationId, requested: i64, available: i64) -> Shortage {
+        Shortage {
+            sku,
+            location_id: Some(location),
+            requested,
+            available: available.max(0),
+        }
+    }
+
+    /// The items sourcing could not cover: `unfulfilled` holds the units
+    /// missing of each item of `demand`.
+    pub fn unsourced(
+        demand: &std::collections::BTreeMap<Sku, i64>,
+        unfulfilled: &[(Sku, i64)],
+    ) -> Vec<Shortage> {
+        unfulfilled
+            .iter()
+            .map(|(sku, missing)| {
+                let requested = demand.get(sku).copied().unwrap_or(0);
+                Shortage {
+                    sku: sku.clone(),
+                    location_id: None,
+                    requested,
+                    available: requested - missing,
+                }
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

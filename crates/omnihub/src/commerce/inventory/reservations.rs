@@ -3,20 +3,21 @@
 //! A request's lines are expanded (a bundle becomes its components) and
 //! summed per item and location before anything is checked, so two lines
 //! sharing an item are checked against the stock once, together. Lines
-//! without a location are sourced inside the same transaction. Each
-//! (SKU, location) is then reserved by a conditional update, in sorted order
-//! — one lock order for every request, so concurrent reservations never
-//! deadlock on PostgreSQL. Any shortage rolls the whole operation back.
+//! without a location are sourced inside the same transaction. The levels
+//! are locked in sorted (SKU, location) order — one lock order for every
+//! request, so concurrent reservations never deadlock on PostgreSQL — and
+//! any shortage refuses the whole request. The decision itself, the same
+//! for a lone request, a batch and a checkout, lives in
+//! [`super::placement`].
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use chrono::Duration;
+use std::collections::BTreeMap;
 
 use super::events::{InventoryEvent, ReservationSnapshot};
 use super::ledger::{self, Changes, Movement};
+use super::placement::{self, Prepared};
 use super::policy::{self, ChannelPolicy};
 use super::promises;
-use super::sourcing::{self, Candidate, Delivery};
+use super::sourcing::Candidate;
 use super::store::{self, ReservationRow};
 use super::{InventoryError, Quantity, Reason, Shortage};
 use crate::commerce::catalog::{self, Sku};
@@ -24,9 +25,7 @@ use crate::commerce::locations::{self, Location};
 use crate::platform::events::NewEvent;
 use crate::platform::ids::{ChannelId, LocationId, ReservationId};
 use crate::platform::keys::reach::Reach;
-use tokio::sync::{mpsc, oneshot};
-
-use crate::platform::storage::{Store, StoreError, Tx};
+use crate::platform::storage::{Store, Tx};
 use crate::platform::time::Timestamp;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,18 +169,6 @@ pub async fn candidates(
     Ok(Candidate::from_levels(visible, &levels, policy.buffer))
 }
 
-/// A request resolved against the catalog, locations and channel policy,
-/// ready to be applied.
-#[derive(Clone)]
-pub struct Prepared {
-    channel: ChannelId,
-    policy: ChannelPolicy,
-    located: BTreeMap<(Sku, LocationId), i64>,
-    unlocated: BTreeMap<Sku, i64>,
-    hold_seconds: Option<i64>,
-    reference: Option<String>,
-}
-
 fn split(
     request: ReservationRequest,
     policy: ChannelPolicy,
@@ -221,8 +208,9 @@ fn check_locations(prepared: &Prepared, known: &[Location]) -> Result<(), Invent
 ///
 /// Lookups (catalog, locations, policy) come from the node's view, and a
 /// request the view already shows as short is refused without a write: only
-/// a reservation that may succeed reaches the storage layer, where the
-/// conditional update decides.
+/// a reservation that may succeed reaches the writer, where it is decided
+/// against the locked levels (`placement`): in a batch when every line has a
+/// location, on its own otherwise.
 pub async fn reserve(
     inventory: &super::Inventory,
     request: ReservationRequest,
@@ -244,12 +232,7 @@ pub async fn reserve(
         let available =
             view.level(sku.as_str(), *location).await?.available() - prepared.policy.buffer;
         if available < *quantity {
-            shortages.push(Shortage {
-                sku: sku.clone(),
-                location_id: Some(*location),
-                requested: *quantity,
-                available: available.max(0),
-            });
+            shortages.push(Shortage::at(sku.clone(), *location, *quantity, available));
         }
     }
     if !shortages.is_empty() {
@@ -262,7 +245,7 @@ pub async fn reserve(
     store
         .write(move |tx| {
             let prepared = prepared.clone();
-            Box::pin(async move { apply_prepared(tx, prepared).await })
+            Box::pin(async move { placement::place_alone(tx, prepared).await })
         })
         .await
 }
@@ -277,106 +260,7 @@ pub async fn reserve_in(
     let prepared = split(request, policy, demand);
     let known = locations::all(tx.conn()).await?;
     check_locations(&prepared, &known)?;
-    apply_prepared(tx, prepared).await
-}
-
-async fn apply_prepared(tx: &mut Tx, prepared: Prepared) -> Result<Reservation, InventoryError> {
-    let now = tx.now();
-    let Prepared {
-        channel,
-        policy,
-        mut located,
-        unlocated,
-        hold_seconds,
-        reference,
-    } = prepared;
-    if !unlocated.is_empty() {
-        let skus: Vec<Sku> = unlocated.keys().cloned().collect();
-        let candidates = candidates(tx, &policy, &skus).await?;
-        let plan = sourcing::plan(&unlocated, &candidates, &Delivery::Unspecified, now)
-            .map_err(|_| InventoryError::Invalid("sourcing failed".into()))?;
-        if !plan.is_complete() {
-            let shortages = plan
-                .unfulfilled
-                .iter()
-                .map(|(sku, missing)| {
-                    let requested = unlocated.get(sku).copied().unwrap_or(0);
-                    Shortage {
-                        sku: sku.clone(),
-                        location_id: None,
-                        requested,
-                        available: requested - missing,
-                    }
-                })
-                .collect();
-            return Err(InventoryError::InsufficientStock(shortages));
-        }
-        for assignment in plan.assignments {
-            for (sku, quantity) in assignment.lines {
-                *located.entry((sku, assignment.location_id)).or_default() += quantity;
-            }
-        }
-    }
-
-    // Reserve in sorted (SKU, location) order: one lock order for everyone.
-    let id = ReservationId::new();
-    let movement_reference = format!("reservation:{id}");
-    let mut changes = Changes::new(Some(channel));
-    let mut shortages = Vec::new();
-    for ((sku, location), quantity) in &located {
-        let reserved = ledger::reserve(
-            tx,
-            &mut changes,
-            sku,
-            *location,
-            *quantity,
-            policy.buffer,
-            &movement_reference,
-        )
-        .await?;
-        if reserved.is_none() {
-            let level = store::level(tx.conn(), sku.as_str(), &location.to_string())
-                .await?
-                .unwrap_or_default();
-            shortages.push(Shortage {
-                sku: sku.clone(),
-                location_id: Some(*location),
-                requested: *quantity,
-                available: (level.available() - policy.buffer).max(0),
-            });
-        }
-    }
-    if !shortages.is_empty() {
-        return Err(InventoryError::InsufficientStock(shortages));
-    }
-    let hold = hold_seconds.unwrap_or(policy.hold_seconds);
-    let row = ReservationRow {
-        id: id.to_string(),
-        channel_id: channel.to_string(),
-        status: ReservationStatus::Active.as_str().into(),
-        reference,
-        expires_at: Some(now + Duration::seconds(hold)),
-        created_at: now,
-        updated_at: now,
-        lines: located
-            .iter()
-            .enumerate()
-            .map(|(i, ((sku, location), quantity))| {
-                (
-                    i as i64,
-                    sku.to_string(),
-                    location.to_string(),
-                    *quantity,
-                    0,
-                )
-            })
-            .collect(),
-    };
-    store::insert_reservation(tx.conn(), &row).await?;
-    let reservation = Reservation::try_from(row)?;
-    changes.emit(tx);
-    tx.emit(event(InventoryEvent::ReservationCreated, &reservation, now));
-    Ok(reservation)
+    placement::place_alone(tx, prepared).await
 }
 
 pub(crate) fn event(
@@ -679,170 +563,4 @@ pub async fn fulfil(
             })
         })
         .await
-}
-
-/// Most reservations decided in one batch.
-pub const MAX_BATCH: usize = 512;
-/// Requests waiting for the batcher; submitters wait when it is full.
-const BATCH_QUEUE_DEPTH: usize = 8_192;
-
-type Reply = oneshot::Sender<Result<Reservation, InventoryError>>;
-
-/// Coalesces concurrent located reservations into one write: one locked read
-/// and one conditional update per (SKU, location) for the whole batch, and
-/// multi-row inserts for reservations, lines and ledger rows. A flash sale on
-/// one SKU then costs a handful of statements per commit instead of several
-/// per reservation.
-pub struct ReservationBatcher {
-    queue: mpsc::Sender<(Prepared, Reply)>,
-}
-
-impl ReservationBatcher {
-    pub fn start(store: Store) -> ReservationBatcher {
-        let (queue, mut receiver) = mpsc::channel::<(Prepared, Reply)>(BATCH_QUEUE_DEPTH);
-        tokio::spawn(async move {
-            while let Some(first) = receiver.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match receiver.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
-                let (requests, replies): (Vec<Prepared>, Vec<Reply>) = batch.into_iter().unzip();
-                let outcome = store
-                    // The writer runs the batch again after a lock conflict,
-                    // as it does the checkout batcher's.
-                    .write(move |tx| {
-                        let requests = requests.clone();
-                        Box::pin(async move { apply_batch(tx, requests).await })
-                    })
-                    .await;
-                match outcome {
-                    Ok(results) => {
-                        for (reply, result) in replies.into_iter().zip(results) {
-                            let _ = reply.send(result);
-                        }
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "reservation batch failed");
-                        for reply in replies {
-                            let _ = reply.send(Err(InventoryError::Store(StoreError::Corrupt(
-                                error.to_string(),
-                            ))));
-                        }
-                    }
-                }
-            }
-        });
-        ReservationBatcher { queue }
-    }
-
-    async fn submit(&self, prepared: Prepared) -> Result<Reservation, InventoryError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send((prepared, reply))
-            .await
-            .map_err(|_| InventoryError::Store(StoreError::Closed))?;
-        answer
-            .await
-            .map_err(|_| InventoryError::Store(StoreError::Closed))?
-    }
-}
-
-/// Decides a batch of located reservations against levels locked once, in
-/// sorted order, then writes what was accepted.
-async fn apply_batch(
-    tx: &mut Tx,
-    batch: Vec<Prepared>,
-) -> Result<Vec<Result<Reservation, InventoryError>>, StoreError> {
-    let now = tx.now();
-    let keys: BTreeSet<(Sku, LocationId)> = batch
-        .iter()
-        .flat_map(|p| p.located.keys().cloned())
-        .collect();
-    let key_text: Vec<(String, String)> = keys
-        .iter()
-        .map(|(s, l)| (s.to_string(), l.to_string()))
-        .collect();
-    let dialect = tx.dialect();
-    let mut levels = store::lock_levels(tx.conn(), dialect, &key_text).await?;
-    let mut totals: BTreeMap<(String, String), i64> = BTreeMap::new();
-    let mut results = Vec::with_capacity(batch.len());
-    let mut rows = Vec::new();
-    let mut ledger_lines: Vec<(String, String, i64, String, ChannelId)> = Vec::new();
-    for prepared in batch {
-        let mut shortages = Vec::new();
-        for ((sku, location), quantity) in &prepared.located {
-            let key = (sku.to_string(), location.to_string());
-            let available = levels.get(&key).map_or(0, |l| l.available()) - prepared.policy.buffer;
-            if available < *quantity {
-                shortages.push(Shortage {
-                    sku: sku.clone(),
-                    location_id: Some(*location),
-                    requested: *quantity,
-                    available: available.max(0),
-                });
-            }
-        }
-        if !shortages.is_empty() {
-            results.push(Err(InventoryError::InsufficientStock(shortages)));
-            continue;
-        }
-        let id = ReservationId::new();
-        for ((sku, location), quantity) in &prepared.located {
-            let key = (sku.to_string(), location.to_string());
-            if let Some(level) = levels.get_mut(&key) {
-                level.reserved += quantity;
-            }
-            *totals.entry(key.clone()).or_default() += quantity;
-            ledger_lines.push((
-                key.0,
-                key.1,
-                *quantity,
-                format!("reservation:{id}"),
-                prepared.channel,
-            ));
-        }
-        let hold = prepared
-            .hold_seconds
-            .unwrap_or(prepared.policy.hold_seconds);
-        let row = ReservationRow {
-            id: id.to_string(),
-            channel_id: prepared.channel.to_string(),
-            status: ReservationStatus::Active.as_str().into(),
-            reference: prepared.reference,
-            expires_at: Some(now + Duration::seconds(hold)),
-            created_at: now,
-            updated_at: now,
-            lines: prepared
-                .located
-                .iter()
-                .enumerate()
-                .map(|(i, ((sku, location), quantity))| {
-                    (
-                        i as i64,
-                        sku.to_string(),
-                        location.to_string(),
-                        *quantity,
-                        0,
-                    )
-                })
-                .collect(),
-        };
-        let reservation = Reservation::try_from(row.clone())?;
-        results.push(Ok(reservation));
-        rows.push(row);
-    }
-    if rows.is_empty() {
-        return Ok(results);
-    }
-    let mut changes = Changes::new(None);
-    ledger::reserve_decided(tx, &mut changes, &totals, &ledger_lines).await?;
-    store::insert_reservations(tx.conn(), &rows).await?;
-    changes.emit(tx);
-    for reservation in results.iter().flatten() {
-        tx.emit(event(InventoryEvent::ReservationCreated, reservation, now));
-    }
-    Ok(results)
 }

@@ -365,40 +365,6 @@ pub struct ReservationRow {
     pub lines: Vec<LineRow>,
 }
 
-pub async fn insert_reservation(
-    conn: &mut AnyConnection,
-    r: &ReservationRow,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO reservations (id, channel_id, status, reference, expires_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(r.id.as_str())
-    .bind(r.channel_id.as_str())
-    .bind(r.status.as_str())
-    .bind(r.reference.clone())
-    .bind(r.expires_at.map(time::to_micros))
-    .bind(time::to_micros(r.created_at))
-    .bind(time::to_micros(r.updated_at))
-    .execute(&mut *conn)
-    .await?;
-    for (line_no, sku, location, quantity, fulfilled) in &r.lines {
-        sqlx::query(
-            "INSERT INTO reservation_lines (reservation_id, line_no, sku, location_id, quantity, fulfilled) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(r.id.as_str())
-        .bind(*line_no)
-        .bind(sku.as_str())
-        .bind(location.as_str())
-        .bind(*quantity)
-        .bind(*fulfilled)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
-
 pub async fn reservation(
     conn: &mut AnyConnection,
     id: &str,

@@ -27,8 +27,7 @@ mod store;
 
 use std::collections::BTreeMap;
 
-use crate::commerce::carts::events::CartEvent;
-use crate::commerce::carts::{self, Cart, CartError, CartStatus};
+use crate::commerce::carts::{self, Cart, CartError};
 use crate::commerce::catalog::{self, Currency, Sku};
 use crate::commerce::inventory as inventory_store;
 use crate::commerce::inventory::reservations::{
@@ -740,19 +739,7 @@ async fn source(
     let plan = sourcing::plan(&demand, &candidates, delivery, tx.now())
         .map_err(|_| OrderError::Invalid("sourcing failed".into()))?;
     if !plan.is_complete() {
-        let shortages = plan
-            .unfulfilled
-            .iter()
-            .map(|(sku, missing)| {
-                let requested = demand.get(sku).copied().unwrap_or(0);
-                Shortage {
-                    sku: sku.clone(),
-                    location_id: None,
-                    requested,
-                    available: requested - missing,
-                }
-            })
-            .collect();
+        let shortages = Shortage::unsourced(&demand, &plan.unfulfilled);
         return Err(InventoryError::InsufficientStock(shortages).into());
     }
     Ok(plan
@@ -777,11 +764,13 @@ pub struct Checkout {
     pub expected_version: Option<i64>,
 }
 
-/// Checks a cart out on its own: reserves every line, creates the order,
-/// allocates its reservation and closes the cart, in one write operation. A
-/// cart already checked out answers with its order (`false`: not created
-/// now). The API goes through [`checkout::CheckoutBatcher`], which decides
-/// concurrent checkouts together and sends carts with held lines here.
+/// Checks a cart out on its own: releases the holds of its lines, reserves
+/// every line, creates the order, allocates its reservation and closes the
+/// cart, in one write operation — the decision of a checkout batch, for a
+/// batch of one ([`checkout::alone`]). A cart already checked out answers
+/// with its order (`false`: not created now). The API goes through
+/// [`checkout::CheckoutBatcher`], which decides concurrent checkouts
+/// together and sends carts with held lines here.
 pub async fn checkout(
     store: &Store,
     cart_id: CartId,
@@ -790,108 +779,14 @@ pub async fn checkout(
 ) -> Result<(Order, bool), OrderError> {
     store
         .write(move |tx| {
-            let request = request.clone();
-            Box::pin(async move { checkout_in(tx, cart_id, channel, request).await })
+            let job = checkout::Job {
+                cart_id,
+                channel,
+                request: request.clone(),
+            };
+            Box::pin(checkout::alone(tx, job))
         })
         .await
-}
-
-async fn checkout_in(
-    tx: &mut Tx,
-    cart_id: CartId,
-    channel: ChannelId,
-    request: Checkout,
-) -> Result<(Order, bool), OrderError> {
-    let cart = carts::load_in(tx, cart_id).await?;
-    if cart.status == CartStatus::CheckedOut
-        && let Some(order_id) = cart.order_id
-    {
-        return Ok((load_in(tx, order_id).await?, false));
-    }
-    carts::check_change(&cart, request.expected_version)?;
-    if cart.lines.is_empty() {
-        return Err(OrderError::CartEmpty);
-    }
-    let total = cart.total_minor();
-    check_tenders(&request.tenders, total)?;
-    for line in &cart.lines {
-        carts::release_hold(tx, line, Some(channel)).await?;
-    }
-    let order_id = OrderId::new();
-    let lines: Vec<(Sku, i64)> = cart
-        .lines
-        .iter()
-        .map(|l| (l.sku.clone(), l.quantity))
-        .collect();
-    let reference = format!("order:{order_id}");
-    let reserved = reserve_for(tx, channel, &lines, &request.fulfilment, reference.clone()).await?;
-    let reservation = reservations::allocate_in(tx, reserved.id, Some(reference)).await?;
-    let now = tx.now();
-    let mut groups = groups_of(&reservation);
-    if let Fulfilment::Pickup(location) = &request.fulfilment {
-        let store = locations::get(&mut *tx.conn(), *location)
-            .await?
-            .ok_or_else(|| InventoryError::UnknownLocation(location.to_string()))?;
-        groups = promise_pickup(groups, &store, now);
-    }
-    let (customer_id, anonymous_id) = owner_ids(&cart);
-    let mut order = Order {
-        id: order_id,
-        channel_id: channel,
-        source: Source::Checkout,
-        customer_id,
-        anonymous_id,
-        cart_id: Some(cart.id),
-        external_order_id: None,
-        buyer_alias: None,
-        currency: cart.currency.clone(),
-        status: OrderStatus::Placed,
-        fulfilment: request.fulfilment,
-        lines: cart
-            .lines
-            .iter()
-            .map(|l| OrderLine {
-                sku: l.sku.clone(),
-                quantity: l.quantity,
-                unit_price_minor: l.unit_price_minor,
-            })
-            .collect(),
-        total_minor: total,
-        tenders: request.tenders,
-        groups,
-        reservation_id: Some(reservation.id),
-        created_at: now,
-        updated_at: now,
-        origin: Some(cart.origin.clone()),
-    };
-    emit(tx, OrderEvent::Placed, &order, channel);
-    order.status = OrderStatus::Allocated;
-    store::insert(tx.conn(), &to_row(&order)).await?;
-    emit(tx, OrderEvent::Allocated, &order, channel);
-    let closed = carts::close(
-        tx.conn(),
-        &cart.id.to_string(),
-        cart.version,
-        CartStatus::CheckedOut.as_str(),
-        Some(&order.id.to_string()),
-        None,
-        now,
-    )
-    .await?;
-    if !closed {
-        return Err(CartError::VersionMismatch {
-            current: cart.version,
-        }
-        .into());
-    }
-    let cart = carts::load_in(tx, cart.id).await?;
-    tx.emit(carts::event(
-        CartEvent::CheckedOut,
-        &cart,
-        Some(channel),
-        now,
-    ));
-    Ok((order, true))
 }
 
 fn owner_ids(cart: &Cart) -> (Option<String>, Option<String>) {

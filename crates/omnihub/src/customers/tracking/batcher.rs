@@ -1,8 +1,9 @@
 //! Coalesces concurrent tracking requests into one write operation.
 //!
-//! Every tracking request (a single call or a `/v1/batch`) is queued here; a
-//! task takes every request waiting (up to [`MAX_COALESCED_CALLS`] calls) and
-//! ingests them as one operation of the group-commit writer
+//! Every tracking request (a single call or a `/v1/batch`) is queued on the
+//! platform's coalescer (`storage::coalescer`), which takes every request
+//! waiting (up to [`MAX_COALESCED_CALLS`] calls); they are ingested as one
+//! operation of the group-commit writer
 //! ([`super::ingest`]). So 500 concurrent single calls cost what one batch of
 //! 500 costs: one rules read, one `messageId` lookup, a few identifier and
 //! link reads for all of them, multi-row inserts, instead of half a dozen
@@ -14,60 +15,54 @@
 //! request runs again alone, and a request that still fails runs call by
 //! call, so only the call at fault is rejected.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use futures::future::BoxFuture;
 
 use super::{Accepted, Call, Rejection, TrackingError};
 use crate::customers::identity::FollowUps;
+use crate::platform::storage::coalescer::{Coalescer, Limits};
 use crate::platform::storage::{Store, StoreError};
 
 /// Calls taken into one operation, at most (a request is never split, so
 /// one `/v1/batch` can exceed it alone).
 pub const MAX_COALESCED_CALLS: usize = 2_000;
-/// Requests waiting for the batcher; submitters wait when it is full.
-const QUEUE_DEPTH: usize = 8_192;
+/// Tracking batches: by calls, closed with whatever is queued; up to 8,192
+/// requests wait.
+const LIMITS: Limits = Limits {
+    max_batch: MAX_COALESCED_CALLS,
+    max_wait: Duration::ZERO,
+    queue_depth: 8_192,
+};
 /// A failed coalesced operation is logged at most this often.
 const ISOLATION_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 type Results = Result<Vec<Result<Accepted, Rejection>>, TrackingError>;
-type Reply = oneshot::Sender<Results>;
 
 /// The handle requests are submitted through (one per hub).
 pub struct Batcher {
     store: Store,
     follow_ups: FollowUps,
-    queue: mpsc::Sender<(Vec<Call>, Reply)>,
+    coalescer: Coalescer<Vec<Call>, Results>,
 }
 
 impl Batcher {
-    /// Starts the task; it ends when the handle is dropped. `follow_ups`
-    /// run in the transaction of a call that changed the identity graph (see
-    /// [`super::ingest`]).
+    /// Starts the coalescer; it ends when the handle is dropped.
+    /// `follow_ups` run in the transaction of a call that changed the
+    /// identity graph (see [`super::ingest`]).
     pub fn start(store: Store, follow_ups: FollowUps) -> Batcher {
-        let (queue, mut receiver) = mpsc::channel::<(Vec<Call>, Reply)>(QUEUE_DEPTH);
+        let last_logged = Arc::new(Mutex::new(None));
         let handle = store.clone();
-        tokio::spawn(async move {
-            let mut last_logged: Option<Instant> = None;
-            while let Some(first) = receiver.recv().await {
-                let mut total = first.0.len();
-                let mut requests = vec![first];
-                while total < MAX_COALESCED_CALLS {
-                    match receiver.try_recv() {
-                        Ok(next) => {
-                            total += next.0.len();
-                            requests.push(next);
-                        }
-                        Err(_) => break,
-                    }
-                }
-                run(&store, follow_ups, requests, total, &mut last_logged).await;
-            }
-        });
+        let run = move |requests: Vec<Vec<Call>>| {
+            let (store, last_logged) = (store.clone(), last_logged.clone());
+            Box::pin(async move { run(&store, follow_ups, requests, &last_logged).await })
+                as BoxFuture<'static, Vec<Results>>
+        };
         Batcher {
             store: handle,
             follow_ups,
-            queue,
+            coalescer: Coalescer::start(LIMITS, Vec::len, run),
         }
     }
 
@@ -78,60 +73,60 @@ impl Batcher {
             // An idempotent request's answer commits with its own write.
             return super::ingest(&self.store, calls, self.follow_ups).await;
         }
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send((calls, reply))
+        self.coalescer
+            .submit(calls)
             .await
-            .map_err(|_| TrackingError::Store(StoreError::Closed))?;
-        answer
-            .await
-            .map_err(|_| TrackingError::Store(StoreError::Closed))?
+            .map_err(TrackingError::Store)?
     }
 }
 
+/// Ingests a batch of requests as one operation; answers each request.
 async fn run(
     store: &Store,
     follow: FollowUps,
-    requests: Vec<(Vec<Call>, Reply)>,
-    total: usize,
-    last_logged: &mut Option<Instant>,
-) {
+    requests: Vec<Vec<Call>>,
+    last_logged: &Mutex<Option<Instant>>,
+) -> Vec<Results> {
     if requests.len() == 1 {
-        if let Some((calls, reply)) = requests.into_iter().next() {
-            let _ = reply.send(super::ingest(store, calls, follow).await);
+        let mut answers = Vec::with_capacity(1);
+        for calls in requests {
+            answers.push(super::ingest(store, calls, follow).await);
         }
-        return;
+        return answers;
     }
-    let mut sizes = Vec::with_capacity(requests.len());
-    let mut all = Vec::with_capacity(total);
-    for (request, _) in &requests {
-        sizes.push(request.len());
-        all.extend(request.iter().cloned());
-    }
+    let sizes: Vec<usize> = requests.iter().map(Vec::len).collect();
+    let all: Vec<Call> = requests.iter().flatten().cloned().collect();
     match super::ingest(store, all, follow).await {
         Ok(results) => {
             let mut results = results.into_iter();
-            for ((_, reply), size) in requests.into_iter().zip(sizes) {
-                let _ = reply.send(Ok(results.by_ref().take(size).collect()));
-            }
+            sizes
+                .into_iter()
+                .map(|size| Ok(results.by_ref().take(size).collect()))
+                .collect()
         }
-        Err(TrackingError::Store(StoreError::Closed)) => {
-            for (_, reply) in requests {
-                let _ = reply.send(Err(TrackingError::Store(StoreError::Closed)));
-            }
-        }
+        Err(TrackingError::Store(StoreError::Closed)) => requests
+            .iter()
+            .map(|_| Err(TrackingError::Store(StoreError::Closed)))
+            .collect(),
         Err(error) => {
             // One request's calls failed the shared operation (a storage
             // error, or a panic the writer caught): each request runs again
             // alone, so only the one at fault fails.
-            if last_logged.is_none_or(|at| at.elapsed() >= ISOLATION_LOG_INTERVAL) {
-                *last_logged = Some(Instant::now());
-                tracing::error!(%error, "a coalesced tracking operation failed; its requests run again one by one");
+            log_isolation(last_logged, &error);
+            let mut answers = Vec::with_capacity(requests.len());
+            for calls in requests {
+                answers.push(run_alone(store, follow, calls).await);
             }
-            for (calls, reply) in requests {
-                let _ = reply.send(run_alone(store, follow, calls).await);
-            }
+            answers
         }
+    }
+}
+
+fn log_isolation(last_logged: &Mutex<Option<Instant>>, error: &TrackingError) {
+    let mut last = last_logged.lock().unwrap_or_else(|p| p.into_inner());
+    if last.is_none_or(|at| at.elapsed() >= ISOLATION_LOG_INTERVAL) {
+        *last = Some(Instant::now());
+        tracing::error!(%error, "a coalesced tracking operation failed; its requests run again one by one");
     }
 }
 

@@ -119,6 +119,8 @@ pub struct ApiError {
     /// Made from a storage error that was a lock conflict: a write operation
     /// that fails with it runs again (see `storage::writer`).
     lock_conflict: bool,
+    /// Seconds for a `Retry-After` header (a refused, retryable request).
+    retry_after: Option<u32>,
 }
 
 impl crate::platform::storage::OpError for ApiError {
@@ -135,6 +137,7 @@ impl ApiError {
             errors: Vec::new(),
             extensions: Map::new(),
             lock_conflict: false,
+            retry_after: None,
         }
     }
 
@@ -165,6 +168,14 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Closed => ApiError::new(ErrorCode::Unavailable, "the hub is shutting down"),
+            StoreError::Busy => {
+                let mut answer = ApiError::new(
+                    ErrorCode::Unavailable,
+                    "too many writes are waiting; nothing was changed; retry the request",
+                );
+                answer.retry_after = Some(crate::platform::storage::coalescer::RETRY_AFTER_SECONDS);
+                answer
+            }
             error if error.is_transient_conflict() => {
                 tracing::warn!(%error, "a write was aborted by a lock conflict");
                 let mut answer = ApiError::new(
@@ -212,6 +223,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if code == ErrorCode::Unauthorized {
             // RFC 9110 §15.5.2: a 401 names the scheme to authenticate with.
             response.headers_mut().insert(

@@ -10,6 +10,7 @@
 //! SQL lives in the `store.rs` of each domain module. Statements are shared
 //! where both dialects agree and chosen by [`Dialect`] where they don't.
 
+pub mod coalescer;
 pub mod migrate;
 pub mod outbox;
 pub mod sql;
@@ -59,6 +60,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is shutting down")]
     Closed,
+    /// A coalescer's queue was full (see `coalescer`): nothing was done;
+    /// the request may be sent again after a moment.
+    #[error("too many writes are waiting")]
+    Busy,
     #[error(
         "the database schema has migrations this omnihub does not know (versions {unknown:?}; \
          it knows up to {known}): a newer omnihub migrated it. Run that version or a newer one; \

@@ -1,6 +1,12 @@
 //! SQL for identifiers, the identity ledger (links), merges, customers rows
 //! and the rules document.
 
+mod merges;
+mod rebuild_pages;
+
+pub use merges::*;
+pub use rebuild_pages::*;
+
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
@@ -530,120 +536,6 @@ pub async fn merged_ids<'e>(
         .collect()
 }
 
-/// A merge record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MergeRow {
-    pub id: String,
-    pub survivor_id: String,
-    pub merged_id: String,
-    pub link_id: Option<String>,
-    pub reason: String,
-    /// Identifier ids of the merged side at merge time.
-    pub merged_side: Vec<String>,
-    pub created_at: i64,
-    pub undone_at: Option<i64>,
-    pub undone_by: Option<String>,
-}
-
-const MERGE_COLUMNS: &str =
-    "id, survivor_id, merged_id, link_id, reason, merged_side, created_at, undone_at, undone_by";
-
-fn merge_from_row(row: &AnyRow) -> Result<MergeRow, StoreError> {
-    let side: String = row.try_get("merged_side")?;
-    Ok(MergeRow {
-        id: row.try_get("id")?,
-        survivor_id: row.try_get("survivor_id")?,
-        merged_id: row.try_get("merged_id")?,
-        link_id: row.try_get("link_id")?,
-        reason: row.try_get("reason")?,
-        merged_side: side
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
-        created_at: row.try_get("created_at")?,
-        undone_at: row.try_get("undone_at")?,
-        undone_by: row.try_get("undone_by")?,
-    })
-}
-
-pub async fn insert_merge(conn: &mut AnyConnection, merge: &MergeRow) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO customer_merges (id, survivor_id, merged_id, link_id, reason, merged_side, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(merge.id.as_str())
-    .bind(merge.survivor_id.as_str())
-    .bind(merge.merged_id.as_str())
-    .bind(merge.link_id.as_deref())
-    .bind(merge.reason.as_str())
-    .bind(merge.merged_side.join(","))
-    .bind(merge.created_at)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Merges where `ids` contains the survivor or the merged profile, newest first.
-pub async fn merges_involving<'e>(
-    db: impl Executor<'e, Database = Any>,
-    ids: &[String],
-) -> Result<Vec<MergeRow>, StoreError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids = &ids[..ids.len().min(IN_CHUNK / 2)];
-    let list_a = placeholders(1, ids.len());
-    let list_b = placeholders(1 + ids.len(), ids.len());
-    let sql = format!(
-        "SELECT {MERGE_COLUMNS} FROM customer_merges WHERE survivor_id IN ({list_a}) OR merged_id IN ({list_b})
-         ORDER BY created_at DESC, id DESC"
-    );
-    let mut query = sqlx::query(&sql);
-    for id in ids.iter().chain(ids.iter()) {
-        query = query.bind(id.as_str());
-    }
-    let rows = query.fetch_all(db).await?;
-    rows.iter().map(merge_from_row).collect()
-}
-
-pub async fn get_merge<'e>(
-    db: impl Executor<'e, Database = Any>,
-    id: &str,
-) -> Result<Option<MergeRow>, StoreError> {
-    let sql = format!("SELECT {MERGE_COLUMNS} FROM customer_merges WHERE id = $1");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(db).await?;
-    row.as_ref().map(merge_from_row).transpose()
-}
-
-/// The latest merge not undone whose merged profile is `merged_id`.
-pub async fn active_merge_of<'e>(
-    db: impl Executor<'e, Database = Any>,
-    merged_id: &str,
-) -> Result<Option<MergeRow>, StoreError> {
-    let sql = format!(
-        "SELECT {MERGE_COLUMNS} FROM customer_merges WHERE merged_id = $1 AND undone_at IS NULL
-         ORDER BY created_at DESC, id DESC LIMIT 1"
-    );
-    let row = sqlx::query(&sql).bind(merged_id).fetch_optional(db).await?;
-    row.as_ref().map(merge_from_row).transpose()
-}
-
-pub async fn mark_merge_undone(
-    conn: &mut AnyConnection,
-    id: &str,
-    by: &str,
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    sqlx::query("UPDATE customer_merges SET undone_at = $1, undone_by = $2 WHERE id = $3")
-        .bind(time::to_micros(now))
-        .bind(by)
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 /// The stored rules document (JSON), if any.
 pub async fn load_rules<'e>(
     db: impl Executor<'e, Database = Any>,
@@ -671,108 +563,6 @@ pub async fn save_rules(
 }
 
 // ---- Full rebuild (`identity::rebuild`): streaming reads in id order. ----
-
-/// One identifier as the full rebuild reads it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RebuildIdentifier {
-    pub id: String,
-    pub kind: String,
-    pub value: String,
-    pub customer_id: String,
-    pub home_customer_id: String,
-    pub status: NodeStatus,
-    pub verified: bool,
-}
-
-/// Identifiers after `after` in id order (one page of the rebuild's scan).
-pub async fn rebuild_identifiers_page<'e>(
-    db: impl Executor<'e, Database = Any>,
-    after: &str,
-    limit: i64,
-) -> Result<Vec<RebuildIdentifier>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT id, kind, value, customer_id, home_customer_id, status, verified
-         FROM identifiers WHERE id > $1 ORDER BY id LIMIT $2",
-    )
-    .bind(after)
-    .bind(limit)
-    .fetch_all(db)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            let status: String = row.try_get("status")?;
-            Ok(RebuildIdentifier {
-                id: row.try_get("id")?,
-                kind: row.try_get("kind")?,
-                value: row.try_get("value")?,
-                customer_id: row.try_get("customer_id")?,
-                home_customer_id: row.try_get("home_customer_id")?,
-                status: NodeStatus::parse(&status)
-                    .ok_or_else(|| StoreError::Corrupt("identifiers.status".into()))?,
-                verified: row.try_get::<i64, _>("verified")? != 0,
-            })
-        })
-        .collect()
-}
-
-/// One active link as the full rebuild reads it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RebuildLink {
-    pub id: String,
-    pub from_id: String,
-    pub to_id: String,
-    pub verified: bool,
-    pub trusted: bool,
-    pub observed_at: i64,
-}
-
-/// Active links after `after` in id order (one page of the rebuild's scan).
-pub async fn rebuild_links_page<'e>(
-    db: impl Executor<'e, Database = Any>,
-    after: &str,
-    limit: i64,
-) -> Result<Vec<RebuildLink>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT id, from_id, to_id, verified, trusted, observed_at FROM identity_links
-         WHERE id > $1 AND retracted_at IS NULL ORDER BY id LIMIT $2",
-    )
-    .bind(after)
-    .bind(limit)
-    .fetch_all(db)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(RebuildLink {
-                id: row.try_get("id")?,
-                from_id: row.try_get("from_id")?,
-                to_id: row.try_get("to_id")?,
-                verified: row.try_get::<i64, _>("verified")? != 0,
-                trusted: row.try_get::<i64, _>("trusted")? != 0,
-                observed_at: row.try_get("observed_at")?,
-            })
-        })
-        .collect()
-}
-
-/// Profile rows after `after` in id order: (id, active = not merged).
-pub async fn rebuild_customers_page<'e>(
-    db: impl Executor<'e, Database = Any>,
-    after: &str,
-    limit: i64,
-) -> Result<Vec<(String, bool)>, StoreError> {
-    let rows =
-        sqlx::query("SELECT id, merged_into FROM customers WHERE id > $1 ORDER BY id LIMIT $2")
-            .bind(after)
-            .bind(limit)
-            .fetch_all(db)
-            .await?;
-    rows.iter()
-        .map(|row| {
-            let merged: Option<String> = row.try_get("merged_into")?;
-            Ok((row.try_get("id")?, merged.is_none()))
-        })
-        .collect()
-}
 
 /// Identifiers linked (by an active link) to a member of `customer_id` but
 /// belonging to another profile: shared devices, quarantined identifiers,

@@ -1,0 +1,411 @@
+//! Ingesting tracking calls: one write operation for many calls (prefetch
+//! what they name, place each on its profile, store it, emit its events),
+//! and the fallbacks that isolate a bad call from its neighbours.
+
+use super::*;
+
+/// Ingests calls in one transaction; answers one result per call, in order.
+/// The calls may come from several requests and channels (the
+/// [`batcher::Batcher`] coalesces concurrent requests).
+///
+/// Optimistic: the calls first run without savepoints of their own. If one
+/// fails in identity resolution, the whole operation is rolled back and the
+/// calls run again, each in a savepoint, so only the failing call is lost; a
+/// lone call is answered with its rejection.
+///
+/// `follow_ups` run in the transaction of a call that changed the identity
+/// graph: `merged` after a call that added trusted links (a login: the
+/// guest's carts move), `separated` after one that split profiles (orders
+/// and cart lines go back). The hub registers commerce's, so tracking never
+/// imports commerce.
+pub async fn ingest(
+    store: &Store,
+    calls: Vec<Call>,
+    follow_ups: FollowUps,
+) -> Result<Vec<Result<Accepted, Rejection>>, TrackingError> {
+    let count = calls.len();
+    let calls = Arc::new(calls);
+    match run(store, calls.clone(), false, follow_ups).await {
+        Err(TrackingError::Identity(error)) if count == 1 => {
+            Ok(vec![Err(Rejection::Identity(error.to_string()))])
+        }
+        Err(TrackingError::Identity(_)) => run(store, calls, true, follow_ups).await,
+        other => other,
+    }
+}
+
+pub(super) async fn run(
+    store: &Store,
+    calls: Arc<Vec<Call>>,
+    isolate: bool,
+    follow_ups: FollowUps,
+) -> Result<Vec<Result<Accepted, Rejection>>, TrackingError> {
+    store
+        .write(move |tx| {
+            let calls = calls.clone();
+            Box::pin(async move {
+                let dialect = tx.dialect();
+                identity::lock_graph(tx).await?;
+                let rules = identity::load_rules(tx.conn()).await?;
+                let mut state = OperationState {
+                    stored: stored_message_ids(tx, &calls).await?,
+                    seen: HashMap::new(),
+                    rows: Vec::with_capacity(calls.len()),
+                    traits: traits::PendingTraits::default(),
+                    identities: KnownIdentities::default(),
+                    follow_ups,
+                };
+                // Every call's identifiers, read in a few queries for the
+                // whole operation (with the links between them).
+                let extracted: Vec<Result<Extracted, Rejection>> = calls
+                    .iter()
+                    .map(|call| extract(&rules, &call.message, call.trusted(&rules)))
+                    .collect();
+                prefetch(tx, &mut state.identities, &extracted).await?;
+                let mut results = Vec::with_capacity(calls.len());
+                for (call, extracted) in calls.iter().zip(extracted) {
+                    let result = if isolate {
+                        ingest_isolated(tx, &rules, call, extracted, &mut state).await?
+                    } else {
+                        ingest_one(tx, &rules, call, extracted, &mut state).await?
+                    };
+                    results.push(result);
+                }
+                store::insert_many(tx.conn(), dialect, &state.rows).await?;
+                traits::write(tx.conn(), dialect, state.traits).await?;
+                Ok::<_, TrackingError>(results)
+            })
+        })
+        .await
+}
+
+/// The `(channel, messageId)`s of `calls` already stored before the
+/// operation: one query per channel.
+pub(super) async fn stored_message_ids(
+    tx: &mut Tx,
+    calls: &[Call],
+) -> Result<HashSet<(ChannelId, String)>, StoreError> {
+    let mut by_channel: HashMap<ChannelId, Vec<String>> = HashMap::new();
+    for call in calls {
+        if let Some(id) = &call.message.message_id {
+            by_channel
+                .entry(call.sender.channel_id)
+                .or_default()
+                .push(id.clone());
+        }
+    }
+    let mut stored = HashSet::new();
+    for (channel, ids) in by_channel {
+        let found = store::stored_message_ids(tx.conn(), &channel.to_string(), &ids).await?;
+        stored.extend(found.into_iter().map(|id| (channel, id)));
+    }
+    Ok(stored)
+}
+
+/// Reads every identifier the calls name, and the active links between each
+/// call's anchor and its other identifiers.
+pub(super) async fn prefetch(
+    tx: &mut Tx,
+    known: &mut KnownIdentities,
+    extracted: &[Result<Extracted, Rejection>],
+) -> Result<(), StoreError> {
+    let named: Vec<&Identifier> = extracted
+        .iter()
+        .flatten()
+        .flat_map(Extracted::candidates)
+        .collect();
+    known.fetch(tx.conn(), &named).await?;
+    let mut pairs = Vec::new();
+    for found in extracted.iter().flatten() {
+        let Some(anchor) = known.row(&found.anchor().identifier.pair()) else {
+            continue;
+        };
+        for other in found.candidates().skip(1) {
+            if let Some(row) = known.row(&other.pair()) {
+                if row.id != anchor.id {
+                    pairs.push((anchor.id.clone(), row.id.clone()));
+                }
+            }
+        }
+    }
+    known.fetch_links(tx.conn(), &pairs).await
+}
+
+/// What an operation knows so far: the `(channel, messageId)`s stored
+/// before it (fetched in one query per channel) and those it accepted, with
+/// their profile; the timeline rows to write; identifiers and links.
+pub(super) struct OperationState {
+    stored: HashSet<(ChannelId, String)>,
+    seen: HashMap<(ChannelId, String), String>,
+    /// Timeline rows of accepted calls, written together at the end of the
+    /// operation (multi-row inserts instead of one per call).
+    rows: Vec<store::NewTrackingRow>,
+    /// The latest trait values per (anchor, name) of accepted calls, upserted
+    /// into the materialized traits at the end of the operation.
+    traits: traits::PendingTraits,
+    identities: KnownIdentities,
+    follow_ups: FollowUps,
+}
+
+/// One call inside a savepoint of its own: a failure rolls back this call only.
+pub(super) async fn ingest_isolated(
+    tx: &mut Tx,
+    rules: &IdentityRules,
+    call: &Call,
+    extracted: Result<Extracted, Rejection>,
+    state: &mut OperationState,
+) -> Result<Result<Accepted, Rejection>, TrackingError> {
+    use sqlx::Executor;
+    let mark = tx.events_mark();
+    tx.conn()
+        .execute("SAVEPOINT tracking_call")
+        .await
+        .map_err(StoreError::from)?;
+    let outcome = ingest_one(tx, rules, call, extracted, state).await;
+    let keep = matches!(outcome, Ok(Ok(_)));
+    if keep {
+        tx.conn()
+            .execute("RELEASE SAVEPOINT tracking_call")
+            .await
+            .map_err(StoreError::from)?;
+    } else {
+        tx.discard_events_since(mark);
+        // What the call wrote is undone: forget what it taught us.
+        state.identities.forget();
+        tx.conn()
+            .execute("ROLLBACK TO SAVEPOINT tracking_call")
+            .await
+            .map_err(StoreError::from)?;
+        tx.conn()
+            .execute("RELEASE SAVEPOINT tracking_call")
+            .await
+            .map_err(StoreError::from)?;
+    }
+    match outcome {
+        Ok(result) => Ok(result),
+        Err(IdentityError::Store(error)) => {
+            tracing::warn!(%error, "a tracking call failed inside a batch; rolled back alone");
+            Ok(Err(Rejection::Identity(
+                "the call could not be stored".into(),
+            )))
+        }
+        Err(other) => Ok(Err(Rejection::Identity(other.to_string()))),
+    }
+}
+
+pub(super) async fn ingest_one(
+    tx: &mut Tx,
+    rules: &IdentityRules,
+    call: &Call,
+    extracted: Result<Extracted, Rejection>,
+    state: &mut OperationState,
+) -> Result<Result<Accepted, Rejection>, IdentityError> {
+    let (sender, message) = (&call.sender, &call.message);
+    let message_id = message
+        .message_id
+        .clone()
+        .unwrap_or_else(|| format!("omnihub-{}", TrackingEventId::new()));
+    let channel = sender.channel_id;
+    let key = (channel, message_id);
+    let earlier = match state.seen.get(&key) {
+        Some(customer_id) => Some(customer_id.clone()),
+        None if state.stored.contains(&key) => {
+            store::find_message(tx.conn(), &channel.to_string(), &key.1).await?
+        }
+        None => None,
+    };
+    let message_id = key.1;
+    let trusted = call.trusted(rules);
+    if let Some(customer_id) = earlier {
+        let reveal = trusted || message.anonymous_id.is_some();
+        return Ok(Ok(Accepted {
+            message_id,
+            customer_id: reveal.then_some(customer_id),
+            duplicate: true,
+            ignored: Vec::new(),
+        }));
+    }
+    let extracted = match extracted {
+        Ok(found) => found,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    let (anchor, others, mut ignored) = extracted.resolve(tx, &mut state.identities).await?;
+    let timestamp = corrected_timestamp(message, sender.received_at);
+    let event_id = TrackingEventId::new();
+    let verified = trusted
+        && (message.verified_flag
+            || (message.kind == MessageType::Identify && message.user_id.is_some()));
+    let trust = LinkTrust::of(verified, trusted);
+    // A public key that names a person without an anonymous id of its own
+    // (a device) may record the call, but neither learns the profile nor
+    // changes its traits: anybody can send that call.
+    let device_anchor = rules.class(&anchor.identifier.kind) == IdentifierClass::Device;
+    let reveal = trusted || device_anchor;
+    let observation = Observation {
+        anchor,
+        others,
+        trust,
+        tracking_event_id: event_id.to_string(),
+        message_id: message_id.clone(),
+        channel_id: Some(channel),
+        observed_at: timestamp,
+    };
+    let placement = identity::observe(tx, rules, &observation, &mut state.identities).await?;
+    if placement.new_links > 0 && trust.trusted() {
+        // A login (or any new trusted link) may have made a guest known:
+        // their carts join the customer's now, in this call's transaction.
+        // A public key's claims join nobody, so they move no cart.
+        let context = identity::MergeContext {
+            channel: sender.channel_id,
+            channel_kind: Some(sender.channel_kind),
+        };
+        (state.follow_ups.merged)(tx, rules, &placement.customer_id, context).await?;
+    }
+    if !placement.split_into.is_empty() {
+        // A device turned shared or an identifier quarantined: what each
+        // person made goes back to them.
+        let separation = identity::Separation {
+            merge_id: None,
+            profiles: placement.split_into.clone(),
+            channel_id: Some(channel),
+        };
+        (state.follow_ups.separated)(tx, rules, &separation).await?;
+    }
+    let mut traits = merged_traits(message);
+    if traits.len() > MAX_TRAITS_PER_CALL {
+        let dropped: Vec<String> = traits.keys().skip(MAX_TRAITS_PER_CALL).cloned().collect();
+        for name in &dropped {
+            traits.remove(name);
+        }
+        ignored.push(Ignored {
+            field: "traits".into(),
+            reason: format!(
+                "at most {MAX_TRAITS_PER_CALL} traits per call; not kept: {}",
+                dropped.len()
+            ),
+        });
+    }
+    if !reveal && !traits.is_empty() {
+        traits.clear();
+        ignored.push(Ignored {
+            field: "traits".into(),
+            reason: "a public key cannot change the traits of a person it names by userId; \
+                     send the call with the anonymousId of the device, or from a trusted key"
+                .into(),
+        });
+    }
+    if message.kind == MessageType::Group {
+        groups::record_call(tx, message, &placement.anchor_id, channel, timestamp).await?;
+    }
+    let row = store::NewTrackingRow {
+        id: observation.tracking_event_id,
+        channel_id: channel.to_string(),
+        message_id: message_id.clone(),
+        kind: message.kind.as_str(),
+        name: message.name.clone(),
+        user_id: message.user_id.clone(),
+        anonymous_id: message.anonymous_id.clone(),
+        anchor_id: placement.anchor_id,
+        timestamp,
+        received_at: sender.received_at,
+        sent_at: message.sent_at,
+        original_timestamp: message.original_timestamp,
+        properties: json_text(&message.properties),
+        traits: json_text(&traits),
+        has_traits: !traits.is_empty(),
+        context: json_text(&message.context),
+        locale: string_at(&message.context, "locale"),
+        timezone: string_at(&message.context, "timezone"),
+    };
+    state
+        .traits
+        .observe(&row, crate::platform::time::to_micros(timestamp), &traits);
+    emit_call_events(
+        tx,
+        sender,
+        message,
+        &row,
+        traits,
+        &placement.customer_id,
+        verified,
+    );
+    state
+        .seen
+        .insert((channel, message_id.clone()), placement.customer_id.clone());
+    state.rows.push(row);
+    Ok(Ok(Accepted {
+        message_id,
+        customer_id: reveal.then_some(placement.customer_id),
+        duplicate: false,
+        ignored,
+    }))
+}
+
+/// A JSON object as text (for the timeline's JSON columns).
+pub(super) fn json_text(map: &Map<String, Value>) -> String {
+    serde_json::to_string(map).unwrap_or_else(|_| "{}".to_string())
+}
+
+/// `tracking.<type>` for the call, and `customer.updated` when it carried
+/// traits. Built from the call's own values: the properties are copied once,
+/// the traits moved.
+pub(super) fn emit_call_events(
+    tx: &mut Tx,
+    sender: &Sender,
+    message: &Message,
+    row: &store::NewTrackingRow,
+    traits: Map<String, Value>,
+    customer_id: &str,
+    verified: bool,
+) {
+    let now = tx.now();
+    tx.emit(
+        NewEvent::of(
+            &TrackingEvent::call(
+                message.kind,
+                TrackingCall {
+                    customer_id,
+                    tracking_event_id: &row.id,
+                    message_id: &row.message_id,
+                    kind: row.kind,
+                    name: row.name.as_deref(),
+                    user_id: row.user_id.as_deref(),
+                    anonymous_id: row.anonymous_id.as_deref(),
+                    timestamp: row.timestamp,
+                    properties: &message.properties,
+                },
+            ),
+            row.timestamp,
+        )
+        .channel(Some(sender.channel_id))
+        .subject("customer_id", customer_id)
+        .subject("tracking_event_id", &row.id),
+    );
+    if !traits.is_empty() {
+        tx.emit(
+            NewEvent::of(
+                &TrackingEvent::CustomerUpdated(CustomerUpdated {
+                    customer_id,
+                    traits,
+                    observed_at: row.timestamp,
+                    message_id: &row.message_id,
+                    verified,
+                }),
+                now,
+            )
+            .channel(Some(sender.channel_id))
+            .subject("customer_id", customer_id),
+        );
+    }
+}
+
+/// Earliest and latest year of an accepted call time (`timestamp`,
+/// `originalTimestamp`, `sentAt`); other times are rejected at the edge.
+pub const EARLIEST_YEAR: i32 = 1970;
+pub const LATEST_YEAR: i32 = 9999;
+/// The largest device clock error corrected (`receivedAt − sentAt`), in
+/// days: a century, so a device whose clock was reset to 1970 is still
+/// corrected. A `sentAt` further off says nothing usable about the device's
+/// clock: the call is kept with its own timestamp, uncorrected (rejecting it
+/// would lose a call whose ids and properties are fine).
+pub const MAX_CLOCK_SKEW_DAYS: i64 = 36_525;

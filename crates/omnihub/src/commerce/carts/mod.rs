@@ -25,9 +25,9 @@ pub mod merge;
 mod store;
 // What the customer 360° view reads of carts; the SQL stays in `store`.
 pub use store::{AddedLine, lines_for_owners};
-// What checkout does to carts inside its transaction: load them locked,
-// close them as checked out (or as closed by a POS sale).
-pub use store::{carts_for_checkout, close, close_checked_out};
+// Checkout closes the carts it checked out inside its transaction (it loads
+// them locked with `for_checkout`).
+pub use store::close_checked_out;
 pub mod unmerge;
 
 pub use lines::{LineChange, add_line, release_hold, remove_line, update_line};

@@ -23,13 +23,9 @@ pub mod promises;
 pub mod reservations;
 pub mod sourcing;
 mod store;
-// What orders do with stock inside their transaction (reservations decided
-// by checkout, the shortfall behind a reservation) and what the ledger's
-// checks read. The SQL stays in `store`.
-pub use store::{
-    ReservationRow, all_levels, insert_reservations, list_incidents, lock_levels_of_skus,
-    open_reservation_sums, unbacked_lines,
-};
+// What orders read of stock (the shortfall behind a reservation) and what
+// the ledger's checks read. The SQL stays in `store`.
+pub use store::{all_levels, list_incidents, open_reservation_sums, unbacked_lines};
 pub mod transfers;
 pub mod view;
 

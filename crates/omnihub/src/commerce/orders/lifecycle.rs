@@ -83,7 +83,7 @@ async fn transition_in(
             // Not ready while units of it are not on hand (`inventory::promises`).
             if let Some(reservation) = order.reservation_id {
                 let unbacked =
-                    inventory_store::unbacked_lines(tx.conn(), &reservation.to_string()).await?;
+                    inventory::unbacked_lines(tx.conn(), &reservation.to_string()).await?;
                 if let Some((sku, location, units)) = unbacked.into_iter().next() {
                     return Err(InventoryError::Unbacked {
                         sku,

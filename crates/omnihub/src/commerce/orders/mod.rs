@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 
 use crate::commerce::carts::{self, Cart, CartError};
 use crate::commerce::catalog::{self, Currency, Sku};
-use crate::commerce::inventory as inventory_store;
+use crate::commerce::inventory;
 use crate::commerce::inventory::reservations::{
     self, RequestLine, Reservation, ReservationRequest,
 };
@@ -369,7 +369,7 @@ pub async fn attention(
         // A closed order needs no attention (and a cancel that is not yet
         // committed, held by its Idempotency-Key, must not show the old flag).
         Some(reservation) if open => {
-            inventory_store::unbacked_lines(store.reader(), &reservation.to_string()).await
+            inventory::unbacked_lines(store.reader(), &reservation.to_string()).await
         }
         _ => Ok(Vec::new()),
     }

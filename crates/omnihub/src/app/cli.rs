@@ -67,6 +67,10 @@ pub enum Command {
     /// Identity resolution maintenance.
     #[command(subcommand)]
     Identity(IdentityCommand),
+    /// Privacy requests for operators: a person's access export or erasure
+    /// by any identifier, with progress on standard error (docs/privacy.md).
+    #[command(subcommand)]
+    Privacy(PrivacyCommand),
     /// Print the OpenAPI document.
     Openapi,
     /// Print the AsyncAPI document of the events (`docs/asyncapi.json`).
@@ -88,6 +92,24 @@ pub enum IdentityCommand {
     /// `POST /v1/identity/rebuild`), printing progress to standard error and
     /// the report to standard output.
     Rebuild,
+}
+
+#[derive(Subcommand)]
+pub enum PrivacyCommand {
+    /// Write everything the hub holds about a person as one JSON document.
+    Export {
+        #[command(flatten)]
+        person: super::privacy::PersonArgs,
+        /// Where to write the export [default: standard output].
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Erase a person everywhere (runs to the end here, or follows the hub
+    /// that runs it), printing each step's progress.
+    Erase {
+        #[command(flatten)]
+        person: super::privacy::PersonArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -167,6 +189,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => keys_command(settings, command).await,
         Command::Inventory(command) => inventory_command(settings, command).await,
         Command::Identity(command) => identity_command(settings, command).await,
+        Command::Privacy(command) => {
+            let store = open(&settings).await?;
+            let channel = resolve_channel(&store, None).await?;
+            super::privacy::command(&settings, &store, channel, command).await
+        }
         Command::Openapi => {
             out!("{}", crate::app::openapi::document_json());
             Ok(())

@@ -31,6 +31,7 @@ pub fn catalog() -> Vec<EventTypeInfo> {
     all.extend(inventory::events::InventoryEvent::catalog());
     all.extend(carts::events::CartEvent::catalog());
     all.extend(orders::events::OrderEvent::catalog());
+    all.extend(crate::engagement::privacy::events::PrivacyEvent::catalog());
     all.sort_by_key(|info| info.event_type);
     all
 }

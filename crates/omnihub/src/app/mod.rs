@@ -7,6 +7,7 @@ pub mod customer_view;
 pub mod event_catalog;
 pub mod openapi;
 pub mod operations;
+pub mod privacy;
 pub mod router;
 pub mod server;
 pub mod state;

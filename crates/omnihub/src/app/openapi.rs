@@ -34,6 +34,7 @@ use utoipa::{Modify, OpenApi};
         (name = "operations", description = "Health, readiness, metrics and this document; no key needed"),
         (name = "carts", description = "Carts shared by every channel, versions and the guest merge"),
         (name = "orders", description = "Checkout, the order lifecycle, POS sales and marketplace imports"),
+        (name = "privacy", description = "Privacy requests: access exports and erasures that reach every copy"),
     )
 )]
 struct ApiDoc;

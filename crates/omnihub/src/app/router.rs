@@ -17,6 +17,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::customers::routes())
         .merge(customer_view::routes())
         .merge(crate::commerce::routes())
+        .merge(crate::engagement::routes())
         .routes(routes!(super::event_catalog::list_event_types))
 }
 

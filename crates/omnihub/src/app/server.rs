@@ -33,6 +33,7 @@ pub fn follow_ups() -> crate::customers::identity::FollowUps {
         separated: crate::commerce::orders::attribution::follow_separation,
     }
 }
+use crate::engagement::privacy::PrivacyState;
 use crate::platform::keys::cache::KeyCache;
 use crate::platform::metrics::Metrics;
 use crate::platform::storage::{Store, migrate};
@@ -103,7 +104,9 @@ impl Hub {
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
         let expiry = crate::commerce::inventory::expiry::spawn(store.clone(), shutdown.clone());
         let addr = listener.local_addr()?;
-        let mut background = vec![dispatcher, housekeeping, expiry];
+        let privacy =
+            crate::engagement::privacy::runner::spawn(state.privacy.clone(), shutdown.clone());
+        let mut background = vec![dispatcher, housekeeping, expiry, privacy];
         if let (Some(database), Some(backup)) = (backup_database, settings.backup.clone()) {
             background.push(tokio::spawn(crate::platform::backup::schedule::run(
                 database,
@@ -208,10 +211,16 @@ fn application_state(
         )),
         checkouts: Arc::new(CheckoutBatcher::start(store.clone())),
     });
+    let privacy = PrivacyState {
+        platform: platform.clone(),
+        participants: Arc::new(super::privacy::participants()),
+        wake: Arc::new(tokio::sync::Notify::new()),
+    };
     AppState::new(AppParts {
         platform,
         customers,
         commerce,
+        privacy,
     })
 }
 

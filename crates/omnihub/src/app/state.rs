@@ -8,6 +8,7 @@ use axum::extract::FromRef;
 
 use crate::commerce::CommerceState;
 use crate::customers::CustomersState;
+use crate::engagement::privacy::PrivacyState;
 use crate::platform::state::{Platform, PlatformParts};
 
 #[derive(Clone)]
@@ -17,6 +18,7 @@ pub struct AppParts {
     pub platform: Platform,
     pub customers: CustomersState,
     pub commerce: CommerceState,
+    pub privacy: PrivacyState,
 }
 
 impl AppState {
@@ -55,5 +57,11 @@ impl FromRef<AppState> for CustomersState {
 impl FromRef<AppState> for CommerceState {
     fn from_ref(state: &AppState) -> CommerceState {
         state.commerce.clone()
+    }
+}
+
+impl FromRef<AppState> for PrivacyState {
+    fn from_ref(state: &AppState) -> PrivacyState {
+        state.privacy.clone()
     }
 }

@@ -76,6 +76,7 @@ pub struct Settings {
     pub limits: Limits,
     /// Scheduled backups of the SQLite database (`None`: not scheduled).
     pub backup: Option<BackupSettings>,
+    pub privacy: PrivacySettings,
 }
 
 /// Scheduled backups (docs/operations.md): a snapshot into `dir` every
@@ -436,6 +437,7 @@ impl SettingsArgs {
             metrics_listen,
             limits,
             backup,
+            privacy: PrivacySettings::default(),
         })
     }
 }
@@ -457,5 +459,30 @@ impl Settings {
         options.schema = self.database_schema.clone();
         options.sqlite_synchronous = self.sqlite_synchronous.clone();
         options
+    }
+}
+
+/// Privacy requests (docs/privacy.md).
+#[derive(Clone, Debug)]
+pub struct PrivacySettings {
+    /// Rows one erasure transaction deletes or rewrites at most: small
+    /// enough that other writers never wait long behind an erasure.
+    pub erasure_chunk_rows: usize,
+    /// How long a `privacy.erasure_requested` event keeps the identifiers it
+    /// names (for connected systems); then its payload is purged.
+    pub notice_retention: Duration,
+    /// Days a request has before it is due, by regulation.
+    pub gdpr_due_days: u32,
+    pub ccpa_due_days: u32,
+}
+
+impl Default for PrivacySettings {
+    fn default() -> Self {
+        PrivacySettings {
+            erasure_chunk_rows: 500,
+            notice_retention: Duration::from_secs(72 * 3600),
+            gdpr_due_days: 30,
+            ccpa_due_days: 45,
+        }
     }
 }

@@ -129,3 +129,7 @@ id_type!(
     /// An order (from a checkout, a POS sale or a marketplace import).
     OrderId
 );
+id_type!(
+    /// A privacy request (access export or erasure).
+    PrivacyRequestId
+);

@@ -61,6 +61,9 @@ pub struct Metrics {
     pub backup_duration_seconds: Gauge<f64, AtomicU64>,
     pub backup_size_bytes: Gauge,
     pub backup_failures: Counter,
+    /// Tracking calls dropped because they carried an erased person's
+    /// identifier (privacy suppression).
+    pub tracking_suppressed: Counter,
 }
 
 impl Default for Metrics {
@@ -87,6 +90,7 @@ impl Metrics {
             backup_duration_seconds: Gauge::default(),
             backup_size_bytes: Gauge::default(),
             backup_failures: Counter::default(),
+            tracking_suppressed: Counter::default(),
         };
         if let Ok(mut r) = metrics.registry.lock() {
             r.register(
@@ -158,6 +162,11 @@ impl Metrics {
                 "backup_failures",
                 "Scheduled backups that failed",
                 metrics.backup_failures.clone(),
+            );
+            r.register(
+                "tracking_suppressed_calls",
+                "Tracking calls dropped because they named an erased person",
+                metrics.tracking_suppressed.clone(),
             );
         }
         metrics

@@ -11,6 +11,7 @@ pub mod ids;
 pub mod keys;
 pub mod metrics;
 pub mod panic_log;
+pub mod privacy;
 pub mod state;
 pub mod storage;
 pub mod time;

@@ -31,6 +31,8 @@ const SCOPES: &[&str] = &[
     "carts:write",
     "orders:read",
     "orders:write",
+    "privacy:read",
+    "privacy:write",
 ];
 
 /// `(method, path template, required scopes)` of every operation.

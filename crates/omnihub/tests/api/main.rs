@@ -32,6 +32,7 @@ mod openapi;
 mod orders;
 mod ownership;
 mod pagination;
+mod privacy;
 mod profile_commerce;
 mod promises;
 mod shared_database;

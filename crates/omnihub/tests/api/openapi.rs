@@ -102,6 +102,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/identity/identifiers"),
     ("POST", "/v1/identity/rebuild"),
     ("POST", "/v1/identity/tokens"),
+    ("POST", "/v1/privacy/requests"),
+    ("GET", "/v1/privacy/requests"),
+    ("GET", "/v1/privacy/requests/{id}"),
+    ("GET", "/v1/privacy/requests/{id}/export"),
 ];
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];

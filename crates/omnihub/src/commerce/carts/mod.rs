@@ -22,6 +22,7 @@ pub mod events;
 pub mod http;
 mod lines;
 pub mod merge;
+pub mod privacy;
 mod store;
 // What the customer 360° view reads of carts; the SQL stays in `store`.
 pub use store::{AddedLine, lines_for_owners};

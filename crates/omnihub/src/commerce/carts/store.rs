@@ -1,6 +1,9 @@
 //! Carts SQL. Every change to a cart goes through [`bump_version`], a
 //! conditional update on the version the change was based on.
 
+mod privacy;
+pub use privacy::*;
+
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 

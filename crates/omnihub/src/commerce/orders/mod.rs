@@ -24,6 +24,7 @@ pub mod checkout;
 pub mod events;
 pub mod http;
 mod lifecycle;
+pub mod privacy;
 mod rows;
 mod sales;
 mod store;

@@ -2,6 +2,9 @@
 //! fulfilment groups of an order are small documents kept as JSON text,
 //! encoded and decoded only here.
 
+mod privacy;
+pub use privacy::*;
+
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};

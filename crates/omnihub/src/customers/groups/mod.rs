@@ -9,6 +9,7 @@
 //! follows that identifier through merges and unmerges.
 
 pub mod http;
+pub mod privacy;
 mod store;
 pub use store::groups_of_customer;
 

@@ -1,6 +1,10 @@
 //! SQL of groups.
 
+mod privacy;
+pub use privacy::*;
+
 use serde_json::{Map, Value};
+use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
 use super::{Group, MAX_LISTED_MEMBERS, Member};

@@ -31,6 +31,7 @@ impl From<super::IdentityError> for ApiError {
             }
             Compact(_) => ApiError::new(ErrorCode::Internal, error.to_string()),
             Preview(_) => ApiError::new(ErrorCode::Internal, "unexpected preview"),
+            Suppressed => ApiError::new(ErrorCode::SubjectErased, error.to_string()),
             Store(e) => e.into(),
         }
     }

@@ -24,6 +24,7 @@ pub mod events;
 pub mod http;
 pub mod known;
 mod normalization;
+pub mod privacy;
 pub mod rebuild;
 mod regroup;
 pub mod resolver;
@@ -229,6 +230,8 @@ pub enum IdentityError {
     RulesChanged,
     #[error(transparent)]
     Compact(#[from] compact::CompactError),
+    #[error("an identifier of this call belongs to an erased person")]
+    Suppressed,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -285,6 +288,17 @@ pub async fn observe(
     known.fetch(tx.conn(), &all).await?;
     let first_seen = time::to_micros(observation.observed_at);
     let mut created: Vec<IdentifierRow> = Vec::new();
+    // An erased person's identifiers are never recorded again: the call is
+    // dropped (the graph holds no known identifier of theirs, so only new
+    // ones need the check, and the common case runs one indexed probe).
+    let unknown: Vec<&Identifier> = all
+        .iter()
+        .copied()
+        .filter(|i| known.row(&i.pair()).is_none())
+        .collect();
+    if privacy::suppressed(tx.conn(), &unknown).await? {
+        return Err(IdentityError::Suppressed);
+    }
     for identifier in &all {
         let pair = identifier.pair();
         if known.row(&pair).is_some() {

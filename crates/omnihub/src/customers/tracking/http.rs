@@ -159,6 +159,11 @@ async fn single(
         .tracking
         .ingest(vec![Call { sender, message }])
         .await?;
+    if let Some(Ok(accepted)) = results.last() {
+        if accepted.suppressed {
+            state.metrics.tracking_suppressed.inc();
+        }
+    }
     match results.pop() {
         Some(Ok(accepted)) => Ok(axum::Json(TrackResponse {
             success: true,
@@ -354,13 +359,18 @@ pub async fn batch(
     let mut results = Vec::new();
     for ((index, outcome), message_id) in positions.into_iter().zip(outcomes).zip(message_ids) {
         match outcome {
-            Ok(accepted) => results.push(AcceptedCall {
-                index,
-                ignored: ignored_body(&accepted),
-                message_id: accepted.message_id,
-                customer_id: accepted.customer_id,
-                duplicate: accepted.duplicate,
-            }),
+            Ok(accepted) => {
+                if accepted.suppressed {
+                    state.metrics.tracking_suppressed.inc();
+                }
+                results.push(AcceptedCall {
+                    index,
+                    ignored: ignored_body(&accepted),
+                    message_id: accepted.message_id,
+                    customer_id: accepted.customer_id,
+                    duplicate: accepted.duplicate,
+                });
+            }
             Err(rejection) => rejected.push(RejectedCall {
                 index,
                 message_id,

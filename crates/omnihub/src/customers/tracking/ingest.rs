@@ -223,6 +223,7 @@ pub(super) async fn ingest_one(
             customer_id: reveal.then_some(customer_id),
             duplicate: true,
             ignored: Vec::new(),
+            suppressed: false,
         }));
     }
     let extracted = match extracted {
@@ -250,7 +251,18 @@ pub(super) async fn ingest_one(
         channel_id: Some(channel),
         observed_at: timestamp,
     };
-    let placement = identity::observe(tx, rules, &observation, &mut state.identities).await?;
+    let placement = match identity::observe(tx, rules, &observation, &mut state.identities).await {
+        Err(IdentityError::Suppressed) => {
+            return Ok(Ok(Accepted {
+                message_id,
+                customer_id: None,
+                duplicate: false,
+                ignored: Vec::new(),
+                suppressed: true,
+            }));
+        }
+        placed => placed?,
+    };
     if placement.new_links > 0 && trust.trusted() {
         // A login (or any new trusted link) may have made a guest known:
         // their carts join the customer's now, in this call's transaction.
@@ -338,6 +350,7 @@ pub(super) async fn ingest_one(
         customer_id: reveal.then_some(placement.customer_id),
         duplicate: false,
         ignored,
+        suppressed: false,
     }))
 }
 

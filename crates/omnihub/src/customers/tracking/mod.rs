@@ -19,6 +19,7 @@ mod extract;
 pub mod http;
 mod ingest;
 mod parse;
+pub mod privacy;
 pub mod schema;
 mod store;
 
@@ -238,6 +239,9 @@ pub struct Accepted {
     /// The `messageId` was seen before from this channel: nothing changed.
     pub duplicate: bool,
     pub ignored: Vec<Ignored>,
+    /// An identifier of the call belongs to an erased person: the call was
+    /// dropped, nothing was stored (privacy suppression).
+    pub suppressed: bool,
 }
 
 /// Why a call was rejected.

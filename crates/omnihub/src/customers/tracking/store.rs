@@ -4,6 +4,9 @@
 //! (`anchor_id`): reads join `identifiers` on it, so merges and unmerges move
 //! events without rewriting them.
 
+mod privacy;
+pub use privacy::*;
+
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};

@@ -1,5 +1,8 @@
 //! SQL for the outbox / event feed.
 
+mod privacy;
+pub use privacy::*;
+
 use std::collections::BTreeMap;
 
 use sqlx::any::AnyRow;

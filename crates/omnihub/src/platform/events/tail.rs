@@ -168,6 +168,12 @@ impl Tail {
         let mut head = ring.events.back().map_or(ring.start, |e| e.position);
         for event in events {
             debug_assert!(event.position > head, "feed positions must increase");
+            if event.event_type == crate::platform::privacy::ERASURE_COMPLETED {
+                // The events before it may have been redacted in the
+                // database: forget our copies, readers go back to the table.
+                ring.events.clear();
+                ring.start = head;
+            }
             head = event.position;
             ring.events.push_back(Arc::new(event));
             if ring.events.len() > RING_CAPACITY {

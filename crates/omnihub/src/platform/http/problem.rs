@@ -79,6 +79,9 @@ error_codes! {
     RequestTimeout => (408, "request_timeout", "The request body did not arrive in time"),
     TooManyRequests => (429, "too_many_requests", "Too many failed authentications from this address"),
     TooManyStreams => (429, "too_many_streams", "Too many live streams are open"),
+    SubjectNotFound => (404, "subject_not_found", "No person is known by this identifier"),
+    SubjectShared => (409, "subject_shared", "The identifier is shared by several people; name the person by another identifier"),
+    SubjectErased => (409, "subject_erased", "The identifier belonged to a person who was erased"),
     Internal => (500, "internal", "An internal error occurred"),
     Unavailable => (503, "unavailable", "The service is not available right now"),
 }

@@ -34,6 +34,7 @@
 //! Only 2xx–4xx answers are stored; a 5xx answer rolls the held write back and
 //! frees the key. Keys are kept for [`RETENTION`].
 
+pub mod privacy;
 mod store;
 
 use std::sync::{Arc, Mutex};

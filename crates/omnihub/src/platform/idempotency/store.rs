@@ -2,6 +2,9 @@
 //! Idempotency-Key belongs to (`key_id`); these writes are never held
 //! (`Store::write_plain`), since they are the bookkeeping of held writes.
 
+mod privacy;
+pub use privacy::*;
+
 use sqlx::{AnyConnection, Row};
 
 use super::{Answer, IN_PROGRESS_TIMEOUT, KeyClaim};

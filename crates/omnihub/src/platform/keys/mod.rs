@@ -54,6 +54,8 @@ scopes! {
     OrdersRead => "orders:read",
     OrdersWrite => "orders:write",
     CommerceAll => "commerce:all",
+    PrivacyRead => "privacy:read",
+    PrivacyWrite => "privacy:write",
 }
 
 impl fmt::Display for Scope {

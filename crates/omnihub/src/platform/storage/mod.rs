@@ -167,6 +167,9 @@ async fn open_sqlite(options: &StoreOptions) -> Result<Pools, StoreError> {
                     .await?;
                 conn.execute("PRAGMA busy_timeout = 10000").await?;
                 conn.execute("PRAGMA foreign_keys = ON").await?;
+                // Deleted rows are overwritten, not left in free pages: an
+                // erased person's data must not survive in the file.
+                conn.execute("PRAGMA secure_delete = ON").await?;
                 Ok(())
             })
         })
@@ -321,6 +324,32 @@ impl Store {
             + 'static,
     {
         self.inner.writer.submit_once(op).await
+    }
+
+    /// SQLite: checkpoints the WAL into the database file and truncates it,
+    /// so the earlier images of rewritten or deleted pages leave the disk
+    /// (after an erasure). Retries while another connection is mid-transaction.
+    /// PostgreSQL: nothing (deleted rows are gone from what the database
+    /// serves; vacuum reclaims their space).
+    pub async fn truncate_wal(&self) -> Result<(), StoreError> {
+        use sqlx::Connection;
+        if self.dialect() != Dialect::Sqlite {
+            return Ok(());
+        }
+        let mut conn = sqlx::AnyConnection::connect(&self.inner.url).await?;
+        conn.execute("PRAGMA busy_timeout = 10000").await?;
+        for _ in 0..50 {
+            let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&mut conn)
+                .await?;
+            let busy: i64 = sqlx::Row::try_get(&row, 0)?;
+            if busy == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        conn.close().await?;
+        Ok(())
     }
 
     /// The connection URL (for PostgreSQL LISTEN connections).

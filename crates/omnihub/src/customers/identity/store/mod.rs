@@ -2,9 +2,11 @@
 //! and the rules document.
 
 mod merges;
+mod privacy;
 mod rebuild_pages;
 
 pub use merges::*;
+pub use privacy::*;
 pub use rebuild_pages::*;
 
 use sqlx::any::AnyRow;

@@ -1,0 +1,74 @@
+//! Carts' part of privacy requests: the person's carts and their lines, in
+//! an access export and deleted by an erasure. A cart line's stock hold is
+//! not released here: holds expire on their own (minutes), like an
+//! abandoned cart's.
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+use sqlx::AnyConnection;
+
+use super::store;
+use crate::platform::privacy::{self, Chunk, Page, Section, Step, Subject};
+use crate::platform::storage::{StoreError, Tx};
+
+pub const SECTION: Section = Section {
+    name: "carts",
+    page: carts_page,
+};
+
+pub const STEP: Step = Step {
+    name: "carts",
+    erase,
+};
+
+/// What a person's carts are keyed by: profile ids and anonymous ids.
+pub fn owner_keys(subject: &Subject) -> Vec<String> {
+    let mut keys = subject.customer_ids.clone();
+    keys.extend(subject.values_of("anonymous_id").map(str::to_string));
+    keys
+}
+
+fn carts_page<'c>(
+    conn: &'c mut AnyConnection,
+    subject: &'c Subject,
+    cursor: Option<String>,
+    limit: usize,
+) -> BoxFuture<'c, Result<Page, StoreError>> {
+    Box::pin(async move {
+        let keys = owner_keys(subject);
+        let after = cursor.unwrap_or_default();
+        let carts = store::cart_records(&mut *conn, &keys, &after, limit as i64).await?;
+        let ids: Vec<String> = carts
+            .iter()
+            .filter_map(|r| sqlx::Row::try_get::<String, _>(r, "id").ok())
+            .collect();
+        let lines = store::line_records(&mut *conn, &ids).await?;
+        let mut records: Vec<Value> = carts.iter().map(privacy::record).collect();
+        for record in &mut records {
+            let id = record["id"].clone();
+            let own: Vec<Value> = lines
+                .iter()
+                .map(privacy::record)
+                .filter(|l| l["cart_id"] == id)
+                .collect();
+            record["lines"] = Value::Array(own);
+        }
+        let next = (ids.len() == limit).then(|| ids.last().cloned()).flatten();
+        Ok((records, next))
+    })
+}
+
+fn erase<'t>(
+    tx: &'t mut Tx,
+    subject: &'t Subject,
+    _: Option<String>,
+    limit: usize,
+) -> BoxFuture<'t, Result<Chunk, StoreError>> {
+    Box::pin(async move {
+        let deleted = store::delete_carts(tx.conn(), &owner_keys(subject), limit as i64).await?;
+        Ok(Chunk {
+            changed: deleted,
+            next: (deleted > 0).then(String::new),
+        })
+    })
+}

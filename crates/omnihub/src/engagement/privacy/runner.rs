@@ -1,0 +1,107 @@
+//! The erasure runner: a background task on every node that takes running
+//! erasures under a lease (so two nodes never run one erasure at once) and
+//! advances them chunk by chunk, and purges the identifiers from
+//! `privacy.erasure_requested` notices once their retention has passed.
+//!
+//! A crash loses at most the chunk in flight (rolled back); after the lease
+//! expires, any node resumes at the step and cursor the last chunk recorded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Advance, PrivacyState, store};
+use crate::platform::privacy::ERASURE_REQUESTED;
+use crate::platform::time;
+
+/// How long a node holds an erasure between chunks before another may take it.
+const LEASE: Duration = Duration::from_secs(30);
+/// How often the runner looks for work when nothing woke it.
+const POLL: Duration = Duration::from_secs(5);
+
+/// Starts the runner; it stops with `shutdown`.
+pub fn spawn(state: PrivacyState, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let owner = format!("node-{}", uuid::Uuid::now_v7());
+    tokio::spawn(async move {
+        loop {
+            if let Err(error) = run_once(&state, &owner, &shutdown).await {
+                tracing::warn!(%error, "privacy runner pass failed; retrying");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = state.wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    })
+}
+
+/// One pass: every claimable erasure to its end, then the notice purge.
+pub async fn run_once(
+    state: &PrivacyState,
+    owner: &str,
+    shutdown: &CancellationToken,
+) -> Result<(), super::PrivacyError> {
+    let now = time::to_micros(time::now());
+    let ids = {
+        let mut conn = state
+            .store
+            .reader()
+            .acquire()
+            .await
+            .map_err(|e| super::PrivacyError::Store(e.into()))?;
+        store::claimable(&mut conn, now).await?
+    };
+    let chunk_rows = state.settings.privacy.erasure_chunk_rows.max(1);
+    for id in ids {
+        loop {
+            if shutdown.is_cancelled() {
+                // A stop between chunks hands the erasure on at once; a
+                // crash leaves the lease to expire.
+                super::release(&state.store, &id, owner).await?;
+                return Ok(());
+            }
+            let advance = super::advance(
+                &state.store,
+                Arc::clone(&state.participants),
+                &id,
+                owner,
+                LEASE.as_micros() as i64,
+                chunk_rows,
+            )
+            .await?;
+            if advance != Advance::More {
+                break;
+            }
+            // Let other writers' batches in between chunks.
+            tokio::task::yield_now().await;
+        }
+    }
+    purge_notices(state).await
+}
+
+/// Removes the identifiers from erasure notices older than the retention.
+pub async fn purge_notices(state: &PrivacyState) -> Result<(), super::PrivacyError> {
+    let retention = state.settings.privacy.notice_retention;
+    let before = time::to_micros(time::now()) - retention.as_micros() as i64;
+    let purged = state
+        .store
+        .write(move |tx| {
+            Box::pin(async move {
+                crate::platform::events::purge_payloads(
+                    tx.conn(),
+                    ERASURE_REQUESTED,
+                    before,
+                    &["request_id"],
+                )
+                .await
+            })
+        })
+        .await?;
+    if purged > 0 {
+        // As after an erasure: the WAL must not keep the purged payloads.
+        state.store.truncate_wal().await?;
+    }
+    Ok(())
+}

@@ -9,10 +9,10 @@
 
 use crate::commerce::{carts, orders};
 use crate::customers::{groups, identity, tracking};
-use crate::platform::privacy::Participants;
+use crate::platform::privacy::{Participants, Retention};
 use crate::platform::{events, idempotency};
 
-pub fn participants() -> Participants {
+pub fn participants(settings: &crate::platform::config::PrivacySettings) -> Participants {
     let mut sections = Vec::new();
     sections.extend(identity::privacy::SECTIONS);
     sections.extend(tracking::privacy::SECTIONS);
@@ -29,7 +29,28 @@ pub fn participants() -> Participants {
         events::privacy::STEP,
         idempotency::privacy::STEP,
     ];
-    Participants { sections, steps }
+    let retention = vec![
+        Retention {
+            kind: "tracking_events",
+            keep: settings.tracking_retention,
+            prune: tracking::privacy::prune,
+        },
+        Retention {
+            kind: "carts",
+            keep: settings.cart_retention,
+            prune: carts::privacy::prune,
+        },
+        Retention {
+            kind: "webhook_deliveries",
+            keep: Some(settings.webhook_log_retention),
+            prune: crate::platform::webhooks::prune_log,
+        },
+    ];
+    Participants {
+        sections,
+        steps,
+        retention,
+    }
 }
 
 /// The person a CLI privacy command names: exactly one identifier.
@@ -87,7 +108,7 @@ pub async fn command(
         .parse()
         .map_err(|()| anyhow::anyhow!("--regulation must be gdpr or ccpa"))?;
     let (identifier_kind, identifier_value) = person.identifier();
-    let participants = std::sync::Arc::new(participants());
+    let participants = std::sync::Arc::new(participants(&settings.privacy));
     let actor = Actor {
         key_id: "cli".into(),
         channel_id: channel,

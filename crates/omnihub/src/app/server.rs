@@ -38,10 +38,9 @@ use crate::platform::keys::cache::KeyCache;
 use crate::platform::metrics::Metrics;
 use crate::platform::storage::{Store, migrate};
 
-/// How often housekeeping prunes idempotency keys and old delivery logs.
+/// How often housekeeping prunes expired idempotency keys (retention of
+/// data is the privacy runner's, `engagement::privacy::runner`).
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(600);
-/// Succeeded and failed deliveries are kept this long in the log.
-const DELIVERY_LOG_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A running hub.
 pub struct Hub {
@@ -213,7 +212,7 @@ fn application_state(
     });
     let privacy = PrivacyState {
         platform: platform.clone(),
-        participants: Arc::new(super::privacy::participants()),
+        participants: Arc::new(super::privacy::participants(&settings.privacy)),
         wake: Arc::new(tokio::sync::Notify::new()),
     };
     AppState::new(AppParts {
@@ -324,18 +323,6 @@ async fn housekeeping(state: AppState) {
             Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned expired idempotency keys"),
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "could not prune idempotency keys"),
-        }
-        let before = crate::platform::time::now() - DELIVERY_LOG_RETENTION;
-        let pruned = state
-            .store
-            .write(move |tx| {
-                Box::pin(async move {
-                    crate::platform::webhooks::prune_deliveries(tx.conn(), before).await
-                })
-            })
-            .await;
-        if let Err(error) = pruned {
-            tracing::warn!(%error, "could not prune the webhook delivery log");
         }
     }
 }

@@ -474,6 +474,14 @@ pub struct PrivacySettings {
     /// Days a request has before it is due, by regulation.
     pub gdpr_due_days: u32,
     pub ccpa_due_days: u32,
+    /// Retention of raw tracking calls (the timeline) and of carts no order
+    /// was made from; `None`: kept until erased.
+    pub tracking_retention: Option<Duration>,
+    pub cart_retention: Option<Duration>,
+    /// Retention of settled webhook deliveries in the delivery log.
+    pub webhook_log_retention: Duration,
+    /// How often retention runs.
+    pub retention_interval: Duration,
 }
 
 impl Default for PrivacySettings {
@@ -483,6 +491,10 @@ impl Default for PrivacySettings {
             notice_retention: Duration::from_secs(72 * 3600),
             gdpr_due_days: 30,
             ccpa_due_days: 45,
+            tracking_retention: None,
+            cart_retention: None,
+            webhook_log_retention: Duration::from_secs(7 * 24 * 3600),
+            retention_interval: Duration::from_secs(600),
         }
     }
 }

@@ -64,6 +64,9 @@ pub struct Metrics {
     /// Tracking calls dropped because they carried an erased person's
     /// identifier (privacy suppression).
     pub tracking_suppressed: Counter,
+    /// Rows deleted by retention rules, by kind (`tracking_events`, `carts`,
+    /// `webhook_deliveries`).
+    pub retention_deleted: Family<Vec<(String, String)>, Counter>,
 }
 
 impl Default for Metrics {
@@ -91,6 +94,7 @@ impl Metrics {
             backup_size_bytes: Gauge::default(),
             backup_failures: Counter::default(),
             tracking_suppressed: Counter::default(),
+            retention_deleted: Family::default(),
         };
         if let Ok(mut r) = metrics.registry.lock() {
             r.register(
@@ -167,6 +171,11 @@ impl Metrics {
                 "tracking_suppressed_calls",
                 "Tracking calls dropped because they named an erased person",
                 metrics.tracking_suppressed.clone(),
+            );
+            r.register(
+                "retention_deleted",
+                "Rows deleted by retention rules, by kind",
+                metrics.retention_deleted.clone(),
             );
         }
         metrics

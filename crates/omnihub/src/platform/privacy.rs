@@ -226,11 +226,26 @@ pub struct Step {
     pub erase: EraseFn,
 }
 
-/// The sections and steps of every context, in the order they run.
+/// The sections and steps of every context, in the order they run, and
+/// the retention rules.
 #[derive(Clone, Default)]
 pub struct Participants {
     pub sections: Vec<Section>,
     pub steps: Vec<Step>,
+    pub retention: Vec<Retention>,
+}
+
+/// Deletes up to `limit` rows of one kind older than `before` (µs) inside the
+/// writer's transaction; returns how many.
+pub type PruneFn = for<'t> fn(&'t mut Tx, i64, usize) -> BoxFuture<'t, Result<u64, StoreError>>;
+
+/// A retention rule: rows of `kind` older than `keep` are deleted by the
+/// privacy runner (`None`: kept until erased).
+#[derive(Clone, Copy)]
+pub struct Retention {
+    pub kind: &'static str,
+    pub keep: Option<std::time::Duration>,
+    pub prune: PruneFn,
 }
 
 /// A keyed hash of a personal value (HMAC-SHA-256 under the hub's secret,

@@ -72,3 +72,14 @@ fn erase<'t>(
         })
     })
 }
+
+/// Retention of carts: deletes up to `limit` carts untouched since `before`
+/// (µs) that no order was made from (an abandoned cart's lines, a guest's
+/// merged cart); returns how many. Checked-out carts stay with their order.
+pub fn prune<'t>(
+    tx: &'t mut Tx,
+    before: i64,
+    limit: usize,
+) -> BoxFuture<'t, Result<u64, StoreError>> {
+    Box::pin(async move { store::delete_carts_before(tx.conn(), before, limit as i64).await })
+}

@@ -159,3 +159,13 @@ fn erase_traits<'t>(
         Ok(Chunk::done(deleted))
     })
 }
+
+/// Retention of the timeline: deletes up to `limit` calls recorded before
+/// `before` (µs) and the traits they set; returns the calls deleted.
+pub fn prune<'t>(
+    tx: &'t mut Tx,
+    before: i64,
+    limit: usize,
+) -> BoxFuture<'t, Result<u64, StoreError>> {
+    Box::pin(async move { store::delete_calls_before(tx.conn(), before, limit as i64).await })
+}

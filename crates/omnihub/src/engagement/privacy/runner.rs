@@ -24,14 +24,23 @@ const POLL: Duration = Duration::from_secs(5);
 pub fn spawn(state: PrivacyState, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
     let owner = format!("node-{}", uuid::Uuid::now_v7());
     tokio::spawn(async move {
+        let mut retention_due = tokio::time::Instant::now();
         loop {
             if let Err(error) = run_once(&state, &owner, &shutdown).await {
                 tracing::warn!(%error, "privacy runner pass failed; retrying");
             }
+            if tokio::time::Instant::now() >= retention_due {
+                retention_due += state.settings.privacy.retention_interval;
+                if let Err(error) = enforce_retention(&state, &shutdown).await {
+                    tracing::warn!(%error, "retention pass failed; retrying next time");
+                }
+            }
+            let pause =
+                POLL.min(retention_due.saturating_duration_since(tokio::time::Instant::now()));
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = state.wake.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     })
@@ -102,6 +111,40 @@ pub async fn purge_notices(state: &PrivacyState) -> Result<(), super::PrivacyErr
     if purged > 0 {
         // As after an erasure: the WAL must not keep the purged payloads.
         state.store.truncate_wal().await?;
+    }
+    Ok(())
+}
+
+/// Deletes what each retention rule says is too old, a chunk per
+/// transaction, and counts it (`omnihub_retention_deleted_total{kind}`).
+pub async fn enforce_retention(
+    state: &PrivacyState,
+    shutdown: &CancellationToken,
+) -> Result<(), super::PrivacyError> {
+    let chunk_rows = state.settings.privacy.erasure_chunk_rows.max(1);
+    for rule in &state.participants.retention {
+        let Some(keep) = rule.keep else { continue };
+        let before = time::to_micros(time::now()) - keep.as_micros() as i64;
+        let prune = rule.prune;
+        loop {
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            let deleted = state
+                .store
+                .write(move |tx| Box::pin(async move { prune(tx, before, chunk_rows).await }))
+                .await?;
+            if deleted > 0 {
+                state
+                    .metrics
+                    .retention_deleted
+                    .get_or_create(&vec![("kind".to_string(), rule.kind.to_string())])
+                    .inc_by(deleted);
+            }
+            if (deleted as usize) < chunk_rows {
+                break;
+            }
+        }
     }
     Ok(())
 }

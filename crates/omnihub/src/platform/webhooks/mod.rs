@@ -120,3 +120,15 @@ pub fn validate_url(raw: &str) -> Result<String, String> {
     }
     Ok(url.to_string())
 }
+
+/// Retention of the delivery log: deletes settled deliveries (succeeded or
+/// failed, never one still retrying) last attempted before `before` (µs).
+pub fn prune_log<'t>(
+    tx: &'t mut crate::platform::storage::Tx,
+    before: i64,
+    _limit: usize,
+) -> futures::future::BoxFuture<'t, Result<u64, crate::platform::storage::StoreError>> {
+    Box::pin(async move {
+        store::prune_deliveries(tx.conn(), crate::platform::time::from_micros(before)).await
+    })
+}

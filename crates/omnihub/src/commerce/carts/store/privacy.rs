@@ -95,3 +95,36 @@ pub async fn delete_carts(
     }
     Ok(deleted)
 }
+
+/// Deletes up to `limit` carts (with their lines) not changed since
+/// `before` (µs) that no order was made from; returns the carts deleted.
+pub async fn delete_carts_before(
+    conn: &mut AnyConnection,
+    before: i64,
+    limit: i64,
+) -> Result<u64, StoreError> {
+    let ids: Vec<String> =
+        sqlx::query("SELECT id FROM carts WHERE updated_at < $1 AND order_id IS NULL LIMIT $2")
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>("id"))
+            .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let list = placeholders(1, ids.len());
+    for sql in [
+        format!("DELETE FROM cart_lines WHERE cart_id IN ({list})"),
+        format!("DELETE FROM carts WHERE id IN ({list})"),
+    ] {
+        let mut query = sqlx::query(&sql);
+        for id in &ids {
+            query = query.bind(id.as_str());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(ids.len() as u64)
+}

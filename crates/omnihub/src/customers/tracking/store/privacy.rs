@@ -99,3 +99,27 @@ pub async fn delete_traits(
     }
     Ok(query.execute(conn).await?.rows_affected())
 }
+
+/// Deletes up to `limit` calls recorded before `before` (µs, the call's
+/// time), with the materialized traits they set; returns the calls deleted.
+pub async fn delete_calls_before(
+    conn: &mut AnyConnection,
+    before: i64,
+    limit: i64,
+) -> Result<u64, StoreError> {
+    let deleted = sqlx::query(
+        "DELETE FROM tracking_events WHERE id IN (
+            SELECT id FROM tracking_events WHERE timestamp < $1 LIMIT $2)",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    // A trait set by a call that is gone is as old as the call.
+    sqlx::query("DELETE FROM identifier_traits WHERE observed_at < $1")
+        .bind(before)
+        .execute(conn)
+        .await?;
+    Ok(deleted)
+}

@@ -441,6 +441,37 @@ async fn an_erased_person_is_not_recreated(backend: Backend) {
             .any(|l| l == "omnihub_tracking_suppressed_calls_total 3"),
         "dropped calls are counted: {metrics}"
     );
+    // A till sale naming the erased customer is recorded without them.
+    let shop = crate::inventory::store(&app, "Corner", 45.76, 4.83).await;
+    receive(&app, "TEE", &shop, 5).await;
+    let (_, till) = app
+        .post_json(
+            "/v1/channels",
+            &json!({ "kind": "pos", "name": "Corner till", "location_id": shop }),
+        )
+        .await;
+    let pos = app
+        .key_for(
+            till["id"].as_str().unwrap(),
+            &["orders:read", "orders:write"],
+        )
+        .await;
+    let response = app
+        .client
+        .post(app.url("/v1/orders"))
+        .bearer_auth(&pos)
+        .json(
+            &json!({ "currency": "USD", "lines": [{ "sku": "TEE", "quantity": 1 }],
+            "tenders": [{ "method": "cash", "reference": "till", "amount_minor": 2500 }],
+            "customer": { "phone": PHONE } }),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, sale) = read(response).await;
+    assert_eq!(status, 201, "{sale}");
+    assert_eq!(sale["customer_id"], Value::Null, "{sale}");
+    assert_eq!(lookup(&app, &format!("phone:{PHONE}")).await, None);
     // Somebody new is recorded as ever.
     accepted(
         &app,

@@ -75,12 +75,13 @@ async fn sale_customer(
         observed_at: tx.now(),
     };
     let mut known = identity::KnownIdentities::default();
-    let placement = identity::observe(tx, &rules, &observation, &mut known)
-        .await
-        .map_err(|e| match e {
-            identity::IdentityError::Store(e) => OrderError::Store(e),
-            other => OrderError::Invalid(other.to_string()),
-        })?;
+    let placement = match identity::observe(tx, &rules, &observation, &mut known).await {
+        Ok(placement) => placement,
+        // An erased customer's identifier: the sale is recorded without them.
+        Err(identity::IdentityError::Suppressed) => return Ok(None),
+        Err(identity::IdentityError::Store(e)) => return Err(OrderError::Store(e)),
+        Err(other) => return Err(OrderError::Invalid(other.to_string())),
+    };
     Ok(Some(placement.customer_id))
 }
 

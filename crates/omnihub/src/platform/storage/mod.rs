@@ -13,6 +13,7 @@
 pub mod coalescer;
 pub mod migrate;
 pub mod outbox;
+pub mod secrets;
 pub mod sql;
 pub mod writer;
 

@@ -19,6 +19,7 @@ mod bare;
 mod cart_sync;
 mod catch_up;
 mod live;
+mod privacy;
 mod profile;
 mod sse;
 mod webhooks;
@@ -57,6 +58,9 @@ enum Command {
     /// Measure the catch-up of a live stream whose filter matches nothing,
     /// opened at the start of a large feed (SQLite).
     StreamCatchUp(catch_up::Options),
+    /// Measure an access export and an erasure of a person with a long
+    /// history, and what the erasure costs a concurrent writer (SQLite).
+    Privacy(privacy::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,6 +76,7 @@ fn main() -> anyhow::Result<()> {
             Command::CartSync(options) => cart_sync::run(options).await,
             Command::ProfileRead(options) => profile::run(options).await,
             Command::StreamCatchUp(options) => catch_up::run(options).await,
+            Command::Privacy(options) => privacy::run(options).await,
         }
     })
 }

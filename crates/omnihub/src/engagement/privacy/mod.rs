@@ -250,10 +250,48 @@ async fn file_in(
         other => other?,
     };
     let now = time::to_micros(tx.now());
-    let id = crate::platform::ids::PrivacyRequestId::new().to_string();
+    let request = new_request(&actor, &new, (kind, value, hash), &subject, steps, now, due);
+    store::insert(tx.conn(), &request).await?;
+    let detail = json!({"kind": new.kind.as_str(), "regulation": new.regulation.as_str(),
+        "identifier_kind": request.subject_kind});
+    store::log(
+        tx.conn(),
+        &request.id,
+        now,
+        Some(&actor.key_id),
+        "filed",
+        &detail,
+    )
+    .await?;
+    emit_filed(tx, &request, actor.channel_id, &subject);
+    Ok((request, true))
+}
+
+/// A request as filed: an erasure keeps the resolved person and starts at
+/// its first step; an access request is ready at once.
+fn new_request(
+    actor: &Actor,
+    new: &NewRequest,
+    (kind, value, hash): (String, String, String),
+    subject: &Subject,
+    steps: &[String],
+    now: i64,
+    due: i64,
+) -> PrivacyRequest {
     let erasure = new.kind == RequestKind::Erasure;
-    let request = PrivacyRequest {
-        id: id.clone(),
+    let steps = match erasure {
+        true => steps
+            .iter()
+            .map(|name| StepProgress {
+                name: name.clone(),
+                changed: 0,
+                done: false,
+            })
+            .collect(),
+        false => Vec::new(),
+    };
+    PrivacyRequest {
+        id: crate::platform::ids::PrivacyRequestId::new().to_string(),
         kind: new.kind,
         regulation: new.regulation,
         status: if erasure {
@@ -261,25 +299,14 @@ async fn file_in(
         } else {
             RequestStatus::Ready
         },
-        subject_kind: kind.clone(),
+        subject_kind: kind,
         subject_value: Some(value),
         subject_hash: hash,
         subject: erasure.then(|| subject.clone()),
         step: 0,
         step_cursor: None,
         progress: Progress {
-            steps: if erasure {
-                steps
-                    .iter()
-                    .map(|name| StepProgress {
-                        name: name.clone(),
-                        changed: 0,
-                        done: false,
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            },
+            steps,
             exported_records: None,
         },
         key_id: actor.key_id.clone(),
@@ -292,48 +319,43 @@ async fn file_in(
         completed_at: None,
         receipt: None,
         error: None,
-    };
-    store::insert(tx.conn(), &request).await?;
-    store::log(
-        tx.conn(),
-        &id,
-        now,
-        Some(&actor.key_id),
-        "filed",
-        &json!({"kind": new.kind.as_str(), "regulation": new.regulation.as_str(), "identifier_kind": kind}),
-    )
-    .await?;
+    }
+}
+
+/// `privacy.request_filed`, and for an erasure `privacy.erasure_requested`
+/// naming the person for connected systems (retention purges its
+/// identifiers: `runner::purge_notices`).
+fn emit_filed(tx: &mut Tx, request: &PrivacyRequest, channel: ChannelId, subject: &Subject) {
+    let id = &request.id;
     let filed = RequestFiled {
-        request_id: &id,
-        kind: new.kind.as_str(),
-        regulation: new.regulation.as_str(),
+        request_id: id,
+        kind: request.kind.as_str(),
+        regulation: request.regulation.as_str(),
     };
     tx.emit(
         NewEvent::of(&PrivacyEvent::RequestFiled(filed), tx.now())
-            .channel(Some(actor.channel_id))
-            .subject("privacy_request_id", &id),
+            .channel(Some(channel))
+            .subject("privacy_request_id", id),
     );
-    if erasure {
-        // Connected systems learn whom to erase; retention purges the
-        // identifiers from this event (`runner::purge_notices`).
-        let identifiers: Vec<Value> = subject
-            .identifiers
-            .iter()
-            .map(|i| json!({"kind": i.kind, "value": i.value}))
-            .collect();
-        let requested = ErasureRequested {
-            request_id: &id,
-            customer_ids: Some(subject.customer_ids.clone()),
-            identifiers: Some(identifiers),
-            purged: false,
-        };
-        tx.emit(
-            NewEvent::of(&PrivacyEvent::ErasureRequested(requested), tx.now())
-                .channel(Some(actor.channel_id))
-                .subject("privacy_request_id", &id),
-        );
+    if request.kind != RequestKind::Erasure {
+        return;
     }
-    Ok((request, true))
+    let identifiers: Vec<Value> = subject
+        .identifiers
+        .iter()
+        .map(|i| json!({"kind": i.kind, "value": i.value}))
+        .collect();
+    let requested = ErasureRequested {
+        request_id: id,
+        customer_ids: Some(subject.customer_ids.clone()),
+        identifiers: Some(identifiers),
+        purged: false,
+    };
+    tx.emit(
+        NewEvent::of(&PrivacyEvent::ErasureRequested(requested), tx.now())
+            .channel(Some(channel))
+            .subject("privacy_request_id", id),
+    );
 }
 
 pub async fn get(store: &Store, id: &str) -> Result<PrivacyRequest, PrivacyError> {

@@ -201,21 +201,11 @@ pub(super) async fn ingest_one(
     state: &mut OperationState,
 ) -> Result<Result<Accepted, Rejection>, IdentityError> {
     let (sender, message) = (&call.sender, &call.message);
-    let message_id = message
-        .message_id
-        .clone()
-        .unwrap_or_else(|| format!("omnihub-{}", TrackingEventId::new()));
+    let message_id = message_id_of(message);
     let channel = sender.channel_id;
-    let earlier = earlier_placement(tx, state, channel, &message_id).await?;
     let trusted = call.trusted(rules);
-    if let Some(customer_id) = earlier {
-        let reveal = trusted || message.anonymous_id.is_some();
-        return Ok(Ok(Accepted {
-            message_id,
-            customer_id: reveal.then_some(customer_id),
-            duplicate: true,
-            ignored: Vec::new(),
-        }));
+    if let Some(duplicate) = duplicate(tx, state, call, trusted, &message_id).await? {
+        return Ok(Ok(duplicate));
     }
     let extracted = match extracted {
         Ok(found) => found,
@@ -224,9 +214,7 @@ pub(super) async fn ingest_one(
     let (anchor, others, mut ignored) = extracted.resolve(tx, &mut state.identities).await?;
     let timestamp = corrected_timestamp(message, sender.received_at);
     let event_id = TrackingEventId::new();
-    let verified = trusted
-        && (message.verified_flag
-            || (message.kind == MessageType::Identify && message.user_id.is_some()));
+    let verified = trusted && claims_verified(message);
     let trust = LinkTrust::of(verified, trusted);
     // A public key that names a person without an anonymous id of its own
     // (a device) may record the call, but neither learns the profile nor
@@ -256,27 +244,69 @@ pub(super) async fn ingest_one(
         timestamp,
         &traits,
     );
-    state
-        .traits
-        .observe(&row, crate::platform::time::to_micros(timestamp), &traits);
-    emit_call_events(
-        tx,
-        sender,
-        message,
-        &row,
-        traits,
-        &placement.customer_id,
-        verified,
-    );
-    state
-        .seen
-        .insert((channel, message_id.clone()), placement.customer_id.clone());
-    state.rows.push(row);
+    let customer_id = placement.customer_id.clone();
+    record_row(tx, state, call, row, traits, customer_id, verified);
     Ok(Ok(Accepted {
         message_id,
         customer_id: reveal.then_some(placement.customer_id),
         duplicate: false,
         ignored,
+    }))
+}
+
+/// Keeps the call's row for the operation's timeline insert, its traits
+/// for the profile, its message id as seen, and emits its events.
+fn record_row(
+    tx: &mut Tx,
+    state: &mut OperationState,
+    call: &Call,
+    row: store::NewTrackingRow,
+    traits: Map<String, Value>,
+    customer_id: String,
+    verified: bool,
+) {
+    let (sender, message) = (&call.sender, &call.message);
+    let timestamp = crate::platform::time::to_micros(row.timestamp);
+    state.traits.observe(&row, timestamp, &traits);
+    emit_call_events(tx, sender, message, &row, traits, &customer_id, verified);
+    state
+        .seen
+        .insert((sender.channel_id, row.message_id.clone()), customer_id);
+    state.rows.push(row);
+}
+
+/// The call's message id, or one minted for it.
+fn message_id_of(message: &Message) -> String {
+    message
+        .message_id
+        .clone()
+        .unwrap_or_else(|| format!("omnihub-{}", TrackingEventId::new()))
+}
+
+/// Whether a trusted key's call says its identifiers are verified: it says
+/// so, or it is an identify call naming a user id (a login).
+fn claims_verified(message: &Message) -> bool {
+    message.verified_flag || (message.kind == MessageType::Identify && message.user_id.is_some())
+}
+
+/// The answer to a call whose message id was seen already on its channel:
+/// a duplicate, storing nothing.
+async fn duplicate(
+    tx: &mut Tx,
+    state: &OperationState,
+    call: &Call,
+    trusted: bool,
+    message_id: &str,
+) -> Result<Option<Accepted>, IdentityError> {
+    let earlier = earlier_placement(tx, state, call.sender.channel_id, message_id).await?;
+    Ok(earlier.map(|customer_id| {
+        let reveal = trusted || call.message.anonymous_id.is_some();
+        Accepted {
+            message_id: message_id.to_string(),
+            customer_id: reveal.then_some(customer_id),
+            duplicate: true,
+            ignored: Vec::new(),
+        }
     }))
 }
 

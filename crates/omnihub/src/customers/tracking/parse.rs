@@ -43,11 +43,7 @@ pub fn parse_message(
     let mut properties = object_field(&mut call, "properties")?;
     let context = match shared_context {
         None => own_context,
-        Some(shared) => {
-            let mut context = shared.clone();
-            context.extend(own_context);
-            context
-        }
+        Some(shared) => shared.clone().into_iter().chain(own_context).collect(),
     };
     if let Some(group_id) = &group_id {
         properties.insert("groupId".into(), Value::String(group_id.clone()));

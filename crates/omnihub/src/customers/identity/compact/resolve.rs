@@ -37,22 +37,7 @@ pub fn resolve(
 
     // 3. Strong links in order; trusted unverified emails and phones kept
     //    for step 4, public keys' claims for step 5.
-    for (i, f) in flags.iter_mut().enumerate() {
-        if rules.info(kinds[i]).class == IdentifierClass::Account {
-            *f |= F_ACCOUNT;
-        }
-    }
-    let mut groups = Groups {
-        rules,
-        parent: (0..kinds.len() as u32).collect(),
-        record: vec![NONE; kinds.len()],
-        pool: Vec::new(),
-        free: Vec::new(),
-        kinds: &kinds,
-        flags,
-        joins: Vec::new(),
-        refused: Vec::new(),
-    };
+    let mut groups = Groups::new(rules, &kinds, flags);
     let classes = LinkClasses::new(rules, &kinds, &groups.flags);
     let (weak, claims) = join_strong_links(&mut groups, &ends, &classes, order);
     // 4. Unverified claimable identifiers.
@@ -435,7 +420,27 @@ struct Groups<'r> {
     refused: Vec<(u32, CompactRefusal)>,
 }
 
-impl Groups<'_> {
+impl<'r> Groups<'r> {
+    /// Every identifier alone; accounts flagged.
+    fn new(rules: &'r CompactRules, kinds: &'r [u8], mut flags: Vec<u8>) -> Groups<'r> {
+        for (i, f) in flags.iter_mut().enumerate() {
+            if rules.info(kinds[i]).class == IdentifierClass::Account {
+                *f |= F_ACCOUNT;
+            }
+        }
+        Groups {
+            rules,
+            parent: (0..kinds.len() as u32).collect(),
+            record: vec![NONE; kinds.len()],
+            pool: Vec::new(),
+            free: Vec::new(),
+            kinds,
+            flags,
+            joins: Vec::new(),
+            refused: Vec::new(),
+        }
+    }
+
     fn find(&mut self, x: u32) -> u32 {
         let mut x = x as usize;
         loop {

@@ -84,23 +84,7 @@ async fn write_group(
         write_merge(tx, survivor, merge, &rows, &cause).await?;
         outcome.merges += 1;
     }
-    for (old, into) in group.splits {
-        outcome.split_into.extend(into.iter().cloned());
-        tx.emit(
-            NewEvent::of(
-                &IdentityEvent::CustomerSplit(events::CustomerSplit {
-                    customer_id: old.clone(),
-                    into,
-                    reason: "regrouped under the rules in force",
-                    cause: cause.describe(),
-                }),
-                now,
-            )
-            .channel(cause.channel())
-            .subject("customer_id", &old),
-        );
-        outcome.splits += 1;
-    }
+    emit_splits(tx, group.splits, &cause, outcome);
     Ok(())
 }
 
@@ -215,4 +199,32 @@ async fn write_merge(
         .subject("merged_customer_id", &merge.merged),
     );
     Ok(())
+}
+
+/// `customer.split` for each previously active profile now spread over
+/// several profiles.
+fn emit_splits(
+    tx: &mut Tx,
+    splits: Vec<(String, Vec<String>)>,
+    cause: &Cause,
+    outcome: &mut BatchOutcome,
+) {
+    let now = tx.now();
+    for (old, into) in splits {
+        outcome.split_into.extend(into.iter().cloned());
+        tx.emit(
+            NewEvent::of(
+                &IdentityEvent::CustomerSplit(events::CustomerSplit {
+                    customer_id: old.clone(),
+                    into,
+                    reason: "regrouped under the rules in force",
+                    cause: cause.describe(),
+                }),
+                now,
+            )
+            .channel(cause.channel())
+            .subject("customer_id", &old),
+        );
+        outcome.splits += 1;
+    }
 }

@@ -79,14 +79,8 @@ async fn add_line_in(
         for_whom,
     } = addition;
     let cart = load_for_change(tx, id, expected).await?;
-    if let Some(whom) = &for_whom
-        && current_owner(tx.conn(), whom.clone()).await? != cart.owner
-    {
-        return Err(CartError::Invalid(format!(
-            "{}: the cart does not belong to {}",
-            whom.subject(),
-            whom.id()
-        )));
+    if let Some(whom) = &for_whom {
+        check_belongs(tx, &cart, whom).await?;
     }
     let now = tx.now();
     let variant = catalog::variant_by_sku(tx.conn(), sku.as_str())
@@ -136,6 +130,18 @@ async fn add_line_in(
         store::insert_line(tx.conn(), &cart.id.to_string(), &line_row(&line)).await?;
     }
     finish_change(tx, &cart, Some(actor.channel)).await
+}
+
+/// Only somebody the cart belongs to now may be named as whom a line is for.
+async fn check_belongs(tx: &mut Tx, cart: &Cart, whom: &Owner) -> Result<(), CartError> {
+    if current_owner(tx.conn(), whom.clone()).await? != cart.owner {
+        return Err(CartError::Invalid(format!(
+            "{}: the cart does not belong to {}",
+            whom.subject(),
+            whom.id()
+        )));
+    }
+    Ok(())
 }
 
 /// Sets a line's quantity (and hold).

@@ -136,52 +136,26 @@ async fn apply(
     quantity: i64,
     reference: &str,
 ) -> Result<(), InventoryError> {
-    let base = Movement {
+    let movement = |quantity: Quantity, delta: i64, reason: Reason| Movement {
         sku,
         location: m.location,
-        quantity: Quantity::OnHand,
-        delta: 0,
-        reason: Reason::Receipt,
+        quantity,
+        delta,
+        reason,
         reference: Some(reference),
         occurred_at: m.occurred_at,
     };
     let movements = match m.reason {
-        ClientReason::Receipt => vec![Movement {
-            delta: quantity,
-            ..base
-        }],
-        ClientReason::ReturnRestock => vec![Movement {
-            delta: quantity,
-            reason: Reason::ReturnRestock,
-            ..base
-        }],
-        ClientReason::Adjustment => vec![Movement {
-            delta: quantity,
-            reason: Reason::Adjustment,
-            ..base
-        }],
-        ClientReason::Expected => vec![Movement {
-            delta: quantity,
-            reason: Reason::Expected,
-            quantity: Quantity::Incoming,
-            ..base
-        }],
+        ClientReason::Receipt => vec![movement(Quantity::OnHand, quantity, Reason::Receipt)],
+        ClientReason::ReturnRestock => {
+            vec![movement(Quantity::OnHand, quantity, Reason::ReturnRestock)]
+        }
+        ClientReason::Adjustment => vec![movement(Quantity::OnHand, quantity, Reason::Adjustment)],
+        ClientReason::Expected => vec![movement(Quantity::Incoming, quantity, Reason::Expected)],
         // Out of on hand, into unsellable.
         ClientReason::Damage => vec![
-            Movement {
-                delta: -quantity,
-                reason: Reason::Damage,
-                ..base
-            },
-            Movement {
-                sku,
-                location: m.location,
-                quantity: Quantity::Unsellable,
-                delta: quantity,
-                reason: Reason::Damage,
-                reference: Some(reference),
-                occurred_at: m.occurred_at,
-            },
+            movement(Quantity::OnHand, -quantity, Reason::Damage),
+            movement(Quantity::Unsellable, quantity, Reason::Damage),
         ],
         // An absolute value: the difference to the current one, if any.
         ClientReason::Count | ClientReason::SafetyStock => {
@@ -195,20 +169,11 @@ async fn apply(
                 .unwrap_or_default()
                 .get(target);
             (quantity != current)
-                .then_some(Movement {
-                    delta: quantity - current,
-                    reason,
-                    quantity: target,
-                    ..base
-                })
+                .then(|| movement(target, quantity - current, reason))
                 .into_iter()
                 .collect()
         }
-        ClientReason::Sale => vec![Movement {
-            delta: -quantity,
-            reason: Reason::Sale,
-            ..base
-        }],
+        ClientReason::Sale => vec![movement(Quantity::OnHand, -quantity, Reason::Sale)],
     };
     for movement in movements {
         ledger::apply(tx, changes, movement).await?;

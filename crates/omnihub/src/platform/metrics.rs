@@ -89,78 +89,88 @@ impl Metrics {
             backup_failures: Counter::default(),
         };
         if let Ok(mut r) = metrics.registry.lock() {
-            r.register(
-                "http_requests",
-                "HTTP requests by route and status",
-                metrics.http_requests.clone(),
-            );
-            r.register(
-                "http_request_duration_seconds",
-                "HTTP request latency by route",
-                metrics.http_duration.clone(),
-            );
-            r.register(
-                "webhook_attempts",
-                "Webhook delivery attempts by result",
-                metrics.webhook_attempts.clone(),
-            );
-            r.register(
-                "webhook_failures",
-                "Failed webhook delivery attempts",
-                metrics.webhook_failures.clone(),
-            );
-            r.register(
-                "webhooks_disabled",
-                "Webhook endpoints disabled for failing",
-                metrics.webhooks_disabled.clone(),
-            );
-            r.register(
-                "outbox_lag_events",
-                "Events written but not yet delivered to every active webhook",
-                metrics.outbox_lag.clone(),
-            );
-            r.register(
-                "events_head_position",
-                "Position of the newest event",
-                metrics.events_head.clone(),
-            );
-            r.register(
-                "db_pool_connections",
-                "Read pool connections by state",
-                metrics.db_pool_connections.clone(),
-            );
-            r.register(
-                "sse_subscribers",
-                "Open live-stream connections",
-                metrics.sse_subscribers.clone(),
-            );
-            r.register(
-                "sse_catch_up_events",
-                "Events live streams read from the database while catching up",
-                metrics.sse_catch_up_events.clone(),
-            );
-            r.register(
-                "backup_last_success_timestamp_seconds",
-                "Unix time of the last successful scheduled backup (0: none yet)",
-                metrics.backup_last_success.clone(),
-            );
-            r.register(
-                "backup_duration_seconds",
-                "Duration of the last successful scheduled backup",
-                metrics.backup_duration_seconds.clone(),
-            );
-            r.register(
-                "backup_size_bytes",
-                "Size of the last successful scheduled backup",
-                metrics.backup_size_bytes.clone(),
-            );
-            r.register(
-                "backup_failures",
-                "Scheduled backups that failed",
-                metrics.backup_failures.clone(),
-            );
+            metrics.register_traffic(&mut r);
+            metrics.register_resources(&mut r);
         }
         metrics
+    }
+
+    /// Requests, webhook deliveries and the event log's progress.
+    fn register_traffic(&self, r: &mut Registry) {
+        r.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            self.http_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            self.http_duration.clone(),
+        );
+        r.register(
+            "webhook_attempts",
+            "Webhook delivery attempts by result",
+            self.webhook_attempts.clone(),
+        );
+        r.register(
+            "webhook_failures",
+            "Failed webhook delivery attempts",
+            self.webhook_failures.clone(),
+        );
+        r.register(
+            "webhooks_disabled",
+            "Webhook endpoints disabled for failing",
+            self.webhooks_disabled.clone(),
+        );
+        r.register(
+            "outbox_lag_events",
+            "Events written but not yet delivered to every active webhook",
+            self.outbox_lag.clone(),
+        );
+        r.register(
+            "events_head_position",
+            "Position of the newest event",
+            self.events_head.clone(),
+        );
+    }
+
+    /// Connections, streams and backups.
+    fn register_resources(&self, r: &mut Registry) {
+        r.register(
+            "db_pool_connections",
+            "Read pool connections by state",
+            self.db_pool_connections.clone(),
+        );
+        r.register(
+            "sse_subscribers",
+            "Open live-stream connections",
+            self.sse_subscribers.clone(),
+        );
+        r.register(
+            "sse_catch_up_events",
+            "Events live streams read from the database while catching up",
+            self.sse_catch_up_events.clone(),
+        );
+        r.register(
+            "backup_last_success_timestamp_seconds",
+            "Unix time of the last successful scheduled backup (0: none yet)",
+            self.backup_last_success.clone(),
+        );
+        r.register(
+            "backup_duration_seconds",
+            "Duration of the last successful scheduled backup",
+            self.backup_duration_seconds.clone(),
+        );
+        r.register(
+            "backup_size_bytes",
+            "Size of the last successful scheduled backup",
+            self.backup_size_bytes.clone(),
+        );
+        r.register(
+            "backup_failures",
+            "Scheduled backups that failed",
+            self.backup_failures.clone(),
+        );
     }
 
     /// The text exposition format.

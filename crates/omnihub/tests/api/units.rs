@@ -111,7 +111,7 @@ fn functions(code: &str) -> Vec<(String, usize, usize)> {
     for (start, line) in lines.iter().enumerate() {
         let Some(at) = line.find("fn ") else { continue };
         let before = &line[..at];
-        let is_item = before.trim().split_whitespace().all(|word| {
+        let is_item = before.split_whitespace().all(|word| {
             matches!(word, "pub" | "async" | "const" | "unsafe" | "extern")
                 || word.starts_with("pub(")
         });

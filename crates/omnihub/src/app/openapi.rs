@@ -374,7 +374,6 @@ const PROBLEM_JSON: &str = "application/problem+json";
 /// with (auth, body parsing, queries, idempotency, storage), not only those
 /// its handler names, and gives problem bodies their real media type.
 fn complete_errors(spec: &mut openapi::OpenApi) {
-    use crate::platform::http::problem::ErrorCode as E;
     for (path, item) in spec.paths.paths.iter_mut() {
         let public = !path.starts_with("/v1/") || path == "/v1/openapi.json";
         let operations = [
@@ -388,68 +387,83 @@ fn complete_errors(spec: &mut openapi::OpenApi) {
             let Some(operation) = operation.as_mut() else {
                 continue;
             };
-            for response in operation.responses.responses.values_mut() {
-                if let openapi::RefOr::T(response) = response {
-                    if let Some(content) = response.content.shift_remove("application/json") {
-                        if is_problem(&content) {
-                            response.content.insert(PROBLEM_JSON.into(), content);
-                        } else {
-                            response.content.insert("application/json".into(), content);
-                        }
-                    }
-                }
-            }
+            problem_media_type(operation);
             if public {
                 continue;
             }
-            // Every key check can be throttled (`http::limits`, failed
-            // authentications per address).
-            let mut codes = vec![
-                E::Unauthorized,
-                E::Forbidden,
-                E::TooManyRequests,
-                E::Internal,
-                E::Unavailable,
-            ];
-            let parameters = operation.parameters.as_deref().unwrap_or_default();
-            let has = |place: openapi::path::ParameterIn| {
-                parameters.iter().any(|p| p.parameter_in == place)
-            };
-            if operation.request_body.is_some() {
-                codes.extend([
-                    E::MalformedJson,
-                    E::PayloadTooLarge,
-                    E::UnsupportedMediaType,
-                    E::ValidationFailed,
-                ]);
-            }
-            if has(openapi::path::ParameterIn::Query) {
-                // Malformed or unknown parameters are 400; values the
-                // handler checks (a SKU, a currency) are 422 with the field.
-                codes.extend([E::InvalidQuery, E::ValidationFailed]);
-            }
-            if parameters.iter().any(|p| p.name == "If-Match") {
-                codes.push(E::ValidationFailed);
-            }
-            if parameters
-                .iter()
-                .any(|p| matches!(p.name.as_str(), "cursor" | "after" | "Last-Event-ID"))
-            {
-                codes.push(E::InvalidCursor);
-            }
-            if has(openapi::path::ParameterIn::Path) {
-                codes.push(E::NotFound);
-            }
-            if is_post {
-                codes.extend([
-                    E::InvalidIdempotencyKey,
-                    E::IdempotencyKeyReused,
-                    E::IdempotencyRequestInProgress,
-                ]);
-            }
+            let codes = cross_cutting_errors(operation, is_post);
             add_errors(&mut operation.responses, &codes);
         }
     }
+}
+
+/// Problem bodies answered as `application/problem+json`.
+fn problem_media_type(operation: &mut openapi::path::Operation) {
+    for response in operation.responses.responses.values_mut() {
+        if let openapi::RefOr::T(response) = response {
+            if let Some(content) = response.content.shift_remove("application/json") {
+                if is_problem(&content) {
+                    response.content.insert(PROBLEM_JSON.into(), content);
+                } else {
+                    response.content.insert("application/json".into(), content);
+                }
+            }
+        }
+    }
+}
+
+/// The error codes the layers around a handler can answer an operation with,
+/// from what it takes (body, query, path, cursor, `If-Match`, POST's key).
+fn cross_cutting_errors(
+    operation: &openapi::path::Operation,
+    is_post: bool,
+) -> Vec<crate::platform::http::problem::ErrorCode> {
+    use crate::platform::http::problem::ErrorCode as E;
+    // Every key check can be throttled (`http::limits`, failed
+    // authentications per address).
+    let mut codes = vec![
+        E::Unauthorized,
+        E::Forbidden,
+        E::TooManyRequests,
+        E::Internal,
+        E::Unavailable,
+    ];
+    let parameters = operation.parameters.as_deref().unwrap_or_default();
+    let has =
+        |place: openapi::path::ParameterIn| parameters.iter().any(|p| p.parameter_in == place);
+    if operation.request_body.is_some() {
+        codes.extend([
+            E::MalformedJson,
+            E::PayloadTooLarge,
+            E::UnsupportedMediaType,
+            E::ValidationFailed,
+        ]);
+    }
+    if has(openapi::path::ParameterIn::Query) {
+        // Malformed or unknown parameters are 400; values the
+        // handler checks (a SKU, a currency) are 422 with the field.
+        codes.extend([E::InvalidQuery, E::ValidationFailed]);
+    }
+    if parameters.iter().any(|p| p.name == "If-Match") {
+        codes.push(E::ValidationFailed);
+    }
+    if parameters
+        .iter()
+        .any(|p| matches!(p.name.as_str(), "cursor" | "after" | "Last-Event-ID"))
+    {
+        codes.push(E::InvalidCursor);
+    }
+    if has(openapi::path::ParameterIn::Path) {
+        codes.push(E::NotFound);
+    }
+    if is_post {
+        codes.extend([
+            E::InvalidIdempotencyKey,
+            E::IdempotencyKeyReused,
+            E::IdempotencyRequestInProgress,
+        ]);
+    }
+    codes
 }
 
 fn is_problem(content: &openapi::Content) -> bool {

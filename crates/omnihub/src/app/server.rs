@@ -57,6 +57,34 @@ pub struct Hub {
     _data_lock: Option<std::fs::File>,
 }
 
+/// The metrics listener, when one is configured.
+async fn bind_metrics(settings: &Settings) -> anyhow::Result<Option<TcpListener>> {
+    match settings.metrics_listen {
+        Some(address) => Ok(Some(TcpListener::bind(address).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen for metrics on {address}: {e}")
+        })?)),
+        None => Ok(None),
+    }
+}
+
+/// Serves `/metrics` on its own listener until shutdown.
+fn serve_metrics(
+    listener: TcpListener,
+    platform: Platform,
+    shutdown: &CancellationToken,
+) -> JoinHandle<()> {
+    let app = http::metrics_router(platform);
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "the metrics listener stopped");
+        }
+    })
+}
+
 impl Hub {
     /// Connects, migrates and starts serving on `settings.listen`.
     pub async fn start(settings: Settings) -> anyhow::Result<Hub> {
@@ -71,14 +99,7 @@ impl Hub {
 
     pub async fn start_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Hub> {
         // Bound first, so a taken port fails the start before anything runs.
-        let metrics_listener = match settings.metrics_listen {
-            Some(address) => Some(
-                TcpListener::bind(address)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {address}: {e}"))?,
-            ),
-            None => None,
-        };
+        let metrics_listener = bind_metrics(&settings).await?;
         let backup_database = backup_database(&settings)?;
         let (data_lock, shares_sqlite_database) = lock_sqlite_database(&settings.database_url)?;
         if shares_sqlite_database {
@@ -117,16 +138,7 @@ impl Hub {
         let metrics_addr = match metrics_listener {
             Some(listener) => {
                 let metrics_addr = listener.local_addr()?;
-                let app = http::metrics_router(state.platform.clone());
-                let stop = shutdown.clone();
-                background.push(tokio::spawn(async move {
-                    let served = axum::serve(listener, app)
-                        .with_graceful_shutdown(async move { stop.cancelled().await })
-                        .await;
-                    if let Err(error) = served {
-                        tracing::error!(%error, "the metrics listener stopped");
-                    }
-                }));
+                background.push(serve_metrics(listener, state.platform.clone(), &shutdown));
                 Some(metrics_addr)
             }
             None => None,

@@ -97,88 +97,102 @@ impl Metrics {
             retention_deleted: Family::default(),
         };
         if let Ok(mut r) = metrics.registry.lock() {
-            r.register(
-                "http_requests",
-                "HTTP requests by route and status",
-                metrics.http_requests.clone(),
-            );
-            r.register(
-                "http_request_duration_seconds",
-                "HTTP request latency by route",
-                metrics.http_duration.clone(),
-            );
-            r.register(
-                "webhook_attempts",
-                "Webhook delivery attempts by result",
-                metrics.webhook_attempts.clone(),
-            );
-            r.register(
-                "webhook_failures",
-                "Failed webhook delivery attempts",
-                metrics.webhook_failures.clone(),
-            );
-            r.register(
-                "webhooks_disabled",
-                "Webhook endpoints disabled for failing",
-                metrics.webhooks_disabled.clone(),
-            );
-            r.register(
-                "outbox_lag_events",
-                "Events written but not yet delivered to every active webhook",
-                metrics.outbox_lag.clone(),
-            );
-            r.register(
-                "events_head_position",
-                "Position of the newest event",
-                metrics.events_head.clone(),
-            );
-            r.register(
-                "db_pool_connections",
-                "Read pool connections by state",
-                metrics.db_pool_connections.clone(),
-            );
-            r.register(
-                "sse_subscribers",
-                "Open live-stream connections",
-                metrics.sse_subscribers.clone(),
-            );
-            r.register(
-                "sse_catch_up_events",
-                "Events live streams read from the database while catching up",
-                metrics.sse_catch_up_events.clone(),
-            );
-            r.register(
-                "backup_last_success_timestamp_seconds",
-                "Unix time of the last successful scheduled backup (0: none yet)",
-                metrics.backup_last_success.clone(),
-            );
-            r.register(
-                "backup_duration_seconds",
-                "Duration of the last successful scheduled backup",
-                metrics.backup_duration_seconds.clone(),
-            );
-            r.register(
-                "backup_size_bytes",
-                "Size of the last successful scheduled backup",
-                metrics.backup_size_bytes.clone(),
-            );
-            r.register(
-                "backup_failures",
-                "Scheduled backups that failed",
-                metrics.backup_failures.clone(),
-            );
-            r.register(
-                "tracking_suppressed_calls",
-                "Tracking calls dropped because they named an erased person",
-                metrics.tracking_suppressed.clone(),
-            );
-            r.register(
-                "retention_deleted",
-                "Rows deleted by retention rules, by kind",
-                metrics.retention_deleted.clone(),
-            );
+            metrics.register_traffic(&mut r);
+            metrics.register_resources(&mut r);
+            metrics.register_privacy(&mut r);
         }
         metrics
+    }
+
+    /// Requests, webhook deliveries and the event log's progress.
+    fn register_traffic(&self, r: &mut Registry) {
+        r.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            self.http_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            self.http_duration.clone(),
+        );
+        r.register(
+            "webhook_attempts",
+            "Webhook delivery attempts by result",
+            self.webhook_attempts.clone(),
+        );
+        r.register(
+            "webhook_failures",
+            "Failed webhook delivery attempts",
+            self.webhook_failures.clone(),
+        );
+        r.register(
+            "webhooks_disabled",
+            "Webhook endpoints disabled for failing",
+            self.webhooks_disabled.clone(),
+        );
+        r.register(
+            "outbox_lag_events",
+            "Events written but not yet delivered to every active webhook",
+            self.outbox_lag.clone(),
+        );
+        r.register(
+            "events_head_position",
+            "Position of the newest event",
+            self.events_head.clone(),
+        );
+    }
+
+    /// Connections, streams and backups.
+    fn register_resources(&self, r: &mut Registry) {
+        r.register(
+            "db_pool_connections",
+            "Read pool connections by state",
+            self.db_pool_connections.clone(),
+        );
+        r.register(
+            "sse_subscribers",
+            "Open live-stream connections",
+            self.sse_subscribers.clone(),
+        );
+        r.register(
+            "sse_catch_up_events",
+            "Events live streams read from the database while catching up",
+            self.sse_catch_up_events.clone(),
+        );
+        r.register(
+            "backup_last_success_timestamp_seconds",
+            "Unix time of the last successful scheduled backup (0: none yet)",
+            self.backup_last_success.clone(),
+        );
+        r.register(
+            "backup_duration_seconds",
+            "Duration of the last successful scheduled backup",
+            self.backup_duration_seconds.clone(),
+        );
+        r.register(
+            "backup_size_bytes",
+            "Size of the last successful scheduled backup",
+            self.backup_size_bytes.clone(),
+        );
+        r.register(
+            "backup_failures",
+            "Scheduled backups that failed",
+            self.backup_failures.clone(),
+        );
+    }
+
+    fn register_privacy(&self, r: &mut Registry) {
+        r.register(
+            "tracking_suppressed_calls",
+            "Tracking calls dropped because they named an erased person",
+            self.tracking_suppressed.clone(),
+        );
+        r.register(
+            "retention_deleted",
+            "Rows deleted by retention rules, by kind",
+            self.retention_deleted.clone(),
+        );
     }
 
     /// The text exposition format.

@@ -40,6 +40,7 @@ mod stream;
 mod tracking;
 mod tracking_isolation;
 mod traits;
+mod units;
 mod unmerge;
 mod upgrade;
 mod webhook_destinations;

@@ -42,70 +42,106 @@ pub async fn add_line(
     if hold && !holds_allowed(actor.kind) {
         return Err(CartError::HoldsNotAllowed(actor.kind.as_str()));
     }
+    let addition = Addition {
+        sku,
+        quantity,
+        hold,
+        for_whom,
+    };
     store
         .write(move |tx| {
-            let (sku, for_whom) = (sku.clone(), for_whom.clone());
-            Box::pin(async move {
-                let cart = load_for_change(tx, id, expected).await?;
-                if let Some(whom) = &for_whom
-                    && current_owner(tx.conn(), whom.clone()).await? != cart.owner
-                {
-                    return Err(CartError::Invalid(format!(
-                        "{}: the cart does not belong to {}",
-                        whom.subject(),
-                        whom.id()
-                    )));
-                }
-                let now = tx.now();
-                let variant = catalog::variant_by_sku(tx.conn(), sku.as_str())
-                    .await?
-                    .ok_or_else(|| InventoryError::UnknownSku(sku.to_string()))?;
-                if variant.archived().is_some() {
-                    return Err(InventoryError::SkuArchived(sku.to_string()).into());
-                }
-                if let Some(line) = cart.lines.iter().find(|l| l.sku == sku) {
-                    let mut line = line.clone();
-                    let total = line.quantity + quantity;
-                    check_quantity(total)?;
-                    let keep_hold = hold || line.hold.is_some();
-                    line.quantity = total;
-                    line.updated_at = now;
-                    rehold(tx, &cart, &mut line, keep_hold, actor.channel).await?;
-                    store::update_line(tx.conn(), &line_row(&line)).await?;
-                } else {
-                    if cart.lines.len() >= MAX_CART_LINES {
-                        return Err(CartError::Invalid(format!(
-                            "a cart holds at most {MAX_CART_LINES} lines"
-                        )));
-                    }
-                    let unit_price_minor =
-                        *variant.prices.get(&cart.currency).ok_or_else(|| {
-                            CartError::PriceUnavailable {
-                                sku: sku.to_string(),
-                                currency: cart.currency.as_str().into(),
-                            }
-                        })?;
-                    let origin = for_whom
-                        .as_ref()
-                        .map_or_else(|| cart.origin.clone(), Origin::from);
-                    let mut line = CartLine {
-                        id: CartLineId::new(),
-                        sku,
-                        quantity,
-                        unit_price_minor,
-                        channel_id: actor.channel,
-                        hold: None,
-                        added_at: now,
-                        updated_at: now,
-                        origin,
-                    };
-                    rehold(tx, &cart, &mut line, hold, actor.channel).await?;
-                    store::insert_line(tx.conn(), &cart.id.to_string(), &line_row(&line)).await?;
-                }
-                finish_change(tx, &cart, Some(actor.channel)).await
-            })
+            let addition = addition.clone();
+            Box::pin(async move { add_line_in(tx, id, expected, actor, addition).await })
         })
         .await
+}
+
+/// What [`add_line`] adds.
+#[derive(Clone)]
+struct Addition {
+    sku: Sku,
+    quantity: i64,
+    hold: bool,
+    for_whom: Option<Owner>,
+}
+
+async fn add_line_in(
+    tx: &mut Tx,
+    id: CartId,
+    expected: Option<i64>,
+    actor: Actor,
+    addition: Addition,
+) -> Result<Cart, CartError> {
+    let Addition {
+        sku,
+        quantity,
+        hold,
+        for_whom,
+    } = addition;
+    let cart = load_for_change(tx, id, expected).await?;
+    if let Some(whom) = &for_whom {
+        check_belongs(tx, &cart, whom).await?;
+    }
+    let now = tx.now();
+    let variant = catalog::variant_by_sku(tx.conn(), sku.as_str())
+        .await?
+        .ok_or_else(|| InventoryError::UnknownSku(sku.to_string()))?;
+    if variant.archived().is_some() {
+        return Err(InventoryError::SkuArchived(sku.to_string()).into());
+    }
+    if let Some(line) = cart.lines.iter().find(|l| l.sku == sku) {
+        let mut line = line.clone();
+        let total = line.quantity + quantity;
+        check_quantity(total)?;
+        let keep_hold = hold || line.hold.is_some();
+        line.quantity = total;
+        line.updated_at = now;
+        rehold(tx, &cart, &mut line, keep_hold, actor.channel).await?;
+        store::update_line(tx.conn(), &line_row(&line)).await?;
+    } else {
+        if cart.lines.len() >= MAX_CART_LINES {
+            return Err(CartError::Invalid(format!(
+                "a cart holds at most {MAX_CART_LINES} lines"
+            )));
+        }
+        let unit_price_minor =
+            *variant
+                .prices
+                .get(&cart.currency)
+                .ok_or_else(|| CartError::PriceUnavailable {
+                    sku: sku.to_string(),
+                    currency: cart.currency.as_str().into(),
+                })?;
+        let origin = for_whom
+            .as_ref()
+            .map_or_else(|| cart.origin.clone(), Origin::from);
+        let mut line = CartLine {
+            id: CartLineId::new(),
+            sku,
+            quantity,
+            unit_price_minor,
+            channel_id: actor.channel,
+            hold: None,
+            added_at: now,
+            updated_at: now,
+            origin,
+        };
+        rehold(tx, &cart, &mut line, hold, actor.channel).await?;
+        store::insert_line(tx.conn(), &cart.id.to_string(), &line_row(&line)).await?;
+    }
+    finish_change(tx, &cart, Some(actor.channel)).await
+}
+
+/// Only somebody the cart belongs to now may be named as whom a line is for.
+async fn check_belongs(tx: &mut Tx, cart: &Cart, whom: &Owner) -> Result<(), CartError> {
+    if current_owner(tx.conn(), whom.clone()).await? != cart.owner {
+        return Err(CartError::Invalid(format!(
+            "{}: the cart does not belong to {}",
+            whom.subject(),
+            whom.id()
+        )));
+    }
+    Ok(())
 }
 
 /// Sets a line's quantity (and hold).

@@ -361,94 +361,125 @@ fn decide(
         .map(|(sku, (g, r))| {
             let gq = g.map_or(0, |l| l.quantity);
             let rq = r.map_or(0, |l| l.quantity);
-            let change = |action, result, reason: &str| MergeChange {
-                sku: sku.clone(),
+            let (action, result, reason) = if registered_empty {
+                (
+                    MergeAction::Added,
+                    gq,
+                    "the customer's cart was empty; guest lines are kept as they are".into(),
+                )
+            } else {
+                match policy {
+                    MergePolicy::Merge => {
+                        let available = available.get(&sku).copied().unwrap_or(0);
+                        merge_line(g, r, available)
+                    }
+                    MergePolicy::KeepRegistered => keep_registered_line(rq, r),
+                    MergePolicy::KeepLatest => keep_latest_line(gq, rq, g, r, guest_latest),
+                }
+            };
+            MergeChange {
+                sku,
                 action,
                 guest_quantity: gq,
                 registered_quantity: rq,
                 result_quantity: result,
-                reason: reason.to_string(),
-            };
-            if registered_empty {
-                return change(
-                    MergeAction::Added,
-                    gq,
-                    "the customer's cart was empty; guest lines are kept as they are",
-                );
-            }
-            match policy {
-                MergePolicy::Merge => {
-                    // The customer's own line never shrinks; what it holds
-                    // counts as available to it.
-                    let held = r.filter(|l| l.hold.is_some()).map_or(0, |l| l.quantity);
-                    let can = available.get(&sku).copied().unwrap_or(0) + held;
-                    let result = (gq + rq).min(can.max(rq));
-                    match (g.is_some(), r.is_some()) {
-                        (false, _) => change(MergeAction::Kept, rq, "only in the customer's cart"),
-                        (true, _) if result == 0 => change(
-                            MergeAction::Dropped,
-                            0,
-                            "merge: nothing available to add the guest's units",
-                        ),
-                        (true, _) if result < gq + rq => change(
-                            MergeAction::Capped,
-                            result,
-                            &format!("merge: capped by availability ({can} available)"),
-                        ),
-                        (true, false) => {
-                            change(MergeAction::Added, result, "merge: only in the guest cart")
-                        }
-                        (true, true) => change(
-                            MergeAction::Summed,
-                            result,
-                            "merge: in both carts, quantities summed",
-                        ),
-                    }
-                }
-                MergePolicy::KeepRegistered => match r {
-                    Some(_) => change(
-                        MergeAction::Kept,
-                        rq,
-                        "keep_registered: the customer's cart stays as it was",
-                    ),
-                    None => change(
-                        MergeAction::Dropped,
-                        0,
-                        "keep_registered: guest lines are not carried over",
-                    ),
-                },
-                MergePolicy::KeepLatest if guest_latest => match (g, r) {
-                    (Some(_), Some(_)) => change(
-                        MergeAction::Replaced,
-                        gq,
-                        "keep_latest: the guest cart changed last",
-                    ),
-                    (Some(_), None) => change(
-                        MergeAction::Added,
-                        gq,
-                        "keep_latest: the guest cart changed last",
-                    ),
-                    _ => change(
-                        MergeAction::Dropped,
-                        0,
-                        "keep_latest: the guest cart changed last and has no such line",
-                    ),
-                },
-                MergePolicy::KeepLatest => match r {
-                    Some(_) => change(
-                        MergeAction::Kept,
-                        rq,
-                        "keep_latest: the customer's cart changed last",
-                    ),
-                    None => change(
-                        MergeAction::Dropped,
-                        0,
-                        "keep_latest: the customer's cart changed last",
-                    ),
-                },
+                reason,
             }
         })
         .collect()
+}
+
+/// What a SKU becomes: its action, resulting quantity and why.
+type LineDecision = (MergeAction, i64, String);
+
+/// `merge`: quantities summed, capped by what the channel can sell. The
+/// customer's own line never shrinks; what it holds counts as available to it.
+fn merge_line(g: Option<&CartLine>, r: Option<&CartLine>, available: i64) -> LineDecision {
+    let gq = g.map_or(0, |l| l.quantity);
+    let rq = r.map_or(0, |l| l.quantity);
+    let held = r.filter(|l| l.hold.is_some()).map_or(0, |l| l.quantity);
+    let can = available + held;
+    let result = (gq + rq).min(can.max(rq));
+    match (g.is_some(), r.is_some()) {
+        (false, _) => (MergeAction::Kept, rq, "only in the customer's cart".into()),
+        (true, _) if result == 0 => (
+            MergeAction::Dropped,
+            0,
+            "merge: nothing available to add the guest's units".into(),
+        ),
+        (true, _) if result < gq + rq => (
+            MergeAction::Capped,
+            result,
+            format!("merge: capped by availability ({can} available)"),
+        ),
+        (true, false) => (
+            MergeAction::Added,
+            result,
+            "merge: only in the guest cart".into(),
+        ),
+        (true, true) => (
+            MergeAction::Summed,
+            result,
+            "merge: in both carts, quantities summed".into(),
+        ),
+    }
+}
+
+/// `keep_registered`: the customer's cart stays as it was.
+fn keep_registered_line(rq: i64, r: Option<&CartLine>) -> LineDecision {
+    match r {
+        Some(_) => (
+            MergeAction::Kept,
+            rq,
+            "keep_registered: the customer's cart stays as it was".into(),
+        ),
+        None => (
+            MergeAction::Dropped,
+            0,
+            "keep_registered: guest lines are not carried over".into(),
+        ),
+    }
+}
+
+/// `keep_latest`: the cart changed last wins.
+fn keep_latest_line(
+    gq: i64,
+    rq: i64,
+    g: Option<&CartLine>,
+    r: Option<&CartLine>,
+    guest_latest: bool,
+) -> LineDecision {
+    if !guest_latest {
+        return match r {
+            Some(_) => (
+                MergeAction::Kept,
+                rq,
+                "keep_latest: the customer's cart changed last".into(),
+            ),
+            None => (
+                MergeAction::Dropped,
+                0,
+                "keep_latest: the customer's cart changed last".into(),
+            ),
+        };
+    }
+    match (g, r) {
+        (Some(_), Some(_)) => (
+            MergeAction::Replaced,
+            gq,
+            "keep_latest: the guest cart changed last".into(),
+        ),
+        (Some(_), None) => (
+            MergeAction::Added,
+            gq,
+            "keep_latest: the guest cart changed last".into(),
+        ),
+        _ => (
+            MergeAction::Dropped,
+            0,
+            "keep_latest: the guest cart changed last and has no such line".into(),
+        ),
+    }
 }
 
 /// What the merging channel can sell of each SKU, read in the transaction.
@@ -480,37 +511,7 @@ async fn combine(
     let available = availability(tx, channel, skus).await?;
     let changes = decide(policy, &guest, &registered, &available);
     let cart_id = registered.id.to_string();
-    for change in &changes {
-        let g = guest.lines.iter().find(|l| l.sku == change.sku);
-        let r = registered.lines.iter().find(|l| l.sku == change.sku);
-        match (r, change.result_quantity) {
-            (Some(r), 0) => {
-                release_hold(tx, r, Some(channel)).await?;
-                store::delete_line(tx.conn(), &r.id.to_string()).await?;
-            }
-            (Some(r), quantity) if quantity != r.quantity => {
-                let mut line = r.clone();
-                line.quantity = quantity;
-                line.updated_at = now;
-                store::update_line(tx.conn(), &line_row(&line)).await?;
-            }
-            (Some(_), _) => {}
-            (None, 0) => {}
-            (None, quantity) => {
-                if let Some(g) = g {
-                    let row = LineRow {
-                        id: CartLineId::new().to_string(),
-                        quantity,
-                        hold_reservation_id: None,
-                        hold_expires_at: None,
-                        updated_at: now,
-                        ..line_row(g)
-                    };
-                    store::insert_line(tx.conn(), &cart_id, &row).await?;
-                }
-            }
-        }
-    }
+    apply_changes(tx, &guest, &registered, &changes, channel).await?;
     if !store::bump_version(tx.conn(), &cart_id, registered.version, now).await? {
         return Err(CartError::VersionMismatch {
             current: registered.version,
@@ -545,4 +546,49 @@ async fn combine(
         },
         cart,
     ))
+}
+
+/// Writes the decided quantities into the customer's cart: lines dropped
+/// (their holds released), resized, or copied from the guest cart.
+async fn apply_changes(
+    tx: &mut Tx,
+    guest: &Cart,
+    registered: &Cart,
+    changes: &[MergeChange],
+    channel: ChannelId,
+) -> Result<(), CartError> {
+    let now = tx.now();
+    let cart_id = registered.id.to_string();
+    for change in changes {
+        let g = guest.lines.iter().find(|l| l.sku == change.sku);
+        let r = registered.lines.iter().find(|l| l.sku == change.sku);
+        match (r, change.result_quantity) {
+            (Some(r), 0) => {
+                release_hold(tx, r, Some(channel)).await?;
+                store::delete_line(tx.conn(), &r.id.to_string()).await?;
+            }
+            (Some(r), quantity) if quantity != r.quantity => {
+                let mut line = r.clone();
+                line.quantity = quantity;
+                line.updated_at = now;
+                store::update_line(tx.conn(), &line_row(&line)).await?;
+            }
+            (Some(_), _) => {}
+            (None, 0) => {}
+            (None, quantity) => {
+                if let Some(g) = g {
+                    let row = LineRow {
+                        id: CartLineId::new().to_string(),
+                        quantity,
+                        hold_reservation_id: None,
+                        hold_expires_at: None,
+                        updated_at: now,
+                        ..line_row(g)
+                    };
+                    store::insert_line(tx.conn(), &cart_id, &row).await?;
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::platform::ids::{ProductId, VariantId};
-use crate::platform::storage::{Store, StoreError};
+use crate::platform::storage::{Store, StoreError, Tx};
 use crate::platform::time::Timestamp;
 
 /// A stock-keeping unit, normalized: surrounding space trimmed, letters
@@ -248,43 +248,7 @@ pub async fn create_product(
                 store::insert_product(tx.conn(), &product).await?;
                 let mut created = Vec::with_capacity(variants.len());
                 for new in variants {
-                    if store::variant_by_sku(tx.conn(), new.sku.as_str())
-                        .await?
-                        .is_some()
-                    {
-                        return Err(CatalogError::SkuTaken(new.sku.to_string()));
-                    }
-                    if let Some(barcode) = &new.barcode {
-                        if store::variant_by_barcode(tx.conn(), barcode)
-                            .await?
-                            .is_some()
-                        {
-                            return Err(CatalogError::BarcodeTaken(barcode.to_string()));
-                        }
-                    }
-                    for component in &new.components {
-                        let known = created
-                            .iter()
-                            .find(|v: &&Variant| v.sku == component.sku)
-                            .cloned();
-                        let known = match known {
-                            Some(v) => Some(v),
-                            None => {
-                                store::variant_by_sku(tx.conn(), component.sku.as_str()).await?
-                            }
-                        };
-                        match known {
-                            None => {
-                                return Err(CatalogError::UnknownComponent(
-                                    component.sku.to_string(),
-                                ));
-                            }
-                            Some(v) if v.is_bundle() => {
-                                return Err(CatalogError::NestedBundle(component.sku.to_string()));
-                            }
-                            Some(_) => {}
-                        }
-                    }
+                    check_new_variant(tx, &new, &created).await?;
                     let variant = Variant {
                         id: VariantId::new(),
                         product_id: product.id,
@@ -315,4 +279,44 @@ pub async fn create_product(
             })
         })
         .await
+}
+
+/// A new variant's SKU and barcode are free, and each of its components is
+/// a known variant (of this product, `created`, or another) and no bundle.
+async fn check_new_variant(
+    tx: &mut Tx,
+    new: &NewVariant,
+    created: &[Variant],
+) -> Result<(), CatalogError> {
+    if store::variant_by_sku(tx.conn(), new.sku.as_str())
+        .await?
+        .is_some()
+    {
+        return Err(CatalogError::SkuTaken(new.sku.to_string()));
+    }
+    if let Some(barcode) = &new.barcode {
+        if store::variant_by_barcode(tx.conn(), barcode)
+            .await?
+            .is_some()
+        {
+            return Err(CatalogError::BarcodeTaken(barcode.to_string()));
+        }
+    }
+    for component in &new.components {
+        let known = created.iter().find(|v| v.sku == component.sku).cloned();
+        let known = match known {
+            Some(v) => Some(v),
+            None => store::variant_by_sku(tx.conn(), component.sku.as_str()).await?,
+        };
+        match known {
+            None => {
+                return Err(CatalogError::UnknownComponent(component.sku.to_string()));
+            }
+            Some(v) if v.is_bundle() => {
+                return Err(CatalogError::NestedBundle(component.sku.to_string()));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }

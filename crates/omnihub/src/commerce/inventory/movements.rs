@@ -82,117 +82,9 @@ async fn record_in(
             outcome.replayed.push(m.client_id);
             continue;
         }
-        // A bundle has no stock of its own: sales and returns move components.
-        let items: Vec<(Sku, i64)> = if variant.is_bundle() {
-            if !matches!(m.reason, ClientReason::Sale | ClientReason::ReturnRestock) {
-                return Err(InventoryError::Invalid(format!(
-                    "{} is a bundle: only sales and returns may name it; move its components",
-                    m.sku
-                )));
-            }
-            variant
-                .components
-                .iter()
-                .map(|c| (c.sku.clone(), c.quantity * m.quantity))
-                .collect()
-        } else {
-            vec![(m.sku.clone(), m.quantity)]
-        };
         let reference = format!("client:{}", m.client_id);
-        for (sku, quantity) in items {
-            let base = Movement {
-                sku: &sku,
-                location: m.location,
-                quantity: Quantity::OnHand,
-                delta: 0,
-                reason: Reason::Receipt,
-                reference: Some(&reference),
-                occurred_at: m.occurred_at,
-            };
-            match m.reason {
-                ClientReason::Receipt => {
-                    ledger::apply(
-                        tx,
-                        &mut changes,
-                        Movement {
-                            delta: quantity,
-                            ..base
-                        },
-                    )
-                    .await?;
-                }
-                ClientReason::ReturnRestock => {
-                    let movement = Movement {
-                        delta: quantity,
-                        reason: Reason::ReturnRestock,
-                        ..base
-                    };
-                    ledger::apply(tx, &mut changes, movement).await?;
-                }
-                ClientReason::Adjustment => {
-                    let movement = Movement {
-                        delta: quantity,
-                        reason: Reason::Adjustment,
-                        ..base
-                    };
-                    ledger::apply(tx, &mut changes, movement).await?;
-                }
-                ClientReason::Expected => {
-                    let movement = Movement {
-                        delta: quantity,
-                        reason: Reason::Expected,
-                        quantity: Quantity::Incoming,
-                        ..base
-                    };
-                    ledger::apply(tx, &mut changes, movement).await?;
-                }
-                ClientReason::Damage => {
-                    let out = Movement {
-                        delta: -quantity,
-                        reason: Reason::Damage,
-                        ..base
-                    };
-                    ledger::apply(tx, &mut changes, out).await?;
-                    let into = Movement {
-                        sku: &sku,
-                        location: m.location,
-                        quantity: Quantity::Unsellable,
-                        delta: quantity,
-                        reason: Reason::Damage,
-                        reference: Some(&reference),
-                        occurred_at: m.occurred_at,
-                    };
-                    ledger::apply(tx, &mut changes, into).await?;
-                }
-                ClientReason::Count | ClientReason::SafetyStock => {
-                    let (target, reason) = if m.reason == ClientReason::Count {
-                        (Quantity::OnHand, Reason::Count)
-                    } else {
-                        (Quantity::SafetyStock, Reason::SafetyStock)
-                    };
-                    let current = store::level(tx.conn(), sku.as_str(), &m.location.to_string())
-                        .await?
-                        .unwrap_or_default()
-                        .get(target);
-                    if quantity != current {
-                        let movement = Movement {
-                            delta: quantity - current,
-                            reason,
-                            quantity: target,
-                            ..base
-                        };
-                        ledger::apply(tx, &mut changes, movement).await?;
-                    }
-                }
-                ClientReason::Sale => {
-                    let movement = Movement {
-                        delta: -quantity,
-                        reason: Reason::Sale,
-                        ..base
-                    };
-                    ledger::apply(tx, &mut changes, movement).await?;
-                }
-            }
+        for (sku, quantity) in stock_items(&variant, &m)? {
+            apply(tx, &mut changes, &m, &sku, quantity, &reference).await?;
             // Which reservations the stock there still backs (see `promises`).
             let level = store::level(tx.conn(), sku.as_str(), &m.location.to_string())
                 .await?
@@ -210,6 +102,83 @@ async fn record_in(
     }
     changes.emit(tx);
     Ok(outcome)
+}
+
+/// The stocked SKUs a movement moves: a bundle has no stock of its own, so
+/// its sales and returns move its components (no other movement may name it).
+fn stock_items(
+    variant: &catalog::Variant,
+    m: &ClientMovement,
+) -> Result<Vec<(Sku, i64)>, InventoryError> {
+    if !variant.is_bundle() {
+        return Ok(vec![(m.sku.clone(), m.quantity)]);
+    }
+    if !matches!(m.reason, ClientReason::Sale | ClientReason::ReturnRestock) {
+        return Err(InventoryError::Invalid(format!(
+            "{} is a bundle: only sales and returns may name it; move its components",
+            m.sku
+        )));
+    }
+    Ok(variant
+        .components
+        .iter()
+        .map(|c| (c.sku.clone(), c.quantity * m.quantity))
+        .collect())
+}
+
+/// The ledger movements of one client movement of `quantity` units of `sku`:
+/// one arm per client reason.
+async fn apply(
+    tx: &mut Tx,
+    changes: &mut Changes,
+    m: &ClientMovement,
+    sku: &Sku,
+    quantity: i64,
+    reference: &str,
+) -> Result<(), InventoryError> {
+    let movement = |quantity: Quantity, delta: i64, reason: Reason| Movement {
+        sku,
+        location: m.location,
+        quantity,
+        delta,
+        reason,
+        reference: Some(reference),
+        occurred_at: m.occurred_at,
+    };
+    let movements = match m.reason {
+        ClientReason::Receipt => vec![movement(Quantity::OnHand, quantity, Reason::Receipt)],
+        ClientReason::ReturnRestock => {
+            vec![movement(Quantity::OnHand, quantity, Reason::ReturnRestock)]
+        }
+        ClientReason::Adjustment => vec![movement(Quantity::OnHand, quantity, Reason::Adjustment)],
+        ClientReason::Expected => vec![movement(Quantity::Incoming, quantity, Reason::Expected)],
+        // Out of on hand, into unsellable.
+        ClientReason::Damage => vec![
+            movement(Quantity::OnHand, -quantity, Reason::Damage),
+            movement(Quantity::Unsellable, quantity, Reason::Damage),
+        ],
+        // An absolute value: the difference to the current one, if any.
+        ClientReason::Count | ClientReason::SafetyStock => {
+            let (target, reason) = if m.reason == ClientReason::Count {
+                (Quantity::OnHand, Reason::Count)
+            } else {
+                (Quantity::SafetyStock, Reason::SafetyStock)
+            };
+            let current = store::level(tx.conn(), sku.as_str(), &m.location.to_string())
+                .await?
+                .unwrap_or_default()
+                .get(target);
+            (quantity != current)
+                .then(|| movement(target, quantity - current, reason))
+                .into_iter()
+                .collect()
+        }
+        ClientReason::Sale => vec![movement(Quantity::OnHand, -quantity, Reason::Sale)],
+    };
+    for movement in movements {
+        ledger::apply(tx, changes, movement).await?;
+    }
+    Ok(())
 }
 
 async fn oversold(

@@ -497,30 +497,7 @@ pub async fn fulfil_in(
                 units: *units,
             });
         }
-        for quantity in [Quantity::OnHand, Quantity::Reserved] {
-            let level = ledger::apply(
-                tx,
-                &mut changes,
-                Movement {
-                    sku: &line.sku,
-                    location: line.location_id,
-                    quantity,
-                    delta: -open,
-                    reason: Reason::Fulfilment,
-                    reference: Some(&reference),
-                    occurred_at: now,
-                },
-            )
-            .await?;
-            if quantity == Quantity::OnHand && level.on_hand < 0 {
-                // Never below zero through a fulfilment.
-                return Err(InventoryError::Unbacked {
-                    sku: line.sku.to_string(),
-                    location: location_text.clone(),
-                    units: -level.on_hand,
-                });
-            }
-        }
+        take_out(tx, &mut changes, line, open, &reference).await?;
         line.fulfilled = line.quantity;
         store::set_line_fulfilled(tx.conn(), &id.to_string(), line.line_no, line.fulfilled).await?;
     }
@@ -547,6 +524,43 @@ pub async fn fulfil_in(
         now,
     ));
     Ok(reservation)
+}
+
+/// A line's open units leave `on_hand` and `reserved` together; on hand
+/// never goes below zero through a fulfilment.
+async fn take_out(
+    tx: &mut Tx,
+    changes: &mut Changes,
+    line: &ReservedLine,
+    open: i64,
+    reference: &str,
+) -> Result<(), InventoryError> {
+    let now = tx.now();
+    for quantity in [Quantity::OnHand, Quantity::Reserved] {
+        let level = ledger::apply(
+            tx,
+            changes,
+            Movement {
+                sku: &line.sku,
+                location: line.location_id,
+                quantity,
+                delta: -open,
+                reason: Reason::Fulfilment,
+                reference: Some(reference),
+                occurred_at: now,
+            },
+        )
+        .await?;
+        if quantity == Quantity::OnHand && level.on_hand < 0 {
+            // Never below zero through a fulfilment.
+            return Err(InventoryError::Unbacked {
+                sku: line.sku.to_string(),
+                location: line.location_id.to_string(),
+                units: -level.on_hand,
+            });
+        }
+    }
+    Ok(())
 }
 
 pub async fn fulfil(

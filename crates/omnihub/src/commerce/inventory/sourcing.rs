@@ -212,40 +212,94 @@ pub fn plan(
     if let Delivery::Pickup { store } = delivery {
         return plan_pickup(demand, candidates, *store, now);
     }
-    let (order, mut decisions) = rank(candidates, delivery);
-    let mut plan = Plan::default();
-    // One location for everything, if any can.
-    if let Some((chosen, why)) = order.iter().find(|(i, _)| covers(&candidates[*i], demand)) {
-        for (i, why_ranked) in &order {
-            let c = &candidates[*i];
-            let (was_chosen, reason) = if i == chosen {
-                (true, format!("{why}; covers every line in one shipment"))
-            } else if covers(c, demand) {
-                (
-                    false,
-                    format!("{why_ranked}; could cover everything but ranks lower"),
-                )
-            } else {
-                (false, format!("{why_ranked}; {}", missing(c, demand)))
-            };
-            decisions.push(Decision {
-                location_id: c.location.id,
-                location_name: c.location.name.clone(),
-                chosen: was_chosen,
-                reason,
-            });
+    let (order, decisions) = rank(candidates, delivery);
+    // One location for everything, if any can; otherwise split.
+    match order.iter().find(|(i, _)| covers(&candidates[*i], demand)) {
+        Some((chosen, why)) => Ok(plan_single(
+            demand,
+            candidates,
+            &order,
+            (*chosen, why),
+            decisions,
+            now,
+        )),
+        None => Ok(plan_split(demand, candidates, &order, decisions, now)),
+    }
+}
+
+/// A decision about candidate `c`.
+fn decision(c: &Candidate, chosen: bool, reason: String) -> Decision {
+    Decision {
+        location_id: c.location.id,
+        location_name: c.location.name.clone(),
+        chosen,
+        reason,
+    }
+}
+
+/// Takes what `c` can give of `remaining` (which keeps the rest): the lines
+/// it gives.
+fn take_from(c: &Candidate, remaining: &mut BTreeMap<Sku, i64>) -> Vec<(Sku, i64)> {
+    let mut lines = Vec::new();
+    for (sku, q) in remaining.iter_mut() {
+        let take = (*q).min(c.available.get(sku).copied().unwrap_or(0).max(0));
+        if take > 0 {
+            lines.push((sku.clone(), take));
+            *q -= take;
         }
-        let c = &candidates[*chosen];
-        plan.assignments.push(Assignment {
+    }
+    lines
+}
+
+/// Everything from the best-ranked location that covers every line.
+fn plan_single(
+    demand: &BTreeMap<Sku, i64>,
+    candidates: &[Candidate],
+    order: &[(usize, String)],
+    (chosen, why): (usize, &String),
+    mut decisions: Vec<Decision>,
+    now: Timestamp,
+) -> Plan {
+    for (i, why_ranked) in order {
+        let c = &candidates[*i];
+        let (was_chosen, reason) = if *i == chosen {
+            (true, format!("{why}; covers every line in one shipment"))
+        } else if covers(c, demand) {
+            (
+                false,
+                format!("{why_ranked}; could cover everything but ranks lower"),
+            )
+        } else {
+            (false, format!("{why_ranked}; {}", missing(c, demand)))
+        };
+        decisions.push(decision(c, was_chosen, reason));
+    }
+    let c = &candidates[chosen];
+    Plan {
+        assignments: vec![Assignment {
             location_id: c.location.id,
             lines: demand.iter().map(|(s, q)| (s.clone(), *q)).collect(),
             transfer_to: None,
             ready_at: ready_at(&c.location, now, 0),
-        });
-        plan.decisions = decisions;
-        return Ok(plan);
+        }],
+        decisions,
+        unfulfilled: Vec::new(),
     }
-    // Otherwise split: take the location covering the most remaining units.
+}
+
+/// No location covers everything: take, again and again, the location
+/// covering the most remaining units.
+fn plan_split(
+    demand: &BTreeMap<Sku, i64>,
+    candidates: &[Candidate],
+    order: &[(usize, String)],
+    decisions: Vec<Decision>,
+    now: Timestamp,
+) -> Plan {
+    let mut plan = Plan {
+        decisions,
+        ..Plan::default()
+    };
     let mut remaining = demand.clone();
     let mut used = vec![false; candidates.len()];
     loop {
@@ -266,20 +320,8 @@ pub fn plan(
         };
         used[i] = true;
         let c = &candidates[i];
-        let mut lines = Vec::new();
-        for (sku, q) in remaining.iter_mut() {
-            let take = (*q).min(c.available.get(sku).copied().unwrap_or(0).max(0));
-            if take > 0 {
-                lines.push((sku.clone(), take));
-                *q -= take;
-            }
-        }
-        decisions.push(Decision {
-            location_id: c.location.id,
-            location_name: c.location.name.clone(),
-            chosen: true,
-            reason: format!("{why}; no single location covers the order, this one covers the most remaining units ({units})"),
-        });
+        let lines = take_from(c, &mut remaining);
+        plan.decisions.push(decision(c, true, format!("{why}; no single location covers the order, this one covers the most remaining units ({units})")));
         plan.assignments.push(Assignment {
             location_id: c.location.id,
             lines,
@@ -287,20 +329,15 @@ pub fn plan(
             ready_at: ready_at(&c.location, now, 0),
         });
     }
-    for (i, why) in &order {
+    for (i, why) in order {
         if !used[*i] {
             let c = &candidates[*i];
-            decisions.push(Decision {
-                location_id: c.location.id,
-                location_name: c.location.name.clone(),
-                chosen: false,
-                reason: format!("{why}; {}", missing(c, demand)),
-            });
+            plan.decisions
+                .push(decision(c, false, format!("{why}; {}", missing(c, demand))));
         }
     }
     plan.unfulfilled = remaining.into_iter().filter(|(_, q)| *q > 0).collect();
-    plan.decisions = decisions;
-    Ok(plan)
+    plan
 }
 
 fn missing(c: &Candidate, demand: &BTreeMap<Sku, i64>) -> String {
@@ -333,30 +370,20 @@ fn plan_pickup(
     let pickup_lead = pickup.location.pickup_lead_minutes;
     let mut plan = Plan::default();
     let mut remaining = demand.clone();
-    let mut local = Vec::new();
-    for (sku, q) in remaining.iter_mut() {
-        let take = (*q).min(pickup.available.get(sku).copied().unwrap_or(0).max(0));
-        if take > 0 {
-            local.push((sku.clone(), take));
-            *q -= take;
-        }
-    }
+    let local = take_from(pickup, &mut remaining);
     remaining.retain(|_, q| *q > 0);
-    plan.decisions.push(Decision {
-        location_id: pickup.location.id,
-        location_name: pickup.location.name.clone(),
-        chosen: !local.is_empty(),
-        reason: if remaining.is_empty() {
-            format!("pickup store holds every line; ready within {pickup_lead} min")
-        } else if local.is_empty() {
-            format!("pickup store; {}", missing(pickup, demand))
-        } else {
-            format!(
-                "pickup store covers part of the order; {}",
-                missing(pickup, demand)
-            )
-        },
-    });
+    let reason = if remaining.is_empty() {
+        format!("pickup store holds every line; ready within {pickup_lead} min")
+    } else if local.is_empty() {
+        format!("pickup store; {}", missing(pickup, demand))
+    } else {
+        format!(
+            "pickup store covers part of the order; {}",
+            missing(pickup, demand)
+        )
+    };
+    plan.decisions
+        .push(decision(pickup, !local.is_empty(), reason));
     if !local.is_empty() {
         plan.assignments.push(Assignment {
             location_id: pickup.location.id,
@@ -366,10 +393,45 @@ fn plan_pickup(
         });
     }
     // The rest by transfer, from the nearest locations that hold it.
+    for source in transfer_sources(candidates, pickup) {
+        if remaining.is_empty() {
+            plan.decisions
+                .push(decision(source, false, "not needed".into()));
+            continue;
+        }
+        let lines = take_from(source, &mut remaining);
+        remaining.retain(|_, q| *q > 0);
+        let km = distance(source.location.coordinates, pickup.location.coordinates);
+        if lines.is_empty() {
+            let reason = format!("{}; {}", describe_distance(km), missing(source, demand));
+            plan.decisions.push(decision(source, false, reason));
+            continue;
+        }
+        let ready = ready_at(&source.location, now, TRANSFER_LEAD_MINUTES + pickup_lead);
+        let reason = format!(
+            "transfer to the pickup store ({}); ready later, around {}",
+            describe_distance(km),
+            ready.format("%Y-%m-%d %H:%M UTC")
+        );
+        plan.decisions.push(decision(source, true, reason));
+        plan.assignments.push(Assignment {
+            location_id: source.location.id,
+            lines,
+            transfer_to: Some(store),
+            ready_at: ready,
+        });
+    }
+    plan.unfulfilled = remaining.into_iter().collect();
+    Ok(plan)
+}
+
+/// The warehouses and other stores that may send to the pickup store,
+/// nearest first.
+fn transfer_sources<'a>(candidates: &'a [Candidate], pickup: &Candidate) -> Vec<&'a Candidate> {
     let mut sources: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| {
-            c.location.id != store
+            c.location.id != pickup.location.id
                 && matches!(
                     c.location.kind,
                     LocationKind::Warehouse | LocationKind::Store
@@ -385,53 +447,5 @@ fn plan_pickup(
             .unwrap_or(std::cmp::Ordering::Equal)
             .then(a.location.id.cmp(&b.location.id))
     });
-    for source in sources {
-        if remaining.is_empty() {
-            plan.decisions.push(Decision {
-                location_id: source.location.id,
-                location_name: source.location.name.clone(),
-                chosen: false,
-                reason: "not needed".into(),
-            });
-            continue;
-        }
-        let mut lines = Vec::new();
-        for (sku, q) in remaining.iter_mut() {
-            let take = (*q).min(source.available.get(sku).copied().unwrap_or(0).max(0));
-            if take > 0 {
-                lines.push((sku.clone(), take));
-                *q -= take;
-            }
-        }
-        remaining.retain(|_, q| *q > 0);
-        let km = distance(source.location.coordinates, pickup.location.coordinates);
-        if lines.is_empty() {
-            plan.decisions.push(Decision {
-                location_id: source.location.id,
-                location_name: source.location.name.clone(),
-                chosen: false,
-                reason: format!("{}; {}", describe_distance(km), missing(source, demand)),
-            });
-            continue;
-        }
-        let ready = ready_at(&source.location, now, TRANSFER_LEAD_MINUTES + pickup_lead);
-        plan.decisions.push(Decision {
-            location_id: source.location.id,
-            location_name: source.location.name.clone(),
-            chosen: true,
-            reason: format!(
-                "transfer to the pickup store ({}); ready later, around {}",
-                describe_distance(km),
-                ready.format("%Y-%m-%d %H:%M UTC")
-            ),
-        });
-        plan.assignments.push(Assignment {
-            location_id: source.location.id,
-            lines,
-            transfer_to: Some(store),
-            ready_at: ready,
-        });
-    }
-    plan.unfulfilled = remaining.into_iter().collect();
-    Ok(plan)
+    sources
 }

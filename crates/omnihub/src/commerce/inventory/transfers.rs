@@ -102,55 +102,11 @@ async fn create_in(
             return Err(InventoryError::UnknownLocation(location.to_string()));
         }
     }
-    let mut merged: std::collections::BTreeMap<Sku, i64> = std::collections::BTreeMap::new();
-    for (sku, quantity) in lines {
-        match catalog::variant_by_sku(tx.conn(), sku.as_str()).await? {
-            None => return Err(InventoryError::UnknownSku(sku.to_string())),
-            Some(v) if v.is_bundle() => {
-                return Err(InventoryError::Invalid(format!(
-                    "{sku} is a bundle; transfer its components"
-                )));
-            }
-            Some(_) => *merged.entry(sku).or_default() += quantity,
-        }
-    }
+    let merged = merged_lines(tx, lines).await?;
     let id = TransferId::new();
     let reference = format!("transfer:{id}");
     let mut changes = Changes::new(Some(channel));
-    let mut shortages = Vec::new();
-    for (sku, quantity) in &merged {
-        let out = Movement {
-            sku,
-            location: from,
-            quantity: Quantity::OnHand,
-            delta: -quantity,
-            reason: Reason::TransferOut,
-            reference: Some(&reference),
-            occurred_at: now,
-        };
-        if ledger::take(tx, &mut changes, out).await?.is_none() {
-            let level = store::level(tx.conn(), sku.as_str(), &from.to_string())
-                .await?
-                .unwrap_or_default();
-            shortages.push(Shortage {
-                sku: sku.clone(),
-                location_id: Some(from),
-                requested: *quantity,
-                available: level.available().max(0),
-            });
-            continue;
-        }
-        let incoming = Movement {
-            sku,
-            location: to,
-            quantity: Quantity::Incoming,
-            delta: *quantity,
-            reason: Reason::TransferOut,
-            reference: Some(&reference),
-            occurred_at: now,
-        };
-        ledger::apply(tx, &mut changes, incoming).await?;
-    }
+    let shortages = ship_lines(tx, &mut changes, &merged, (from, to), &reference).await?;
     if !shortages.is_empty() {
         return Err(InventoryError::InsufficientStock(shortages));
     }
@@ -176,7 +132,74 @@ async fn create_in(
     Ok(transfer)
 }
 
-/// Receives (`cancel = false`) or cancels an in-transit transfer.
+/// The lines by SKU (quantities of a SKU named twice summed); each a known
+/// SKU and no bundle.
+async fn merged_lines(
+    tx: &mut Tx,
+    lines: Vec<(Sku, i64)>,
+) -> Result<std::collections::BTreeMap<Sku, i64>, InventoryError> {
+    let mut merged: std::collections::BTreeMap<Sku, i64> = std::collections::BTreeMap::new();
+    for (sku, quantity) in lines {
+        match catalog::variant_by_sku(tx.conn(), sku.as_str()).await? {
+            None => return Err(InventoryError::UnknownSku(sku.to_string())),
+            Some(v) if v.is_bundle() => {
+                return Err(InventoryError::Invalid(format!(
+                    "{sku} is a bundle; transfer its components"
+                )));
+            }
+            Some(_) => *merged.entry(sku).or_default() += quantity,
+        }
+    }
+    Ok(merged)
+}
+
+/// Each line leaves on hand at the origin and is incoming at the
+/// destination; the lines the origin cannot give are returned as shortages.
+async fn ship_lines(
+    tx: &mut Tx,
+    changes: &mut Changes,
+    merged: &std::collections::BTreeMap<Sku, i64>,
+    (from, to): (LocationId, LocationId),
+    reference: &str,
+) -> Result<Vec<Shortage>, InventoryError> {
+    let now = tx.now();
+    let mut shortages = Vec::new();
+    for (sku, quantity) in merged {
+        let out = Movement {
+            sku,
+            location: from,
+            quantity: Quantity::OnHand,
+            delta: -quantity,
+            reason: Reason::TransferOut,
+            reference: Some(reference),
+            occurred_at: now,
+        };
+        if ledger::take(tx, changes, out).await?.is_none() {
+            let level = store::level(tx.conn(), sku.as_str(), &from.to_string())
+                .await?
+                .unwrap_or_default();
+            shortages.push(Shortage {
+                sku: sku.clone(),
+                location_id: Some(from),
+                requested: *quantity,
+                available: level.available().max(0),
+            });
+            continue;
+        }
+        let incoming = Movement {
+            sku,
+            location: to,
+            quantity: Quantity::Incoming,
+            delta: *quantity,
+            reason: Reason::TransferOut,
+            reference: Some(reference),
+            occurred_at: now,
+        };
+        ledger::apply(tx, changes, incoming).await?;
+    }
+    Ok(shortages)
+}
+
 /// Whether a key with `reach` may see and work transfer `t`: its own
 /// channel's transfers; a key bound to a store, the transfers from or to its
 /// store (whichever channel created them); `commerce:all`, every transfer.
@@ -190,81 +213,95 @@ pub fn within_reach(reach: &Reach, t: &Transfer) -> bool {
     }
 }
 
+/// Receives (`cancel = false`) or cancels an in-transit transfer.
 pub async fn finish(
     store: &Store,
     reach: Reach,
     id: TransferId,
     cancel: bool,
 ) -> Result<Transfer, InventoryError> {
-    let channel = reach.channel;
     store
-        .write(move |tx| {
-            Box::pin(async move {
-                let now = tx.now();
-                let row = store::transfer(tx.conn(), &id.to_string())
-                    .await?
-                    .ok_or(InventoryError::TransferNotFound)?;
-                let mut transfer = Transfer::try_from(row)?;
-                if !within_reach(&reach, &transfer) {
-                    return Err(InventoryError::TransferNotFound);
-                }
-                let to_status = if cancel { "cancelled" } else { "received" };
-                if !store::transition_transfer(
-                    tx.conn(),
-                    &id.to_string(),
-                    "in_transit",
-                    to_status,
-                    now,
-                )
-                .await?
-                {
-                    return Err(InventoryError::TransferClosed(transfer.status.clone()));
-                }
-                let reference = format!("transfer:{id}");
-                let mut changes = Changes::new(Some(channel));
-                for (sku, quantity) in &transfer.lines {
-                    let incoming = Movement {
-                        sku,
-                        location: transfer.to,
-                        quantity: Quantity::Incoming,
-                        delta: -quantity,
-                        reason: Reason::TransferIn,
-                        reference: Some(&reference),
-                        occurred_at: now,
-                    };
-                    ledger::apply(tx, &mut changes, incoming).await?;
-                    let (location, reason) = if cancel {
-                        (transfer.from, Reason::TransferOut)
-                    } else {
-                        (transfer.to, Reason::TransferIn)
-                    };
-                    let arrived = Movement {
-                        sku,
-                        location,
-                        quantity: Quantity::OnHand,
-                        delta: *quantity,
-                        reason,
-                        reference: Some(&reference),
-                        occurred_at: now,
-                    };
-                    let level = ledger::apply(tx, &mut changes, arrived).await?;
-                    // Stock arriving may back reservations left unbacked.
-                    let unbacked = promises::recheck(tx, sku, location, &level).await?;
-                    promises::emit_unbacked(tx, &unbacked, None);
-                }
-                transfer.status = to_status.into();
-                transfer.updated_at = now;
-                changes.emit(tx);
-                let kind = if cancel {
-                    InventoryEvent::TransferCancelled
-                } else {
-                    InventoryEvent::TransferReceived
-                };
-                tx.emit(event(kind, &transfer, channel, now));
-                Ok(transfer)
-            })
-        })
+        .write(move |tx| Box::pin(async move { finish_in(tx, reach, id, cancel).await }))
         .await
+}
+
+async fn finish_in(
+    tx: &mut Tx,
+    reach: Reach,
+    id: TransferId,
+    cancel: bool,
+) -> Result<Transfer, InventoryError> {
+    let channel = reach.channel;
+    let now = tx.now();
+    let row = store::transfer(tx.conn(), &id.to_string())
+        .await?
+        .ok_or(InventoryError::TransferNotFound)?;
+    let mut transfer = Transfer::try_from(row)?;
+    if !within_reach(&reach, &transfer) {
+        return Err(InventoryError::TransferNotFound);
+    }
+    let to_status = if cancel { "cancelled" } else { "received" };
+    if !store::transition_transfer(tx.conn(), &id.to_string(), "in_transit", to_status, now).await?
+    {
+        return Err(InventoryError::TransferClosed(transfer.status.clone()));
+    }
+    let reference = format!("transfer:{id}");
+    let mut changes = Changes::new(Some(channel));
+    receive_lines(tx, &mut changes, &transfer, cancel, &reference).await?;
+    transfer.status = to_status.into();
+    transfer.updated_at = now;
+    changes.emit(tx);
+    let kind = if cancel {
+        InventoryEvent::TransferCancelled
+    } else {
+        InventoryEvent::TransferReceived
+    };
+    tx.emit(event(kind, &transfer, channel, now));
+    Ok(transfer)
+}
+
+/// Each line leaves incoming at the destination and arrives on hand there
+/// (received) or back at the origin (cancelled); stock arriving may back
+/// reservations left unbacked.
+async fn receive_lines(
+    tx: &mut Tx,
+    changes: &mut Changes,
+    transfer: &Transfer,
+    cancel: bool,
+    reference: &str,
+) -> Result<(), InventoryError> {
+    let now = tx.now();
+    for (sku, quantity) in &transfer.lines {
+        let incoming = Movement {
+            sku,
+            location: transfer.to,
+            quantity: Quantity::Incoming,
+            delta: -quantity,
+            reason: Reason::TransferIn,
+            reference: Some(reference),
+            occurred_at: now,
+        };
+        ledger::apply(tx, changes, incoming).await?;
+        let (location, reason) = if cancel {
+            (transfer.from, Reason::TransferOut)
+        } else {
+            (transfer.to, Reason::TransferIn)
+        };
+        let arrived = Movement {
+            sku,
+            location,
+            quantity: Quantity::OnHand,
+            delta: *quantity,
+            reason,
+            reference: Some(reference),
+            occurred_at: now,
+        };
+        let level = ledger::apply(tx, changes, arrived).await?;
+        // Stock arriving may back reservations left unbacked.
+        let unbacked = promises::recheck(tx, sku, location, &level).await?;
+        promises::emit_unbacked(tx, &unbacked, None);
+    }
+    Ok(())
 }
 
 pub async fn get(store: &Store, id: TransferId) -> Result<Option<Transfer>, InventoryError> {

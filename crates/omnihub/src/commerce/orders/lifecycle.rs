@@ -71,35 +71,8 @@ async fn transition_in(
     }
     let from = order.status;
     let status = from.as_str();
-    let pickup = matches!(order.fulfilment, Fulfilment::Pickup(_));
-    let (to, kind): (OrderStatus, fn(OrderSnapshot) -> OrderEvent) = match &step {
-        Transition::Ready => {
-            if !pickup || from != OrderStatus::Allocated {
-                return Err(OrderError::InvalidTransition(
-                    status,
-                    "only an allocated pickup order can be made ready",
-                ));
-            }
-            // Not ready while units of it are not on hand (`inventory::promises`).
-            if let Some(reservation) = order.reservation_id {
-                let unbacked =
-                    inventory::unbacked_lines(tx.conn(), &reservation.to_string()).await?;
-                if let Some((sku, location, units)) = unbacked.into_iter().next() {
-                    return Err(InventoryError::Unbacked {
-                        sku,
-                        location,
-                        units,
-                    }
-                    .into());
-                }
-            }
-            let now = tx.now();
-            for g in &mut order.groups {
-                g.status = GroupStatus::Ready;
-                g.ready_at = Some(now);
-            }
-            (OrderStatus::ReadyForPickup, OrderEvent::ReadyForPickup)
-        }
+    let (to, kind): Outcome = match &step {
+        Transition::Ready => make_ready(tx, &mut order).await?,
         Transition::PickedUp => {
             if from != OrderStatus::ReadyForPickup {
                 return Err(OrderError::InvalidTransition(
@@ -114,36 +87,7 @@ async fn transition_in(
             carrier,
             tracking,
             location,
-        } => {
-            if pickup || !matches!(from, OrderStatus::Allocated | OrderStatus::PartiallyShipped) {
-                return Err(OrderError::InvalidTransition(
-                    status,
-                    "only an allocated shipping order can ship",
-                ));
-            }
-            let shipped =
-                fulfil_groups(tx, &mut order, *location, channel, GroupStatus::Shipped).await?;
-            if shipped == 0 {
-                return Err(OrderError::Invalid(
-                    "no open fulfilment group at that location".into(),
-                ));
-            }
-            for g in &mut order.groups {
-                if g.status == GroupStatus::Shipped && g.carrier.is_none() {
-                    g.carrier = Some(carrier.clone());
-                    g.tracking = Some(tracking.clone());
-                }
-            }
-            if order
-                .groups
-                .iter()
-                .all(|g| g.status == GroupStatus::Shipped)
-            {
-                (OrderStatus::Shipped, OrderEvent::Shipped)
-            } else {
-                (OrderStatus::PartiallyShipped, OrderEvent::PartiallyShipped)
-            }
-        }
+        } => ship(tx, &mut order, (carrier, tracking), *location, channel).await?,
         Transition::Deliver => {
             if from != OrderStatus::Shipped {
                 return Err(OrderError::InvalidTransition(
@@ -156,32 +100,7 @@ async fn transition_in(
             }
             (OrderStatus::Delivered, OrderEvent::Delivered)
         }
-        Transition::Cancel => {
-            if !matches!(
-                from,
-                OrderStatus::Placed
-                    | OrderStatus::Allocated
-                    | OrderStatus::ReadyForPickup
-                    | OrderStatus::PartiallyShipped
-            ) {
-                return Err(OrderError::InvalidTransition(
-                    status,
-                    "the goods already left; use a return instead",
-                ));
-            }
-            if let Some(reservation) = order.reservation_id {
-                match reservations::release_in(tx, reservation, false, Some(channel)).await {
-                    Ok(_) | Err(InventoryError::ReservationClosed(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            for g in &mut order.groups {
-                if matches!(g.status, GroupStatus::Allocated | GroupStatus::Ready) {
-                    g.status = GroupStatus::Cancelled;
-                }
-            }
-            (OrderStatus::Cancelled, OrderEvent::Cancelled)
-        }
+        Transition::Cancel => cancel(tx, &mut order, channel).await?,
     };
     let now = tx.now();
     let moved = store::transition(
@@ -203,6 +122,108 @@ async fn transition_in(
     order.updated_at = now;
     emit(tx, kind, &order, channel);
     Ok(order)
+}
+
+/// The status a step leads to and the event it emits.
+type Outcome = (OrderStatus, fn(OrderSnapshot) -> OrderEvent);
+
+/// An allocated pickup order whose units are all on hand becomes ready.
+async fn make_ready(tx: &mut Tx, order: &mut Order) -> Result<Outcome, OrderError> {
+    let from = order.status;
+    if !matches!(order.fulfilment, Fulfilment::Pickup(_)) || from != OrderStatus::Allocated {
+        return Err(OrderError::InvalidTransition(
+            from.as_str(),
+            "only an allocated pickup order can be made ready",
+        ));
+    }
+    // Not ready while units of it are not on hand (`inventory::promises`).
+    if let Some(reservation) = order.reservation_id {
+        let unbacked = inventory::unbacked_lines(tx.conn(), &reservation.to_string()).await?;
+        if let Some((sku, location, units)) = unbacked.into_iter().next() {
+            return Err(InventoryError::Unbacked {
+                sku,
+                location,
+                units,
+            }
+            .into());
+        }
+    }
+    let now = tx.now();
+    for g in &mut order.groups {
+        g.status = GroupStatus::Ready;
+        g.ready_at = Some(now);
+    }
+    Ok((OrderStatus::ReadyForPickup, OrderEvent::ReadyForPickup))
+}
+
+/// Ships every open group of a shipping order, or the one at `location`,
+/// with its carrier and tracking number.
+async fn ship(
+    tx: &mut Tx,
+    order: &mut Order,
+    (carrier, tracking): (&String, &String),
+    location: Option<LocationId>,
+    channel: ChannelId,
+) -> Result<Outcome, OrderError> {
+    let from = order.status;
+    let pickup = matches!(order.fulfilment, Fulfilment::Pickup(_));
+    if pickup || !matches!(from, OrderStatus::Allocated | OrderStatus::PartiallyShipped) {
+        return Err(OrderError::InvalidTransition(
+            from.as_str(),
+            "only an allocated shipping order can ship",
+        ));
+    }
+    let shipped = fulfil_groups(tx, order, location, channel, GroupStatus::Shipped).await?;
+    if shipped == 0 {
+        return Err(OrderError::Invalid(
+            "no open fulfilment group at that location".into(),
+        ));
+    }
+    for g in &mut order.groups {
+        if g.status == GroupStatus::Shipped && g.carrier.is_none() {
+            g.carrier = Some(carrier.clone());
+            g.tracking = Some(tracking.clone());
+        }
+    }
+    if order
+        .groups
+        .iter()
+        .all(|g| g.status == GroupStatus::Shipped)
+    {
+        Ok((OrderStatus::Shipped, OrderEvent::Shipped))
+    } else {
+        Ok((OrderStatus::PartiallyShipped, OrderEvent::PartiallyShipped))
+    }
+}
+
+/// Cancels an order whose goods have not left: its reservation is released
+/// (already closed is fine), its open groups cancelled.
+async fn cancel(tx: &mut Tx, order: &mut Order, channel: ChannelId) -> Result<Outcome, OrderError> {
+    let from = order.status;
+    if !matches!(
+        from,
+        OrderStatus::Placed
+            | OrderStatus::Allocated
+            | OrderStatus::ReadyForPickup
+            | OrderStatus::PartiallyShipped
+    ) {
+        return Err(OrderError::InvalidTransition(
+            from.as_str(),
+            "the goods already left; use a return instead",
+        ));
+    }
+    if let Some(reservation) = order.reservation_id {
+        match reservations::release_in(tx, reservation, false, Some(channel)).await {
+            Ok(_) | Err(InventoryError::ReservationClosed(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for g in &mut order.groups {
+        if matches!(g.status, GroupStatus::Allocated | GroupStatus::Ready) {
+            g.status = GroupStatus::Cancelled;
+        }
+    }
+    Ok((OrderStatus::Cancelled, OrderEvent::Cancelled))
 }
 
 /// Fulfils the reservation at each open group's location (or only at

@@ -24,7 +24,9 @@ pub mod checkout;
 pub mod events;
 pub mod http;
 mod lifecycle;
+mod placing;
 pub mod privacy;
+mod reads;
 mod rows;
 mod sales;
 mod store;
@@ -52,6 +54,9 @@ use rows::{group_docs, to_row};
 use store::{AddressDoc, GroupDoc, OrderRow, TenderDoc};
 
 pub use lifecycle::{Transition, transition, within_reach};
+use placing::{check_tenders, groups_of, reserve_for};
+use reads::load_in;
+pub use reads::{attention, for_customer, for_customer_in, get, timeline_for};
 pub use sales::{MarketplaceOrder, PosSale, SaleCustomer, import, mask_alias, record_pos_sale};
 
 /// Most tenders on one order.
@@ -349,244 +354,6 @@ fn emit(tx: &mut Tx, kind: fn(OrderSnapshot) -> OrderEvent, o: &Order, channel: 
     // e.g. the store's POS): it reads its orders' events (`events::visibility`).
     event = event.subject(OWNER_SUBJECT, o.channel_id);
     tx.emit(event);
-}
-
-// ------------------------------------------------------------ reads
-
-/// Why an order needs attention: the lines of its reservation that are not
-/// on hand (SKU, location, units), empty when none (`inventory::promises`).
-pub async fn attention(
-    store: &Store,
-    order: &Order,
-) -> Result<Vec<(String, String, i64)>, StoreError> {
-    let open = matches!(
-        order.status,
-        OrderStatus::Placed
-            | OrderStatus::Allocated
-            | OrderStatus::ReadyForPickup
-            | OrderStatus::PartiallyShipped
-    );
-    match order.reservation_id {
-        // A closed order needs no attention (and a cancel that is not yet
-        // committed, held by its Idempotency-Key, must not show the old flag).
-        Some(reservation) if open => {
-            inventory::unbacked_lines(store.reader(), &reservation.to_string()).await
-        }
-        _ => Ok(Vec::new()),
-    }
-}
-
-pub async fn get(store: &Store, id: OrderId) -> Result<Order, OrderError> {
-    let mut conn = store.reader().acquire().await.map_err(StoreError::from)?;
-    let row = store::order(&mut conn, store.dialect(), &id.to_string(), false)
-        .await?
-        .ok_or(OrderError::NotFound)?;
-    Ok(Order::try_from(row)?)
-}
-
-/// A customer's orders from every channel, newest first: those of the
-/// profile, of the profiles merged into it and of its anonymous ids.
-pub async fn for_customer(
-    store: &Store,
-    keys: &ProfileKeys,
-    before: Option<&str>,
-    limit: i64,
-) -> Result<Vec<Order>, OrderError> {
-    for_customer_in(store, keys, None, before, limit).await
-}
-
-/// [`for_customer`], only the orders `channel_id` placed when given.
-pub async fn for_customer_in(
-    store: &Store,
-    keys: &ProfileKeys,
-    channel_id: Option<&str>,
-    before: Option<&str>,
-    limit: i64,
-) -> Result<Vec<Order>, OrderError> {
-    let mut conn = store.reader().acquire().await.map_err(StoreError::from)?;
-    let ids = store::ids_for_customer(
-        &mut *conn,
-        &keys.customer_ids,
-        &keys.anonymous_ids,
-        channel_id,
-        before,
-        limit,
-    )
-    .await?;
-    load_many(&mut conn, store.dialect(), ids).await
-}
-
-/// For the customer timeline: a profile's orders created before the cursor
-/// `(created_at micros, id)`, newest first, optionally from one channel.
-pub async fn timeline_for(
-    store: &Store,
-    keys: &ProfileKeys,
-    channel_id: Option<&str>,
-    before: (i64, &str),
-    limit: i64,
-) -> Result<Vec<Order>, OrderError> {
-    let mut conn = store.reader().acquire().await.map_err(StoreError::from)?;
-    let ids = store::timeline_ids(
-        &mut *conn,
-        &keys.customer_ids,
-        &keys.anonymous_ids,
-        channel_id,
-        before,
-        limit,
-    )
-    .await?;
-    load_many(&mut conn, store.dialect(), ids).await
-}
-
-/// The orders `ids`, in that order (ids that vanished are skipped).
-async fn load_many(
-    conn: &mut sqlx::AnyConnection,
-    dialect: crate::platform::storage::Dialect,
-    ids: Vec<String>,
-) -> Result<Vec<Order>, OrderError> {
-    let mut orders = Vec::with_capacity(ids.len());
-    for id in ids {
-        if let Some(row) = store::order(&mut *conn, dialect, &id, false).await? {
-            orders.push(Order::try_from(row)?);
-        }
-    }
-    Ok(orders)
-}
-
-async fn load_in(tx: &mut Tx, id: OrderId) -> Result<Order, OrderError> {
-    let dialect = tx.dialect();
-    let row = store::order(tx.conn(), dialect, &id.to_string(), true)
-        .await?
-        .ok_or(OrderError::NotFound)?;
-    Ok(Order::try_from(row)?)
-}
-
-// ------------------------------------------------------------ placing
-
-fn check_tenders(tenders: &[Tender], total: i64) -> Result<(), OrderError> {
-    let tendered: i64 = tenders.iter().map(|t| t.amount_minor).sum();
-    if tendered < total {
-        return Err(OrderError::InsufficientTender { total, tendered });
-    }
-    Ok(())
-}
-
-/// The groups of an order: its reservation's lines per location.
-fn groups_of(reservation: &Reservation) -> Vec<FulfilmentGroup> {
-    let mut by_location: BTreeMap<LocationId, Vec<(Sku, i64)>> = BTreeMap::new();
-    for line in &reservation.lines {
-        by_location
-            .entry(line.location_id)
-            .or_default()
-            .push((line.sku.clone(), line.quantity));
-    }
-    by_location
-        .into_iter()
-        .map(|(location_id, lines)| FulfilmentGroup {
-            location_id,
-            status: GroupStatus::Allocated,
-            lines,
-            carrier: None,
-            tracking: None,
-            ready_by: None,
-            ready_at: None,
-        })
-        .collect()
-}
-
-/// Reserves `lines` for `fulfilment` inside the caller's transaction:
-/// at the store for pickup and in-store sales, where sourcing says for the
-/// rest. All or nothing.
-async fn reserve_for(
-    tx: &mut Tx,
-    channel: ChannelId,
-    lines: &[(Sku, i64)],
-    fulfilment: &Fulfilment,
-    reference: String,
-) -> Result<Reservation, OrderError> {
-    let request_lines: Vec<RequestLine> = match fulfilment.location() {
-        Some(location) => {
-            let found = locations::get(tx.conn(), location)
-                .await?
-                .ok_or_else(|| InventoryError::UnknownLocation(location.to_string()))?;
-            if matches!(fulfilment, Fulfilment::Pickup(_))
-                && (found.kind != LocationKind::Store || !found.pickup_enabled)
-            {
-                return Err(OrderError::Invalid(format!(
-                    "location {location} does not offer pickup"
-                )));
-            }
-            lines
-                .iter()
-                .map(|(sku, quantity)| RequestLine {
-                    sku: sku.clone(),
-                    quantity: *quantity,
-                    location: Some(location),
-                })
-                .collect()
-        }
-        None => {
-            let delivery = match fulfilment {
-                Fulfilment::Ship(a) => Delivery::Ship { to: a.coordinates },
-                _ => Delivery::Unspecified,
-            };
-            source(tx, channel, lines, &delivery).await?
-        }
-    };
-    let reservation = reservations::reserve_in(
-        tx,
-        ReservationRequest {
-            channel,
-            lines: request_lines,
-            hold_seconds: None,
-            reference: Some(reference.clone()),
-        },
-    )
-    .await?;
-    Ok(reservation)
-}
-
-/// Sourcing inside the transaction: bundles expanded, candidates read with
-/// the channel's policy, the plan turned into located lines.
-async fn source(
-    tx: &mut Tx,
-    channel: ChannelId,
-    lines: &[(Sku, i64)],
-    delivery: &Delivery,
-) -> Result<Vec<RequestLine>, OrderError> {
-    let unlocated: Vec<RequestLine> = lines
-        .iter()
-        .map(|(sku, quantity)| RequestLine {
-            sku: sku.clone(),
-            quantity: *quantity,
-            location: None,
-        })
-        .collect();
-    let expanded = reservations::expand(tx, &unlocated).await?;
-    let mut demand: BTreeMap<Sku, i64> = BTreeMap::new();
-    for ((sku, _), quantity) in expanded {
-        *demand.entry(sku).or_default() += quantity;
-    }
-    let channel_policy = policy::load(tx.conn(), channel).await?;
-    let skus: Vec<Sku> = demand.keys().cloned().collect();
-    let candidates = reservations::candidates(tx, &channel_policy, &skus).await?;
-    let plan = sourcing::plan(&demand, &candidates, delivery, tx.now())
-        .map_err(|_| OrderError::Invalid("sourcing failed".into()))?;
-    if !plan.is_complete() {
-        let shortages = Shortage::unsourced(&demand, &plan.unfulfilled);
-        return Err(InventoryError::InsufficientStock(shortages).into());
-    }
-    Ok(plan
-        .assignments
-        .into_iter()
-        .flat_map(|a| {
-            a.lines.into_iter().map(move |(sku, quantity)| RequestLine {
-                sku,
-                quantity,
-                location: Some(a.location_id),
-            })
-        })
-        .collect())
 }
 
 /// What a checkout asks for.

@@ -138,21 +138,7 @@ impl TryFrom<OrderRow> for Order {
             groups: r
                 .groups
                 .into_iter()
-                .map(|g| {
-                    Ok(FulfilmentGroup {
-                        location_id: g.location_id.parse().map_err(|_| corrupt("groups"))?,
-                        status: GroupStatus::parse(&g.status).ok_or_else(|| corrupt("groups"))?,
-                        lines: g
-                            .lines
-                            .into_iter()
-                            .map(|(s, q)| (Sku::from_trusted(s), q))
-                            .collect(),
-                        carrier: g.carrier,
-                        tracking: g.tracking,
-                        ready_by: g.ready_by.map(crate::platform::time::from_micros),
-                        ready_at: g.ready_at.map(crate::platform::time::from_micros),
-                    })
-                })
+                .map(group_from)
                 .collect::<Result<_, StoreError>>()?,
             reservation_id: r
                 .reservation_id
@@ -172,4 +158,21 @@ impl TryFrom<OrderRow> for Order {
                 .collect(),
         })
     }
+}
+
+fn group_from(g: GroupDoc) -> Result<FulfilmentGroup, StoreError> {
+    let corrupt = || StoreError::Corrupt("orders.groups".into());
+    Ok(FulfilmentGroup {
+        location_id: g.location_id.parse().map_err(|_| corrupt())?,
+        status: GroupStatus::parse(&g.status).ok_or_else(corrupt)?,
+        lines: g
+            .lines
+            .into_iter()
+            .map(|(s, q)| (Sku::from_trusted(s), q))
+            .collect(),
+        carrier: g.carrier,
+        tracking: g.tracking,
+        ready_by: g.ready_by.map(crate::platform::time::from_micros),
+        ready_at: g.ready_at.map(crate::platform::time::from_micros),
+    })
 }

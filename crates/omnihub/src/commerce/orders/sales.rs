@@ -96,75 +96,86 @@ pub async fn record_pos_sale(
     store
         .write(move |tx| {
             let sale = sale.clone();
-            Box::pin(async move {
-                let order_id = OrderId::new();
-                // Identity first: its lock comes before any stock lock.
-                let customer_id = match &sale.customer {
-                    Some(who) => sale_customer(tx, channel, order_id, who).await?,
-                    None => None,
-                };
-                let mut lines = Vec::with_capacity(sale.lines.len());
-                for (sku, quantity) in &sale.lines {
-                    let variant = catalog::variant_by_sku(tx.conn(), sku.as_str())
-                        .await?
-                        .ok_or_else(|| InventoryError::UnknownSku(sku.to_string()))?;
-                    if variant.archived().is_some() {
-                        return Err(InventoryError::SkuArchived(sku.to_string()).into());
-                    }
-                    let unit_price_minor =
-                        *variant.prices.get(&sale.currency).ok_or_else(|| {
-                            CartError::PriceUnavailable {
-                                sku: sku.to_string(),
-                                currency: sale.currency.as_str().into(),
-                            }
-                        })?;
-                    lines.push(OrderLine {
-                        sku: sku.clone(),
-                        quantity: *quantity,
-                        unit_price_minor,
-                    });
-                }
-                let total: i64 = lines.iter().map(OrderLine::total_minor).sum();
-                check_tenders(&sale.tenders, total)?;
-                let fulfilment = Fulfilment::InStore(sale.location);
-                let reference = format!("order:{order_id}");
-                let reserved =
-                    reserve_for(tx, channel, &sale.lines, &fulfilment, reference).await?;
-                let fulfilled =
-                    reservations::fulfil_in(tx, reserved.id, Some(sale.location), Some(channel))
-                        .await?;
-                let now = tx.now();
-                let mut groups = groups_of(&fulfilled);
-                for g in &mut groups {
-                    g.status = GroupStatus::Completed;
-                }
-                let order = Order {
-                    id: order_id,
-                    channel_id: channel,
-                    source: Source::Pos,
-                    customer_id,
-                    anonymous_id: None,
-                    cart_id: None,
-                    external_order_id: None,
-                    buyer_alias: None,
-                    currency: sale.currency,
-                    status: OrderStatus::Completed,
-                    fulfilment,
-                    lines,
-                    total_minor: total,
-                    tenders: sale.tenders,
-                    groups,
-                    reservation_id: Some(fulfilled.id),
-                    created_at: now,
-                    updated_at: now,
-                    origin: sale.customer.as_ref().map(SaleCustomer::origin),
-                };
-                store::insert(tx.conn(), &to_row(&order)).await?;
-                emit(tx, OrderEvent::Completed, &order, channel);
-                Ok(order)
-            })
+            Box::pin(async move { record_pos_sale_in(tx, channel, sale).await })
         })
         .await
+}
+
+async fn record_pos_sale_in(
+    tx: &mut Tx,
+    channel: ChannelId,
+    sale: PosSale,
+) -> Result<Order, OrderError> {
+    let order_id = OrderId::new();
+    // Identity first: its lock comes before any stock lock.
+    let customer_id = match &sale.customer {
+        Some(who) => sale_customer(tx, channel, order_id, who).await?,
+        None => None,
+    };
+    let lines = priced_lines(tx, &sale).await?;
+    let total: i64 = lines.iter().map(OrderLine::total_minor).sum();
+    check_tenders(&sale.tenders, total)?;
+    let fulfilment = Fulfilment::InStore(sale.location);
+    let reference = format!("order:{order_id}");
+    let reserved = reserve_for(tx, channel, &sale.lines, &fulfilment, reference).await?;
+    let fulfilled =
+        reservations::fulfil_in(tx, reserved.id, Some(sale.location), Some(channel)).await?;
+    let now = tx.now();
+    let mut groups = groups_of(&fulfilled);
+    for g in &mut groups {
+        g.status = GroupStatus::Completed;
+    }
+    let order = Order {
+        id: order_id,
+        channel_id: channel,
+        source: Source::Pos,
+        customer_id,
+        anonymous_id: None,
+        cart_id: None,
+        external_order_id: None,
+        buyer_alias: None,
+        currency: sale.currency,
+        status: OrderStatus::Completed,
+        fulfilment,
+        lines,
+        total_minor: total,
+        tenders: sale.tenders,
+        groups,
+        reservation_id: Some(fulfilled.id),
+        created_at: now,
+        updated_at: now,
+        origin: sale.customer.as_ref().map(SaleCustomer::origin),
+    };
+    store::insert(tx.conn(), &to_row(&order)).await?;
+    emit(tx, OrderEvent::Completed, &order, channel);
+    Ok(order)
+}
+
+/// The sale's lines at the catalog's prices in its currency.
+async fn priced_lines(tx: &mut Tx, sale: &PosSale) -> Result<Vec<OrderLine>, OrderError> {
+    let mut lines = Vec::with_capacity(sale.lines.len());
+    for (sku, quantity) in &sale.lines {
+        let variant = catalog::variant_by_sku(tx.conn(), sku.as_str())
+            .await?
+            .ok_or_else(|| InventoryError::UnknownSku(sku.to_string()))?;
+        if variant.archived().is_some() {
+            return Err(InventoryError::SkuArchived(sku.to_string()).into());
+        }
+        let unit_price_minor =
+            *variant
+                .prices
+                .get(&sale.currency)
+                .ok_or_else(|| CartError::PriceUnavailable {
+                    sku: sku.to_string(),
+                    currency: sale.currency.as_str().into(),
+                })?;
+        lines.push(OrderLine {
+            sku: sku.clone(),
+            quantity: *quantity,
+            unit_price_minor,
+        });
+    }
+    Ok(lines)
 }
 
 /// An order placed on a marketplace.
@@ -206,64 +217,65 @@ pub async fn import(
     store
         .write(move |tx| {
             let (imported, lines) = (imported.clone(), lines.clone());
-            Box::pin(async move {
-                if let Some(existing) = store::by_external_id(
-                    tx.conn(),
-                    &channel.to_string(),
-                    &imported.external_order_id,
-                )
-                .await?
-                {
-                    return Ok((Order::try_from(existing)?, false));
-                }
-                let order_id = OrderId::new();
-                let fulfilment = Fulfilment::Sourced(imported.address.clone());
-                let reference = format!("order:{order_id}");
-                let reserved =
-                    reserve_for(tx, channel, &lines, &fulfilment, reference.clone()).await?;
-                let reservation =
-                    reservations::allocate_in(tx, reserved.id, Some(reference)).await?;
-                let now = tx.now();
-                let order_lines: Vec<OrderLine> = imported
-                    .lines
-                    .iter()
-                    .map(|(sku, quantity, unit_price_minor)| OrderLine {
-                        sku: sku.clone(),
-                        quantity: *quantity,
-                        unit_price_minor: *unit_price_minor,
-                    })
-                    .collect();
-                let total: i64 = order_lines.iter().map(OrderLine::total_minor).sum();
-                let order = Order {
-                    id: order_id,
-                    channel_id: channel,
-                    source: Source::Marketplace,
-                    customer_id: None,
-                    anonymous_id: None,
-                    cart_id: None,
-                    external_order_id: Some(imported.external_order_id.clone()),
-                    buyer_alias: imported.buyer_alias.as_deref().map(mask_alias),
-                    currency: imported.currency,
-                    status: OrderStatus::Allocated,
-                    fulfilment,
-                    lines: order_lines,
-                    total_minor: total,
-                    tenders: vec![Tender {
-                        method: "marketplace".into(),
-                        reference: imported.external_order_id,
-                        amount_minor: total,
-                    }],
-                    groups: groups_of(&reservation),
-                    reservation_id: Some(reservation.id),
-                    created_at: now,
-                    updated_at: now,
-                    origin: None,
-                };
-                store::insert(tx.conn(), &to_row(&order)).await?;
-                emit(tx, OrderEvent::Imported, &order, channel);
-                emit(tx, OrderEvent::Allocated, &order, channel);
-                Ok((order, true))
-            })
+            Box::pin(async move { import_in(tx, channel, imported, lines).await })
         })
         .await
+}
+
+async fn import_in(
+    tx: &mut Tx,
+    channel: ChannelId,
+    imported: MarketplaceOrder,
+    lines: Vec<(Sku, i64)>,
+) -> Result<(Order, bool), OrderError> {
+    if let Some(existing) =
+        store::by_external_id(tx.conn(), &channel.to_string(), &imported.external_order_id).await?
+    {
+        return Ok((Order::try_from(existing)?, false));
+    }
+    let order_id = OrderId::new();
+    let fulfilment = Fulfilment::Sourced(imported.address.clone());
+    let reference = format!("order:{order_id}");
+    let reserved = reserve_for(tx, channel, &lines, &fulfilment, reference.clone()).await?;
+    let reservation = reservations::allocate_in(tx, reserved.id, Some(reference)).await?;
+    let now = tx.now();
+    let order_lines: Vec<OrderLine> = imported
+        .lines
+        .iter()
+        .map(|(sku, quantity, unit_price_minor)| OrderLine {
+            sku: sku.clone(),
+            quantity: *quantity,
+            unit_price_minor: *unit_price_minor,
+        })
+        .collect();
+    let total: i64 = order_lines.iter().map(OrderLine::total_minor).sum();
+    let order = Order {
+        id: order_id,
+        channel_id: channel,
+        source: Source::Marketplace,
+        customer_id: None,
+        anonymous_id: None,
+        cart_id: None,
+        external_order_id: Some(imported.external_order_id.clone()),
+        buyer_alias: imported.buyer_alias.as_deref().map(mask_alias),
+        currency: imported.currency,
+        status: OrderStatus::Allocated,
+        fulfilment,
+        lines: order_lines,
+        total_minor: total,
+        tenders: vec![Tender {
+            method: "marketplace".into(),
+            reference: imported.external_order_id,
+            amount_minor: total,
+        }],
+        groups: groups_of(&reservation),
+        reservation_id: Some(reservation.id),
+        created_at: now,
+        updated_at: now,
+        origin: None,
+    };
+    store::insert(tx.conn(), &to_row(&order)).await?;
+    emit(tx, OrderEvent::Imported, &order, channel);
+    emit(tx, OrderEvent::Allocated, &order, channel);
+    Ok((order, true))
 }

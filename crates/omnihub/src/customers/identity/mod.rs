@@ -263,6 +263,25 @@ fn parse_stored_rules(json: &str) -> Result<IdentityRules, StoreError> {
     })
 }
 
+/// An erased person's identifiers are never recorded again: the call is
+/// refused (the graph holds no known identifier of theirs, so only new ones
+/// need the check, and the common case runs one indexed probe).
+async fn refuse_suppressed(
+    tx: &mut Tx,
+    known: &KnownIdentities,
+    all: &[&Identifier],
+) -> Result<(), IdentityError> {
+    let unknown: Vec<&Identifier> = all
+        .iter()
+        .copied()
+        .filter(|i| known.row(&i.pair()).is_none())
+        .collect();
+    if privacy::suppressed(tx.conn(), &unknown).await? {
+        return Err(IdentityError::Suppressed);
+    }
+    Ok(())
+}
+
 /// Records the identifiers and links of one tracking call and places it on
 /// a profile, regrouping the graph around it when it added links.
 ///
@@ -276,7 +295,6 @@ pub async fn observe(
     observation: &Observation,
     known: &mut KnownIdentities,
 ) -> Result<Placement, IdentityError> {
-    let now = tx.now();
     // The anchor first, so that a profile created by this call takes the
     // anchor's home id (the smallest one minted here); then the others in
     // (kind, value) order.
@@ -287,90 +305,13 @@ pub async fn observe(
     all.insert(0, &observation.anchor.identifier);
     known.fetch(tx.conn(), &all).await?;
     let first_seen = time::to_micros(observation.observed_at);
-    let mut created: Vec<IdentifierRow> = Vec::new();
-    // An erased person's identifiers are never recorded again: the call is
-    // dropped (the graph holds no known identifier of theirs, so only new
-    // ones need the check, and the common case runs one indexed probe).
-    let unknown: Vec<&Identifier> = all
-        .iter()
-        .copied()
-        .filter(|i| known.row(&i.pair()).is_none())
-        .collect();
-    if privacy::suppressed(tx.conn(), &unknown).await? {
-        return Err(IdentityError::Suppressed);
-    }
-    for identifier in &all {
-        let pair = identifier.pair();
-        if known.row(&pair).is_some() {
-            continue;
-        }
-        // Every identifier gets a home profile id of its own: when a split
-        // separates identifiers first seen together, each keeps a distinct id.
-        let minted = CustomerId::new().to_string();
-        let row = IdentifierRow {
-            id: IdentifierId::new().to_string(),
-            kind: pair.0,
-            value: pair.1,
-            customer_id: minted.clone(),
-            home_customer_id: minted,
-            status: NodeStatus::Member,
-            verified: false,
-            first_seen_at: first_seen,
-        };
-        store::insert_identifier(tx.conn(), &row, now).await?;
-        known.inserted(row.clone());
-        created.push(row);
-    }
+    refuse_suppressed(tx, known, &all).await?;
+    let created = insert_unknown(tx, known, &all, first_seen).await?;
     let anchor = known
         .row(&observation.anchor.identifier.pair())
         .cloned()
         .ok_or_else(|| StoreError::Corrupt("anchor identifier vanished".into()))?;
-
-    // Links the ledger does not hold yet (same pair, at least as verified).
-    let mut other_ids: Vec<String> = Vec::with_capacity(observation.others.len());
-    let mut sources: Vec<&str> = Vec::with_capacity(observation.others.len());
-    for other in &observation.others {
-        let Some(row) = known.row(&other.identifier.pair()) else {
-            continue;
-        };
-        if row.id == anchor.id || other_ids.contains(&row.id) {
-            continue;
-        }
-        other_ids.push(row.id.clone());
-        sources.push(other.source.as_str());
-    }
-    let pairs: Vec<(String, String)> = other_ids
-        .iter()
-        .map(|id| (anchor.id.clone(), id.clone()))
-        .collect();
-    known.fetch_links(tx.conn(), &pairs).await?;
-    let mut new_links = BTreeSet::new();
-    for (other_id, source) in other_ids.iter().zip(sources) {
-        if known
-            .has_link(tx.conn(), &anchor.id, other_id, observation.trust)
-            .await?
-        {
-            continue;
-        }
-        let link = LinkRow {
-            id: LinkId::new().to_string(),
-            from_id: anchor.id.clone(),
-            to_id: other_id.clone(),
-            rule: source.to_string(),
-            verified: observation.trust.verified(),
-            trusted: observation.trust.trusted(),
-            tracking_event_id: observation.tracking_event_id.clone(),
-            message_id: observation.message_id.clone(),
-            channel_id: observation.channel_id.map(|c| c.to_string()),
-            observed_at: first_seen,
-            created_at: time::to_micros(now),
-            retracted_at: None,
-            retracted_by: None,
-        };
-        store::insert_link(tx.conn(), &link).await?;
-        known.linked(&anchor.id, other_id, observation.trust);
-        new_links.insert(link.id);
-    }
+    let (other_ids, new_links) = insert_new_links(tx, observation, known, &anchor).await?;
     if new_links.is_empty() && created.is_empty() {
         return Ok(Placement {
             customer_id: anchor.customer_id,
@@ -410,6 +351,97 @@ pub async fn observe(
         new_links: new_links.len(),
         split_into: outcome.split_into.iter().cloned().collect(),
     })
+}
+
+/// Inserts the identifiers `known` does not hold, each with a home profile
+/// id of its own (when a split separates identifiers first seen together,
+/// each keeps a distinct id); returns them.
+async fn insert_unknown(
+    tx: &mut Tx,
+    known: &mut KnownIdentities,
+    all: &[&Identifier],
+    first_seen: i64,
+) -> Result<Vec<IdentifierRow>, IdentityError> {
+    let now = tx.now();
+    let mut created: Vec<IdentifierRow> = Vec::new();
+    for identifier in all {
+        let pair = identifier.pair();
+        if known.row(&pair).is_some() {
+            continue;
+        }
+        let minted = CustomerId::new().to_string();
+        let row = IdentifierRow {
+            id: IdentifierId::new().to_string(),
+            kind: pair.0,
+            value: pair.1,
+            customer_id: minted.clone(),
+            home_customer_id: minted,
+            status: NodeStatus::Member,
+            verified: false,
+            first_seen_at: first_seen,
+        };
+        store::insert_identifier(tx.conn(), &row, now).await?;
+        known.inserted(row.clone());
+        created.push(row);
+    }
+    Ok(created)
+}
+
+/// Links the anchor to the call's other identifiers where the ledger does
+/// not hold the link yet (same pair, at least as verified). Returns the
+/// other identifiers' ids (each once) and the ids of the links inserted.
+async fn insert_new_links(
+    tx: &mut Tx,
+    observation: &Observation,
+    known: &mut KnownIdentities,
+    anchor: &IdentifierRow,
+) -> Result<(Vec<String>, BTreeSet<String>), IdentityError> {
+    let now = tx.now();
+    let mut other_ids: Vec<String> = Vec::with_capacity(observation.others.len());
+    let mut sources: Vec<&str> = Vec::with_capacity(observation.others.len());
+    for other in &observation.others {
+        let Some(row) = known.row(&other.identifier.pair()) else {
+            continue;
+        };
+        if row.id == anchor.id || other_ids.contains(&row.id) {
+            continue;
+        }
+        other_ids.push(row.id.clone());
+        sources.push(other.source.as_str());
+    }
+    let pairs: Vec<(String, String)> = other_ids
+        .iter()
+        .map(|id| (anchor.id.clone(), id.clone()))
+        .collect();
+    known.fetch_links(tx.conn(), &pairs).await?;
+    let mut new_links = BTreeSet::new();
+    for (other_id, source) in other_ids.iter().zip(sources) {
+        if known
+            .has_link(tx.conn(), &anchor.id, other_id, observation.trust)
+            .await?
+        {
+            continue;
+        }
+        let link = LinkRow {
+            id: LinkId::new().to_string(),
+            from_id: anchor.id.clone(),
+            to_id: other_id.clone(),
+            rule: source.to_string(),
+            verified: observation.trust.verified(),
+            trusted: observation.trust.trusted(),
+            tracking_event_id: observation.tracking_event_id.clone(),
+            message_id: observation.message_id.clone(),
+            channel_id: observation.channel_id.map(|c| c.to_string()),
+            observed_at: time::to_micros(observation.observed_at),
+            created_at: time::to_micros(now),
+            retracted_at: None,
+            retracted_by: None,
+        };
+        store::insert_link(tx.conn(), &link).await?;
+        known.linked(&anchor.id, other_id, observation.trust);
+        new_links.insert(link.id);
+    }
+    Ok((other_ids, new_links))
 }
 
 /// What [`recompute`] does for an identifier just created, with no link:

@@ -163,10 +163,37 @@ pub(super) async fn apply_resolution(
     cause: &Cause,
     out: &mut Recomputed,
 ) -> Result<(), IdentityError> {
-    let now = tx.now();
-    let channel = cause.channel();
     let resolution = out.resolution.clone();
-    // Profiles active (not merged) before, among the old profiles here.
+    let old_active = active_profiles(tx, out).await?;
+    let survivors: BTreeSet<&String> = resolution.groups.iter().map(|g| &g.survivor).collect();
+    for group in &resolution.groups {
+        let survivor = &group.survivor;
+        place_members(tx, cause, out, &resolution, group).await?;
+        // Every profile that was active and is not the survivor merged into it.
+        let merged_here: BTreeSet<String> = group
+            .members
+            .iter()
+            .filter_map(|m| out.rows.get(m).map(|r| r.customer_id.clone()))
+            .filter(|c| c != survivor && old_active.contains(c) && !survivors.contains(c))
+            .collect();
+        for merged in merged_here {
+            let side: Vec<String> = group
+                .members
+                .iter()
+                .filter(|m| out.rows.get(*m).is_some_and(|r| r.customer_id == merged))
+                .cloned()
+                .collect();
+            let merge_id = record_merge(tx, cause, out, survivor, merged, side).await?;
+            out.merges.push(merge_id);
+        }
+    }
+    out.split_into = emit_splits(tx, cause, out, &old_active);
+    emit_refusals(tx, cause, out);
+    Ok(())
+}
+
+/// The profiles active (not merged) before, among the old profiles here.
+async fn active_profiles(tx: &mut Tx, out: &Recomputed) -> Result<BTreeSet<String>, IdentityError> {
     let mut old_active: BTreeSet<String> = BTreeSet::new();
     let old_ids: BTreeSet<String> = out.rows.values().map(|r| r.customer_id.clone()).collect();
     for id in &old_ids {
@@ -176,99 +203,105 @@ pub(super) async fn apply_resolution(
             }
         }
     }
-    let survivors: BTreeSet<&String> = resolution.groups.iter().map(|g| &g.survivor).collect();
-    for group in &resolution.groups {
-        let survivor = &group.survivor;
-        let created = activate_profile(tx, survivor).await?;
-        for member in &group.members {
-            out.customer_of.insert(member.clone(), survivor.clone());
-            let Some(row) = out.rows.get(member) else {
-                continue;
-            };
-            let status = resolution
-                .status
-                .get(member)
-                .copied()
-                .unwrap_or(NodeStatus::Member);
-            let verified = resolution.verified.contains(member);
-            if row.customer_id != *survivor || row.status != status || row.verified != verified {
-                store::update_identifier(tx.conn(), member, survivor, status, verified, now)
-                    .await?;
-            }
-            if row.status != status && status != NodeStatus::Member {
-                emit_status_change(tx, row, status, survivor, channel, cause);
-            }
+    Ok(old_active)
+}
+
+/// Activates the group's profile (`customer.created` when new) and moves
+/// its members there with their new status and verification.
+async fn place_members(
+    tx: &mut Tx,
+    cause: &Cause,
+    out: &mut Recomputed,
+    resolution: &Resolution,
+    group: &resolver::Group,
+) -> Result<(), IdentityError> {
+    let now = tx.now();
+    let channel = cause.channel();
+    let survivor = &group.survivor;
+    let created = activate_profile(tx, survivor).await?;
+    for member in &group.members {
+        out.customer_of.insert(member.clone(), survivor.clone());
+        let Some(row) = out.rows.get(member) else {
+            continue;
+        };
+        let status = resolution
+            .status
+            .get(member)
+            .copied()
+            .unwrap_or(NodeStatus::Member);
+        let verified = resolution.verified.contains(member);
+        if row.customer_id != *survivor || row.status != status || row.verified != verified {
+            store::update_identifier(tx.conn(), member, survivor, status, verified, now).await?;
         }
-        if created {
-            tx.emit(
-                NewEvent::of(
-                    &IdentityEvent::CustomerCreated(events::CustomerCreated {
-                        customer_id: survivor.clone(),
-                        identifiers: group
-                            .members
-                            .iter()
-                            .filter_map(|m| out.rows.get(m))
-                            .map(IdentifierValue::of)
-                            .collect(),
-                        cause: cause.describe(),
-                    }),
-                    now,
-                )
-                .channel(channel)
-                .subject("customer_id", survivor),
-            );
-        }
-        // Every profile that was active and is not the survivor merged into it.
-        let mut merged_here: BTreeSet<String> = group
-            .members
-            .iter()
-            .filter_map(|m| out.rows.get(m).map(|r| r.customer_id.clone()))
-            .filter(|c| c != survivor && old_active.contains(c) && !survivors.contains(c))
-            .collect();
-        for merged in std::mem::take(&mut merged_here) {
-            let side: Vec<String> = group
-                .members
-                .iter()
-                .filter(|m| out.rows.get(*m).is_some_and(|r| r.customer_id == merged))
-                .cloned()
-                .collect();
-            let (link_id, reason) = cause_link(&resolution, &out.links, &side);
-            let merge = store::MergeRow {
-                id: MergeId::new().to_string(),
-                survivor_id: survivor.clone(),
-                merged_id: merged.clone(),
-                link_id: link_id.clone(),
-                reason: reason.to_string(),
-                merged_side: side.clone(),
-                created_at: time::to_micros(now),
-                undone_at: None,
-                undone_by: None,
-            };
-            store::insert_merge(tx.conn(), &merge).await?;
-            store::set_merged_into(tx.conn(), &merged, Some(survivor), now).await?;
-            let link = link_id.as_ref().and_then(|l| out.links.get(l));
-            tx.emit(
-                NewEvent::of(
-                    &IdentityEvent::CustomerMerged(events::CustomerMerged {
-                        merge_id: merge.id.clone(),
-                        customer_id: survivor.clone(),
-                        merged_customer_id: merged.clone(),
-                        reason: reason.to_string(),
-                        link: link.map(|l| LinkBody::of(l, &out.rows)),
-                        cause: cause.describe(),
-                    }),
-                    now,
-                )
-                .channel(channel)
-                .subject("customer_id", survivor)
-                .subject("merged_customer_id", &merged),
-            );
-            out.merges.push(merge.id);
+        if row.status != status && status != NodeStatus::Member {
+            emit_status_change(tx, row, status, survivor, channel, cause);
         }
     }
-    out.split_into = emit_splits(tx, cause, out, &old_active);
-    emit_refusals(tx, cause, out);
+    if created {
+        tx.emit(
+            NewEvent::of(
+                &IdentityEvent::CustomerCreated(events::CustomerCreated {
+                    customer_id: survivor.clone(),
+                    identifiers: group
+                        .members
+                        .iter()
+                        .filter_map(|m| out.rows.get(m))
+                        .map(IdentifierValue::of)
+                        .collect(),
+                    cause: cause.describe(),
+                }),
+                now,
+            )
+            .channel(channel)
+            .subject("customer_id", survivor),
+        );
+    }
     Ok(())
+}
+
+/// Records that `merged` (whose identifiers here are `side`) merged into
+/// `survivor`, with the link that caused it, and emits `customer.merged`.
+async fn record_merge(
+    tx: &mut Tx,
+    cause: &Cause,
+    out: &Recomputed,
+    survivor: &String,
+    merged: String,
+    side: Vec<String>,
+) -> Result<String, IdentityError> {
+    let now = tx.now();
+    let (link_id, reason) = cause_link(&out.resolution, &out.links, &side);
+    let merge = store::MergeRow {
+        id: MergeId::new().to_string(),
+        survivor_id: survivor.clone(),
+        merged_id: merged.clone(),
+        link_id: link_id.clone(),
+        reason: reason.to_string(),
+        merged_side: side,
+        created_at: time::to_micros(now),
+        undone_at: None,
+        undone_by: None,
+    };
+    store::insert_merge(tx.conn(), &merge).await?;
+    store::set_merged_into(tx.conn(), &merged, Some(survivor), now).await?;
+    let link = link_id.as_ref().and_then(|l| out.links.get(l));
+    tx.emit(
+        NewEvent::of(
+            &IdentityEvent::CustomerMerged(events::CustomerMerged {
+                merge_id: merge.id.clone(),
+                customer_id: survivor.clone(),
+                merged_customer_id: merged.clone(),
+                reason: reason.to_string(),
+                link: link.map(|l| LinkBody::of(l, &out.rows)),
+                cause: cause.describe(),
+            }),
+            now,
+        )
+        .channel(cause.channel())
+        .subject("customer_id", survivor)
+        .subject("merged_customer_id", &merged),
+    );
+    Ok(merge.id)
 }
 
 /// Makes `id` an active profile that survives a regrouping: created when

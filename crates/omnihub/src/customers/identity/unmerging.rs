@@ -33,18 +33,7 @@ pub async fn unmerge(
     if merge.undone_at.is_some() {
         return Err(IdentityError::AlreadyUndone(merge.id));
     }
-    let side_rows = store::identifiers_by_ids(tx.conn(), &merge.merged_side).await?;
-    let current: BTreeSet<String> = side_rows.iter().map(|r| r.customer_id.clone()).collect();
-    let customers: Vec<String> = current.into_iter().collect();
-    let group = store::identifiers_of_customers(tx.conn(), &customers).await?;
-    let side: BTreeSet<&str> = merge.merged_side.iter().map(String::as_str).collect();
-    let group_ids: Vec<String> = group.iter().map(|r| r.id.clone()).collect();
-    let links = store::active_links_touching(tx.conn(), &group_ids).await?;
-    let cut: Vec<String> = links
-        .iter()
-        .filter(|l| side.contains(l.from_id.as_str()) != side.contains(l.to_id.as_str()))
-        .map(|l| l.id.clone())
-        .collect();
+    let (group_ids, cut) = links_to_cut(tx, &merge).await?;
     store::retract_links(tx.conn(), &cut, &format!("unmerge:{}", merge.id), now).await?;
     store::mark_merge_undone(tx.conn(), &merge.id, &format!("unmerge:{}", merge.id), now).await?;
     let cause = Cause::Unmerge {
@@ -52,18 +41,7 @@ pub async fn unmerge(
         channel_id,
     };
     let recomputed = recompute(tx, rules, &group_ids, &cause).await?;
-    let mut profiles: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (id, customer) in &recomputed.customer_of {
-        if let Some(row) = recomputed.rows.get(id) {
-            profiles
-                .entry(customer.clone())
-                .or_default()
-                .push(format!("{}:{}", row.kind, row.value));
-        }
-    }
-    for list in profiles.values_mut() {
-        list.sort();
-    }
+    let profiles = identifiers_by_profile(&recomputed);
     let report = UnmergeReport {
         merge_id: merge.id.clone(),
         survivor_id: merge.survivor_id.clone(),
@@ -96,4 +74,42 @@ pub async fn unmerge(
     };
     follow_up(tx, rules, &separation).await?;
     Ok(report)
+}
+
+/// The identifiers of the profiles the merged side is in now, and the
+/// active links between the merged side and the rest of them.
+async fn links_to_cut(
+    tx: &mut Tx,
+    merge: &store::MergeRow,
+) -> Result<(Vec<String>, Vec<String>), IdentityError> {
+    let side_rows = store::identifiers_by_ids(tx.conn(), &merge.merged_side).await?;
+    let current: BTreeSet<String> = side_rows.iter().map(|r| r.customer_id.clone()).collect();
+    let customers: Vec<String> = current.into_iter().collect();
+    let group = store::identifiers_of_customers(tx.conn(), &customers).await?;
+    let side: BTreeSet<&str> = merge.merged_side.iter().map(String::as_str).collect();
+    let group_ids: Vec<String> = group.iter().map(|r| r.id.clone()).collect();
+    let links = store::active_links_touching(tx.conn(), &group_ids).await?;
+    let cut: Vec<String> = links
+        .iter()
+        .filter(|l| side.contains(l.from_id.as_str()) != side.contains(l.to_id.as_str()))
+        .map(|l| l.id.clone())
+        .collect();
+    Ok((group_ids, cut))
+}
+
+/// Profile id → its identifiers ("type:value", sorted) after a regrouping.
+fn identifiers_by_profile(recomputed: &Recomputed) -> BTreeMap<String, Vec<String>> {
+    let mut profiles: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (id, customer) in &recomputed.customer_of {
+        if let Some(row) = recomputed.rows.get(id) {
+            profiles
+                .entry(customer.clone())
+                .or_default()
+                .push(format!("{}:{}", row.kind, row.value));
+        }
+    }
+    for list in profiles.values_mut() {
+        list.sort();
+    }
+    profiles
 }

@@ -198,6 +198,22 @@ pub(super) fn extract(
         as_user: identity::normalize(rules, "user_id", previous).ok(),
         as_anonymous: identity::normalize(rules, "anonymous_id", previous),
     });
+    let rest = other_identifiers(rules, message);
+    Ok(Extracted {
+        found,
+        ignored,
+        previous,
+        rest,
+    })
+}
+
+/// The identifiers after `previousId`, normalized, with their source field:
+/// the device id, the traits the rules name (the call's, unless it is a
+/// group call, then the context's), and the external ids.
+fn other_identifiers(
+    rules: &IdentityRules,
+    message: &Message,
+) -> Vec<(Result<Identifier, NormalizeError>, String)> {
     let mut rest = Vec::new();
     if let Some(device) = message
         .context
@@ -250,10 +266,5 @@ pub(super) fn extract(
             }
         }
     }
-    Ok(Extracted {
-        found,
-        ignored,
-        previous,
-        rest,
-    })
+    rest
 }

@@ -270,78 +270,10 @@ pub async fn batch(
     let received_at = time::now();
     let bytes = read_body(body, MAX_BATCH_BYTES, ErrorCode::BatchTooLarge)?;
     let mut object = parse_object(&bytes)?;
-    let Some(Value::Array(calls)) = object.remove("batch") else {
-        return Err(ApiError::invalid_field(
-            "batch",
-            "must be an array of calls",
-        ));
-    };
-    if calls.is_empty() {
-        return Err(ApiError::invalid_field(
-            "batch",
-            "must hold at least one call",
-        ));
-    }
-    if calls.len() > MAX_BATCH_CALLS {
-        return Err(ApiError::new(
-            ErrorCode::BatchTooLarge,
-            format!("at most {MAX_BATCH_CALLS} calls in one batch"),
-        ));
-    }
-    let shared_context = match object.get("context") {
-        Some(Value::Object(c)) => Some(c),
-        None | Some(Value::Null) => None,
-        Some(_) => {
-            return Err(ApiError::invalid_field(
-                "context",
-                "must be an object (the context every call of the batch shares)",
-            ));
-        }
-    };
-    let batch_sent_at = match object.get("sentAt") {
-        Some(v) => parse_time(v).map_err(|e| ApiError::invalid_field("sentAt", e))?,
-        None => None,
-    };
-    let mut rejected = Vec::new();
-    let mut messages = Vec::with_capacity(calls.len());
-    let mut positions = Vec::with_capacity(calls.len());
-    for (index, call) in calls.into_iter().enumerate() {
-        let size = serialized_len(&call);
-        let parsed = match call {
-            _ if size > MAX_EVENT_BYTES => {
-                Err((message_id_of(&call), Rejection::TooLarge(size).to_string()))
-            }
-            Value::Object(map) => {
-                let message_id = message_id_of_map(&map);
-                parse_message(None, map, shared_context, batch_sent_at)
-                    .map_err(|reason| (message_id, reason))
-            }
-            other => Err((
-                message_id_of(&other),
-                "a call must be a JSON object".to_string(),
-            )),
-        };
-        match parsed {
-            Ok(mut message) => {
-                match crate::customers::tracking::vouch(&state.store, &mut message).await {
-                    Ok(()) => {
-                        messages.push(message);
-                        positions.push(index);
-                    }
-                    Err(reason) => rejected.push(RejectedCall {
-                        index,
-                        message_id: message.message_id.clone(),
-                        reason,
-                    }),
-                }
-            }
-            Err((message_id, reason)) => rejected.push(RejectedCall {
-                index,
-                message_id,
-                reason,
-            }),
-        }
-    }
+    let calls = batch_calls(&mut object)?;
+    let (shared_context, batch_sent_at) = batch_shared(&object)?;
+    let parsed = parse_calls(&state.store, calls, shared_context, batch_sent_at).await;
+    let (messages, positions, mut rejected) = parsed;
     let sender = Sender::from_principal(&caller.principal, received_at);
     let message_ids: Vec<Option<String>> = messages.iter().map(|m| m.message_id.clone()).collect();
     let outcomes = if messages.is_empty() {
@@ -380,19 +312,7 @@ pub async fn batch(
     }
     rejected.sort_by_key(|r| r.index);
     if results.is_empty() {
-        let detail = rejected
-            .iter()
-            .map(|r| format!("[{}] {}", r.index, r.reason))
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(ApiError::new(
-            ErrorCode::InvalidEvent,
-            format!("no call of the batch was accepted: {detail}"),
-        )
-        .with_extension(
-            "rejected",
-            serde_json::to_value(&rejected).unwrap_or(Value::Null),
-        ));
+        return Err(nothing_accepted(&rejected));
     }
     Ok(axum::Json(BatchResponse {
         success: true,
@@ -401,6 +321,117 @@ pub async fn batch(
         rejected,
         results,
     }))
+}
+
+/// The batch's calls: a non-empty array of at most [`MAX_BATCH_CALLS`].
+fn batch_calls(object: &mut Map<String, Value>) -> Result<Vec<Value>, ApiError> {
+    let Some(Value::Array(calls)) = object.remove("batch") else {
+        return Err(ApiError::invalid_field(
+            "batch",
+            "must be an array of calls",
+        ));
+    };
+    if calls.is_empty() {
+        return Err(ApiError::invalid_field(
+            "batch",
+            "must hold at least one call",
+        ));
+    }
+    if calls.len() > MAX_BATCH_CALLS {
+        return Err(ApiError::new(
+            ErrorCode::BatchTooLarge,
+            format!("at most {MAX_BATCH_CALLS} calls in one batch"),
+        ));
+    }
+    Ok(calls)
+}
+
+/// What every call of a batch shares: its `context` and `sentAt`.
+type Shared<'a> = (Option<&'a Map<String, Value>>, Option<time::Timestamp>);
+
+/// What every call of the batch shares: its `context` and `sentAt`.
+fn batch_shared(object: &Map<String, Value>) -> Result<Shared<'_>, ApiError> {
+    let shared_context = match object.get("context") {
+        Some(Value::Object(c)) => Some(c),
+        None | Some(Value::Null) => None,
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "context",
+                "must be an object (the context every call of the batch shares)",
+            ));
+        }
+    };
+    let batch_sent_at = match object.get("sentAt") {
+        Some(v) => parse_time(v).map_err(|e| ApiError::invalid_field("sentAt", e))?,
+        None => None,
+    };
+    Ok((shared_context, batch_sent_at))
+}
+
+/// Parses (and vouches for) each call: the messages with their positions in
+/// the batch, and the calls rejected.
+async fn parse_calls(
+    store: &crate::platform::storage::Store,
+    calls: Vec<Value>,
+    shared_context: Option<&Map<String, Value>>,
+    batch_sent_at: Option<time::Timestamp>,
+) -> (Vec<super::Message>, Vec<usize>, Vec<RejectedCall>) {
+    let mut rejected = Vec::new();
+    let mut messages = Vec::with_capacity(calls.len());
+    let mut positions = Vec::with_capacity(calls.len());
+    for (index, call) in calls.into_iter().enumerate() {
+        let size = serialized_len(&call);
+        let parsed = match call {
+            _ if size > MAX_EVENT_BYTES => {
+                Err((message_id_of(&call), Rejection::TooLarge(size).to_string()))
+            }
+            Value::Object(map) => {
+                let message_id = message_id_of_map(&map);
+                parse_message(None, map, shared_context, batch_sent_at)
+                    .map_err(|reason| (message_id, reason))
+            }
+            other => Err((
+                message_id_of(&other),
+                "a call must be a JSON object".to_string(),
+            )),
+        };
+        match parsed {
+            Ok(mut message) => match crate::customers::tracking::vouch(store, &mut message).await {
+                Ok(()) => {
+                    messages.push(message);
+                    positions.push(index);
+                }
+                Err(reason) => rejected.push(RejectedCall {
+                    index,
+                    message_id: message.message_id.clone(),
+                    reason,
+                }),
+            },
+            Err((message_id, reason)) => rejected.push(RejectedCall {
+                index,
+                message_id,
+                reason,
+            }),
+        }
+    }
+    (messages, positions, rejected)
+}
+
+/// The answer when no call of a batch was accepted: each rejection by index.
+fn nothing_accepted(rejected: &[RejectedCall]) -> ApiError {
+    let detail = rejected
+        .iter()
+        .map(|r| format!("[{}] {}", r.index, r.reason))
+        .collect::<Vec<_>>()
+        .join("; ");
+    ApiError::new(
+        ErrorCode::InvalidEvent,
+        format!("no call of the batch was accepted: {detail}"),
+    )
+    .with_extension(
+        "rejected",
+        serde_json::to_value(rejected).unwrap_or(Value::Null),
+    )
 }
 
 /// The short paths Segment's browser SDK (analytics.js) posts to, aliases of

@@ -201,30 +201,11 @@ pub(super) async fn ingest_one(
     state: &mut OperationState,
 ) -> Result<Result<Accepted, Rejection>, IdentityError> {
     let (sender, message) = (&call.sender, &call.message);
-    let message_id = message
-        .message_id
-        .clone()
-        .unwrap_or_else(|| format!("omnihub-{}", TrackingEventId::new()));
+    let message_id = message_id_of(message);
     let channel = sender.channel_id;
-    let key = (channel, message_id);
-    let earlier = match state.seen.get(&key) {
-        Some(customer_id) => Some(customer_id.clone()),
-        None if state.stored.contains(&key) => {
-            store::find_message(tx.conn(), &channel.to_string(), &key.1).await?
-        }
-        None => None,
-    };
-    let message_id = key.1;
     let trusted = call.trusted(rules);
-    if let Some(customer_id) = earlier {
-        let reveal = trusted || message.anonymous_id.is_some();
-        return Ok(Ok(Accepted {
-            message_id,
-            customer_id: reveal.then_some(customer_id),
-            duplicate: true,
-            ignored: Vec::new(),
-            suppressed: false,
-        }));
+    if let Some(duplicate) = duplicate(tx, state, call, trusted, &message_id).await? {
+        return Ok(Ok(duplicate));
     }
     let extracted = match extracted {
         Ok(found) => found,
@@ -233,9 +214,7 @@ pub(super) async fn ingest_one(
     let (anchor, others, mut ignored) = extracted.resolve(tx, &mut state.identities).await?;
     let timestamp = corrected_timestamp(message, sender.received_at);
     let event_id = TrackingEventId::new();
-    let verified = trusted
-        && (message.verified_flag
-            || (message.kind == MessageType::Identify && message.user_id.is_some()));
+    let verified = trusted && claims_verified(message);
     let trust = LinkTrust::of(verified, trusted);
     // A public key that names a person without an anonymous id of its own
     // (a device) may record the call, but neither learns the profile nor
@@ -252,17 +231,117 @@ pub(super) async fn ingest_one(
         observed_at: timestamp,
     };
     let placement = match identity::observe(tx, rules, &observation, &mut state.identities).await {
-        Err(IdentityError::Suppressed) => {
-            return Ok(Ok(Accepted {
-                message_id,
-                customer_id: None,
-                duplicate: false,
-                ignored: Vec::new(),
-                suppressed: true,
-            }));
-        }
+        Err(IdentityError::Suppressed) => return Ok(Ok(Accepted::suppressed(message_id))),
         placed => placed?,
     };
+    follow_placement(tx, rules, state, sender, &placement, trust).await?;
+    let traits = kept_traits(message, reveal, &mut ignored);
+    if message.kind == MessageType::Group {
+        groups::record_call(tx, message, &placement.anchor_id, channel, timestamp).await?;
+    }
+    let row = tracking_row(
+        call,
+        observation.tracking_event_id,
+        &message_id,
+        placement.anchor_id,
+        timestamp,
+        &traits,
+    );
+    let customer_id = placement.customer_id.clone();
+    record_row(tx, state, call, row, traits, customer_id, verified);
+    Ok(Ok(Accepted {
+        message_id,
+        customer_id: reveal.then_some(placement.customer_id),
+        duplicate: false,
+        ignored,
+        suppressed: false,
+    }))
+}
+
+/// Keeps the call's row for the operation's timeline insert, its traits
+/// for the profile, its message id as seen, and emits its events.
+fn record_row(
+    tx: &mut Tx,
+    state: &mut OperationState,
+    call: &Call,
+    row: store::NewTrackingRow,
+    traits: Map<String, Value>,
+    customer_id: String,
+    verified: bool,
+) {
+    let (sender, message) = (&call.sender, &call.message);
+    let timestamp = crate::platform::time::to_micros(row.timestamp);
+    state.traits.observe(&row, timestamp, &traits);
+    emit_call_events(tx, sender, message, &row, traits, &customer_id, verified);
+    state
+        .seen
+        .insert((sender.channel_id, row.message_id.clone()), customer_id);
+    state.rows.push(row);
+}
+
+/// The call's message id, or one minted for it.
+fn message_id_of(message: &Message) -> String {
+    message
+        .message_id
+        .clone()
+        .unwrap_or_else(|| format!("omnihub-{}", TrackingEventId::new()))
+}
+
+/// Whether a trusted key's call says its identifiers are verified: it says
+/// so, or it is an identify call naming a user id (a login).
+fn claims_verified(message: &Message) -> bool {
+    message.verified_flag || (message.kind == MessageType::Identify && message.user_id.is_some())
+}
+
+/// The answer to a call whose message id was seen already on its channel:
+/// a duplicate, storing nothing.
+async fn duplicate(
+    tx: &mut Tx,
+    state: &OperationState,
+    call: &Call,
+    trusted: bool,
+    message_id: &str,
+) -> Result<Option<Accepted>, IdentityError> {
+    let earlier = earlier_placement(tx, state, call.sender.channel_id, message_id).await?;
+    Ok(earlier.map(|customer_id| {
+        let reveal = trusted || call.message.anonymous_id.is_some();
+        Accepted {
+            message_id: message_id.to_string(),
+            customer_id: reveal.then_some(customer_id),
+            duplicate: true,
+            ignored: Vec::new(),
+            suppressed: false,
+        }
+    }))
+}
+
+/// The profile of an earlier call with this message id on this channel
+/// (in this operation, or stored when the batch saw the id stored already).
+async fn earlier_placement(
+    tx: &mut Tx,
+    state: &OperationState,
+    channel: ChannelId,
+    message_id: &str,
+) -> Result<Option<String>, IdentityError> {
+    let key = (channel, message_id.to_string());
+    Ok(match state.seen.get(&key) {
+        Some(customer_id) => Some(customer_id.clone()),
+        None if state.stored.contains(&key) => {
+            store::find_message(tx.conn(), &channel.to_string(), message_id).await?
+        }
+        None => None,
+    })
+}
+
+/// The commerce follow-ups of a placement, in this call's transaction.
+async fn follow_placement(
+    tx: &mut Tx,
+    rules: &IdentityRules,
+    state: &OperationState,
+    sender: &Sender,
+    placement: &identity::Placement,
+    trust: LinkTrust,
+) -> Result<(), IdentityError> {
     if placement.new_links > 0 && trust.trusted() {
         // A login (or any new trusted link) may have made a guest known:
         // their carts join the customer's now, in this call's transaction.
@@ -279,10 +358,17 @@ pub(super) async fn ingest_one(
         let separation = identity::Separation {
             merge_id: None,
             profiles: placement.split_into.clone(),
-            channel_id: Some(channel),
+            channel_id: Some(sender.channel_id),
         };
         (state.follow_ups.separated)(tx, rules, &separation).await?;
     }
+    Ok(())
+}
+
+/// The call's traits that are kept: at most [`MAX_TRAITS_PER_CALL`], none
+/// when the sender may not change the person's traits (`reveal` false);
+/// what is dropped is reported in `ignored`.
+fn kept_traits(message: &Message, reveal: bool, ignored: &mut Vec<Ignored>) -> Map<String, Value> {
     let mut traits = merged_traits(message);
     if traits.len() > MAX_TRAITS_PER_CALL {
         let dropped: Vec<String> = traits.keys().skip(MAX_TRAITS_PER_CALL).cloned().collect();
@@ -306,52 +392,39 @@ pub(super) async fn ingest_one(
                 .into(),
         });
     }
-    if message.kind == MessageType::Group {
-        groups::record_call(tx, message, &placement.anchor_id, channel, timestamp).await?;
-    }
-    let row = store::NewTrackingRow {
-        id: observation.tracking_event_id,
-        channel_id: channel.to_string(),
-        message_id: message_id.clone(),
+    traits
+}
+
+/// The timeline row of a call.
+fn tracking_row(
+    call: &Call,
+    id: String,
+    message_id: &str,
+    anchor_id: String,
+    timestamp: Timestamp,
+    traits: &Map<String, Value>,
+) -> store::NewTrackingRow {
+    let (sender, message) = (&call.sender, &call.message);
+    store::NewTrackingRow {
+        id,
+        channel_id: sender.channel_id.to_string(),
+        message_id: message_id.to_string(),
         kind: message.kind.as_str(),
         name: message.name.clone(),
         user_id: message.user_id.clone(),
         anonymous_id: message.anonymous_id.clone(),
-        anchor_id: placement.anchor_id,
+        anchor_id,
         timestamp,
         received_at: sender.received_at,
         sent_at: message.sent_at,
         original_timestamp: message.original_timestamp,
         properties: json_text(&message.properties),
-        traits: json_text(&traits),
+        traits: json_text(traits),
         has_traits: !traits.is_empty(),
         context: json_text(&message.context),
         locale: string_at(&message.context, "locale"),
         timezone: string_at(&message.context, "timezone"),
-    };
-    state
-        .traits
-        .observe(&row, crate::platform::time::to_micros(timestamp), &traits);
-    emit_call_events(
-        tx,
-        sender,
-        message,
-        &row,
-        traits,
-        &placement.customer_id,
-        verified,
-    );
-    state
-        .seen
-        .insert((channel, message_id.clone()), placement.customer_id.clone());
-    state.rows.push(row);
-    Ok(Ok(Accepted {
-        message_id,
-        customer_id: reveal.then_some(placement.customer_id),
-        duplicate: false,
-        ignored,
-        suppressed: false,
-    }))
+    }
 }
 
 /// A JSON object as text (for the timeline's JSON columns).

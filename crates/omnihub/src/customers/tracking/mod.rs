@@ -244,6 +244,19 @@ pub struct Accepted {
     pub suppressed: bool,
 }
 
+impl Accepted {
+    /// The answer to a call naming an erased person: accepted, nothing stored.
+    pub fn suppressed(message_id: String) -> Accepted {
+        Accepted {
+            message_id,
+            customer_id: None,
+            duplicate: false,
+            ignored: Vec::new(),
+            suppressed: true,
+        }
+    }
+}
+
 /// Why a call was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {

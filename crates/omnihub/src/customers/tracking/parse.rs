@@ -15,35 +15,13 @@ pub fn parse_message(
     shared_context: Option<&Map<String, Value>>,
     batch_sent_at: Option<Timestamp>,
 ) -> Result<Message, String> {
-    let kind = match (forced, call.get("type").and_then(Value::as_str)) {
-        (Some(kind), _) => kind,
-        (None, Some(name)) => MessageType::parse(name).ok_or_else(|| {
-            format!("unknown type {name:?}; expected identify, track, page, screen, alias or group")
-        })?,
-        (None, None) => return Err("type is required in a batch call".into()),
-    };
-    let id_field = |name: &str| -> Result<Option<String>, String> {
-        match call.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s))
-                if s.chars().count() <= crate::customers::identity::MAX_VALUE_CHARS =>
-            {
-                Ok(Some(s.clone()))
-            }
-            Some(Value::String(_)) => Err(format!(
-                "{name} is longer than {} characters",
-                crate::customers::identity::MAX_VALUE_CHARS
-            )),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(_) => Err(format!("{name} must be a string")),
-        }
-    };
-    let user_id = id_field("userId")?;
-    let anonymous_id = id_field("anonymousId")?;
+    let kind = message_kind(forced, &call)?;
+    let user_id = id_field(&call, "userId")?;
+    let anonymous_id = id_field(&call, "anonymousId")?;
     if user_id.is_none() && anonymous_id.is_none() {
         return Err("the call has neither userId nor anonymousId; send at least one".into());
     }
-    let message_id = id_field("messageId")?;
+    let message_id = id_field(&call, "messageId")?;
     if message_id
         .as_ref()
         .is_some_and(|m| m.is_empty() || m.chars().count() > MAX_MESSAGE_ID_CHARS)
@@ -52,47 +30,20 @@ pub fn parse_message(
             "messageId must be 1 to {MAX_MESSAGE_ID_CHARS} characters"
         ));
     }
-    let name = match kind {
-        MessageType::Track => Some(
-            id_field("event")?
-                .filter(|e| !e.trim().is_empty())
-                .ok_or("a track call needs an event name")?,
-        ),
-        MessageType::Page | MessageType::Screen => id_field("name")?,
-        _ => None,
-    };
-    if name
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > MAX_NAME_CHARS)
-    {
-        return Err(format!(
-            "the event name is longer than {MAX_NAME_CHARS} characters"
-        ));
-    }
-    let previous_id = id_field("previousId")?;
+    let name = event_name(kind, &call)?;
+    let previous_id = id_field(&call, "previousId")?;
     if kind == MessageType::Alias && previous_id.is_none() {
         return Err("an alias call needs a previousId".into());
     }
-    let group_id = id_field("groupId")?;
+    let group_id = id_field(&call, "groupId")?;
     if kind == MessageType::Group && group_id.is_none() {
         return Err("a group call needs a groupId".into());
     }
-    let mut object_field = |name: &str| -> Result<Map<String, Value>, String> {
-        match call.remove(name) {
-            None | Some(Value::Null) => Ok(Map::new()),
-            Some(Value::Object(m)) => Ok(m),
-            Some(_) => Err(format!("{name} must be an object")),
-        }
-    };
-    let own_context = object_field("context")?;
-    let mut properties = object_field("properties")?;
+    let own_context = object_field(&mut call, "context")?;
+    let mut properties = object_field(&mut call, "properties")?;
     let context = match shared_context {
         None => own_context,
-        Some(shared) => {
-            let mut context = shared.clone();
-            context.extend(own_context);
-            context
-        }
+        Some(shared) => shared.clone().into_iter().chain(own_context).collect(),
     };
     if let Some(group_id) = &group_id {
         properties.insert("groupId".into(), Value::String(group_id.clone()));
@@ -108,12 +59,6 @@ pub fn parse_message(
         Some(Value::Object(m)) => m,
         Some(_) => return Err("traits must be an object".into()),
     };
-    let time_field = |name: &str| -> Result<Option<Timestamp>, String> {
-        match call.get(name) {
-            None => Ok(None),
-            Some(v) => parse_time(v).map_err(|e| format!("{name}: {e}")),
-        }
-    };
     Ok(Message {
         kind,
         message_id,
@@ -125,12 +70,84 @@ pub fn parse_message(
         traits,
         properties,
         context,
-        timestamp: time_field("timestamp")?,
-        original_timestamp: time_field("originalTimestamp")?,
-        sent_at: time_field("sentAt")?.or(batch_sent_at),
+        timestamp: time_field(&call, "timestamp")?,
+        original_timestamp: time_field(&call, "originalTimestamp")?,
+        sent_at: time_field(&call, "sentAt")?.or(batch_sent_at),
         verified_flag,
         login_vouched_by: None,
     })
+}
+
+/// The endpoint's type, else the body's `type` (required in a batch).
+fn message_kind(
+    forced: Option<MessageType>,
+    call: &Map<String, Value>,
+) -> Result<MessageType, String> {
+    match (forced, call.get("type").and_then(Value::as_str)) {
+        (Some(kind), _) => Ok(kind),
+        (None, Some(name)) => MessageType::parse(name).ok_or_else(|| {
+            format!("unknown type {name:?}; expected identify, track, page, screen, alias or group")
+        }),
+        (None, None) => Err("type is required in a batch call".into()),
+    }
+}
+
+/// An id-like field: a string of at most the identity value length, or a
+/// number (taken as its text).
+fn id_field(call: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
+    match call.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s))
+            if s.chars().count() <= crate::customers::identity::MAX_VALUE_CHARS =>
+        {
+            Ok(Some(s.clone()))
+        }
+        Some(Value::String(_)) => Err(format!(
+            "{name} is longer than {} characters",
+            crate::customers::identity::MAX_VALUE_CHARS
+        )),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(format!("{name} must be a string")),
+    }
+}
+
+/// The event (track, required) or page/screen name, at most
+/// [`MAX_NAME_CHARS`] characters.
+fn event_name(kind: MessageType, call: &Map<String, Value>) -> Result<Option<String>, String> {
+    let name = match kind {
+        MessageType::Track => Some(
+            id_field(call, "event")?
+                .filter(|e| !e.trim().is_empty())
+                .ok_or("a track call needs an event name")?,
+        ),
+        MessageType::Page | MessageType::Screen => id_field(call, "name")?,
+        _ => None,
+    };
+    if name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NAME_CHARS)
+    {
+        return Err(format!(
+            "the event name is longer than {MAX_NAME_CHARS} characters"
+        ));
+    }
+    Ok(name)
+}
+
+/// An object field, taken out of the call (absent or null: empty).
+fn object_field(call: &mut Map<String, Value>, name: &str) -> Result<Map<String, Value>, String> {
+    match call.remove(name) {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(m)) => Ok(m),
+        Some(_) => Err(format!("{name} must be an object")),
+    }
+}
+
+fn time_field(call: &Map<String, Value>, name: &str) -> Result<Option<Timestamp>, String> {
+    match call.get(name) {
+        None => Ok(None),
+        Some(v) => parse_time(v).map_err(|e| format!("{name}: {e}")),
+    }
 }
 
 /// The length of `value` serialized compactly, without building the text.

@@ -2,7 +2,7 @@
 //! (the tracking routes read their bodies themselves, so their schemas are
 //! written out here, with the limits [`super::parse::parse_message`] applies).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{MAX_BATCH_CALLS, MAX_MESSAGE_ID_CHARS, MAX_NAME_CHARS, MessageType};
 
@@ -13,32 +13,8 @@ use super::{MAX_BATCH_CALLS, MAX_MESSAGE_ID_CHARS, MAX_NAME_CHARS, MessageType};
 /// `anonymous`, … — configurable) cannot be stated here; such a call is a
 /// 400 `invalid_event`.
 pub fn call_schema(kind: Option<MessageType>) -> Value {
-    use serde_json::json;
-    // An id is a string (at most `MAX_VALUE_CHARS`), a number or null; one
-    // that is empty, blank or blocked is ignored (listed in the answer's
-    // `ignored`) when the call has another usable id: `present_id` below is
-    // what makes an id usable.
-    let id = json!({ "type": ["string", "number", "null"], "maxLength": crate::customers::identity::MAX_VALUE_CHARS });
-    // The default blocked values (`identity::rules`; configurable, so a hub
-    // may block more): a call whose only ids are blocked is refused.
-    let mut blocked: Vec<Value> = crate::customers::identity::rules::DEFAULT_BLOCKED_VALUES
-        .iter()
-        .map(|v| json!(v))
-        .collect();
-    blocked.extend([json!(0), json!(-1)]);
-    let present_id = json!({ "type": ["string", "number"], "minLength": 1,
-        "maxLength": crate::customers::identity::MAX_VALUE_CHARS, "pattern": "\\S",
-        "not": { "enum": blocked } });
-    // `previousId` and `groupId` are required and not null; any other value
-    // is taken as it is.
-    let named_id = json!({ "type": ["string", "number"], "maxLength": crate::customers::identity::MAX_VALUE_CHARS });
-    let event = json!({ "type": ["string", "number"], "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": "\\S" });
-    // Free-form members: any keys (generated clients type them as maps).
-    let object = json!({ "type": ["object", "null"], "additionalProperties": true });
-    // No `format: date-time`: the hub reads more than RFC 3339 (a space for
-    // `T`, no offset = UTC, as SDKs send); the pattern is its exact rule.
-    let time = json!({ "type": ["string", "null"], "pattern": crate::platform::http::schema::TIME_PATTERN });
-    let name = json!({ "type": ["string", "number", "null"], "maxLength": MAX_NAME_CHARS });
+    let fields = Fields::new();
+    let (id, time, object) = (&fields.id, &fields.time, &fields.object);
     let mut properties = json!({
         "userId": id, "anonymousId": id,
         "messageId": { "type": ["string", "number", "null"], "minLength": 1, "maxLength": MAX_MESSAGE_ID_CHARS },
@@ -49,23 +25,23 @@ pub fn call_schema(kind: Option<MessageType>) -> Value {
     });
     let mut required = vec![];
     let mut all_of = vec![json!({ "anyOf": [
-        { "required": ["userId"], "properties": { "userId": present_id } },
-        { "required": ["anonymousId"], "properties": { "anonymousId": present_id } },
+        { "required": ["userId"], "properties": { "userId": fields.present_id } },
+        { "required": ["anonymousId"], "properties": { "anonymousId": fields.present_id } },
     ]})];
-    let kinds = ["identify", "track", "page", "screen", "alias", "group"];
     match kind {
         None => {
+            let kinds = ["identify", "track", "page", "screen", "alias", "group"];
             properties["type"] = json!({ "type": "string", "enum": kinds });
             required.push("type");
             properties["event"] =
                 json!({ "type": ["string", "number", "null"], "maxLength": MAX_NAME_CHARS });
-            properties["name"] = name;
-            properties["previousId"] = id.clone();
-            properties["groupId"] = id.clone();
+            properties["name"] = fields.name.clone();
+            properties["previousId"] = fields.id.clone();
+            properties["groupId"] = fields.id.clone();
             for (kind, field, rule) in [
-                ("track", "event", &event),
-                ("alias", "previousId", &named_id),
-                ("group", "groupId", &named_id),
+                ("track", "event", &fields.event),
+                ("alias", "previousId", &fields.named_id),
+                ("group", "groupId", &fields.named_id),
             ] {
                 all_of.push(
                     json!({ "if": { "properties": { "type": { "const": kind } } },
@@ -76,21 +52,11 @@ pub fn call_schema(kind: Option<MessageType>) -> Value {
         Some(kind) => {
             properties["type"] =
                 json!({ "description": "Ignored (any value): the path gives the type." });
-            match kind {
-                MessageType::Track => {
-                    properties["event"] = event;
-                    required.push("event");
+            if let Some((field, rule, needed)) = fields.of_type(kind) {
+                properties[field] = rule;
+                if needed {
+                    required.push(field);
                 }
-                MessageType::Page | MessageType::Screen => properties["name"] = name,
-                MessageType::Alias => {
-                    properties["previousId"] = named_id;
-                    required.push("previousId");
-                }
-                MessageType::Group => {
-                    properties["groupId"] = named_id;
-                    required.push("groupId");
-                }
-                MessageType::Identify => {}
             }
         }
     }
@@ -101,6 +67,63 @@ pub fn call_schema(kind: Option<MessageType>) -> Value {
         "required": required,
         "allOf": all_of,
     })
+}
+
+/// The schemas of a call's fields.
+struct Fields {
+    id: Value,
+    present_id: Value,
+    named_id: Value,
+    event: Value,
+    object: Value,
+    time: Value,
+    name: Value,
+}
+
+impl Fields {
+    fn new() -> Fields {
+        let max_value = crate::customers::identity::MAX_VALUE_CHARS;
+        // An id is a string (at most `MAX_VALUE_CHARS`), a number or null; one
+        // that is empty, blank or blocked is ignored (listed in the answer's
+        // `ignored`) when the call has another usable id: `present_id` below is
+        // what makes an id usable.
+        let id = json!({ "type": ["string", "number", "null"], "maxLength": max_value });
+        // The default blocked values (`identity::rules`; configurable, so a hub
+        // may block more): a call whose only ids are blocked is refused.
+        let mut blocked: Vec<Value> = crate::customers::identity::rules::DEFAULT_BLOCKED_VALUES
+            .iter()
+            .map(|v| json!(v))
+            .collect();
+        blocked.extend([json!(0), json!(-1)]);
+        let present_id = json!({ "type": ["string", "number"], "minLength": 1,
+            "maxLength": max_value, "pattern": "\\S",
+            "not": { "enum": blocked } });
+        Fields {
+            id,
+            present_id,
+            // `previousId` and `groupId` are required and not null; any other
+            // value is taken as it is.
+            named_id: json!({ "type": ["string", "number"], "maxLength": max_value }),
+            event: json!({ "type": ["string", "number"], "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": "\\S" }),
+            // Free-form members: any keys (generated clients type them as maps).
+            object: json!({ "type": ["object", "null"], "additionalProperties": true }),
+            // No `format: date-time`: the hub reads more than RFC 3339 (a space
+            // for `T`, no offset = UTC, as SDKs send); the pattern is its exact rule.
+            time: json!({ "type": ["string", "null"], "pattern": crate::platform::http::schema::TIME_PATTERN }),
+            name: json!({ "type": ["string", "number", "null"], "maxLength": MAX_NAME_CHARS }),
+        }
+    }
+
+    /// The field an endpoint's type adds: (name, schema, required).
+    fn of_type(&self, kind: MessageType) -> Option<(&'static str, Value, bool)> {
+        match kind {
+            MessageType::Track => Some(("event", self.event.clone(), true)),
+            MessageType::Page | MessageType::Screen => Some(("name", self.name.clone(), false)),
+            MessageType::Alias => Some(("previousId", self.named_id.clone(), true)),
+            MessageType::Group => Some(("groupId", self.named_id.clone(), true)),
+            MessageType::Identify => None,
+        }
+    }
 }
 
 /// The JSON Schema of a `/v1/batch` body.

@@ -11,7 +11,7 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
-use crate::platform::storage::sql::{chunk_sizes, value_tuple};
+use crate::platform::storage::sql::{chunk_sizes, placeholders, value_tuple};
 use crate::platform::storage::{Dialect, StoreError};
 use crate::platform::time::{self, Timestamp};
 
@@ -84,10 +84,7 @@ pub async fn stored_message_ids(
 ) -> Result<std::collections::HashSet<String>, StoreError> {
     let mut found = std::collections::HashSet::new();
     for chunk in message_ids.chunks(400) {
-        let list = (0..chunk.len())
-            .map(|i| format!("${}", i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = placeholders(2, chunk.len());
         let sql = format!(
             "SELECT message_id FROM tracking_events WHERE channel_id = $1 AND message_id IN ({list})"
         );

@@ -30,6 +30,8 @@ use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection, Row};
 
+use crate::platform::storage::{is_disk_full, is_write_error};
+
 /// The manifest's format; a restore refuses formats it does not know.
 pub const MANIFEST_FORMAT: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -383,22 +385,6 @@ fn remove_partials(dir: &Path) -> Result<(), BackupError> {
         }
     }
     Ok(())
-}
-
-fn is_disk_full(error: &sqlx::Error) -> bool {
-    match error {
-        // SQLITE_FULL (13); a short write past a file size limit is one too.
-        sqlx::Error::Database(e) => e.code().as_deref() == Some("13"),
-        _ => false,
-    }
-}
-
-fn is_write_error(error: &sqlx::Error) -> bool {
-    match error {
-        // SQLITE_IOERR_WRITE (778): e.g. EFBIG past a file size limit, EDQUOT.
-        sqlx::Error::Database(e) => e.code().as_deref() == Some("778"),
-        _ => false,
-    }
 }
 
 /// An exclusive `flock` on the backup directory's lock file: one backup at a

@@ -257,30 +257,7 @@ where
                         (*op)(&mut *tx)
                     };
                     let value = run.await?;
-                    let (value_tx, answer_rx) = (take(&value_slot), take(&answer_slot));
-                    let (Some(value_tx), Some(answer_rx)) = (value_tx, answer_rx) else {
-                        return Err(E::from(StoreError::Corrupt(
-                            "a held write answered twice".into(),
-                        )));
-                    };
-                    if value_tx.send(value).is_err() {
-                        return Err(E::from(StoreError::Corrupt(
-                            "the request ended before its write answered".into(),
-                        )));
-                    }
-                    match tokio::time::timeout(ANSWER_TIMEOUT, answer_rx).await {
-                        Ok(Ok(HeldAnswer::Store(answer))) => {
-                            store::complete_in(tx.conn(), &key_id, &key, &answer).await?;
-                            crash_point("idempotency.answer_stored");
-                            Ok(())
-                        }
-                        Ok(Ok(HeldAnswer::HandOver)) => Ok(()),
-                        // No answer (the handler failed, answered 5xx or
-                        // panicked): the change must not commit without it.
-                        _ => Err(E::from(StoreError::Corrupt(
-                            "the request stored no answer; its write was rolled back".into(),
-                        ))),
-                    }
+                    hand_over(tx, value, (&value_slot, &answer_slot), &key_id, &key).await
                 })
             })
             .await
@@ -311,6 +288,48 @@ where
                 "the write ended without a value".into(),
             ))),
         },
+    }
+}
+
+/// The slots a held write's run takes its channels from (once).
+type Slots<'a, T> = (
+    &'a Mutex<Option<oneshot::Sender<T>>>,
+    &'a Mutex<Option<oneshot::Receiver<HeldAnswer>>>,
+);
+
+/// After the operation succeeded: hands its value to the request and waits
+/// for the answer, stored in the same transaction; without one the write
+/// rolls back.
+async fn hand_over<T, E: OpError>(
+    tx: &mut Tx,
+    value: T,
+    (value_slot, answer_slot): Slots<'_, T>,
+    key_id: &str,
+    key: &str,
+) -> Result<(), E> {
+    let (value_tx, answer_rx) = (take(value_slot), take(answer_slot));
+    let (Some(value_tx), Some(answer_rx)) = (value_tx, answer_rx) else {
+        return Err(E::from(StoreError::Corrupt(
+            "a held write answered twice".into(),
+        )));
+    };
+    if value_tx.send(value).is_err() {
+        return Err(E::from(StoreError::Corrupt(
+            "the request ended before its write answered".into(),
+        )));
+    }
+    match tokio::time::timeout(ANSWER_TIMEOUT, answer_rx).await {
+        Ok(Ok(HeldAnswer::Store(answer))) => {
+            store::complete_in(tx.conn(), key_id, key, &answer).await?;
+            crash_point("idempotency.answer_stored");
+            Ok(())
+        }
+        Ok(Ok(HeldAnswer::HandOver)) => Ok(()),
+        // No answer (the handler failed, answered 5xx or
+        // panicked): the change must not commit without it.
+        _ => Err(E::from(StoreError::Corrupt(
+            "the request stored no answer; its write was rolled back".into(),
+        ))),
     }
 }
 
@@ -392,6 +411,18 @@ async fn run_with_key(
         store::release(&state.store, key_id, key).await?;
         return Ok(response);
     }
+    store_answer(&state.store, key_id, key, held, response).await
+}
+
+/// Stores a response as the key's answer: in the held write's transaction
+/// when there is one (its commit decides), else on its own.
+async fn store_answer(
+    store: &Store,
+    key_id: &str,
+    key: &str,
+    held: Option<Held>,
+    response: Response,
+) -> Result<Response, ApiError> {
     let (parts, body) = response.into_parts();
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
@@ -402,7 +433,7 @@ async fn run_with_key(
             let _ = held.answer.send(HeldAnswer::Store(answer));
             if !held.committed.await.unwrap_or(false) {
                 // Rolled back with its answer: the client may retry.
-                store::release(&state.store, key_id, key).await?;
+                store::release(store, key_id, key).await?;
                 return Err(ApiError::new(
                     ErrorCode::Internal,
                     "the change could not be committed; nothing was written",
@@ -410,7 +441,7 @@ async fn run_with_key(
             }
             crash_point("idempotency.committed");
         }
-        None => store::complete(&state.store, key_id, key, &answer).await?,
+        None => store::complete(store, key_id, key, &answer).await?,
     }
     Ok(Response::from_parts(parts, Body::from(body)))
 }

@@ -5,6 +5,7 @@
 mod privacy;
 pub use privacy::*;
 
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{Answer, IN_PROGRESS_TIMEOUT, KeyClaim};
@@ -48,27 +49,8 @@ pub async fn claim(
                 .bind(&key)
                 .fetch_one(tx.conn())
                 .await?;
-                let stored_hash: String = row.try_get("request_hash")?;
-                if stored_hash != fingerprint {
-                    return Ok(KeyClaim::Mismatch);
-                }
-                let state: String = row.try_get("state")?;
-                if state == "done" {
-                    let status: Option<i64> = row.try_get("response_status")?;
-                    let headers: Option<String> = row.try_get("response_headers")?;
-                    let body: Option<String> = row.try_get("response_body")?;
-                    let headers = headers
-                        .and_then(|h| serde_json::from_str(&h).ok())
-                        .unwrap_or_default();
-                    return Ok(KeyClaim::Replay(Answer {
-                        status: status.and_then(|s| u16::try_from(s).ok()).unwrap_or(200),
-                        headers,
-                        body: body.unwrap_or_default(),
-                    }));
-                }
-                let previous_lock: i64 = row.try_get("locked_until")?;
-                if previous_lock > now {
-                    return Ok(KeyClaim::InProgress);
+                if let Some(claim) = claim_of_stored(&row, &fingerprint, now)? {
+                    return Ok(claim);
                 }
                 // The first request died without answering (and so, its write
                 // held, without committing): take the key over.
@@ -84,6 +66,39 @@ pub async fn claim(
             })
         })
         .await
+}
+
+/// What a key already stored means for a request with `fingerprint`:
+/// another request under the same key, a replay of the answer, or still in
+/// progress; `None` when the first request died and the key may be taken over.
+fn claim_of_stored(
+    row: &AnyRow,
+    fingerprint: &str,
+    now: i64,
+) -> Result<Option<KeyClaim>, StoreError> {
+    let stored_hash: String = row.try_get("request_hash")?;
+    if stored_hash != fingerprint {
+        return Ok(Some(KeyClaim::Mismatch));
+    }
+    let state: String = row.try_get("state")?;
+    if state == "done" {
+        let status: Option<i64> = row.try_get("response_status")?;
+        let headers: Option<String> = row.try_get("response_headers")?;
+        let body: Option<String> = row.try_get("response_body")?;
+        let headers = headers
+            .and_then(|h| serde_json::from_str(&h).ok())
+            .unwrap_or_default();
+        return Ok(Some(KeyClaim::Replay(Answer {
+            status: status.and_then(|s| u16::try_from(s).ok()).unwrap_or(200),
+            headers,
+            body: body.unwrap_or_default(),
+        })));
+    }
+    let previous_lock: i64 = row.try_get("locked_until")?;
+    if previous_lock > now {
+        return Ok(Some(KeyClaim::InProgress));
+    }
+    Ok(None)
 }
 
 /// Stores the answer on the key inside a caller's transaction (the held

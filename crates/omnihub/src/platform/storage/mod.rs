@@ -101,6 +101,27 @@ impl StoreError {
     }
 }
 
+// Every database error code the hub reads is read above and here: SQLSTATE
+// (PostgreSQL) and SQLite result codes, mapped to what they mean to us.
+
+/// SQLite could not write for lack of space (SQLITE_FULL, 13; a short write
+/// past a file size limit is one too): a backup's "disk full".
+pub fn is_disk_full(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => e.code().as_deref() == Some("13"),
+        _ => false,
+    }
+}
+
+/// SQLite's write failed (SQLITE_IOERR_WRITE, 778: e.g. EFBIG past a file
+/// size limit, EDQUOT): a backup's "write failed".
+pub fn is_write_error(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => e.code().as_deref() == Some("778"),
+        _ => false,
+    }
+}
+
 /// Connection settings for [`Store::connect`].
 #[derive(Clone, Debug)]
 pub struct StoreOptions {

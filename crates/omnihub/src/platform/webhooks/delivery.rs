@@ -444,30 +444,7 @@ async fn record(
     let mut fresh = Vec::new();
     let mut retried = Vec::new();
     for (previous, event, attempt) in attempts {
-        let attempts_made = previous.as_ref().map_or(0, |p| p.attempts) + 1;
-        let (status, next_attempt_at) = if attempt.succeeded() {
-            (DeliveryStatus::Succeeded, None)
-        } else if attempts_made >= i64::from(settings.max_attempts) {
-            (DeliveryStatus::Failed, None)
-        } else {
-            let delay = backoff(settings.retry_base, attempts_made as u32);
-            (DeliveryStatus::Retrying, Some(attempt.at + delay))
-        };
-        let delivery = Delivery {
-            id: previous.as_ref().map_or_else(DeliveryId::new, |p| p.id),
-            webhook_id: hook.id,
-            event_id: event.id.to_string(),
-            event_position: event.position,
-            event_type: event.event_type.clone(),
-            status,
-            attempts: attempts_made,
-            next_attempt_at,
-            last_attempt_at: attempt.at,
-            last_status_code: attempt.status_code,
-            last_error: attempt.error,
-            last_duration_ms: attempt.duration_ms,
-            created_at: previous.as_ref().map_or(attempt.at, |p| p.created_at),
-        };
+        let delivery = delivery_after(&settings, hook, previous.as_ref(), &event, attempt);
         if previous.is_some() {
             retried.push(delivery);
         } else {
@@ -514,6 +491,41 @@ async fn record(
         tracing::warn!(webhook = %hook.id, url = %hook.url, "webhook disabled after failing");
     }
     Ok(())
+}
+
+/// The delivery record after an attempt: succeeded, failed for good after
+/// the last attempt allowed, else retrying after a backoff.
+fn delivery_after(
+    settings: &WebhookSettings,
+    hook: &Webhook,
+    previous: Option<&Delivery>,
+    event: &Event,
+    attempt: Attempt,
+) -> Delivery {
+    let attempts_made = previous.map_or(0, |p| p.attempts) + 1;
+    let (status, next_attempt_at) = if attempt.succeeded() {
+        (DeliveryStatus::Succeeded, None)
+    } else if attempts_made >= i64::from(settings.max_attempts) {
+        (DeliveryStatus::Failed, None)
+    } else {
+        let delay = backoff(settings.retry_base, attempts_made as u32);
+        (DeliveryStatus::Retrying, Some(attempt.at + delay))
+    };
+    Delivery {
+        id: previous.map_or_else(DeliveryId::new, |p| p.id),
+        webhook_id: hook.id,
+        event_id: event.id.to_string(),
+        event_position: event.position,
+        event_type: event.event_type.clone(),
+        status,
+        attempts: attempts_made,
+        next_attempt_at,
+        last_attempt_at: attempt.at,
+        last_status_code: attempt.status_code,
+        last_error: attempt.error,
+        last_duration_ms: attempt.duration_ms,
+        created_at: previous.map_or(attempt.at, |p| p.created_at),
+    }
 }
 
 async fn disable(

@@ -15,7 +15,7 @@ use crate::platform::http::pagination::{Page, PageParams};
 use crate::platform::http::problem::{ApiError, Problem};
 use crate::platform::ids::{DeliveryId, WebhookId};
 use crate::platform::state::Platform;
-use crate::platform::storage::StoreError;
+use crate::platform::storage::{StoreError, Tx};
 
 const MAX_DESCRIPTION_CHARS: usize = 500;
 
@@ -213,16 +213,7 @@ pub async fn create_webhook(
     check_destination(&state, &url).await?;
     let event_types = parse_types(&body.event_types)?;
     let description = parse_description(&body.description)?;
-    let secret = match body.secret {
-        Some(secret) if is_valid_secret(&secret) => secret,
-        Some(_) => {
-            return Err(ApiError::invalid_field(
-                "secret",
-                "must be whsec_ followed by base64 of ≥ 18 bytes",
-            ));
-        }
-        None => generate_secret(),
-    };
+    let secret = parse_secret(body.secret)?;
     if body.from_position.is_some_and(|p| p < 0) {
         return Err(ApiError::invalid_field("from_position", "must be ≥ 0"));
     }
@@ -232,47 +223,19 @@ pub async fn create_webhook(
     let cursor = body
         .from_position
         .map_or(head, |p| p.saturating_sub(1).min(head));
-    let channel_id = caller.channel_id;
+    let draft = Draft {
+        url,
+        description,
+        event_types,
+        secret,
+        cursor,
+        channel_id: caller.channel_id,
+    };
     let hook = state
         .store
         .write(move |tx| {
-            let (description, event_types, secret, url) = (
-                description.clone(),
-                event_types.clone(),
-                secret.clone(),
-                url.clone(),
-            );
-            Box::pin(async move {
-                let now = tx.now();
-                let hook = Webhook {
-                    id: WebhookId::new(),
-                    url,
-                    description,
-                    event_types,
-                    secret,
-                    status: WebhookStatus::Active,
-                    disabled_reason: None,
-                    failing_since: None,
-                    cursor,
-                    channel_id,
-                    created_at: now,
-                    updated_at: now,
-                };
-                store::insert(tx.conn(), &hook).await?;
-                tx.emit(
-                    NewEvent::of(
-                        &WebhookEvent::Created(WebhookCreated {
-                            id: hook.id,
-                            url: hook.url.clone(),
-                            event_types: hook.event_types.patterns(),
-                        }),
-                        now,
-                    )
-                    .channel(Some(channel_id))
-                    .subject("webhook_id", hook.id),
-                );
-                Ok::<_, StoreError>(hook)
-            })
+            let draft = draft.clone();
+            Box::pin(async move { insert_webhook(tx, draft).await })
         })
         .await?;
     // The signing secret is shown once: an idempotent replay withholds it.
@@ -284,6 +247,62 @@ pub async fn create_webhook(
         axum::Extension(secret_answer),
         axum::Json(WebhookBody::new(hook, true)),
     ))
+}
+
+/// A given secret must look like one we generate; none: a new one.
+fn parse_secret(secret: Option<String>) -> Result<String, ApiError> {
+    match secret {
+        Some(secret) if is_valid_secret(&secret) => Ok(secret),
+        Some(_) => Err(ApiError::invalid_field(
+            "secret",
+            "must be whsec_ followed by base64 of ≥ 18 bytes",
+        )),
+        None => Ok(generate_secret()),
+    }
+}
+
+/// A subscription to create, checked.
+#[derive(Clone)]
+struct Draft {
+    url: String,
+    description: String,
+    event_types: TypeFilter,
+    secret: String,
+    cursor: i64,
+    channel_id: crate::platform::ids::ChannelId,
+}
+
+/// Inserts the subscription and emits `webhook.created`.
+async fn insert_webhook(tx: &mut Tx, draft: Draft) -> Result<Webhook, StoreError> {
+    let now = tx.now();
+    let hook = Webhook {
+        id: WebhookId::new(),
+        url: draft.url,
+        description: draft.description,
+        event_types: draft.event_types,
+        secret: draft.secret,
+        status: WebhookStatus::Active,
+        disabled_reason: None,
+        failing_since: None,
+        cursor: draft.cursor,
+        channel_id: draft.channel_id,
+        created_at: now,
+        updated_at: now,
+    };
+    store::insert(tx.conn(), &hook).await?;
+    tx.emit(
+        NewEvent::of(
+            &WebhookEvent::Created(WebhookCreated {
+                id: hook.id,
+                url: hook.url.clone(),
+                event_types: hook.event_types.patterns(),
+            }),
+            now,
+        )
+        .channel(Some(draft.channel_id))
+        .subject("webhook_id", hook.id),
+    );
+    Ok(hook)
 }
 
 /// List subscriptions.
@@ -359,36 +378,23 @@ pub async fn update_webhook(
                 .ok_or_else(|| ApiError::invalid_field("status", "must be active or disabled"))
         })
         .transpose()?;
+    let changes = Changes {
+        url,
+        event_types,
+        description,
+        status,
+    };
     let channel_id = caller.channel_id;
     let hook = state
         .store
         .write(move |tx| {
-            let (description, event_types, url) =
-                (description.clone(), event_types.clone(), url.clone());
+            let changes = changes.clone();
             Box::pin(async move {
                 let dialect = tx.dialect();
                 let Some(mut hook) = store::get_for_update(tx.conn(), dialect, id).await? else {
                     return Err(ApiError::not_found("webhook"));
                 };
-                if let Some(url) = url {
-                    hook.url = url;
-                }
-                if let Some(types) = event_types {
-                    hook.event_types = types;
-                }
-                if let Some(description) = description {
-                    hook.description = description;
-                }
-                if let Some(status) = status {
-                    if status == WebhookStatus::Active && hook.status != WebhookStatus::Active {
-                        hook.failing_since = None;
-                        hook.disabled_reason = None;
-                    }
-                    if status == WebhookStatus::Disabled && hook.status != WebhookStatus::Disabled {
-                        hook.disabled_reason = Some("disabled by an operator".into());
-                    }
-                    hook.status = status;
-                }
+                changes.apply(&mut hook);
                 hook.updated_at = tx.now();
                 store::update(tx.conn(), &hook).await?;
                 tx.emit(
@@ -408,6 +414,40 @@ pub async fn update_webhook(
         })
         .await?;
     Ok(axum::Json(WebhookBody::new(hook, false)))
+}
+
+/// What a PATCH changes (absent: unchanged).
+#[derive(Clone)]
+struct Changes {
+    url: Option<String>,
+    event_types: Option<TypeFilter>,
+    description: Option<String>,
+    status: Option<WebhookStatus>,
+}
+
+impl Changes {
+    /// Re-enabling clears the failure record; an operator's disabling says so.
+    fn apply(self, hook: &mut Webhook) {
+        if let Some(url) = self.url {
+            hook.url = url;
+        }
+        if let Some(types) = self.event_types {
+            hook.event_types = types;
+        }
+        if let Some(description) = self.description {
+            hook.description = description;
+        }
+        if let Some(status) = self.status {
+            if status == WebhookStatus::Active && hook.status != WebhookStatus::Active {
+                hook.failing_since = None;
+                hook.disabled_reason = None;
+            }
+            if status == WebhookStatus::Disabled && hook.status != WebhookStatus::Disabled {
+                hook.disabled_reason = Some("disabled by an operator".into());
+            }
+            hook.status = status;
+        }
+    }
 }
 
 /// Delete a subscription and its delivery log.

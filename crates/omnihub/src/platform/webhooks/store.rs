@@ -6,6 +6,7 @@ use sqlx::{Any, AnyConnection, Executor, Row};
 use super::{DeliveryStatus, Webhook, WebhookStatus};
 use crate::platform::events::TypeFilter;
 use crate::platform::ids::{DeliveryId, WebhookId};
+use crate::platform::storage::sql::push_rows;
 use crate::platform::storage::{Dialect, StoreError};
 use crate::platform::time::{self, Timestamp};
 
@@ -241,13 +242,7 @@ pub async fn insert_deliveries(
 ) -> Result<(), StoreError> {
     for chunk in deliveries.chunks(DELIVERY_CHUNK) {
         let mut sql = format!("INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS}) VALUES ");
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            let placeholders: Vec<String> = (1..=13).map(|k| format!("${}", i * 13 + k)).collect();
-            sql.push_str(&format!("({})", placeholders.join(", ")));
-        }
+        push_rows(&mut sql, chunk.len(), 13);
         sql.push_str(" ON CONFLICT (webhook_id, event_id) DO NOTHING");
         let mut query = sqlx::query(&sql);
         for d in chunk {

@@ -73,63 +73,12 @@ pub async fn record_movements(
 ) -> Result<axum::Json<MovementOutcome>, ApiError> {
     check_lines("movements", &body.movements)?;
     let now = crate::platform::time::now();
-    let mut parsed = Vec::with_capacity(body.movements.len());
-    for (i, m) in body.movements.into_iter().enumerate() {
-        let field = |name: &str| format!("movements[{i}].{name}");
-        let client_id = m.id.trim().to_string();
-        if client_id.is_empty() || client_id.len() > 64 {
-            return Err(ApiError::invalid_field(
-                field("id"),
-                "must be 1 to 64 characters",
-            ));
-        }
-        let reason: ClientReason = m
-            .reason
-            .parse()
-            .map_err(|e: String| ApiError::invalid_field(field("reason"), e))?;
-        let quantity = match reason {
-            ClientReason::Adjustment
-                if m.quantity != 0
-                    && (-MAX_LINE_QUANTITY..=MAX_LINE_QUANTITY).contains(&m.quantity) =>
-            {
-                m.quantity
-            }
-            ClientReason::Adjustment => {
-                return Err(ApiError::invalid_field(
-                    field("quantity"),
-                    format!("an adjustment is a non-zero change of at most ±{MAX_LINE_QUANTITY}"),
-                ));
-            }
-            ClientReason::Count | ClientReason::SafetyStock
-                if (0..=MAX_LINE_QUANTITY * 100).contains(&m.quantity) =>
-            {
-                m.quantity
-            }
-            ClientReason::Count | ClientReason::SafetyStock => {
-                return Err(ApiError::invalid_field(field("quantity"), "must be ≥ 0"));
-            }
-            _ => parse_quantity(&field("quantity"), m.quantity)?,
-        };
-        if m.occurred_at
-            .is_some_and(|t| t > now + chrono::Duration::minutes(5))
-        {
-            return Err(ApiError::invalid_field(
-                field("occurred_at"),
-                "must not be in the future",
-            ));
-        }
-        parsed.push(ClientMovement {
-            client_id,
-            sku: parse_sku(&field("sku"), &m.sku)?,
-            location: m.location_id,
-            reason,
-            quantity,
-            occurred_at: m
-                .occurred_at
-                .map(|t| crate::platform::time::from_micros(t.timestamp_micros()))
-                .unwrap_or(now),
-        });
-    }
+    let parsed = body
+        .movements
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| parse_movement(i, m, now))
+        .collect::<Result<Vec<_>, ApiError>>()?;
     let reach = reach(&state, &caller).await?;
     if let Some(i) = parsed.iter().position(|m| !reach.at(m.location)) {
         return Err(ApiError::new(
@@ -155,6 +104,71 @@ pub async fn record_movements(
             })
             .collect(),
     }))
+}
+
+/// One movement of the batch (index `i`), checked at the edge.
+fn parse_movement(
+    i: usize,
+    m: MovementBody,
+    now: crate::platform::time::Timestamp,
+) -> Result<ClientMovement, ApiError> {
+    let field = |name: &str| format!("movements[{i}].{name}");
+    let client_id = m.id.trim().to_string();
+    if client_id.is_empty() || client_id.len() > 64 {
+        return Err(ApiError::invalid_field(
+            field("id"),
+            "must be 1 to 64 characters",
+        ));
+    }
+    let reason: ClientReason = m
+        .reason
+        .parse()
+        .map_err(|e: String| ApiError::invalid_field(field("reason"), e))?;
+    let quantity = movement_quantity(reason, m.quantity, &field("quantity"))?;
+    if m.occurred_at
+        .is_some_and(|t| t > now + chrono::Duration::minutes(5))
+    {
+        return Err(ApiError::invalid_field(
+            field("occurred_at"),
+            "must not be in the future",
+        ));
+    }
+    Ok(ClientMovement {
+        client_id,
+        sku: parse_sku(&field("sku"), &m.sku)?,
+        location: m.location_id,
+        reason,
+        quantity,
+        occurred_at: m
+            .occurred_at
+            .map(|t| crate::platform::time::from_micros(t.timestamp_micros()))
+            .unwrap_or(now),
+    })
+}
+
+/// A movement's quantity as its reason reads it: a signed change for an
+/// adjustment, an absolute value for a count or safety stock, units else.
+fn movement_quantity(reason: ClientReason, quantity: i64, field: &str) -> Result<i64, ApiError> {
+    match reason {
+        ClientReason::Adjustment
+            if quantity != 0 && (-MAX_LINE_QUANTITY..=MAX_LINE_QUANTITY).contains(&quantity) =>
+        {
+            Ok(quantity)
+        }
+        ClientReason::Adjustment => Err(ApiError::invalid_field(
+            field,
+            format!("an adjustment is a non-zero change of at most ±{MAX_LINE_QUANTITY}"),
+        )),
+        ClientReason::Count | ClientReason::SafetyStock
+            if (0..=MAX_LINE_QUANTITY * 100).contains(&quantity) =>
+        {
+            Ok(quantity)
+        }
+        ClientReason::Count | ClientReason::SafetyStock => {
+            Err(ApiError::invalid_field(field, "must be ≥ 0"))
+        }
+        _ => parse_quantity(field, quantity),
+    }
 }
 
 /// Incidents to act on (e.g. oversold offline sales), oldest first. An

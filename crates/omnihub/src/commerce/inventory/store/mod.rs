@@ -12,7 +12,7 @@ use sqlx::{Any, AnyConnection, Executor, Row};
 
 use super::{Quantity, StockLevel};
 use crate::platform::storage::StoreError;
-use crate::platform::storage::sql::push_rows;
+use crate::platform::storage::sql::{placeholders, push_rows};
 use crate::platform::time::{self, Timestamp};
 
 const LEVEL_COLUMNS: &str = "on_hand, reserved, incoming, unsellable, safety_stock";

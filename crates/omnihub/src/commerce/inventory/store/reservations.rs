@@ -68,11 +68,10 @@ pub async fn transition_reservation(
     reference: Option<&str>,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
-    let allowed: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 6)).collect();
     let sql = format!(
         "UPDATE reservations SET status = $1, expires_at = $2, reference = COALESCE($3, reference), updated_at = $4 \
          WHERE id = $5 AND status IN ({})",
-        allowed.join(", ")
+        placeholders(6, from.len())
     );
     let mut query = sqlx::query(&sql)
         .bind(to)

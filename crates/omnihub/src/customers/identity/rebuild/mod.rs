@@ -28,9 +28,13 @@
 //! change of the rules during the rebuild stops it
 //! ([`IdentityError::RulesChanged`]); what was written is consistent.
 
+mod plan;
 mod snapshot;
+mod write;
 
+use plan::plan;
 use snapshot::*;
+use write::write_batch;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -178,38 +182,10 @@ pub async fn rebuild(
         ..Default::default()
     };
 
-    // Resolve: blocked identifiers pinned, their links left out (pushed as
-    // self-links, which resolution ignores, so link indexes stay aligned).
     let started = std::time::Instant::now();
     let n = snapshot.ids.len();
-    let mut graph = CompactGraph::with_capacity(n, snapshot.ends.len());
-    for i in 0..n {
-        graph.push_node(snapshot.kinds[i], snapshot.home[i], snapshot.blocked[i]);
-    }
-    let mut retract: Vec<(u32, u32)> = Vec::new();
-    let mut components: Vec<u32> = (0..n as u32).collect();
-    for (e, &(a, b)) in snapshot.ends.iter().enumerate() {
-        let (trust, at) = (snapshot.link_verified[e], snapshot.link_times[e]);
-        let (verified, trusted) = (trust.verified(), trust.trusted());
-        if snapshot.blocked[a as usize] || snapshot.blocked[b as usize] {
-            for end in [a, b] {
-                if snapshot.blocked[end as usize] {
-                    retract.push((end, e as u32));
-                }
-            }
-            graph.push_edge(a, a, verified, trusted, at);
-            continue;
-        }
-        graph.push_edge(a, b, verified, trusted, at);
-        let (ra, rb) = (find(&mut components, a), find(&mut components, b));
-        if ra != rb {
-            components[ra.max(rb) as usize] = ra.min(rb);
-        }
-    }
-    report.components = (0..n as u32)
-        .filter(|&i| find(&mut components, i) == i)
-        .count();
-    drop(components);
+    let (graph, retract, components) = graph_of(&snapshot);
+    report.components = components;
     // Seconds of CPU at millions of identifiers: off the async runtime, so
     // the node's requests and streams go on meanwhile.
     let resolving_rules = crules.clone();
@@ -227,47 +203,15 @@ pub async fn rebuild(
     drop(resolution);
     let rules = Arc::new(rules);
     let links = Arc::new(snapshot.links);
-    let mut written = 0usize;
-    let mut split_into: BTreeSet<String> = BTreeSet::new();
-    for batch in batches {
-        let size: usize = batch.iter().map(|g| g.members.len()).sum();
-        let rules = Arc::clone(&rules);
-        let links = Arc::clone(&links);
-        let outcome = store
-            .write(move |tx| {
-                let (batch, links, rules) = (batch.clone(), links.clone(), rules.clone());
-                Box::pin(async move {
-                    let outcome = write_batch(tx, &rules, &links, batch, channel_id).await?;
-                    // The same follow-ups as a live merge (the guest's
-                    // carts join the customer's), in the same transaction.
-                    if let Some((follow, channel)) = follow_up {
-                        let context = super::MergeContext {
-                            channel,
-                            channel_kind: None,
-                        };
-                        for survivor in &outcome.merged_into {
-                            (follow.merged)(tx, &rules, survivor, context).await?;
-                        }
-                    }
-                    Ok::<_, IdentityError>(outcome)
-                })
-            })
-            .await?;
-        report.batches += 1;
-        report.changed_identifiers += outcome.changed;
-        report.merges += outcome.merges;
-        report.splits += outcome.splits;
-        report.status_changes += outcome.status_changes;
-        report.blocked += outcome.blocked;
-        report.retracted_links += outcome.retracted;
-        report.rechecked_groups += outcome.rechecked;
-        split_into.extend(outcome.split_into);
-        let before = written;
-        written += size;
-        if written / REBUILD_PROGRESS_EVERY > before / REBUILD_PROGRESS_EVERY {
-            progress(RebuildPhase::Writing, written);
-        }
-    }
+    let writes = Writes {
+        store,
+        rules: &rules,
+        links: &links,
+        channel_id,
+        follow_up,
+        progress,
+    };
+    let split_into = writes.run(batches, &mut report).await?;
     if let Some((follow, channel)) = follow_up {
         separate(store, &rules, split_into, follow, channel).await?;
     }
@@ -316,349 +260,103 @@ fn find(parent: &mut [u32], mut x: u32) -> u32 {
     x
 }
 
-/// The groups to write, in batches, with their merges and splits.
-fn plan(
-    snapshot: &Snapshot,
-    crules: &CompactRules,
-    resolution: &compact::CompactResolution,
-    retract: &[(u32, u32)],
-    report: &mut RebuildReport,
-) -> Vec<Vec<PlannedGroup>> {
+/// The compact graph of the snapshot: blocked identifiers pinned, their
+/// links left out (pushed as self-links, which resolution ignores, so link
+/// indexes stay aligned) and returned as (identifier, link) to retract;
+/// with the count of connected parts.
+fn graph_of(snapshot: &Snapshot) -> (CompactGraph, Vec<(u32, u32)>, usize) {
     let n = snapshot.ids.len();
-    let p = snapshot.profiles.len();
-    let mut has_links_to_retract = vec![false; n];
-    let mut retract_of: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for &(node, e) in retract {
-        has_links_to_retract[node as usize] = true;
-        retract_of.entry(node).or_default().push(e);
+    let mut graph = CompactGraph::with_capacity(n, snapshot.ends.len());
+    for i in 0..n {
+        graph.push_node(snapshot.kinds[i], snapshot.home[i], snapshot.blocked[i]);
     }
-    let mut is_survivor = vec![false; p];
-    let mut changed_group = vec![false; n];
-    for i in 0..n as u32 {
-        let survivor = resolution.survivor_of(i);
-        let root = resolution.group_of(i);
-        if root == i {
-            report.profiles += 1;
-            is_survivor[survivor as usize] = true;
-            if !snapshot.profile_active[survivor as usize] {
-                changed_group[i as usize] = true;
-            }
-        }
-        let x = i as usize;
-        if snapshot.customer[x] != survivor
-            || snapshot.status[x] != resolution.status(i)
-            || snapshot.verified[x] != resolution.verified(crules, i)
-            || has_links_to_retract[x]
-        {
-            changed_group[root as usize] = true;
-        }
-    }
-    // Splits: previously active profiles whose identifiers now sit in
-    // several profiles.
-    let mut first_new = vec![u32::MAX; p];
-    let mut split = vec![false; p];
-    for i in 0..n as u32 {
-        let c = snapshot.customer[i as usize] as usize;
-        if !snapshot.profile_active[c] {
-            continue;
-        }
-        let s = resolution.survivor_of(i);
-        if first_new[c] == u32::MAX {
-            first_new[c] = s;
-        } else if first_new[c] != s {
-            split[c] = true;
-        }
-    }
-    drop(first_new);
-    let mut split_into: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
-    for i in 0..n as u32 {
-        let c = snapshot.customer[i as usize];
-        if split[c as usize] {
-            split_into
-                .entry(c)
-                .or_default()
-                .insert(resolution.survivor_of(i));
-        }
-    }
-
-    // Members of the changed groups, group by group (roots ascending).
-    let mut members: Vec<(u32, u32)> = (0..n as u32)
-        .filter(|&i| changed_group[resolution.group_of(i) as usize])
-        .map(|i| (resolution.group_of(i), i))
-        .collect();
-    members.sort_by_key(|&(root, _)| root);
-    drop(changed_group);
-
-    // Merges: per (group, previous active profile that survives nowhere),
-    // the first applied link with exactly one end on that side.
-    let mut merge_links: HashMap<(u32, u32), Option<(u32, &'static str)>> = HashMap::new();
-    for &(root, i) in &members {
-        let c = snapshot.customer[i as usize];
-        if c != resolution.survivor_of(i)
-            && snapshot.profile_active[c as usize]
-            && !is_survivor[c as usize]
-        {
-            merge_links.insert((root, c), None);
-        }
-    }
-    if !merge_links.is_empty() {
-        for (e, reason) in resolution.joins() {
-            let (a, b) = resolution.edge(e);
-            let (ca, cb) = (snapshot.customer[a as usize], snapshot.customer[b as usize]);
-            if ca == cb {
-                continue;
-            }
-            let root = resolution.group_of(a);
-            for c in [ca, cb] {
-                if let Some(slot @ None) = merge_links.get_mut(&(root, c)) {
-                    *slot = Some((e, reason.as_str()));
+    let mut retract: Vec<(u32, u32)> = Vec::new();
+    let mut components: Vec<u32> = (0..n as u32).collect();
+    for (e, &(a, b)) in snapshot.ends.iter().enumerate() {
+        let (trust, at) = (snapshot.link_verified[e], snapshot.link_times[e]);
+        let (verified, trusted) = (trust.verified(), trust.trusted());
+        if snapshot.blocked[a as usize] || snapshot.blocked[b as usize] {
+            for end in [a, b] {
+                if snapshot.blocked[end as usize] {
+                    retract.push((end, e as u32));
                 }
             }
+            graph.push_edge(a, a, verified, trusted, at);
+            continue;
+        }
+        graph.push_edge(a, b, verified, trusted, at);
+        let (ra, rb) = (find(&mut components, a), find(&mut components, b));
+        if ra != rb {
+            components[ra.max(rb) as usize] = ra.min(rb);
         }
     }
-
-    let mut batches: Vec<Vec<PlannedGroup>> = Vec::new();
-    let mut batch: Vec<PlannedGroup> = Vec::new();
-    let mut batch_size = 0usize;
-    let mut splits_done: BTreeSet<u32> = BTreeSet::new();
-    let profile = |r: u32| snapshot.profiles.get(r);
-    for run in members.chunk_by(|x, y| x.0 == y.0) {
-        let root = run[0].0;
-        let survivor = resolution.survivor_of(root);
-        let mut group = PlannedGroup {
-            survivor: profile(survivor),
-            members: Vec::with_capacity(run.len()),
-            merges: Vec::new(),
-            splits: Vec::new(),
-            retract: Vec::new(),
-        };
-        let mut sides: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-        for &(_, i) in run {
-            let x = i as usize;
-            let id = snapshot.ids.get(i);
-            let c = snapshot.customer[x];
-            if merge_links.contains_key(&(root, c)) {
-                sides.entry(c).or_default().push(id.clone());
-            }
-            if split[c as usize] && splits_done.insert(c) {
-                let into = split_into
-                    .get(&c)
-                    .map(|s| s.iter().map(|&r| profile(r)).collect())
-                    .unwrap_or_default();
-                group.splits.push((profile(c), into));
-            }
-            if let Some(edges) = retract_of.get(&i) {
-                group
-                    .retract
-                    .extend(edges.iter().map(|&e| snapshot.links.get(e)));
-            }
-            group.members.push(PlannedMember {
-                id,
-                old_customer: profile(c),
-                old_status: snapshot.status[x],
-                old_verified: snapshot.verified[x],
-                status: resolution.status(i),
-                verified: resolution.verified(crules, i),
-                blocked: has_links_to_retract[x],
-            });
-        }
-        for (c, side) in sides {
-            let (link, reason) = match merge_links.get(&(root, c)).copied().flatten() {
-                Some((e, reason)) => (Some(snapshot.links.get(e)), reason),
-                None => (None, "regrouped"),
-            };
-            group.merges.push(PlannedMerge {
-                merged: profile(c),
-                side,
-                link,
-                reason,
-            });
-        }
-        if batch_size > 0 && batch_size + group.members.len() > REBUILD_BATCH_IDENTIFIERS {
-            batches.push(std::mem::take(&mut batch));
-            batch_size = 0;
-        }
-        batch_size += group.members.len();
-        batch.push(group);
-    }
-    if !batch.is_empty() {
-        batches.push(batch);
-    }
-    batches
+    let count = (0..n as u32)
+        .filter(|&i| find(&mut components, i) == i)
+        .count();
+    (graph, retract, count)
 }
 
-/// Writes one batch of groups (one writer operation).
-async fn write_batch(
-    tx: &mut Tx,
-    rules: &IdentityRules,
-    links: &IdColumn,
-    batch: Vec<PlannedGroup>,
+/// What writing the planned batches needs.
+struct Writes<'a> {
+    store: &'a Store,
+    rules: &'a Arc<IdentityRules>,
+    links: &'a Arc<IdColumn>,
     channel_id: Option<ChannelId>,
-) -> Result<BatchOutcome, IdentityError> {
-    let dialect = tx.dialect();
-    store::lock_identity(tx.conn(), dialect).await?;
-    if load_rules(tx.conn()).await? != *rules {
-        return Err(IdentityError::RulesChanged);
-    }
-    let mut outcome = BatchOutcome::default();
-    for group in batch {
-        write_group(tx, rules, links, group, channel_id, &mut outcome).await?;
-    }
-    Ok(outcome)
+    follow_up: Option<(super::FollowUps, ChannelId)>,
+    progress: Progress<'a>,
 }
 
-async fn write_group(
-    tx: &mut Tx,
-    rules: &IdentityRules,
-    links: &IdColumn,
-    group: PlannedGroup,
-    channel_id: Option<ChannelId>,
-    outcome: &mut BatchOutcome,
-) -> Result<(), IdentityError> {
-    let cause = Cause::Rebuild { channel_id };
-    let now = tx.now();
-    let ids: Vec<String> = group.members.iter().map(|m| m.id.clone()).collect();
-    let rows: BTreeMap<String, IdentifierRow> = store::identifiers_by_ids(tx.conn(), &ids)
-        .await?
-        .into_iter()
-        .map(|r| (r.id.clone(), r))
-        .collect();
-    // Changed since the read (a tracking call, an unmerge)? Then regroup
-    // this part from the database instead.
-    let unchanged = rows.len() == group.members.len()
-        && group.members.iter().all(|m| {
-            rows.get(&m.id).is_some_and(|r| {
-                r.customer_id == m.old_customer
-                    && r.status == m.old_status
-                    && r.verified == m.old_verified
-            })
-        })
-        && store::active_links_touching(tx.conn(), &ids)
-            .await?
-            .iter()
-            .all(|l| links.contains(&l.id));
-    if !unchanged {
-        let out = recompute(tx, rules, &ids, &cause).await?;
-        outcome.rechecked += 1;
-        outcome.merges += out.merges.len();
-        outcome.split_into.extend(out.split_into.iter().cloned());
-        if !out.merges.is_empty() {
-            let survivors = out.resolution.groups.iter().map(|g| g.survivor.clone());
-            outcome.merged_into.extend(survivors);
-        }
-        return Ok(());
-    }
-    if !group.retract.is_empty() {
-        store::retract_links(tx.conn(), &group.retract, BLOCKED_RETRACTION, now).await?;
-        outcome.retracted += group.retract.len();
-    }
-    let survivor = &group.survivor;
-    let created = super::activate_profile(tx, survivor).await?;
-    let channel = cause.channel();
-    for m in &group.members {
-        let Some(row) = rows.get(&m.id) else { continue };
-        if row.customer_id != *survivor || row.status != m.status || row.verified != m.verified {
-            store::update_identifier(tx.conn(), &m.id, survivor, m.status, m.verified, now).await?;
-            outcome.changed += 1;
-        }
-        if row.status != m.status {
-            outcome.status_changes += 1;
-            if m.status != NodeStatus::Member {
-                emit_status_change(tx, row, m.status, survivor, channel, &cause);
+impl Writes<'_> {
+    /// Writes each batch in one writer operation, with the same follow-ups
+    /// as a live merge; returns the profiles the splits made.
+    async fn run(
+        &self,
+        batches: Vec<Vec<PlannedGroup>>,
+        report: &mut RebuildReport,
+    ) -> Result<BTreeSet<String>, IdentityError> {
+        let (channel_id, follow_up) = (self.channel_id, self.follow_up);
+        let mut written = 0usize;
+        let mut split_into: BTreeSet<String> = BTreeSet::new();
+        for batch in batches {
+            let size: usize = batch.iter().map(|g| g.members.len()).sum();
+            let rules = Arc::clone(self.rules);
+            let links = Arc::clone(self.links);
+            let outcome = self
+                .store
+                .write(move |tx| {
+                    let (batch, links, rules) = (batch.clone(), links.clone(), rules.clone());
+                    Box::pin(async move {
+                        let outcome = write_batch(tx, &rules, &links, batch, channel_id).await?;
+                        // The same follow-ups as a live merge (the guest's
+                        // carts join the customer's), in the same transaction.
+                        if let Some((follow, channel)) = follow_up {
+                            let context = super::MergeContext {
+                                channel,
+                                channel_kind: None,
+                            };
+                            for survivor in &outcome.merged_into {
+                                (follow.merged)(tx, &rules, survivor, context).await?;
+                            }
+                        }
+                        Ok::<_, IdentityError>(outcome)
+                    })
+                })
+                .await?;
+            report.batches += 1;
+            report.changed_identifiers += outcome.changed;
+            report.merges += outcome.merges;
+            report.splits += outcome.splits;
+            report.status_changes += outcome.status_changes;
+            report.blocked += outcome.blocked;
+            report.retracted_links += outcome.retracted;
+            report.rechecked_groups += outcome.rechecked;
+            split_into.extend(outcome.split_into);
+            let before = written;
+            written += size;
+            if written / REBUILD_PROGRESS_EVERY > before / REBUILD_PROGRESS_EVERY {
+                (self.progress)(RebuildPhase::Writing, written);
             }
         }
-        if m.blocked {
-            outcome.blocked += 1;
-            tx.emit(
-                NewEvent::of(
-                    &IdentityEvent::Blocked(events::IdentifierBlocked {
-                        identifier: IdentifierValue::of(row),
-                        customer_id: survivor.clone(),
-                        status: m.status.as_str(),
-                        retracted_links: group.retract.clone(),
-                        cause: cause.describe(),
-                    }),
-                    now,
-                )
-                .channel(channel)
-                .subject("customer_id", survivor),
-            );
-        }
+        Ok(split_into)
     }
-    if created {
-        tx.emit(
-            NewEvent::of(
-                &IdentityEvent::CustomerCreated(events::CustomerCreated {
-                    customer_id: survivor.clone(),
-                    identifiers: group
-                        .members
-                        .iter()
-                        .filter_map(|m| rows.get(&m.id))
-                        .map(IdentifierValue::of)
-                        .collect(),
-                    cause: cause.describe(),
-                }),
-                now,
-            )
-            .channel(channel)
-            .subject("customer_id", survivor),
-        );
-    }
-    if !group.merges.is_empty() {
-        outcome.merged_into.push(survivor.clone());
-    }
-    for merge in group.merges {
-        let record = MergeRow {
-            id: MergeId::new().to_string(),
-            survivor_id: survivor.clone(),
-            merged_id: merge.merged.clone(),
-            link_id: merge.link.clone(),
-            reason: merge.reason.to_string(),
-            merged_side: merge.side,
-            created_at: time::to_micros(now),
-            undone_at: None,
-            undone_by: None,
-        };
-        store::insert_merge(tx.conn(), &record).await?;
-        store::set_merged_into(tx.conn(), &merge.merged, Some(survivor), now).await?;
-        let link = match &merge.link {
-            Some(id) => store::get_link(&mut *tx.conn(), id).await?,
-            None => None,
-        };
-        tx.emit(
-            NewEvent::of(
-                &IdentityEvent::CustomerMerged(events::CustomerMerged {
-                    merge_id: record.id.clone(),
-                    customer_id: survivor.clone(),
-                    merged_customer_id: merge.merged.clone(),
-                    reason: merge.reason.to_string(),
-                    link: link.as_ref().map(|l| LinkBody::of(l, &rows)),
-                    cause: cause.describe(),
-                }),
-                now,
-            )
-            .channel(channel)
-            .subject("customer_id", survivor)
-            .subject("merged_customer_id", &merge.merged),
-        );
-        outcome.merges += 1;
-    }
-    for (old, into) in group.splits {
-        outcome.split_into.extend(into.iter().cloned());
-        tx.emit(
-            NewEvent::of(
-                &IdentityEvent::CustomerSplit(events::CustomerSplit {
-                    customer_id: old.clone(),
-                    into,
-                    reason: "regrouped under the rules in force",
-                    cause: cause.describe(),
-                }),
-                now,
-            )
-            .channel(channel)
-            .subject("customer_id", &old),
-        );
-        outcome.splits += 1;
-    }
-    Ok(())
 }

@@ -183,6 +183,65 @@ pub(super) async fn read_snapshot(
     crules: &CompactRules,
     progress: Progress<'_>,
 ) -> Result<Snapshot, IdentityError> {
+    let IdentifierColumns {
+        ids,
+        homes,
+        customers,
+        kinds,
+        status,
+        verified,
+        blocked,
+    } = read_identifiers(store, rules, crules, progress).await?;
+    let mut profiles = homes.clone();
+    profiles.append(&customers);
+    profiles.sort_dedup();
+    let rank = |column: &IdColumn, i: u32| -> Result<u32, IdentityError> {
+        profiles.position_of(column, i).ok_or_else(|| {
+            crate::platform::storage::StoreError::Corrupt("profile rank".into()).into()
+        })
+    };
+    let n = ids.len() as u32;
+    let home: Vec<u32> = (0..n).map(|i| rank(&homes, i)).collect::<Result<_, _>>()?;
+    let customer: Vec<u32> = (0..n)
+        .map(|i| rank(&customers, i))
+        .collect::<Result<_, _>>()?;
+    drop((homes, customers));
+    let profile_active = read_profile_activity(store, &profiles, progress).await?;
+    let links = read_links(store, &ids, progress).await?;
+    Ok(Snapshot {
+        ids,
+        kinds,
+        customer,
+        home,
+        status,
+        verified,
+        blocked,
+        profiles,
+        profile_active,
+        links: links.ids,
+        ends: links.ends,
+        link_verified: links.verified,
+        link_times: links.times,
+    })
+}
+
+/// The identifiers' columns as read, in id order.
+struct IdentifierColumns {
+    ids: IdColumn,
+    homes: IdColumn,
+    customers: IdColumn,
+    kinds: Vec<u8>,
+    status: Vec<NodeStatus>,
+    verified: Vec<bool>,
+    blocked: Vec<bool>,
+}
+
+async fn read_identifiers(
+    store: &Store,
+    rules: &IdentityRules,
+    crules: &CompactRules,
+    progress: Progress<'_>,
+) -> Result<IdentifierColumns, IdentityError> {
     let mut ids = IdColumn::new();
     let mut homes = IdColumn::new();
     let mut customers = IdColumn::new();
@@ -218,21 +277,23 @@ pub(super) async fn read_snapshot(
         verified = permute(&verified, &perm);
         blocked = permute(&blocked, &perm);
     }
-    let mut profiles = homes.clone();
-    profiles.append(&customers);
-    profiles.sort_dedup();
-    let rank = |column: &IdColumn, i: u32| -> Result<u32, IdentityError> {
-        profiles.position_of(column, i).ok_or_else(|| {
-            crate::platform::storage::StoreError::Corrupt("profile rank".into()).into()
-        })
-    };
-    let n = ids.len() as u32;
-    let home: Vec<u32> = (0..n).map(|i| rank(&homes, i)).collect::<Result<_, _>>()?;
-    let customer: Vec<u32> = (0..n)
-        .map(|i| rank(&customers, i))
-        .collect::<Result<_, _>>()?;
-    drop((homes, customers));
+    Ok(IdentifierColumns {
+        ids,
+        homes,
+        customers,
+        kinds,
+        status,
+        verified,
+        blocked,
+    })
+}
 
+/// Per profile (by rank): the row exists and is not merged.
+async fn read_profile_activity(
+    store: &Store,
+    profiles: &IdColumn,
+    progress: Progress<'_>,
+) -> Result<Vec<bool>, IdentityError> {
     let mut profile_active = vec![false; profiles.len()];
     let mut after = String::new();
     let mut read = 0usize;
@@ -250,7 +311,22 @@ pub(super) async fn read_snapshot(
             progress(RebuildPhase::Profiles, read);
         }
     }
+    Ok(profile_active)
+}
 
+/// The active links' columns, in link id order.
+struct LinkColumns {
+    ids: IdColumn,
+    ends: Vec<(u32, u32)>,
+    verified: Vec<super::LinkTrust>,
+    times: Vec<i64>,
+}
+
+async fn read_links(
+    store: &Store,
+    ids: &IdColumn,
+    progress: Progress<'_>,
+) -> Result<LinkColumns, IdentityError> {
     let mut links = IdColumn::new();
     let (mut ends, mut link_verified, mut link_times) = (Vec::new(), Vec::new(), Vec::new());
     let mut after = String::new();
@@ -281,19 +357,10 @@ pub(super) async fn read_snapshot(
         link_verified = permute(&link_verified, &perm);
         link_times = permute(&link_times, &perm);
     }
-    Ok(Snapshot {
-        ids,
-        kinds,
-        customer,
-        home,
-        status,
-        verified,
-        blocked,
-        profiles,
-        profile_active,
-        links,
+    Ok(LinkColumns {
+        ids: links,
         ends,
-        link_verified,
-        link_times,
+        verified: link_verified,
+        times: link_times,
     })
 }

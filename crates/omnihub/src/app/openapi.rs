@@ -376,14 +376,15 @@ fn complete_errors(spec: &mut openapi::OpenApi) {
     use crate::platform::http::problem::ErrorCode as E;
     for (path, item) in spec.paths.paths.iter_mut() {
         let public = !path.starts_with("/v1/") || path == "/v1/openapi.json";
+        // (operation, is a POST, writes)
         let operations = [
-            (&mut item.get, false),
-            (&mut item.put, false),
-            (&mut item.patch, false),
-            (&mut item.delete, false),
-            (&mut item.post, true),
+            (&mut item.get, false, false),
+            (&mut item.put, false, true),
+            (&mut item.patch, false, true),
+            (&mut item.delete, false, true),
+            (&mut item.post, true, true),
         ];
-        for (operation, is_post) in operations {
+        for (operation, is_post, writes) in operations {
             let Some(operation) = operation.as_mut() else {
                 continue;
             };
@@ -438,6 +439,10 @@ fn complete_errors(spec: &mut openapi::OpenApi) {
             }
             if has(openapi::path::ParameterIn::Path) {
                 codes.push(E::NotFound);
+            }
+            if writes {
+                // A full disk refuses every write (`storage_full`).
+                codes.push(E::StorageFull);
             }
             if is_post {
                 codes.extend([

@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod panic_log;
 pub mod state;
 pub mod storage;
+pub mod telemetry;
 pub mod time;
 pub mod webhooks;

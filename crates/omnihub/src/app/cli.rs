@@ -6,13 +6,13 @@
 //! the secret. A closed standard output (`omnihub openapi | head`) ends the
 //! command quietly.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
 use crate::app::server::Hub;
 use crate::platform::channels::{self, BACKOFFICE_CHANNEL_NAME, ChannelKind, ChannelName};
-use crate::platform::config::{LogFormat, Settings, SettingsArgs};
+use crate::platform::config::{Settings, SettingsArgs};
 use crate::platform::ids::{ChannelId, KeyId};
 use crate::platform::keys::{self, Scopes};
 use crate::platform::storage::{Store, migrate};
@@ -75,6 +75,16 @@ pub enum Command {
     Openapi,
     /// Print the AsyncAPI document of the events (`docs/asyncapi.json`).
     Asyncapi,
+    /// The configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Print the reference of every setting (flag, environment variable,
+    /// TOML key, default, meaning) as markdown, as in docs/configuration.md.
+    Reference,
 }
 
 #[derive(Subcommand)]
@@ -168,8 +178,14 @@ pub(crate) fn write_stdout(line: &str) {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = cli.settings.resolve()?;
-    init_logging(&settings);
-    match cli.command {
+    let telemetry = crate::platform::telemetry::init(&settings)?;
+    let result = run_command(settings, cli.command).await;
+    telemetry.shutdown().await;
+    result
+}
+
+async fn run_command(settings: Settings, command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve => serve(settings).await,
         Command::Migrate { check: false } => {
             eprintln!("database: {}", location(&settings));
@@ -202,21 +218,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             out!("{}", crate::app::event_catalog::asyncapi_json().trim_end());
             Ok(())
         }
+        Command::Config(ConfigCommand::Reference) => {
+            out!(
+                "{}",
+                crate::platform::config::reference::markdown().trim_end()
+            );
+            Ok(())
+        }
     }
-}
-
-fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only for a person at a terminal, never in files or pipes.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let _ = match settings.log_format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
 }
 
 pub(crate) fn location(settings: &Settings) -> String {

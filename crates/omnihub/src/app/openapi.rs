@@ -376,14 +376,15 @@ const PROBLEM_JSON: &str = "application/problem+json";
 fn complete_errors(spec: &mut openapi::OpenApi) {
     for (path, item) in spec.paths.paths.iter_mut() {
         let public = !path.starts_with("/v1/") || path == "/v1/openapi.json";
+        // (operation, is a POST, writes)
         let operations = [
-            (&mut item.get, false),
-            (&mut item.put, false),
-            (&mut item.patch, false),
-            (&mut item.delete, false),
-            (&mut item.post, true),
+            (&mut item.get, false, false),
+            (&mut item.put, false, true),
+            (&mut item.patch, false, true),
+            (&mut item.delete, false, true),
+            (&mut item.post, true, true),
         ];
-        for (operation, is_post) in operations {
+        for (operation, is_post, writes) in operations {
             let Some(operation) = operation.as_mut() else {
                 continue;
             };
@@ -391,7 +392,7 @@ fn complete_errors(spec: &mut openapi::OpenApi) {
             if public {
                 continue;
             }
-            let codes = cross_cutting_errors(operation, is_post);
+            let codes = cross_cutting_errors(operation, is_post, writes);
             add_errors(&mut operation.responses, &codes);
         }
     }
@@ -417,6 +418,7 @@ fn problem_media_type(operation: &mut openapi::path::Operation) {
 fn cross_cutting_errors(
     operation: &openapi::path::Operation,
     is_post: bool,
+    writes: bool,
 ) -> Vec<crate::platform::http::problem::ErrorCode> {
     use crate::platform::http::problem::ErrorCode as E;
     // Every key check can be throttled (`http::limits`, failed
@@ -455,6 +457,10 @@ fn cross_cutting_errors(
     }
     if has(openapi::path::ParameterIn::Path) {
         codes.push(E::NotFound);
+    }
+    if writes {
+        // A full disk refuses every write (`storage_full`).
+        codes.push(E::StorageFull);
     }
     if is_post {
         codes.extend([

@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod reference;
+mod resolve;
+
 /// Settings as read from a TOML file; every field optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +46,7 @@ pub struct FileSettings {
     pub backup_dir: Option<PathBuf>,
     pub backup_every: Option<String>,
     pub backup_keep: Option<usize>,
+    pub otlp_endpoint: Option<String>,
 }
 
 impl FileSettings {
@@ -77,6 +81,8 @@ pub struct Settings {
     /// Scheduled backups of the SQLite database (`None`: not scheduled).
     pub backup: Option<BackupSettings>,
     pub privacy: PrivacySettings,
+    /// Where traces are exported over OTLP/HTTP (`None`: not traced).
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Scheduled backups (docs/operations.md): a snapshot into `dir` every
@@ -152,294 +158,266 @@ pub const DEFAULT_WEBHOOK_LEASE_SECS: u64 = 30;
 /// Values given by flag or environment (clap merges those two).
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct SettingsArgs {
-    /// TOML configuration file.
-    #[arg(long, env = "OMNIHUB_CONFIG", global = true)]
+    /// TOML configuration file [default: none].
+    ///
+    /// Unknown keys in it are an error.
+    #[arg(long, value_name = "FILE", env = "OMNIHUB_CONFIG", global = true)]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "OMNIHUB_LISTEN", global = true)]
+    /// Address the HTTP API listens on [default: 127.0.0.1:8080].
+    ///
+    /// `IP:PORT`; port `0` picks a free one.
+    #[arg(long, value_name = "ADDR", env = "OMNIHUB_LISTEN", global = true)]
     pub listen: Option<String>,
-    /// Directory for the embedded SQLite database [default: ./omnihub-data].
-    #[arg(long, env = "OMNIHUB_DATA_DIR", global = true)]
+    /// Directory of the embedded SQLite database [default: ./omnihub-data].
+    ///
+    /// The database is `<data_dir>/omnihub.db`, created when missing. Only used when `database_url`
+    /// is not set.
+    #[arg(long, value_name = "DIR", env = "OMNIHUB_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
-    /// `sqlite://…` or `postgres://…` [default: SQLite in the data directory].
-    #[arg(long, env = "OMNIHUB_DATABASE_URL", global = true)]
+    /// The database: `sqlite://…` or `postgres://…` [default: sqlite://<data_dir>/omnihub.db].
+    ///
+    /// E.g. `sqlite://path/to/file.db` or `postgres://user:password@host:port/database`. Migrations
+    /// are applied on start. (A plain `DATABASE_URL` is **not** read.)
+    #[arg(long, value_name = "URL", env = "OMNIHUB_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
-    /// PostgreSQL schema to use (created when missing) [default: the URL's search_path].
-    #[arg(long, env = "OMNIHUB_DATABASE_SCHEMA", global = true)]
-    pub database_schema: Option<String>,
-    /// `text` or `json` [default: text].
-    #[arg(long, env = "OMNIHUB_LOG_FORMAT", global = true)]
-    pub log_format: Option<String>,
-    /// Log filter, e.g. `info` or `omnihub=debug` [default: info].
-    #[arg(long, env = "OMNIHUB_LOG_LEVEL", global = true)]
-    pub log_level: Option<String>,
-    /// Largest accepted request body in bytes [default: 1048576].
-    #[arg(long, env = "OMNIHUB_MAX_BODY_BYTES", global = true)]
-    pub max_body_bytes: Option<usize>,
-    /// SQLite `synchronous`: FULL (durable on power loss) or NORMAL [default: FULL].
-    #[arg(long, env = "OMNIHUB_SQLITE_SYNCHRONOUS", global = true)]
-    pub sqlite_synchronous: Option<String>,
-    /// Timeout of one webhook delivery attempt in ms [default: 10000].
-    #[arg(long, env = "OMNIHUB_WEBHOOK_TIMEOUT_MS", global = true)]
-    pub webhook_timeout_ms: Option<u64>,
-    /// First webhook retry delay in ms, doubled per attempt [default: 5000].
-    #[arg(long, env = "OMNIHUB_WEBHOOK_RETRY_BASE_MS", global = true)]
-    pub webhook_retry_base_ms: Option<u64>,
-    /// Attempts before a webhook delivery is given up [default: 12].
-    #[arg(long, env = "OMNIHUB_WEBHOOK_MAX_ATTEMPTS", global = true)]
-    pub webhook_max_attempts: Option<u32>,
-    /// Seconds an endpoint may fail without a success before it is disabled [default: 432000].
-    #[arg(long, env = "OMNIHUB_WEBHOOK_DISABLE_AFTER_SECS", global = true)]
-    pub webhook_disable_after_secs: Option<u64>,
-    /// Concurrent requests to one webhook endpoint [default: 32].
-    #[arg(long, env = "OMNIHUB_WEBHOOK_CONCURRENCY", global = true)]
-    pub webhook_concurrency: Option<usize>,
-    /// Seconds to drain requests and deliveries on shutdown [default: 20].
-    #[arg(long, env = "OMNIHUB_SHUTDOWN_GRACE_SECS", global = true)]
-    pub shutdown_grace_secs: Option<u64>,
-    /// Origins allowed to call the tracking routes and the live stream from a
-    /// browser: `*` or comma-separated `https://shop.example.com` [default: *].
-    #[arg(long, env = "OMNIHUB_CORS_ALLOWED_ORIGINS", global = true)]
-    pub cors_allowed_origins: Option<String>,
-    /// Address to serve `/metrics` on, apart from the API [default: not served].
-    #[arg(long, env = "OMNIHUB_METRICS_LISTEN", global = true)]
-    pub metrics_listen: Option<String>,
-    /// Open connections at most [default: 512].
-    #[arg(long, env = "OMNIHUB_MAX_CONNECTIONS", global = true)]
-    pub max_connections: Option<usize>,
-    /// Time to send a request's headers, in ms [default: 10000].
-    #[arg(long, env = "OMNIHUB_HEADER_READ_TIMEOUT_MS", global = true)]
-    pub header_read_timeout_ms: Option<u64>,
-    /// A connection silent both ways this long is closed, in s [default: 120].
-    #[arg(long, env = "OMNIHUB_IDLE_TIMEOUT_SECS", global = true)]
-    pub idle_timeout_secs: Option<u64>,
-    /// Time to send a request's body, in ms [default: 30000].
-    #[arg(long, env = "OMNIHUB_REQUEST_BODY_TIMEOUT_MS", global = true)]
-    pub request_body_timeout_ms: Option<u64>,
-    /// Open live streams per node [default: 256].
-    #[arg(long, env = "OMNIHUB_MAX_STREAMS", global = true)]
-    pub max_streams: Option<usize>,
-    /// Open live streams per key and node [default: 16].
-    #[arg(long, env = "OMNIHUB_MAX_STREAMS_PER_KEY", global = true)]
-    pub max_streams_per_key: Option<usize>,
-    /// Failed authentications per client address and minute before 429 (0: off) [default: 60].
-    #[arg(long, env = "OMNIHUB_AUTH_FAILURES_PER_MINUTE", global = true)]
-    pub auth_failures_per_minute: Option<u32>,
-    /// Comma-separated networks (CIDR) webhooks may reach although private or loopback [default: none].
+    /// PostgreSQL schema to use, created when missing [default: none (the URL's search_path)].
+    ///
+    /// Letters, digits and `_`, at most 63. Lets several hubs share one database.
     #[arg(
         long,
+        value_name = "NAME",
+        env = "OMNIHUB_DATABASE_SCHEMA",
+        global = true
+    )]
+    pub database_schema: Option<String>,
+    /// `text` or `json` [default: text].
+    ///
+    /// `json`: one JSON object per line; a line logged while a request is served carries its
+    /// `trace_id` and `span_id` (in `span` and `spans`). Logs go to standard error.
+    #[arg(long, value_name = "FORMAT", env = "OMNIHUB_LOG_FORMAT", global = true)]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. `info` or `omnihub=debug` [default: info].
+    ///
+    /// A `tracing` filter: `warn`, `info`, `omnihub=debug,sqlx=warn`, … (an invalid filter falls
+    /// back to `info`).
+    #[arg(long, value_name = "FILTER", env = "OMNIHUB_LOG_LEVEL", global = true)]
+    pub log_level: Option<String>,
+    /// Largest accepted request body in bytes [default: 1048576].
+    ///
+    /// Larger bodies get `413 payload_too_large`.
+    #[arg(long, value_name = "N", env = "OMNIHUB_MAX_BODY_BYTES", global = true)]
+    pub max_body_bytes: Option<usize>,
+    /// SQLite `synchronous`: FULL, NORMAL or EXTRA [default: FULL].
+    ///
+    /// `FULL`: an acknowledged write survives power loss; `NORMAL`: it survives a process crash
+    /// (faster commits). Case-insensitive.
+    #[arg(
+        long,
+        value_name = "MODE",
+        env = "OMNIHUB_SQLITE_SYNCHRONOUS",
+        global = true
+    )]
+    pub sqlite_synchronous: Option<String>,
+    /// Timeout of one webhook delivery attempt in ms [default: 10000].
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "OMNIHUB_WEBHOOK_TIMEOUT_MS",
+        global = true
+    )]
+    pub webhook_timeout_ms: Option<u64>,
+    /// First webhook retry delay in ms [default: 5000].
+    ///
+    /// Each further retry doubles it, with jitter (50–100 % of the delay), capped at one hour.
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "OMNIHUB_WEBHOOK_RETRY_BASE_MS",
+        global = true
+    )]
+    pub webhook_retry_base_ms: Option<u64>,
+    /// Attempts before a webhook delivery is given up [default: 12].
+    ///
+    /// The delivery is then `failed`; at least 1.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "OMNIHUB_WEBHOOK_MAX_ATTEMPTS",
+        global = true
+    )]
+    pub webhook_max_attempts: Option<u32>,
+    /// Seconds an endpoint may fail without a success before it is disabled [default: 432000].
+    ///
+    /// 432000 s is 5 days. A disabled endpoint has `status: disabled`, a `disabled_reason` and a
+    /// `webhook.disabled` event; `PATCH` it back to `active`.
+    #[arg(
+        long,
+        value_name = "S",
+        env = "OMNIHUB_WEBHOOK_DISABLE_AFTER_SECS",
+        global = true
+    )]
+    pub webhook_disable_after_secs: Option<u64>,
+    /// Concurrent requests to one webhook endpoint [default: 32].
+    ///
+    /// Clamped to 1–1024.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "OMNIHUB_WEBHOOK_CONCURRENCY",
+        global = true
+    )]
+    pub webhook_concurrency: Option<usize>,
+    /// Seconds to drain requests and deliveries on shutdown [default: 20].
+    ///
+    /// On SIGTERM or Ctrl-C: how long to wait for requests and webhook deliveries in flight before
+    /// stopping.
+    #[arg(
+        long,
+        value_name = "S",
+        env = "OMNIHUB_SHUTDOWN_GRACE_SECS",
+        global = true
+    )]
+    pub shutdown_grace_secs: Option<u64>,
+    /// Origins allowed to call the tracking routes and the live stream from a browser [default: *].
+    ///
+    /// `*` (any; credentials are never allowed) or comma-separated `scheme://host[:port]`, e.g.
+    /// `https://shop.example.com,https://m.shop.example.com` (an empty list allows none). See
+    /// docs/customers-identity.md.
+    #[arg(
+        long,
+        value_name = "LIST",
+        env = "OMNIHUB_CORS_ALLOWED_ORIGINS",
+        global = true
+    )]
+    pub cors_allowed_origins: Option<String>,
+    /// Address to serve `/metrics` on, apart from the API [default: none (not served)].
+    ///
+    /// E.g. `127.0.0.1:9464`. `/metrics` is never served on the API port.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "OMNIHUB_METRICS_LISTEN",
+        global = true
+    )]
+    pub metrics_listen: Option<String>,
+    /// Open HTTP connections at most [default: 512].
+    ///
+    /// One more is answered `503` (with `Retry-After: 1`) and closed. Keep it below the process's
+    /// open-file limit minus the database and webhook connections.
+    #[arg(long, value_name = "N", env = "OMNIHUB_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<usize>,
+    /// Time a client has to send a request's headers, in ms [default: 10000].
+    ///
+    /// Counted from when the connection is ready for a request, so a keep-alive connection on which
+    /// no request starts is closed after it too.
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "OMNIHUB_HEADER_READ_TIMEOUT_MS",
+        global = true
+    )]
+    pub header_read_timeout_ms: Option<u64>,
+    /// A connection silent both ways this long is closed, in s [default: 120].
+    ///
+    /// Also while a request is being handled (e.g. a client that stops reading): keep it above the
+    /// slowest request. Live streams send a keep-alive comment every 15 s, so keep it above 15 s.
+    #[arg(
+        long,
+        value_name = "S",
+        env = "OMNIHUB_IDLE_TIMEOUT_SECS",
+        global = true
+    )]
+    pub idle_timeout_secs: Option<u64>,
+    /// Time a client has to send a request's body, in ms [default: 30000].
+    ///
+    /// Then `408 request_timeout`.
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "OMNIHUB_REQUEST_BODY_TIMEOUT_MS",
+        global = true
+    )]
+    pub request_body_timeout_ms: Option<u64>,
+    /// Open live streams per node [default: 256].
+    ///
+    /// `GET /v1/stream`, all keys together; one more is `429 too_many_streams`.
+    #[arg(long, value_name = "N", env = "OMNIHUB_MAX_STREAMS", global = true)]
+    pub max_streams: Option<usize>,
+    /// Open live streams of one key per node [default: 16].
+    ///
+    /// One more is `429 too_many_streams`.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "OMNIHUB_MAX_STREAMS_PER_KEY",
+        global = true
+    )]
+    pub max_streams_per_key: Option<usize>,
+    /// Failed authentications per client address and minute before 429 [default: 60].
+    ///
+    /// No key, or a malformed, unknown or revoked key; an IPv6 client counts by its /64. Then `429
+    /// too_many_requests` with `Retry-After` until the minute is over, except for keys the node
+    /// already knows. `0` turns the throttle off.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "OMNIHUB_AUTH_FAILURES_PER_MINUTE",
+        global = true
+    )]
+    pub auth_failures_per_minute: Option<u32>,
+    /// Networks (CIDR, comma-separated) webhooks may reach although internal [default: none].
+    ///
+    /// Loopback, private, link-local or otherwise internal networks webhook URLs may point into,
+    /// e.g. `10.20.0.0/16,127.0.0.0/8` (a list in the TOML file). Without it such URLs are refused
+    /// at creation (`422`) and at every delivery (see docs/security.md).
+    #[arg(
+        long,
+        value_name = "CIDRS",
         env = "OMNIHUB_WEBHOOK_ALLOWED_NETWORKS",
         global = true,
         value_delimiter = ','
     )]
     pub webhook_allowed_networks: Option<Vec<String>>,
     /// Seconds a node holds a webhook subscription's lease without renewing it [default: 30].
-    #[arg(long, env = "OMNIHUB_WEBHOOK_LEASE_SECS", global = true)]
+    ///
+    /// Renewed every third of it; after a node dies, another takes its subscriptions over within
+    /// this time.
+    #[arg(
+        long,
+        value_name = "S",
+        env = "OMNIHUB_WEBHOOK_LEASE_SECS",
+        global = true
+    )]
     pub webhook_lease_secs: Option<u64>,
-    /// Directory for scheduled backups of the SQLite database, which must
-    /// exist [default: no scheduled backups].
-    #[arg(long, env = "OMNIHUB_BACKUP_DIR", global = true)]
+    /// Directory for scheduled backups of the SQLite database, which must exist [default: none (no
+    /// scheduled backups)].
+    ///
+    /// `serve` takes a snapshot into it every `backup_every` (the first at start when the newest
+    /// snapshot there is older), keeping the newest `backup_keep`; refused on PostgreSQL. See
+    /// docs/operations.md.
+    #[arg(long, value_name = "DIR", env = "OMNIHUB_BACKUP_DIR", global = true)]
     pub backup_dir: Option<PathBuf>,
     /// Interval between scheduled backups: 90s, 30m, 1h, 2d [default: 1h].
-    #[arg(long, env = "OMNIHUB_BACKUP_EVERY", global = true)]
+    ///
+    /// `/readyz` warns (`backup_stale`) after two intervals without a success.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "OMNIHUB_BACKUP_EVERY",
+        global = true
+    )]
     pub backup_every: Option<String>,
-    /// Scheduled snapshots kept; older ones are removed [default: 48].
-    #[arg(long, env = "OMNIHUB_BACKUP_KEEP", global = true)]
+    /// Scheduled snapshots kept [default: 48].
+    ///
+    /// At least 1; older ones are removed after each success.
+    #[arg(long, value_name = "N", env = "OMNIHUB_BACKUP_KEEP", global = true)]
     pub backup_keep: Option<usize>,
-}
-
-impl SettingsArgs {
-    /// The backup schedule, when a backup directory is set.
-    fn backup(&self, file: &FileSettings) -> anyhow::Result<Option<BackupSettings>> {
-        let Some(dir) = self.backup_dir.clone().or(file.backup_dir.clone()) else {
-            return Ok(None);
-        };
-        let every = self
-            .backup_every
-            .clone()
-            .or(file.backup_every.clone())
-            .unwrap_or_else(|| DEFAULT_BACKUP_EVERY.into());
-        let every: crate::platform::backup::Interval = every
-            .parse()
-            .map_err(|e| anyhow::anyhow!("invalid backup_every: {e}"))?;
-        Ok(Some(BackupSettings {
-            dir,
-            every: every.0,
-            keep: self
-                .backup_keep
-                .or(file.backup_keep)
-                .unwrap_or(DEFAULT_BACKUP_KEEP)
-                .max(1),
-        }))
-    }
-
-    /// Applies the precedence: these values, then the file, then defaults.
-    pub fn resolve(&self) -> anyhow::Result<Settings> {
-        let file = match &self.config {
-            Some(path) => FileSettings::load(path)?,
-            None => FileSettings::default(),
-        };
-        let backup = self.backup(&file)?;
-        let data_dir = self
-            .data_dir
-            .clone()
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        let database_url = self
-            .database_url
-            .clone()
-            .or(file.database_url)
-            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("omnihub.db").display()));
-        let listen = self
-            .listen
-            .clone()
-            .or(file.listen)
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-        let listen: SocketAddr = listen
-            .parse()
-            .map_err(|e| anyhow::anyhow!("invalid listen address {listen:?}: {e}"))?;
-        let log_format = match self.log_format.clone().or(file.log_format).as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => anyhow::bail!("invalid log format {other:?}: use text or json"),
-        };
-        let sqlite_synchronous = self
-            .sqlite_synchronous
-            .clone()
-            .or(file.sqlite_synchronous)
-            .unwrap_or_else(|| "FULL".into())
-            .to_ascii_uppercase();
-        if !matches!(sqlite_synchronous.as_str(), "FULL" | "NORMAL" | "EXTRA") {
-            anyhow::bail!(
-                "invalid sqlite_synchronous {sqlite_synchronous:?}: use FULL, NORMAL or EXTRA"
-            );
-        }
-        let max_body_bytes = self
-            .max_body_bytes
-            .or(file.max_body_bytes)
-            .unwrap_or(DEFAULT_MAX_BODY_BYTES);
-        let webhooks = WebhookSettings {
-            timeout: Duration::from_millis(
-                self.webhook_timeout_ms
-                    .or(file.webhook_timeout_ms)
-                    .unwrap_or(10_000),
-            ),
-            retry_base: Duration::from_millis(
-                self.webhook_retry_base_ms
-                    .or(file.webhook_retry_base_ms)
-                    .unwrap_or(5_000),
-            ),
-            max_attempts: self
-                .webhook_max_attempts
-                .or(file.webhook_max_attempts)
-                .unwrap_or(12)
-                .max(1),
-            disable_after: Duration::from_secs(
-                self.webhook_disable_after_secs
-                    .or(file.webhook_disable_after_secs)
-                    .unwrap_or(5 * 24 * 3600),
-            ),
-            concurrency: self
-                .webhook_concurrency
-                .or(file.webhook_concurrency)
-                .unwrap_or(32)
-                .clamp(1, 1024),
-            allowed_networks: self
-                .webhook_allowed_networks
-                .clone()
-                .or(file.webhook_allowed_networks)
-                .unwrap_or_default()
-                .iter()
-                .map(|raw| {
-                    crate::platform::webhooks::destination::Network::parse(raw).ok_or_else(|| {
-                        anyhow::anyhow!("invalid webhook_allowed_networks entry {raw:?}: use a CIDR such as 10.0.0.0/8")
-                    })
-                })
-                .collect::<anyhow::Result<_>>()?,
-            lease: Duration::from_secs(
-                self.webhook_lease_secs
-                    .or(file.webhook_lease_secs)
-                    .unwrap_or(DEFAULT_WEBHOOK_LEASE_SECS)
-                    .max(1),
-            ),
-        };
-        let metrics_listen = match self.metrics_listen.clone().or(file.metrics_listen) {
-            None => None,
-            Some(raw) => Some(
-                raw.parse()
-                    .map_err(|e| anyhow::anyhow!("invalid metrics_listen address {raw:?}: {e}"))?,
-            ),
-        };
-        let limits = Limits {
-            max_connections: self
-                .max_connections
-                .or(file.max_connections)
-                .unwrap_or(DEFAULT_MAX_CONNECTIONS)
-                .max(1),
-            header_read_timeout: Duration::from_millis(
-                self.header_read_timeout_ms
-                    .or(file.header_read_timeout_ms)
-                    .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT_MS)
-                    .max(1),
-            ),
-            idle_timeout: Duration::from_secs(
-                self.idle_timeout_secs
-                    .or(file.idle_timeout_secs)
-                    .unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS)
-                    .max(1),
-            ),
-            request_body_timeout: Duration::from_millis(
-                self.request_body_timeout_ms
-                    .or(file.request_body_timeout_ms)
-                    .unwrap_or(DEFAULT_REQUEST_BODY_TIMEOUT_MS)
-                    .max(1),
-            ),
-            max_streams: self
-                .max_streams
-                .or(file.max_streams)
-                .unwrap_or(DEFAULT_MAX_STREAMS),
-            max_streams_per_key: self
-                .max_streams_per_key
-                .or(file.max_streams_per_key)
-                .unwrap_or(DEFAULT_MAX_STREAMS_PER_KEY),
-            auth_failures_per_minute: self
-                .auth_failures_per_minute
-                .or(file.auth_failures_per_minute)
-                .unwrap_or(DEFAULT_AUTH_FAILURES_PER_MINUTE),
-        };
-        let cors_allowed_origins = crate::platform::http::browser::CorsOrigins::parse(
-            self.cors_allowed_origins
-                .as_deref()
-                .or(file.cors_allowed_origins.as_deref())
-                .unwrap_or("*"),
-        )
-        .map_err(|e| anyhow::anyhow!("invalid cors_allowed_origins: {e}"))?;
-        Ok(Settings {
-            listen,
-            cors_allowed_origins,
-            data_dir,
-            database_url,
-            database_schema: self.database_schema.clone().or(file.database_schema),
-            log_format,
-            log_level: self
-                .log_level
-                .clone()
-                .or(file.log_level)
-                .unwrap_or_else(|| "info".into()),
-            max_body_bytes,
-            sqlite_synchronous,
-            webhooks,
-            shutdown_grace: Duration::from_secs(
-                self.shutdown_grace_secs
-                    .or(file.shutdown_grace_secs)
-                    .unwrap_or(20),
-            ),
-            metrics_listen,
-            limits,
-            backup,
-            privacy: PrivacySettings::default(),
-        })
-    }
+    /// OpenTelemetry collector to export traces to, over OTLP/HTTP [default: none (no tracing)].
+    ///
+    /// The base URL, e.g. `http://127.0.0.1:4318` (spans go to `<endpoint>/v1/traces` as protobuf).
+    /// Without it no span is exported. See docs/operations.md.
+    #[arg(long, value_name = "URL", env = "OMNIHUB_OTLP_ENDPOINT", global = true)]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Settings {

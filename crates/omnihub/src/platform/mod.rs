@@ -14,5 +14,6 @@ pub mod panic_log;
 pub mod privacy;
 pub mod state;
 pub mod storage;
+pub mod telemetry;
 pub mod time;
 pub mod webhooks;

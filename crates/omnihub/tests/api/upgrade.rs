@@ -108,7 +108,9 @@ async fn scalar(store: &Store, sql: &str) -> Option<String> {
 /// a hub serves the data.
 async fn every_earlier_version_migrates_with_its_data(backend: Backend) {
     let latest = migrate::latest_version();
-    for k in 1..latest {
+    // Every known version (numbers are reserved per branch, so there may be gaps).
+    let versions: Vec<i64> = migrate::MIGRATIONS.iter().map(|m| m.version).collect();
+    for k in versions.iter().copied().filter(|v| *v < latest) {
         let db = TestDatabase::new(backend);
         let store = Store::connect(&db.settings().store_options())
             .await
@@ -120,7 +122,8 @@ async fn every_earlier_version_migrates_with_its_data(backend: Backend) {
             }
         }
         let applied = migrate::run(&store).await.unwrap();
-        assert_eq!(applied, ((k + 1)..=latest).collect::<Vec<_>>(), "from {k}");
+        let later: Vec<i64> = versions.iter().copied().filter(|v| *v > k).collect();
+        assert_eq!(applied, later, "from {k}");
         let status = migrate::status(&store).await.unwrap();
         assert!(status.pending.is_empty() && status.unknown.is_empty());
         let one = |sql: &'static str| scalar(&store, sql);
@@ -140,13 +143,15 @@ async fn every_earlier_version_migrates_with_its_data(backend: Backend) {
                 "from {k}"
             );
         }
-        if k >= 3 {
+        if (3..10).contains(&k) {
             // 0010 stamped and indexed the products.
             assert_eq!(
                 one("SELECT search_text FROM products").await.as_deref(),
                 Some("fixture thing"),
                 "from {k}"
             );
+        }
+        if k >= 3 {
             let drifts = omnihub::commerce::inventory::ledger::verify(&store)
                 .await
                 .unwrap();
@@ -224,7 +229,8 @@ async fn serves_the_fixtures(db: &TestDatabase, k: i64) {
         (200, &Value::from("Fixture web")),
         "from {k}"
     );
-    if k >= 3 {
+    // Products written after 0010 are indexed by the hub that writes them.
+    if (3..10).contains(&k) {
         let (status, products) = read(get("/v1/products?q=fixture").await.unwrap()).await;
         assert_eq!(status, 200, "from {k}: {products}");
         assert_eq!(products["items"][0]["id"], PRODUCT, "from {k}: {products}");

@@ -370,9 +370,7 @@ pub struct ReservationBatcher {
 impl ReservationBatcher {
     pub fn start(store: Store) -> ReservationBatcher {
         let run = coalescer::writing(store, apply_batch_op, |error: &StoreError| {
-            Err(InventoryError::Store(StoreError::Corrupt(
-                error.to_string(),
-            )))
+            Err(InventoryError::Store(error.for_each_caller()))
         });
         ReservationBatcher {
             coalescer: Coalescer::start(LIMITS, |_| 1, run),

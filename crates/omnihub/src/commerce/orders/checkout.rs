@@ -83,7 +83,7 @@ pub struct CheckoutBatcher {
 impl CheckoutBatcher {
     pub fn start(store: Store) -> CheckoutBatcher {
         let run = coalescer::writing(store.clone(), batch_op, |error: &StoreError| {
-            let error = StoreError::Corrupt(error.to_string());
+            let error = error.for_each_caller();
             Decided::Done(Box::new(Err(error.into())))
         });
         CheckoutBatcher {

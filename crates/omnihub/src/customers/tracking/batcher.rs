@@ -22,8 +22,8 @@ use futures::future::BoxFuture;
 
 use super::{Accepted, Call, Rejection, TrackingError};
 use crate::customers::identity::FollowUps;
+use crate::platform::storage::Store;
 use crate::platform::storage::coalescer::{Coalescer, Limits};
-use crate::platform::storage::{Store, StoreError};
 
 /// Calls taken into one operation, at most (a request is never split, so
 /// one `/v1/batch` can exceed it alone).
@@ -104,9 +104,10 @@ async fn run(
                 .map(|size| Ok(results.by_ref().take(size).collect()))
                 .collect()
         }
-        Err(TrackingError::Store(StoreError::Closed)) => requests
+        // Every request would fail alike: no isolation runs.
+        Err(TrackingError::Store(error)) if error.fails_every_write() => requests
             .iter()
-            .map(|_| Err(TrackingError::Store(StoreError::Closed)))
+            .map(|_| Err(TrackingError::Store(error.for_each_caller())))
             .collect(),
         Err(error) => {
             // One request's calls failed the shared operation (a storage
@@ -138,16 +139,16 @@ async fn run_alone(store: &Store, follow: FollowUps, calls: Vec<Call>) -> Result
     }
     match super::ingest(store, calls.clone(), follow).await {
         Ok(results) => Ok(results),
-        Err(TrackingError::Store(StoreError::Closed)) => {
-            Err(TrackingError::Store(StoreError::Closed))
+        Err(TrackingError::Store(error)) if error.fails_every_write() => {
+            Err(TrackingError::Store(error))
         }
         Err(_) => {
             let mut results = Vec::with_capacity(calls.len());
             for call in calls {
                 let result = match super::ingest(store, vec![call], follow).await {
                     Ok(mut one) => one.pop().unwrap_or_else(|| Err(unprocessable())),
-                    Err(TrackingError::Store(StoreError::Closed)) => {
-                        return Err(TrackingError::Store(StoreError::Closed));
+                    Err(TrackingError::Store(error)) if error.fails_every_write() => {
+                        return Err(TrackingError::Store(error));
                     }
                     Err(_) => Err(unprocessable()),
                 };

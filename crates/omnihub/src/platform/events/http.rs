@@ -35,6 +35,13 @@ pub struct EventBody {
     /// The type-specific payload.
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
+    /// The W3C trace context (`00-<trace id>-<span id>-<flags>`) of the
+    /// request that caused the event, as it came in (`traceparent` header)
+    /// or as the hub started it; webhook deliveries of the event carry it
+    /// in their `traceparent` header. Absent for events no request caused
+    /// and for events written before omnihub recorded it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl From<&Event> for EventBody {
@@ -48,6 +55,7 @@ impl From<&Event> for EventBody {
             channel_id: e.channel_id,
             subjects: e.subjects.clone(),
             data: e.payload.clone(),
+            traceparent: e.traceparent.clone(),
         }
     }
 }

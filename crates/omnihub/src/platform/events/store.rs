@@ -47,7 +47,7 @@ pub async fn list_range(
 ) -> Result<Vec<Event>, StoreError> {
     let patterns = types.patterns();
     let mut sql = String::from(
-        "SELECT position, id, type, schema_version, occurred_at, channel_id, subjects, payload \
+        "SELECT position, id, type, schema_version, occurred_at, channel_id, subjects, payload, traceparent \
          FROM events WHERE position > $1 AND position <= $2",
     );
     if !patterns.is_empty() {
@@ -116,6 +116,7 @@ pub fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
         subjects: serde_json::from_str::<BTreeMap<String, String>>(&subjects)
             .map_err(|_| corrupt("subjects"))?,
         payload: serde_json::from_str(&payload).map_err(|_| corrupt("payload"))?,
+        traceparent: row.try_get("traceparent")?,
     })
 }
 
@@ -126,7 +127,7 @@ pub async fn by_positions(pool: &AnyPool, positions: &[i64]) -> Result<Vec<Event
     }
     let placeholders: Vec<String> = (1..=positions.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
-        "SELECT position, id, type, schema_version, occurred_at, channel_id, subjects, payload \
+        "SELECT position, id, type, schema_version, occurred_at, channel_id, subjects, payload, traceparent \
          FROM events WHERE position IN ({}) ORDER BY position",
         placeholders.join(", ")
     );

@@ -15,6 +15,7 @@ pub mod pagination;
 pub mod problem;
 pub mod schema;
 pub mod serve;
+pub mod trace;
 
 use std::time::Instant;
 
@@ -85,7 +86,8 @@ pub fn metrics_router(platform: Platform) -> Router {
 
 /// The whole application: `api` (`/v1`) behind authentication and
 /// idempotency, `public` beside it, and the layers every request runs
-/// through (CORS, metrics, panics as problems, body limits and decoding).
+/// through (its trace, CORS, metrics, panics as problems, body limits and
+/// decoding).
 pub fn layered(api: Router, public: Router, platform: Platform) -> Router {
     let api = api
         .layer(middleware::from_fn_with_state(
@@ -120,6 +122,8 @@ pub fn layered(api: Router, public: Router, platform: Platform) -> Router {
             ))
         }))
         .layer(middleware::from_fn_with_state(platform, browser::cors))
+        // Outermost: everything above runs inside the request's trace.
+        .layer(middleware::from_fn(trace::trace_request))
 }
 
 async fn not_found() -> ApiError {

@@ -84,6 +84,7 @@ error_codes! {
     SubjectErased => (409, "subject_erased", "The identifier belonged to a person who was erased"),
     Internal => (500, "internal", "An internal error occurred"),
     Unavailable => (503, "unavailable", "The service is not available right now"),
+    StorageFull => (507, "storage_full", "The hub's storage is full"),
 }
 
 /// One invalid field in a request.
@@ -167,6 +168,10 @@ impl ApiError {
     }
 }
 
+/// `Retry-After` of a write refused on a full disk: freeing space takes a
+/// person or a cleanup job, not a moment.
+pub const STORAGE_FULL_RETRY_AFTER_SECONDS: u32 = 30;
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
@@ -177,6 +182,15 @@ impl From<StoreError> for ApiError {
                     "too many writes are waiting; nothing was changed; retry the request",
                 );
                 answer.retry_after = Some(crate::platform::storage::coalescer::RETRY_AFTER_SECONDS);
+                answer
+            }
+            StoreError::Full(cause) => {
+                tracing::error!(%cause, "a write was refused: the database's storage is full");
+                let mut answer = ApiError::new(
+                    ErrorCode::StorageFull,
+                    "the database's disk is full; nothing was changed; retry the request once space is freed",
+                );
+                answer.retry_after = Some(STORAGE_FULL_RETRY_AFTER_SECONDS);
                 answer
             }
             error if error.is_transient_conflict() => {

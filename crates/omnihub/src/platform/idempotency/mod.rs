@@ -245,7 +245,8 @@ where
     let op = Arc::new(Mutex::new(op));
     let value_slot = Arc::new(Mutex::new(Some(value_tx)));
     let answer_slot = Arc::new(Mutex::new(Some(answer_rx)));
-    let write = tokio::spawn(async move {
+    // Carries the request's trace into the task, for its events.
+    let write = tokio::spawn(crate::platform::telemetry::carry(async move {
         store
             .write_plain(move |tx: &mut Tx| {
                 let (op, value_slot, answer_slot) =
@@ -261,7 +262,7 @@ where
                 })
             })
             .await
-    });
+    }));
     let (committed_tx, committed_rx) = oneshot::channel();
     let (result_tx, result_rx) = oneshot::channel::<Result<(), E>>();
     tokio::spawn(async move {

@@ -49,6 +49,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(9, "materialized_traits", "0009_materialized_traits.sql"),
     migration!(10, "catalog_upkeep", "0010_catalog_upkeep.sql"),
     migration!(12, "privacy", "0012_privacy.sql"),
+    migration!(13, "traceparent", "0013_traceparent.sql"),
 ];
 
 /// Lock id for serializing migrations across PostgreSQL nodes.

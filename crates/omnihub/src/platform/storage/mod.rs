@@ -11,6 +11,7 @@
 //! where both dialects agree and chosen by [`Dialect`] where they don't.
 
 pub mod coalescer;
+mod error;
 pub mod migrate;
 pub mod outbox;
 pub mod secrets;
@@ -26,6 +27,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use tokio::sync::watch;
 
+pub use error::{StoreError, is_disk_full, is_write_error};
 pub use writer::{OpError, Tx, WriteError};
 
 /// Implements [`OpError`] for domain error enums that hold storage errors in
@@ -50,76 +52,6 @@ pub(crate) use impl_op_error;
 pub enum Dialect {
     Sqlite,
     Postgres,
-}
-
-/// Errors from the storage layer that are not a domain outcome.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
-    #[error("the store is shutting down")]
-    Closed,
-    /// A coalescer's queue was full (see `coalescer`): nothing was done;
-    /// the request may be sent again after a moment.
-    #[error("too many writes are waiting")]
-    Busy,
-    #[error(
-        "the database schema has migrations this omnihub does not know (versions {unknown:?}; \
-         it knows up to {known}): a newer omnihub migrated it. Run that version or a newer one; \
-         this binary refuses to start rather than misread the data"
-    )]
-    UnknownSchema { unknown: Vec<i64>, known: i64 },
-}
-
-impl StoreError {
-    /// True when the error is a unique-constraint violation (SQLSTATE 23505 on
-    /// PostgreSQL, extended code 2067/1555 on SQLite).
-    pub fn is_unique_violation(&self) -> bool {
-        match self {
-            StoreError::Database(sqlx::Error::Database(e)) => matches!(
-                e.code().as_deref(),
-                Some("23505") | Some("2067") | Some("1555")
-            ),
-            _ => false,
-        }
-    }
-
-    /// True when PostgreSQL aborted the statement to resolve a deadlock
-    /// (SQLSTATE 40P01) or a serialization conflict (40001) between
-    /// transactions running in parallel (writer lanes, nodes): the operation
-    /// was rolled back, nothing of it was written, and running the request
-    /// again can succeed.
-    pub fn is_transient_conflict(&self) -> bool {
-        match self {
-            StoreError::Database(sqlx::Error::Database(e)) => {
-                matches!(e.code().as_deref(), Some("40P01") | Some("40001"))
-            }
-            _ => false,
-        }
-    }
-}
-
-// Every database error code the hub reads is read above and here: SQLSTATE
-// (PostgreSQL) and SQLite result codes, mapped to what they mean to us.
-
-/// SQLite could not write for lack of space (SQLITE_FULL, 13; a short write
-/// past a file size limit is one too): a backup's "disk full".
-pub fn is_disk_full(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Database(e) => e.code().as_deref() == Some("13"),
-        _ => false,
-    }
-}
-
-/// SQLite's write failed (SQLITE_IOERR_WRITE, 778: e.g. EFBIG past a file
-/// size limit, EDQUOT): a backup's "write failed".
-pub fn is_write_error(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Database(e) => e.code().as_deref() == Some("778"),
-        _ => false,
-    }
 }
 
 /// Connection settings for [`Store::connect`].

@@ -17,7 +17,7 @@ use crate::platform::time::{self, Timestamp};
 /// Serializes event appends across PostgreSQL transactions so that `position`
 /// order is commit order (a sequence alone can commit out of order).
 const OUTBOX_LOCK_ID: i64 = 0x6f6d_6e69_6576;
-/// Rows per multi-row INSERT (7 parameters each) on PostgreSQL.
+/// Rows per multi-row INSERT (8 parameters each) on PostgreSQL.
 const APPEND_CHUNK: usize = 20;
 /// Rows per multi-row INSERT on SQLite, where the statement uses positional
 /// `?` parameters: sqlx looks up the name of every `$N` parameter, and SQLite
@@ -27,6 +27,8 @@ const APPEND_CHUNK: usize = 20;
 /// parameters have no name and bind in constant time, so bigger statements
 /// (fewer round trips to sqlx's SQLite thread) are cheap.
 const SQLITE_APPEND_CHUNK: usize = 64;
+/// Columns written per event.
+const COLUMNS: usize = 8;
 
 /// An event about to be written. `event_type` is a dotted name such as
 /// `channel.created` (`type` on the wire and in the table); `subjects` names
@@ -41,6 +43,10 @@ pub struct NewEvent {
     pub channel_id: Option<ChannelId>,
     pub subjects: BTreeMap<String, String>,
     pub payload: Value,
+    /// The W3C `traceparent` of the request that caused the event; set by
+    /// the writer from the submitting request's trace context
+    /// (`platform::telemetry`), not by the operation.
+    pub traceparent: Option<String>,
 }
 
 impl NewEvent {
@@ -63,6 +69,7 @@ impl NewEvent {
             channel_id: None,
             subjects: BTreeMap::new(),
             payload,
+            traceparent: None,
         }
     }
 
@@ -93,6 +100,8 @@ pub struct Event {
     pub channel_id: Option<ChannelId>,
     pub subjects: BTreeMap<String, String>,
     pub payload: Value,
+    /// The W3C `traceparent` of the request that caused the event, if any.
+    pub traceparent: Option<String>,
 }
 
 /// Takes the outbox lock of this schema (PostgreSQL; held until commit), as
@@ -125,13 +134,13 @@ pub async fn append(
         let (chunk, tail) = rest.split_at(size);
         rest = tail;
         let mut sql = String::from(
-            "INSERT INTO events (id, type, schema_version, occurred_at, channel_id, subjects, payload) VALUES ",
+            "INSERT INTO events (id, type, schema_version, occurred_at, channel_id, subjects, payload, traceparent) VALUES ",
         );
         for i in 0..chunk.len() {
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str(&value_tuple(dialect, i * 7 + 1, 7));
+            sql.push_str(&value_tuple(dialect, i * COLUMNS + 1, COLUMNS));
         }
         sql.push_str(" RETURNING position");
         let mut query = sqlx::query(&sql);
@@ -143,7 +152,8 @@ pub async fn append(
                 .bind(time::to_micros(event.occurred_at))
                 .bind(event.channel_id.map(|c| c.to_string()))
                 .bind(serde_json::to_string(&event.subjects).unwrap_or_else(|_| "{}".into()))
-                .bind(event.payload.to_string());
+                .bind(event.payload.to_string())
+                .bind(event.traceparent.clone());
         }
         for row in query.fetch_all(&mut *conn).await? {
             last = last.max(row.try_get::<i64, _>("position")?);

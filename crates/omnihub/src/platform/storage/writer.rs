@@ -32,8 +32,11 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
-use super::outbox::{self, Event, NewEvent};
+use tracing::Instrument;
+
+use super::outbox::{self, NewEvent};
 use super::{Dialect, StoreError};
+use crate::platform::telemetry::{self, TraceContext};
 use crate::platform::time::{self, Timestamp};
 
 /// At most this many operations share one transaction.
@@ -45,6 +48,12 @@ pub const POSTGRES_WRITER_LANES: usize = 4;
 /// How many times an operation aborted by a lock conflict runs again.
 pub const CONFLICT_RERUNS: u8 = 3;
 
+mod handoff;
+mod tx;
+use handoff::committed_events;
+pub use handoff::{HANDOFF_CAPACITY, Handoff};
+pub use tx::Tx;
+
 type Erased = Box<dyn StdAny + Send>;
 type JobFn = Box<dyn for<'t> FnMut(&'t mut Tx) -> BoxFuture<'t, Result<Erased, Erased>> + Send>;
 
@@ -55,6 +64,12 @@ struct Job {
     /// Reruns left after a lock conflict.
     reruns_left: u8,
     reply: oneshot::Sender<Outcome>,
+    /// The trace context of the request that submitted it: stamped on the
+    /// events it emits, and linked from the batch's span.
+    trace: Option<TraceContext>,
+    /// The submitter's span (when spans are made): the parent of the
+    /// operation's span.
+    span: tracing::Span,
 }
 
 /// The error type of a write operation. It can hold a [`StoreError`], which
@@ -84,48 +99,6 @@ enum Outcome {
     Done(Erased),
     Failed(Erased),
     Store(StoreError),
-}
-
-/// A transaction shared by a batch of operations. An operation sees the
-/// writes of the operations before it in the batch.
-pub struct Tx {
-    conn: PoolConnection<Any>,
-    dialect: Dialect,
-    events: Vec<NewEvent>,
-    now: Timestamp,
-}
-
-impl Tx {
-    /// The connection, for running statements.
-    pub fn conn(&mut self) -> &mut AnyConnection {
-        &mut self.conn
-    }
-
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
-    /// The time of the batch: one clock reading per transaction.
-    pub fn now(&self) -> Timestamp {
-        self.now
-    }
-
-    /// How many events this transaction holds so far: a mark for
-    /// [`Tx::discard_events_since`] when an operation rolls back part of its
-    /// own work to a savepoint of its own.
-    pub fn events_mark(&self) -> usize {
-        self.events.len()
-    }
-
-    /// Drops the events emitted since `mark` (see [`Tx::events_mark`]).
-    pub fn discard_events_since(&mut self, mark: usize) {
-        self.events.truncate(mark);
-    }
-
-    /// Records a domain event; it is written to the outbox by this transaction.
-    pub fn emit(&mut self, event: NewEvent) {
-        self.events.push(event);
-    }
 }
 
 /// Why a write did not happen. Domain errors come back as `E` from
@@ -185,6 +158,12 @@ impl WriterHandle {
             is_conflict,
             reruns_left,
             reply,
+            trace: telemetry::current(),
+            span: if telemetry::spans() {
+                tracing::Span::current()
+            } else {
+                tracing::Span::none()
+            },
         };
         if self.queue.send(job).await.is_err() {
             return Err(E::from(StoreError::Closed));
@@ -236,68 +215,6 @@ pub(super) struct Signals {
     pub handoff: Arc<Handoff>,
 }
 
-/// Most events waiting in the [`Handoff`]; beyond it they are dropped and
-/// the tail reads the database instead.
-pub const HANDOFF_CAPACITY: usize = 16_384;
-
-/// Events this node's writer committed, handed to the node's event tail in
-/// memory so that it need not read back and parse what was just written.
-/// Only on SQLite: one node, one writer connection, positions without gaps,
-/// so the tail can check that what it gets continues what it has (see
-/// `events::tail`); on PostgreSQL other lanes and nodes interleave and
-/// positions may have gaps, so the tail reads the database.
-#[derive(Default)]
-pub struct Handoff {
-    events: std::sync::Mutex<Vec<Event>>,
-}
-
-impl Handoff {
-    fn push(&self, events: Vec<Event>) {
-        let mut waiting = match self.events.lock() {
-            Ok(waiting) => waiting,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if waiting.len() + events.len() > HANDOFF_CAPACITY {
-            // Nobody is taking them (no tail), or it fell behind: it will
-            // notice the gap and read the database.
-            waiting.clear();
-            return;
-        }
-        waiting.extend(events);
-    }
-
-    /// Every event handed over since the last call, oldest first.
-    pub fn take(&self) -> Vec<Event> {
-        let mut waiting = match self.events.lock() {
-            Ok(waiting) => waiting,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        std::mem::take(&mut *waiting)
-    }
-}
-
-/// The committed form of a batch's events, whose last one got `last`. On
-/// SQLite a batch's rows take consecutive positions (one writer, appended in
-/// order under the write lock).
-fn committed_events(events: Vec<NewEvent>, last: i64) -> Vec<Event> {
-    let first = last - events.len() as i64 + 1;
-    events
-        .into_iter()
-        .zip(first..)
-        .map(|(e, position)| Event {
-            position,
-            id: e.id,
-            event_type: e.event_type,
-            schema_version: e.schema_version,
-            // As stored: microseconds.
-            occurred_at: time::from_micros(time::to_micros(e.occurred_at)),
-            channel_id: e.channel_id,
-            subjects: e.subjects,
-            payload: e.payload,
-        })
-        .collect()
-}
-
 pub(super) fn spawn(
     dialect: Dialect,
     pool: AnyPool,
@@ -347,7 +264,7 @@ async fn next_batch(receiver: &Mutex<mpsc::Receiver<Job>>, reruns: Vec<Job>) -> 
 
 fn fail_all(replies: Vec<oneshot::Sender<Outcome>>, error: &StoreError) {
     for reply in replies {
-        let _ = reply.send(Outcome::Store(StoreError::Corrupt(error.to_string())));
+        let _ = reply.send(Outcome::Store(error.for_each_caller()));
     }
 }
 
@@ -359,15 +276,43 @@ async fn run_batch(
     jobs: Vec<Job>,
     signals: &Signals,
 ) -> Vec<Job> {
-    let conn = match pool.acquire().await {
-        Ok(conn) => conn,
-        Err(error) => {
-            let error = StoreError::from(error);
-            tracing::error!(%error, "writer could not get a connection");
-            fail_all(jobs.into_iter().map(|j| j.reply).collect(), &error);
-            return Vec::new();
-        }
-    };
+    let span = batch_span(&jobs);
+    async move {
+        let mut tx = match begin(dialect, pool).await {
+            Ok(tx) => tx,
+            Err(error) => {
+                fail_all(jobs.into_iter().map(|j| j.reply).collect(), &error);
+                return Vec::new();
+            }
+        };
+        let ran = run_operations(&mut tx, jobs).await;
+        finish(tx, ran, signals).await
+    }
+    .instrument(span)
+    .await
+}
+
+/// The batch's span (when spans are made), linked to the requests whose
+/// operations it carries: a batch serves many requests, so it is the child
+/// of none of them.
+fn batch_span(jobs: &[Job]) -> tracing::Span {
+    if !telemetry::spans() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(parent: None, "write batch", operations = jobs.len());
+    for trace in jobs.iter().filter_map(|job| job.trace.as_ref()) {
+        telemetry::link(&span, trace);
+    }
+    span
+}
+
+/// A connection with its transaction begun.
+async fn begin(dialect: Dialect, pool: &AnyPool) -> Result<Tx, StoreError> {
+    let conn = pool.acquire().await.map_err(|error| {
+        let error = StoreError::from(error);
+        tracing::error!(%error, "writer could not get a connection");
+        error
+    })?;
     let mut tx = Tx {
         conn,
         dialect,
@@ -378,95 +323,177 @@ async fn run_batch(
         Dialect::Sqlite => "BEGIN IMMEDIATE",
         Dialect::Postgres => "BEGIN",
     };
-    if let Err(error) = tx.conn.execute(begin).await {
-        let error = StoreError::from(error);
-        fail_all(jobs.into_iter().map(|j| j.reply).collect(), &error);
-        return Vec::new();
-    }
-    // A lone operation needs no savepoint: its failure rolls back the transaction.
-    let use_savepoints = jobs.len() > 1;
-    let mut committed: Vec<(oneshot::Sender<Outcome>, Erased)> = Vec::with_capacity(jobs.len());
-    let mut failed: Vec<(oneshot::Sender<Outcome>, Erased)> = Vec::new();
-    let mut reruns: Vec<Job> = Vec::new();
-    let mut broken: Option<StoreError> = None;
-    let mut pending = jobs.into_iter();
-    for mut job in pending.by_ref() {
-        if use_savepoints {
-            if let Err(error) = tx.conn.execute("SAVEPOINT op").await {
-                broken = Some(error.into());
-                failed_store(job.reply, broken.as_ref());
-                break;
-            }
+    tx.conn.execute(begin).await?;
+    Ok(tx)
+}
+
+type Answer = (oneshot::Sender<Outcome>, Erased);
+
+/// What running a batch's operations left to do.
+struct Ran {
+    /// Each operation has a savepoint (more than one in the batch).
+    savepoints: bool,
+    /// Succeeded: answered after the commit.
+    committed: Vec<Answer>,
+    /// Failed and rolled back to their savepoints: answered as they are.
+    failed: Vec<Answer>,
+    /// Aborted by a lock conflict: they run again in the next batch.
+    reruns: Vec<Job>,
+    /// The transaction cannot commit: every operation fails with it.
+    broken: Option<StoreError>,
+    /// Not run, the batch having broken first.
+    pending: Vec<Job>,
+    /// A lone operation's conflict rolled the transaction back already.
+    rolled_back: bool,
+}
+
+async fn run_operations(tx: &mut Tx, jobs: Vec<Job>) -> Ran {
+    let mut ran = Ran {
+        // A lone operation needs no savepoint: its failure rolls back the transaction.
+        savepoints: jobs.len() > 1,
+        committed: Vec::with_capacity(jobs.len()),
+        failed: Vec::new(),
+        reruns: Vec::new(),
+        broken: None,
+        pending: Vec::new(),
+        rolled_back: false,
+    };
+    let mut jobs = jobs.into_iter();
+    for job in jobs.by_ref() {
+        if !run_one(tx, job, &mut ran).await {
+            break;
         }
-        let mark = tx.events.len();
-        let outcome = AssertUnwindSafe((job.run)(&mut tx)).catch_unwind().await;
-        match outcome {
-            Ok(Ok(value)) => {
-                if use_savepoints {
-                    if let Err(error) = tx.conn.execute("RELEASE SAVEPOINT op").await {
-                        broken = Some(error.into());
-                        failed_store(job.reply, broken.as_ref());
-                        break;
-                    }
+    }
+    ran.pending = jobs.collect();
+    ran
+}
+
+/// Runs one operation (in its savepoint); false when the batch cannot go
+/// on. Long: one match over the operation's outcome, each arm short; split,
+/// the savepoint bookkeeping would be spread over several functions.
+async fn run_one(tx: &mut Tx, mut job: Job, ran: &mut Ran) -> bool {
+    if ran.savepoints {
+        if let Err(error) = tx.conn.execute("SAVEPOINT op").await {
+            let error = StoreError::from(error);
+            failed_store(job.reply, Some(&error));
+            ran.broken = Some(error);
+            return false;
+        }
+    }
+    let mark = tx.events.len();
+    let span = operation_span(&job);
+    let outcome = AssertUnwindSafe((job.run)(&mut *tx))
+        .catch_unwind()
+        .instrument(span)
+        .await;
+    match outcome {
+        Ok(Ok(value)) => {
+            if ran.savepoints {
+                if let Err(error) = tx.conn.execute("RELEASE SAVEPOINT op").await {
+                    let error = StoreError::from(error);
+                    failed_store(job.reply, Some(&error));
+                    ran.broken = Some(error);
+                    return false;
                 }
-                committed.push((job.reply, value));
             }
-            Ok(Err(error)) if job.reruns_left > 0 && (job.is_conflict)(&error) => {
-                tx.events.truncate(mark);
-                job.reruns_left -= 1;
-                tracing::info!(
-                    reruns_left = job.reruns_left,
-                    "a write operation was aborted by a lock conflict; it runs again"
-                );
-                if !use_savepoints {
-                    // The lone operation's transaction is aborted: roll it
-                    // back (releasing its locks) and run it again.
-                    let _ = tx.conn.execute("ROLLBACK").await;
-                    return vec![job];
-                }
-                if let Err(e) = rollback_savepoint(&mut tx).await {
-                    broken = Some(e);
+            stamp_events(tx, mark, job.trace.as_ref());
+            ran.committed.push((job.reply, value));
+        }
+        Ok(Err(error)) if job.reruns_left > 0 && (job.is_conflict)(&error) => {
+            tx.events.truncate(mark);
+            job.reruns_left -= 1;
+            tracing::info!(
+                reruns_left = job.reruns_left,
+                "a write operation was aborted by a lock conflict; it runs again"
+            );
+            if !ran.savepoints {
+                // The lone operation's transaction is aborted: roll it
+                // back (releasing its locks) and run it again.
+                let _ = tx.conn.execute("ROLLBACK").await;
+                ran.rolled_back = true;
+                ran.reruns.push(job);
+                return false;
+            }
+            if let Err(e) = rollback_savepoint(tx).await {
+                ran.broken = Some(e);
+                let _ = job.reply.send(Outcome::Failed(error));
+                return false;
+            }
+            ran.reruns.push(job);
+        }
+        Ok(Err(error)) => {
+            tx.events.truncate(mark);
+            if ran.savepoints {
+                if let Err(e) = rollback_savepoint(tx).await {
+                    ran.broken = Some(e);
                     let _ = job.reply.send(Outcome::Failed(error));
-                    break;
+                    return false;
                 }
-                reruns.push(job);
             }
-            Ok(Err(error)) => {
-                tx.events.truncate(mark);
-                if use_savepoints {
-                    if let Err(e) = rollback_savepoint(&mut tx).await {
-                        broken = Some(e);
-                        let _ = job.reply.send(Outcome::Failed(error));
-                        break;
-                    }
-                }
-                failed.push((job.reply, error));
-            }
-            Err(_panic) => {
-                tracing::error!("a write operation panicked; it was rolled back");
-                tx.events.truncate(mark);
-                let panicked = StoreError::Corrupt("write operation panicked".into());
-                let _ = job.reply.send(Outcome::Store(panicked));
-                if !use_savepoints || rollback_savepoint(&mut tx).await.is_err() {
-                    broken = Some(StoreError::Corrupt("write operation panicked".into()));
-                    break;
-                }
+            ran.failed.push((job.reply, error));
+        }
+        Err(_panic) => {
+            tracing::error!("a write operation panicked; it was rolled back");
+            tx.events.truncate(mark);
+            let panicked = StoreError::Corrupt("write operation panicked".into());
+            let _ = job.reply.send(Outcome::Store(panicked));
+            if !ran.savepoints || rollback_savepoint(tx).await.is_err() {
+                ran.broken = Some(StoreError::Corrupt("write operation panicked".into()));
+                return false;
             }
         }
     }
-    // A lone failed operation: roll back instead of committing nothing.
-    if !use_savepoints && !failed.is_empty() && broken.is_none() {
-        let _ = tx.conn.execute("ROLLBACK").await;
-        for (reply, error) in failed {
-            let _ = reply.send(Outcome::Failed(error));
+    true
+}
+
+/// The operation's span: a child of the span that submitted it (the
+/// request's), although it runs in the writer's batch.
+fn operation_span(job: &Job) -> tracing::Span {
+    if job.span.is_none() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(parent: &job.span, "write operation")
+}
+
+/// Gives the events an operation emitted (those after `mark`) the trace
+/// context of the request that submitted it.
+fn stamp_events(tx: &mut Tx, mark: usize, trace: Option<&TraceContext>) {
+    let Some(trace) = trace else {
+        return;
+    };
+    let traceparent = trace.traceparent();
+    for event in &mut tx.events[mark..] {
+        if event.traceparent.is_none() {
+            event.traceparent = Some(traceparent.clone());
         }
+    }
+}
+
+/// Appends the batch's events and commits (or rolls back), then answers
+/// every caller; returns the operations to run again.
+async fn finish(mut tx: Tx, ran: Ran, signals: &Signals) -> Vec<Job> {
+    let Ran {
+        savepoints,
+        committed,
+        failed,
+        reruns,
+        mut broken,
+        pending,
+        rolled_back,
+    } = ran;
+    if rolled_back {
         return reruns;
     }
-    let wrote_events = !tx.events.is_empty();
-    let mut last_position = 0;
+    // A lone failed operation: roll back instead of committing nothing.
+    if !savepoints && !failed.is_empty() && broken.is_none() {
+        let _ = tx.conn.execute("ROLLBACK").await;
+        answer_failed(failed);
+        return reruns;
+    }
     let events = std::mem::take(&mut tx.events);
-    if broken.is_none() && wrote_events {
-        match outbox::append(&mut tx.conn, dialect, &events).await {
+    let mut last_position = 0;
+    if broken.is_none() && !events.is_empty() {
+        match outbox::append(&mut tx.conn, tx.dialect, &events).await {
             Ok(position) => last_position = position,
             Err(error) => broken = Some(error),
         }
@@ -475,61 +502,67 @@ async fn run_batch(
         let _ = tx.conn.execute("ROLLBACK").await;
         tracing::error!(%error, "write batch rolled back");
         fail_all(committed.into_iter().map(|(r, _)| r).collect(), &error);
-        fail_all(pending.map(|j| j.reply).collect(), &error);
+        fail_all(pending.into_iter().map(|j| j.reply).collect(), &error);
         fail_all(reruns.into_iter().map(|j| j.reply).collect(), &error);
-        for (reply, error) in failed {
-            let _ = reply.send(Outcome::Failed(error));
-        }
+        answer_failed(failed);
         return Vec::new();
     }
-    match tx.conn.execute("COMMIT").await {
-        Ok(_) => {
-            // Publish the position before answering, so a caller's next
-            // read can wait for the node's views to include its write.
-            if wrote_events && dialect == Dialect::Sqlite {
-                signals
-                    .handoff
-                    .push(committed_events(events, last_position));
-            }
-            if wrote_events {
-                signals.committed_position.send_if_modified(|p| {
-                    let newer = last_position > *p;
-                    if newer {
-                        *p = last_position;
-                    }
-                    newer
-                });
-            }
-            for (reply, value) in committed {
-                let _ = reply.send(Outcome::Done(value));
-            }
-            for (reply, error) in failed {
-                let _ = reply.send(Outcome::Failed(error));
-            }
-            if wrote_events {
-                signals
-                    .events_committed
-                    .send_modify(|n| *n = n.wrapping_add(1));
-            }
-        }
-        Err(error) => {
-            let error = StoreError::from(error);
-            tracing::error!(%error, "commit failed");
-            let _ = tx.conn.execute("ROLLBACK").await;
-            fail_all(committed.into_iter().map(|(r, _)| r).collect(), &error);
-            fail_all(reruns.into_iter().map(|j| j.reply).collect(), &error);
-            for (reply, error) in failed {
-                let _ = reply.send(Outcome::Failed(error));
-            }
-            return Vec::new();
-        }
+    if let Err(error) = tx.conn.execute("COMMIT").await {
+        let error = StoreError::from(error);
+        tracing::error!(%error, "commit failed");
+        let _ = tx.conn.execute("ROLLBACK").await;
+        fail_all(committed.into_iter().map(|(r, _)| r).collect(), &error);
+        fail_all(reruns.into_iter().map(|j| j.reply).collect(), &error);
+        answer_failed(failed);
+        return Vec::new();
+    }
+    let wrote_events = !events.is_empty();
+    if wrote_events {
+        // Before answering, so a caller's next read can wait for the
+        // node's views to include its write.
+        publish(signals, tx.dialect, events, last_position);
+    }
+    for (reply, value) in committed {
+        let _ = reply.send(Outcome::Done(value));
+    }
+    answer_failed(failed);
+    if wrote_events {
+        signals
+            .events_committed
+            .send_modify(|n| *n = n.wrapping_add(1));
     }
     reruns
 }
 
+/// Hands committed events to the node's tail (SQLite) and moves the
+/// node's committed position.
+fn publish(signals: &Signals, dialect: Dialect, events: Vec<NewEvent>, last_position: i64) {
+    if dialect == Dialect::Sqlite {
+        signals
+            .handoff
+            .push(committed_events(events, last_position));
+    }
+    signals.committed_position.send_if_modified(|p| {
+        let newer = last_position > *p;
+        if newer {
+            *p = last_position;
+        }
+        newer
+    });
+}
+
+fn answer_failed(failed: Vec<Answer>) {
+    for (reply, error) in failed {
+        let _ = reply.send(Outcome::Failed(error));
+    }
+}
+
 fn failed_store(reply: oneshot::Sender<Outcome>, error: Option<&StoreError>) {
-    let message = error.map(|e| e.to_string()).unwrap_or_default();
-    let _ = reply.send(Outcome::Store(StoreError::Corrupt(message)));
+    let error = error.map_or_else(
+        || StoreError::Corrupt("write batch broken".into()),
+        StoreError::for_each_caller,
+    );
+    let _ = reply.send(Outcome::Store(error));
 }
 
 async fn rollback_savepoint(tx: &mut Tx) -> Result<(), StoreError> {

@@ -31,7 +31,9 @@ use crate::platform::events::{self, Event, NewEvent};
 use crate::platform::ids::{DeliveryId, WebhookId};
 use crate::platform::metrics::{Metrics, ResultLabels};
 use crate::platform::storage::{Store, StoreError};
+use crate::platform::telemetry;
 use crate::platform::time::{self, Timestamp};
+use tracing::Instrument;
 
 /// New events handled per worker step.
 const EVENT_BATCH: i64 = 512;
@@ -341,16 +343,19 @@ async fn send(d: &Dispatcher, hook: &Webhook, event: &Event) -> Attempt {
     let message_id = event.id.to_string();
     let timestamp = at.timestamp();
     let signature = signature::sign(&hook.secret, &message_id, timestamp, &body);
-    let result = d
+    let (span, traceparent) = telemetry::outgoing(event.traceparent.as_deref(), "webhook delivery");
+    let mut request = d
         .client
         .post(&hook.url)
         .header("content-type", "application/json")
         .header("webhook-id", &message_id)
         .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
-        .body(body)
-        .send()
-        .await;
+        .header("webhook-signature", signature);
+    if let Some(traceparent) = traceparent {
+        // The receiver can continue the trace of the request that caused the event.
+        request = request.header("traceparent", traceparent);
+    }
+    let result = request.body(body).send().instrument(span).await;
     // The log keeps the status and a reason of our own words: never the
     // receiver's answer (an internal service's body is not ours to show) nor
     // the URL (it may carry credentials).

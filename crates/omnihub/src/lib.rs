@@ -10,6 +10,9 @@
 //!   groups). It stands on the platform and never imports commerce.
 //! - [`commerce`]: catalog, locations, inventory, carts and orders. It calls
 //!   the customers context's public API, never its storage.
+//! - [`engagement`]: consent, notices and contact preferences (what the hub
+//!   may do with a person, how they want to be reached). It calls customers
+//!   and commerce through their public API.
 //! - [`app`]: the composition root (application state, the router, the
 //!   composite views such as the customer 360° view, the server and the CLI).
 //!
@@ -23,4 +26,5 @@
 pub mod app;
 pub mod commerce;
 pub mod customers;
+pub mod engagement;
 pub mod platform;

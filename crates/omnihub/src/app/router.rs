@@ -17,13 +17,16 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::customers::routes())
         .merge(customer_view::routes())
         .merge(crate::commerce::routes())
+        .merge(crate::engagement::routes())
         .routes(routes!(super::event_catalog::list_event_types))
 }
 
 /// The operational endpoints, public (no key): health, readiness and the
 /// OpenAPI document.
 pub fn public_router() -> OpenApiRouter<AppState> {
-    http::public_routes().routes(routes!(openapi::serve_document))
+    http::public_routes()
+        .merge(crate::engagement::public_routes())
+        .routes(routes!(openapi::serve_document))
 }
 
 /// The whole application.

@@ -15,6 +15,8 @@ use crate::commerce::orders::checkout::CheckoutBatcher;
 use crate::commerce::state::{CommerceParts, CommerceState};
 use crate::customers::state::{CustomersParts, CustomersState};
 use crate::customers::tracking::batcher::Batcher;
+use crate::engagement::consent::view::ConsentView;
+use crate::engagement::state::{EngagementParts, EngagementState};
 use crate::platform::channels::cache::ChannelCache;
 use crate::platform::config::Settings;
 use crate::platform::events::tail::Tail;
@@ -31,6 +33,14 @@ pub fn follow_ups() -> crate::customers::identity::FollowUps {
     crate::customers::identity::FollowUps {
         merged: crate::commerce::carts::merge::follow_merge,
         separated: crate::commerce::orders::attribution::follow_separation,
+    }
+}
+/// Every follow-up of tracking calls: identity's (above) and engagement's
+/// consent signals (`consent::signals`: Segment's consent object, GPC).
+pub fn tracking_hooks() -> crate::customers::tracking::hooks::Hooks {
+    crate::customers::tracking::hooks::Hooks {
+        identity: follow_ups(),
+        call: crate::engagement::consent::signals::follow_call,
     }
 }
 use crate::platform::keys::cache::KeyCache;
@@ -172,7 +182,7 @@ impl Hub {
 
 /// Every context's state, wired together: the platform's parts, the
 /// tracking coalescer and identity follow-ups, the inventory view and the
-/// checkout batcher (each starts its task here).
+/// checkout batcher, the consent view (each starts its task here).
 fn application_state(
     settings: &Settings,
     store: &Store,
@@ -196,7 +206,7 @@ fn application_state(
     });
     let customers = CustomersState::new(CustomersParts {
         platform: platform.clone(),
-        tracking: Batcher::start(store.clone(), follow_ups()),
+        tracking: Batcher::start(store.clone(), tracking_hooks()),
         follow_ups: follow_ups(),
     });
     let commerce = CommerceState::new(CommerceParts {
@@ -208,10 +218,15 @@ fn application_state(
         )),
         checkouts: Arc::new(CheckoutBatcher::start(store.clone())),
     });
+    let engagement = EngagementState::new(EngagementParts {
+        platform: platform.clone(),
+        consent: ConsentView::start(store.clone(), tail.clone(), shutdown.clone()),
+    });
     AppState::new(AppParts {
         platform,
         customers,
         commerce,
+        engagement,
     })
 }
 

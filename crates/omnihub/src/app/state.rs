@@ -8,6 +8,7 @@ use axum::extract::FromRef;
 
 use crate::commerce::CommerceState;
 use crate::customers::CustomersState;
+use crate::engagement::EngagementState;
 use crate::platform::state::{Platform, PlatformParts};
 
 #[derive(Clone)]
@@ -17,6 +18,7 @@ pub struct AppParts {
     pub platform: Platform,
     pub customers: CustomersState,
     pub commerce: CommerceState,
+    pub engagement: EngagementState,
 }
 
 impl AppState {
@@ -55,5 +57,11 @@ impl FromRef<AppState> for CustomersState {
 impl FromRef<AppState> for CommerceState {
     fn from_ref(state: &AppState) -> CommerceState {
         state.commerce.clone()
+    }
+}
+
+impl FromRef<AppState> for EngagementState {
+    fn from_ref(state: &AppState) -> EngagementState {
+        state.engagement.clone()
     }
 }

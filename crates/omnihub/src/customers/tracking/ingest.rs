@@ -21,7 +21,7 @@ use super::*;
 pub async fn ingest(
     store: &Store,
     calls: Vec<Call>,
-    follow_ups: FollowUps,
+    follow_ups: Hooks,
 ) -> Result<Vec<Result<Accepted, Rejection>>, TrackingError> {
     let count = calls.len();
     let calls = Arc::new(calls);
@@ -38,7 +38,7 @@ pub(super) async fn run(
     store: &Store,
     calls: Arc<Vec<Call>>,
     isolate: bool,
-    follow_ups: FollowUps,
+    follow_ups: Hooks,
 ) -> Result<Vec<Result<Accepted, Rejection>>, TrackingError> {
     store
         .write(move |tx| {
@@ -144,7 +144,7 @@ pub(super) struct OperationState {
     /// into the materialized traits at the end of the operation.
     traits: traits::PendingTraits,
     identities: KnownIdentities,
-    follow_ups: FollowUps,
+    follow_ups: Hooks,
 }
 
 /// One call inside a savepoint of its own: a failure rolls back this call only.
@@ -259,7 +259,7 @@ pub(super) async fn ingest_one(
             channel: sender.channel_id,
             channel_kind: Some(sender.channel_kind),
         };
-        (state.follow_ups.merged)(tx, rules, &placement.customer_id, context).await?;
+        (state.follow_ups.identity.merged)(tx, rules, &placement.customer_id, context).await?;
     }
     if !placement.split_into.is_empty() {
         // A device turned shared or an identifier quarantined: what each
@@ -269,7 +269,7 @@ pub(super) async fn ingest_one(
             profiles: placement.split_into.clone(),
             channel_id: Some(channel),
         };
-        (state.follow_ups.separated)(tx, rules, &separation).await?;
+        (state.follow_ups.identity.separated)(tx, rules, &separation).await?;
     }
     let mut traits = merged_traits(message);
     if traits.len() > MAX_TRAITS_PER_CALL {
@@ -296,6 +296,22 @@ pub(super) async fn ingest_one(
     }
     if message.kind == MessageType::Group {
         groups::record_call(tx, message, &placement.anchor_id, channel, timestamp).await?;
+    }
+    if reveal && hooks::CallSignals::carries_consent(&message.context, sender.gpc) {
+        // Only a call that may speak for the person records their consent.
+        let signals = hooks::CallSignals {
+            anchor_id: &placement.anchor_id,
+            customer_id: &placement.customer_id,
+            channel_id: channel,
+            key_id: sender.key_id,
+            message_id: &message_id,
+            context: &message.context,
+            gpc: sender.gpc,
+            user_agent: string_ref(&message.context, "userAgent").or(sender.user_agent.as_deref()),
+            ip: string_ref(&message.context, "ip").or(sender.ip.as_deref()),
+            observed_at: timestamp,
+        };
+        (state.follow_ups.call)(tx, &signals).await?;
     }
     let row = store::NewTrackingRow {
         id: observation.tracking_event_id,
@@ -339,6 +355,11 @@ pub(super) async fn ingest_one(
         duplicate: false,
         ignored,
     }))
+}
+
+/// A string member of a JSON object.
+fn string_ref<'m>(map: &'m Map<String, Value>, name: &str) -> Option<&'m str> {
+    map.get(name).and_then(Value::as_str)
 }
 
 /// A JSON object as text (for the timeline's JSON columns).

@@ -37,7 +37,13 @@ const ADMIN_FAMILIES: [&str; 2] = ["key.", "webhook."];
 /// Event types of one channel's commerce.
 const COMMERCE_FAMILIES: [&str; 4] = ["order.", "reservation.", "transfer.", "inventory.oversold"];
 /// Event types whose data is about a person.
-const PERSONAL_FAMILIES: [&str; 3] = ["customer.", "identity.", "tracking."];
+const PERSONAL_FAMILIES: [&str; 5] = [
+    "customer.",
+    "identity.",
+    "tracking.",
+    "consent.",
+    "preferences.",
+];
 /// Payload members that hold personal data, removed at any depth.
 const PERSONAL_MEMBERS: [&str; 9] = [
     "address",

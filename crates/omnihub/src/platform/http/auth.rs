@@ -205,6 +205,8 @@ pub mod scope {
         OrdersRead,
         OrdersWrite,
         CommerceAll,
+        ConsentRead,
+        ConsentWrite,
     }
 }
 

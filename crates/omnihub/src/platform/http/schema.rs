@@ -46,7 +46,8 @@ enums! {
         CatalogRead = "catalog:read", CatalogWrite = "catalog:write",
         InventoryRead = "inventory:read", InventoryWrite = "inventory:write",
         CartsRead = "carts:read", CartsWrite = "carts:write",
-        OrdersRead = "orders:read", OrdersWrite = "orders:write", CommerceAll = "commerce:all"];
+        OrdersRead = "orders:read", OrdersWrite = "orders:write", CommerceAll = "commerce:all",
+        ConsentRead = "consent:read", ConsentWrite = "consent:write"];
     MovementReasonName "Why stock moved.": [Receipt = "receipt", Sale = "sale", Adjustment = "adjustment",
         Count = "count", Damage = "damage", SafetyStock = "safety_stock", Expected = "expected",
         ReturnRestock = "return_restock"];

@@ -54,6 +54,8 @@ scopes! {
     OrdersRead => "orders:read",
     OrdersWrite => "orders:write",
     CommerceAll => "commerce:all",
+    ConsentRead => "consent:read",
+    ConsentWrite => "consent:write",
 }
 
 impl fmt::Display for Scope {

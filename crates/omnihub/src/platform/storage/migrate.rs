@@ -48,6 +48,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(8, "attribution", "0008_attribution.sql"),
     migration!(9, "materialized_traits", "0009_materialized_traits.sql"),
     migration!(10, "catalog_upkeep", "0010_catalog_upkeep.sql"),
+    migration!(11, "consent", "0011_consent.sql"),
 ];
 
 /// Lock id for serializing migrations across PostgreSQL nodes.

@@ -1,0 +1,62 @@
+//! Engagement: what the hub may do with a person and how they want to be
+//! reached: the consent ledger (consent), notices, contact preferences.
+//! It stands on platform, customers and commerce; only the composition root
+//! (`app`) imports it.
+
+pub mod consent;
+pub mod notices;
+pub mod preferences;
+
+pub mod state;
+
+pub use state::EngagementState;
+
+use axum::extract::FromRef;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The engagement context's `/v1` routes (behind an API key).
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    EngagementState: FromRef<S>,
+{
+    OpenApiRouter::new()
+        .routes(routes!(
+            consent::http::list_consents,
+            consent::http::record_consents
+        ))
+        .routes(routes!(consent::http::record_by_identifier))
+        .routes(routes!(consent::http::may_contact))
+        .routes(routes!(consent::http::create_unsubscribe_link))
+        .routes(routes!(
+            consent::settings::get_settings,
+            consent::settings::put_settings
+        ))
+        .routes(routes!(
+            notices::http::create_notice,
+            notices::http::list_notices
+        ))
+        .routes(routes!(
+            preferences::http::get_preferences,
+            preferences::http::put_preferences
+        ))
+}
+
+/// The links a person follows from a message: no API key, the signed token
+/// is the authority (double opt-in confirmation, one-click unsubscribe).
+pub fn public_routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    EngagementState: FromRef<S>,
+{
+    OpenApiRouter::new()
+        .routes(routes!(
+            consent::links::show_confirmation,
+            consent::links::confirm
+        ))
+        .routes(routes!(
+            consent::links::show_unsubscribe,
+            consent::links::unsubscribe
+        ))
+}

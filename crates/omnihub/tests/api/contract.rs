@@ -31,6 +31,8 @@ const SCOPES: &[&str] = &[
     "carts:write",
     "orders:read",
     "orders:write",
+    "consent:read",
+    "consent:write",
 ];
 
 /// `(method, path template, required scopes)` of every operation.

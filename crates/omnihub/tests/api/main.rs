@@ -12,6 +12,8 @@ mod backup;
 mod browser;
 mod carts;
 mod catalog;
+mod consent;
+mod consent_links;
 mod contract;
 mod conventions;
 mod event_catalog;

@@ -140,7 +140,7 @@ async fn every_earlier_version_migrates_with_its_data(backend: Backend) {
                 "from {k}"
             );
         }
-        if k >= 3 {
+        if (3..10).contains(&k) {
             // 0010 stamped and indexed the products.
             assert_eq!(
                 one("SELECT search_text FROM products").await.as_deref(),
@@ -175,6 +175,8 @@ async fn every_earlier_version_migrates_with_its_data(backend: Backend) {
 /// read-only on SQLite).
 async fn write_raw(db: &TestDatabase, statement: &str) {
     use sqlx::Connection;
+    // A test that started no hub in this process has no driver installed yet.
+    sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
     if let Some(schema) = &db.schema {
         sqlx::query(&format!("SET search_path TO \"{schema}\""))
@@ -224,7 +226,8 @@ async fn serves_the_fixtures(db: &TestDatabase, k: i64) {
         (200, &Value::from("Fixture web")),
         "from {k}"
     );
-    if k >= 3 {
+    // The search index is 0010's backfill (later fixtures lack it).
+    if (3..10).contains(&k) {
         let (status, products) = read(get("/v1/products?q=fixture").await.unwrap()).await;
         assert_eq!(status, 200, "from {k}: {products}");
         assert_eq!(products["items"][0]["id"], PRODUCT, "from {k}: {products}");

@@ -33,8 +33,8 @@ use crate::platform::storage::{Store, StoreError, Tx};
 use crate::platform::time;
 
 pub const TOKEN_PREFIX: &str = "ocl_";
-const CONFIRM: &str = "omnihub consent confirmation v1";
-const UNSUBSCRIBE: &str = "omnihub one-click unsubscribe v1";
+pub const CONFIRM: &str = "omnihub consent confirmation v1";
+pub const UNSUBSCRIBE: &str = "omnihub one-click unsubscribe v1";
 /// Lifetime of a confirmation link.
 pub const CONFIRM_TTL_SECS: i64 = 7 * 24 * 3600;
 /// Lifetime of an unsubscribe link when the request names none.
@@ -43,8 +43,8 @@ pub const UNSUBSCRIBE_DEFAULT_TTL_SECS: i64 = 90 * 24 * 3600;
 pub const UNSUBSCRIBE_MAX_TTL_SECS: i64 = 400 * 24 * 3600;
 const MAX_TOKEN_CHARS: usize = 2048;
 
-pub const CONFIRM_PATH: &str = "/v1/consent/confirm";
-pub const UNSUBSCRIBE_PATH: &str = "/v1/consent/unsubscribe";
+pub const CONFIRM_PATH: &str = "/consent/confirm";
+pub const UNSUBSCRIBE_PATH: &str = "/consent/unsubscribe";
 
 fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -238,7 +238,7 @@ pub fn evidence_of(client: &Client) -> (Option<String>, Option<String>) {
 }
 
 /// Show the double opt-in confirmation (a button that confirms).
-#[utoipa::path(get, path = "/v1/consent/confirm", tag = "consent", operation_id = "show_consent_confirmation",
+#[utoipa::path(get, path = "/consent/confirm", tag = "consent", operation_id = "show_consent_confirmation", security(()), extensions(("x-required-scopes" = json!([]))),
     params(TokenParams),
     responses((status = 200, content_type = "text/html", body = String), (status = 400, body = Problem), (status = 410, body = Problem)))]
 pub async fn show_confirmation(
@@ -257,7 +257,7 @@ pub async fn show_confirmation(
 /// Confirm a double opt-in (no API key: the link's token is the authority).
 /// Records a grant that confirms the pending one, with the request's user
 /// agent and address as evidence. Repeating it changes nothing.
-#[utoipa::path(post, path = "/v1/consent/confirm", tag = "consent", operation_id = "confirm_consent",
+#[utoipa::path(post, path = "/consent/confirm", tag = "consent", operation_id = "confirm_consent", security(()), extensions(("x-required-scopes" = json!([]))),
     params(TokenParams),
     responses((status = 200, body = LinkOutcome), (status = 400, body = Problem), (status = 409, body = Problem), (status = 410, body = Problem)))]
 pub async fn confirm(
@@ -405,7 +405,7 @@ fn superseded() -> ApiError {
 }
 
 /// Show the unsubscribe page (a button that unsubscribes).
-#[utoipa::path(get, path = "/v1/consent/unsubscribe", tag = "consent", operation_id = "show_unsubscribe",
+#[utoipa::path(get, path = "/consent/unsubscribe", tag = "consent", operation_id = "show_unsubscribe_page", security(()), extensions(("x-required-scopes" = json!([]))),
     params(TokenParams),
     responses((status = 200, content_type = "text/html", body = String), (status = 400, body = Problem), (status = 410, body = Problem)))]
 pub async fn show_unsubscribe(
@@ -425,12 +425,11 @@ pub async fn show_unsubscribe(
 }
 
 /// One-click unsubscribe (RFC 8058; no API key: the link's token is the
-/// authority). Records a denial for exactly the link's purpose and channel,
+/// authority). The body (`List-Unsubscribe=One-Click`) is not read. Records a denial for exactly the link's purpose and channel,
 /// with the request's user agent and address as evidence; when the person is
 /// already unsubscribed there, records nothing and says so.
-#[utoipa::path(post, path = "/v1/consent/unsubscribe", tag = "consent", operation_id = "unsubscribe",
+#[utoipa::path(post, path = "/consent/unsubscribe", tag = "consent", operation_id = "unsubscribe_by_link", security(()), extensions(("x-required-scopes" = json!([]))),
     params(TokenParams),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`List-Unsubscribe=One-Click` (RFC 8058); optional"),
     responses((status = 200, body = LinkOutcome), (status = 400, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem)))]
 pub async fn unsubscribe(
     State(state): State<EngagementState>,

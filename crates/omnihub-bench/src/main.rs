@@ -14,11 +14,13 @@
 //!   traits against the fold of every call) and the trait upsert's cost.
 //! * `stream-catch-up`: a live stream whose filter matches nothing, opened at
 //!   the start of a large feed.
+//! * `may-contact`: consent checks per second from a node's memory, one thread.
 
 mod bare;
 mod cart_sync;
 mod catch_up;
 mod live;
+mod may_contact;
 mod profile;
 mod sse;
 mod webhooks;
@@ -57,6 +59,9 @@ enum Command {
     /// Measure the catch-up of a live stream whose filter matches nothing,
     /// opened at the start of a large feed (SQLite).
     StreamCatchUp(catch_up::Options),
+    /// Measure `may_contact` checks per second from a node's consent view,
+    /// on one thread.
+    MayContact(may_contact::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,6 +77,7 @@ fn main() -> anyhow::Result<()> {
             Command::CartSync(options) => cart_sync::run(options).await,
             Command::ProfileRead(options) => profile::run(options).await,
             Command::StreamCatchUp(options) => catch_up::run(options).await,
+            Command::MayContact(options) => may_contact::run(options).await,
         }
     })
 }

@@ -7,11 +7,14 @@ use serde_json::{Value, json};
 use crate::backend_tests;
 use crate::consent::{consents, may_contact, person, post, state_of};
 use crate::event_catalog::assert_events_match_catalog;
-use crate::support::{Backend, TestApp, assert_problem, read};
+use crate::multinode::cli_admin_key;
+use crate::node::Node;
+use crate::support::{Backend, TestApp, TestDatabase, assert_problem, read, wait_for};
 
 backend_tests!(
     double_opt_in_is_pending_until_the_link_confirms_it,
     one_click_unsubscribe_denies_exactly_that_purpose_and_channel,
+    may_contact_follows_another_processs_writes,
 );
 
 /// A channel key with consent scopes: its id and secret.
@@ -307,4 +310,62 @@ async fn one_click_unsubscribe_denies_exactly_that_purpose_and_channel(backend: 
     );
     assert_events_match_catalog(&app).await;
     app.stop().await;
+}
+
+/// Two `omnihub serve` processes on one database: a decision recorded
+/// through one reaches the other's `may_contact` memory through its event
+/// tail (NOTIFY on PostgreSQL, the 200 ms poll on SQLite), including a
+/// person the second node had already loaded.
+async fn may_contact_follows_another_processs_writes(backend: Backend) {
+    let db = TestDatabase::new(backend);
+    let data_dir = std::env::temp_dir()
+        .join("omnihub-tests")
+        .join(uuid::Uuid::now_v7().simple().to_string());
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let key = cli_admin_key(&db, &data_dir).await;
+    let nodes = [
+        Node::start(&db, &data_dir).await,
+        Node::start(&db, &data_dir).await,
+    ];
+    let client = reqwest::Client::new();
+    let send = |node: usize, method: reqwest::Method, path: String, body: Option<Value>| {
+        let mut request = client
+            .request(method, nodes[node].url(&path))
+            .bearer_auth(&key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move { read(request.send().await.unwrap()).await }
+    };
+    let (status, identified) = send(
+        0,
+        reqwest::Method::POST,
+        "/v1/identify".into(),
+        Some(json!({"userId": "ana", "traits": {"email": "ana@example.com"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{identified}");
+    let ana = identified["customer_id"].as_str().unwrap().to_string();
+    let ask = format!("/v1/customers/{ana}/may-contact?purpose=marketing&channel=email");
+    let (status, first) = send(1, reqwest::Method::GET, ask.clone(), None).await;
+    assert_eq!(
+        (status, first["reason"].clone()),
+        (200, json!("no_decision")),
+        "{first}"
+    );
+    for (state, allowed) in [("granted", true), ("denied", false)] {
+        let (status, recorded) = send(0, reqwest::Method::POST, format!("/v1/customers/{ana}/consents"),
+            Some(json!({"changes": [{"purpose": "marketing", "channel": "email", "state": state, "method": "checkbox"}]}))).await;
+        assert_eq!(status, 201, "{recorded}");
+        let record = recorded["records"][0]["id"].clone();
+        wait_for("the other node to answer from the new decision", || async {
+            let (_, answer) = send(1, reqwest::Method::GET, ask.clone(), None).await;
+            (answer["allowed"] == allowed && answer["evidence_id"] == record).then_some(())
+        })
+        .await;
+    }
+    for node in nodes {
+        node.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&data_dir);
 }

@@ -12,7 +12,8 @@
 //!   are shared by the channels serving a customer — customers) go to every
 //!   `events:read` key.
 //! * **Personal fields** need `customers:read`: without it, the data of
-//!   `customer.*`, `identity.*` and `tracking.*` events is withheld (`{}`; the
+//!   `customer.*`, `identity.*`, `tracking.*`, `consent.*` and
+//!   `preferences.*` events is withheld (`{}`; the
 //!   subjects stay), and addresses, e-mails, phones, traits, tracking context
 //!   and buyer aliases are removed from every other event.
 //! * **URLs** lose their credentials, query string and fragment in every event

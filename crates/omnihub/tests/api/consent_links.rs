@@ -61,6 +61,8 @@ fn expired(kind: &str, key_id: &str, secret: &str, claims: &Value) -> String {
     omnihub::engagement::consent::links::mint(kind, key_id.parse().unwrap(), &hash, past, claims)
 }
 
+/// A pending grant's life: refused links, the page, the confirmation, its
+/// repeat, the revoked key (long on purpose: one story).
 async fn double_opt_in_is_pending_until_the_link_confirms_it(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let ana = person(&app, "ana", "ana@example.com").await;
@@ -197,6 +199,8 @@ async fn double_opt_in_is_pending_until_the_link_confirms_it(backend: Backend) {
     app.stop().await;
 }
 
+/// Refused links first, then the page and the one click, then its repeat
+/// (long on purpose: one story).
 async fn one_click_unsubscribe_denies_exactly_that_purpose_and_channel(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let ana = person(&app, "ana", "ana@example.com").await;

@@ -13,6 +13,7 @@ mod browser;
 mod carts;
 mod catalog;
 mod consent;
+mod consent_identity;
 mod consent_links;
 mod contract;
 mod conventions;

@@ -219,74 +219,84 @@ fn checked_changes(caller: &Principal, bodies: Vec<ChangeBody>) -> Result<Vec<Ch
         return Err(ApiError::invalid_field("changes", "give 1 to 50 changes"));
     }
     let now = time::now();
-    let mut changes = Vec::with_capacity(bodies.len());
-    for (i, body) in bodies.into_iter().enumerate() {
-        let field = |name: &str| format!("changes[{i}].{name}");
-        if matches!(
-            body.method,
-            Method::DoubleOptIn | Method::OneClickUnsubscribe
-        ) {
-            return Err(ApiError::invalid_field(
-                field("method"),
-                "recorded by the hub's confirmation and unsubscribe links only",
-            ));
-        }
-        let decided_at = body.decided_at.unwrap_or(now);
-        if decided_at > now + chrono::Duration::seconds(MAX_FUTURE_SECS) {
-            return Err(ApiError::invalid_field(
-                field("decided_at"),
-                "is in the future",
-            ));
-        }
-        if body
-            .language
-            .as_ref()
-            .is_some_and(|l| !crate::engagement::preferences::valid_language(l))
-        {
-            return Err(ApiError::invalid_field(
-                field("language"),
-                "not a BCP 47 tag",
-            ));
-        }
-        if body
-            .user_agent
-            .as_ref()
-            .is_some_and(|u| u.chars().count() > 512)
-        {
-            return Err(ApiError::invalid_field(
-                field("user_agent"),
-                "at most 512 characters",
-            ));
-        }
-        if body
-            .ip
-            .as_ref()
-            .is_some_and(|ip| ip.parse::<std::net::IpAddr>().is_err())
-        {
-            return Err(ApiError::invalid_field(field("ip"), "not an IP address"));
-        }
-        changes.push(Change {
-            anchor: Anchor::Profile(String::new()),
-            purpose: body.purpose,
-            channel: body.channel,
-            state: match body.state {
-                Decision::Granted => ConsentState::Granted,
-                Decision::Denied => ConsentState::Denied,
-            },
-            decided_at,
-            evidence: Evidence {
-                method: body.method,
-                source_channel_id: source_channel(caller, body.source_channel_id)?,
-                source_key_id: Some(caller.key_id),
-                notice: body.notice.map(|n| (n.id, n.version)),
-                language: body.language,
-                user_agent: body.user_agent,
-                ip: body.ip,
-                detail: Map::new(),
-            },
-        });
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| checked_change(caller, i, body, now))
+        .collect()
+}
+
+/// One change of a request, checked (`i`: its place, for the field names).
+fn checked_change(
+    caller: &Principal,
+    i: usize,
+    body: ChangeBody,
+    now: chrono::DateTime<Utc>,
+) -> Result<Change, ApiError> {
+    let field = |name: &str| format!("changes[{i}].{name}");
+    if matches!(
+        body.method,
+        Method::DoubleOptIn | Method::OneClickUnsubscribe
+    ) {
+        return Err(ApiError::invalid_field(
+            field("method"),
+            "recorded by the hub's confirmation and unsubscribe links only",
+        ));
     }
-    Ok(changes)
+    let decided_at = body.decided_at.unwrap_or(now);
+    if decided_at > now + chrono::Duration::seconds(MAX_FUTURE_SECS) {
+        return Err(ApiError::invalid_field(
+            field("decided_at"),
+            "is in the future",
+        ));
+    }
+    let language_ok = body
+        .language
+        .as_ref()
+        .is_none_or(|l| crate::engagement::preferences::valid_language(l));
+    if !language_ok {
+        return Err(ApiError::invalid_field(
+            field("language"),
+            "not a BCP 47 tag",
+        ));
+    }
+    if body
+        .user_agent
+        .as_ref()
+        .is_some_and(|u| u.chars().count() > 512)
+    {
+        return Err(ApiError::invalid_field(
+            field("user_agent"),
+            "at most 512 characters",
+        ));
+    }
+    if body
+        .ip
+        .as_ref()
+        .is_some_and(|ip| ip.parse::<std::net::IpAddr>().is_err())
+    {
+        return Err(ApiError::invalid_field(field("ip"), "not an IP address"));
+    }
+    Ok(Change {
+        anchor: Anchor::Profile(String::new()),
+        purpose: body.purpose,
+        channel: body.channel,
+        state: match body.state {
+            Decision::Granted => ConsentState::Granted,
+            Decision::Denied => ConsentState::Denied,
+        },
+        decided_at,
+        evidence: Evidence {
+            method: body.method,
+            source_channel_id: source_channel(caller, body.source_channel_id)?,
+            source_key_id: Some(caller.key_id),
+            notice: body.notice.map(|n| (n.id, n.version)),
+            language: body.language,
+            user_agent: body.user_agent,
+            ip: body.ip,
+            detail: Map::new(),
+        },
+    })
 }
 
 async fn apply(

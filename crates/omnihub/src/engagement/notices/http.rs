@@ -103,6 +103,40 @@ impl From<NoticeError> for ApiError {
     }
 }
 
+fn checked_text(i: usize, text: NoticeTextBody) -> Result<NoticeText, ApiError> {
+    let field = |name: &str| format!("texts[{i}].{name}");
+    if !valid_language(&text.language) {
+        return Err(ApiError::invalid_field(
+            field("language"),
+            "not a BCP 47 tag",
+        ));
+    }
+    if text.title.trim().is_empty() || text.title.chars().count() > 200 {
+        return Err(ApiError::invalid_field(
+            field("title"),
+            "1 to 200 characters",
+        ));
+    }
+    if text.body.trim().is_empty() || text.body.chars().count() > MAX_BODY_CHARS {
+        return Err(ApiError::invalid_field(
+            field("body"),
+            "1 to 20000 characters",
+        ));
+    }
+    if text.url.as_ref().is_some_and(|u| u.chars().count() > 2000) {
+        return Err(ApiError::invalid_field(
+            field("url"),
+            "at most 2000 characters",
+        ));
+    }
+    Ok(NoticeText {
+        language: text.language,
+        title: text.title,
+        body: text.body,
+        url: text.url,
+    })
+}
+
 fn checked(body: CreateNotice) -> Result<Notice, ApiError> {
     let id_ok = !body.id.is_empty()
         && body.id.chars().count() <= MAX_ID_CHARS
@@ -124,43 +158,14 @@ fn checked(body: CreateNotice) -> Result<Notice, ApiError> {
     }
     let mut texts: Vec<NoticeText> = Vec::new();
     for (i, text) in body.texts.into_iter().enumerate() {
-        if !valid_language(&text.language) {
-            return Err(ApiError::invalid_field(
-                format!("texts[{i}].language"),
-                "not a BCP 47 tag",
-            ));
-        }
+        let text = checked_text(i, text)?;
         if texts.iter().any(|t| t.language == text.language) {
             return Err(ApiError::invalid_field(
                 format!("texts[{i}].language"),
                 "listed twice",
             ));
         }
-        let title_ok = !text.title.trim().is_empty() && text.title.chars().count() <= 200;
-        if !title_ok {
-            return Err(ApiError::invalid_field(
-                format!("texts[{i}].title"),
-                "1 to 200 characters",
-            ));
-        }
-        if text.body.trim().is_empty() || text.body.chars().count() > MAX_BODY_CHARS {
-            return Err(ApiError::invalid_field(
-                format!("texts[{i}].body"),
-                "1 to 20000 characters",
-            ));
-        }
-        if text.url.as_ref().is_some_and(|u| u.chars().count() > 2000) {
-            return Err(ApiError::invalid_field(
-                format!("texts[{i}].url"),
-                "at most 2000 characters",
-            ));
-        }
-        texts.push(NoticeText {
-            language: text.language,
-            title: text.title,
-            body: text.body,
-            url: text.url,
-        });
+        texts.push(text);
     }
     let mut purposes = body.purposes;
     purposes.sort();

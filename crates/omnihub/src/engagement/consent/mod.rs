@@ -398,6 +398,9 @@ pub async fn state_rows(
 /// (every merged profile id, every member identifier): the records with
 /// their evidence, the current state, and the preference documents. For the
 /// access export of the privacy pipeline.
+///
+/// The person's identifiers are read from the identity graph: run it (and
+/// [`erase_person`]) before identity's own erasure removes them.
 pub async fn export_person(
     conn: &mut sqlx::AnyConnection,
     person: &ProfileKeys,
@@ -432,6 +435,10 @@ pub async fn export_person(
 /// of the person `keys` describes; returns the rows deleted. Emits
 /// `consent.erased` (profile ids only), which drops the person from every
 /// node's `may_contact` memory.
+///
+/// Records anchored on an identifier are found through the identity graph:
+/// run this step before identity's own erasure deletes the identifiers.
+/// Idempotent: a second run deletes nothing and answers 0.
 pub async fn erase_person(tx: &mut Tx, person: &ProfileKeys) -> Result<u64, StoreError> {
     let person = person_of_keys(tx.conn(), person).await?;
     let anchors = person.anchors();

@@ -16,6 +16,7 @@
 //! * A load that raced with an invalidation answers but is not kept.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -24,6 +25,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use super::{CELLS, ConsentState, ContactChannel, Purpose, Record, cell};
 use crate::platform::events::tail::{Tail, TailRead};
@@ -62,53 +64,64 @@ pub enum Reason {
 }
 
 /// The answer of `may_contact`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
     pub allowed: bool,
     pub reason: Reason,
     /// The ledger record the answer rests on.
-    pub evidence_id: Option<Arc<str>>,
+    pub evidence_id: Option<Uuid>,
 }
 
-#[derive(Clone, Debug)]
+/// A decision as the view holds it: plain values, no pointer to follow.
+#[derive(Clone, Copy, Debug)]
 struct Entry {
     decided_at: i64,
     priority: i64,
-    record_id: Arc<str>,
+    record_id: Uuid,
     state: ConsentState,
 }
 
 /// One person's decisions over time, per purpose × channel, and their
-/// suppression flag.
-#[derive(Clone, Debug, Default)]
+/// suppression flag. One allocation per person: the entries of every cell
+/// in one slice, cell by cell (a check touches the map's slot and this
+/// slice, and little else).
+#[derive(Clone, Debug)]
 pub struct PersonConsent {
-    /// Per cell, every decision in the order they rank (oldest first).
-    cells: Vec<Vec<Entry>>,
+    /// The entries of cell `c` are `entries[starts[c]..starts[c + 1]]`,
+    /// in the order they rank (oldest first).
+    starts: [u32; CELLS + 1],
+    entries: Box<[Entry]>,
     suppressed: bool,
 }
 
 impl PersonConsent {
     /// The person of `records` (any order).
     pub fn of(records: &[Record], suppressed: bool) -> PersonConsent {
-        let mut cells: Vec<Vec<Entry>> = vec![Vec::new(); CELLS];
-        for r in records {
-            cells[cell(r.purpose, r.channel)].push(Entry {
-                decided_at: r.decided_at,
-                priority: r.state.priority(),
-                record_id: Arc::from(r.id.as_str()),
-                state: r.state,
-            });
+        let mut entries: Vec<(usize, Entry)> = records
+            .iter()
+            .map(|r| {
+                let entry = Entry {
+                    decided_at: r.decided_at,
+                    priority: r.state.priority(),
+                    record_id: r.id.parse().unwrap_or_default(),
+                    state: r.state,
+                };
+                (cell(r.purpose, r.channel), entry)
+            })
+            .collect();
+        entries.sort_by_key(|(c, e)| (*c, e.decided_at, e.priority, e.record_id));
+        let mut starts = [0u32; CELLS + 1];
+        for (c, _) in &entries {
+            starts[c + 1] += 1;
         }
-        for entries in &mut cells {
-            entries.sort_by(|a, b| {
-                (a.decided_at, a.priority, &a.record_id).cmp(&(
-                    b.decided_at,
-                    b.priority,
-                    &b.record_id,
-                ))
-            });
+        for c in 0..CELLS {
+            starts[c + 1] += starts[c];
         }
-        PersonConsent { cells, suppressed }
+        PersonConsent {
+            starts,
+            entries: entries.into_iter().map(|(_, e)| e).collect(),
+            suppressed,
+        }
     }
 
     /// May this person be contacted for `asked` on `channel` at `at` (unix
@@ -132,7 +145,8 @@ impl PersonConsent {
             }
             Asked::Consent(purpose) => purpose,
         };
-        let entries = &self.cells[cell(purpose, channel)];
+        let c = cell(purpose, channel);
+        let entries = &self.entries[self.starts[c] as usize..self.starts[c + 1] as usize];
         let in_force = entries.partition_point(|e| e.decided_at <= at);
         let Some(entry) = in_force.checked_sub(1).map(|i| &entries[i]) else {
             return Decision {
@@ -149,14 +163,38 @@ impl PersonConsent {
         Decision {
             allowed,
             reason,
-            evidence_id: Some(entry.record_id.clone()),
+            evidence_id: Some(entry.record_id),
         }
     }
 }
 
+/// Profile ids are UUIDs (v7: the low bits are random), so the map hashes
+/// them with a multiply, not SipHash over 36 characters.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u128(&mut self, value: u128) {
+        let folded = (value as u64) ^ ((value >> 64) as u64);
+        self.0 = folded.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type Persons = HashMap<u128, PersonConsent, BuildHasherDefault<IdHasher>>;
+
 pub struct ConsentView {
     store: Option<Store>,
-    persons: RwLock<HashMap<String, Arc<PersonConsent>>>,
+    persons: RwLock<Persons>,
     /// Bumped by every invalidation: a load that saw it move is not kept.
     generation: AtomicU64,
     applied: watch::Sender<i64>,
@@ -230,12 +268,17 @@ impl ConsentView {
         }
     }
 
+    /// Holds `person` under profile `customer_id` (a UUID; anything else is
+    /// not held).
     pub fn remember(&self, customer_id: &str, person: PersonConsent) {
+        let Ok(id) = customer_id.parse::<Uuid>() else {
+            return;
+        };
         let mut persons = write(&self.persons);
         if persons.len() >= MAX_CACHED_PERSONS {
             persons.clear();
         }
-        persons.insert(customer_id.to_string(), Arc::new(person));
+        persons.insert(id.as_u128(), person);
     }
 
     /// The answer from memory alone, for a surviving profile id; `None`
@@ -247,8 +290,9 @@ impl ConsentView {
         channel: ContactChannel,
         at: i64,
     ) -> Option<Decision> {
+        let id = customer_id.parse::<Uuid>().ok()?;
         read(&self.persons)
-            .get(customer_id)
+            .get(&id.as_u128())
             .map(|person| person.decide(asked, channel, at))
     }
 
@@ -299,8 +343,8 @@ impl ConsentView {
     fn forget(&self, ids: &[String]) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         let mut persons = write(&self.persons);
-        for id in ids {
-            persons.remove(id);
+        for id in ids.iter().filter_map(|id| id.parse::<Uuid>().ok()) {
+            persons.remove(&id.as_u128());
         }
     }
 

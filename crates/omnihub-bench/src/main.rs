@@ -14,11 +14,13 @@
 //!   traits against the fold of every call) and the trait upsert's cost.
 //! * `stream-catch-up`: a live stream whose filter matches nothing, opened at
 //!   the start of a large feed.
+//! * `may-contact`: consent checks per second from a node's memory, one thread.
 
 mod bare;
 mod cart_sync;
 mod catch_up;
 mod live;
+mod may_contact;
 mod privacy;
 mod profile;
 mod sse;
@@ -61,6 +63,9 @@ enum Command {
     /// Measure an access export and an erasure of a person with a long
     /// history, and what the erasure costs a concurrent writer (SQLite).
     Privacy(privacy::Options),
+    /// Measure `may_contact` checks per second from a node's consent view,
+    /// on one thread.
+    MayContact(may_contact::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -77,6 +82,7 @@ fn main() -> anyhow::Result<()> {
             Command::ProfileRead(options) => profile::run(options).await,
             Command::StreamCatchUp(options) => catch_up::run(options).await,
             Command::Privacy(options) => privacy::run(options).await,
+            Command::MayContact(options) => may_contact::run(options).await,
         }
     })
 }

@@ -11,7 +11,9 @@
 //! - [`commerce`]: catalog, locations, inventory, carts and orders. It calls
 //!   the customers context's public API, never its storage.
 //! - [`engagement`]: what the hub may do with a person and what they may
-//!   ask of it (privacy requests; consent, messaging and flows next).
+//!   ask of it: consent, notices and contact preferences, and privacy
+//!   requests (access exports, erasure). It calls customers and commerce
+//!   through their public API.
 //! - [`app`]: the composition root (application state, the router, the
 //!   composite views such as the customer 360° view, the server and the CLI).
 //!

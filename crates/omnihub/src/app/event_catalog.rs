@@ -32,6 +32,9 @@ pub fn catalog() -> Vec<EventTypeInfo> {
     all.extend(carts::events::CartEvent::catalog());
     all.extend(orders::events::OrderEvent::catalog());
     all.extend(crate::engagement::privacy::events::PrivacyEvent::catalog());
+    all.extend(crate::engagement::consent::events::ConsentEvent::catalog());
+    all.extend(crate::engagement::notices::events::NoticeEvent::catalog());
+    all.extend(crate::engagement::preferences::events::PreferencesEvent::catalog());
     all.sort_by_key(|info| info.event_type);
     all
 }

@@ -9,7 +9,12 @@
 
 use crate::commerce::{carts, orders};
 use crate::customers::{groups, identity, tracking};
-use crate::platform::privacy::{Participants, Retention};
+use futures::future::BoxFuture;
+use sqlx::AnyConnection;
+
+use crate::engagement::consent;
+use crate::platform::privacy::{Chunk, Page, Participants, Retention, Section, Step, Subject};
+use crate::platform::storage::{StoreError, Tx};
 use crate::platform::{events, idempotency};
 
 pub fn participants(settings: &crate::platform::config::PrivacySettings) -> Participants {
@@ -19,7 +24,11 @@ pub fn participants(settings: &crate::platform::config::PrivacySettings) -> Part
     sections.push(groups::privacy::SECTION);
     sections.push(carts::privacy::SECTION);
     sections.push(orders::privacy::SECTION);
+    sections.push(CONSENT_SECTION);
     let steps = vec![
+        // Consent finds identifier-anchored records through the identity
+        // graph: before identity's step deletes the identifiers.
+        CONSENT_STEP,
         carts::privacy::STEP,
         orders::privacy::STEP,
         tracking::privacy::STEPS[0],
@@ -51,6 +60,55 @@ pub fn participants(settings: &crate::platform::config::PrivacySettings) -> Part
         steps,
         retention,
     }
+}
+
+/// Consent and preferences: the ledger with its evidence, the current
+/// state and the preference documents, as one record.
+const CONSENT_SECTION: Section = Section {
+    name: "consent",
+    page: consent_page,
+};
+
+const CONSENT_STEP: Step = Step {
+    name: "consent",
+    erase: erase_consent,
+};
+
+/// The subject as consent names a person.
+fn profile_keys(subject: &Subject) -> identity::ProfileKeys {
+    identity::ProfileKeys {
+        customer_id: subject.customer_id.clone(),
+        customer_ids: subject.customer_ids.clone(),
+        anonymous_ids: subject
+            .values_of("anonymous_id")
+            .map(str::to_string)
+            .collect(),
+        identified: true,
+    }
+}
+
+fn consent_page<'c>(
+    conn: &'c mut AnyConnection,
+    subject: &'c Subject,
+    _: Option<String>,
+    _: usize,
+) -> BoxFuture<'c, Result<Page, StoreError>> {
+    Box::pin(async move {
+        let record = consent::export_person(conn, &profile_keys(subject)).await?;
+        Ok((vec![record], None))
+    })
+}
+
+fn erase_consent<'t>(
+    tx: &'t mut Tx,
+    subject: &'t Subject,
+    _: Option<String>,
+    _: usize,
+) -> BoxFuture<'t, Result<Chunk, StoreError>> {
+    Box::pin(async move {
+        let deleted = consent::erase_person(tx, &profile_keys(subject)).await?;
+        Ok(Chunk::done(deleted))
+    })
 }
 
 /// The person a CLI privacy command names: exactly one identifier.

@@ -24,7 +24,9 @@ pub fn api_router() -> OpenApiRouter<AppState> {
 /// The operational endpoints, public (no key): health, readiness and the
 /// OpenAPI document.
 pub fn public_router() -> OpenApiRouter<AppState> {
-    http::public_routes().routes(routes!(openapi::serve_document))
+    http::public_routes()
+        .merge(crate::engagement::public_routes())
+        .routes(routes!(openapi::serve_document))
 }
 
 /// The whole application.

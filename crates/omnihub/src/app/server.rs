@@ -15,6 +15,8 @@ use crate::commerce::orders::checkout::CheckoutBatcher;
 use crate::commerce::state::{CommerceParts, CommerceState};
 use crate::customers::state::{CustomersParts, CustomersState};
 use crate::customers::tracking::batcher::Batcher;
+use crate::engagement::consent::view::ConsentView;
+use crate::engagement::state::{EngagementParts, EngagementState};
 use crate::platform::channels::cache::ChannelCache;
 use crate::platform::config::Settings;
 use crate::platform::events::tail::Tail;
@@ -34,6 +36,14 @@ pub fn follow_ups() -> crate::customers::identity::FollowUps {
     }
 }
 use crate::engagement::privacy::PrivacyState;
+/// Every follow-up of tracking calls: identity's (above) and engagement's
+/// consent signals (`consent::signals`: Segment's consent object, GPC).
+pub fn tracking_hooks() -> crate::customers::tracking::hooks::Hooks {
+    crate::customers::tracking::hooks::Hooks {
+        identity: follow_ups(),
+        call: crate::engagement::consent::signals::follow_call,
+    }
+}
 use crate::platform::keys::cache::KeyCache;
 use crate::platform::metrics::Metrics;
 use crate::platform::storage::{Store, migrate};
@@ -186,7 +196,7 @@ impl Hub {
 
 /// Every context's state, wired together: the platform's parts, the
 /// tracking coalescer and identity follow-ups, the inventory view and the
-/// checkout batcher (each starts its task here).
+/// checkout batcher, the consent view (each starts its task here).
 fn application_state(
     settings: &Settings,
     store: &Store,
@@ -210,7 +220,7 @@ fn application_state(
     });
     let customers = CustomersState::new(CustomersParts {
         platform: platform.clone(),
-        tracking: Batcher::start(store.clone(), follow_ups()),
+        tracking: Batcher::start(store.clone(), tracking_hooks()),
         follow_ups: follow_ups(),
     });
     let commerce = CommerceState::new(CommerceParts {
@@ -227,11 +237,16 @@ fn application_state(
         participants: Arc::new(super::privacy::participants(&settings.privacy)),
         wake: Arc::new(tokio::sync::Notify::new()),
     };
+    let engagement = EngagementState::new(EngagementParts {
+        platform: platform.clone(),
+        consent: ConsentView::start(store.clone(), tail.clone(), shutdown.clone()),
+    });
     AppState::new(AppParts {
         platform,
         customers,
         commerce,
         privacy,
+        engagement,
     })
 }
 

@@ -8,6 +8,7 @@ use axum::extract::FromRef;
 
 use crate::commerce::CommerceState;
 use crate::customers::CustomersState;
+use crate::engagement::EngagementState;
 use crate::engagement::privacy::PrivacyState;
 use crate::platform::state::{Platform, PlatformParts};
 
@@ -19,6 +20,7 @@ pub struct AppParts {
     pub customers: CustomersState,
     pub commerce: CommerceState,
     pub privacy: PrivacyState,
+    pub engagement: EngagementState,
 }
 
 impl AppState {
@@ -63,5 +65,11 @@ impl FromRef<AppState> for CommerceState {
 impl FromRef<AppState> for PrivacyState {
     fn from_ref(state: &AppState) -> PrivacyState {
         state.privacy.clone()
+    }
+}
+
+impl FromRef<AppState> for EngagementState {
+    fn from_ref(state: &AppState) -> EngagementState {
+        state.engagement.clone()
     }
 }

@@ -33,6 +33,8 @@ const SCOPES: &[&str] = &[
     "orders:write",
     "privacy:read",
     "privacy:write",
+    "consent:read",
+    "consent:write",
 ];
 
 /// `(method, path template, required scopes)` of every operation.

@@ -106,6 +106,21 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/privacy/requests"),
     ("GET", "/v1/privacy/requests/{id}"),
     ("GET", "/v1/privacy/requests/{id}/export"),
+    ("GET", "/v1/customers/{id}/consents"),
+    ("POST", "/v1/customers/{id}/consents"),
+    ("POST", "/v1/consents"),
+    ("GET", "/v1/customers/{id}/may-contact"),
+    ("POST", "/v1/customers/{id}/unsubscribe-links"),
+    ("GET", "/v1/consent/settings"),
+    ("PUT", "/v1/consent/settings"),
+    ("POST", "/v1/notices"),
+    ("GET", "/v1/notices"),
+    ("GET", "/v1/customers/{id}/preferences"),
+    ("PUT", "/v1/customers/{id}/preferences"),
+    ("GET", "/consent/confirm"),
+    ("POST", "/consent/confirm"),
+    ("GET", "/consent/unsubscribe"),
+    ("POST", "/consent/unsubscribe"),
 ];
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];

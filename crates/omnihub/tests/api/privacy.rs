@@ -119,6 +119,15 @@ async fn kim(app: &TestApp, key: &str) -> (String, String) {
         .expect("checkout");
     let (status, order) = read(response).await;
     assert_eq!(status, 201, "{order}");
+    // A marketing opt-in for email, with the request's evidence.
+    let (status, consent) = app
+        .post_json(
+            &format!("/v1/customers/{profile}/consents"),
+            &json!({ "changes": [{ "purpose": "marketing", "channel": "email", "state": "granted",
+                "method": "checkbox", "user_agent": "Kim's browser", "ip": "203.0.113.7" }] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{consent}");
     (profile, order["id"].as_str().unwrap().to_string())
 }
 
@@ -224,6 +233,7 @@ async fn erasure_leaves_no_copy_of_the_person(backend: Backend) {
     assert!(changed("identity") >= 4, "{done}");
     assert!(changed("events") >= 6, "{done}");
     assert!(changed("stored_answers") >= 1, "{done}");
+    assert!(changed("consent") >= 1, "{done}");
     assert_eq!(done["receipt"]["request_id"], json!(id));
     let actions: Vec<&str> = done["audit"]
         .as_array()
@@ -368,8 +378,14 @@ async fn access_export_holds_everything_of_a_merged_person(backend: Backend) {
         "the guest's cart with its lines: {sections}"
     );
     assert_eq!(
+        count("consent"),
+        1,
+        "consent and preferences as one record: {sections}"
+    );
+    assert_eq!(
         export["records"].as_u64().unwrap() as usize,
         [
+            "consent",
             "profiles",
             "identifiers",
             "identity_links",

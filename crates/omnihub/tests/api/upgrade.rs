@@ -180,6 +180,8 @@ async fn every_earlier_version_migrates_with_its_data(backend: Backend) {
 /// read-only on SQLite).
 async fn write_raw(db: &TestDatabase, statement: &str) {
     use sqlx::Connection;
+    // A test that started no hub in this process has no driver installed yet.
+    sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
     if let Some(schema) = &db.schema {
         sqlx::query(&format!("SET search_path TO \"{schema}\""))

@@ -80,6 +80,8 @@ pub struct Profile {
     pub links: Vec<identity::LinkRow>,
     /// The groups (companies, households) the profile belongs to.
     pub groups: Vec<crate::customers::groups::Group>,
+    /// Contact preferences (`None`: never set).
+    pub preferences: Option<crate::engagement::preferences::Preferences>,
 }
 
 impl Profile {
@@ -222,8 +224,18 @@ pub async fn load_profile(store: &Store, id: &str) -> Result<Option<Profile>, St
         .map_err(read_error)?;
     let links = identity::links_of_customer(db, &current, PROFILE_LINKS).await?;
     let groups = crate::customers::groups::groups_of_customer(db, &current).await?;
+    let merged_ids = identity::merged_ids(db, &current).await?;
+    let preferences = {
+        let mut conn = db.acquire().await?;
+        let mut ids = vec![current.clone()];
+        ids.extend(merged_ids.iter().cloned());
+        crate::engagement::preferences::of_person(&mut conn, &ids)
+            .await?
+            .map(|(p, _)| p)
+    };
     Ok(Some(Profile {
-        merged_ids: identity::merged_ids(db, &current).await?,
+        merged_ids,
+        preferences,
         id: current,
         requested_id: id.to_string(),
         created_at: row.created_at,

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
+use super::hooks::Hooks;
 use super::{Accepted, Call, Rejection, TrackingError};
-use crate::customers::identity::FollowUps;
 use crate::platform::storage::Store;
 use crate::platform::storage::coalescer::{Coalescer, Limits};
 
@@ -43,7 +43,7 @@ type Results = Result<Vec<Result<Accepted, Rejection>>, TrackingError>;
 /// The handle requests are submitted through (one per hub).
 pub struct Batcher {
     store: Store,
-    follow_ups: FollowUps,
+    follow_ups: Hooks,
     coalescer: Coalescer<Vec<Call>, Results>,
 }
 
@@ -51,7 +51,7 @@ impl Batcher {
     /// Starts the coalescer; it ends when the handle is dropped.
     /// `follow_ups` run in the transaction of a call that changed the
     /// identity graph (see [`super::ingest`]).
-    pub fn start(store: Store, follow_ups: FollowUps) -> Batcher {
+    pub fn start(store: Store, follow_ups: Hooks) -> Batcher {
         let last_logged = Arc::new(Mutex::new(None));
         let handle = store.clone();
         let run = move |requests: Vec<Vec<Call>>| {
@@ -83,7 +83,7 @@ impl Batcher {
 /// Ingests a batch of requests as one operation; answers each request.
 async fn run(
     store: &Store,
-    follow: FollowUps,
+    follow: Hooks,
     requests: Vec<Vec<Call>>,
     last_logged: &Mutex<Option<Instant>>,
 ) -> Vec<Results> {
@@ -133,7 +133,7 @@ fn log_isolation(last_logged: &Mutex<Option<Instant>>, error: &TrackingError) {
 
 /// One request on its own; when it still fails and holds several calls,
 /// each call on its own, so a bad call costs only itself.
-async fn run_alone(store: &Store, follow: FollowUps, calls: Vec<Call>) -> Results {
+async fn run_alone(store: &Store, follow: Hooks, calls: Vec<Call>) -> Results {
     if calls.len() <= 1 {
         return super::ingest(store, calls, follow).await;
     }

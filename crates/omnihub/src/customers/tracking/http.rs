@@ -25,7 +25,7 @@ use super::{
 };
 use crate::customers::CustomersState;
 use crate::platform::http::auth::{Authorized, scope};
-use crate::platform::http::extract::body_rejection;
+use crate::platform::http::extract::{Client, body_rejection};
 use crate::platform::http::problem::{ApiError, ErrorCode};
 use crate::platform::time;
 
@@ -143,6 +143,7 @@ fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
 async fn single(
     state: CustomersState,
     caller: &crate::platform::keys::Principal,
+    client: &Client,
     kind: MessageType,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<TrackResponse>, ApiError> {
@@ -154,7 +155,8 @@ async fn single(
     crate::customers::tracking::vouch(&state.store, &mut message)
         .await
         .map_err(|reason| ApiError::new(ErrorCode::InvalidEvent, reason))?;
-    let sender = Sender::from_principal(caller, received_at);
+    let sender =
+        Sender::from_principal(caller, received_at).with_client(&client.headers, client.ip);
     let mut results = state
         .tracking
         .ingest(vec![Call { sender, message }])
@@ -201,9 +203,10 @@ macro_rules! single_endpoint {
         pub async fn $fn(
             State(state): State<CustomersState>,
             caller: Authorized<scope::EventsWrite>,
+            client: Client,
             body: Result<Bytes, BytesRejection>,
         ) -> Result<axum::Json<TrackResponse>, ApiError> {
-            single(state, &caller.principal, $kind, body).await
+            single(state, &caller.principal, &client, $kind, body).await
         }
     };
 }
@@ -265,6 +268,7 @@ single_endpoint!(
 pub async fn batch(
     State(state): State<CustomersState>,
     caller: Authorized<scope::EventsWrite>,
+    client: Client,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<BatchResponse>, ApiError> {
     let received_at = time::now();
@@ -274,7 +278,8 @@ pub async fn batch(
     let (shared_context, batch_sent_at) = batch_shared(&object)?;
     let parsed = parse_calls(&state.store, calls, shared_context, batch_sent_at).await;
     let (messages, positions, mut rejected) = parsed;
-    let sender = Sender::from_principal(&caller.principal, received_at);
+    let sender = Sender::from_principal(&caller.principal, received_at)
+        .with_client(&client.headers, client.ip);
     let message_ids: Vec<Option<String>> = messages.iter().map(|m| m.message_id.clone()).collect();
     let outcomes = if messages.is_empty() {
         Vec::new()

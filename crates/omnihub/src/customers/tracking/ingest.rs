@@ -21,7 +21,7 @@ use super::*;
 pub async fn ingest(
     store: &Store,
     calls: Vec<Call>,
-    follow_ups: FollowUps,
+    follow_ups: Hooks,
 ) -> Result<Vec<Result<Accepted, Rejection>>, TrackingError> {
     let count = calls.len();
     let calls = Arc::new(calls);
@@ -38,7 +38,7 @@ pub(super) async fn run(
     store: &Store,
     calls: Arc<Vec<Call>>,
     isolate: bool,
-    follow_ups: FollowUps,
+    follow_ups: Hooks,
 ) -> Result<Vec<Result<Accepted, Rejection>>, TrackingError> {
     store
         .write(move |tx| {
@@ -144,7 +144,7 @@ pub(super) struct OperationState {
     /// into the materialized traits at the end of the operation.
     traits: traits::PendingTraits,
     identities: KnownIdentities,
-    follow_ups: FollowUps,
+    follow_ups: Hooks,
 }
 
 /// One call inside a savepoint of its own: a failure rolls back this call only.
@@ -239,6 +239,10 @@ pub(super) async fn ingest_one(
     if message.kind == MessageType::Group {
         groups::record_call(tx, message, &placement.anchor_id, channel, timestamp).await?;
     }
+    if reveal {
+        // Only a call that may speak for the person records their consent.
+        consent_signals(tx, state, call, &placement, &message_id, timestamp).await?;
+    }
     let row = tracking_row(
         call,
         observation.tracking_event_id,
@@ -256,6 +260,36 @@ pub(super) async fn ingest_one(
         ignored,
         suppressed: false,
     }))
+}
+
+/// Hands the call's consent signals (Segment's consent object, the GPC
+/// header) to the registered hook, in the call's transaction.
+async fn consent_signals(
+    tx: &mut Tx,
+    state: &OperationState,
+    call: &Call,
+    placement: &identity::Placement,
+    message_id: &str,
+    timestamp: Timestamp,
+) -> Result<(), IdentityError> {
+    let (sender, message) = (&call.sender, &call.message);
+    if !hooks::CallSignals::carries_consent(&message.context, sender.gpc) {
+        return Ok(());
+    }
+    let signals = hooks::CallSignals {
+        anchor_id: &placement.anchor_id,
+        customer_id: &placement.customer_id,
+        channel_id: sender.channel_id,
+        key_id: sender.key_id,
+        message_id,
+        context: &message.context,
+        gpc: sender.gpc,
+        user_agent: string_ref(&message.context, "userAgent").or(sender.user_agent.as_deref()),
+        ip: string_ref(&message.context, "ip").or(sender.ip.as_deref()),
+        observed_at: timestamp,
+    };
+    (state.follow_ups.call)(tx, &signals).await?;
+    Ok(())
 }
 
 /// Keeps the call's row for the operation's timeline insert, its traits
@@ -350,7 +384,7 @@ async fn follow_placement(
             channel: sender.channel_id,
             channel_kind: Some(sender.channel_kind),
         };
-        (state.follow_ups.merged)(tx, rules, &placement.customer_id, context).await?;
+        (state.follow_ups.identity.merged)(tx, rules, &placement.customer_id, context).await?;
     }
     if !placement.split_into.is_empty() {
         // A device turned shared or an identifier quarantined: what each
@@ -360,7 +394,7 @@ async fn follow_placement(
             profiles: placement.split_into.clone(),
             channel_id: Some(sender.channel_id),
         };
-        (state.follow_ups.separated)(tx, rules, &separation).await?;
+        (state.follow_ups.identity.separated)(tx, rules, &separation).await?;
     }
     Ok(())
 }
@@ -425,6 +459,11 @@ fn tracking_row(
         locale: string_at(&message.context, "locale"),
         timezone: string_at(&message.context, "timezone"),
     }
+}
+
+/// A string member of a JSON object.
+fn string_ref<'m>(map: &'m Map<String, Value>, name: &str) -> Option<&'m str> {
+    map.get(name).and_then(Value::as_str)
 }
 
 /// A JSON object as text (for the timeline's JSON columns).

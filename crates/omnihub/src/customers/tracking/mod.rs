@@ -16,6 +16,7 @@
 pub mod batcher;
 pub mod events;
 mod extract;
+pub mod hooks;
 pub mod http;
 mod ingest;
 mod parse;
@@ -41,16 +42,17 @@ use serde_json::{Map, Value};
 use crate::customers::groups;
 use crate::customers::identity::rules::{IdentifierClass, IdentityRules};
 use crate::customers::identity::{
-    self, FollowUps, Identifier, IdentityError, KnownIdentities, LinkTrust, NormalizeError,
-    Observation, Observed,
+    self, Identifier, IdentityError, KnownIdentities, LinkTrust, NormalizeError, Observation,
+    Observed,
 };
 use crate::platform::channels::ChannelKind;
 use crate::platform::events::NewEvent;
-use crate::platform::ids::{ChannelId, TrackingEventId};
+use crate::platform::ids::{ChannelId, KeyId, TrackingEventId};
 use crate::platform::keys::{Principal, Scope, login_token};
 use crate::platform::storage::{Store, StoreError, Tx};
 use crate::platform::time::Timestamp;
 use events::{CustomerUpdated, TrackingCall, TrackingEvent};
+use hooks::Hooks;
 
 /// Largest accepted single call, and largest call inside a batch (Segment's limit).
 pub const MAX_EVENT_BYTES: usize = 32 * 1024;
@@ -138,6 +140,12 @@ pub struct Sender {
     pub channel_kind: ChannelKind,
     pub can_write_customers: bool,
     pub received_at: Timestamp,
+    pub key_id: Option<KeyId>,
+    /// The request carried `Sec-GPC: 1`.
+    pub gpc: bool,
+    /// The request's `User-Agent` and client address (consent evidence).
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
 }
 
 impl Sender {
@@ -147,7 +155,30 @@ impl Sender {
             channel_kind: principal.channel_kind,
             can_write_customers: principal.scopes.allows(Scope::CustomersWrite),
             received_at,
+            key_id: Some(principal.key_id),
+            gpc: false,
+            user_agent: None,
+            ip: None,
         }
+    }
+
+    /// What the request says about its client: the `Sec-GPC` signal, the
+    /// user agent and the address.
+    pub fn with_client(
+        mut self,
+        headers: &axum::http::HeaderMap,
+        ip: Option<std::net::IpAddr>,
+    ) -> Self {
+        self.gpc = headers
+            .get("sec-gpc")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() == "1");
+        self.user_agent = headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(512).collect());
+        self.ip = ip.map(|ip| ip.to_string());
+        self
     }
 
     pub fn trusted(&self, rules: &IdentityRules) -> bool {

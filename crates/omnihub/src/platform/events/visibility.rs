@@ -12,7 +12,8 @@
 //!   are shared by the channels serving a customer — customers) go to every
 //!   `events:read` key.
 //! * **Personal fields** need `customers:read`: without it, the data of
-//!   `customer.*`, `identity.*` and `tracking.*` events is withheld (`{}`; the
+//!   `customer.*`, `identity.*`, `tracking.*`, `consent.*` and
+//!   `preferences.*` events is withheld (`{}`; the
 //!   subjects stay), and addresses, e-mails, phones, traits, tracking context
 //!   and buyer aliases are removed from every other event.
 //! * **URLs** lose their credentials, query string and fragment in every event
@@ -37,7 +38,13 @@ const ADMIN_FAMILIES: [&str; 2] = ["key.", "webhook."];
 /// Event types of one channel's commerce.
 const COMMERCE_FAMILIES: [&str; 4] = ["order.", "reservation.", "transfer.", "inventory.oversold"];
 /// Event types whose data is about a person.
-const PERSONAL_FAMILIES: [&str; 3] = ["customer.", "identity.", "tracking."];
+const PERSONAL_FAMILIES: [&str; 5] = [
+    "customer.",
+    "identity.",
+    "tracking.",
+    "consent.",
+    "preferences.",
+];
 /// Payload members that hold personal data, removed at any depth.
 const PERSONAL_MEMBERS: [&str; 9] = [
     "address",

@@ -207,6 +207,8 @@ pub mod scope {
         CommerceAll,
         PrivacyRead,
         PrivacyWrite,
+        ConsentRead,
+        ConsentWrite,
     }
 }
 

@@ -166,3 +166,24 @@ where
             .map_err(|rejection| ApiError::new(ErrorCode::NotFound, rejection.body_text()))
     }
 }
+
+/// What a request says about its client, for evidence: the headers and the
+/// peer address (when the server recorded it). Never fails.
+pub struct Client {
+    pub headers: axum::http::HeaderMap,
+    pub ip: Option<std::net::IpAddr>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Client {
+            headers: parts.headers.clone(),
+            ip: parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip()),
+        })
+    }
+}

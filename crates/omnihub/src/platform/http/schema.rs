@@ -47,7 +47,8 @@ enums! {
         InventoryRead = "inventory:read", InventoryWrite = "inventory:write",
         CartsRead = "carts:read", CartsWrite = "carts:write",
         OrdersRead = "orders:read", OrdersWrite = "orders:write", CommerceAll = "commerce:all",
-        PrivacyRead = "privacy:read", PrivacyWrite = "privacy:write"];
+        PrivacyRead = "privacy:read", PrivacyWrite = "privacy:write",
+        ConsentRead = "consent:read", ConsentWrite = "consent:write"];
     MovementReasonName "Why stock moved.": [Receipt = "receipt", Sale = "sale", Adjustment = "adjustment",
         Count = "count", Damage = "damage", SafetyStock = "safety_stock", Expected = "expected",
         ReturnRestock = "return_restock"];

@@ -56,6 +56,8 @@ scopes! {
     CommerceAll => "commerce:all",
     PrivacyRead => "privacy:read",
     PrivacyWrite => "privacy:write",
+    ConsentRead => "consent:read",
+    ConsentWrite => "consent:write",
 }
 
 impl fmt::Display for Scope {

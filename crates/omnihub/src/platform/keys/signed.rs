@@ -37,6 +37,15 @@ pub fn verify(secret_hash: &str, purpose: &str, payload: &str, signature: &str) 
         .is_ok()
 }
 
+/// The active key `key_id` (its principal and stored hash), to check a
+/// token it minted; `None` when the key is unknown or revoked.
+pub async fn signer(
+    store: &Store,
+    key_id: KeyId,
+) -> Result<Option<(super::Principal, String)>, StoreError> {
+    store::principal_by_id(store.reader(), &key_id.to_string()).await
+}
+
 /// Why a token cannot be minted.
 #[derive(Debug, thiserror::Error)]
 pub enum MintError {

@@ -48,6 +48,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(8, "attribution", "0008_attribution.sql"),
     migration!(9, "materialized_traits", "0009_materialized_traits.sql"),
     migration!(10, "catalog_upkeep", "0010_catalog_upkeep.sql"),
+    migration!(11, "consent", "0011_consent.sql"),
     migration!(12, "privacy", "0012_privacy.sql"),
     migration!(13, "traceparent", "0013_traceparent.sql"),
 ];

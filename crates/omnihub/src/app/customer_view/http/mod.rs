@@ -243,6 +243,9 @@ pub struct CustomerBody {
     /// The groups (companies, households, accounts) the customer belongs
     /// to, from `group` calls; their traits are the group's, not the person's.
     pub groups: Vec<crate::customers::groups::http::GroupRefBody>,
+    /// Contact preferences (`GET /v1/customers/{id}/preferences`); absent
+    /// when never set.
+    pub preferences: Option<crate::engagement::preferences::Preferences>,
 }
 
 impl From<Profile> for CustomerBody {
@@ -295,6 +298,7 @@ impl From<Profile> for CustomerBody {
             carts: p.carts.into_iter().map(CartBody::from).collect(),
             orders: p.orders.into_iter().map(OrderBody::from).collect(),
             groups: p.groups.into_iter().map(Into::into).collect(),
+            preferences: p.preferences,
         }
     }
 }

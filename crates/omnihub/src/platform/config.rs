@@ -47,6 +47,11 @@ pub struct FileSettings {
     pub backup_every: Option<String>,
     pub backup_keep: Option<usize>,
     pub otlp_endpoint: Option<String>,
+    pub erasure_chunk_rows: Option<usize>,
+    pub privacy_notice_retention: Option<String>,
+    pub tracking_retention: Option<String>,
+    pub cart_retention: Option<String>,
+    pub webhook_log_retention: Option<String>,
 }
 
 impl FileSettings {
@@ -418,6 +423,54 @@ pub struct SettingsArgs {
     /// Without it no span is exported. See docs/operations.md.
     #[arg(long, value_name = "URL", env = "OMNIHUB_OTLP_ENDPOINT", global = true)]
     pub otlp_endpoint: Option<String>,
+    /// Rows one erasure transaction deletes or rewrites at most [default: 500].
+    ///
+    /// Other writers wait at most one chunk behind an erasure. See docs/privacy.md.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "OMNIHUB_ERASURE_CHUNK_ROWS",
+        global = true
+    )]
+    pub erasure_chunk_rows: Option<usize>,
+    /// How long a `privacy.erasure_requested` event keeps the identifiers it names: 90s, 30m, 1h,
+    /// 2d [default: 3d].
+    ///
+    /// Connected systems read whom to erase from it; then its payload is purged.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "OMNIHUB_PRIVACY_NOTICE_RETENTION",
+        global = true
+    )]
+    pub privacy_notice_retention: Option<String>,
+    /// Retention of raw tracking calls (the timeline) and the traits they set [default: none (kept
+    /// until the person is erased)].
+    ///
+    /// Deleted by the privacy runner in chunks; counted in `omnihub_retention_deleted_total`.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "OMNIHUB_TRACKING_RETENTION",
+        global = true
+    )]
+    pub tracking_retention: Option<String>,
+    /// Retention of carts no order was made from, by their last change [default: none (kept)].
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "OMNIHUB_CART_RETENTION",
+        global = true
+    )]
+    pub cart_retention: Option<String>,
+    /// Retention of settled webhook deliveries in the delivery log [default: 7d].
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "OMNIHUB_WEBHOOK_LOG_RETENTION",
+        global = true
+    )]
+    pub webhook_log_retention: Option<String>,
 }
 
 impl Settings {

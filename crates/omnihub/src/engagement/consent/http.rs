@@ -226,30 +226,9 @@ fn checked_changes(caller: &Principal, bodies: Vec<ChangeBody>) -> Result<Vec<Ch
         .collect()
 }
 
-/// One change of a request, checked (`i`: its place, for the field names).
-fn checked_change(
-    caller: &Principal,
-    i: usize,
-    body: ChangeBody,
-    now: chrono::DateTime<Utc>,
-) -> Result<Change, ApiError> {
-    let field = |name: &str| format!("changes[{i}].{name}");
-    if matches!(
-        body.method,
-        Method::DoubleOptIn | Method::OneClickUnsubscribe
-    ) {
-        return Err(ApiError::invalid_field(
-            field("method"),
-            "recorded by the hub's confirmation and unsubscribe links only",
-        ));
-    }
-    let decided_at = body.decided_at.unwrap_or(now);
-    if decided_at > now + chrono::Duration::seconds(MAX_FUTURE_SECS) {
-        return Err(ApiError::invalid_field(
-            field("decided_at"),
-            "is in the future",
-        ));
-    }
+/// The evidence fields a request gives: a BCP 47 language, a user agent of
+/// at most 512 characters, an IP address.
+fn check_evidence(body: &ChangeBody, field: &dyn Fn(&str) -> String) -> Result<(), ApiError> {
     let language_ok = body
         .language
         .as_ref()
@@ -277,6 +256,34 @@ fn checked_change(
     {
         return Err(ApiError::invalid_field(field("ip"), "not an IP address"));
     }
+    Ok(())
+}
+
+/// One change of a request, checked (`i`: its place, for the field names).
+fn checked_change(
+    caller: &Principal,
+    i: usize,
+    body: ChangeBody,
+    now: chrono::DateTime<Utc>,
+) -> Result<Change, ApiError> {
+    let field = |name: &str| format!("changes[{i}].{name}");
+    if matches!(
+        body.method,
+        Method::DoubleOptIn | Method::OneClickUnsubscribe
+    ) {
+        return Err(ApiError::invalid_field(
+            field("method"),
+            "recorded by the hub's confirmation and unsubscribe links only",
+        ));
+    }
+    let decided_at = body.decided_at.unwrap_or(now);
+    if decided_at > now + chrono::Duration::seconds(MAX_FUTURE_SECS) {
+        return Err(ApiError::invalid_field(
+            field("decided_at"),
+            "is in the future",
+        ));
+    }
+    check_evidence(&body, &field)?;
     Ok(Change {
         anchor: Anchor::Profile(String::new()),
         purpose: body.purpose,

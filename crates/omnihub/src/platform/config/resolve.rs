@@ -32,6 +32,47 @@ impl SettingsArgs {
         }))
     }
 
+    /// Privacy requests and retention (docs/privacy.md).
+    fn privacy(&self, file: &FileSettings) -> anyhow::Result<super::PrivacySettings> {
+        let duration = |name: &str, value: Option<String>| -> anyhow::Result<Option<Duration>> {
+            value
+                .map(|v| {
+                    v.parse::<crate::platform::backup::Interval>()
+                        .map(|i| i.0)
+                        .map_err(|e| anyhow::anyhow!("invalid {name}: {e}"))
+                })
+                .transpose()
+        };
+        let defaults = super::PrivacySettings::default();
+        Ok(super::PrivacySettings {
+            erasure_chunk_rows: pick(&self.erasure_chunk_rows, &file.erasure_chunk_rows)
+                .unwrap_or(defaults.erasure_chunk_rows)
+                .max(1),
+            notice_retention: duration(
+                "privacy_notice_retention",
+                pick(
+                    &self.privacy_notice_retention,
+                    &file.privacy_notice_retention,
+                ),
+            )?
+            .unwrap_or(defaults.notice_retention),
+            tracking_retention: duration(
+                "tracking_retention",
+                pick(&self.tracking_retention, &file.tracking_retention),
+            )?,
+            cart_retention: duration(
+                "cart_retention",
+                pick(&self.cart_retention, &file.cart_retention),
+            )?,
+            webhook_log_retention: duration(
+                "webhook_log_retention",
+                pick(&self.webhook_log_retention, &file.webhook_log_retention),
+            )?
+            .unwrap_or(defaults.webhook_log_retention),
+            ..defaults
+        })
+    }
+
     /// Applies the precedence: these values, then the file, then defaults.
     pub fn resolve(&self) -> anyhow::Result<Settings> {
         let file = match &self.config {
@@ -60,7 +101,7 @@ impl SettingsArgs {
             metrics_listen: self.metrics_listen(&file)?,
             limits: self.limits(&file),
             backup: self.backup(&file)?,
-            privacy: super::PrivacySettings::default(),
+            privacy: self.privacy(&file)?,
             otlp_endpoint: pick(&self.otlp_endpoint, &file.otlp_endpoint)
                 .filter(|endpoint| !endpoint.is_empty()),
         })

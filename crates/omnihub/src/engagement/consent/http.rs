@@ -87,7 +87,7 @@ pub struct RecordConsents {
 /// An identifier as a channel knows it.
 #[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct IdentifierBody {
+pub struct ConsentIdentifierBody {
     /// The identifier type (`email`, `phone`, `user_id`, `anonymous_id`, …).
     #[schema(min_length = 1, max_length = 64)]
     pub kind: String,
@@ -99,7 +99,7 @@ pub struct IdentifierBody {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordConsentsByIdentifier {
-    pub identifier: IdentifierBody,
+    pub identifier: ConsentIdentifierBody,
     #[schema(min_items = 1, max_items = 50)]
     pub changes: Vec<ChangeBody>,
 }
@@ -441,6 +441,7 @@ pub enum AskedPurpose {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MayContactParams {
+    #[param(inline)]
     pub purpose: AskedPurpose,
     pub channel: ContactChannel,
     /// The moment of the contact [default: now]: the decision in force then.

@@ -45,7 +45,7 @@ impl From<PrivacyError> for ApiError {
 /// The identifier a request names the person by.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct IdentifierBody {
+pub struct PrivacyIdentifierBody {
     /// `email`, `phone`, `user_id`, `anonymous_id`, another identifier type
     /// of the identity rules, or `customer_id` (a profile id).
     #[schema(min_length = 1, max_length = 64)]
@@ -63,7 +63,7 @@ pub struct CreatePrivacyRequest {
     /// (30 days for GDPR, 45 for CCPA).
     #[serde(default)]
     pub regulation: Option<Regulation>,
-    pub identifier: IdentifierBody,
+    pub identifier: PrivacyIdentifierBody,
     /// Days until the request is due, overriding the regulation's default.
     #[serde(default)]
     #[schema(minimum = 1, maximum = 365)]

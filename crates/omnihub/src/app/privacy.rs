@@ -161,10 +161,8 @@ pub async fn command(
         PrivacyCommand::Export { person, .. } => (RequestKind::Access, person),
         PrivacyCommand::Erase { person } => (RequestKind::Erasure, person),
     };
-    let regulation: Regulation = person
-        .regulation
-        .parse()
-        .map_err(|()| anyhow::anyhow!("--regulation must be gdpr or ccpa"))?;
+    let regulation = Regulation::parse(&person.regulation)
+        .ok_or_else(|| anyhow::anyhow!("--regulation must be gdpr or ccpa"))?;
     let (identifier_kind, identifier_value) = person.identifier();
     let participants = std::sync::Arc::new(participants(&settings.privacy));
     let actor = Actor {

@@ -4,6 +4,34 @@
 //! erasure). It stands on platform, customers and commerce; only the
 //! composition root (`app`) imports it.
 
+/// A closed set of names as an enum: the wire names (snake_case), every
+/// value in order (`ALL`), `as_str`, `parse` and the position in `ALL`.
+/// Engagement's vocabularies (purposes, channels, methods, request kinds)
+/// are all declared with it.
+macro_rules! names {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $value:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vdoc])* $variant,)* }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $value,)* }
+            }
+            pub fn parse(text: &str) -> Option<$name> {
+                match text { $($value => Some($name::$variant),)* _ => None }
+            }
+            /// Position in [`Self::ALL`].
+            pub fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+pub(crate) use names;
+
 pub mod consent;
 pub mod notices;
 pub mod preferences;

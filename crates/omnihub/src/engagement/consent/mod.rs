@@ -25,9 +25,7 @@ pub mod signals;
 mod store;
 pub mod view;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use utoipa::ToSchema;
 
 use crate::customers::identity::{self, ProfileKeys};
 use crate::platform::events::NewEvent;
@@ -36,30 +34,7 @@ use crate::platform::storage::{StoreError, Tx};
 use crate::platform::time::{self, Timestamp};
 use events::{ConsentChanged, ConsentErased, ConsentEvent};
 
-macro_rules! names {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $value:literal,)* }) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($(#[$vdoc])* $variant,)* }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $value,)* }
-            }
-            pub fn parse(text: &str) -> Option<$name> {
-                match text { $($value => Some($name::$variant),)* _ => None }
-            }
-            /// Position in [`Self::ALL`].
-            pub fn index(self) -> usize {
-                self as usize
-            }
-        }
-    };
-}
-
-names! {
+crate::engagement::names! {
     /// Why a person may be contacted or their data used.
     Purpose {
         Marketing = "marketing",
@@ -70,7 +45,7 @@ names! {
     }
 }
 
-names! {
+crate::engagement::names! {
     /// How a person is reached.
     ContactChannel {
         Email = "email",
@@ -82,7 +57,7 @@ names! {
     }
 }
 
-names! {
+crate::engagement::names! {
     /// A recorded decision. `unknown` is the absence of any record.
     ConsentState {
         Granted = "granted",
@@ -92,7 +67,7 @@ names! {
     }
 }
 
-names! {
+crate::engagement::names! {
     /// How the decision was collected.
     Method {
         Checkbox = "checkbox",

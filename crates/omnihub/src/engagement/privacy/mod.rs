@@ -17,7 +17,6 @@ pub mod http;
 pub mod runner;
 mod store;
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -28,47 +27,36 @@ use crate::platform::config::PrivacySettings;
 use crate::platform::events::NewEvent;
 use crate::platform::ids::ChannelId;
 use crate::platform::privacy::{Participants, Subject};
-use crate::platform::storage::{OpError, Store, StoreError, Tx};
+use crate::platform::storage::{Store, StoreError, Tx};
 use crate::platform::time;
 use events::{ErasureCompleted, ErasureRequested, PrivacyEvent, RequestFiled};
 
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $text),+ }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = ();
-            fn from_str(s: &str) -> Result<Self, ()> {
-                match s { $($text => Ok(Self::$variant),)+ _ => Err(()) }
-            }
-        }
-    };
-}
-
-string_enum! {
+crate::engagement::names! {
     /// What the person asks for.
-    RequestKind { Access => "access", Erasure => "erasure" }
+    RequestKind {
+        Access = "access",
+        Erasure = "erasure",
+    }
 }
 
-string_enum! {
+crate::engagement::names! {
     /// The law the request is filed under; it sets the default due date.
-    Regulation { Gdpr => "gdpr", Ccpa => "ccpa" }
+    Regulation {
+        Gdpr = "gdpr",
+        Ccpa = "ccpa",
+    }
 }
 
-string_enum! {
+crate::engagement::names! {
     /// Where a request stands. An access request is `ready` until its export
     /// has been downloaded whole, then `completed`; an erasure is `running`
     /// until its last step, then `completed`.
-    RequestStatus { Ready => "ready", Running => "running", Completed => "completed", Failed => "failed" }
+    RequestStatus {
+        Ready = "ready",
+        Running = "running",
+        Completed = "completed",
+        Failed = "failed",
+    }
 }
 
 /// Each step's count of rows deleted or rewritten, and whether it is done.
@@ -158,11 +146,7 @@ pub enum PrivacyError {
     Store(#[from] StoreError),
 }
 
-impl OpError for PrivacyError {
-    fn is_lock_conflict(&self) -> bool {
-        matches!(self, PrivacyError::Store(e) if e.is_transient_conflict())
-    }
-}
+crate::platform::storage::impl_op_error!(PrivacyError);
 
 impl From<SubjectError> for PrivacyError {
     fn from(e: SubjectError) -> Self {

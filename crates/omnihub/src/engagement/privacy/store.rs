@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
-use super::{PrivacyRequest, Progress};
+use super::{PrivacyRequest, Progress, Regulation, RequestKind, RequestStatus};
 use crate::platform::storage::StoreError;
 
 const COLUMNS: &str = "id, kind, regulation, status, subject_kind, subject_value, subject_hash, \
@@ -23,9 +23,9 @@ fn from_row(row: &AnyRow) -> Result<PrivacyRequest, StoreError> {
     let receipt: Option<String> = row.try_get("receipt")?;
     Ok(PrivacyRequest {
         id: row.try_get("id")?,
-        kind: kind.parse().map_err(|_| corrupt("kind"))?,
-        regulation: regulation.parse().map_err(|_| corrupt("regulation"))?,
-        status: status.parse().map_err(|_| corrupt("status"))?,
+        kind: RequestKind::parse(&kind).ok_or_else(|| corrupt("kind"))?,
+        regulation: Regulation::parse(&regulation).ok_or_else(|| corrupt("regulation"))?,
+        status: RequestStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
         subject_kind: row.try_get("subject_kind")?,
         subject_value: row.try_get("subject_value")?,
         subject_hash: row.try_get("subject_hash")?,

@@ -50,6 +50,11 @@ pub fn participants(settings: &crate::platform::config::PrivacySettings) -> Part
             prune: carts::privacy::prune,
         },
         Retention {
+            kind: "erasure_notices",
+            keep: Some(settings.notice_retention),
+            prune: events::privacy::prune_erasure_notices,
+        },
+        Retention {
             kind: "webhook_deliveries",
             keep: Some(settings.webhook_log_retention),
             prune: crate::platform::webhooks::prune_log,

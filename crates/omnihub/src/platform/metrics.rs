@@ -64,7 +64,8 @@ pub struct Metrics {
     /// Tracking calls dropped because they carried an erased person's
     /// identifier (privacy suppression).
     pub tracking_suppressed: Counter,
-    /// Rows deleted by retention rules, by kind (`tracking_events`, `carts`,
+    /// Rows deleted (or, for `erasure_notices`, purged) by retention rules,
+    /// by kind (`tracking_events`, `carts`, `erasure_notices`,
     /// `webhook_deliveries`).
     pub retention_deleted: Family<Vec<(String, String)>, Counter>,
 }

@@ -188,6 +188,7 @@ fn occurrences(haystack: &[u8], needle: &str) -> usize {
 async fn erasure_leaves_no_copy_of_the_person(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| {
         s.privacy.notice_retention = Duration::ZERO;
+        s.privacy.retention_interval = Duration::from_millis(100);
     })
     .await;
     let web = shop_key(&app, "web").await;

@@ -308,7 +308,7 @@ fn new_request(
 
 /// `privacy.request_filed`, and for an erasure `privacy.erasure_requested`
 /// naming the person for connected systems (retention purges its
-/// identifiers: `runner::purge_notices`).
+/// identifiers: the `erasure_notices` retention rule).
 fn emit_filed(tx: &mut Tx, request: &PrivacyRequest, channel: ChannelId, subject: &Subject) {
     let id = &request.id;
     let filed = RequestFiled {

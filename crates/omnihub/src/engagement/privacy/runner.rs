@@ -1,7 +1,7 @@
 //! The erasure runner: a background task on every node that takes running
 //! erasures under a lease (so two nodes never run one erasure at once) and
-//! advances them chunk by chunk, and purges the identifiers from
-//! `privacy.erasure_requested` notices once their retention has passed.
+//! advances them chunk by chunk, and enforces the retention rules (among
+//! them the purge of `privacy.erasure_requested` notices' identifiers).
 //!
 //! A crash loses at most the chunk in flight (rolled back); after the lease
 //! expires, any node resumes at the step and cursor the last chunk recorded.
@@ -12,7 +12,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{Advance, PrivacyState, store};
-use crate::platform::privacy::ERASURE_REQUESTED;
 use crate::platform::time;
 
 /// How long a node holds an erasure between chunks before another may take it.
@@ -87,31 +86,6 @@ pub async fn run_once(
             tokio::task::yield_now().await;
         }
     }
-    purge_notices(state).await
-}
-
-/// Removes the identifiers from erasure notices older than the retention.
-pub async fn purge_notices(state: &PrivacyState) -> Result<(), super::PrivacyError> {
-    let retention = state.settings.privacy.notice_retention;
-    let before = time::to_micros(time::now()) - retention.as_micros() as i64;
-    let purged = state
-        .store
-        .write(move |tx| {
-            Box::pin(async move {
-                crate::platform::events::purge_payloads(
-                    tx.conn(),
-                    ERASURE_REQUESTED,
-                    before,
-                    &["request_id"],
-                )
-                .await
-            })
-        })
-        .await?;
-    if purged > 0 {
-        // As after an erasure: the WAL must not keep the purged payloads.
-        state.store.truncate_wal().await?;
-    }
     Ok(())
 }
 
@@ -122,6 +96,7 @@ pub async fn enforce_retention(
     shutdown: &CancellationToken,
 ) -> Result<(), super::PrivacyError> {
     let chunk_rows = state.settings.privacy.erasure_chunk_rows.max(1);
+    let mut deleted_any = false;
     for rule in &state.participants.retention {
         let Some(keep) = rule.keep else { continue };
         let before = time::to_micros(time::now()) - keep.as_micros() as i64;
@@ -135,6 +110,7 @@ pub async fn enforce_retention(
                 .write(move |tx| Box::pin(async move { prune(tx, before, chunk_rows).await }))
                 .await?;
             if deleted > 0 {
+                deleted_any = true;
                 state
                     .metrics
                     .retention_deleted
@@ -145,6 +121,10 @@ pub async fn enforce_retention(
                 break;
             }
         }
+    }
+    if deleted_any {
+        // As after an erasure: the WAL must not keep what retention removed.
+        state.store.truncate_wal().await?;
     }
     Ok(())
 }

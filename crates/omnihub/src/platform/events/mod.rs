@@ -13,8 +13,6 @@ mod store;
 // The feed as the platform's consumers read it (webhook delivery, the
 // catch-up of the live stream, benchmarks).
 pub use store::{by_positions, head, list_after, list_range, notify_channel};
-// Retention of notices with personal data (privacy requests' `privacy.erasure_requested`).
-pub use store::purge_payloads;
 pub mod stream;
 pub mod tail;
 pub mod types;

@@ -55,3 +55,22 @@ fn erase<'t>(
         })
     })
 }
+
+/// Retention of erasure notices: the identifiers of `privacy.erasure_requested`
+/// events older than `before` (µs) are purged, `request_id` kept.
+pub fn prune_erasure_notices<'t>(
+    tx: &'t mut Tx,
+    before: i64,
+    limit: usize,
+) -> BoxFuture<'t, Result<u64, StoreError>> {
+    Box::pin(async move {
+        store::purge_payloads(
+            tx.conn(),
+            ERASURE_REQUESTED,
+            before,
+            &["request_id"],
+            limit as i64,
+        )
+        .await
+    })
+}

@@ -47,20 +47,23 @@ pub async fn rewrite(
 }
 
 /// Purges the payloads of `event_type` events that occurred before `before`
-/// (µs): each keeps only its `keep` members and `"purged": true`. For
-/// notices whose data must not outlive their retention. Returns how many.
+/// (µs), at most `limit` of them: each keeps only its `keep` members and
+/// `"purged": true`. For notices whose data must not outlive their
+/// retention. Returns how many.
 pub async fn purge_payloads(
     conn: &mut sqlx::AnyConnection,
     event_type: &str,
     before: i64,
     keep: &[&str],
+    limit: i64,
 ) -> Result<u64, StoreError> {
     let rows = sqlx::query(
         "SELECT position, payload FROM events WHERE type = $1 AND occurred_at < $2
-           AND payload NOT LIKE '%\"purged\":true%' ORDER BY position",
+           AND payload NOT LIKE '%\"purged\":true%' ORDER BY position LIMIT $3",
     )
     .bind(event_type)
     .bind(before)
+    .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
     let mut purged = 0;

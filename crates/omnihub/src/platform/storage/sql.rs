@@ -29,6 +29,18 @@ pub fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// Binds `values` in order: the values of an `IN (…)` list written with
+/// [`placeholders`].
+pub fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    values: &'q [String],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for value in values {
+        query = query.bind(value.as_str());
+    }
+    query
+}
+
 /// Appends `($1, …, $columns), (…)` for `rows` rows of `columns` parameters.
 pub fn push_rows(sql: &mut String, rows: usize, columns: usize) {
     for row in 0..rows {

@@ -2,6 +2,7 @@
 //! or first made for, one of their profile ids or anonymous ids.
 
 use super::*;
+use crate::platform::storage::sql::bind_all;
 
 const OWNED: &str = "(owner_id IN ({list}) OR origin_id IN ({list}))";
 
@@ -26,10 +27,7 @@ pub async fn cart_records(
         n + 1,
         n + 2
     );
-    let mut query = sqlx::query(&sql);
-    for key in keys {
-        query = query.bind(key.as_str());
-    }
+    let query = bind_all(sqlx::query(&sql), keys);
     Ok(query.bind(after_id).bind(limit).fetch_all(conn).await?)
 }
 
@@ -45,10 +43,7 @@ pub async fn line_records(
         "SELECT * FROM cart_lines WHERE cart_id IN ({}) ORDER BY cart_id, added_at, id",
         placeholders(1, cart_ids.len())
     );
-    let mut query = sqlx::query(&sql);
-    for id in cart_ids {
-        query = query.bind(id.as_str());
-    }
+    let query = bind_all(sqlx::query(&sql), cart_ids);
     Ok(query.fetch_all(conn).await?)
 }
 
@@ -67,10 +62,7 @@ pub async fn delete_carts(
         owned(keys),
         keys.len() + 1
     );
-    let mut query = sqlx::query(&sql);
-    for key in keys {
-        query = query.bind(key.as_str());
-    }
+    let query = bind_all(sqlx::query(&sql), keys);
     let ids: Vec<String> = query
         .bind(limit)
         .fetch_all(&mut *conn)
@@ -87,10 +79,7 @@ pub async fn delete_carts(
         format!("DELETE FROM cart_lines WHERE cart_id IN ({list})"),
         format!("DELETE FROM carts WHERE id IN ({list})"),
     ] {
-        let mut query = sqlx::query(&table_sql);
-        for id in &ids {
-            query = query.bind(id.as_str());
-        }
+        let query = bind_all(sqlx::query(&table_sql), &ids);
         deleted += query.execute(&mut *conn).await?.rows_affected();
     }
     Ok(deleted)
@@ -120,10 +109,7 @@ pub async fn delete_carts_before(
         format!("DELETE FROM cart_lines WHERE cart_id IN ({list})"),
         format!("DELETE FROM carts WHERE id IN ({list})"),
     ] {
-        let mut query = sqlx::query(&sql);
-        for id in &ids {
-            query = query.bind(id.as_str());
-        }
+        let query = bind_all(sqlx::query(&sql), &ids);
         query.execute(&mut *conn).await?;
     }
     Ok(ids.len() as u64)

@@ -3,6 +3,7 @@
 //! Erasure keeps them (sales records the law requires) without the person.
 
 use super::*;
+use crate::platform::storage::sql::bind_all;
 
 fn owned(keys: &[String]) -> String {
     let list = placeholders(1, keys.len());
@@ -26,10 +27,7 @@ pub async fn order_records(
         n + 1,
         n + 2
     );
-    let mut query = sqlx::query(&sql);
-    for key in keys {
-        query = query.bind(key.as_str());
-    }
+    let query = bind_all(sqlx::query(&sql), keys);
     Ok(query.bind(after_id).bind(limit).fetch_all(conn).await?)
 }
 
@@ -45,10 +43,7 @@ pub async fn order_line_records(
         "SELECT * FROM order_lines WHERE order_id IN ({}) ORDER BY order_id, line_no",
         placeholders(1, order_ids.len())
     );
-    let mut query = sqlx::query(&sql);
-    for id in order_ids {
-        query = query.bind(id.as_str());
-    }
+    let query = bind_all(sqlx::query(&sql), order_ids);
     Ok(query.fetch_all(conn).await?)
 }
 
@@ -66,10 +61,7 @@ pub async fn owned_orders(
         owned(keys),
         keys.len() + 1
     );
-    let mut query = sqlx::query(&sql);
-    for key in keys {
-        query = query.bind(key.as_str());
-    }
+    let query = bind_all(sqlx::query(&sql), keys);
     let rows = query.bind(limit).fetch_all(conn).await?;
     rows.iter()
         .map(|r| Ok((r.try_get("id")?, r.try_get("address")?)))

@@ -1,6 +1,7 @@
 //! SQL of privacy requests over group memberships.
 
 use super::*;
+use crate::platform::storage::sql::bind_all;
 
 /// The memberships of these identifiers with their group's traits, whole rows.
 pub async fn membership_records(
@@ -16,10 +17,7 @@ pub async fn membership_records(
          WHERE m.identifier_id IN ({}) ORDER BY m.group_id, m.identifier_id",
         crate::platform::storage::sql::placeholders(1, identifier_ids.len())
     );
-    let mut query = sqlx::query(&sql);
-    for id in identifier_ids {
-        query = query.bind(id.as_str());
-    }
+    let query = bind_all(sqlx::query(&sql), identifier_ids);
     Ok(query.fetch_all(conn).await?)
 }
 
@@ -36,9 +34,6 @@ pub async fn delete_memberships(
         "DELETE FROM customer_group_members WHERE identifier_id IN ({})",
         crate::platform::storage::sql::placeholders(1, identifier_ids.len())
     );
-    let mut query = sqlx::query(&sql);
-    for id in identifier_ids {
-        query = query.bind(id.as_str());
-    }
+    let query = bind_all(sqlx::query(&sql), identifier_ids);
     Ok(query.execute(conn).await?.rows_affected())
 }

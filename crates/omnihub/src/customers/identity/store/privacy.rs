@@ -3,6 +3,7 @@
 //! identifiers (suppression).
 
 use super::*;
+use crate::platform::storage::sql::bind_all;
 
 /// Profiles (`customers` rows) with these ids, whole.
 pub async fn customer_records(
@@ -40,10 +41,7 @@ pub async fn link_records(
     let sql = format!(
         "SELECT * FROM identity_links WHERE from_id IN ({list}) OR to_id IN ({list}) ORDER BY created_at, id"
     );
-    let mut query = sqlx::query(&sql);
-    for id in identifier_ids {
-        query = query.bind(id.as_str());
-    }
+    let query = bind_all(sqlx::query(&sql), identifier_ids);
     Ok(query.fetch_all(conn).await?)
 }
 
@@ -56,10 +54,7 @@ pub async fn merge_records(
     let sql = format!(
         "SELECT * FROM customer_merges WHERE survivor_id IN ({list}) OR merged_id IN ({list}) ORDER BY created_at, id"
     );
-    let mut query = sqlx::query(&sql);
-    for id in customer_ids {
-        query = query.bind(id.as_str());
-    }
+    let query = bind_all(sqlx::query(&sql), customer_ids);
     Ok(query.fetch_all(conn).await?)
 }
 
@@ -72,10 +67,7 @@ async fn rows_where_in(
         return Ok(Vec::new());
     }
     let sql = template.replace("{}", &placeholders(1, ids.len()));
-    let mut query = sqlx::query(&sql);
-    for id in ids {
-        query = query.bind(id.as_str());
-    }
+    let query = bind_all(sqlx::query(&sql), ids);
     Ok(query.fetch_all(conn).await?)
 }
 
@@ -89,10 +81,7 @@ async fn delete_where_in(
     }
     let list = placeholders(1, ids.len());
     let sql = template.replace("{}", &list);
-    let mut query = sqlx::query(&sql);
-    for id in ids {
-        query = query.bind(id.as_str());
-    }
+    let query = bind_all(sqlx::query(&sql), ids);
     Ok(query.execute(conn).await?.rows_affected())
 }
 
@@ -169,10 +158,7 @@ pub async fn suppressed_among(
         "SELECT hash FROM suppressed_identifiers WHERE hash IN ({})",
         placeholders(1, hashes.len())
     );
-    let mut query = sqlx::query(&sql);
-    for hash in hashes {
-        query = query.bind(hash.as_str());
-    }
+    let query = bind_all(sqlx::query(&sql), hashes);
     let rows = query.fetch_all(conn).await?;
     rows.iter()
         .map(|r| r.try_get::<String, _>("hash").map_err(StoreError::from))

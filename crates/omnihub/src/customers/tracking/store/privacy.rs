@@ -6,6 +6,7 @@
 //! page costs an index range, whatever the table's size.
 
 use super::*;
+use crate::platform::storage::sql::bind_all;
 
 /// One anchor's calls after (`timestamp`, `id`), oldest first, whole rows;
 /// `owners`: when not empty, only calls naming one of these user ids or
@@ -23,14 +24,14 @@ pub async fn calls_after(
          WHERE anchor_id = $1 AND (timestamp > $2 OR (timestamp = $2 AND id > $3)) {owned}
          ORDER BY timestamp, id LIMIT $4"
     );
-    let mut query = sqlx::query(&sql)
-        .bind(anchor_id)
-        .bind(after.0)
-        .bind(after.1)
-        .bind(limit);
-    for owner in owners {
-        query = query.bind(owner.as_str());
-    }
+    let query = bind_all(
+        sqlx::query(&sql)
+            .bind(anchor_id)
+            .bind(after.0)
+            .bind(after.1)
+            .bind(limit),
+        owners,
+    );
     Ok(query.fetch_all(conn).await?)
 }
 
@@ -47,10 +48,7 @@ pub async fn delete_calls(
         "DELETE FROM tracking_events WHERE id IN (
             SELECT id FROM tracking_events WHERE anchor_id = $1 {owned} LIMIT $2)"
     );
-    let mut query = sqlx::query(&sql).bind(anchor_id).bind(limit);
-    for owner in owners {
-        query = query.bind(owner.as_str());
-    }
+    let query = bind_all(sqlx::query(&sql).bind(anchor_id).bind(limit), owners);
     Ok(query.execute(conn).await?.rows_affected())
 }
 
@@ -74,10 +72,7 @@ pub async fn trait_records(
         "SELECT * FROM identifier_traits WHERE identifier_id IN ({}) ORDER BY identifier_id, name",
         crate::platform::storage::sql::placeholders(1, identifier_ids.len())
     );
-    let mut query = sqlx::query(&sql);
-    for id in identifier_ids {
-        query = query.bind(id.as_str());
-    }
+    let query = bind_all(sqlx::query(&sql), identifier_ids);
     Ok(query.fetch_all(conn).await?)
 }
 
@@ -93,10 +88,7 @@ pub async fn delete_traits(
         "DELETE FROM identifier_traits WHERE identifier_id IN ({})",
         crate::platform::storage::sql::placeholders(1, identifier_ids.len())
     );
-    let mut query = sqlx::query(&sql);
-    for id in identifier_ids {
-        query = query.bind(id.as_str());
-    }
+    let query = bind_all(sqlx::query(&sql), identifier_ids);
     Ok(query.execute(conn).await?.rows_affected())
 }
 

@@ -289,6 +289,51 @@ pub fn record(row: &sqlx::any::AnyRow) -> Value {
     Value::Object(out)
 }
 
+/// The `id` column of rows.
+pub fn ids_of(rows: &[sqlx::any::AnyRow]) -> Vec<String> {
+    use sqlx::Row;
+    rows.iter()
+        .filter_map(|r| r.try_get::<String, _>("id").ok())
+        .collect()
+}
+
+/// One page of parent rows (carts, orders) as records, each with its child
+/// rows (lines) under `member`: a child names its parent in
+/// `parent_column`. A full page's cursor is its last parent's id.
+pub fn page_with_children(
+    parents: &[sqlx::any::AnyRow],
+    children: &[sqlx::any::AnyRow],
+    parent_column: &str,
+    member: &str,
+    limit: usize,
+) -> Page {
+    let mut by_parent: std::collections::HashMap<String, Vec<Value>> = Default::default();
+    for child in children.iter().map(record) {
+        let parent = child[parent_column]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        by_parent.entry(parent).or_default().push(child);
+    }
+    let records: Vec<Value> = parents
+        .iter()
+        .map(|row| {
+            let mut parent = record(row);
+            let id = parent["id"].as_str().unwrap_or_default().to_string();
+            parent[member] = Value::Array(by_parent.remove(&id).unwrap_or_default());
+            parent
+        })
+        .collect();
+    let next = match records.len() == limit {
+        true => records
+            .last()
+            .and_then(|r| r["id"].as_str())
+            .map(str::to_string),
+        false => None,
+    };
+    (records, next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

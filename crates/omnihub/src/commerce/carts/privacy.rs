@@ -4,7 +4,6 @@
 //! abandoned cart's.
 
 use futures::future::BoxFuture;
-use serde_json::Value;
 use sqlx::AnyConnection;
 
 use super::store;
@@ -38,23 +37,10 @@ fn carts_page<'c>(
         let keys = owner_keys(subject);
         let after = cursor.unwrap_or_default();
         let carts = store::cart_records(&mut *conn, &keys, &after, limit as i64).await?;
-        let ids: Vec<String> = carts
-            .iter()
-            .filter_map(|r| sqlx::Row::try_get::<String, _>(r, "id").ok())
-            .collect();
-        let lines = store::line_records(&mut *conn, &ids).await?;
-        let mut records: Vec<Value> = carts.iter().map(privacy::record).collect();
-        for record in &mut records {
-            let id = record["id"].clone();
-            let own: Vec<Value> = lines
-                .iter()
-                .map(privacy::record)
-                .filter(|l| l["cart_id"] == id)
-                .collect();
-            record["lines"] = Value::Array(own);
-        }
-        let next = (ids.len() == limit).then(|| ids.last().cloned()).flatten();
-        Ok((records, next))
+        let lines = store::line_records(&mut *conn, &privacy::ids_of(&carts)).await?;
+        Ok(privacy::page_with_children(
+            &carts, &lines, "cart_id", "lines", limit,
+        ))
     })
 }
 

@@ -4,7 +4,6 @@
 //! reduced to its country. Lines, totals and tenders stay.
 
 use futures::future::BoxFuture;
-use serde_json::Value;
 use sqlx::AnyConnection;
 
 use super::store;
@@ -35,23 +34,10 @@ fn orders_page<'c>(
     Box::pin(async move {
         let after = cursor.unwrap_or_default();
         let orders = store::order_records(&mut *conn, &keys(subject), &after, limit as i64).await?;
-        let ids: Vec<String> = orders
-            .iter()
-            .filter_map(|r| sqlx::Row::try_get::<String, _>(r, "id").ok())
-            .collect();
-        let lines = store::order_line_records(&mut *conn, &ids).await?;
-        let mut records: Vec<Value> = orders.iter().map(privacy::record).collect();
-        for record in &mut records {
-            let id = record["id"].clone();
-            let own: Vec<Value> = lines
-                .iter()
-                .map(privacy::record)
-                .filter(|l| l["order_id"] == id)
-                .collect();
-            record["lines"] = Value::Array(own);
-        }
-        let next = (ids.len() == limit).then(|| ids.last().cloned()).flatten();
-        Ok((records, next))
+        let lines = store::order_line_records(&mut *conn, &privacy::ids_of(&orders)).await?;
+        Ok(privacy::page_with_children(
+            &orders, &lines, "order_id", "lines", limit,
+        ))
     })
 }
 

@@ -143,11 +143,14 @@ pub fn redact(value: &mut Value, tokens: &[String]) -> bool {
 /// mention them (checked on the raw text first, so unrelated rows cost a
 /// substring search, not a parse). Text that is not JSON is replaced whole.
 pub fn redact_text(text: &str, tokens: &[String]) -> Option<String> {
+    // Short tokens count only as a whole JSON string (`"t"`), checked in
+    // place: this runs on every event of the outbox during an erasure.
     let mentioned = tokens.iter().any(|t| {
         if t.len() >= MIN_EMBEDDED_TOKEN {
             text.contains(t.as_str())
         } else {
-            text.contains(&format!("\"{t}\""))
+            text.match_indices(t.as_str())
+                .any(|(at, _)| text[..at].ends_with('"') && text[at + t.len()..].starts_with('"'))
         }
     });
     if !mentioned {
@@ -362,5 +365,11 @@ mod tests {
             })
         );
         assert!(!redact(&mut payload, &tokens), "redaction is idempotent");
+        // Stored text: a short token counts as a whole string only.
+        assert_eq!(redact_text(r#"{"by":"c-10"}"#, &tokens), None);
+        assert_eq!(
+            redact_text(r#"{"by":"c-1"}"#, &tokens).as_deref(),
+            Some(r#"{"by":"[erased]"}"#)
+        );
     }
 }
